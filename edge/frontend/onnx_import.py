@@ -1,0 +1,306 @@
+"""ONNX ModelProto -> IR. The only module (with its exporter twin) that touches protobuf.
+
+Import runs in this order: read the model (path or bytes, external data), override input
+shapes if asked, refuse unsupported operators all at once, run onnx's shape inference with
+data propagation, then convert to the IR and fill in the shapes onnx could not infer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import AttributeProto, GraphProto, ModelProto, numpy_helper
+
+from edge.errors import ModelImportError, UnsupportedOperatorError
+from edge.frontend.shapes import infer_missing_shapes
+from edge.ir import Dim, Graph, Node, Shape, Value
+from edge.ir.dtypes import from_onnx
+from edge.kernels.registry import supported_ops
+
+__all__ = ["load_model_proto", "import_model", "load_onnx", "unsupported_operators"]
+
+ModelSource = str | os.PathLike | bytes | ModelProto
+_FOLDED_AT_IMPORT = {"Constant"}
+
+
+def load_model_proto(source: ModelSource) -> ModelProto:
+    """Read a model from a path, serialized bytes, or pass a ModelProto through."""
+    if isinstance(source, ModelProto):
+        return source
+    if isinstance(source, bytes):
+        try:
+            return onnx.load_from_string(source)
+        except Exception as exc:  # protobuf raises DecodeError and friends
+            raise ModelImportError(f"bytes are not a valid ONNX model: {_first_line(exc)}") from None
+    path = Path(source)
+    if not path.is_file():
+        raise ModelImportError(f"model file '{path}' does not exist")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+        onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
+    except FileNotFoundError as exc:
+        raise ModelImportError(f"'{path}': external data file missing: {exc.filename}") from None
+    except Exception as exc:
+        raise ModelImportError(f"'{path}' is not a valid ONNX model: {_first_line(exc)}") from None
+    if not model.graph.node and not model.graph.output:
+        raise ModelImportError(f"'{path}' holds no ONNX graph (empty or not a model file)")
+    return model
+
+
+def unsupported_operators(model: ModelProto, backend: str = "cpu") -> dict[str, list[str]]:
+    """Every op type in ``model`` (subgraphs included) that ``backend`` lacks, with node names."""
+    known = supported_ops(backend)
+    missing: dict[str, list[str]] = {}
+
+    def scan(graph: GraphProto) -> None:
+        for index, node in enumerate(graph.node):
+            domain = "" if node.domain in ("", "ai.onnx") else node.domain
+            if node.op_type not in known.get(domain, set()) and node.op_type not in _FOLDED_AT_IMPORT:
+                label = node.op_type if not domain else f"{domain}::{node.op_type}"
+                missing.setdefault(label, []).append(node.name or f"#{index}")
+            for attr in node.attribute:
+                if attr.type == AttributeProto.GRAPH:
+                    scan(attr.g)
+                elif attr.type == AttributeProto.GRAPHS:
+                    for sub in attr.graphs:
+                        scan(sub)
+
+    scan(model.graph)
+    return missing
+
+
+def load_onnx(
+    source: ModelSource,
+    input_shapes: Mapping[str, Sequence[Dim]] | None = None,
+    backend: str = "cpu",
+) -> Graph:
+    """Read and import an ONNX model into the IR.
+
+    Args:
+        source: a path, serialized bytes, or a ModelProto.
+        input_shapes: overrides for graph input shapes (e.g. a fixed batch size).
+        backend: the backend whose operator coverage is checked before any work is done.
+
+    Raises:
+        ModelImportError: unreadable or invalid model, unknown input name in ``input_shapes``.
+        UnsupportedOperatorError: listing every unsupported op type and its nodes.
+    """
+    return import_model(load_model_proto(source), input_shapes, backend)
+
+
+def import_model(
+    model: ModelProto,
+    input_shapes: Mapping[str, Sequence[Dim]] | None = None,
+    backend: str = "cpu",
+) -> Graph:
+    """Convert a ModelProto (see :func:`load_onnx`)."""
+    missing = unsupported_operators(model, backend)
+    if missing:
+        raise UnsupportedOperatorError(missing)
+    model = _copy(model)
+    if input_shapes:
+        _override_input_shapes(model, input_shapes)
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        raise ModelImportError(f"invalid ONNX model: {_first_line(exc)}") from None
+    model = _infer_shapes(model)
+    opset = {("" if o.domain in ("", "ai.onnx") else o.domain): o.version for o in model.opset_import}
+    opset.setdefault("", 1)
+    graph = _GraphImporter(opset).convert(model.graph, scope={})
+    graph.meta["producer"] = f"{model.producer_name} {model.producer_version}".strip()
+    graph.meta["ir_version"] = model.ir_version
+    infer_missing_shapes(graph)
+    return graph
+
+
+def _copy(model: ModelProto) -> ModelProto:
+    clone = ModelProto()
+    clone.CopyFrom(model)
+    return clone
+
+
+def _override_input_shapes(model: ModelProto, shapes: Mapping[str, Sequence[Dim]]) -> None:
+    inputs = {i.name: i for i in model.graph.input}
+    initializers = {t.name for t in model.graph.initializer}
+    for name, shape in shapes.items():
+        if name not in inputs or name in initializers:
+            real = [n for n in inputs if n not in initializers]
+            raise ModelImportError(f"--shapes names input '{name}', but the model's inputs are {real}")
+        dims = inputs[name].type.tensor_type.shape.dim
+        if len(dims) and len(dims) != len(shape):
+            raise ModelImportError(
+                f"--shapes gives input '{name}' rank {len(shape)} ({_dims(shape)}), the model has rank {len(dims)}"
+            )
+        for index, (dim, new) in enumerate(zip(dims, shape)):
+            if dim.HasField("dim_value") and isinstance(new, int) and dim.dim_value != new:
+                raise ModelImportError(
+                    f"--shapes sets input '{name}' dim {index} to {new}, but the model fixes it to {dim.dim_value}"
+                )
+        del dims[:]
+        for new in shape:
+            dim = inputs[name].type.tensor_type.shape.dim.add()
+            if isinstance(new, int):
+                dim.dim_value = new
+            elif isinstance(new, str):
+                dim.dim_param = new
+
+
+def _dims(shape: Sequence[Dim]) -> str:
+    return "x".join("?" if d is None else str(d) for d in shape)
+
+
+def _infer_shapes(model: ModelProto) -> ModelProto:
+    """onnx's shape inference with data propagation; a model it rejects is kept as is."""
+    try:
+        return onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    except Exception:
+        return model
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+class _GraphImporter:
+    """Converts one GraphProto (recursively its subgraphs) with a name scope."""
+
+    def __init__(self, opset: dict[str, int]) -> None:
+        self.opset = opset
+
+    def convert(self, proto: GraphProto, scope: dict[str, Value]) -> Graph:
+        scope = dict(scope)  # inner names shadow outer ones
+        types = {vi.name: vi for vi in [*proto.value_info, *proto.input, *proto.output]}
+        for init in proto.initializer:
+            scope[init.name] = Value(init.name, const=_to_array(init))
+        for sparse in proto.sparse_initializer:
+            scope[sparse.values.name] = Value(sparse.values.name, const=_sparse_to_dense(sparse))
+        inputs = []
+        for vi in proto.input:
+            if vi.name in scope and scope[vi.name].is_const and any(t.name == vi.name for t in proto.initializer):
+                continue  # an initializer listed as input (IR < 4): a constant, as TensorRT treats it
+            value = _typed_value(vi)
+            scope[vi.name] = value
+            inputs.append(value)
+        graph = Graph(name=proto.name or "graph", inputs=inputs, opset=self.opset)
+        for index, node_proto in enumerate(proto.node):
+            name = node_proto.name or f"{node_proto.op_type}_{index}"
+            if node_proto.op_type == "Constant" and node_proto.domain in ("", "ai.onnx"):
+                scope[node_proto.output[0]] = Value(node_proto.output[0], const=_constant_value(node_proto, name))
+                continue
+            node_inputs: list[Value | None] = []
+            for input_name in node_proto.input:
+                if not input_name:
+                    node_inputs.append(None)
+                    continue
+                if input_name not in scope:
+                    raise ModelImportError(f"node '{name}' ({node_proto.op_type}) reads undefined tensor '{input_name}'")
+                node_inputs.append(scope[input_name])
+            attrs = {a.name: self._attribute(a, scope) for a in node_proto.attribute}
+            outputs = []
+            for output_name in node_proto.output:
+                if output_name:
+                    value = _typed_value(types[output_name]) if output_name in types else Value(output_name)
+                    scope[output_name] = value
+                else:
+                    value = Value(graph.unique_name(f"{name}_unused"))
+                    value.meta["omitted"] = True
+                outputs.append(value)
+            node = Node(node_proto.op_type, node_inputs, outputs, attrs, name=name, domain=node_proto.domain)
+            node.meta["origin"] = [name]
+            graph.nodes.append(node)
+        for vi in proto.output:
+            if vi.name not in scope:
+                raise ModelImportError(f"graph output '{vi.name}' is never produced")
+            value = scope[vi.name]
+            typed = _typed_value(vi)
+            if value.dtype is None:
+                value.dtype = typed.dtype
+            if value.shape is None or (typed.shape is not None and _more_specific(typed.shape, value.shape)):
+                value.shape = typed.shape if value.const is None else value.shape
+            graph.outputs.append(value)
+        return graph
+
+    def _attribute(self, attr: AttributeProto, scope: dict[str, Value]) -> Any:
+        if attr.type == AttributeProto.GRAPH:
+            return self.convert(attr.g, scope)
+        if attr.type == AttributeProto.GRAPHS:
+            return [self.convert(g, scope) for g in attr.graphs]
+        if attr.type == AttributeProto.TENSOR:
+            return _to_array(attr.t)
+        if attr.type == AttributeProto.TENSORS:
+            return [_to_array(t) for t in attr.tensors]
+        if attr.type == AttributeProto.SPARSE_TENSOR:
+            return _sparse_to_dense(attr.sparse_tensor)
+        value = onnx.helper.get_attribute_value(attr)
+        if isinstance(value, bytes):
+            return value.decode("utf-8")
+        if isinstance(value, list):
+            return [v.decode("utf-8") if isinstance(v, bytes) else v for v in value]
+        if attr.type == AttributeProto.TYPE_PROTO:
+            return int(value.tensor_type.elem_type)
+        return value
+
+
+def _to_array(tensor: onnx.TensorProto) -> np.ndarray:
+    array = numpy_helper.to_array(tensor)
+    return np.ascontiguousarray(array)
+
+
+def _sparse_to_dense(sparse: onnx.SparseTensorProto) -> np.ndarray:
+    """Densify a COO sparse tensor (linear or per-dimension indices)."""
+    values = numpy_helper.to_array(sparse.values)
+    full = np.zeros(tuple(sparse.dims), values.dtype)
+    indices = numpy_helper.to_array(sparse.indices)
+    flat = indices.reshape(-1) if indices.ndim == 1 else np.ravel_multi_index(tuple(indices.T), full.shape)
+    full.reshape(-1)[flat] = values
+    return full
+
+
+def _constant_value(node: onnx.NodeProto, name: str) -> np.ndarray:
+    """The tensor held by a Constant node, whichever attribute carries it."""
+    for attr in node.attribute:
+        if attr.name == "value":
+            return _to_array(attr.t)
+        if attr.name == "sparse_value":
+            return _sparse_to_dense(attr.sparse_tensor)
+        if attr.name == "value_float":
+            return np.array(attr.f, np.float32)
+        if attr.name == "value_floats":
+            return np.array(list(attr.floats), np.float32)
+        if attr.name == "value_int":
+            return np.array(attr.i, np.int64)
+        if attr.name == "value_ints":
+            return np.array(list(attr.ints), np.int64)
+        if attr.name == "value_string":
+            return np.array(attr.s.decode("utf-8"), dtype=object)
+        if attr.name == "value_strings":
+            return np.array([s.decode("utf-8") for s in attr.strings], dtype=object)
+    raise ModelImportError(f"Constant node '{name}' carries no value attribute")
+
+
+def _typed_value(vi: onnx.ValueInfoProto) -> Value:
+    tensor_type = vi.type.tensor_type
+    dtype = from_onnx(tensor_type.elem_type) if tensor_type.elem_type else None
+    shape: Shape | None = None
+    if tensor_type.HasField("shape"):
+        dims: list[Dim] = []
+        for dim in tensor_type.shape.dim:
+            if dim.HasField("dim_value"):
+                dims.append(int(dim.dim_value))
+            elif dim.HasField("dim_param"):
+                dims.append(dim.dim_param)
+            else:
+                dims.append(None)
+        shape = tuple(dims)
+    return Value(vi.name, dtype, shape)
+
+
+def _more_specific(a: Shape, b: Shape) -> bool:
+    return len(a) == len(b) and sum(isinstance(d, int) for d in a) > sum(isinstance(d, int) for d in b)

@@ -1,0 +1,175 @@
+"""Executes IR graphs with registered kernels: the core every CPU-side run goes through.
+
+A graph is compiled once into a flat ``Schedule`` (kernel, input slots, output slots, and
+the slots to free after each step); running it is a loop over that list. The same code
+runs subgraphs (If/Loop bodies), constant folding and shape inference fallbacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.errors import EdgeError, KernelError
+from edge.ir import Graph, Node, Value, captured_values
+from edge.kernels.registry import Kernel, OpContext, lookup
+
+__all__ = ["Step", "Schedule", "evaluate_node", "run_graph"]
+
+
+@dataclass
+class Step:
+    """One node of a compiled schedule."""
+
+    node: Node
+    kernel: Kernel
+    opset: int
+    inputs: list[int | None]
+    outputs: list[int]
+    free: list[int]
+
+
+class Schedule:
+    """A graph compiled to slot indices, ready to run many times.
+
+    Slots hold arrays: constants are preloaded, graph inputs and captured outer values are
+    bound per run, every node output gets its own slot, and a slot is cleared after its
+    last reader so memory follows liveness.
+    """
+
+    def __init__(self, graph: Graph, backend: str = "cpu") -> None:
+        self.graph = graph
+        self.backend = backend
+        self.slot: dict[int, int] = {}
+        self.constants: dict[int, np.ndarray] = {}
+        self.captured = captured_values(graph)
+        for value in [*graph.inputs, *self.captured]:
+            self._slot_of(value)
+        self.steps: list[Step] = []
+        for node in graph.nodes:
+            kernel = lookup(node.op_type, node.domain, backend, graph.opset.get(_domain(node.domain)))
+            if kernel is None:
+                raise KernelError(f"node '{node.name}': no {backend} kernel for {node.op_type}")
+            ins = [None if v is None else self._slot_of(v) for v in node.inputs]
+            outs = [self._slot_of(v) for v in node.outputs]
+            opset = graph.opset.get(_domain(node.domain), 1)
+            self.steps.append(Step(node, kernel, opset, ins, outs, []))
+        self.output_slots = [self._slot_of(v) for v in graph.outputs]
+        self._plan_frees()
+
+    def _slot_of(self, value: Value) -> int:
+        key = id(value)
+        if key not in self.slot:
+            self.slot[key] = len(self.slot)
+            if value.is_const:
+                self.constants[self.slot[key]] = value.const
+        return self.slot[key]
+
+    def _plan_frees(self) -> None:
+        keep = set(self.constants) | set(self.output_slots)
+        last_read: dict[int, int] = {}
+        for index, step in enumerate(self.steps):
+            reads = [s for s in step.inputs if s is not None]
+            for sub in step.node.subgraphs():
+                reads += [self.slot[id(v)] for v in captured_values(sub) if id(v) in self.slot]
+            for slot in reads:
+                last_read[slot] = index
+            for slot in step.outputs:
+                last_read.setdefault(slot, index)
+        for slot, index in last_read.items():
+            if slot not in keep:
+                self.steps[index].free.append(slot)
+
+    @property
+    def num_slots(self) -> int:
+        return len(self.slot)
+
+    def run(
+        self,
+        inputs: Sequence[np.ndarray | None],
+        captured: Mapping[int, np.ndarray] | None = None,
+        on_step: Callable[[Step, list[np.ndarray]], None] | None = None,
+    ) -> list[np.ndarray]:
+        """Run on arrays given in ``graph.inputs`` order; returns ``graph.outputs`` arrays.
+
+        Args:
+            inputs: one array per graph input.
+            captured: arrays for outer-scope values, keyed by ``id(value)`` (subgraphs).
+            on_step: called after each step with its outputs (profiling, debugging).
+        """
+        slots: list[np.ndarray | None] = [None] * self.num_slots
+        for slot, array in self.constants.items():
+            slots[slot] = array
+        for value, array in zip(self.graph.inputs, inputs):
+            slots[self.slot[id(value)]] = array
+        if captured:
+            for value in self.captured:
+                if id(value) in captured:
+                    slots[self.slot[id(value)]] = captured[id(value)]
+        for step in self.steps:
+            args = [None if s is None else slots[s] for s in step.inputs]
+            results = _call(step, args, self, slots)
+            for slot, result in zip(step.outputs, results):
+                slots[slot] = result
+            if on_step is not None:
+                on_step(step, results)
+            for slot in step.free:
+                slots[slot] = None
+        return [slots[s] for s in self.output_slots]  # type: ignore[misc]
+
+
+def _domain(domain: str) -> str:
+    return "" if domain in ("", "ai.onnx") else domain
+
+
+def _call(step: Step, args: list[np.ndarray | None], schedule: Schedule, slots: list) -> list[np.ndarray]:
+    """Invoke a step's kernel, normalising its result to a list and naming the node on failure."""
+
+    def run_subgraph(graph: Graph, sub_inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        outer = {id(v): slots[schedule.slot[id(v)]] for v in captured_values(graph) if id(v) in schedule.slot}
+        return _subgraph_schedule(graph, schedule.backend).run(sub_inputs, outer)
+
+    ctx = OpContext(step.node, step.opset, run_subgraph)
+    try:
+        result = step.kernel.fn(ctx, *args)
+    except EdgeError:
+        raise
+    except Exception as exc:
+        shapes = ", ".join("None" if a is None else f"{a.dtype}{list(np.shape(a))}" for a in args)
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise KernelError(f"node '{step.node.name}' ({step.node.op_type}) failed on inputs ({shapes}): {message}") from exc
+    results = list(result) if isinstance(result, (tuple, list)) else [result]
+    return [np.asarray(r) if not isinstance(r, np.ndarray) else r for r in results]
+
+
+_SUBGRAPH_CACHE: dict[int, tuple[Graph, Schedule]] = {}
+
+
+def _subgraph_schedule(graph: Graph, backend: str) -> Schedule:
+    """Subgraph schedules are compiled once per subgraph object and reused across iterations."""
+    cached = _SUBGRAPH_CACHE.get(id(graph))
+    if cached is None or cached[0] is not graph:
+        cached = (graph, Schedule(graph, backend))
+        _SUBGRAPH_CACHE[id(graph)] = cached
+    return cached[1]
+
+
+def evaluate_node(node: Node, inputs: Sequence[np.ndarray | None], opset: int, backend: str = "cpu") -> list[np.ndarray]:
+    """Run one node on concrete arrays (constant folding, shape inference)."""
+    kernel = lookup(node.op_type, node.domain, backend, opset)
+    if kernel is None:
+        raise KernelError(f"node '{node.name}': no {backend} kernel for {node.op_type}")
+    step = Step(node, kernel, opset, [], [], [])
+    empty = Schedule(Graph(), backend)
+    return _call(step, list(inputs), empty, [])
+
+
+def run_graph(graph: Graph, feeds: Mapping[str, np.ndarray], backend: str = "cpu") -> dict[str, np.ndarray]:
+    """Convenience: run a graph once on named inputs, returning named outputs."""
+    missing = [v.name for v in graph.inputs if v.name not in feeds]
+    if missing:
+        raise KernelError(f"missing inputs {missing}")
+    outputs = Schedule(graph, backend).run([feeds[v.name] for v in graph.inputs])
+    return {v.name: a for v, a in zip(graph.outputs, outputs)}

@@ -1,0 +1,8 @@
+"""numpy reference kernels: the numerical oracle every other backend is checked against.
+
+Importing this package registers every CPU kernel; each module owns one family of ops.
+"""
+
+from edge.kernels.cpu import (  # noqa: F401  (imported for registration)
+    elementwise,
+)
