@@ -1,1 +1,55 @@
-"""(package)"""
+"""The ``edgetrt`` command line: a thin typer shell over the Python API.
+
+Each command group lives in its own module and registers onto ``app`` when imported; this
+module only assembles them and turns user errors into one-line messages and exit codes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from edge.cli.app import app, console_error
+
+__all__ = ["app", "main"]
+
+_COMMAND_MODULES = (
+    "edge.cli.core",
+)
+
+
+def _load_commands() -> None:
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    from edge.errors import EdgeError
+
+    _load_commands()
+    try:
+        app(args=argv, standalone_mode=False)
+    except EdgeError as exc:
+        console_error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console_error("interrupted")
+        return 130
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            console_error("aborted")
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
