@@ -1,3 +1,16 @@
-"""edgetrt: ONNX -> optimized engines for NVIDIA Jetson, with a CPU reference runtime."""
+"""edgetrt: ONNX -> optimized engines for NVIDIA Jetson, with a CPU reference runtime.
+
+Typical use::
+
+    import edge
+    engine = edge.build("model.onnx", edge.BuilderConfig(precision="fp16"))
+    engine.save("model.engine")
+    outputs = edge.load("model.engine").create_context().run({"input": x})
+"""
 
 __version__ = "0.1.0"
+
+from edge.api import *  # noqa: E402,F401,F403
+from edge.api import __all__ as _api_all  # noqa: E402
+
+__all__ = ["__version__", *_api_all]

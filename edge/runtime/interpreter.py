@@ -15,6 +15,7 @@ import numpy as np
 from edge.errors import EdgeError, KernelError
 from edge.ir import Graph, Node, Value, captured_values
 from edge.kernels.registry import Kernel, OpContext, lookup
+from edge.precision import round_to_fp16
 
 __all__ = ["Step", "Schedule", "evaluate_node", "run_graph"]
 
@@ -29,6 +30,7 @@ class Step:
     inputs: list[int | None]
     outputs: list[int]
     free: list[int]
+    fp16: bool = False
 
 
 class Schedule:
@@ -55,7 +57,8 @@ class Schedule:
             ins = [None if v is None else self._slot_of(v) for v in node.inputs]
             outs = [self._slot_of(v) for v in node.outputs]
             opset = graph.opset.get(_domain(node.domain), 1)
-            self.steps.append(Step(node, kernel, opset, ins, outs, []))
+            fp16 = node.meta.get("precision") == "fp16"
+            self.steps.append(Step(node, kernel, opset, ins, outs, [], fp16))
         self.output_slots = [self._slot_of(v) for v in graph.outputs]
         self._plan_frees()
 
@@ -110,7 +113,11 @@ class Schedule:
                     slots[self.slot[id(value)]] = captured[id(value)]
         for step in self.steps:
             args = [None if s is None else slots[s] for s in step.inputs]
+            if step.fp16:
+                args = [None if a is None else round_to_fp16(a) for a in args]
             results = _call(step, args, self, slots)
+            if step.fp16:
+                results = [round_to_fp16(r) for r in results]
             for slot, result in zip(step.outputs, results):
                 slots[slot] = result
             if on_step is not None:

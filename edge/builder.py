@@ -1,0 +1,87 @@
+"""``edge.build``: the build pipeline from an ONNX model to an Engine.
+
+import -> optimize -> precision -> partition -> memory plan -> Engine. Each stage reads and
+writes the one IR; its decisions land in node/value ``meta`` and in ``Engine.build``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.engine import Engine, new_header
+from edge.errors import EdgeError
+from edge.frontend import load_onnx
+from edge.ir import Dim, Graph, verify
+from edge.precision import PRECISIONS, assign_precision
+
+__all__ = ["BuilderConfig", "build"]
+
+
+@dataclass
+class BuilderConfig:
+    """What to build and for which target (trtexec's flags, Pythonic names).
+
+    Attributes:
+        precision: "fp32", "fp16" or "int8" (the widest precision layers may use).
+        profile: device profile name or YAML path.
+        dla_core: DLA core to place eligible layers on, or None for GPU/CPU only.
+        gpu_fallback: let layers the DLA cannot run fall back to the GPU.
+        dla_objective: "latency", "offload" or "energy" (the partitioner's goal).
+        power_mode: nvpmodel mode name or id the partition is costed for.
+        input_shapes: fixed shapes for inputs, e.g. {"x": (1, 3, 224, 224)}.
+        optimization_profiles: list of {input: (min, opt, max)} shape ranges for dynamic inputs.
+        optimize: run the graph optimizer.
+        verbose: record per-pass details for printing.
+    """
+
+    precision: str = "fp32"
+    profile: str = "cpu"
+    dla_core: int | None = None
+    gpu_fallback: bool = False
+    dla_objective: str = "latency"
+    power_mode: str | None = None
+    input_shapes: dict[str, tuple[Dim, ...]] | None = None
+    optimization_profiles: list[dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]] | None = None
+    optimize: bool = True
+    verbose: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise EdgeError(f"precision '{self.precision}' is not one of {list(PRECISIONS)}")
+
+
+def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None = None) -> Engine:
+    """Build an engine from an ONNX model (path, bytes, ModelProto) or an imported Graph."""
+    config = config or BuilderConfig()
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    graph = model if isinstance(model, Graph) else load_onnx(model, input_shapes=config.input_shapes)
+    timings["import"] = time.perf_counter() - start
+    build_info: dict[str, Any] = {"config": _config_record(config)}
+
+    stage = time.perf_counter()
+    assign_precision(graph, config.precision)
+    timings["precision"] = time.perf_counter() - stage
+
+    verify(graph)
+    build_info["timings_s"] = timings
+    name = Path(model).stem if isinstance(model, (str, os.PathLike)) else graph.name
+    header = new_header(name, profile=str(config.profile), precision=config.precision)
+    return Engine(graph, header, build_info)
+
+
+def _config_record(config: BuilderConfig) -> dict[str, Any]:
+    return {
+        "precision": config.precision,
+        "profile": str(config.profile),
+        "dla_core": config.dla_core,
+        "gpu_fallback": config.gpu_fallback,
+        "dla_objective": config.dla_objective,
+        "power_mode": config.power_mode,
+        "optimize": config.optimize,
+    }

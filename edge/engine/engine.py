@@ -1,0 +1,127 @@
+"""The Engine: an optimized graph plus the build's decisions, loadable and runnable.
+
+An Engine is what ``edge.build`` returns and what an ``.engine`` file holds. It owns the
+weights (shared by every execution context) and the compiled schedule; each
+:class:`~edge.runtime.context.ExecutionContext` it creates owns only per-run state.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+import edge
+from edge.engine.format import BlobWriter, read_engine, write_engine
+from edge.engine.serialize import decode, encode, graph_from_document, graph_to_document
+from edge.errors import EngineFormatError
+from edge.ir import Dim, Graph
+
+__all__ = ["TensorSpec", "Engine", "load"]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, dtype and shape of an engine input or output (dims may be symbolic)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[Dim, ...]
+
+    def describe(self) -> str:
+        dims = "x".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name}: {self.dtype.name}[{dims}]"
+
+
+class Engine:
+    """A built model: graph, header (target, precision, versions) and build decisions."""
+
+    def __init__(self, graph: Graph, header: dict[str, Any], build: dict[str, Any] | None = None) -> None:
+        self.graph = graph
+        self.header = dict(header)
+        self.build = dict(build or {})
+        self._schedule = None
+        self._lock = threading.Lock()
+
+    # -- description -----------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return str(self.header.get("name", self.graph.name))
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [_spec(v) for v in self.graph.inputs]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [_spec(v) for v in self.graph.outputs]
+
+    @property
+    def precision(self) -> str:
+        return str(self.header.get("precision", "fp32"))
+
+    @property
+    def profile(self) -> str:
+        return str(self.header.get("profile", "cpu"))
+
+    # -- execution -------------------------------------------------------------------
+    def schedule(self):  # -> edge.runtime.interpreter.Schedule
+        """The compiled schedule, built once and shared by all contexts."""
+        with self._lock:
+            if self._schedule is None:
+                from edge.runtime.interpreter import Schedule
+
+                self._schedule = Schedule(self.graph)
+            return self._schedule
+
+    def create_context(self):  # -> edge.runtime.context.ExecutionContext
+        """A new execution context; use one per thread."""
+        from edge.runtime.context import ExecutionContext
+
+        return ExecutionContext(self)
+
+    # -- persistence -----------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the engine file atomically (see :mod:`edge.engine.format`)."""
+        blobs = BlobWriter()
+        document = graph_to_document(self.graph, blobs)
+        document["build"] = encode(self.build, blobs)
+        write_engine(path, self.header, document, blobs.getvalue())
+
+
+def _spec(value) -> TensorSpec:
+    return TensorSpec(value.name, value.dtype, tuple(value.shape or ()))
+
+
+def new_header(name: str, profile: str, precision: str, **extra: Any) -> dict[str, Any]:
+    """Header fields every engine carries."""
+    return {
+        "name": name,
+        "edgetrt_version": edge.__version__,
+        "profile": profile,
+        "precision": precision,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+def load(path: str | os.PathLike, profile: str | None = None) -> Engine:
+    """Read an engine file.
+
+    Args:
+        path: the ``.engine`` file.
+        profile: when given, refuse an engine built for a different device profile.
+
+    Raises:
+        EngineFormatError: truncated, corrupted, foreign, newer-format or mismatched file.
+    """
+    blob = read_engine(path)
+    graph = graph_from_document(blob.document, blob)
+    engine = Engine(graph, blob.header, decode(blob.document.get("build", {}), blob))
+    if profile is not None and engine.profile != profile:
+        raise EngineFormatError(f"'{path}' was built for profile '{engine.profile}', not '{profile}'; rebuild it")
+    return engine
