@@ -1,0 +1,185 @@
+"""``edgetrt build``, ``run`` and ``inspect``: build an engine, execute it, describe it."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.table import Table
+
+import edge
+from edge.cli.app import app, console
+from edge.cli.options import parse_input_files, parse_shapes, random_inputs
+from edge.errors import EdgeError
+from edge.inspect import describe
+
+__all__ = ["build_command", "run_command", "inspect_command"]
+
+
+@app.command("build")
+def build_command(
+    model: Path = typer.Argument(..., help="ONNX model to build.", show_default=False),
+    output: Path = typer.Option(None, "--output", "-o", "--saveEngine", help="Engine file to write [default: MODEL.engine]."),
+    profile: str = typer.Option("cpu", "--profile", help="Device profile name or YAML path (see `edgetrt profiles list`)."),
+    fp16: bool = typer.Option(False, "--fp16", help="Allow FP16 layers."),
+    int8: bool = typer.Option(False, "--int8", help="Allow INT8 layers (FP16 where no scales are known)."),
+    best: bool = typer.Option(False, "--best", help="Allow every precision (same as --fp16 --int8)."),
+    dla: int = typer.Option(None, "--dla", "--useDLACore", help="Place eligible layers on this DLA core."),
+    gpu_fallback: bool = typer.Option(False, "--gpu-fallback", "--allowGPUFallback", help="Let layers the DLA refuses run on the GPU."),
+    dla_objective: str = typer.Option("latency", "--dla-objective", help="Partitioner goal: latency, offload or energy."),
+    power_mode: str = typer.Option(None, "--power-mode", help="nvpmodel mode the partition is costed for."),
+    shapes: str = typer.Option(None, "--shapes", help="Fixed input shapes: name:1x3x224x224,other:1x128."),
+    no_optimize: bool = typer.Option(False, "--no-optimize", help="Skip the graph optimizer."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print what each build stage did."),
+) -> None:
+    """Build an ONNX model into an engine file.
+
+    Examples:
+
+        edgetrt build resnet50.onnx -o resnet50.engine
+
+        edgetrt build yolo.onnx --fp16 --shapes images:1x3x640x640
+
+        edgetrt build model.onnx --int8 --dla 0 --gpu-fallback --profile orin-agx-64gb
+    """
+    precision = "int8" if (int8 or best) else "fp16" if fp16 else "fp32"
+    config = edge.BuilderConfig(
+        precision=precision,
+        profile=profile,
+        dla_core=dla,
+        gpu_fallback=gpu_fallback,
+        dla_objective=dla_objective,
+        power_mode=power_mode,
+        input_shapes=parse_shapes(shapes) or None,
+        optimize=not no_optimize,
+        verbose=verbose,
+    )
+    engine = edge.build(model, config)
+    target = output or model.with_suffix(".engine")
+    engine.save(target)
+    if verbose:
+        _print_build_details(engine)
+    size = target.stat().st_size
+    console.print(
+        f"built [bold]{target}[/bold] ({size / 1e6:.2f} MB): {len(engine.graph.nodes)} layers, "
+        f"precision {engine.precision}, profile {engine.profile}"
+    )
+
+
+def _print_build_details(engine: edge.Engine) -> None:
+    timings = engine.build.get("timings_s", {})
+    console.print("stage timings: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in timings.items()))
+    optimizer = engine.build.get("optimizer")
+    if optimizer:
+        table = Table("pass", "nodes before", "nodes after", "changes", "ms", title="optimizer")
+        for row in optimizer.get("passes", []):
+            table.add_row(row["name"], str(row["nodes_before"]), str(row["nodes_after"]), str(row["changes"]), f"{row['time_ms']:.1f}")
+        console.print(table)
+    devices: dict[str, int] = {}
+    for node in engine.graph.nodes:
+        key = f"{node.meta.get('device', 'cpu')}/{node.meta.get('precision', 'fp32')}"
+        devices[key] = devices.get(key, 0) + 1
+    console.print("layers per device/precision: " + ", ".join(f"{k} {v}" for k, v in sorted(devices.items())))
+
+
+@app.command("run")
+def run_command(
+    engine_path: Path = typer.Argument(..., metavar="ENGINE", help="Engine file to run.", show_default=False),
+    inputs: list[str] = typer.Option([], "--input", "-i", help="NAME=FILE.npy; repeat per input. Missing inputs are random."),
+    output: Path = typer.Option(None, "--output", "-o", help="Write all outputs to this .npz file."),
+    seed: int = typer.Option(0, "--seed", help="Seed for random inputs."),
+    batch: int = typer.Option(1, "--batch", help="Size for symbolic dims of random inputs."),
+) -> None:
+    """Run an engine once and print its outputs.
+
+    Inputs not given with --input are seeded random arrays (normal for floats).
+
+    Examples:
+
+        edgetrt run resnet50.engine --seed 1
+
+        edgetrt run resnet50.engine --input data=img.npy --output out.npz
+    """
+    engine = edge.load(engine_path)
+    feeds = parse_input_files(inputs)
+    missing = [s for s in engine.inputs if s.name not in feeds]
+    feeds.update(random_inputs(missing, seed, symbolic=batch))
+    results = engine.create_context().run(feeds)
+    table = Table("output", "dtype", "shape", "first values", "mean", title=f"{engine.name}")
+    for name, array in results.items():
+        flat = np.asarray(array).reshape(-1)
+        head = ", ".join(f"{v:.5g}" if np.issubdtype(flat.dtype, np.floating) else str(v) for v in flat[:5])
+        mean = f"{flat.astype(np.float64).mean():.6g}" if flat.size and np.issubdtype(flat.dtype, np.number) else "-"
+        table.add_row(name, str(array.dtype), "x".join(map(str, array.shape)), head, mean)
+    console.print(table)
+    if output is not None:
+        _save_npz(output, results)
+        console.print(f"outputs written to {output}")
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write an .npz atomically (temp file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@app.command("inspect")
+def inspect_command(
+    path: Path = typer.Argument(..., metavar="MODEL.onnx|ENGINE", help="ONNX model or engine file.", show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Describe a model or engine: header, inputs/outputs, and every layer.
+
+    For engines each layer shows its device, precision and the original ONNX nodes it
+    came from (fusions merge several).
+
+    Examples:
+
+        edgetrt inspect model.onnx
+
+        edgetrt inspect model.engine --json > layers.json
+    """
+    if not path.is_file():
+        raise EdgeError(f"'{path}' does not exist")
+    info = describe(path)
+    if as_json:
+        typer.echo(json.dumps(info, indent=2, default=str))
+        return
+    if info["header"]:
+        header = Table("field", "value", title="engine header")
+        for key, value in info["header"].items():
+            header.add_row(key, str(value))
+        console.print(header)
+    io = Table("kind", "name", "dtype", "shape", title="inputs / outputs")
+    for kind in ("inputs", "outputs"):
+        for value in info[kind]:
+            io.add_row(kind[:-1], value["name"], str(value["dtype"]), _shape(value["shape"]))
+    console.print(io)
+    is_engine = info["kind"] == "engine"
+    columns = ["#", "layer", "op", "inputs", "outputs", "dtype"] + (["device", "precision", "from ONNX nodes"] if is_engine else [])
+    layers = Table(*columns, title=f"{len(info['layers'])} layers")
+    for index, row in enumerate(info["layers"]):
+        ins = ", ".join(_shape(v["shape"]) for v in row["inputs"] if v is not None and not v["const"])
+        outs = ", ".join(_shape(v["shape"]) for v in row["outputs"])
+        dtype = row["outputs"][0]["dtype"] if row["outputs"] else "-"
+        cells = [str(index), row["name"], row["op"], ins, outs, str(dtype)]
+        if is_engine:
+            origin = row["origin"]
+            cells += [str(row["device"] or "cpu"), str(row["precision"] or "fp32"), ", ".join(origin) if origin != [row["name"]] else ""]
+        layers.add_row(*cells)
+    console.print(layers)
+
+
+def _shape(shape: list | None) -> str:
+    return "?" if shape is None else "x".join("?" if d is None else str(d) for d in shape) or "scalar"
