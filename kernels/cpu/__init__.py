@@ -5,4 +5,11 @@ Importing this package registers every CPU kernel; each module owns one family o
 
 from edge.kernels.cpu import (  # noqa: F401  (imported for registration)
     elementwise,
+    linalg,
+    nn,
+    normalization,
+    quant,
+    reduce,
+    indexing,
+    tensor,
 )
