@@ -42,11 +42,12 @@ def load_model_proto(source: ModelSource) -> ModelProto:
         raise ModelImportError(f"model file '{path}' does not exist")
     try:
         model = onnx.load(str(path), load_external_data=False)
-        onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
-    except FileNotFoundError as exc:
-        raise ModelImportError(f"'{path}': external data file missing: {exc.filename}") from None
-    except Exception as exc:
+    except Exception as exc:  # protobuf's DecodeError and friends
         raise ModelImportError(f"'{path}' is not a valid ONNX model: {_first_line(exc)}") from None
+    try:
+        onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
+    except Exception as exc:
+        raise ModelImportError(f"'{path}': cannot read its external data: {_first_line(exc)}") from None
     if not model.graph.node and not model.graph.output:
         raise ModelImportError(f"'{path}' holds no ONNX graph (empty or not a model file)")
     return model
