@@ -80,12 +80,12 @@ def test_invalid_graph_names_the_problem() -> None:
 
 def test_external_data_is_loaded(tmp_path: Path) -> None:
     model = small_model()
+    expected = onnx.numpy_helper.to_array(model.graph.initializer[0])
     path = tmp_path / "ext.onnx"
     onnx.save(model, path, save_as_external_data=True, all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
     assert (tmp_path / "weights.bin").exists()
     graph = edge.load_onnx(path)
     weight = next(v for v in graph.constants() if v.name == "w")
-    expected = onnx.numpy_helper.to_array(model.graph.initializer[0])
     np.testing.assert_array_equal(weight.const, expected)
     (tmp_path / "weights.bin").unlink()
     with pytest.raises(edge.ModelImportError, match="external data"):
@@ -108,12 +108,12 @@ def test_symbolic_and_static_dims_are_kept() -> None:
     assert graph.outputs[0].shape == ("batch", 3)
 
 
-def _custom_model(op: str) -> onnx.ModelProto:
+def _custom_model(op: str, rank: int) -> onnx.ModelProto:
     graph = helper.make_graph(
         [helper.make_node(op, ["x"], ["y"], name="custom", domain="acme", factor=3.0)],
         "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None] * rank)],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("acme", 1)])
 
@@ -124,13 +124,13 @@ def test_custom_op_plugin_with_and_without_shape_function() -> None:
 
     edge.register_custom_op("TriplePool", triple_and_pool, domain="acme")
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
-    engine = edge.build(_custom_model("TriplePool").SerializeToString())
+    engine = edge.build(_custom_model("TriplePool", 1).SerializeToString())
     assert engine.outputs[0].shape == (2,)  # found by running the kernel on zeros
     np.testing.assert_allclose(engine.create_context().run({"x": x})["y"], [9.0, 36.0])
 
     edge.register_custom_op(
         "TripleKeep", lambda ctx, x: x * ctx.attr("factor"), shape_fn=lambda ctx, x: [(x.dtype, x.shape)], domain="acme"
     )
-    engine = edge.build(_custom_model("TripleKeep").SerializeToString())
+    engine = edge.build(_custom_model("TripleKeep", 2).SerializeToString())
     assert engine.outputs[0].shape == (2, 3)
     np.testing.assert_allclose(engine.create_context().run({"x": x})["y"], x * 3)

@@ -19,7 +19,8 @@ __all__ = ["infer_missing_shapes", "needs_inference"]
 
 
 def needs_inference(value: Value) -> bool:
-    return value.dtype is None or value.shape is None
+    """True when the dtype, the rank or any dimension is still unknown."""
+    return value.dtype is None or value.shape is None or any(d is None for d in value.shape)
 
 
 def infer_missing_shapes(graph: Graph) -> None:
@@ -45,7 +46,7 @@ def infer_missing_shapes(graph: Graph) -> None:
         for value, (dtype, shape) in zip(node.outputs, results):
             if value.dtype is None:
                 value.dtype = np.dtype(dtype)
-            if value.shape is None:
+            if needs_inference(value):
                 value.shape = tuple(shape)
 
 
