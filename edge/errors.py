@@ -15,6 +15,8 @@ __all__ = [
     "InputError",
     "ProfileError",
     "KernelError",
+    "PowerError",
+    "TelemetryError",
 ]
 
 
@@ -60,3 +62,11 @@ class ProfileError(EdgeError):
 
 class KernelError(EdgeError):
     """A kernel failed on its inputs; names the node."""
+
+
+class PowerError(EdgeError):
+    """A power-mode or clock change cannot be made (not a Jetson, no root, missing tool, reboot needed)."""
+
+
+class TelemetryError(EdgeError):
+    """Telemetry cannot be read: a log holds no tegrastats line, or no sampler is available."""

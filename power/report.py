@@ -1,0 +1,363 @@
+"""Profiling reports: benchmark timings + telemetry samples -> summary, report.json and a self-contained report.html.
+
+Energy per inference is the mean module power over the benchmark window times the window's
+length, divided by the number of inferences. Samples and iterations must share one time origin
+(seconds); :func:`align_bench` shifts a benchmark onto the samplers' clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import TelemetryError
+from edge.power.tegrastats import CONSTANT_SENSORS, Sample
+
+__all__ = ["BenchData", "align_bench", "summarize", "render_plots", "write_report", "format_summary"]
+
+# A clock counts as dropped when it falls below this fraction of its peak in the window while the
+# unit is busy (load at or above _BUSY_PCT) - an idle unit clocking down is not throttling.
+_DROP_FRACTION = 0.9
+_BUSY_PCT = 50.0
+
+
+@dataclass
+class BenchData:
+    """What the report needs from a benchmark: per-iteration start times (s) and latencies (ms)."""
+
+    latencies_ms: np.ndarray
+    start_times_s: np.ndarray
+    throughput: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_result(cls, result: object) -> BenchData:
+        """Take the fields of ``edge.runtime.bench.BenchResult`` (or anything shaped like it)."""
+        to_dict = getattr(result, "to_dict", None)
+        extra = to_dict() if callable(to_dict) else {}
+        extra = {k: v for k, v in extra.items() if k not in ("latencies_ms", "start_times_s")}
+        return cls(
+            latencies_ms=np.asarray(result.latencies_ms, dtype=np.float64),
+            start_times_s=np.asarray(result.start_times_s, dtype=np.float64),
+            throughput=getattr(result, "throughput", None),
+            extra=extra,
+        )
+
+    @property
+    def end_times_s(self) -> np.ndarray:
+        return self.start_times_s + self.latencies_ms / 1000.0
+
+    @property
+    def window(self) -> tuple[float, float]:
+        """First iteration start to last iteration end."""
+        return float(self.start_times_s.min()), float(self.end_times_s.max())
+
+
+def align_bench(bench: BenchData, finished_at_s: float) -> BenchData:
+    """Shift a benchmark so its last iteration ends at ``finished_at_s`` on the samplers' clock.
+
+    The benchmark reports times from its own start (after warm-up), which the caller cannot
+    observe; it can observe when ``benchmark()`` returned, which is right after the last
+    iteration ended.
+    """
+    offset = finished_at_s - float(bench.end_times_s.max())
+    return BenchData(bench.latencies_ms, bench.start_times_s + offset, bench.throughput, dict(bench.extra))
+
+
+def _series(samples: Sequence[Sample], getter) -> tuple[np.ndarray, np.ndarray]:
+    points = [(s.time_s, getter(s)) for s in samples]
+    points = [(t, v) for t, v in points if v is not None]
+    if not points:
+        return np.empty(0), np.empty(0)
+    t, v = zip(*points)
+    return np.asarray(t, dtype=np.float64), np.asarray(v, dtype=np.float64)
+
+
+def _peak_temperature(samples: Sequence[Sample]) -> tuple[float | None, str | None]:
+    best: tuple[float | None, str | None] = (None, None)
+    for sample in samples:
+        for name, value in sample.temperatures_c.items():
+            if name not in CONSTANT_SENSORS and (best[0] is None or value > best[0]):
+                best = (value, name)
+    return best
+
+
+def _clock_drop(samples: Sequence[Sample], label: str, clock, load) -> str | None:
+    busy = [(clock(s), s.time_s) for s in samples if clock(s) is not None and (load(s) or 0.0) >= _BUSY_PCT]
+    if len(busy) < 2:
+        return None
+    peak = max(c for c, _ in busy)
+    low, when = min(busy)
+    if peak > 0 and low < _DROP_FRACTION * peak:
+        return f"{label} clock dropped to {low:.0f} MHz at t={when:.1f} s while busy (peak {peak:.0f} MHz): throttling"
+    return None
+
+
+def summarize(
+    samples: Sequence[Sample],
+    bench: BenchData | None = None,
+    *,
+    power_mode_requested: str | None = None,
+    power_mode_actual: str | None = None,
+) -> dict:
+    """The report's numbers and warnings.
+
+    Telemetry statistics use the samples inside the benchmark window (all samples when there
+    is no benchmark, or when no sample fell inside a very short run - a warning says so).
+    """
+    warnings: list[str] = []
+    summary: dict = {"samples": len(samples)}
+    window_samples = list(samples)
+    if bench is not None and len(bench.latencies_ms):
+        lat = bench.latencies_ms
+        start, end = bench.window
+        duration = end - start
+        count = int(lat.size)
+        summary.update(
+            inferences=count,
+            duration_s=duration,
+            throughput_ips=bench.throughput if bench.throughput else (count / duration if duration > 0 else None),
+            latency_ms={
+                "mean": float(lat.mean()),
+                "min": float(lat.min()),
+                "max": float(lat.max()),
+                "p50": float(np.percentile(lat, 50)),
+                "p90": float(np.percentile(lat, 90)),
+                "p99": float(np.percentile(lat, 99)),
+            },
+        )
+        inside = [s for s in samples if start <= s.time_s <= end]
+        if inside:
+            window_samples = inside
+        elif samples:
+            warnings.append("no telemetry sample fell inside the benchmark window; statistics use the whole recording")
+    summary["window_samples"] = len(window_samples)
+
+    power = [p for p in (s.total_power_mw() for s in window_samples) if p is not None]
+    summary["avg_power_w"] = float(np.mean(power)) / 1000.0 if power else None
+    summary["peak_power_w"] = float(np.max(power)) / 1000.0 if power else None
+    rails: dict[str, list[float]] = {}
+    for sample in window_samples:
+        for name, rail in sample.rails.items():
+            rails.setdefault(name, []).append(rail.instant_mw)
+    summary["rails_avg_mw"] = {name: float(np.mean(values)) for name, values in rails.items()}
+    if summary["avg_power_w"] is not None and "duration_s" in summary and summary["duration_s"] > 0:
+        energy_j = summary["avg_power_w"] * summary["duration_s"]
+        summary["energy_j"] = energy_j
+        summary["energy_per_inference_mj"] = energy_j / summary["inferences"] * 1000.0
+        summary["inferences_per_joule"] = summary["inferences"] / energy_j if energy_j > 0 else None
+    elif bench is not None and summary["avg_power_w"] is None:
+        warnings.append("telemetry has no power rails here; energy per inference is unavailable")
+
+    peak, sensor = _peak_temperature(window_samples)
+    summary["peak_temperature_c"], summary["peak_temperature_sensor"] = peak, sensor
+    gpu_t, gpu_f = _series(window_samples, lambda s: s.gpu_freq_mhz)
+    summary["gpu_freq_mhz"] = {"min": float(gpu_f.min()), "max": float(gpu_f.max())} if gpu_f.size else None
+    _, gpu_load = _series(window_samples, lambda s: s.gpu_load_pct)
+    summary["gpu_load_mean_pct"] = float(gpu_load.mean()) if gpu_load.size else None
+    _, cpu_load = _series(window_samples, Sample.cpu_load_mean_pct)
+    summary["cpu_load_mean_pct"] = float(cpu_load.mean()) if cpu_load.size else None
+
+    for label, clock, load in (
+        ("GPU", lambda s: s.gpu_freq_mhz, lambda s: s.gpu_load_pct),
+        ("CPU", Sample.cpu_freq_max_mhz, lambda s: max((c.load_pct or 0.0 for c in s.cpus), default=0.0)),
+    ):
+        message = _clock_drop(window_samples, label, clock, load)
+        if message:
+            warnings.append(message)
+    if any(u.startswith("nvml_throttle_reasons") for s in window_samples for u in s.unknown):
+        warnings.append("NVML reported clock throttle reasons during the run")
+    summary["power_mode_requested"] = power_mode_requested
+    summary["power_mode_actual"] = power_mode_actual
+    if power_mode_requested is not None and power_mode_actual is not None and power_mode_requested != power_mode_actual:
+        warnings.append(f"power mode is {power_mode_actual}, not the requested {power_mode_requested}")
+    summary["warnings"] = warnings
+    return summary
+
+
+def _figure():
+    # The object-oriented API renders without pyplot, so no GUI backend or global state is touched.
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7.5, 3.0), dpi=100, layout="constrained")
+    return figure, figure.add_subplot()
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def render_plots(samples: Sequence[Sample], bench: BenchData | None = None) -> dict[str, bytes]:
+    """PNG images keyed by plot name; a plot is made only when its data exists.
+
+    Names: latency, throughput (benchmark); power, temperature, clocks, utilization (telemetry).
+    """
+    plots: dict[str, bytes] = {}
+    if bench is not None and bench.latencies_ms.size:
+        fig, ax = _figure()
+        ax.plot(bench.start_times_s, bench.latencies_ms, ".", markersize=2)
+        ax.set(title="Latency per inference", xlabel="time (s)", ylabel="latency (ms)")
+        plots["latency"] = _png(fig)
+        fig, ax = _figure()
+        start, end = bench.window
+        edges = np.arange(start, end + 1.0, 1.0)
+        if edges.size >= 2:
+            counts, _ = np.histogram(bench.end_times_s, bins=edges)
+            ax.step(edges[:-1], counts, where="post")
+        ax.set(title="Throughput (completed per 1 s bin)", xlabel="time (s)", ylabel="inferences/s")
+        plots["throughput"] = _png(fig)
+    rail_names = sorted({name for s in samples for name in s.rails})
+    if rail_names:
+        fig, ax = _figure()
+        for name in rail_names:
+            t, v = _series(samples, lambda s, n=name: s.rails[n].instant_mw if n in s.rails else None)
+            ax.plot(t, v, label=name)
+        t, v = _series(samples, Sample.total_power_mw)
+        if len(rail_names) > 1:
+            ax.plot(t, v, "k--", label="module total")
+        ax.set(title="Power per rail", xlabel="time (s)", ylabel="mW")
+        ax.legend(fontsize="small")
+        plots["power"] = _png(fig)
+    sensors = sorted({name for s in samples for name in s.temperatures_c if name not in CONSTANT_SENSORS})
+    if sensors:
+        fig, ax = _figure()
+        for name in sensors:
+            t, v = _series(samples, lambda s, n=name: s.temperatures_c.get(n))
+            ax.plot(t, v, label=name)
+        ax.set(title="Temperatures", xlabel="time (s)", ylabel="°C")
+        ax.legend(fontsize="small", ncol=2)
+        plots["temperature"] = _png(fig)
+    clocks = {
+        "GPU": lambda s: s.gpu_freq_mhz,
+        "EMC": lambda s: s.emc_freq_mhz,
+        "CPU (fastest core)": Sample.cpu_freq_max_mhz,
+    }
+    clock_series = {k: _series(samples, f) for k, f in clocks.items()}
+    if any(v.size for _, v in clock_series.values()):
+        fig, ax = _figure()
+        for label, (t, v) in clock_series.items():
+            if v.size:
+                ax.plot(t, v, label=label)
+        ax.set(title="Clocks", xlabel="time (s)", ylabel="MHz")
+        ax.legend(fontsize="small")
+        plots["clocks"] = _png(fig)
+    loads = {"GPU": lambda s: s.gpu_load_pct, "CPU (mean)": Sample.cpu_load_mean_pct, "EMC": lambda s: s.emc_load_pct}
+    load_series = {k: _series(samples, f) for k, f in loads.items()}
+    if any(v.size for _, v in load_series.values()):
+        fig, ax = _figure()
+        for label, (t, v) in load_series.items():
+            if v.size:
+                ax.plot(t, v, label=label)
+        ax.set(title="Utilization", xlabel="time (s)", ylabel="%", ylim=(0, 105))
+        ax.legend(fontsize="small")
+        plots["utilization"] = _png(fig)
+    return plots
+
+
+def _fmt(value: object, unit: str = "", digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}{unit}"
+    return f"{value}{unit}"
+
+
+def format_summary(summary: dict) -> list[str]:
+    """Human-readable summary lines (the CLI prints them; the HTML shows them as a table)."""
+    lines = []
+    if "inferences" in summary:
+        lat = summary["latency_ms"]
+        lines += [
+            f"throughput: {_fmt(summary['throughput_ips'], ' inf/s', 1)} ({summary['inferences']} inferences in {_fmt(summary['duration_s'], ' s', 1)})",
+            f"latency: p50 {_fmt(lat['p50'], ' ms', 3)}, p90 {_fmt(lat['p90'], ' ms', 3)}, p99 {_fmt(lat['p99'], ' ms', 3)}",
+        ]
+    lines.append(f"average power: {_fmt(summary['avg_power_w'], ' W')} (peak {_fmt(summary['peak_power_w'], ' W')})")
+    if "inferences" in summary:
+        lines.append(
+            f"energy per inference: {_fmt(summary.get('energy_per_inference_mj'), ' mJ', 3)}, "
+            f"inferences per joule: {_fmt(summary.get('inferences_per_joule'), '', 1)}"
+        )
+    sensor = summary.get("peak_temperature_sensor")
+    lines.append(f"peak temperature: {_fmt(summary['peak_temperature_c'], ' °C', 1)}" + (f" ({sensor})" if sensor else ""))
+    if summary.get("power_mode_actual"):
+        lines.append(f"power mode: {summary['power_mode_actual']}")
+    return lines
+
+
+def _html(summary: dict, plots: dict[str, bytes], meta: dict) -> str:
+    rows = "".join(f"<tr><td>{html.escape(line.split(':', 1)[0])}</td><td>{html.escape(line.split(':', 1)[1].strip())}</td></tr>" for line in format_summary(summary))
+    warnings = "".join(f"<li>{html.escape(w)}</li>" for w in summary["warnings"])
+    images = "".join(
+        f'<figure><img id="plot-{name}" alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}"></figure>'
+        for name, png in plots.items()
+    )
+    meta_rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in meta.items())
+    title = html.escape(str(meta.get("title", "edgetrt profile")))
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{title}</title><style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}"
+        "td{padding:2px 12px}.warn{color:#a40}img{max-width:100%}</style></head><body>"
+        f"<h1>{title}</h1><table>{rows}</table>"
+        + (f"<h2>Warnings</h2><ul class='warn'>{warnings}</ul>" if warnings else "")
+        + f"<h2>Plots</h2>{images}<h2>Run</h2><table>{meta_rows}</table></body></html>"
+    )
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.chmod(temp, 0o644)  # mkstemp creates 0600; a report is meant to be shared
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(
+    out_dir: str | Path,
+    samples: Sequence[Sample],
+    bench: BenchData | None = None,
+    *,
+    meta: dict | None = None,
+    power_mode_requested: str | None = None,
+    power_mode_actual: str | None = None,
+) -> dict:
+    """Write ``report.json`` and ``report.html`` into ``out_dir``; returns the summary.
+
+    Raises:
+        TelemetryError: there is neither a sample nor a benchmark to report.
+    """
+    if not samples and (bench is None or not bench.latencies_ms.size):
+        raise TelemetryError("nothing to report: no telemetry samples and no benchmark results")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise TelemetryError(f"report directory '{out}' is a file")
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(samples, bench, power_mode_requested=power_mode_requested, power_mode_actual=power_mode_actual)
+    plots = render_plots(samples, bench)
+    meta = dict(meta or {})
+    document = {
+        "summary": summary,
+        "meta": meta,
+        "plots": list(plots),
+        "samples": [s.to_dict() for s in samples],
+        "bench": None
+        if bench is None
+        else {"latencies_ms": bench.latencies_ms.tolist(), "start_times_s": bench.start_times_s.tolist(), **bench.extra},
+    }
+    _write_atomic(out / "report.json", json.dumps(document, indent=1, default=str).encode("utf-8"))
+    _write_atomic(out / "report.html", _html(summary, plots, meta).encode("utf-8"))
+    return summary
