@@ -38,6 +38,7 @@ def randomize_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     clone = onnx.ModelProto()
     clone.CopyFrom(model)
+    clone.ir_version = max(clone.ir_version, 4)  # IR 4 lets initializers stay out of the inputs
     kept = []
     for node in clone.graph.node:
         if node.op_type != "ConstantOfShape":
@@ -46,10 +47,10 @@ def randomize_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
         shape = tuple(int(d) for d in inits[node.input[0]])
         if len(shape) >= 2:
             fan_in = int(np.prod(shape[1:]))
-            array = rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
+            array = rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in))
         else:
-            array = rng.uniform(0.5, 1.5, shape)
-        clone.graph.initializer.append(numpy_helper.from_array(array.astype(np.float32), node.output[0]))
+            array = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+        clone.graph.initializer.append(numpy_helper.from_array(array, node.output[0]))
     del clone.graph.node[:]
     clone.graph.node.extend(kept)
     return clone
