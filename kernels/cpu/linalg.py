@@ -1,0 +1,61 @@
+"""Matrix products: Gemm, MatMul, MatMulInteger, Einsum (numpy's BLAS-backed matmul)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.kernels.cpu.precision import widen_half
+from edge.kernels.registry import OpContext, register
+
+__all__: list[str] = []  # kernels are reached through the registry
+
+
+@register("Gemm")
+@widen_half
+def gemm(ctx: OpContext, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+    """alpha · op(A) · op(B) + beta · C, C broadcast to (M, N)."""
+    if ctx.attr("transA", 0):
+        a = a.T
+    if ctx.attr("transB", 0):
+        b = b.T
+    alpha, beta = ctx.attr("alpha", 1.0), ctx.attr("beta", 1.0)
+    y = np.matmul(a, b)
+    if alpha != 1.0:
+        y *= np.asarray(alpha, y.dtype)
+    if c is not None and beta != 0.0:
+        y += c * np.asarray(beta, y.dtype) if beta != 1.0 else c
+    return y
+
+
+@register("MatMul")
+@widen_half
+def matmul(ctx: OpContext, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.matmul(a, b)
+
+
+def _zero_point_rows(zero_point: np.ndarray | None, rank: int) -> np.ndarray | int:
+    """A's zero point: scalar, or one per row (M,) broadcast along the last axis."""
+    if zero_point is None:
+        return 0
+    zero_point = zero_point.astype(np.int32)
+    return zero_point if zero_point.ndim == 0 else zero_point.reshape(zero_point.shape + (1,))
+
+
+@register("MatMulInteger")
+def matmul_integer(
+    ctx: OpContext,
+    a: np.ndarray,
+    b: np.ndarray,
+    a_zero_point: np.ndarray | None = None,
+    b_zero_point: np.ndarray | None = None,
+) -> np.ndarray:
+    """(A - a_zp) · (B - b_zp) accumulated in int32; b_zp is scalar or one per column."""
+    left = a.astype(np.int32) - _zero_point_rows(a_zero_point, a.ndim)
+    right = b.astype(np.int32) - (0 if b_zero_point is None else b_zero_point.astype(np.int32))
+    return np.matmul(left, right)
+
+
+@register("Einsum")
+@widen_half
+def einsum(ctx: OpContext, *operands: np.ndarray) -> np.ndarray:
+    return np.einsum(ctx.attr("equation").replace(" ", ""), *operands, optimize=True)
