@@ -1,0 +1,108 @@
+"""Running the app under uvicorn: listening socket, systemd notifications, graceful SIGTERM drain."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import threading
+from collections.abc import Callable, Sequence
+
+import uvicorn
+
+from edge.serve import sdnotify
+from edge.serve.app import ServeConfig, create_app
+from edge.serve.model import ServedModel
+from edge.serve.protocol import ServeError
+
+__all__ = ["listen", "serve"]
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A bound, listening TCP socket (port 0 picks a free one).
+
+    Raises:
+        ServeError: the address cannot be resolved or bound, in one line.
+    """
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise ServeError(500, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server plus sd_notify READY/WATCHDOG/STOPPING around its lifecycle."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[str, int], None] | None) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+        self._watchdog: asyncio.Task | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.should_exit:
+            return
+        interval = sdnotify.watchdog_interval_s()
+        if interval is not None:
+            self._watchdog = asyncio.create_task(_ping_watchdog(interval))
+        host, port = self.servers[0].sockets[0].getsockname()[:2]
+        sdnotify.notify(f"READY=1\nSTATUS=serving on {host}:{port}")
+        if self._on_ready is not None:
+            self._on_ready(host, port)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        sdnotify.notify("STOPPING=1\nSTATUS=draining in-flight requests")
+        await super().shutdown(sockets=sockets)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+
+
+async def _ping_watchdog(interval_s: float) -> None:
+    # Pinging from the event loop ties the watchdog to the loop staying responsive.
+    while True:
+        sdnotify.notify("WATCHDOG=1")
+        await asyncio.sleep(interval_s)
+
+
+def serve(
+    models: Sequence[ServedModel],
+    config: ServeConfig,
+    *,
+    sock: socket.socket | None = None,
+    on_ready: Callable[[str, int], None] | None = None,
+) -> None:
+    """Serve ``models`` until SIGTERM/SIGINT (or ``should_exit``), draining in-flight requests.
+
+    Args:
+        models: the models to serve.
+        config: host/port (unless ``sock`` is given), batching and limits.
+        sock: an already listening socket, e.g. from :func:`listen` with port 0.
+        on_ready: called with the bound host and port once requests are accepted.
+
+    SIGTERM stops accepting connections, lets every in-flight request finish (up to
+    ``config.drain_timeout_s``), then returns normally, so a service stop exits 0.
+    """
+    sock = sock or listen(config.host, config.port)
+    app = create_app(models, config)
+    uv_config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=config.drain_timeout_s,
+    )
+    server = _Server(uv_config, on_ready)
+    in_main = threading.current_thread() is threading.main_thread()
+    # uvicorn re-raises the signal it caught once it has drained; a no-op handler makes that
+    # a normal return (exit 0) instead of death by SIGTERM.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None) if in_main else None
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+    if not server.started:
+        raise ServeError(500, "the server failed to start; see the log above")
