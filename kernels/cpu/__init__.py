@@ -12,4 +12,5 @@ from edge.kernels.cpu import (  # noqa: F401  (imported for registration)
     reduce,
     indexing,
     tensor,
+    resize,
 )
