@@ -73,7 +73,7 @@ class ModeInfo:
     """One power mode of the board, from the device profile and/or the nvpmodel config.
 
     Clock caps are in MHz; ``None`` means uncapped (hardware maximum). ``tpc_pg_mask`` /
-    ``fbp_pg_mask`` are the GPU power-gating masks that decide whether a switch needs a reboot.
+    ``fbp_pg_mask`` (nvpmodel.conf) or ``gpu_tpcs`` (profile) tell whether a switch needs a reboot.
     """
 
     id: int
@@ -86,6 +86,7 @@ class ModeInfo:
     dla_max_mhz: float | None = None
     tpc_pg_mask: int | None = None
     fbp_pg_mask: int | None = None
+    gpu_tpcs: int | None = None
     is_default: bool = False
     source: str = "profile"
 
@@ -280,6 +281,7 @@ class PowerController:
                 gpu_max_mhz=getattr(mode, "gpu_max_mhz", None),
                 emc_max_mhz=getattr(mode, "emc_max_mhz", None),
                 dla_max_mhz=getattr(mode, "dla_max_mhz", None),
+                gpu_tpcs=getattr(mode, "gpu_tpcs", None),
                 is_default=getattr(self.profile, "default_power_mode", None) in (mode.id, mode.name),
                 source="profile",
             )
@@ -287,8 +289,13 @@ class PowerController:
         if conf.is_file():
             for mode in parse_nvpmodel_conf(conf.read_text(errors="replace")):
                 known = merged.get(mode.id)
-                budget = known.budget_w if known and _normalise(known.name) == _normalise(mode.name) else None
-                merged[mode.id] = replace(mode, budget_w=budget, source="profile+nvpmodel.conf" if known else mode.source)
+                same = known is not None and _normalise(known.name) == _normalise(mode.name)
+                merged[mode.id] = replace(
+                    mode,
+                    budget_w=known.budget_w if same else None,
+                    gpu_tpcs=known.gpu_tpcs if same else None,
+                    source="profile+nvpmodel.conf" if same else mode.source,
+                )
         return [merged[k] for k in sorted(merged)]
 
     def resolve_mode(self, mode: str | int) -> ModeInfo:
@@ -309,18 +316,18 @@ class PowerController:
         A mode whose GPU power-gating mask (TPC/FBP) differs from the current one cannot switch
         live: nvpmodel would ask to reboot. That is refused here with an explanation instead.
         """
+        current = None if self.dry_run else self.query_mode()  # first, so "not a Jetson" wins over naming errors
         target = self.resolve_mode(mode)
-        if not self.dry_run:
-            current = self.query_mode()
+        if current is not None:
             if current.id == target.id:
                 return target
             now = next((m for m in self.list_modes() if m.id == current.id), None)
-            for attr, label in (("tpc_pg_mask", "TPC"), ("fbp_pg_mask", "FBP")):
+            for attr, label in (("tpc_pg_mask", "TPC mask"), ("fbp_pg_mask", "FBP mask"), ("gpu_tpcs", "TPC count")):
                 before, after = getattr(now, attr, None), getattr(target, attr)
                 if before is not None and after is not None and before != after:
                     raise PowerError(
-                        f"power mode {target.id} ({target.name}) needs a reboot: its GPU {label} power-gating mask "
-                        f"{after} differs from the current mode's {before}; run 'sudo nvpmodel -m {target.id}' and reboot"
+                        f"power mode {target.id} ({target.name}) needs a reboot: its GPU power-gating ({label} {after}) "
+                        f"differs from the current mode's ({before}); run 'sudo nvpmodel -m {target.id}' and reboot"
                     )
         self.run(Commands.set_mode(target.id))
         if not self.dry_run:

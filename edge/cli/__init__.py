@@ -15,6 +15,8 @@ __all__ = ["app", "main"]
 
 _COMMAND_MODULES = (
     "edge.cli.core",
+    "edge.cli.power",
+    "edge.cli.serve",
 )
 
 
