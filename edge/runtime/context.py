@@ -1,37 +1,111 @@
-"""Execution contexts: per-run state on top of an engine's shared weights and schedule."""
+"""Execution contexts: per-run state (arena, chosen profile) on top of an engine's shared weights and schedule."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge.errors import InputError
+from edge.runtime.arena import Arena, SlotPlan, plan_from_record, probe_run, static_plan
+from edge.runtime.interpreter import Step
+from edge.runtime.profiles import OptimizationProfile, profiles_from_record, select_profile
 
 if TYPE_CHECKING:
     from edge.engine import Engine, TensorSpec
 
 __all__ = ["ExecutionContext", "check_inputs"]
 
+StepHook = Callable[[Step, list[np.ndarray]], None]
+
 
 class ExecutionContext:
-    """Runs an engine on named numpy arrays. Use one context per thread."""
+    """Runs an engine on named numpy arrays out of its own activation arena.
+
+    Several contexts on one engine share its weights and compiled schedule; each owns an
+    arena, so contexts may run concurrently, one per thread. Outputs are always fresh
+    arrays, never views of the arena.
+
+    Attributes:
+        profiler: optional ``fn(step, outputs)`` called after every layer (layer timing).
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.profiler: StepHook | None = None
         self._schedule = engine.schedule()
+        self._specs = engine.inputs
+        self._outputs = [spec.name for spec in engine.outputs]
+        self._arena = Arena()
+        self._profiles: list[OptimizationProfile] = profiles_from_record(engine.build.get("optimization_profiles"))
+        self._profile_index: int | None = None
+        self._static = _static_plan(engine, self._schedule) if all(_is_static(s) for s in self._specs) else None
 
+    # -- optimization profiles -----------------------------------------------------------
+    @property
+    def optimization_profiles(self) -> list[OptimizationProfile]:
+        return list(self._profiles)
+
+    @property
+    def optimization_profile(self) -> int | None:
+        """The profile this context is pinned to, or None to pick the first that fits."""
+        return self._profile_index
+
+    def set_optimization_profile(self, index: int | None) -> None:
+        """Pin the context to profile ``index`` (None: choose per run), like TensorRT's."""
+        if index is not None and not 0 <= index < len(self._profiles):
+            raise InputError(f"optimization profile {index} does not exist; the engine has {len(self._profiles)}")
+        self._profile_index = index
+        if index is not None:
+            memory = self.engine.build.get("memory") or {}
+            for record in memory.get("profiles", []):
+                if record.get("index") == index:
+                    self._arena.reserve(int(record["arena_bytes"]))
+
+    # -- memory ----------------------------------------------------------------------------
+    @property
+    def arena(self) -> np.ndarray:
+        """This context's activation memory (a uint8 buffer; planned tensors are views of it)."""
+        return self._arena.array
+
+    # -- execution -------------------------------------------------------------------------
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run once; returns outputs by name.
+        """Run once; returns outputs by name (fresh arrays the caller owns).
 
         Raises:
-            InputError: unknown, missing, mistyped or misshaped input, naming it.
+            InputError: unknown, missing, mistyped or misshaped input, or a shape outside the
+                optimization profiles, naming the input, its shape and the allowed range.
         """
-        specs = self.engine.inputs
-        check_inputs(specs, feeds)
-        arrays = self._schedule.run([np.ascontiguousarray(feeds[s.name]) for s in specs])
-        return {spec.name: array for spec, array in zip(self.engine.outputs, arrays)}
+        check_inputs(self._specs, feeds)
+        arrays = [np.ascontiguousarray(feeds[s.name]) for s in self._specs]
+        schedule = self._schedule
+        plan = self._static
+        if plan is None:
+            shapes = {s.name: a.shape for s, a in zip(self._specs, arrays)}
+            select_profile(self._profiles, shapes, self._profile_index)
+            key = tuple(a.shape for a in arrays)
+            plan = schedule.plans.get(key)
+            if plan is None:
+                results, plan = probe_run(schedule, arrays, key, self.profiler)
+                schedule.plans.put(key, plan)
+                return dict(zip(self._outputs, results))
+        buffers = self._arena.views(plan, schedule.num_slots)
+        results = schedule.run(arrays, on_step=self.profiler, buffers=buffers, arena=self._arena.array)
+        return dict(zip(self._outputs, results))
+
+
+def _is_static(spec: TensorSpec) -> bool:
+    return all(isinstance(d, int) for d in spec.shape)
+
+
+def _static_plan(engine: Engine, schedule) -> SlotPlan:
+    """The engine file's recorded plan; planned here only for engines that lack one."""
+    cached = schedule.plans.get("static")
+    if cached is None:
+        cached = plan_from_record(schedule, engine.build.get("memory")) or static_plan(schedule)[0]
+        cached = schedule.plans.put("static", cached)
+    return cached
 
 
 def check_inputs(specs: list[TensorSpec], feeds: Mapping[str, np.ndarray]) -> None:

@@ -3,12 +3,17 @@
 A graph is compiled once into a flat ``Schedule`` (kernel, input slots, output slots, and
 the slots to free after each step); running it is a loop over that list. The same code
 runs subgraphs (If/Loop bodies), constant folding and shape inference fallbacks.
+
+A run may be given one preallocated output buffer per slot (views into an execution
+context's arena, see :mod:`edge.runtime.memory`): kernels may write into them through
+``ctx.out``, otherwise the result is copied in. A Schedule holds no per-run state, so
+several threads may run one Schedule at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -16,6 +21,7 @@ from edge.errors import EdgeError, KernelError
 from edge.ir import Graph, Node, Value, captured_values
 from edge.kernels.registry import Kernel, OpContext, lookup
 from edge.precision import round_to_fp16
+from edge.runtime.memory import INPLACE_OPS, PlanCache, StepUse
 
 __all__ = ["Step", "Schedule", "evaluate_node", "run_graph"]
 
@@ -31,6 +37,7 @@ class Step:
     outputs: list[int]
     free: list[int]
     fp16: bool = False
+    reads: list[int] = field(default_factory=list)
 
 
 class Schedule:
@@ -38,14 +45,18 @@ class Schedule:
 
     Slots hold arrays: constants are preloaded, graph inputs and captured outer values are
     bound per run, every node output gets its own slot, and a slot is cleared after its
-    last reader so memory follows liveness.
+    last reader so memory follows liveness. Subgraph schedules (If/Loop bodies) are
+    compiled here too, so running never mutates shared state.
     """
 
     def __init__(self, graph: Graph, backend: str = "cpu") -> None:
         self.graph = graph
         self.backend = backend
         self.slot: dict[int, int] = {}
+        self.values: list[Value] = []
         self.constants: dict[int, np.ndarray] = {}
+        self.subschedules: dict[int, Schedule] = {}
+        self.plans = PlanCache()  # arena plans per input-shape signature, shared by contexts
         self.captured = captured_values(graph)
         for value in [*graph.inputs, *self.captured]:
             self._slot_of(value)
@@ -58,7 +69,11 @@ class Schedule:
             outs = [self._slot_of(v) for v in node.outputs]
             opset = graph.opset.get(_domain(node.domain), 1)
             fp16 = node.meta.get("precision") == "fp16"
-            self.steps.append(Step(node, kernel, opset, ins, outs, [], fp16))
+            reads = [s for s in ins if s is not None]
+            for sub in node.subgraphs():
+                self.subschedules[id(sub)] = Schedule(sub, backend)
+                reads += [self.slot[id(v)] for v in captured_values(sub) if id(v) in self.slot]
+            self.steps.append(Step(node, kernel, opset, ins, outs, [], fp16, reads))
         self.output_slots = [self._slot_of(v) for v in graph.outputs]
         self._plan_frees()
 
@@ -66,6 +81,7 @@ class Schedule:
         key = id(value)
         if key not in self.slot:
             self.slot[key] = len(self.slot)
+            self.values.append(value)
             if value.is_const:
                 self.constants[self.slot[key]] = value.const
         return self.slot[key]
@@ -74,10 +90,7 @@ class Schedule:
         keep = set(self.constants) | set(self.output_slots)
         last_read: dict[int, int] = {}
         for index, step in enumerate(self.steps):
-            reads = [s for s in step.inputs if s is not None]
-            for sub in step.node.subgraphs():
-                reads += [self.slot[id(v)] for v in captured_values(sub) if id(v) in self.slot]
-            for slot in reads:
+            for slot in step.reads:
                 last_read[slot] = index
             for slot in step.outputs:
                 last_read.setdefault(slot, index)
@@ -89,11 +102,33 @@ class Schedule:
     def num_slots(self) -> int:
         return len(self.slot)
 
+    def arena_slots(self) -> list[int]:
+        """Slots the memory planner may place: node outputs (not inputs, weights or omitted)."""
+        return [s for step in self.steps for s in step.outputs if not self.values[s].meta.get("omitted")]
+
+    def uses(self) -> list[StepUse]:
+        """The execution order as the memory planner sees it (slots read/written per step)."""
+        uses = []
+        for step in self.steps:
+            inplace: tuple[tuple[int, int], ...] = ()
+            key = step.node.op_type if _domain(step.node.domain) in ("", "edgetrt") else None
+            if key in INPLACE_OPS and step.outputs:
+                dtype = self.values[step.outputs[0]].dtype
+                inplace = tuple(
+                    (0, position)
+                    for position, slot in enumerate(step.reads)
+                    if dtype is not None and self.values[slot].dtype == dtype
+                )
+            uses.append(StepUse(tuple(step.reads), tuple(step.outputs), inplace))
+        return uses
+
     def run(
         self,
         inputs: Sequence[np.ndarray | None],
         captured: Mapping[int, np.ndarray] | None = None,
         on_step: Callable[[Step, list[np.ndarray]], None] | None = None,
+        buffers: Sequence[np.ndarray | None] | None = None,
+        arena: np.ndarray | None = None,
     ) -> list[np.ndarray]:
         """Run on arrays given in ``graph.inputs`` order; returns ``graph.outputs`` arrays.
 
@@ -101,6 +136,9 @@ class Schedule:
             inputs: one array per graph input.
             captured: arrays for outer-scope values, keyed by ``id(value)`` (subgraphs).
             on_step: called after each step with its outputs (profiling, debugging).
+            buffers: per slot, the planned output buffer (an arena view) or None.
+            arena: the memory ``buffers`` view; results that would alias it without a
+                planned buffer are copied out, and so are the returned outputs.
         """
         slots: list[np.ndarray | None] = [None] * self.num_slots
         for slot, array in self.constants.items():
@@ -115,30 +153,59 @@ class Schedule:
             args = [None if s is None else slots[s] for s in step.inputs]
             if step.fp16:
                 args = [None if a is None else round_to_fp16(a) for a in args]
-            results = _call(step, args, self, slots)
+            out = None if buffers is None else [buffers[s] for s in step.outputs]
+            results = _call(step, args, self, slots, out)
             if step.fp16:
                 results = [round_to_fp16(r) for r in results]
-            for slot, result in zip(step.outputs, results):
-                slots[slot] = result
+            if out is None:
+                for slot, result in zip(step.outputs, results):
+                    slots[slot] = result
+            else:
+                results = [_place(r, view, arena) for r, view in zip(results, out)]
+                for slot, result in zip(step.outputs, results):
+                    slots[slot] = result
             if on_step is not None:
                 on_step(step, results)
             for slot in step.free:
                 slots[slot] = None
-        return [slots[s] for s in self.output_slots]  # type: ignore[misc]
+        if arena is None:
+            return [slots[s] for s in self.output_slots]  # type: ignore[misc]
+        return [_detach(slots[s], arena) for s in self.output_slots]  # type: ignore[arg-type]
+
+
+def _place(result: np.ndarray, view: np.ndarray | None, arena: np.ndarray | None) -> np.ndarray:
+    """Put a kernel's result into its planned buffer (or keep it off the arena)."""
+    if result is view:
+        return result
+    if view is not None and result.shape == view.shape and result.dtype == view.dtype:
+        np.copyto(view, result)
+        return view
+    # no buffer, or a data-dependent shape the plan did not foresee: the result must not
+    # alias arena bytes that a later step will overwrite
+    return _detach(result, arena)
+
+
+def _detach(array: np.ndarray, arena: np.ndarray | None) -> np.ndarray:
+    return array.copy() if arena is not None and np.may_share_memory(array, arena) else array
 
 
 def _domain(domain: str) -> str:
     return "" if domain in ("", "ai.onnx") else domain
 
 
-def _call(step: Step, args: list[np.ndarray | None], schedule: Schedule, slots: list) -> list[np.ndarray]:
+def _call(
+    step: Step, args: list[np.ndarray | None], schedule: Schedule, slots: list, out: list | None = None
+) -> list[np.ndarray]:
     """Invoke a step's kernel, normalising its result to a list and naming the node on failure."""
 
     def run_subgraph(graph: Graph, sub_inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
-        outer = {id(v): slots[schedule.slot[id(v)]] for v in captured_values(graph) if id(v) in schedule.slot}
-        return _subgraph_schedule(graph, schedule.backend).run(sub_inputs, outer)
+        sub = schedule.subschedules.get(id(graph))
+        if sub is None or sub.graph is not graph:  # a graph the node does not hold: compile it now
+            sub = Schedule(graph, schedule.backend)
+        outer = {id(v): slots[schedule.slot[id(v)]] for v in sub.captured if id(v) in schedule.slot}
+        return sub.run(sub_inputs, outer)
 
-    ctx = OpContext(step.node, step.opset, run_subgraph)
+    ctx = OpContext(step.node, step.opset, run_subgraph, out)
     try:
         result = step.kernel.fn(ctx, *args)
     except EdgeError:
@@ -151,18 +218,6 @@ def _call(step: Step, args: list[np.ndarray | None], schedule: Schedule, slots: 
     return [np.asarray(r) if not isinstance(r, np.ndarray) else r for r in results]
 
 
-_SUBGRAPH_CACHE: dict[int, tuple[Graph, Schedule]] = {}
-
-
-def _subgraph_schedule(graph: Graph, backend: str) -> Schedule:
-    """Subgraph schedules are compiled once per subgraph object and reused across iterations."""
-    cached = _SUBGRAPH_CACHE.get(id(graph))
-    if cached is None or cached[0] is not graph:
-        cached = (graph, Schedule(graph, backend))
-        _SUBGRAPH_CACHE[id(graph)] = cached
-    return cached[1]
-
-
 def evaluate_node(node: Node, inputs: Sequence[np.ndarray | None], opset: int, backend: str = "cpu") -> list[np.ndarray]:
     """Run one node on concrete arrays (constant folding, shape inference)."""
     kernel = lookup(node.op_type, node.domain, backend, opset)
@@ -170,6 +225,7 @@ def evaluate_node(node: Node, inputs: Sequence[np.ndarray | None], opset: int, b
         raise KernelError(f"node '{node.name}': no {backend} kernel for {node.op_type}")
     step = Step(node, kernel, opset, [], [], [])
     empty = Schedule(Graph(), backend)
+    empty.subschedules = {id(sub): Schedule(sub, backend) for sub in node.subgraphs()}
     return _call(step, list(inputs), empty, [])
 
 

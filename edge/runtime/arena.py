@@ -1,0 +1,151 @@
+"""Memory plans applied to a Schedule: what the builder records and what contexts run out of.
+
+Static-shape engines get their plan at build time from the IR's shapes; the engine file
+records every planned tensor's offset and the runtime uses them as they are. Engines with
+dynamic inputs are planned once per distinct input-shape signature at run time: the first
+run with new shapes runs unplanned while recording each tensor's size, later runs with the
+same shapes run out of the arena. At build, each optimization profile is planned at its max
+shapes so the engine knows the arena it needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edge.ir import Graph
+from edge.runtime.interpreter import Schedule, Step
+from edge.runtime.memory import ALIGNMENT, MemoryPlan, plan_memory
+from edge.runtime.profiles import OptimizationProfile
+
+__all__ = ["SlotPlan", "Arena", "static_plan", "plan_from_record", "probe_run", "plan_engine_memory"]
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    """A plan in the runtime's terms: per planned slot its offset, shape and dtype."""
+
+    key: Hashable
+    entries: tuple[tuple[int, int, tuple[int, ...], np.dtype], ...]
+    arena_bytes: int
+    summary: dict[str, Any]
+
+
+def _storable(dtype: np.dtype | None) -> bool:
+    """Numeric and bool tensors live in the arena; strings and objects cannot be views of bytes."""
+    return dtype is not None and dtype.kind in "biufc"
+
+
+def _slot_plan(key: Hashable, schedule: Schedule, layout: dict[int, tuple[tuple[int, ...], np.dtype]]) -> tuple[SlotPlan, MemoryPlan]:
+    sizes = {slot: int(np.prod(shape, dtype=np.int64)) * dtype.itemsize for slot, (shape, dtype) in layout.items()}
+    plan = plan_memory(schedule.uses(), sizes, keep=schedule.output_slots)
+    entries = tuple((slot, plan.offsets[slot], shape, dtype) for slot, (shape, dtype) in layout.items())
+    return SlotPlan(key, entries, plan.arena_bytes, plan.summary()), plan
+
+
+def static_plan(schedule: Schedule) -> tuple[SlotPlan, MemoryPlan]:
+    """Plan every node output whose shape the IR knows statically."""
+    layout = {}
+    for slot in schedule.arena_slots():
+        value = schedule.values[slot]
+        if value.is_static and _storable(value.dtype):
+            layout[slot] = (tuple(value.shape), value.dtype)  # type: ignore[arg-type]
+    return _slot_plan("static", schedule, layout)
+
+
+def plan_from_record(schedule: Schedule, record: dict[str, Any] | None) -> SlotPlan | None:
+    """The static plan an engine file recorded, or None when absent or not this schedule's."""
+    if not record or not record.get("static"):
+        return None
+    slots = schedule.arena_slots()
+    candidates = {schedule.values[s].name: s for s in slots}
+    if len(candidates) != len(slots):  # names must identify tensors unambiguously
+        return None
+    result = []
+    for name, offset, nbytes in record["static"].get("tensors", []):
+        slot = candidates.get(name)
+        value = None if slot is None else schedule.values[slot]
+        if value is None or not value.is_static or value.nbytes() != nbytes:
+            return None
+        result.append((slot, int(offset), tuple(value.shape), value.dtype))
+    summary = {k: v for k, v in record["static"].items() if k != "tensors"}
+    return SlotPlan("static", tuple(result), int(record["static"]["arena_bytes"]), summary)
+
+
+def probe_run(
+    schedule: Schedule,
+    inputs: Sequence[np.ndarray],
+    key: Hashable,
+    on_step: Callable[[Step, list[np.ndarray]], None] | None = None,
+) -> tuple[list[np.ndarray], SlotPlan]:
+    """Run unplanned while recording every tensor's shape; plan the arena for those shapes."""
+    layout: dict[int, tuple[tuple[int, ...], np.dtype]] = {}
+    wanted = set(schedule.arena_slots())
+
+    def record(step: Step, results: list[np.ndarray]) -> None:
+        for slot, result in zip(step.outputs, results):
+            if slot in wanted and _storable(result.dtype):
+                layout[slot] = (result.shape, result.dtype)
+        if on_step is not None:
+            on_step(step, results)
+
+    outputs = schedule.run(inputs, on_step=record)
+    return outputs, _slot_plan(key, schedule, layout)[0]
+
+
+class Arena:
+    """One execution context's activation memory: a 64-byte aligned uint8 buffer and views."""
+
+    def __init__(self) -> None:
+        self.array = np.empty(0, np.uint8)
+        self._views: dict[Hashable, list[np.ndarray | None]] = {}
+
+    def reserve(self, nbytes: int) -> None:
+        """Grow to at least ``nbytes`` (dropping views of the old buffer)."""
+        if nbytes <= self.array.size:
+            return
+        raw = np.empty(nbytes + ALIGNMENT, np.uint8)
+        start = (-raw.ctypes.data) % ALIGNMENT
+        self.array = raw[start : start + nbytes]
+        self._views.clear()
+
+    def views(self, plan: SlotPlan, num_slots: int) -> list[np.ndarray | None]:
+        """Per slot, the view ``plan`` gives it (None for unplanned slots); cached per plan."""
+        views = self._views.get(plan.key)
+        if views is None:
+            self.reserve(plan.arena_bytes)
+            views = [None] * num_slots
+            for slot, offset, shape, dtype in plan.entries:
+                nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                views[slot] = self.array[offset : offset + nbytes].view(dtype).reshape(shape)
+            if len(self._views) >= 64:
+                self._views.pop(next(iter(self._views)))
+            self._views[plan.key] = views
+        return views
+
+
+def plan_engine_memory(graph: Graph, profiles: Sequence[OptimizationProfile] = ()) -> dict[str, Any]:
+    """The memory record an engine stores: static offsets, or one plan per profile at max shapes.
+
+    The top-level ``arena_bytes``/``naive_bytes``/``lower_bound_bytes`` are the static plan's,
+    or the largest over the profiles (what ``inspect`` reports).
+    """
+    schedule = Schedule(graph)
+    record: dict[str, Any] = {"alignment": ALIGNMENT, "static": None, "profiles": []}
+    if all(v.is_static for v in graph.inputs):
+        slot_plan, plan = static_plan(schedule)
+        tensors = [[schedule.values[s].name, o, plan.sizes[s]] for s, o, _, _ in slot_plan.entries]
+        record["static"] = {**slot_plan.summary, "tensors": tensors}
+        record.update({k: slot_plan.summary[k] for k in ("arena_bytes", "naive_bytes", "lower_bound_bytes")})
+        return record
+    for index, profile in enumerate(profiles):
+        shapes = profile.shapes("max")
+        inputs = [np.zeros(shapes.get(v.name, v.shape), v.dtype) for v in graph.inputs]
+        _, slot_plan = probe_run(schedule, inputs, ("profile", index))
+        record["profiles"].append({"index": index, "max_shapes": {k: list(v) for k, v in shapes.items()}, **slot_plan.summary})
+    for key in ("arena_bytes", "naive_bytes", "lower_bound_bytes"):
+        record[key] = max((p[key] for p in record["profiles"]), default=None)
+    return record
