@@ -17,6 +17,8 @@ _COMMAND_MODULES = (
     "edge.cli.core",
     "edge.cli.power",
     "edge.cli.serve",
+    "edge.cli.serve",
+    "edge.cli.service",
 )
 
 

@@ -1,0 +1,164 @@
+"""Installing, removing and querying edgetrt services; every ``systemctl`` call goes through here."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.service.unit import ServiceError, ServiceSpec, render_env, render_unit, unit_name
+
+__all__ = [
+    "UNIT_DIR",
+    "ENV_DIR",
+    "InstallPlan",
+    "edgetrt_executable",
+    "find_tool",
+    "plan_install",
+    "install",
+    "uninstall",
+    "status",
+    "systemctl",
+]
+
+UNIT_DIR = Path("/etc/systemd/system")
+ENV_DIR = Path("/etc/edgetrt")
+STATUS_PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState", "MainPID", "NRestarts", "FragmentPath")
+
+
+@dataclass(frozen=True)
+class InstallPlan:
+    """The files an install writes (path -> text) and the systemctl calls that follow."""
+
+    spec: ServiceSpec
+    files: dict[Path, str]
+    commands: list[list[str]]
+
+    def describe(self) -> str:
+        """Human-readable dry-run output: each file under a header, then the commands."""
+        parts = [f"# --- {path} ---\n{text}" for path, text in self.files.items()]
+        parts.append("# --- then ---\n" + "\n".join("systemctl " + " ".join(c) for c in self.commands) + "\n")
+        return "\n".join(parts)
+
+
+def edgetrt_executable() -> Path:
+    """The ``edgetrt`` console script of this installation (beside the running interpreter first)."""
+    beside = Path(sys.executable).parent / "edgetrt"
+    found = beside if beside.is_file() else shutil.which("edgetrt")
+    if found is None:
+        raise ServiceError("cannot find the 'edgetrt' executable; install edgetrt (pip install 'edgetrt[serve]') first")
+    return Path(found).absolute()
+
+
+def find_tool(name: str, default: Path) -> Path:
+    """Where a Jetson tool lives: on PATH if present, else its usual L4T location."""
+    found = shutil.which(name)
+    return Path(found).absolute() if found else default
+
+
+def plan_install(spec: ServiceSpec, unit_dir: Path = UNIT_DIR) -> InstallPlan:
+    """Check the engines and render the files, writing nothing.
+
+    Raises:
+        ServiceError: a missing engine, or one the service's dynamic user could not read.
+        EngineFormatError: a file that is not a loadable engine.
+    """
+    import edge
+
+    for engine in spec.engines:
+        if not engine.is_file():
+            raise ServiceError(f"engine file '{engine}' does not exist")
+        edge.load(engine)  # refuse a corrupt or foreign file now, not at the first service start
+        if spec.user is None and not _world_readable(engine):
+            raise ServiceError(
+                f"engine '{engine}' is not readable by other users, but the service runs as a dynamic user; "
+                "make it and its directories world-readable or pass --user"
+            )
+    unit = unit_name(spec.name)
+    files = {unit_dir / unit: render_unit(spec), spec.env_file: render_env(spec)}
+    return InstallPlan(spec, files, [["daemon-reload"], ["enable", unit], ["restart", unit]])
+
+
+def install(plan: InstallPlan) -> None:
+    """Write the plan's files atomically, then reload systemd and (re)start the service."""
+    for path, text in plan.files.items():
+        _write_atomic(path, text)
+    for command in plan.commands:
+        systemctl(*command)
+
+
+def uninstall(name: str, unit_dir: Path = UNIT_DIR, env_dir: Path = ENV_DIR) -> list[Path]:
+    """Stop and disable the service, delete its unit and environment file; returns what was removed.
+
+    Raises:
+        ServiceError: no such service in ``unit_dir``, or systemctl failed.
+    """
+    unit = unit_name(name)
+    unit_path = unit_dir / unit
+    if not unit_path.is_file():
+        raise ServiceError(f"no service '{name}': '{unit_path}' does not exist")
+    systemctl("disable", "--now", unit)
+    removed = []
+    for path in (unit_path, env_dir / f"{name}.env"):
+        if path.exists():
+            path.unlink()
+            removed.append(path)
+    systemctl("daemon-reload")
+    return removed
+
+
+def status(name: str) -> dict[str, str]:
+    """systemd's view of the service: load/active state, main PID, restarts, unit path.
+
+    Raises:
+        ServiceError: systemd does not know the service.
+    """
+    unit = unit_name(name)
+    output = systemctl("show", unit, "--property=" + ",".join(STATUS_PROPERTIES))
+    props = dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+    if props.get("LoadState") == "not-found":
+        raise ServiceError(f"no service '{name}' is installed ({unit} not found by systemd)")
+    return props
+
+
+def systemctl(*args: str) -> str:
+    """Run ``systemctl ARGS`` (found on PATH); returns stdout.
+
+    Raises:
+        ServiceError: systemctl is missing or exits non-zero (with its last stderr line).
+    """
+    exe = shutil.which("systemctl")
+    if exe is None:
+        raise ServiceError("systemctl not found: edgetrt services need systemd (use --dry-run to see the files)")
+    proc = subprocess.run([exe, *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ServiceError(f"`systemctl {' '.join(args)}` failed with exit code {proc.returncode}: {detail}")
+    return proc.stdout
+
+
+def _world_readable(path: Path) -> bool:
+    if not path.stat().st_mode & stat.S_IROTH:
+        return False
+    return all(parent.stat().st_mode & stat.S_IXOTH for parent in path.parents)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temp file beside ``path``, then rename it over ``path`` (mode 0644)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
