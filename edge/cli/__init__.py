@@ -17,7 +17,6 @@ _COMMAND_MODULES = (
     "edge.cli.core",
     "edge.cli.power",
     "edge.cli.serve",
-    "edge.cli.serve",
     "edge.cli.service",
 )
 
