@@ -116,3 +116,19 @@ def test_weights_are_shared_read_only_views(engine_file: Path) -> None:
     engine = edge.load(engine_file)
     weight = next(v for v in engine.graph.constants() if v.name == "w")
     assert not weight.const.flags.writeable
+
+
+def test_scalar_constants_keep_rank_zero(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "s"], ["y"], name="scale")],
+        "scalar",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+        [numpy_helper.from_array(np.array(2.5, np.float32), "s")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    edge.build(model.SerializeToString()).save(tmp_path / "s.engine")
+    engine = edge.load(tmp_path / "s.engine")
+    assert next(v for v in engine.graph.constants() if v.name == "s").const.shape == ()
+    y = engine.create_context().run({"x": np.array(2.0, np.float32)})["y"]
+    assert y.shape == () and y == 5.0

@@ -45,7 +45,7 @@ class BlobWriter:
 
     def add(self, array: np.ndarray) -> dict[str, Any]:
         """Append ``array``; return the JSON reference that :func:`read_tensor` resolves."""
-        data = np.ascontiguousarray(array)
+        data = array if array.flags.c_contiguous else array.copy(order="C")
         pad = (-self._size) % _ALIGN
         if pad:
             self._chunks.append(b"\0" * pad)

@@ -251,7 +251,7 @@ class _GraphImporter:
 
 def _to_array(tensor: onnx.TensorProto) -> np.ndarray:
     array = numpy_helper.to_array(tensor)
-    return np.ascontiguousarray(array)
+    return array if array.flags.c_contiguous else array.copy(order="C")
 
 
 def _sparse_to_dense(sparse: onnx.SparseTensorProto) -> np.ndarray:

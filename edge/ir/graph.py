@@ -248,7 +248,8 @@ class Graph:
         return Value(self.unique_name(hint), dtype, shape)
 
     def make_const(self, hint: str, array: np.ndarray) -> Value:
-        return Value(self.unique_name(hint), const=np.ascontiguousarray(array))
+        array = np.asarray(array)
+        return Value(self.unique_name(hint), const=array if array.flags.c_contiguous else array.copy(order="C"))
 
     def insert_before(self, anchor: Node, node: Node) -> None:
         self.nodes.insert(self.nodes.index(anchor), node)
