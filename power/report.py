@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import TelemetryError
-from edge.power.tegrastats import CONSTANT_SENSORS, Sample
+from edge.power.tegrastats import CONSTANT_SENSORS, INPUT_RAILS, Sample
 
 __all__ = ["BenchData", "align_bench", "summarize", "render_plots", "write_report", "format_summary"]
 
@@ -80,6 +80,16 @@ def _series(samples: Sequence[Sample], getter) -> tuple[np.ndarray, np.ndarray]:
         return np.empty(0), np.empty(0)
     t, v = zip(*points)
     return np.asarray(t, dtype=np.float64), np.asarray(v, dtype=np.float64)
+
+
+def _gapped(t: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Insert NaN where the recording has a gap (over 3x the median period) so plots break
+    the line there instead of drawing a straight segment across unrecorded time."""
+    if t.size < 3:
+        return t, v
+    steps = np.diff(t)
+    gaps = np.flatnonzero(steps > 3.0 * np.median(steps)) + 1
+    return np.insert(t, gaps, np.nan), np.insert(v, gaps, np.nan)
 
 
 def _peak_temperature(samples: Sequence[Sample]) -> tuple[float | None, str | None]:
@@ -221,11 +231,10 @@ def render_plots(samples: Sequence[Sample], bench: BenchData | None = None) -> d
     if rail_names:
         fig, ax = _figure()
         for name in rail_names:
-            t, v = _series(samples, lambda s, n=name: s.rails[n].instant_mw if n in s.rails else None)
-            ax.plot(t, v, label=name)
-        t, v = _series(samples, Sample.total_power_mw)
-        if len(rail_names) > 1:
-            ax.plot(t, v, "k--", label="module total")
+            ax.plot(*_gapped(*_series(samples, lambda s, n=name: s.rails[n].instant_mw if n in s.rails else None)), label=name)
+        if len(rail_names) > 1 and not set(rail_names) & set(INPUT_RAILS):
+            # Boards without an input rail: the module total is the sum, worth its own line.
+            ax.plot(*_gapped(*_series(samples, Sample.total_power_mw)), "k--", label="module total (sum)")
         ax.set(title="Power per rail", xlabel="time (s)", ylabel="mW")
         ax.legend(fontsize="small")
         plots["power"] = _png(fig)
@@ -233,8 +242,7 @@ def render_plots(samples: Sequence[Sample], bench: BenchData | None = None) -> d
     if sensors:
         fig, ax = _figure()
         for name in sensors:
-            t, v = _series(samples, lambda s, n=name: s.temperatures_c.get(n))
-            ax.plot(t, v, label=name)
+            ax.plot(*_gapped(*_series(samples, lambda s, n=name: s.temperatures_c.get(n))), label=name)
         ax.set(title="Temperatures", xlabel="time (s)", ylabel="°C")
         ax.legend(fontsize="small", ncol=2)
         plots["temperature"] = _png(fig)
@@ -248,7 +256,7 @@ def render_plots(samples: Sequence[Sample], bench: BenchData | None = None) -> d
         fig, ax = _figure()
         for label, (t, v) in clock_series.items():
             if v.size:
-                ax.plot(t, v, label=label)
+                ax.plot(*_gapped(t, v), label=label)
         ax.set(title="Clocks", xlabel="time (s)", ylabel="MHz")
         ax.legend(fontsize="small")
         plots["clocks"] = _png(fig)
@@ -258,7 +266,7 @@ def render_plots(samples: Sequence[Sample], bench: BenchData | None = None) -> d
         fig, ax = _figure()
         for label, (t, v) in load_series.items():
             if v.size:
-                ax.plot(t, v, label=label)
+                ax.plot(*_gapped(t, v), label=label)
         ax.set(title="Utilization", xlabel="time (s)", ylabel="%", ylim=(0, 105))
         ax.legend(fontsize="small")
         plots["utilization"] = _png(fig)
