@@ -13,4 +13,5 @@ from edge.kernels.cpu import (  # noqa: F401  (imported for registration)
     indexing,
     tensor,
     resize,
+    recurrent,
 )
