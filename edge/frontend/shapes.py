@@ -47,7 +47,7 @@ def infer_missing_shapes(graph: Graph) -> None:
             if value.dtype is None:
                 value.dtype = np.dtype(dtype)
             if needs_inference(value):
-                value.shape = tuple(shape)
+                value.shape = tuple(shape) if shape is not None else None
 
 
 def _all_inputs_static(node: Node) -> bool:

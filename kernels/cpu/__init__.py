@@ -5,6 +5,7 @@ Importing this package registers every CPU kernel; each module owns one family o
 
 from edge.kernels.cpu import (  # noqa: F401  (imported for registration)
     elementwise,
+    fused,
     linalg,
     nn,
     normalization,

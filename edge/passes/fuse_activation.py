@@ -1,0 +1,165 @@
+"""Epilogue fusion: Conv / ConvTranspose / Gemm + residual Add + activation -> one edgetrt node.
+
+The fused op computes ``act(op(X, W, B) + Z)`` (``Z`` only for convolutions): the bias is
+already in the op, the residual ``Z`` is an ``Add`` whose other operand has exactly the
+conv output's shape (an add that broadcasts is a bias, handled by ``fold_bn``, or not an
+epilogue at all), and ``act`` is one of the activations the contract lists. Rules fire
+bottom-up in any order: the residual rule needs a fused node without activation, the
+activation rule accepts a plain op or a fused node without one, so Conv -> Add -> Relu ends
+as ``FusedConv(X, W, B, Z, activation="Relu")``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.ir import Graph, Node, Value
+from edge.kernels.cpu.fused import DOMAIN
+from edge.passes.common import opset_of, same_shape
+from edge.passes.rewrite import Builder, Match, Op, Rule, RuleSet, Var
+
+__all__ = ["fuse_activations", "activation_of", "FUSE_ACTIVATION_RULES"]
+
+_FLOAT_MAX = float(np.finfo(np.float32).max)
+_FUSED = {"Conv": "FusedConv", "ConvTranspose": "FusedConvTranspose", "Gemm": "FusedGemm"}
+_ACTIVATION_OPS = ("Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Gelu", "Tanh")
+
+
+def activation_of(graph: Graph, node: Node) -> tuple[str, list[float]] | None:
+    """(activation name, params) when ``node`` is an activation an epilogue can run, else None."""
+    op = node.op_type
+    if node.domain == DOMAIN:
+        return ("SiLU", []) if op == "SiLU" else None
+    if node.domain not in ("", "ai.onnx"):
+        return None
+    if op in ("Relu", "Sigmoid", "HardSwish", "Tanh"):
+        return op, []
+    if op == "Gelu":
+        return ("Gelu", []) if node.attrs.get("approximate", "none") == "none" else None
+    if op == "LeakyRelu":
+        return op, [float(node.attrs.get("alpha", 0.01))]
+    if op == "HardSigmoid":
+        return op, [float(node.attrs.get("alpha", 0.2)), float(node.attrs.get("beta", 0.5))]
+    if op == "Clip":
+        if opset_of(graph, node) < 11:
+            return op, [float(node.attrs.get("min", -_FLOAT_MAX)), float(node.attrs.get("max", _FLOAT_MAX))]
+        bounds = []
+        for index, default in ((1, -_FLOAT_MAX), (2, _FLOAT_MAX)):
+            bound = node.input(index)
+            if bound is None:
+                bounds.append(default)
+            elif bound.const is not None and bound.const.size == 1:
+                bounds.append(float(bound.const.reshape(())))
+            else:
+                return None
+        return op, bounds
+    return None
+
+
+def _is_fused(node: Node) -> bool:
+    return node.domain == DOMAIN and node.op_type in _FUSED.values()
+
+
+def _check_activation(graph: Graph, match: Match) -> str | None:
+    node = match.node("op")
+    if activation_of(graph, match.root) is None:
+        return f"{match.root.op_type} with these attributes has no epilogue form"
+    if _is_fused(node) and node.attrs.get("activation"):
+        return f"'{node.name}' already has activation {node.attrs['activation']}"
+    if not _is_fused(node) and node.domain not in ("", "ai.onnx"):
+        return f"'{node.name}' is not a standard {node.op_type}"
+    return None
+
+
+def _fused_copy(b: Builder, node: Node, inputs: list[Value | None], **attrs: object) -> Value:
+    op_type = node.op_type if _is_fused(node) else _FUSED[node.op_type]
+    merged = dict(node.attrs)
+    merged.setdefault("activation", "")
+    merged.setdefault("activation_params", [])
+    merged.update(attrs)
+    while inputs and inputs[-1] is None:
+        inputs.pop()
+    b.graph.opset.setdefault(DOMAIN, 1)
+    return b.op(op_type, inputs, merged, domain=DOMAIN, like=b.anchor.outputs[0])
+
+
+def _fuse_activation(b: Builder, m: Match) -> Value:
+    node = m.node("op")
+    name, params = activation_of(b.graph, m.root)  # type: ignore[misc]
+    return _fused_copy(b, node, list(node.inputs), activation=name, activation_params=params)
+
+
+def _check_reshaped_gemm(graph: Graph, match: Match) -> str | None:
+    reason = _check_activation(graph, match)
+    if reason is None and match.node("op").op_type not in ("Gemm", "FusedGemm"):
+        return "only a Gemm's activation moves across a Reshape"
+    return reason
+
+
+def _fuse_through_reshape(b: Builder, m: Match) -> Value:
+    """act(Reshape(gemm)) == Reshape(act(gemm)): an elementwise op commutes with a reshape."""
+    node, reshape = m.node("op"), m.node("reshape")
+    name, params = activation_of(b.graph, m.root)  # type: ignore[misc]
+    op_type = node.op_type if _is_fused(node) else _FUSED[node.op_type]
+    attrs = dict(node.attrs, activation=name, activation_params=params)
+    b.graph.opset.setdefault(DOMAIN, 1)
+    fused = b.op(op_type, list(node.inputs), attrs, domain=DOMAIN, like=node.outputs[0])
+    return b.op("Reshape", [fused, *reshape.inputs[1:]], dict(reshape.attrs), like=m.root.outputs[0])
+
+
+def _check_residual(graph: Graph, match: Match) -> str | None:
+    node, z = match.node("op"), match.value("z")
+    out = node.outputs[0]
+    if z is out:
+        return "the residual is the conv output itself"
+    if _is_fused(node) and (node.attrs.get("activation") or node.input(3) is not None):
+        return f"'{node.name}' already has an activation or residual"
+    if not _is_fused(node) and node.domain not in ("", "ai.onnx"):
+        return f"'{node.name}' is not a standard {node.op_type}"
+    if not same_shape(z, out) or z.dtype != out.dtype:
+        return f"residual '{z.name}' {z.shape} does not match '{out.name}' {out.shape}"
+    return None
+
+
+def _fuse_residual(b: Builder, m: Match) -> Value:
+    node = m.node("op")
+    inputs = list(node.inputs) + [None] * (3 - len(node.inputs))
+    return _fused_copy(b, node, [*inputs[:3], m.value("z")])
+
+
+_PLAIN = Op(tuple(_FUSED), name="op")
+_PLAIN_CONV = Op(("Conv", "ConvTranspose"), name="op")
+_FUSED_ANY = Op(tuple(_FUSED.values()), name="op", domain=DOMAIN)
+_FUSED_CONV = Op(("FusedConv", "FusedConvTranspose"), name="op", domain=DOMAIN)
+
+
+def _activation_rules() -> list[Rule]:
+    rules = []
+    gemms = Op("Reshape", Op(("Gemm", "FusedGemm"), name="op", domain="*"), name="reshape")
+    for act in _ACTIVATION_OPS:
+        rules.append(Rule(f"{act.lower()}_through_reshape", Op(act, gemms), _fuse_through_reshape, _check_reshaped_gemm))
+    rules.append(
+        Rule("silu_through_reshape", Op("SiLU", gemms, domain=DOMAIN), _fuse_through_reshape, _check_reshaped_gemm)
+    )
+    for source_name, source in (("op", _PLAIN), ("fused", _FUSED_ANY)):
+        for act in _ACTIVATION_OPS:
+            rules.append(Rule(f"{act.lower()}_into_{source_name}", Op(act, source), _fuse_activation, _check_activation))
+        rules.append(
+            Rule(f"silu_into_{source_name}", Op("SiLU", source, domain=DOMAIN), _fuse_activation, _check_activation)
+        )
+    return rules
+
+
+FUSE_ACTIVATION_RULES = RuleSet(
+    [
+        Rule("residual_into_conv", Op("Add", _PLAIN_CONV, Var("z"), commute=True), _fuse_residual, _check_residual),
+        Rule("residual_into_fused", Op("Add", _FUSED_CONV, Var("z"), commute=True), _fuse_residual, _check_residual),
+        *_activation_rules(),
+    ]
+)
+
+
+def fuse_activations(graph: Graph) -> int:
+    """Fuse residual adds and activations into conv/gemm epilogues; returns how many fired."""
+    return FUSE_ACTIVATION_RULES.apply(graph)
+

@@ -1,0 +1,226 @@
+"""CPU kernels and shape functions for the optimizer's fused ops (ONNX domain ``edgetrt``).
+
+``FusedConv`` / ``FusedConvTranspose`` / ``FusedGemm`` run the plain Conv / ConvTranspose /
+Gemm kernel and then an epilogue *in place* on its freshly allocated output: add the
+residual ``Z`` (convs), then apply ``activation`` with ``activation_params``. That is where
+fusion pays on the CPU: one output buffer instead of one per fused op. ``SiLU`` is
+x·sigmoid(x); ``Attention`` is softmax(Q·Kᵀ·scale + mask)·V over the last two dims.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy import special
+
+from edge.ir import Value
+from edge.kernels.cpu.linalg import gemm
+from edge.kernels.cpu.nn import conv, conv_transpose
+from edge.kernels.registry import OpContext, register, register_shape
+
+__all__ = ["DOMAIN", "ACTIVATIONS", "apply_activation"]
+
+DOMAIN = "edgetrt"
+
+
+def _relu(y: np.ndarray, params: Sequence[float]) -> None:
+    np.maximum(y, 0, out=y)
+
+
+def _clip(y: np.ndarray, params: Sequence[float]) -> None:
+    low, high = params
+    np.clip(y, low, high, out=y)
+
+
+def _leaky_relu(y: np.ndarray, params: Sequence[float]) -> None:
+    alpha = params[0] if params else 0.01
+    np.multiply(y, np.asarray(alpha, y.dtype), out=y, where=y < 0)
+
+
+def _sigmoid(y: np.ndarray, params: Sequence[float]) -> None:
+    special.expit(y, out=y)
+
+
+def _hard_sigmoid(y: np.ndarray, params: Sequence[float]) -> None:
+    alpha, beta = (params[0], params[1]) if len(params) >= 2 else (0.2, 0.5)
+    y *= np.asarray(alpha, y.dtype)
+    y += np.asarray(beta, y.dtype)
+    np.clip(y, 0, 1, out=y)
+
+
+def _hard_swish(y: np.ndarray, params: Sequence[float]) -> None:
+    gate = y * np.asarray(1 / 6, y.dtype)
+    gate += np.asarray(0.5, y.dtype)
+    np.clip(gate, 0, 1, out=gate)
+    y *= gate
+
+
+def _silu(y: np.ndarray, params: Sequence[float]) -> None:
+    y *= special.expit(y)
+
+
+def _gelu(y: np.ndarray, params: Sequence[float]) -> None:
+    gate = special.erf(y * np.asarray(1 / np.sqrt(2), y.dtype))
+    gate += 1
+    gate *= np.asarray(0.5, y.dtype)
+    y *= gate
+
+
+def _tanh(y: np.ndarray, params: Sequence[float]) -> None:
+    np.tanh(y, out=y)
+
+
+ACTIVATIONS: dict[str, Callable[[np.ndarray, Sequence[float]], None]] = {
+    "Relu": _relu,
+    "Clip": _clip,
+    "LeakyRelu": _leaky_relu,
+    "Sigmoid": _sigmoid,
+    "HardSigmoid": _hard_sigmoid,
+    "HardSwish": _hard_swish,
+    "SiLU": _silu,
+    "Gelu": _gelu,
+    "Tanh": _tanh,
+}
+"""Epilogue activations by the name used in the ``activation`` attribute, each in place."""
+
+
+def apply_activation(y: np.ndarray, name: str, params: Sequence[float] = ()) -> np.ndarray:
+    """Apply activation ``name`` ("" = none) to ``y`` in place and return it."""
+    if name:
+        ACTIVATIONS[name](y, list(params))
+    return y
+
+
+def _epilogue(ctx: OpContext, y: np.ndarray, residual: np.ndarray | None = None) -> np.ndarray:
+    if residual is not None:
+        y += residual
+    return apply_activation(y, ctx.attr("activation", ""), ctx.attr("activation_params", []) or [])
+
+
+@register("FusedConv", domain=DOMAIN)
+def fused_conv(
+    ctx: OpContext, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, z: np.ndarray | None = None
+) -> np.ndarray:
+    """act(Conv(X, W, B) + Z)."""
+    return _epilogue(ctx, conv(ctx, x, w, b), z)
+
+
+@register("FusedConvTranspose", domain=DOMAIN)
+def fused_conv_transpose(
+    ctx: OpContext, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, z: np.ndarray | None = None
+) -> np.ndarray:
+    """act(ConvTranspose(X, W, B) + Z)."""
+    return _epilogue(ctx, conv_transpose(ctx, x, w, b), z)
+
+
+@register("FusedGemm", domain=DOMAIN)
+def fused_gemm(ctx: OpContext, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+    """act(alpha·op(A)·op(B) + beta·C)."""
+    return _epilogue(ctx, gemm(ctx, a, b, c))
+
+
+@register("SiLU", domain=DOMAIN)
+def silu(ctx: OpContext, x: np.ndarray) -> np.ndarray:
+    """x · sigmoid(x) (a.k.a. Swish with beta 1)."""
+    return x * special.expit(x)
+
+
+@register("Attention", domain=DOMAIN)
+def attention(
+    ctx: OpContext, q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None = None
+) -> np.ndarray:
+    """softmax(Q·Kᵀ·scale + mask)·V; Q (..., Sq, D), K (..., Sk, D), V (..., Sk, Dv)."""
+    scores = np.matmul(q, np.swapaxes(k, -1, -2))
+    scale = ctx.attr("scale", 1.0)
+    if scale != 1.0:
+        scores *= np.asarray(scale, scores.dtype)
+    if mask is not None:
+        scores = scores + mask
+    scores -= scores.max(axis=-1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    return np.matmul(scores, v)
+
+
+# -- shape functions ----------------------------------------------------------------------
+
+
+def _conv_out(ctx: OpContext, x: Value, w: Value) -> tuple | None:
+    """Output dims of a convolution for static spatial dims (unknown ones stay None)."""
+    if x.shape is None or w.shape is None:
+        return None
+    kernel = tuple(ctx.attr("kernel_shape") or w.shape[2:])
+    rank = len(kernel)
+    spatial = x.shape[2:]
+    strides = tuple(ctx.attr("strides") or (1,) * rank)
+    dilations = tuple(ctx.attr("dilations") or (1,) * rank)
+    auto_pad = ctx.attr("auto_pad", "NOTSET")
+    pads = tuple(ctx.attr("pads") or (0,) * (2 * rank)) if auto_pad == "NOTSET" else (0,) * (2 * rank)
+    out = []
+    for i, size in enumerate(spatial):
+        if not isinstance(size, int) or not isinstance(kernel[i], int):
+            out.append(None)
+        elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            out.append(-(-size // strides[i]))
+        else:
+            span = size + pads[i] + pads[i + rank] - ((kernel[i] - 1) * dilations[i] + 1)
+            out.append(span // strides[i] + 1)
+    return (x.shape[0], w.shape[0], *out)
+
+
+def _conv_transpose_out(ctx: OpContext, x: Value, w: Value) -> tuple | None:
+    if x.shape is None or w.shape is None:
+        return None
+    kernel = tuple(ctx.attr("kernel_shape") or w.shape[2:])
+    rank = len(kernel)
+    channels = w.shape[1] * ctx.attr("group", 1) if isinstance(w.shape[1], int) else None
+    output_shape = ctx.attr("output_shape")
+    if output_shape is not None:
+        return (x.shape[0], channels, *output_shape[-rank:])
+    strides = tuple(ctx.attr("strides") or (1,) * rank)
+    dilations = tuple(ctx.attr("dilations") or (1,) * rank)
+    extra = tuple(ctx.attr("output_padding") or (0,) * rank)
+    auto_pad = ctx.attr("auto_pad", "NOTSET")
+    pads = tuple(ctx.attr("pads") or (0,) * (2 * rank)) if auto_pad == "NOTSET" else (0,) * (2 * rank)
+    out = []
+    for i, size in enumerate(x.shape[2:]):
+        if not isinstance(size, int):
+            out.append(None)
+        elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            out.append(size * strides[i])
+        else:
+            full = strides[i] * (size - 1) + extra[i] + (kernel[i] - 1) * dilations[i] + 1
+            out.append(full - pads[i] - pads[i + rank])
+    return (x.shape[0], channels, *out)
+
+
+@register_shape("FusedConv", domain=DOMAIN)
+def _fused_conv_shape(ctx: OpContext, x: Value, w: Value, *rest: Value | None) -> list[tuple]:
+    return [(x.dtype, _conv_out(ctx, x, w))]
+
+
+@register_shape("FusedConvTranspose", domain=DOMAIN)
+def _fused_conv_transpose_shape(ctx: OpContext, x: Value, w: Value, *rest: Value | None) -> list[tuple]:
+    return [(x.dtype, _conv_transpose_out(ctx, x, w))]
+
+
+@register_shape("FusedGemm", domain=DOMAIN)
+def _fused_gemm_shape(ctx: OpContext, a: Value, b: Value, *rest: Value | None) -> list[tuple]:
+    if a.shape is None or b.shape is None:
+        return [(a.dtype, None)]
+    m = a.shape[1] if ctx.attr("transA", 0) else a.shape[0]
+    n = b.shape[0] if ctx.attr("transB", 0) else b.shape[1]
+    return [(a.dtype, (m, n))]
+
+
+@register_shape("SiLU", domain=DOMAIN)
+def _silu_shape(ctx: OpContext, x: Value) -> list[tuple]:
+    return [(x.dtype, x.shape)]
+
+
+@register_shape("Attention", domain=DOMAIN)
+def _attention_shape(ctx: OpContext, q: Value, k: Value, v: Value, *rest: Value | None) -> list[tuple]:
+    if q.shape is None or v.shape is None:
+        return [(q.dtype, None)]
+    return [(q.dtype, (*q.shape[:-1], v.shape[-1]))]
