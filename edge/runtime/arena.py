@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.errors import KernelError
 from edge.ir import Graph
 from edge.runtime.interpreter import Schedule, Step
 from edge.runtime.memory import ALIGNMENT, MemoryPlan, plan_memory
@@ -144,8 +145,13 @@ def plan_engine_memory(graph: Graph, profiles: Sequence[OptimizationProfile] = (
     for index, profile in enumerate(profiles):
         shapes = profile.shapes("max")
         inputs = [np.zeros(shapes.get(v.name, v.shape), v.dtype) for v in graph.inputs]
-        _, slot_plan = probe_run(schedule, inputs, ("profile", index))
-        record["profiles"].append({"index": index, "max_shapes": {k: list(v) for k, v in shapes.items()}, **slot_plan.summary})
+        entry: dict[str, Any] = {"index": index, "max_shapes": {k: list(v) for k, v in shapes.items()}}
+        try:
+            with np.errstate(all="ignore"):  # zeros make 0/0 and log(0) harmless here
+                entry.update(probe_run(schedule, inputs, ("profile", index))[1].summary)
+        except KernelError as exc:  # zero-filled probe inputs can be invalid data; plan at run time then
+            entry["error"] = str(exc)
+        record["profiles"].append(entry)
     for key in ("arena_bytes", "naive_bytes", "lower_bound_bytes"):
-        record[key] = max((p[key] for p in record["profiles"]), default=None)
+        record[key] = max((p[key] for p in record["profiles"] if key in p), default=None)
     return record

@@ -60,7 +60,7 @@ class ExecutionContext:
         if index is not None:
             memory = self.engine.build.get("memory") or {}
             for record in memory.get("profiles", []):
-                if record.get("index") == index:
+                if record.get("index") == index and "arena_bytes" in record:
                     self._arena.reserve(int(record["arena_bytes"]))
 
     # -- memory ----------------------------------------------------------------------------
@@ -78,7 +78,7 @@ class ExecutionContext:
                 optimization profiles, naming the input, its shape and the allowed range.
         """
         check_inputs(self._specs, feeds)
-        arrays = [np.ascontiguousarray(feeds[s.name]) for s in self._specs]
+        arrays = [np.asarray(feeds[s.name], order="C") for s in self._specs]
         schedule = self._schedule
         plan = self._static
         if plan is None:

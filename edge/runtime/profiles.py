@@ -94,7 +94,8 @@ def validate_profiles(
             raise EdgeError(f"{where}: '{unknown[0]}' is not an input of the model (inputs: {list(by_name)})")
         missing = [name for name in dynamic if name not in profile]
         if missing:
-            raise EdgeError(f"{where}: dynamic input '{missing[0]}' ({by_name[missing[0]].describe()}) has no min/opt/max shapes")
+            shape = by_name[missing[0]].shape
+            raise EdgeError(f"{where}: dynamic input '{missing[0]}' (shape {_dims(shape or ())}) has no min/opt/max shapes")
         ranges = {}
         for name, triple in profile.items():
             ranges[name] = _check_range(where, by_name[name], triple)
@@ -195,7 +196,7 @@ def select_profile(
         ranges = [(i, p.ranges[name]) for i, p in enumerate(profiles) if name in p.ranges]
         if ranges and not any(allowed.contains(shape) for _, allowed in ranges):
             where = "optimization profile 0" if len(profiles) == 1 else "every optimization profile"
-            allowed = "; ".join(f"profile {i}: {r.describe()}" for i, r in ranges)
+            allowed = "; ".join(r.describe() if len(profiles) == 1 else f"profile {i}: {r.describe()}" for i, r in ranges)
             raise InputError(f"input '{name}' has shape {_dims(shape)}, outside {where} ({allowed})")
     shown = ", ".join(f"'{n}' {_dims(s)}" for n, s in shapes.items())
     raise InputError(f"inputs {shown} fit no single optimization profile (each fits a different one)")
