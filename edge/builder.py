@@ -17,6 +17,8 @@ from edge.errors import EdgeError
 from edge.frontend import load_onnx
 from edge.ir import Dim, Graph, verify
 from edge.precision import PRECISIONS, assign_precision
+from edge.runtime.arena import plan_engine_memory
+from edge.runtime.profiles import validate_profiles
 
 __all__ = ["BuilderConfig", "build"]
 
@@ -63,12 +65,20 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
     graph = model if isinstance(model, Graph) else load_onnx(model, input_shapes=config.input_shapes)
     timings["import"] = time.perf_counter() - start
     build_info: dict[str, Any] = {"config": _config_record(config)}
+    profiles = validate_profiles(graph.inputs, config.optimization_profiles)
+    build_info["optimization_profiles"] = [p.to_record() for p in profiles]
 
     stage = time.perf_counter()
     assign_precision(graph, config.precision)
     timings["precision"] = time.perf_counter() - stage
 
     verify(graph)
+
+    # memory plan (runtime helper): arena offsets for static shapes, one plan per profile otherwise
+    stage = time.perf_counter()
+    build_info["memory"] = plan_engine_memory(graph, profiles)
+    timings["memory"] = time.perf_counter() - stage
+
     build_info["timings_s"] = timings
     name = Path(model).stem if isinstance(model, (str, os.PathLike)) else graph.name
     header = new_header(name, profile=str(config.profile), precision=config.precision)

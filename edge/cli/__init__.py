@@ -15,6 +15,7 @@ __all__ = ["app", "main"]
 
 _COMMAND_MODULES = (
     "edge.cli.core",
+    "edge.cli.bench",
     "edge.cli.power",
     "edge.cli.serve",
     "edge.cli.service",

@@ -16,6 +16,7 @@ from edge.cli.app import app, console
 from edge.cli.options import parse_input_files, parse_shapes, random_inputs
 from edge.errors import EdgeError
 from edge.inspect import describe
+from edge.runtime.profiles import profiles_from_shape_options
 
 __all__ = ["build_command", "run_command", "inspect_command"]
 
@@ -33,6 +34,9 @@ def build_command(
     dla_objective: str = typer.Option("latency", "--dla-objective", help="Partitioner goal: latency, offload or energy."),
     power_mode: str = typer.Option(None, "--power-mode", help="nvpmodel mode the partition is costed for."),
     shapes: str = typer.Option(None, "--shapes", help="Fixed input shapes: name:1x3x224x224,other:1x128."),
+    min_shapes: list[str] = typer.Option([], "--min-shapes", "--minShapes", help="Optimization profile min shapes (repeat per profile)."),
+    opt_shapes: list[str] = typer.Option([], "--opt-shapes", "--optShapes", help="Optimization profile opt shapes (repeat per profile)."),
+    max_shapes: list[str] = typer.Option([], "--max-shapes", "--maxShapes", help="Optimization profile max shapes (repeat per profile)."),
     no_optimize: bool = typer.Option(False, "--no-optimize", help="Skip the graph optimizer."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print what each build stage did."),
 ) -> None:
@@ -45,6 +49,8 @@ def build_command(
         edgetrt build yolo.onnx --fp16 --shapes images:1x3x640x640
 
         edgetrt build model.onnx --int8 --dla 0 --gpu-fallback --profile orin-agx-64gb
+
+        edgetrt build bert.onnx --min-shapes ids:1x1 --opt-shapes ids:1x128 --max-shapes ids:8x512
     """
     precision = "int8" if (int8 or best) else "fp16" if fp16 else "fp32"
     config = edge.BuilderConfig(
@@ -55,6 +61,10 @@ def build_command(
         dla_objective=dla_objective,
         power_mode=power_mode,
         input_shapes=parse_shapes(shapes) or None,
+        optimization_profiles=profiles_from_shape_options(
+            [parse_shapes(t) for t in min_shapes], [parse_shapes(t) for t in opt_shapes], [parse_shapes(t) for t in max_shapes]
+        )
+        or None,
         optimize=not no_optimize,
         verbose=verbose,
     )
@@ -161,6 +171,13 @@ def inspect_command(
         for key, value in info["header"].items():
             header.add_row(key, str(value))
         console.print(header)
+    memory = info["build"].get("memory")
+    if memory and memory.get("arena_bytes") is not None:
+        console.print(
+            f"activation memory: arena {memory['arena_bytes'] / 1e6:.2f} MB, naive {memory['naive_bytes'] / 1e6:.2f} MB "
+            f"(one buffer per tensor), lower bound {memory['lower_bound_bytes'] / 1e6:.2f} MB (peak live tensors)"
+            + ("" if memory.get("static") else f", largest of {len(memory.get('profiles', []))} optimization profile(s)")
+        )
     io = Table("kind", "name", "dtype", "shape", title="inputs / outputs")
     for kind in ("inputs", "outputs"):
         for value in info[kind]:
