@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 import edge
 from edge.serve.batcher import BatchingConfig, DynamicBatcher
-from edge.serve.metrics import ModelStats, TritonCollector
+from edge.serve.metrics import ModelStats, TritonCollector, render_text
 from edge.serve.model import ServedModel
 from edge.serve.protocol import InferRequest, ServeError, decode_infer_request, encode_infer_response
 
@@ -45,7 +45,7 @@ class ServeConfig:
 
 
 class ServerState:
-    """Models, their batchers and statistics, and the metrics registry of one app."""
+    """Models, their batchers and statistics, and the metrics sources of one app."""
 
     def __init__(self, models: Sequence[ServedModel], config: ServeConfig) -> None:
         self.config = config
@@ -55,9 +55,9 @@ class ServerState:
         self.stats = {m.name: ModelStats(m.name, m.version) for m in models}
         self.batchers: dict[str, DynamicBatcher] = {}
         self.ready = False
-        self.registry = CollectorRegistry()
-        self.registry.register(TritonCollector(lambda: self.stats.values()))
-        ProcessCollector(registry=self.registry)
+        self.collector = TritonCollector(lambda: self.stats.values())
+        self.process_registry = CollectorRegistry()
+        ProcessCollector(registry=self.process_registry)
 
     def model(self, request: Request) -> ServedModel:
         """The model a request's path names; 404 when unknown."""
@@ -174,7 +174,9 @@ async def _stats(request: Request) -> Response:
 
 
 async def _metrics(request: Request) -> Response:
-    return Response(generate_latest(_state(request).registry), media_type=CONTENT_TYPE_LATEST)
+    state = _state(request)
+    body = render_text(state.collector.collect()) + generate_latest(state.process_registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 async def _infer(request: Request) -> Response:

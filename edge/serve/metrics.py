@@ -4,8 +4,11 @@ One ``ModelStats`` per model is the single source: the batcher and the HTTP laye
 (always from the event loop thread, so no locks), ``TritonCollector`` renders it for
 ``/metrics`` and ``ModelStats.to_json`` for the ``statistics`` extension.
 
-Triton's metric names carry no ``_total`` suffix, so counters are emitted as plain
-``Metric`` families whose sample names are exactly the family names.
+Triton's counters carry no ``_total`` suffix (``nv_inference_request_success``), and
+prometheus-client's text exposition always appends one to a counter's HELP/TYPE lines. So
+the families are built with prometheus-client but rendered by :func:`render_text`, which
+writes the names exactly as Triton (prometheus-cpp) does; the format stays valid Prometheus
+text 0.0.4.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
-__all__ = ["Duration", "ModelStats", "TritonCollector", "BATCH_BUCKETS", "FAILURE_REASONS"]
+__all__ = ["Duration", "ModelStats", "TritonCollector", "render_text", "BATCH_BUCKETS", "FAILURE_REASONS"]
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 FAILURE_REASONS = ("REJECTED", "BACKEND", "OTHER")
@@ -103,7 +106,7 @@ class ModelStats:
         }
 
 
-class TritonCollector(Collector):
+class TritonCollector:
     """Renders every model's :class:`ModelStats` with Triton's metric names and labels."""
 
     def __init__(self, stats: Callable[[], Iterable[ModelStats]]) -> None:
@@ -156,3 +159,20 @@ class TritonCollector(Collector):
         yield pending
         yield inflight
         yield batch
+
+
+def render_text(families: Iterable[Metric]) -> bytes:
+    """Prometheus text format (0.0.4) with family and sample names written as given."""
+    lines = []
+    for family in families:
+        doc = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        lines.append(f"# HELP {family.name} {doc}")
+        lines.append(f"# TYPE {family.name} {'untyped' if family.type == 'unknown' else family.type}")
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(sample.labels.items()))
+            lines.append(f"{sample.name}{{{labels}}} {floatToGoString(sample.value)}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
