@@ -174,8 +174,8 @@ def inspect_command(
     memory = info["build"].get("memory")
     if memory and memory.get("arena_bytes") is not None:
         console.print(
-            f"activation memory: arena {memory['arena_bytes'] / 1e6:.2f} MB, naive {memory['naive_bytes'] / 1e6:.2f} MB "
-            f"(one buffer per tensor), lower bound {memory['lower_bound_bytes'] / 1e6:.2f} MB (peak live tensors)"
+            f"activation memory: arena {_size(memory['arena_bytes'])}, naive {_size(memory['naive_bytes'])} "
+            f"(one buffer per tensor), lower bound {_size(memory['lower_bound_bytes'])} (peak live tensors)"
             + ("" if memory.get("static") else f", largest of {len(memory.get('profiles', []))} optimization profile(s)")
         )
     io = Table("kind", "name", "dtype", "shape", title="inputs / outputs")
@@ -196,6 +196,10 @@ def inspect_command(
             cells += [str(row["device"] or "cpu"), str(row["precision"] or "fp32"), ", ".join(origin) if origin != [row["name"]] else ""]
         layers.add_row(*cells)
     console.print(layers)
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1e6:.2f} MB" if nbytes >= 1e6 else f"{nbytes / 1e3:.1f} KB"
 
 
 def _shape(shape: list | None) -> str:

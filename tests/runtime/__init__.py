@@ -1,0 +1,1 @@
+"""Runtime tests: memory planner, optimization profiles, execution contexts, bench."""

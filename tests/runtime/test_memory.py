@@ -1,0 +1,166 @@
+"""Memory planner: no two live tensors share bytes, in-place reuse, arena vs lower bound, runs out of the arena.
+
+The planner is checked two ways: structurally (a brute-force overlap check over random
+execution orders, independent of how offsets were found) and by execution (the arena is
+poisoned with NaN bytes before every run and the outputs must equal an unplanned run that
+allocates every tensor afresh).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import onnx
+import pytest
+
+import edge
+from edge.runtime.memory import ALIGNMENT, StepUse, plan_memory
+from tests.conftest import LIGHT_DIR
+from tests.models import mobile_cnn, random_feeds, resnet_block_cnn, transformer_encoder
+from tests.test_light_models import randomize_weights
+
+
+def _lifetimes(steps: list[StepUse], keys, keep) -> dict:
+    """Independent lifetime computation: [first write, last read] (end of run for kept tensors)."""
+    spans = {}
+    for key in keys:
+        written = [i for i, s in enumerate(steps) if key in s.writes]
+        read = [i for i, s in enumerate(steps) if key in s.reads]
+        start = written[0]
+        spans[key] = (start, len(steps) if key in keep else max([start, *read]))
+    return spans
+
+
+def _assert_no_live_overlap(plan, steps, keep) -> None:
+    spans = _lifetimes(steps, plan.sizes, keep)
+    shared = set()  # (input, output) pairs a step wrote in place
+    for step in steps:
+        for w, r in step.inplace:
+            shared.add((step.reads[r], step.writes[w]))
+    for a, b in itertools.combinations(plan.sizes, 2):
+        (sa, ea), (sb, eb) = spans[a], spans[b]
+        live_together = sa <= eb and sb <= ea
+        bytes_overlap = plan.offsets[a] < plan.offsets[b] + plan.sizes[b] and plan.offsets[b] < plan.offsets[a] + plan.sizes[a]
+        if live_together and bytes_overlap:
+            handoff = (a, b) in shared and ea == sb or (b, a) in shared and eb == sa
+            assert handoff and plan.offsets[a] == plan.offsets[b], f"tensors {a} {spans[a]} and {b} {spans[b]} overlap while both live"
+        assert plan.offsets[a] % ALIGNMENT == 0
+        assert plan.offsets[a] + plan.sizes[a] <= plan.arena_bytes
+
+
+def _random_program(rng: np.random.Generator, length: int) -> tuple[list[StepUse], dict[int, int], set[int]]:
+    """A random DAG in topological order: each step reads 1-3 earlier tensors, writes 1-2."""
+    steps, sizes, produced = [], {}, []
+    for _ in range(length):
+        reads = tuple(int(k) for k in rng.choice(produced, size=min(len(produced), rng.integers(1, 4)), replace=False)) if produced else ()
+        writes = tuple(range(len(sizes), len(sizes) + int(rng.integers(1, 3))))
+        for key in writes:
+            sizes[key] = int(rng.choice([4, 64, 100, 4096, 10000]))
+        inplace = tuple((0, r) for r in range(len(reads)) if rng.random() < 0.5)
+        if inplace:
+            sizes[writes[0]] = sizes[reads[inplace[0][1]]]
+        steps.append(StepUse(reads, writes, inplace))
+        produced.extend(writes)
+    keep = {produced[-1]}
+    return steps, sizes, keep
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_programs_never_overlap_live_tensors(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    steps, sizes, keep = _random_program(rng, 40)
+    plan = plan_memory(steps, sizes, keep)
+    _assert_no_live_overlap(plan, steps, keep)
+    assert plan.lower_bound_bytes <= plan.arena_bytes <= plan.naive_bytes
+
+
+def test_chain_reuses_two_buffers_and_runs_in_place() -> None:
+    # a -> b -> c -> d, each step elementwise: everything after a is written over its dying input
+    steps = [StepUse((), ("a",)), *(StepUse((x,), (y,), ((0, 0),)) for x, y in zip("abc", "bcd"))]
+    plan = plan_memory(steps, dict.fromkeys("abcd", 1000), keep={"d"})
+    assert plan.inplace == 3
+    assert len(set(plan.offsets.values())) == 1
+    assert plan.arena_bytes == plan.lower_bound_bytes == 1024  # 1000 rounded up to 64-byte alignment
+    assert plan.naive_bytes == 4 * 1024
+
+
+def test_no_in_place_over_an_input_still_read_later() -> None:
+    # b = relu(a); c = a + b: a is still needed when b is written, so b must not overwrite it
+    steps = [StepUse((), ("a",)), StepUse(("a",), ("b",), ((0, 0),)), StepUse(("a", "b"), ("c",), ((0, 0), (0, 1)))]
+    plan = plan_memory(steps, dict.fromkeys("abc", 256), keep={"c"})
+    assert plan.offsets["a"] != plan.offsets["b"]
+    assert plan.inplace == 1  # c over a or b, both die at the last step
+    _assert_no_live_overlap(plan, steps, {"c"})
+
+
+def test_graph_outputs_are_never_overwritten() -> None:
+    steps = [StepUse((), ("a",)), StepUse(("a",), ("b",), ((0, 0),)), StepUse(("b",), ("c",))]
+    plan = plan_memory(steps, {"a": 512, "b": 512, "c": 512}, keep={"a", "c"})
+    assert plan.inplace == 0
+    assert len({plan.offsets["a"], plan.offsets["c"]}) == 2
+
+
+def _engine_and_feeds(name: str):
+    if name in LIGHT_NAMES:
+        model = randomize_weights(onnx.load(LIGHT_DIR / f"light_{name}.onnx"))
+    else:
+        model = MODELS[name]()
+    return edge.build(model.SerializeToString()), random_feeds(model, seed=3)
+
+
+MODELS = {"resnet_block_cnn": resnet_block_cnn, "mobile_cnn": mobile_cnn, "transformer_encoder": transformer_encoder}
+LIGHT_NAMES = ("squeezenet", "shufflenet")
+
+
+@pytest.mark.parametrize("name", [*MODELS, *LIGHT_NAMES])
+def test_arena_runs_match_unplanned_runs_and_stay_near_the_lower_bound(name: str) -> None:
+    engine, feeds = _engine_and_feeds(name)
+    memory = engine.build["memory"]
+    assert memory["arena_bytes"] <= 1.05 * memory["lower_bound_bytes"], memory
+    assert memory["arena_bytes"] < memory["naive_bytes"]
+    schedule = engine.schedule()
+    oracle = schedule.run([feeds[s.name] for s in engine.inputs])  # no arena: every tensor freshly allocated
+    context = engine.create_context()
+    for poison in (0xFF, 0x7F):  # NaN / huge floats, -1 / large ints
+        context.arena.fill(poison) if context.arena.size else None
+        outputs = context.run(feeds)
+        assert context.arena.size == memory["arena_bytes"]
+        for spec, expected in zip(engine.outputs, oracle):
+            np.testing.assert_array_equal(outputs[spec.name], expected, err_msg=f"{name}: {spec.name}")
+
+
+def test_outputs_are_copies_not_arena_views() -> None:
+    engine, feeds = _engine_and_feeds("resnet_block_cnn")
+    context = engine.create_context()
+    first = context.run(feeds)
+    kept = {k: v.copy() for k, v in first.items()}
+    other = {k: v + 1 for k, v in feeds.items()}
+    context.run(other)  # overwrites the arena
+    for name, array in first.items():
+        assert not np.may_share_memory(array, context.arena)
+        np.testing.assert_array_equal(array, kept[name])
+
+
+def test_engine_file_keeps_the_plan_and_inspect_reports_it(tmp_path) -> None:
+    engine, feeds = _engine_and_feeds("mobile_cnn")
+    path = tmp_path / "m.engine"
+    engine.save(path)
+    loaded = edge.load(path)
+    assert loaded.build["memory"]["static"]["tensors"] == engine.build["memory"]["static"]["tensors"]
+    context = loaded.create_context()
+    np.testing.assert_array_equal(
+        list(context.run(feeds).values())[0], list(engine.create_context().run(feeds).values())[0]
+    )
+    from typer.testing import CliRunner
+
+    from edge.cli import _load_commands, app
+
+    _load_commands()
+    result = CliRunner().invoke(app, ["inspect", str(path)])
+    assert result.exit_code == 0, result.output
+    memory = loaded.build["memory"]
+    text = " ".join(result.output.split())  # undo rich's line wrapping
+    assert f"arena {memory['arena_bytes'] / 1e3:.1f} KB" in text
+    assert f"naive {memory['naive_bytes'] / 1e3:.1f} KB" in text
+    assert f"lower bound {memory['lower_bound_bytes'] / 1e3:.1f} KB" in text
