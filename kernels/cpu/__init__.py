@@ -15,4 +15,5 @@ from edge.kernels.cpu import (  # noqa: F401  (imported for registration)
     tensor,
     resize,
     recurrent,
+    control,
 )
