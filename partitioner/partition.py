@@ -18,6 +18,7 @@ objective it can never predict worse than greedy.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -119,9 +120,16 @@ class Analysis:
             edge(value)
         return list(edges.values())
 
-    @property
-    def has_dla(self) -> bool:
-        return self.profile.dla is not None and self.profile.gpu is not None
+    def assume_eligible(self, i: int) -> Analysis:
+        """A copy in which layer ``i`` passes the DLA rules (for what-if suggestions)."""
+        clone = copy.copy(self)
+        clone.reasons = list(self.reasons)
+        clone.reasons[i] = None
+        clone.eligible = list(self.eligible)
+        clone.eligible[i] = True
+        clone.dla_ms = self.dla_ms.copy()
+        clone.dla_ms[i] = self.cost.dla_ms(self.layers[i], self.dla_precisions[i])
+        return clone
 
 
 def _folded_values(graph: Graph) -> set[int]:

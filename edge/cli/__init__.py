@@ -15,6 +15,7 @@ __all__ = ["app", "main"]
 
 _COMMAND_MODULES = (
     "edge.cli.core",
+    "edge.cli.partition",
     "edge.cli.bench",
     "edge.cli.power",
     "edge.cli.serve",
