@@ -1,1 +1,1 @@
-"""(package)"""
+"""Power modes (nvpmodel, jetson_clocks), telemetry samplers and profiling reports."""

@@ -231,11 +231,13 @@ def render_plots(samples: Sequence[Sample], bench: BenchData | None = None) -> d
     if rail_names:
         fig, ax = _figure()
         for name in rail_names:
-            ax.plot(*_gapped(*_series(samples, lambda s, n=name: s.rails[n].instant_mw if n in s.rails else None)), label=name)
+            t, mw = _series(samples, lambda s, n=name: s.rails[n].instant_mw if n in s.rails else None)
+            ax.plot(*_gapped(t, mw / 1000.0), label=name)
         if len(rail_names) > 1 and not set(rail_names) & set(INPUT_RAILS):
             # Boards without an input rail: the module total is the sum, worth its own line.
-            ax.plot(*_gapped(*_series(samples, Sample.total_power_mw)), "k--", label="module total (sum)")
-        ax.set(title="Power per rail", xlabel="time (s)", ylabel="mW")
+            t, mw = _series(samples, Sample.total_power_mw)
+            ax.plot(*_gapped(t, mw / 1000.0), "k--", label="module total (sum)")
+        ax.set(title="Power per rail", xlabel="time (s)", ylabel="W")
         ax.legend(fontsize="small")
         plots["power"] = _png(fig)
     sensors = sorted({name for s in samples for name in s.temperatures_c if name not in CONSTANT_SENSORS})

@@ -175,11 +175,8 @@ def profile_command(
     import edge
     from edge.power.report import BenchData, align_bench, write_report
     from edge.power.samplers import make_sampler
+    from edge.runtime.bench import BenchConfig, benchmark
 
-    try:
-        from edge.runtime.bench import BenchConfig, benchmark
-    except ImportError as exc:
-        raise EdgeError(f"the benchmark runner (edge.runtime.bench) is not available: {exc}") from None
     if duration <= 0:
         raise EdgeError(f"--duration must be positive, got {duration}")
     engine = edge.load(engine_path)

@@ -1,16 +1,13 @@
 """Live samplers.
 
 The tegrastats sampler runs against a stand-in ``tegrastats`` executable written into tmp_path
-and put first on PATH: it replays a recorded log (tests/data/tegrastats/orin_nano.log, real
-Orin Nano output) line by line at the ``--interval`` it is given, as the real tool would. The
-psutil sampler runs for real; the NVML sampler runs for real when an NVIDIA GPU is present.
+and put first on PATH (the ``replay`` fixture in conftest.py): it replays a recorded log
+(tests/data/tegrastats/orin_nano.log, real Orin Nano output) line by line at the ``--interval``
+it is given, as the real tool would. The psutil sampler runs for real; the NVML sampler runs for real when an NVIDIA GPU is present.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -28,36 +25,11 @@ from edge.power.tegrastats import parse_line
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "tegrastats"
 
-REPLAY = """
-import sys, time
-args = sys.argv[1:]
-interval_ms = int(args[args.index("--interval") + 1])
-with open(sys.argv[0] + ".args", "w") as record:
-    record.write(" ".join(args))
-lines = [l.rstrip("\\n") for l in open(REPLAY_LOG) if l.strip() and not l.startswith("#")]
-lines.insert(2, "NVPM WARN: not a tegrastats line")
-while True:
-    for line in lines:
-        print(line, flush=True)
-        time.sleep(interval_ms / 1000.0)
-"""
-
 
 def _wait_for(predicate, limit_s: float = 60.0) -> None:
     deadline = time.monotonic() + limit_s
     while not predicate() and time.monotonic() < deadline:
         time.sleep(0.02)
-
-
-@pytest.fixture
-def replay(tmp_path, monkeypatch):
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    script = bindir / "tegrastats"
-    script.write_text(f"#!{sys.executable}\nREPLAY_LOG = {str(DATA / 'orin_nano.log')!r}\n" + textwrap.dedent(REPLAY))
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    return script
 
 
 def test_tegrastats_sampler_replays_a_recorded_log(replay, tmp_path):
