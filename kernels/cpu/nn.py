@@ -1,9 +1,10 @@
 """Convolutions and pools: Conv, ConvTranspose, Max/Average/Lp pools and their global forms.
 
-All of them walk the kernel window tap by tap: each tap is one strided slice of the padded
-input covering every output pixel at once, so the python loop runs kh·kw times, never per
-pixel. Conv gathers the taps into an im2col matrix and does one batched BLAS matmul for all
-groups; 1x1 stride-1 convs skip im2col, depthwise convs multiply-add the taps directly.
+All of them walk the kernel window tap by tap: each tap is one strided slice of the input
+covering every output pixel at once, so the python loop runs kh·kw times, never per pixel.
+Conv gathers the taps into an im2col matrix (padding left as zeros, never copied) and does
+one 2-D BLAS matmul per (batch, group); 1x1 stride-1 convs skip im2col, and depthwise convs
+run all channels' tiny (multiplier x taps) products as one stacked matmul.
 """
 
 from __future__ import annotations
@@ -112,20 +113,44 @@ def conv(ctx: OpContext, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = No
     cg, mg = c // group, m // group
     pixels = math.prod(window.out)
     w = w.astype(x.dtype, copy=False)
-    if cg == 1 and group == c and group > 1:
-        y = _depthwise(x, w, window)
+    pointwise = window.taps == 1 and window.strides == (1,) * len(kernel) and window.out == x.shape[2:]
+    if pointwise:
+        cols = np.ascontiguousarray(x).reshape(n, group, cg, pixels)
     else:
-        pointwise = window.taps == 1 and window.strides == (1,) * len(kernel) and window.out == x.shape[2:]
-        if pointwise:
-            cols = np.ascontiguousarray(x).reshape(n, group, cg, pixels)
+        cols = _im2col(x, window).reshape(n, group, cg * window.taps, pixels)
+    weights = w.reshape(group, mg, cg * window.taps)
+    if cg == 1 and group > 1:
+        # depthwise: one tiny (multiplier x taps) product per channel; numpy's stacked
+        # matmul runs these as a batch, faster than a python loop or per-tap multiply-adds
+        y = np.matmul(weights, cols)
+    else:
+        y = _grouped_matmul(weights, cols)
+    return _bias(y.reshape((n, m) + window.out), b)
+
+
+def _im2col(x: np.ndarray, window: _Window) -> np.ndarray:
+    """(N, C, taps, *out): for every kernel tap, the input pixel each output reads (0 in pads).
+
+    Each tap is one strided copy of the in-bounds part of ``x``; padding is never
+    materialised as a padded copy of the input, only as the zeros left around it.
+    """
+    n, c = x.shape[:2]
+    size_in = x.shape[2:]
+    padded = any(window.pad_begin) or any(window.pad_end)
+    cols = (np.zeros if padded else np.empty)((n, c, window.taps) + window.out, x.dtype)
+    for index, offset in enumerate(itertools.product(*(range(k) for k in window.kernel))):
+        target, source = [slice(None), slice(None), index], [slice(None), slice(None)]
+        for k, d, s, b, o, i in zip(offset, window.dilations, window.strides, window.pad_begin, window.out, size_in):
+            shift = k * d - b  # input position read by output 0
+            first = max(0, -(shift // s) if shift < 0 else 0)
+            last = min(o - 1, (i - 1 - shift) // s)
+            if last < first:
+                break
+            target.append(slice(first, last + 1))
+            source.append(slice(first * s + shift, last * s + shift + 1, s))
         else:
-            padded = _padded(x, window, 0)
-            cols = np.empty((n, c, window.taps) + window.out, x.dtype)
-            for index, (_, taps) in enumerate(window.tap_slices()):
-                cols[:, :, index] = padded[taps]
-            cols = cols.reshape(n, group, cg * window.taps, pixels)
-        y = _grouped_matmul(w.reshape(group, mg, cg * window.taps), cols).reshape((n, m) + window.out)
-    return _bias(y, b)
+            cols[tuple(target)] = x[tuple(source)]
+    return cols
 
 
 def _grouped_matmul(weights: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -140,21 +165,6 @@ def _grouped_matmul(weights: np.ndarray, cols: np.ndarray) -> np.ndarray:
         for g in range(group):
             np.matmul(weights[g], cols[index, g], out=y[index, g])
     return y
-
-
-def _depthwise(x: np.ndarray, w: np.ndarray, window: _Window) -> np.ndarray:
-    """group == C: every channel (times a multiplier) has its own filter; sum the taps directly."""
-    n, c = x.shape[:2]
-    multiplier = w.shape[0] // c
-    spatial = (1,) * len(window.kernel)
-    padded = _padded(x, window, 0)
-    weights = w.reshape(c, multiplier, window.taps)
-    acc = np.zeros((n, c, multiplier) + window.out, x.dtype)
-    term = np.empty_like(acc)
-    for index, (_, taps) in enumerate(window.tap_slices()):
-        np.multiply(padded[taps][:, :, None], weights[:, :, index].reshape((c, multiplier) + spatial), out=term)
-        acc += term
-    return acc.reshape((n, c * multiplier) + window.out)
 
 
 @register("ConvTranspose")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge.kernels.cpu.precision import widen_half
 from edge.kernels.registry import OpContext, register
 
 __all__: list[str] = []  # kernels are reached through the registry
@@ -54,8 +55,9 @@ def _batch_norm_apply(
     compute = np.promote_types(x.dtype, np.float32)
     factor = scale.astype(compute) / np.sqrt(var.astype(compute) + epsilon)
     shift = bias.astype(compute) - mean.astype(compute) * factor
-    y = x * _per_channel(factor, x.ndim).astype(x.dtype) + _per_channel(shift, x.ndim).astype(x.dtype)
-    return y.astype(x.dtype, copy=False)
+    y = x * _per_channel(factor, x.ndim).astype(x.dtype)
+    y += _per_channel(shift, x.ndim).astype(x.dtype)
+    return y
 
 
 def _standardize(x: np.ndarray, axes: tuple[int, ...], epsilon: float, dtype: np.dtype) -> tuple[np.ndarray, ...]:
@@ -123,18 +125,31 @@ def rms_normalization(ctx: OpContext, x: np.ndarray, scale: np.ndarray) -> np.nd
 
 
 @register("LRN")
+@widen_half
 def lrn(ctx: OpContext, x: np.ndarray) -> np.ndarray:
-    """Cross-channel local response normalization, the window sum taken from a cumulative sum."""
+    """Cross-channel local response normalization: x / (bias + alpha/size * Σ x²)^beta.
+
+    The sum runs over channels c - floor((size-1)/2) .. c + ceil((size-1)/2), built from
+    ``size`` shifted slices of the squares (size is small, typically 5).
+    """
     size = ctx.attr("size")
     alpha, beta, bias = ctx.attr("alpha", 1e-4), ctx.attr("beta", 0.75), ctx.attr("bias", 1.0)
-    before, after = (size - 1) // 2, size - 1 - (size - 1) // 2
-    squares = np.square(x.astype(np.promote_types(x.dtype, np.float32)))
-    pad = [(0, 0)] * x.ndim
-    pad[1] = (before + 1, after)
-    running = np.cumsum(np.pad(squares, pad), axis=1)
+    before = (size - 1) // 2
     channels = x.shape[1]
-    window = running[:, size : size + channels] - running[:, :channels]
-    return (x / (bias + alpha / size * window) ** beta).astype(x.dtype, copy=False)
+    squares = np.square(x)
+    window = np.zeros_like(squares)
+    for shift in range(-before, size - before):
+        lo, hi = max(0, -shift), min(channels, channels - shift)
+        if lo < hi:
+            window[:, lo:hi] += squares[:, lo + shift : hi + shift]
+    window *= alpha / size
+    window += bias
+    if beta == 0.75:  # the common AlexNet/GoogLeNet value: v^-0.75 without a pow
+        root = np.sqrt(window)
+        window = root * np.sqrt(root)
+    else:
+        window **= beta
+    return x / window
 
 
 @register("LpNormalization")
