@@ -56,7 +56,11 @@ def _matmul_add(b: Builder, m: Match) -> Value:
     flat = b.op("Reshape", [a, b.const(np.array([rows, k], np.int64), hint="shape")], dtype=a.dtype, shape=(rows, k))
     bias = c
     if c.rank != 1:  # Gemm wants C broadcastable to (M, N): a vector of columns
-        bias = b.op("Reshape", [c, b.const(np.array([-1], np.int64), hint="shape")], dtype=c.dtype, shape=(int(np.prod(c.shape)),))
+        columns = (int(np.prod(c.shape)),)
+        if c.const is not None:
+            bias = b.const(c.const.reshape(columns), hint="bias")
+        else:
+            bias = b.op("Reshape", [c, b.const(np.array([-1], np.int64), hint="shape")], dtype=c.dtype, shape=columns)
     gemm = b.op("Gemm", [flat, w, bias], dtype=out.dtype, shape=(rows, out.shape[-1]))
     return b.op("Reshape", [gemm, b.const(np.array(out.shape, np.int64), hint="shape")], like=out)
 

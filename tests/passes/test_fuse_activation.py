@@ -1,0 +1,119 @@
+"""Epilogue fusion into FusedConv / FusedConvTranspose / FusedGemm, and where it must not fire."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from edge.frontend.onnx_import import load_onnx
+from edge.passes.fuse_activation import FUSE_ACTIVATION_RULES, fuse_activations
+from tests.passes.helpers import const, model_of, ops, run_pass
+
+RNG = np.random.default_rng(11)
+
+ACTIVATIONS = [
+    ("Relu", [], {}, "Relu", []),
+    ("Clip", ["lo", "hi"], {}, "Clip", [0.0, 6.0]),
+    ("LeakyRelu", [], {"alpha": 0.2}, "LeakyRelu", [0.2]),
+    ("Sigmoid", [], {}, "Sigmoid", []),
+    ("HardSigmoid", [], {"alpha": 0.3, "beta": 0.4}, "HardSigmoid", [0.3, 0.4]),
+    ("HardSwish", [], {}, "HardSwish", []),
+    ("Tanh", [], {}, "Tanh", []),
+]
+
+
+def _act(op_type: str, extra: list[str], attrs: dict, src: str) -> helper.NodeProto:
+    return helper.make_node(op_type, [src, *extra], ["y"], **attrs)
+
+
+_BOUNDS = [const("lo", np.float32(0.0)), const("hi", np.float32(6.0))]
+
+
+@pytest.mark.parametrize("op_type,extra,attrs,name,params", ACTIVATIONS)
+def test_conv_activation_fuses(op_type, extra, attrs, name, params) -> None:
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), _act(op_type, extra, attrs, "c")]
+    inits = [const("w", RNG.standard_normal((4, 3, 3, 3))), const("b", RNG.standard_normal(4)), *_BOUNDS[: len(extra)]]
+    graph, fired = run_pass(model_of(nodes, {"x": [1, 3, 5, 5]}, {"y": [1, 4, 5, 5]}, inits), fuse_activations)
+    assert fired == 1 and ops(graph) == ["FusedConv"]
+    node = graph.nodes[0]
+    assert node.domain == "edgetrt" and node.attrs["activation"] == name
+    np.testing.assert_allclose(node.attrs["activation_params"], params, rtol=1e-6)
+
+
+@pytest.mark.parametrize("op_type,extra,attrs,name,params", ACTIVATIONS)
+def test_gemm_activation_fuses(op_type, extra, attrs, name, params) -> None:
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["g"], transB=1), _act(op_type, extra, attrs, "g")]
+    inits = [const("w", RNG.standard_normal((5, 4))), const("b", RNG.standard_normal(5)), *_BOUNDS[: len(extra)]]
+    graph, fired = run_pass(model_of(nodes, {"x": [3, 4]}, {"y": [3, 5]}, inits), fuse_activations)
+    assert fired == 1 and ops(graph) == ["FusedGemm"] and graph.nodes[0].attrs["activation"] == name
+
+
+def test_residual_add_then_relu_fuse_into_one_conv() -> None:
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Add", ["skip", "c"], ["a"], name="add"),
+        helper.make_node("Relu", ["a"], ["y"], name="relu"),
+    ]
+    inits = [const("w", RNG.standard_normal((4, 3, 3, 3)))]
+    graph, fired = run_pass(model_of(nodes, {"x": [1, 3, 5, 5], "skip": [1, 4, 5, 5]}, {"y": [1, 4, 5, 5]}, inits), fuse_activations)
+    assert fired == 2 and ops(graph) == ["FusedConv"]
+    node = graph.nodes[0]
+    assert node.inputs[2] is None and node.inputs[3].name == "skip" and node.attrs["activation"] == "Relu"
+    assert node.meta["origin"] == ["conv", "add", "relu"]
+
+
+def test_conv_transpose_with_residual_fuses() -> None:
+    nodes = [
+        helper.make_node("ConvTranspose", ["x", "w", "b"], ["c"], strides=[2, 2]),
+        helper.make_node("Add", ["c", "skip"], ["a"]),
+        helper.make_node("Sigmoid", ["a"], ["y"]),
+    ]
+    inits = [const("w", RNG.standard_normal((3, 2, 2, 2))), const("b", RNG.standard_normal(2))]
+    graph, fired = run_pass(model_of(nodes, {"x": [1, 3, 4, 4], "skip": [1, 2, 8, 8]}, {"y": [1, 2, 8, 8]}, inits), fuse_activations)
+    assert fired == 2 and ops(graph) == ["FusedConvTranspose"]
+
+
+def test_broadcasting_add_is_not_a_residual() -> None:
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Add", ["c", "row"], ["y"])]
+    inits = [const("w", RNG.standard_normal((4, 3, 1, 1)))]
+    graph = load_onnx(model_of(nodes, {"x": [1, 3, 5, 5], "row": [1, 1, 1, 5]}, {"y": [1, 4, 5, 5]}, inits))
+    trace: list = []
+    assert FUSE_ACTIVATION_RULES.apply(graph, trace) == 0
+    assert "does not match" in trace[0].reason
+
+
+def test_activation_before_the_residual_blocks_the_residual() -> None:
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Add", ["r", "skip"], ["y"]),
+    ]
+    inits = [const("w", RNG.standard_normal((4, 3, 1, 1)))]
+    graph, fired = run_pass(model_of(nodes, {"x": [1, 3, 5, 5], "skip": [1, 4, 5, 5]}, {"y": [1, 4, 5, 5]}, inits), fuse_activations)
+    assert fired == 1 and ops(graph) == ["FusedConv", "Add"]
+
+
+def test_no_fusion_across_a_graph_output() -> None:
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Relu", ["c"], ["y"])]
+    inits = [const("w", RNG.standard_normal((4, 3, 1, 1)))]
+    graph, fired = run_pass(model_of(nodes, {"x": [1, 3, 5, 5]}, {"c": [1, 4, 5, 5], "y": [1, 4, 5, 5]}, inits), fuse_activations)
+    assert fired == 0 and ops(graph) == ["Conv", "Relu"]
+
+
+def test_clip_with_dynamic_bounds_is_not_fused() -> None:
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Clip", ["c", "lo"], ["y"])]
+    inits = [const("w", RNG.standard_normal((4, 3, 1, 1)))]
+    graph, fired = run_pass(model_of(nodes, {"x": [1, 3, 5, 5], "lo": []}, {"y": [1, 4, 5, 5]}, inits), fuse_activations)
+    assert fired == 0
+
+
+def test_gelu_through_the_reshape_after_a_flattened_gemm() -> None:
+    nodes = [
+        helper.make_node("Gemm", ["x", "w"], ["g"]),
+        helper.make_node("Reshape", ["g", "shape"], ["r"]),
+        helper.make_node("Gelu", ["r"], ["y"]),
+    ]
+    inits = [const("w", RNG.standard_normal((4, 6))), const("shape", np.array([2, 3, 6], np.int64))]
+    graph, fired = run_pass(model_of(nodes, {"x": [6, 4]}, {"y": [2, 3, 6]}, inits, opset=20), fuse_activations)
+    assert fired == 1 and ops(graph) == ["FusedGemm", "Reshape"] and graph.nodes[0].attrs["activation"] == "Gelu"

@@ -1,0 +1,152 @@
+"""Recognition of decomposed LayerNorm, GELU, SiLU, HardSwish and attention."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from edge.frontend.onnx_import import load_onnx
+from edge.passes.recognize import RECOGNIZE_RULES, recognize
+from tests.passes.helpers import const, model_of, ops, run_pass
+
+RNG = np.random.default_rng(3)
+N = helper.make_node
+
+
+def _layernorm_nodes(axes: list[int], square: str = "Pow") -> tuple[list, list]:
+    nodes = [
+        N("ReduceMean", ["x"], ["mean"], axes=axes),
+        N("Sub", ["x", "mean"], ["d"]),
+        N("Pow", ["d", "two"], ["sq"]) if square == "Pow" else N("Mul", ["d", "d"], ["sq"]),
+        N("ReduceMean", ["sq"], ["var"], axes=axes),
+        N("Add", ["var", "eps"], ["ve"]),
+        N("Sqrt", ["ve"], ["std"]),
+        N("Div", ["d", "std"], ["n"]),
+        N("Mul", ["n", "gamma"], ["scaled"]),
+        N("Add", ["scaled", "beta"], ["y"]),
+    ]
+    inits = [const("two", np.float32(2)), const("eps", np.float32(1e-5)), const("gamma", RNG.uniform(0.5, 1.5, 6)), const("beta", RNG.standard_normal(6))]
+    return nodes, inits
+
+
+@pytest.mark.parametrize("square", ["Pow", "Mul"])
+def test_decomposed_layernorm_with_affine_becomes_one_op(square: str) -> None:
+    nodes, inits = _layernorm_nodes([-1], square)
+    graph, fired = run_pass(model_of(nodes, {"x": [2, 3, 6]}, {"y": [2, 3, 6]}, inits), recognize, rtol=1e-4, atol=1e-5)
+    assert fired == 3 and ops(graph) == ["LayerNormalization"]
+    assert graph.nodes[0].attrs == {"axis": 2, "epsilon": pytest.approx(1e-5)}
+    assert len(graph.nodes[0].meta["origin"]) == 9
+
+
+def test_layernorm_over_a_leading_axis_is_not_recognized() -> None:
+    nodes, inits = _layernorm_nodes([1])
+    inits[2:] = [const("gamma", RNG.uniform(0.5, 1.5, (3, 1))), const("beta", RNG.standard_normal((3, 1)))]
+    graph = load_onnx(model_of(nodes, {"x": [2, 3, 6]}, {"y": [2, 3, 6]}, inits))
+    trace: list = []
+    RECOGNIZE_RULES.apply(graph, trace)
+    assert "LayerNormalization" not in ops(graph)
+    assert any("not the trailing axes" in r.reason for r in trace)
+
+
+def _gelu_erf(half: float = 0.5) -> tuple[list, list]:
+    nodes = [
+        N("Div", ["x", "sqrt2"], ["s"]),
+        N("Erf", ["s"], ["e"]),
+        N("Add", ["e", "one"], ["g"]),
+        N("Mul", ["x", "g"], ["xg"]),
+        N("Mul", ["xg", "half"], ["y"]),
+    ]
+    inits = [const("sqrt2", np.float32(math.sqrt(2))), const("one", np.float32(1)), const("half", np.float32(half))]
+    return nodes, inits
+
+
+def test_gelu_erf_form() -> None:
+    from edge.passes.canonicalize import canonicalize
+
+    nodes, inits = _gelu_erf()
+    graph, fired = run_pass(model_of(nodes, {"x": [4, 5]}, {"y": [4, 5]}, inits), lambda g: canonicalize(g) + recognize(g), rtol=1e-5)
+    assert ops(graph) == ["Gelu"] and graph.nodes[0].attrs == {}
+
+
+def test_gelu_with_a_wrong_constant_is_not_recognized() -> None:
+    nodes, inits = _gelu_erf(half=0.6)
+    graph, fired = run_pass(model_of(nodes, {"x": [4, 5]}, {"y": [4, 5]}, inits), recognize)
+    assert fired == 0 and "Gelu" not in ops(graph)
+
+
+def test_gelu_tanh_form() -> None:
+    nodes = [
+        N("Mul", ["x", "half"], ["hx"]),
+        N("Pow", ["x", "three"], ["cube"]),
+        N("Mul", ["c3", "cube"], ["k"]),
+        N("Add", ["x", "k"], ["p"]),
+        N("Mul", ["p", "c2"], ["q"]),
+        N("Tanh", ["q"], ["t"]),
+        N("Add", ["one", "t"], ["g"]),
+        N("Mul", ["hx", "g"], ["y"]),
+    ]
+    inits = [const("half", np.float32(0.5)), const("three", np.float32(3)), const("c3", np.float32(0.044715)), const("c2", np.float32(0.7978845608)), const("one", np.float32(1))]
+    graph, fired = run_pass(model_of(nodes, {"x": [4, 5]}, {"y": [4, 5]}, inits, opset=20), recognize, rtol=1e-5)
+    assert fired == 1 and ops(graph) == ["Gelu"] and graph.nodes[0].attrs == {"approximate": "tanh"}
+
+
+def test_silu_and_its_near_miss() -> None:
+    nodes = [N("Sigmoid", ["x"], ["s"]), N("Mul", ["s", "x"], ["y"])]
+    graph, fired = run_pass(model_of(nodes, {"x": [3, 4]}, {"y": [3, 4]}), recognize)
+    assert fired == 1 and ops(graph) == ["SiLU"] and graph.nodes[0].domain == "edgetrt"
+    nodes = [N("Sigmoid", ["x"], ["s"]), N("Mul", ["s", "z"], ["y"])]
+    graph, fired = run_pass(model_of(nodes, {"x": [3, 4], "z": [3, 4]}, {"y": [3, 4]}), recognize)
+    assert fired == 0
+
+
+def test_hard_swish_forms() -> None:
+    nodes = [N("HardSigmoid", ["x"], ["h"], alpha=1 / 6, beta=0.5), N("Mul", ["x", "h"], ["y"])]
+    graph, fired = run_pass(model_of(nodes, {"x": [3, 4]}, {"y": [3, 4]}), recognize)
+    assert fired == 1 and ops(graph) == ["HardSwish"]
+    nodes = [
+        N("Add", ["x", "three"], ["a"]),
+        N("Clip", ["a", "zero", "six"], ["c"]),
+        N("Mul", ["x", "c"], ["m"]),
+        N("Mul", ["m", "sixth"], ["y"]),
+    ]
+    inits = [const("three", np.float32(3)), const("zero", np.float32(0)), const("six", np.float32(6)), const("sixth", np.float32(1 / 6))]
+    graph, fired = run_pass(model_of(nodes, {"x": [3, 4]}, {"y": [3, 4]}, inits), recognize, rtol=1e-5)
+    assert fired == 1 and ops(graph) == ["HardSwish"]
+    nodes = [N("HardSigmoid", ["x"], ["h"]), N("Mul", ["x", "h"], ["y"])]  # default alpha 0.2: not hard-swish
+    assert run_pass(model_of(nodes, {"x": [3, 4]}, {"y": [3, 4]}), recognize)[1] == 0
+
+
+def _attention(scale: bool, mask: bool, k_perm: list[int], axis: int = -1) -> tuple[list, list, dict]:
+    nodes = [N("Transpose", ["k"], ["kt"], perm=k_perm), N("MatMul", ["q", "kt"], ["s0"])]
+    last = "s0"
+    if scale:
+        nodes.append(N("Mul", [last, "scale"], ["s1"]))
+        last = "s1"
+    if mask:
+        nodes.append(N("Add", ["mask", last], ["s2"]))
+        last = "s2"
+    nodes += [N("Softmax", [last], ["p"], axis=axis), N("MatMul", ["p", "v"], ["y"])]
+    k_shape = [2, 5, 3, 4] if k_perm == [0, 2, 3, 1] else [2, 3, 5, 4]
+    inputs = {"q": [2, 3, 6, 4], "k": k_shape, "v": [2, 3, 5, 4]} | ({"mask": [2, 1, 1, 5]} if mask else {})
+    return nodes, [const("scale", np.float32(0.5))] if scale else [], inputs
+
+
+@pytest.mark.parametrize("scale", [True, False])
+@pytest.mark.parametrize("mask", [True, False])
+@pytest.mark.parametrize("k_perm", [[0, 1, 3, 2], [0, 2, 3, 1]])
+def test_attention(scale: bool, mask: bool, k_perm: list[int]) -> None:
+    nodes, inits, inputs = _attention(scale, mask, k_perm)
+    graph, fired = run_pass(model_of(nodes, inputs, {"y": [2, 3, 6, 4]}, inits), recognize, rtol=1e-5)
+    assert fired == 1 and "Attention" in ops(graph)
+    node = [n for n in graph.nodes if n.op_type == "Attention"][0]
+    assert node.attrs["scale"] == (0.5 if scale else 1.0) and len(node.inputs) == 3 + mask
+    assert ops(graph).count("Transpose") == (0 if k_perm == [0, 1, 3, 2] else 1)
+
+
+def test_softmax_over_another_axis_is_not_attention() -> None:
+    nodes, inits, inputs = _attention(True, False, [0, 1, 3, 2], axis=2)
+    graph, fired = run_pass(model_of(nodes, inputs, {"y": [2, 3, 6, 4]}, inits), recognize)
+    assert fired == 0
