@@ -397,8 +397,8 @@ class PowerController:
             if mode is not None:
                 target = self.resolve_mode(mode)
                 if self.dry_run or original is None or original.id != target.id:
+                    changed_mode = True  # set first: a failed verification may still have switched
                     self.set_mode(target.id)
-                    changed_mode = True
             if lock_clocks:
                 # jetson_clocks pins the maxima of the mode in force, so it runs after the switch.
                 self.clocks_lock()

@@ -68,7 +68,9 @@ def modes_command(profile: str = _PROFILE) -> None:
 
         edgetrt power modes --profile orin-nx-16gb
     """
-    modes = _controller(profile=profile).list_modes()
+    controller = _controller(profile=profile)
+    modes = controller.list_modes()
+    no_dla = controller.profile is not None and getattr(controller.profile, "dla", None) is None
     if not modes:
         raise PowerError("no power modes known: no /etc/nvpmodel.conf here; pass --profile NAME")
     table = Table("id", "name", "budget W", "CPUs", "CPU max MHz", "GPU max MHz", "EMC max MHz", "DLA max MHz", "source")
@@ -81,7 +83,7 @@ def modes_command(profile: str = _PROFILE) -> None:
             _mhz(m.cpu_max_mhz),
             _mhz(m.gpu_max_mhz),
             _mhz(m.emc_max_mhz),
-            _mhz(m.dla_max_mhz),
+            "-" if no_dla else _mhz(m.dla_max_mhz),
             m.source,
         )
     console.print(table)
