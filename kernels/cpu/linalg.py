@@ -1,4 +1,4 @@
-"""Matrix products: Gemm, MatMul, MatMulInteger, Einsum (numpy's BLAS-backed matmul)."""
+"""Matrix products and determinants: Gemm, MatMul, MatMulInteger, Einsum, Det (numpy / BLAS)."""
 
 from __future__ import annotations
 
@@ -59,3 +59,9 @@ def matmul_integer(
 @widen_half
 def einsum(ctx: OpContext, *operands: np.ndarray) -> np.ndarray:
     return np.einsum(ctx.attr("equation").replace(" ", ""), *operands, optimize=True)
+
+
+@register("Det")
+@widen_half
+def det(ctx: OpContext, x: np.ndarray) -> np.ndarray:
+    return np.linalg.det(x).astype(x.dtype, copy=False)

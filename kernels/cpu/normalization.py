@@ -1,4 +1,4 @@
-"""Normalization ops: Batch/Instance/Layer/Group/RMS normalization, LRN, LpNormalization.
+"""Normalization ops: Batch/Instance/Layer/Group/RMS/MeanVariance normalization, LRN, LpNormalization.
 
 Statistics are computed in float32 at least (``stash_type=1``), so float16 models do not
 lose their mean and variance to rounding; results are cast back to the input dtype.
@@ -157,3 +157,13 @@ def lp_normalization(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     axis, p = ctx.attr("axis", -1), ctx.attr("p", 2)
     norm = np.sum(np.abs(x) ** p, axis=axis, keepdims=True) ** (1 / p)
     return np.where(norm == 0, 0, x / np.where(norm == 0, 1, norm)).astype(x.dtype, copy=False)
+
+
+@register("MeanVarianceNormalization")
+def mean_variance_normalization(ctx: OpContext, x: np.ndarray) -> np.ndarray:
+    """(x - mean) / (std + 1e-9) over ``axes`` (default N, H, W), the op's function body."""
+    axes = tuple(ctx.attr("axes", (0, 2, 3)))
+    xs = x.astype(np.promote_types(x.dtype, np.float32), copy=False)
+    centered = xs - xs.mean(axis=axes, keepdims=True)
+    std = np.sqrt((centered * centered).mean(axis=axes, keepdims=True))
+    return (centered / (std + 1e-9)).astype(x.dtype, copy=False)

@@ -1,4 +1,5 @@
-"""QuantizeLinear / DequantizeLinear: per-tensor, per-axis and blocked scales.
+"""Quantization ops: Quantize/DequantizeLinear (per-tensor, per-axis, blocked scales),
+DynamicQuantizeLinear, and the integer products QLinearMatMul, ConvInteger, QLinearConv.
 
 Integer targets (int2/4/8/16/32 and unsigned) round half to even and saturate to the
 type's range; float8/float4 targets (through ml_dtypes, which onnx itself depends on)
@@ -11,6 +12,7 @@ import ml_dtypes
 import numpy as np
 
 from edge.ir.dtypes import from_onnx
+from edge.kernels.cpu.nn import conv
 from edge.kernels.registry import OpContext, register
 
 __all__: list[str] = []  # kernels are reached through the registry
@@ -77,3 +79,94 @@ def dequantize_linear(
     if zero_point is not None:
         values = values - _as_float(_broadcast_scale(ctx, zero_point, x))
     return (values * _as_float(_broadcast_scale(ctx, scale, x))).astype(target)
+
+
+def _requantize(acc: np.ndarray, multiplier: np.ndarray, zero_point: np.ndarray | None) -> np.ndarray:
+    """int32 accumulator -> the zero point's integer type: round half to even, add, saturate."""
+    target = np.dtype(np.uint8) if zero_point is None else zero_point.dtype
+    offset = 0 if zero_point is None else zero_point.astype(np.float64)
+    low, high = _integer_range(target)
+    return np.clip(np.rint(acc * multiplier) + offset, low, high).astype(target)
+
+
+def _centered(x: np.ndarray, zero_point: np.ndarray | None, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """x - zero_point in int32; ``shape`` reshapes a per-channel zero point to broadcast."""
+    if zero_point is None:
+        return x.astype(np.int32)
+    zero = zero_point.astype(np.int32)
+    return x.astype(np.int32) - (zero.reshape(shape) if shape is not None and zero.ndim else zero)
+
+
+@register("DynamicQuantizeLinear")
+def dynamic_quantize_linear(ctx: OpContext, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """uint8 quantization with scale and zero point chosen from x's range (which always includes 0)."""
+    low = min(0.0, float(np.min(x))) if x.size else 0.0
+    high = max(0.0, float(np.max(x))) if x.size else 0.0
+    scale = np.float32((high - low) / 255)
+    zero_point = np.uint8(np.clip(np.rint(-low / scale), 0, 255)) if scale else np.uint8(0)
+    divisor = scale if scale else np.float32(1)
+    y = np.clip(np.rint(x.astype(np.float32) / divisor) + zero_point, 0, 255).astype(np.uint8)
+    return y, np.asarray(scale, np.float32), np.asarray(zero_point, np.uint8)
+
+
+@register("QLinearMatMul")
+def qlinear_matmul(
+    ctx: OpContext,
+    a: np.ndarray,
+    a_scale: np.ndarray,
+    a_zero_point: np.ndarray,
+    b: np.ndarray,
+    b_scale: np.ndarray,
+    b_zero_point: np.ndarray,
+    y_scale: np.ndarray,
+    y_zero_point: np.ndarray,
+) -> np.ndarray:
+    """Integer matmul of the centered operands, requantized by a_scale·b_scale/y_scale.
+
+    A's scale/zero point may be per row (M,), B's per column (N,).
+    """
+    rows = (-1, 1)
+    acc = np.matmul(_centered(a, a_zero_point, rows), _centered(b, b_zero_point))
+    a_factor = a_scale.astype(np.float64).reshape(rows) if a_scale.ndim else a_scale.astype(np.float64)
+    multiplier = a_factor * b_scale.astype(np.float64) / y_scale.astype(np.float64)
+    return _requantize(acc, multiplier, y_zero_point)
+
+
+def _conv_integer(ctx: OpContext, x: np.ndarray, x_zero_point, w: np.ndarray, w_zero_point) -> np.ndarray:
+    """int32 convolution of (x - x_zp) by (w - w_zp), w_zp scalar or one per output channel."""
+    channel = (-1,) + (1,) * (w.ndim - 1)
+    return conv(ctx, _centered(x, x_zero_point), _centered(w, w_zero_point, channel))
+
+
+@register("ConvInteger")
+def conv_integer(
+    ctx: OpContext,
+    x: np.ndarray,
+    w: np.ndarray,
+    x_zero_point: np.ndarray | None = None,
+    w_zero_point: np.ndarray | None = None,
+) -> np.ndarray:
+    return _conv_integer(ctx, x, x_zero_point, w, w_zero_point)
+
+
+@register("QLinearConv")
+def qlinear_conv(
+    ctx: OpContext,
+    x: np.ndarray,
+    x_scale: np.ndarray,
+    x_zero_point: np.ndarray,
+    w: np.ndarray,
+    w_scale: np.ndarray,
+    w_zero_point: np.ndarray,
+    y_scale: np.ndarray,
+    y_zero_point: np.ndarray,
+    bias: np.ndarray | None = None,
+) -> np.ndarray:
+    """ConvInteger plus an int32 bias, requantized by x_scale·w_scale/y_scale (w_scale per channel)."""
+    acc = _conv_integer(ctx, x, x_zero_point, w, w_zero_point)
+    if bias is not None:
+        acc = acc + bias.astype(np.int32).reshape((-1,) + (1,) * (acc.ndim - 2))
+    channel = (-1,) + (1,) * (acc.ndim - 2)
+    w_factor = w_scale.astype(np.float64).reshape(channel) if w_scale.ndim else w_scale.astype(np.float64)
+    multiplier = x_scale.astype(np.float64) * w_factor / y_scale.astype(np.float64)
+    return _requantize(acc, multiplier, y_zero_point)

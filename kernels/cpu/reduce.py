@@ -1,4 +1,4 @@
-"""Reductions (Reduce*), ArgMax/ArgMin, TopK and CumSum.
+"""Reductions (Reduce*), ArgMax/ArgMin, TopK, CumSum and CumProd.
 
 Reduce ops took ``axes`` as an attribute until opset 13 (ReduceSum) or 18 (the others) and
 as an optional input since; both forms share one implementation. Empty reductions give the
@@ -131,19 +131,28 @@ def top_k(ctx: OpContext, x: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.
     return _top_k(ctx, x, int(np.asarray(k).reshape(-1)[0]))
 
 
+def _cumulative(ctx: OpContext, x: np.ndarray, axis: np.ndarray, running, identity: int) -> np.ndarray:
+    """Running sum/product along ``axis``; ``exclusive`` shifts in the identity, ``reverse`` runs backwards."""
+    axis = int(np.asarray(axis).reshape(-1)[0]) % x.ndim
+    reverse = ctx.attr("reverse", 0)
+    if reverse:
+        x = np.flip(x, axis)
+    total = running(x, axis=axis, dtype=x.dtype)
+    if ctx.attr("exclusive", 0):
+        first = np.full_like(np.take(total, [0], axis=axis), identity)
+        total = np.concatenate([first, np.take(total, np.arange(x.shape[axis] - 1), axis=axis)], axis=axis)
+    if reverse:
+        total = np.flip(total, axis)
+    return np.ascontiguousarray(total)
+
+
 @register("CumSum")
 @widen_half
 def cum_sum(ctx: OpContext, x: np.ndarray, axis: np.ndarray) -> np.ndarray:
-    """Running sum along ``axis``; ``exclusive`` shifts by one, ``reverse`` runs backwards."""
-    axis = int(np.asarray(axis).reshape(-1)[0]) % x.ndim
-    if ctx.attr("reverse", 0):
-        x = np.flip(x, axis)
-    total = np.cumsum(x, axis=axis, dtype=x.dtype)
-    if ctx.attr("exclusive", 0):
-        total = np.concatenate(
-            [np.zeros_like(np.take(total, [0], axis=axis)), np.take(total, np.arange(x.shape[axis] - 1), axis=axis)],
-            axis=axis,
-        )
-    if ctx.attr("reverse", 0):
-        total = np.flip(total, axis)
-    return np.ascontiguousarray(total)
+    return _cumulative(ctx, x, axis, np.cumsum, 0)
+
+
+@register("CumProd")
+@widen_half
+def cum_prod(ctx: OpContext, x: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    return _cumulative(ctx, x, axis, np.cumprod, 1)
