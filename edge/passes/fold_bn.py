@@ -13,7 +13,8 @@ The same holds for a per-channel ``Mul(x, c)`` (``s = c``, no shift) and ``Add(x
 (per group) for ConvTranspose, the columns of op(B) for a 2-D Gemm / MatMul (a MatMul
 becomes a Gemm to carry the bias). Folding needs constant weights and parameters, and the
 intermediate must feed only the BatchNormalization/Mul/Add (the matcher enforces that:
-another consumer would still need the unscaled tensor).
+another consumer would still need the unscaled tensor). A per-channel Mul/Add after a
+BatchNormalization that has no linear op to fold into merges into its gamma/beta instead.
 """
 
 from __future__ import annotations
@@ -134,6 +135,34 @@ def _fold_add(b: Builder, m: Match) -> Value:
     return _fold(b, m.node("op"), None, shift)
 
 
+def _check_bn_affine(graph: Graph, match: Match) -> str | None:
+    bn = match.node("op")
+    out = bn.outputs[0]
+    if bn.attrs.get("training_mode", 0) or any(v is None or v.const is None for v in bn.inputs[1:5]):
+        return "BatchNormalization is in training mode or its parameters are not constant"
+    if match.value("c").dtype != out.dtype:
+        return "constant dtype differs"
+    if per_channel(match.const("c"), out.rank or 0, 1, bn.inputs[1].const.size) is None:
+        return f"constant of shape {match.const('c').shape} is not per-channel for '{out.name}' {out.shape}"
+    return None
+
+
+def _bn_affine(multiply: bool):
+    """BN(x)·c = BN(x; gamma·c, beta·c) and BN(x) + c = BN(x; gamma, beta + c), per channel."""
+
+    def rewrite(b: Builder, m: Match) -> Value:
+        bn = m.node("op")
+        gamma, beta = bn.inputs[1].const, bn.inputs[2].const
+        c = per_channel(m.const("c"), bn.outputs[0].rank or 0, 1, gamma.size).astype(gamma.dtype)  # type: ignore[union-attr]
+        gamma, beta = (gamma * c, beta * c) if multiply else (gamma, beta + c)
+        inputs = [bn.inputs[0], b.const(gamma, hint="bn_scale"), b.const(beta, hint="bn_bias"), *bn.inputs[3:5]]
+        return b.op("BatchNormalization", inputs, dict(bn.attrs), like=m.root.outputs[0])
+
+    return rewrite
+
+
+_BN = Op("BatchNormalization", name="op")
+
 FOLD_BN_RULES = RuleSet(
     [
         Rule(
@@ -152,6 +181,8 @@ FOLD_BN_RULES = RuleSet(
         ),
         Rule("mul_into_linear", Op("Mul", Op(_LINEAR, name="op"), Const("c"), commute=True), _fold_mul, _check_channel),
         Rule("add_into_linear", Op("Add", Op(_LINEAR, name="op"), Const("c"), commute=True), _fold_add, _check_channel),
+        Rule("mul_into_batchnorm", Op("Mul", _BN, Const("c"), commute=True), _bn_affine(True), _check_bn_affine),
+        Rule("add_into_batchnorm", Op("Add", _BN, Const("c"), commute=True), _bn_affine(False), _check_bn_affine),
     ]
 )
 

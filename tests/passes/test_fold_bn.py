@@ -93,3 +93,15 @@ def test_gemm_bias_add_per_column_folds() -> None:
     inits = [const("w", RNG.standard_normal((4, 5))), const("k", RNG.standard_normal((1, 5)))]
     graph, fired = run_pass(model_of(nodes, {"x": [3, 4]}, {"y": [3, 5]}, inits), fold_batchnorm)
     assert fired == 1 and ops(graph) == ["Gemm"]
+
+
+def test_per_channel_mul_add_after_a_standalone_batchnorm_merge_into_it() -> None:
+    nodes = [
+        _bn("x", "n"),
+        helper.make_node("Mul", ["n", "k1"], ["m"]),
+        helper.make_node("Add", ["k2", "m"], ["a"]),
+        helper.make_node("Relu", ["a"], ["y"]),
+    ]
+    inits = [*_bn_inits(4), const("k1", RNG.uniform(0.5, 1.5, (4, 1, 1))), const("k2", RNG.standard_normal((1, 4, 1, 1)))]
+    graph, fired = run_pass(model_of(nodes, {"x": [2, 4, 3, 3]}, {"y": [2, 4, 3, 3]}, inits), fold_batchnorm)
+    assert fired == 2 and ops(graph) == ["BatchNormalization", "Relu"]
