@@ -27,8 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import edge  # noqa: E402
 from cpu_vs_onnxruntime import machine  # noqa: E402
+
+import edge  # noqa: E402
 from edge.runtime.bench import BenchConfig, bench_inputs, benchmark, latency_stats  # noqa: E402
 from tests.conftest import LIGHT_DIR  # noqa: E402
 from tests.models import mobile_cnn, resnet_block_cnn, transformer_encoder  # noqa: E402

@@ -142,7 +142,7 @@ class BenchResult:
             "backend": self.backend,
             "streams": self.streams,
             "warmup": self.warmup,
-            "iterations": int(len(self.latencies_ms)),
+            "iterations": len(self.latencies_ms),
             "shapes": {k: list(v) for k, v in self.shapes.items()},
             "wall_s": self.wall_s,
             "throughput": self.throughput,

@@ -157,13 +157,10 @@ class Schedule:
             results = _call(step, args, self, slots, out)
             if step.fp16:
                 results = [round_to_fp16(r) for r in results]
-            if out is None:
-                for slot, result in zip(step.outputs, results):
-                    slots[slot] = result
-            else:
+            if out is not None:
                 results = [_place(r, view, arena) for r, view in zip(results, out)]
-                for slot, result in zip(step.outputs, results):
-                    slots[slot] = result
+            for slot, result in zip(step.outputs, results):
+                slots[slot] = result
             if on_step is not None:
                 on_step(step, results)
             for slot in step.free:

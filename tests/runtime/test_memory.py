@@ -149,9 +149,8 @@ def test_engine_file_keeps_the_plan_and_inspect_reports_it(tmp_path) -> None:
     loaded = edge.load(path)
     assert loaded.build["memory"]["static"]["tensors"] == engine.build["memory"]["static"]["tensors"]
     context = loaded.create_context()
-    np.testing.assert_array_equal(
-        list(context.run(feeds).values())[0], list(engine.create_context().run(feeds).values())[0]
-    )
+    name = engine.outputs[0].name
+    np.testing.assert_array_equal(context.run(feeds)[name], engine.create_context().run(feeds)[name])
     from typer.testing import CliRunner
 
     from edge.cli import _load_commands, app
@@ -164,3 +163,35 @@ def test_engine_file_keeps_the_plan_and_inspect_reports_it(tmp_path) -> None:
     assert f"arena {memory['arena_bytes'] / 1e3:.1f} KB" in text
     assert f"naive {memory['naive_bytes'] / 1e3:.1f} KB" in text
     assert f"lower bound {memory['lower_bound_bytes'] / 1e3:.1f} KB" in text
+
+
+def test_kernels_may_write_straight_into_their_planned_buffer() -> None:
+    from onnx import TensorProto, helper
+
+    seen: list[np.ndarray | None] = []
+
+    def double_into(ctx, x):
+        seen.append(ctx.out[0])
+        out = ctx.out[0] if ctx.out[0] is not None else np.empty_like(x)
+        np.multiply(x, 2, out=out)
+        return out
+
+    edge.register_custom_op("DoubleInto", double_into, domain="edgetrt.test")
+    nodes = [
+        helper.make_node("Exp", ["x"], ["e"]),
+        helper.make_node("DoubleInto", ["e"], ["d"], domain="edgetrt.test"),
+        helper.make_node("Neg", ["d"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "into",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("edgetrt.test", 1)])
+    engine = edge.build(model.SerializeToString())
+    context = engine.create_context()
+    x = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+    seen.clear()
+    np.testing.assert_allclose(context.run({"x": x})["y"], -2 * np.exp(x), rtol=1e-6)
+    assert seen[-1] is not None and np.shares_memory(seen[-1], context.arena)

@@ -72,8 +72,11 @@ def test_one_context_alternating_shapes_stays_correct(engine, model) -> None:
 @pytest.mark.parametrize(
     ("shape", "message"),
     [
-        ((2, 20), "input 'ids' has shape 2x20, outside every optimization profile (profile 0: min 1x1, opt 2x8, max 4x16; "
-         "profile 1: min 8x32, opt 8x32, max 8x64)"),
+        (
+            (2, 20),
+            "input 'ids' has shape 2x20, outside every optimization profile (profile 0: min 1x1, opt 2x8, max 4x16; "
+            "profile 1: min 8x32, opt 8x32, max 8x64)",
+        ),
         ((5, 8), "input 'ids' has shape 5x8, outside every optimization profile"),
         ((8, 65), "input 'ids' has shape 8x65, outside every optimization profile"),
     ],
