@@ -30,6 +30,10 @@ def gemm(ctx: OpContext, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = No
 @register("MatMul")
 @widen_half
 def matmul(ctx: OpContext, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """numpy matmul; a stacked A times a 2-D B runs as one (rows x K) @ (K x N) BLAS call,
+    since numpy's broadcasting matmul can miss the BLAS path for stacked operands."""
+    if b.ndim == 2 and a.ndim > 2:
+        return np.matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + (b.shape[1],))
     return np.matmul(a, b)
 
 

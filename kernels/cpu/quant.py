@@ -1,6 +1,6 @@
-"""Quantization ops: Quantize/DequantizeLinear (per-tensor, per-axis, blocked scales),
-DynamicQuantizeLinear, and the integer products QLinearMatMul, ConvInteger, QLinearConv.
+"""Quantization ops: Quantize/DequantizeLinear, DynamicQuantizeLinear, QLinearMatMul, (QLinear)ConvInteger.
 
+Scales and zero points may be per tensor, per axis, or (Quantize/Dequantize) blocked.
 Integer targets (int2/4/8/16/32 and unsigned) round half to even and saturate to the
 type's range; float8/float4 targets (through ml_dtypes, which onnx itself depends on)
 round to nearest even and, with ``saturate=1``, clamp to the largest finite value.
