@@ -155,9 +155,6 @@ def slice_(
     return _slice(data, _ints(starts), _ints(ends), _ints(axes), _ints(steps))
 
 
-_PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "edge", "wrap": "wrap"}
-
-
 def _pad(x: np.ndarray, pads: list[int], mode: str, value, axes: list[int] | None) -> np.ndarray:
     """Pad (or crop, for negative pads); ``pads`` is [begin per axis..., end per axis...]."""
     axes = normalize_axes(axes, x.ndim) if axes is not None else list(range(x.ndim))
@@ -170,7 +167,7 @@ def _pad(x: np.ndarray, pads: list[int], mode: str, value, axes: list[int] | Non
     grow = [(max(b, 0), max(e, 0)) for b, e in widths]
     if mode == "constant":
         return np.pad(x, grow, mode="constant", constant_values=np.array(value, x.dtype) if value is not None else 0)
-    return np.pad(x, grow, mode=_PAD_MODES[mode])
+    return np.pad(x, grow, mode=mode)  # reflect / edge / wrap mean the same in numpy
 
 
 @register("Pad")
@@ -244,9 +241,6 @@ def cast_array(x: np.ndarray, dtype: np.dtype, saturate: int = 1, round_mode: st
     if "float8" in dtype.name and saturate and x.dtype.kind in "fV":
         limit = float(ml_dtypes.finfo(dtype).max)
         return np.clip(x.astype(np.float32), -limit, limit).astype(dtype)
-    if dtype.kind in "iu" and x.dtype.kind == "f" and dtype.itemsize < 8:
-        # float -> narrow int goes through int64 so numpy does not wrap through int32.
-        return x.astype(np.int64).astype(dtype)
     return x.astype(dtype)
 
 
