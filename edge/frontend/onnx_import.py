@@ -106,10 +106,7 @@ def import_model(
     model = _copy(model)
     if input_shapes:
         _override_input_shapes(model, input_shapes)
-    try:
-        onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
-        raise ModelImportError(f"invalid ONNX model: {_first_line(exc)}") from None
+    _check(model)
     model = _infer_shapes(model)
     opset = {("" if o.domain in ("", "ai.onnx") else o.domain): o.version for o in model.opset_import}
     opset.setdefault("", 1)
@@ -118,6 +115,20 @@ def import_model(
     graph.meta["ir_version"] = model.ir_version
     infer_missing_shapes(graph)
     return graph
+
+
+# onnx's checker demands a shape on graph outputs; exporters and onnxruntime accept outputs
+# of unknown rank, and inference below fills them in, so that one complaint is not fatal.
+_TOLERATED_CHECKER_ERRORS = ("Field 'shape' of 'type' is required but missing",)
+
+
+def _check(model: ModelProto) -> None:
+    """Run onnx's checker; a structural error becomes a one-line ModelImportError."""
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        if not any(text in str(exc) for text in _TOLERATED_CHECKER_ERRORS):
+            raise ModelImportError(f"invalid ONNX model: {_first_line(exc)}") from None
 
 
 def _copy(model: ModelProto) -> ModelProto:
