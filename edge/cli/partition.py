@@ -123,16 +123,19 @@ def profiles_list_command() -> None:
 
         edgetrt profiles list
     """
-    table = Table(title="Device profiles", title_justify="left")
-    for column in ("name", "module", "memory", "GPU", "DLA", "power modes"):
-        table.add_column(column)
+    table = Table(title="Device profiles (details: edgetrt profiles show NAME)", title_justify="left")
+    table.add_column("name", no_wrap=True)
+    for column in ("module", "memory", "GPU", "DLA", "modes"):
+        table.add_column(column, overflow="fold")
     for name in list_profiles():
         try:
             p = load_profile(name)
         except edge.errors.ProfileError as exc:  # desktop-cuda without a GPU: list it with the reason
             table.add_row(name, f"[dim]{exc}[/dim]", "", "", "", "")
             continue
-        table.add_row(name, p.module, f"{p.memory_gb:g} GB", _gpu_text(p), _dla_text(p), ", ".join(m.name for m in p.power_modes))
+        gpu = f"sm_{p.gpu.compute_capability.replace('.', '')}, {p.gpu.sms} SMs" if p.gpu is not None else "-"
+        dla = f"{p.dla.cores} x v{p.dla.version}" if p.dla is not None else "none"
+        table.add_row(name, p.module, f"{p.memory_gb:g} GB", gpu, dla, str(len(p.power_modes)))
     console.print(table)
 
 
@@ -159,7 +162,7 @@ def profiles_show_command(name: str = typer.Argument(..., help="Profile name or 
     console.print(facts)
     modes = Table(title="Power modes (nvpmodel)", title_justify="left")
     for column in ("id", "name", "budget W", "CPUs", "CPU MHz", "GPU MHz", "TPCs", "DLA MHz", "EMC MHz"):
-        modes.add_column(column)
+        modes.add_column(column, no_wrap=column == "name")
     for m in p.power_modes:
         default = " (default)" if m.id == p.default_power_mode else ""
         modes.add_row(
