@@ -72,6 +72,17 @@ def _ort_bench(model: onnx.ModelProto, feeds: dict[str, np.ndarray], warmup: int
     return latency_stats(np.array(latencies)), iterations / (time.perf_counter() - start)
 
 
+def _unplanned_ms(engine: edge.Engine, feeds: dict[str, np.ndarray], iterations: int) -> float:
+    schedule = engine.schedule()
+    inputs = [feeds[spec.name] for spec in engine.inputs]
+    latencies = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        schedule.run(inputs)
+        latencies.append((time.perf_counter() - t0) * 1000.0)
+    return float(np.median(latencies))
+
+
 def run(models: list[str], warmup: int, iterations: int) -> None:
     import onnxruntime as ort
 
@@ -92,8 +103,9 @@ def run(models: list[str], warmup: int, iterations: int) -> None:
             f"{name:<21}{arena / 1e3:>10.1f}{naive / 1e3:>10.1f}{bound / 1e3:>10.1f}{arena / bound:>10.3f}"
             f"{naive / arena:>12.1f}{detail['inplace']:>10}"
         )
-    print("\nlatency (ms, median / p90) and throughput (inferences/s): edgetrt bench vs onnxruntime")
-    print(f"{'model':<21}{'edgetrt':>16}{'ort':>16}{'edge/s':>9}{'ort/s':>9}{'ratio':>7}")
+    print("\nlatency (ms, median / p90) and throughput (inferences/s): edgetrt bench vs onnxruntime;")
+    print("no-arena = the same schedule run without the arena (median ms), to show what the arena costs")
+    print(f"{'model':<21}{'edgetrt':>16}{'ort':>16}{'edge/s':>9}{'ort/s':>9}{'ratio':>7}{'no-arena':>10}")
     worst = 0.0
     for name, (model, engine) in engines.items():
         result = benchmark(engine, BenchConfig(warmup=warmup, iterations=iterations))
@@ -103,7 +115,8 @@ def run(models: list[str], warmup: int, iterations: int) -> None:
         worst = max(worst, ratio)
         ours = f"{result.stats['median']:.2f} / {result.stats['p90']:.2f}"
         theirs = f"{ort_stats['median']:.2f} / {ort_stats['p90']:.2f}"
-        print(f"{name:<21}{ours:>16}{theirs:>16}{result.throughput:>9.1f}{ort_throughput:>9.1f}{ratio:>7.2f}")
+        unplanned = _unplanned_ms(engine, feeds, iterations)
+        print(f"{name:<21}{ours:>16}{theirs:>16}{result.throughput:>9.1f}{ort_throughput:>9.1f}{ratio:>7.2f}{unplanned:>10.2f}")
     print(f"\nworst median-latency ratio edgetrt / onnxruntime: {worst:.2f} (target <= 2.0)")
     print(f"load average (1 min) at the start {load:.2f}, at the end {os.getloadavg()[0]:.2f}: a shared machine inflates both columns")
 
