@@ -85,7 +85,7 @@ class DynamicBatcher:
         if len(self._queue) >= self.config.max_queue:
             raise ServeError(503, f"model '{self.model.name}' queue is full ({self.config.max_queue} requests); retry later")
         first = next(iter(feeds.values()))
-        size = first.shape[0] if self._batching else 1
+        size = first.shape[0] if self.model.batchable else 1
         key = tuple((a.shape[1:], a.dtype.str) for a in feeds.values()) if self._batching else None
         pending = _Pending(feeds, size, key, asyncio.get_running_loop().create_future(), time.perf_counter_ns())
         self._queue.append(pending)

@@ -22,6 +22,8 @@ def notify(message: str) -> bool:
         return False
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            # Never block the event loop: a receiver that stops reading fills its queue.
+            sock.setblocking(False)
             sock.connect(address)
             sock.sendall(message.encode())
     except OSError:
