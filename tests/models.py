@@ -20,6 +20,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from edge.ir import Graph
+
 __all__ = [
     "make_model",
     "resnet_block_cnn",
@@ -28,6 +30,7 @@ __all__ = [
     "lstm_model",
     "qdq_cnn",
     "random_feeds",
+    "randomize_constant_of_shape",
     "ALL_BUILDERS",
 ]
 
@@ -95,7 +98,9 @@ def make_model(
     return model
 
 
-def resnet_block_cnn(batch: int = 1, size: int = 16, width: int = 8, classes: int = 10, seed: int = 0) -> onnx.ModelProto:
+def resnet_block_cnn(
+    batch: int = 1, size: int = 16, width: int = 8, classes: int = 10, seed: int = 0
+) -> onnx.ModelProto:
     """A small ResNet: stem, max pool, an identity block and a projection block, FC head."""
     net = _Net(seed)
     x = net.op("Sub", ["image", net.const(np.array([0.5, 0.4, 0.3], np.float32).reshape(1, 3, 1, 1), "mean")])
@@ -127,7 +132,9 @@ def mobile_cnn(batch: int = 1, size: int = 12, seed: int = 1) -> onnx.ModelProto
     x = net.op("Clip", [x, net.const(np.float32(0.0)), net.const(np.float32(6.0))])
     # depthwise conv + decomposed hard-swish x * clip(x + 3, 0, 6) / 6
     x = net.conv_bn(x, 8, 8, 3, group=8, relu=False)
-    gate = net.op("Clip", [net.op("Add", [x, net.const(np.float32(3.0))]), net.const(np.float32(0.0)), net.const(np.float32(6.0))])
+    gate = net.op(
+        "Clip", [net.op("Add", [x, net.const(np.float32(3.0))]), net.const(np.float32(0.0)), net.const(np.float32(6.0))]
+    )
     x = net.op("Div", [net.op("Mul", [x, gate]), net.const(np.float32(6.0))])
     # pointwise conv, per-channel scale and shift, decomposed SiLU
     skip = x
@@ -144,7 +151,9 @@ def mobile_cnn(batch: int = 1, size: int = 12, seed: int = 1) -> onnx.ModelProto
     )
     x = net.op("LeakyRelu", [x], alpha=0.1)
     net.nodes[-1].output[0] = "features"
-    return make_model(net, [("image", [batch, 3, size, size])], [("features", [batch, 4, 2 * size, 2 * size])], name="mobile_cnn")
+    return make_model(
+        net, [("image", [batch, 3, size, size])], [("features", [batch, 4, 2 * size, 2 * size])], name="mobile_cnn"
+    )
 
 
 def _layer_norm(net: _Net, x: str, d: int) -> str:
@@ -159,7 +168,9 @@ def _layer_norm(net: _Net, x: str, d: int) -> str:
 def _gelu(net: _Net, x: str, form: str) -> str:
     if form == "erf":
         erf = net.op("Erf", [net.op("Div", [x, net.const(np.float32(math.sqrt(2.0)))])])
-        return net.op("Mul", [net.op("Mul", [x, net.op("Add", [erf, net.const(np.float32(1.0))])]), net.const(np.float32(0.5))])
+        return net.op(
+            "Mul", [net.op("Mul", [x, net.op("Add", [erf, net.const(np.float32(1.0))])]), net.const(np.float32(0.5))]
+        )
     cube = net.op("Pow", [x, net.const(np.float32(3.0))])
     inner = net.op("Add", [x, net.op("Mul", [cube, net.const(np.float32(0.044715))])])
     tanh = net.op("Tanh", [net.op("Mul", [inner, net.const(np.float32(math.sqrt(2 / math.pi)))])])
@@ -243,6 +254,26 @@ def random_feeds(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]
         shape = tuple(d.dim_value if d.dim_value > 0 else 1 for d in value.type.tensor_type.shape.dim)
         feeds[value.name] = rng.standard_normal(shape).astype(np.float32)
     return feeds
+
+
+def randomize_constant_of_shape(graph: Graph, seed: int = 0) -> None:
+    """Give an imported light model's ConstantOfShape weights seeded random values, in the IR.
+
+    He-scaled normals for 2-D/4-D tensors (conv/gemm weights), values in [0.5, 1.5] for
+    vectors (biases, BatchNorm statistics: variances stay positive). Working on the IR keeps
+    import fast: the model file stays small, with no large initializers to check.
+    """
+    rng = np.random.default_rng(seed)
+    for node in list(graph.nodes):
+        if node.op_type != "ConstantOfShape" or node.inputs[0].const is None:
+            continue
+        shape = tuple(int(d) for d in node.inputs[0].const)
+        if len(shape) >= 2:
+            array = rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / np.prod(shape[1:])))
+        else:
+            array = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+        graph.replace_all_uses(node.outputs[0], graph.make_const("weight", array))
+        graph.remove_node(node)
 
 
 ALL_BUILDERS = {

@@ -190,4 +190,3 @@ FOLD_BN_RULES = RuleSet(
 def fold_batchnorm(graph: Graph) -> int:
     """Fold BatchNormalization and per-channel Mul/Add into Conv/ConvTranspose/Gemm/MatMul."""
     return FOLD_BN_RULES.apply(graph)
-

@@ -23,7 +23,14 @@ from edge.passes.common import opset_of
 __all__ = ["fold_constants", "MAX_FOLD_BYTES"]
 
 MAX_FOLD_BYTES = 256 << 20
-_NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
+_NONDETERMINISTIC = {
+    "RandomNormal",
+    "RandomUniform",
+    "RandomNormalLike",
+    "RandomUniformLike",
+    "Multinomial",
+    "Bernoulli",
+}
 
 
 def fold_constants(graph: Graph) -> int:
@@ -39,7 +46,9 @@ def fold_constants(graph: Graph) -> int:
             if not _foldable(node):
                 continue
             try:
-                arrays = evaluate_node(node, [None if v is None else v.const for v in node.inputs], opset_of(graph, node))
+                arrays = evaluate_node(
+                    node, [None if v is None else v.const for v in node.inputs], opset_of(graph, node)
+                )
             except KernelError:
                 continue  # leave it to the runtime, which reports the failure with context
         if any(a.nbytes > MAX_FOLD_BYTES for a in arrays):

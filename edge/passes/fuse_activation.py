@@ -137,13 +137,17 @@ def _activation_rules() -> list[Rule]:
     rules = []
     gemms = Op("Reshape", Op(("Gemm", "FusedGemm"), name="op", domain="*"), name="reshape")
     for act in _ACTIVATION_OPS:
-        rules.append(Rule(f"{act.lower()}_through_reshape", Op(act, gemms), _fuse_through_reshape, _check_reshaped_gemm))
+        rules.append(
+            Rule(f"{act.lower()}_through_reshape", Op(act, gemms), _fuse_through_reshape, _check_reshaped_gemm)
+        )
     rules.append(
         Rule("silu_through_reshape", Op("SiLU", gemms, domain=DOMAIN), _fuse_through_reshape, _check_reshaped_gemm)
     )
     for source_name, source in (("op", _PLAIN), ("fused", _FUSED_ANY)):
         for act in _ACTIVATION_OPS:
-            rules.append(Rule(f"{act.lower()}_into_{source_name}", Op(act, source), _fuse_activation, _check_activation))
+            rules.append(
+                Rule(f"{act.lower()}_into_{source_name}", Op(act, source), _fuse_activation, _check_activation)
+            )
         rules.append(
             Rule(f"silu_into_{source_name}", Op("SiLU", source, domain=DOMAIN), _fuse_activation, _check_activation)
         )
@@ -162,4 +166,3 @@ FUSE_ACTIVATION_RULES = RuleSet(
 def fuse_activations(graph: Graph) -> int:
     """Fuse residual adds and activations into conv/gemm epilogues; returns how many fired."""
     return FUSE_ACTIVATION_RULES.apply(graph)
-

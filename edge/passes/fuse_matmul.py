@@ -41,7 +41,11 @@ def _check_matmul_add(graph: Graph, match: Match) -> str | None:
         return None
     if not a.is_static or not out.is_static:
         return f"{a.rank}-D MatMul input '{a.name}' has a dynamic shape"
-    if any(d != 1 for d in c.shape[:-1]) or (c.shape and c.shape[-1] not in (1, out.shape[-1])) or len(c.shape) > out.rank:
+    if (
+        any(d != 1 for d in c.shape[:-1])
+        or (c.shape and c.shape[-1] not in (1, out.shape[-1]))
+        or len(c.shape) > out.rank
+    ):
         return f"bias of shape {c.shape} is not a per-column bias"
     return None
 

@@ -54,7 +54,11 @@ def _check_transpose(graph: Graph, match: Match) -> str | None:
 
 def _check_pad(graph: Graph, match: Match) -> str | None:
     node = match.node("op")
-    pads = node.attrs.get("pads") if len(node.inputs) < 2 else (node.inputs[1].const if node.inputs[1] is not None else None)
+    pads = (
+        node.attrs.get("pads")
+        if len(node.inputs) < 2
+        else (node.inputs[1].const if node.inputs[1] is not None else None)
+    )
     if pads is None or np.any(np.asarray(pads) != 0):
         return "pads are not constant zeros"
     return None

@@ -53,6 +53,8 @@ class PassStats:
     changes: int = 0
     nodes_removed: int = 0
     seconds: float = 0.0
+    nodes_before: int | None = None
+    nodes_after: int | None = None
 
     @property
     def fused(self) -> int:
@@ -74,6 +76,33 @@ class OptimizeReport:
             if entry.name == name:
                 return entry
         raise KeyError(name)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready record (engine build info): totals plus one entry per pass.
+
+        Each pass entry has name, kind, runs, changes, fused, removed, nodes_before (before
+        its first run), nodes_after (after its last run) and time_ms.
+        """
+        return {
+            "nodes_before": self.nodes_before,
+            "nodes_after": self.nodes_after,
+            "rounds": self.rounds,
+            "time_ms": round(self.seconds * 1e3, 3),
+            "passes": [
+                {
+                    "name": s.name,
+                    "kind": s.kind,
+                    "runs": s.runs,
+                    "changes": s.changes,
+                    "fused": s.fused,
+                    "removed": s.nodes_removed,
+                    "nodes_before": s.nodes_before,
+                    "nodes_after": s.nodes_after,
+                    "time_ms": round(s.seconds * 1e3, 3),
+                }
+                for s in self.passes
+            ],
+        }
 
     def rows(self) -> list[dict[str, object]]:
         """One dict per pass: name, runs, changes, fused, removed (net nodes), ms."""
@@ -181,6 +210,9 @@ def _run_one(graph: Graph, entry: Pass, stat: PassStats, history: list[str], ver
     stat.runs += 1
     stat.changes += changes
     stat.nodes_removed += before - len(graph.nodes)
+    if stat.nodes_before is None:
+        stat.nodes_before = before
+    stat.nodes_after = len(graph.nodes)
     history.append(entry.name)
     return changes
 

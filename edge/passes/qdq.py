@@ -66,7 +66,10 @@ def _check_dq_weight(graph: Graph, match: Match) -> str | None:
 def _dq_weight(b: Builder, m: Match) -> Value:
     dq = m.root
     integers = m.const("w")
-    weight = b.const(_evaluate(b.graph, dq, [integers, *(v.const if v is not None else None for v in dq.inputs[1:])]), hint="dq_weight")
+    weight = b.const(
+        _evaluate(b.graph, dq, [integers, *(v.const if v is not None else None for v in dq.inputs[1:])]),
+        hint="dq_weight",
+    )
     _quant_meta(weight, dq, integers)
     return weight
 

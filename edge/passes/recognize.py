@@ -169,7 +169,9 @@ def _check_gelu_tanh(graph: Graph, match: Match) -> str | None:
         return reason
     if "three" in match.bindings and not is_scalar(match.value("three"), 3.0):
         return "power is not 3"
-    if not is_scalar(match.value("c3"), 0.044715, _TOL) or not is_scalar(match.value("c2"), math.sqrt(2 / math.pi), _TOL):
+    if not is_scalar(match.value("c3"), 0.044715, _TOL) or not is_scalar(
+        match.value("c2"), math.sqrt(2 / math.pi), _TOL
+    ):
         return "tanh polynomial constants differ from GELU's"
     return None
 

@@ -264,7 +264,9 @@ class Builder:
         name: str | None = None,
     ) -> Value:
         """Add a one-output node; ``like`` copies dtype and shape from an existing value."""
-        return self.op_multi(op_type, inputs, attrs, 1, domain=domain, like=[like], dtype=dtype, shape=shape, name=name)[0]
+        return self.op_multi(
+            op_type, inputs, attrs, 1, domain=domain, like=[like], dtype=dtype, shape=shape, name=name
+        )[0]
 
     def op_multi(
         self,

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy import special
-
-from edge.ir import Value
 from edge.kernels.cpu.linalg import gemm
 from edge.kernels.cpu.nn import conv, conv_transpose
 from edge.kernels.registry import OpContext, register, register_shape
+from scipy import special
+
+from edge.ir import Value
 
 __all__ = ["DOMAIN", "ACTIVATIONS", "apply_activation"]
 

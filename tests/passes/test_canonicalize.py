@@ -25,7 +25,9 @@ def test_shape_ops_become_reshape(node, inits, out_shape) -> None:
 
 
 def test_flatten_of_dynamic_batch_is_kept() -> None:
-    graph, fired = run_pass(model_of([helper.make_node("Flatten", ["x"], ["y"])], {"x": ["n", 3, 4]}, {"y": ["n", 12]}), canonicalize)
+    graph, fired = run_pass(
+        model_of([helper.make_node("Flatten", ["x"], ["y"])], {"x": ["n", 3, 4]}, {"y": ["n", 12]}), canonicalize
+    )
     assert fired == 0 and ops(graph) == ["Flatten"]
 
 
@@ -39,13 +41,17 @@ def test_sub_and_div_by_constants_become_add_and_mul() -> None:
 
 def test_integer_division_is_not_a_multiplication() -> None:
     nodes = [helper.make_node("Div", ["x", "s"], ["y"])]
-    model = model_of(nodes, {"x": [3]}, {"y": [3]}, [const("s", np.array([2, 3, 4], np.int32))], dtype=TensorProto.INT32)
+    model = model_of(
+        nodes, {"x": [3]}, {"y": [3]}, [const("s", np.array([2, 3, 4], np.int32))], dtype=TensorProto.INT32
+    )
     graph, fired = run_pass(model, canonicalize)
     assert fired == 0 and ops(graph) == ["Div"]
 
 
 def test_sum_of_two_becomes_add_and_of_three_stays() -> None:
-    graph, fired = run_pass(model_of([helper.make_node("Sum", ["a", "b"], ["y"])], {"a": [3], "b": [3]}, {"y": [3]}), canonicalize)
+    graph, fired = run_pass(
+        model_of([helper.make_node("Sum", ["a", "b"], ["y"])], {"a": [3], "b": [3]}, {"y": [3]}), canonicalize
+    )
     assert fired == 1 and ops(graph) == ["Add"]
     model = model_of([helper.make_node("Sum", ["a", "b", "c"], ["y"])], {"a": [3], "b": [3], "c": [3]}, {"y": [3]})
     assert run_pass(model, canonicalize)[1] == 0
@@ -53,7 +59,11 @@ def test_sum_of_two_becomes_add_and_of_three_stays() -> None:
 
 def _pad_model(target: helper.NodeProto, pads: list[int], value: float = 0.0, mode: str = "constant"):
     nodes = [helper.make_node("Pad", ["x", "pads", "value"], ["p"], mode=mode), target]
-    inits = [const("pads", np.array(pads, np.int64)), const("value", np.float32(value)), const("w", np.random.default_rng(0).standard_normal((4, 3, 3, 3)))]
+    inits = [
+        const("pads", np.array(pads, np.int64)),
+        const("value", np.float32(value)),
+        const("w", np.random.default_rng(0).standard_normal((4, 3, 3, 3))),
+    ]
     return nodes, inits
 
 
@@ -64,7 +74,9 @@ def test_pad_folds_into_conv() -> None:
 
 
 def test_pad_folds_into_average_pool_counting_the_padding() -> None:
-    nodes, inits = _pad_model(helper.make_node("AveragePool", ["p"], ["y"], kernel_shape=[3, 3]), [0, 0, 1, 1, 0, 0, 1, 1])
+    nodes, inits = _pad_model(
+        helper.make_node("AveragePool", ["p"], ["y"], kernel_shape=[3, 3]), [0, 0, 1, 1, 0, 0, 1, 1]
+    )
     graph, fired = run_pass(model_of(nodes, {"x": [1, 3, 6, 6]}, {"y": [1, 3, 6, 6]}, inits[:2]), canonicalize)
     assert fired == 1 and ops(graph) == ["AveragePool"] and graph.nodes[0].attrs["count_include_pad"] == 1
 
@@ -86,12 +98,16 @@ def test_pad_is_kept_where_folding_would_change_values(why, target, pads, value,
     w_shape = (4, channels, 3, 3)
     inits[2] = const("w", np.random.default_rng(0).standard_normal(w_shape))
     out = [1, 4, 6, 6] if target == "Conv" else [1, 3, 6, 6]
-    graph, fired = run_pass(model_of(nodes, {"x": [1, 3, 6, 6]}, {"y": out}, inits if target == "Conv" else inits[:2]), canonicalize)
+    graph, fired = run_pass(
+        model_of(nodes, {"x": [1, 3, 6, 6]}, {"y": out}, inits if target == "Conv" else inits[:2]), canonicalize
+    )
     assert fired == 0 and ops(graph) == ["Pad", target], why
 
 
 def test_upsample_becomes_resize_with_the_same_values() -> None:
     nodes = [helper.make_node("Upsample", ["x", "scales"], ["y"], mode="nearest")]
-    model = model_of(nodes, {"x": [1, 2, 3, 3]}, {"y": [1, 2, 6, 9]}, [const("scales", np.array([1, 1, 2, 3], np.float32))], opset=9)
+    model = model_of(
+        nodes, {"x": [1, 2, 3, 3]}, {"y": [1, 2, 6, 9]}, [const("scales", np.array([1, 1, 2, 3], np.float32))], opset=9
+    )
     graph, fired = run_pass(model, canonicalize)
     assert fired == 1 and ops(graph) == ["Resize"]

@@ -30,7 +30,11 @@ def test_batchnorm_folds_into_conv_with_bias() -> None:
     nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="conv"), _bn("c")]
     inits = [const("w", RNG.standard_normal((4, 3, 3, 3))), const("b", RNG.standard_normal(4)), *_bn_inits(4)]
     graph, fired = run_pass(model_of(nodes, {"x": [2, 3, 5, 5]}, {"y": [2, 4, 5, 5]}, inits), fold_batchnorm)
-    assert fired == 1 and ops(graph) == ["Conv"] and graph.nodes[0].meta["origin"] == ["conv", nodes[1].name or "BatchNormalization_1"]
+    assert (
+        fired == 1
+        and ops(graph) == ["Conv"]
+        and graph.nodes[0].meta["origin"] == ["conv", nodes[1].name or "BatchNormalization_1"]
+    )
 
 
 def test_batchnorm_folds_into_grouped_conv_transpose() -> None:
@@ -51,7 +55,10 @@ def test_batchnorm_folds_into_gemm(trans_b: int) -> None:
 
 def test_batchnorm_after_2d_matmul_becomes_gemm() -> None:
     nodes = [helper.make_node("MatMul", ["x", "w"], ["g"]), _bn("g")]
-    graph, fired = run_pass(model_of(nodes, {"x": [3, 4]}, {"y": [3, 5]}, [const("w", RNG.standard_normal((4, 5))), *_bn_inits(5)]), fold_batchnorm)
+    graph, fired = run_pass(
+        model_of(nodes, {"x": [3, 4]}, {"y": [3, 5]}, [const("w", RNG.standard_normal((4, 5))), *_bn_inits(5)]),
+        fold_batchnorm,
+    )
     assert fired == 1 and ops(graph) == ["Gemm"]
 
 
@@ -66,7 +73,9 @@ def test_batchnorm_is_kept_when_the_conv_output_has_another_consumer() -> None:
 
 def test_batchnorm_is_kept_when_weights_are_an_input() -> None:
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), _bn("c")]
-    graph, fired = run_pass(model_of(nodes, {"x": [1, 3, 4, 4], "w": [4, 3, 1, 1]}, {"y": [1, 4, 4, 4]}, _bn_inits(4)), fold_batchnorm)
+    graph, fired = run_pass(
+        model_of(nodes, {"x": [1, 3, 4, 4], "w": [4, 3, 1, 1]}, {"y": [1, 4, 4, 4]}, _bn_inits(4)), fold_batchnorm
+    )
     assert fired == 0 and ops(graph) == ["Conv", "BatchNormalization"]
 
 
@@ -102,6 +111,10 @@ def test_per_channel_mul_add_after_a_standalone_batchnorm_merge_into_it() -> Non
         helper.make_node("Add", ["k2", "m"], ["a"]),
         helper.make_node("Relu", ["a"], ["y"]),
     ]
-    inits = [*_bn_inits(4), const("k1", RNG.uniform(0.5, 1.5, (4, 1, 1))), const("k2", RNG.standard_normal((1, 4, 1, 1)))]
+    inits = [
+        *_bn_inits(4),
+        const("k1", RNG.uniform(0.5, 1.5, (4, 1, 1))),
+        const("k2", RNG.standard_normal((1, 4, 1, 1))),
+    ]
     graph, fired = run_pass(model_of(nodes, {"x": [2, 4, 3, 3]}, {"y": [2, 4, 3, 3]}, inits), fold_batchnorm)
     assert fired == 2 and ops(graph) == ["BatchNormalization", "Relu"]

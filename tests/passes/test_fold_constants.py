@@ -19,7 +19,11 @@ def test_shape_gather_concat_chain_folds_into_a_constant_reshape() -> None:
         helper.make_node("Concat", ["n1", "minus1"], ["target"], axis=0),
         helper.make_node("Reshape", ["x", "target"], ["y"], name="reshape"),
     ]
-    inits = [const("zero", np.array(0, np.int64)), const("axes", np.array([0], np.int64)), const("minus1", np.array([-1], np.int64))]
+    inits = [
+        const("zero", np.array(0, np.int64)),
+        const("axes", np.array([0], np.int64)),
+        const("minus1", np.array([-1], np.int64)),
+    ]
     graph, folded = run_pass(model_of(nodes, {"x": [2, 3, 4]}, {"y": [2, 12]}, inits), fold_constants)
     assert folded == 4 and ops(graph) == ["Reshape"]
     assert graph.nodes[0].inputs[1].const.tolist() == [2, -1]
@@ -27,10 +31,14 @@ def test_shape_gather_concat_chain_folds_into_a_constant_reshape() -> None:
 
 def test_constant_of_shape_weights_fold() -> None:
     nodes = [
-        helper.make_node("ConstantOfShape", ["shape"], ["w"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.5])),
+        helper.make_node(
+            "ConstantOfShape", ["shape"], ["w"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.5])
+        ),
         helper.make_node("Mul", ["x", "w"], ["y"]),
     ]
-    graph, folded = run_pass(model_of(nodes, {"x": [3, 2]}, {"y": [3, 2]}, [const("shape", np.array([3, 2], np.int64))]), fold_constants)
+    graph, folded = run_pass(
+        model_of(nodes, {"x": [3, 2]}, {"y": [3, 2]}, [const("shape", np.array([3, 2], np.int64))]), fold_constants
+    )
     assert folded == 1 and ops(graph) == ["Mul"]
     np.testing.assert_array_equal(graph.nodes[0].inputs[1].const, np.full((3, 2), 0.5, np.float32))
 

@@ -56,7 +56,9 @@ def test_residual_add_then_relu_fuse_into_one_conv() -> None:
         helper.make_node("Relu", ["a"], ["y"], name="relu"),
     ]
     inits = [const("w", RNG.standard_normal((4, 3, 3, 3)))]
-    graph, fired = run_pass(model_of(nodes, {"x": [1, 3, 5, 5], "skip": [1, 4, 5, 5]}, {"y": [1, 4, 5, 5]}, inits), fuse_activations)
+    graph, fired = run_pass(
+        model_of(nodes, {"x": [1, 3, 5, 5], "skip": [1, 4, 5, 5]}, {"y": [1, 4, 5, 5]}, inits), fuse_activations
+    )
     assert fired == 2 and ops(graph) == ["FusedConv"]
     node = graph.nodes[0]
     assert node.inputs[2] is None and node.inputs[3].name == "skip" and node.attrs["activation"] == "Relu"
@@ -70,7 +72,9 @@ def test_conv_transpose_with_residual_fuses() -> None:
         helper.make_node("Sigmoid", ["a"], ["y"]),
     ]
     inits = [const("w", RNG.standard_normal((3, 2, 2, 2))), const("b", RNG.standard_normal(2))]
-    graph, fired = run_pass(model_of(nodes, {"x": [1, 3, 4, 4], "skip": [1, 2, 8, 8]}, {"y": [1, 2, 8, 8]}, inits), fuse_activations)
+    graph, fired = run_pass(
+        model_of(nodes, {"x": [1, 3, 4, 4], "skip": [1, 2, 8, 8]}, {"y": [1, 2, 8, 8]}, inits), fuse_activations
+    )
     assert fired == 2 and ops(graph) == ["FusedConvTranspose"]
 
 
@@ -90,21 +94,27 @@ def test_activation_before_the_residual_blocks_the_residual() -> None:
         helper.make_node("Add", ["r", "skip"], ["y"]),
     ]
     inits = [const("w", RNG.standard_normal((4, 3, 1, 1)))]
-    graph, fired = run_pass(model_of(nodes, {"x": [1, 3, 5, 5], "skip": [1, 4, 5, 5]}, {"y": [1, 4, 5, 5]}, inits), fuse_activations)
+    graph, fired = run_pass(
+        model_of(nodes, {"x": [1, 3, 5, 5], "skip": [1, 4, 5, 5]}, {"y": [1, 4, 5, 5]}, inits), fuse_activations
+    )
     assert fired == 1 and ops(graph) == ["FusedConv", "Add"]
 
 
 def test_no_fusion_across_a_graph_output() -> None:
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Relu", ["c"], ["y"])]
     inits = [const("w", RNG.standard_normal((4, 3, 1, 1)))]
-    graph, fired = run_pass(model_of(nodes, {"x": [1, 3, 5, 5]}, {"c": [1, 4, 5, 5], "y": [1, 4, 5, 5]}, inits), fuse_activations)
+    graph, fired = run_pass(
+        model_of(nodes, {"x": [1, 3, 5, 5]}, {"c": [1, 4, 5, 5], "y": [1, 4, 5, 5]}, inits), fuse_activations
+    )
     assert fired == 0 and ops(graph) == ["Conv", "Relu"]
 
 
 def test_clip_with_dynamic_bounds_is_not_fused() -> None:
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Clip", ["c", "lo"], ["y"])]
     inits = [const("w", RNG.standard_normal((4, 3, 1, 1)))]
-    graph, fired = run_pass(model_of(nodes, {"x": [1, 3, 5, 5], "lo": []}, {"y": [1, 4, 5, 5]}, inits), fuse_activations)
+    graph, fired = run_pass(
+        model_of(nodes, {"x": [1, 3, 5, 5], "lo": []}, {"y": [1, 4, 5, 5]}, inits), fuse_activations
+    )
     assert fired == 0
 
 

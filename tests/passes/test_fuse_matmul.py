@@ -69,7 +69,10 @@ def test_transpose_folds_into_gemm_flags(op_type: str, side: str) -> None:
     a_shape, b_shape = ([4, 3] if side == "a" else [3, 4]), ([5, 4] if side == "b" else [4, 5])
     first, second = ("ta", "b") if side == "a" else ("a", "ta")
     src = "a" if side == "a" else "b"
-    nodes = [helper.make_node("Transpose", [src], ["ta"], perm=[1, 0]), helper.make_node(op_type, [first, second], ["y"])]
+    nodes = [
+        helper.make_node("Transpose", [src], ["ta"], perm=[1, 0]),
+        helper.make_node(op_type, [first, second], ["y"]),
+    ]
     graph, fired = run_pass(model_of(nodes, {"a": a_shape, "b": b_shape}, {"y": [3, 5]}), fuse_matmul)
     assert fired == 1 and ops(graph) == ["Gemm"]
     assert graph.nodes[0].attrs[f"trans{side.upper()}"] == 1

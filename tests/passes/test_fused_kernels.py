@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from edge.kernels.registry import OpContext, lookup_shape
 from onnx import helper
 
 from edge.ir import Node, Value
-from edge.kernels.registry import OpContext, lookup_shape
 from edge.runtime.interpreter import evaluate_node
 from tests.conftest import ort_run
 from tests.passes.helpers import const, model_of
@@ -33,7 +33,9 @@ BOUNDS = [const("lo", np.float32(-0.5)), const("hi", np.float32(0.7))]
 def _reference(head: list, act, opset: int, inputs: dict, inits: list, out_shape: list) -> np.ndarray:
     last = head[-1].output[0]
     tail = act(last) if act else [helper.make_node("Identity", [last], ["y"])]
-    model = model_of(head + tail, {k: list(v.shape) for k, v in inputs.items()}, {"y": out_shape}, inits + BOUNDS, opset=opset)
+    model = model_of(
+        head + tail, {k: list(v.shape) for k, v in inputs.items()}, {"y": out_shape}, inits + BOUNDS, opset=opset
+    )
     return ort_run(model, inputs)[0]
 
 
@@ -75,11 +77,19 @@ def test_fused_gemm(activation, params, act, opset) -> None:
 def test_fused_conv_transpose() -> None:
     x = RNG.standard_normal((1, 4, 3, 3)).astype(np.float32)
     w = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)
-    attrs = {"strides": [2, 2], "pads": [1, 1, 0, 0], "output_padding": [1, 1], "activation": "Relu", "activation_params": []}
+    attrs = {
+        "strides": [2, 2],
+        "pads": [1, 1, 0, 0],
+        "output_padding": [1, 1],
+        "activation": "Relu",
+        "activation_params": [],
+    }
     values = [Value("x", np.float32, x.shape), Value("w", np.float32, w.shape)]
     node = Node("FusedConvTranspose", values, [Value("y")], attrs, domain="edgetrt")
     got = evaluate_node(node, [x, w], 1)[0]
-    head = [helper.make_node("ConvTranspose", ["x", "w"], ["c"], strides=[2, 2], pads=[1, 1, 0, 0], output_padding=[1, 1])]
+    head = [
+        helper.make_node("ConvTranspose", ["x", "w"], ["c"], strides=[2, 2], pads=[1, 1, 0, 0], output_padding=[1, 1])
+    ]
     expected = _reference(head, CASES[1][2], 17, {"x": x}, [const("w", w)], list(got.shape))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     assert lookup_shape("FusedConvTranspose", "edgetrt")(OpContext(node, 1), *values)[0][1] == got.shape

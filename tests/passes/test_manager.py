@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from onnx import helper
@@ -39,6 +41,10 @@ def test_stats_count_removed_nodes_and_time() -> None:
     assert report.nodes_before == 4 and report.nodes_after == 3
     assert report.rows()[0]["pass"] == "dce" and report.rows()[0]["removed"] == 1
     assert "dce" in report.format() and "nodes 4 -> 3" in report.format()
+    record = report.to_dict()
+    assert record["nodes_before"] == 4 and record["passes"][0]["nodes_before"] == 4
+    assert record["passes"][0]["nodes_after"] == 3 and record["passes"][0]["changes"] == 1
+    json.dumps(record)
 
 
 def test_crashing_pass_names_itself_and_the_passes_before_it() -> None:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from edge.kernels.registry import supported_ops
 
 from edge.frontend.onnx_import import load_onnx
 from edge.ir import Graph, verify
-from edge.kernels.registry import supported_ops
 from edge.passes import optimize
 from edge.runtime.interpreter import Schedule
 from tests.conftest import LIGHT_DIR, LIGHT_MODELS
-from tests.models import ALL_BUILDERS, qdq_cnn
+from tests.models import ALL_BUILDERS, qdq_cnn, randomize_constant_of_shape
 
 # what each model must at least come down to (fused node counts after optimization)
 EXPECTED_FUSED = {
@@ -29,25 +29,12 @@ EXPECTED_FUSED = {
 }
 
 
-def randomize_constant_of_shape(graph: Graph, seed: int = 0) -> None:
-    """Give every ConstantOfShape weight seeded random values (He-scaled for 2-D/4-D tensors,
-    within [0.5, 1.5] for vectors so BatchNorm variances stay positive)."""
-    rng = np.random.default_rng(seed)
-    for node in list(graph.nodes):
-        if node.op_type != "ConstantOfShape" or node.inputs[0].const is None:
-            continue
-        shape = tuple(int(d) for d in node.inputs[0].const)
-        if len(shape) >= 2:
-            array = rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / np.prod(shape[1:])))
-        else:
-            array = rng.uniform(0.5, 1.5, shape).astype(np.float32)
-        graph.replace_all_uses(node.outputs[0], graph.make_const("weight", array))
-        graph.remove_node(node)
-
-
 def _check(graph: Graph, expected_fused: tuple[str, int] | None = None) -> None:
     rng = np.random.default_rng(1)
-    inputs = [rng.standard_normal(tuple(d if isinstance(d, int) else 1 for d in v.shape)).astype(v.dtype) for v in graph.inputs]
+    inputs = [
+        rng.standard_normal(tuple(d if isinstance(d, int) else 1 for d in v.shape)).astype(v.dtype)
+        for v in graph.inputs
+    ]
     interface = [(v.name, v.dtype, v.shape) for v in graph.outputs]
     before = Schedule(graph).run(inputs)
     nodes_before = len(graph.nodes)

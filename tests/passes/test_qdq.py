@@ -16,7 +16,10 @@ from tests.passes.helpers import const, model_of, ops, run_pass
 def test_weight_dequantize_folds_into_a_constant_that_remembers_int8() -> None:
     w_int = np.arange(-12, 12, dtype=np.int8).reshape(4, 3, 1, 2)
     scale = np.array([0.1, 0.2, 0.3, 0.4], np.float32)
-    nodes = [helper.make_node("DequantizeLinear", ["wq", "s", "zp"], ["w"], axis=0), helper.make_node("Conv", ["x", "w"], ["y"])]
+    nodes = [
+        helper.make_node("DequantizeLinear", ["wq", "s", "zp"], ["w"], axis=0),
+        helper.make_node("Conv", ["x", "w"], ["y"]),
+    ]
     inits = [const("wq", w_int), const("s", scale), const("zp", np.zeros(4, np.int8))]
     graph, fired = run_pass(model_of(nodes, {"x": [1, 3, 4, 4]}, {"y": [1, 4, 4, 3]}, inits), fold_qdq)
     assert fired == 1 and ops(graph) == ["Conv"]
@@ -67,7 +70,11 @@ def test_qdq_model_matches_its_dequantized_twin() -> None:
 
     twin = load_onnx(model)
     for node in list(twin.nodes):
-        if node.op_type == "DequantizeLinear" and node.inputs[0].producer is not None and not node.inputs[0].producer.inputs[0].is_const:
+        if (
+            node.op_type == "DequantizeLinear"
+            and node.inputs[0].producer is not None
+            and not node.inputs[0].producer.inputs[0].is_const
+        ):
             source = node.inputs[0].producer.inputs[0]
             for user, index in list(node.outputs[0].uses):
                 user.set_input(index, source)

@@ -28,7 +28,12 @@ def _layernorm_nodes(axes: list[int], square: str = "Pow") -> tuple[list, list]:
         N("Mul", ["n", "gamma"], ["scaled"]),
         N("Add", ["scaled", "beta"], ["y"]),
     ]
-    inits = [const("two", np.float32(2)), const("eps", np.float32(1e-5)), const("gamma", RNG.uniform(0.5, 1.5, 6)), const("beta", RNG.standard_normal(6))]
+    inits = [
+        const("two", np.float32(2)),
+        const("eps", np.float32(1e-5)),
+        const("gamma", RNG.uniform(0.5, 1.5, 6)),
+        const("beta", RNG.standard_normal(6)),
+    ]
     return nodes, inits
 
 
@@ -67,7 +72,9 @@ def test_gelu_erf_form() -> None:
     from edge.passes.canonicalize import canonicalize
 
     nodes, inits = _gelu_erf()
-    graph, fired = run_pass(model_of(nodes, {"x": [4, 5]}, {"y": [4, 5]}, inits), lambda g: canonicalize(g) + recognize(g), rtol=1e-5)
+    graph, fired = run_pass(
+        model_of(nodes, {"x": [4, 5]}, {"y": [4, 5]}, inits), lambda g: canonicalize(g) + recognize(g), rtol=1e-5
+    )
     assert ops(graph) == ["Gelu"] and graph.nodes[0].attrs == {}
 
 
@@ -88,7 +95,13 @@ def test_gelu_tanh_form() -> None:
         N("Add", ["one", "t"], ["g"]),
         N("Mul", ["hx", "g"], ["y"]),
     ]
-    inits = [const("half", np.float32(0.5)), const("three", np.float32(3)), const("c3", np.float32(0.044715)), const("c2", np.float32(0.7978845608)), const("one", np.float32(1))]
+    inits = [
+        const("half", np.float32(0.5)),
+        const("three", np.float32(3)),
+        const("c3", np.float32(0.044715)),
+        const("c2", np.float32(0.7978845608)),
+        const("one", np.float32(1)),
+    ]
     graph, fired = run_pass(model_of(nodes, {"x": [4, 5]}, {"y": [4, 5]}, inits, opset=20), recognize, rtol=1e-5)
     assert fired == 1 and ops(graph) == ["Gelu"] and graph.nodes[0].attrs == {"approximate": "tanh"}
 
@@ -112,7 +125,12 @@ def test_hard_swish_forms() -> None:
         N("Mul", ["x", "c"], ["m"]),
         N("Mul", ["m", "sixth"], ["y"]),
     ]
-    inits = [const("three", np.float32(3)), const("zero", np.float32(0)), const("six", np.float32(6)), const("sixth", np.float32(1 / 6))]
+    inits = [
+        const("three", np.float32(3)),
+        const("zero", np.float32(0)),
+        const("six", np.float32(6)),
+        const("sixth", np.float32(1 / 6)),
+    ]
     graph, fired = run_pass(model_of(nodes, {"x": [3, 4]}, {"y": [3, 4]}, inits), recognize, rtol=1e-5)
     assert fired == 1 and ops(graph) == ["HardSwish"]
     nodes = [N("HardSigmoid", ["x"], ["h"]), N("Mul", ["x", "h"], ["y"])]  # default alpha 0.2: not hard-swish

@@ -21,7 +21,10 @@ def _relu_add_rule() -> Rule:
 
 
 def _relu_add_model(order: tuple[str, str], extra_output: bool = False):
-    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"), helper.make_node("Add", list(order), ["y"], name="add")]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Add", list(order), ["y"], name="add"),
+    ]
     outputs = {"y": [2, 3]} | ({"r": [2, 3]} if extra_output else {})
     return model_of(nodes, {"x": [2, 3]}, outputs, [const("c", np.ones(3))])
 

@@ -1,0 +1,142 @@
+"""Graph optimizer benchmark: node counts, build (optimize) time and CPU latency before/after.
+
+For each model (the 9 light models of the onnx wheel with seeded random weights, and the
+test-model builders of tests/models.py): nodes before and after ``edge.passes.optimize``,
+how many of the remaining nodes are fused ops, the optimize time, and the CPU interpreter's
+median latency over ``--repeats`` runs (after one warm-up) before and after, all in one
+process on the same inputs, the two graphs' runs alternating so that both see the same load.
+Replaces (or appends) the "Graph optimizer" section of docs/benchmarks.md with the output.
+
+    python benchmarks/optimizer.py [--repeats 5] [--models resnet50,transformer_encoder] [--no-docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edge.frontend.onnx_import import load_onnx  # noqa: E402
+from edge.ir import Graph  # noqa: E402
+from edge.passes import optimize  # noqa: E402
+from edge.runtime.interpreter import Schedule  # noqa: E402
+from tests.conftest import LIGHT_DIR, LIGHT_MODELS  # noqa: E402
+from tests.models import ALL_BUILDERS, randomize_constant_of_shape  # noqa: E402
+
+SECTION = "## Graph optimizer"
+
+
+def _graph(name: str) -> Graph:
+    if name in ALL_BUILDERS:
+        return load_onnx(ALL_BUILDERS[name]())
+    graph = load_onnx(onnx.load(LIGHT_DIR / f"light_{name}.onnx"))
+    randomize_constant_of_shape(graph)
+    return graph
+
+
+def _interleaved_medians(
+    first: Schedule, second: Schedule, inputs: list[np.ndarray], repeats: int
+) -> tuple[float, float]:
+    """Median ms of each schedule, runs alternating so both see the same machine load."""
+    first.run(inputs)
+    second.run(inputs)
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for schedule, bucket in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            schedule.run(inputs)
+            bucket.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    uname = subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip()
+    versions = f"numpy {np.__version__}, Python {platform.python_version()}"
+    return f"- uname: `{uname}`\n- nproc: {os.cpu_count()}\n- cpu: {cpu}\n- {versions}"
+
+
+def run(models: list[str], repeats: int, out: io.TextIOBase) -> None:
+    columns = (("nodes", 7), ("after", 7), ("fused", 7), ("build ms", 10), ("before ms", 11), ("after ms", 10))
+    header = f"{'model':<20}" + "".join(f"{title:>{width}}" for title, width in columns) + f"{'speedup':>9}"
+    print(header, file=out)
+    print("-" * len(header), file=out)
+    for name in models:
+        original, graph = _graph(name), _graph(name)  # same seed: identical weights
+        rng = np.random.default_rng(0)
+        inputs = [
+            rng.standard_normal(tuple(d if isinstance(d, int) else 1 for d in v.shape)).astype(v.dtype)
+            for v in graph.inputs
+        ]
+        report = optimize(graph)
+        fused = sum(1 for n in graph.nodes if len(n.meta.get("origin", [])) > 1)
+        before_ms, after_ms = _interleaved_medians(Schedule(original), Schedule(graph), inputs, repeats)
+        print(
+            f"{name:<20}{len(original.nodes):>7}{len(graph.nodes):>7}{fused:>7}{report.seconds * 1e3:>10.1f}"
+            f"{before_ms:>11.1f}{after_ms:>10.1f}{before_ms / after_ms:>8.2f}x",
+            file=out,
+            flush=True,
+        )
+
+
+def _write_docs(table: str, repeats: int) -> None:
+    """Replace this benchmark's section of docs/benchmarks.md (or append it), leaving others alone."""
+    path = ROOT / "docs" / "benchmarks.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    section = (
+        f"{SECTION}\n\n`python benchmarks/optimizer.py --repeats {repeats}`, "
+        f"{datetime.date.today().isoformat()}\n\n{_machine()}\n\n"
+        "nodes/after: node count before and after `edge.passes.optimize`; fused: nodes that stand for "
+        "more than one original ONNX node; build: optimize time; before/after: CPU interpreter median "
+        "latency, runs of the two graphs alternating (batch 1 for the light models). The machine is shared "
+        "with other jobs, so single rows are noisy; node counts and build times are exact.\n\n"
+        f"```\n{table.rstrip()}\n```\n"
+    )
+    start = text.find(SECTION)
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + section + ("" if end < 0 else text[end + 1 :])
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--models", default=",".join([*LIGHT_MODELS, *ALL_BUILDERS]))
+    parser.add_argument("--no-docs", action="store_true", help="Print only; leave docs/benchmarks.md alone.")
+    args = parser.parse_args()
+    buffer = io.StringIO()
+
+    class Tee(io.TextIOBase):
+        def write(self, s: str) -> int:
+            sys.stdout.write(s)
+            return buffer.write(s)
+
+    run(args.models.split(","), args.repeats, Tee())
+    if not args.no_docs:
+        _write_docs(buffer.getvalue(), args.repeats)
+
+
+if __name__ == "__main__":
+    main()
