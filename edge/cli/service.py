@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from edge.cli.app import app, console
+from edge.errors import EdgeError
 from edge.service import ENV_DIR, UNIT_DIR, ServiceSpec, install, plan_install, status, uninstall, unit_name
 from edge.service.manager import edgetrt_executable, find_tool
 
@@ -96,4 +97,10 @@ def status_command(name: str = typer.Argument(..., help="Service name given at i
         table.add_row(key, value)
     console.print(table)
     if props.get("ActiveState") != "active":
-        raise typer.Exit(3)
+        raise _NotActive(f"{unit_name(name)} is not active (ActiveState={props.get('ActiveState', '?')})")
+
+
+class _NotActive(EdgeError):
+    """Exit code 3 for an inactive unit, as `systemctl status` does."""
+
+    exit_code = 3
