@@ -11,6 +11,7 @@ from rich.table import Table
 
 import edge
 from edge.cli.app import app, console
+from edge.errors import ProfileError
 from edge.partitioner import PartitionOptions
 from edge.partitioner.report import PartitionReport, build_report
 from edge.profiles import DeviceProfile, list_profiles, load_profile
@@ -130,7 +131,7 @@ def profiles_list_command() -> None:
     for name in list_profiles():
         try:
             p = load_profile(name)
-        except edge.errors.ProfileError as exc:  # desktop-cuda without a GPU: list it with the reason
+        except ProfileError as exc:  # desktop-cuda without a GPU: list it with the reason
             table.add_row(name, f"[dim]{exc}[/dim]", "", "", "", "")
             continue
         gpu = f"sm_{p.gpu.compute_capability.replace('.', '')}, {p.gpu.sms} SMs" if p.gpu is not None else "-"

@@ -87,7 +87,7 @@ def resnet50(batch: int = 1, size: int = 224, classes: int = 1000) -> onnx.Model
             shortcut = b.conv(f"{p}.downsample", x, cin, width * 4, 1, s) if block == 0 else x
             x = b.node("Relu", f"{p}.relu3", [b.node("Add", f"{p}.add", [y, shortcut])])
             cin = width * 4
-    out = _classifier(b, x, 2048, classes)
+    _classifier(b, x, 2048, classes)
     b.nodes[-1].output[0] = "logits"
     return b.model("resnet50", [("input", [batch, 3, size, size])], [("logits", [batch, classes])])
 

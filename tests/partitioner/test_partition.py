@@ -188,10 +188,11 @@ def test_subgraph_memory_limit_splits_subgraphs() -> None:
     limit = 3 * 16 * 160 * 160  # three INT8 feature maps of the stem
     plan = plan_partition(g, "agx-orin-64gb", PartitionOptions(dla_core=0, gpu_fallback=True, precision="int8", subgraph_memory_bytes=limit, algorithm="greedy"))
     assert plan.estimates["greedy"].subgraphs > 1
-    an = Analysis(g, load_profile("agx-orin-64gb"), load_profile("agx-orin-64gb").power_mode(), plan_options := PartitionOptions(dla_core=0, gpu_fallback=True, precision="int8", subgraph_memory_bytes=limit))
+    options = PartitionOptions(dla_core=0, gpu_fallback=True, precision="int8", subgraph_memory_bytes=limit)
+    an = Analysis(g, load_profile("agx-orin-64gb"), load_profile("agx-orin-64gb").power_mode(), options)
     groups = group(an, an.eligible)
     for sub in set(groups) - {-1}:
-        assert sum(an.memory[i] for i, s in enumerate(groups) if s == sub) <= plan_options.subgraph_memory_bytes
+        assert sum(an.memory[i] for i, s in enumerate(groups) if s == sub) <= limit
 
 
 def test_flag_semantics() -> None:
