@@ -178,21 +178,20 @@ def group(an: Analysis, on_dla: Sequence[bool]) -> list[int]:
 
     group_of = [-1] * len(an.layers)
     reach: list[set[int]] = [set() for _ in an.layers]
+
+    def outside_reaches(members: set[int], preds: list[int]) -> bool:
+        """Would a producer outside ``members`` that itself descends from them close a cycle?"""
+        return any((group_of[q] < 0 or find(group_of[q]) not in members) and canon(reach[q]) & members for q in preds)
+
     for i, preds in enumerate(an.preds):
         ancestors: set[int] = set()
         for p in preds:
             ancestors |= reach[p]
         if on_dla[i]:
             candidates = sorted({find(group_of[p]) for p in preds if group_of[p] >= 0})
-
-            def outside_reaches(members: set[int]) -> bool:
-                return any(
-                    (group_of[q] < 0 or find(group_of[q]) not in members) and canon(reach[q]) & members for q in preds
-                )
-
             chosen = -1
             for g in candidates:
-                if batch[g] == an.batch[i] and memory[g] + an.memory[i] <= limit and not outside_reaches({g}):
+                if batch[g] == an.batch[i] and memory[g] + an.memory[i] <= limit and not outside_reaches({g}, preds):
                     chosen = g
                     break
             if chosen < 0:
@@ -211,7 +210,7 @@ def group(an: Analysis, on_dla: Sequence[bool]) -> list[int]:
                         and memory[h] + memory[chosen] + an.memory[i] <= limit
                         and h not in canon(external[chosen])
                         and chosen not in canon(external[h])
-                        and not outside_reaches(pair)
+                        and not outside_reaches(pair, preds)
                     ):
                         parent[h] = chosen
                         memory[chosen] += memory[h]
