@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from edge.engine import Engine, new_header
-from edge.errors import EdgeError
+from edge.errors import EdgeError, ProfileError
 from edge.frontend import load_onnx
 from edge.ir import Dim, Graph, verify
-from edge.precision import PRECISIONS, assign_precision
+from edge.partitioner import PartitionOptions, partition
+from edge.passes import optimize
+from edge.precision import PRECISIONS, assign_precision, round_weights
+from edge.profiles import load_profile
 from edge.runtime.arena import plan_engine_memory
 from edge.runtime.profiles import validate_profiles
 
@@ -68,9 +71,37 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
     profiles = validate_profiles(graph.inputs, config.optimization_profiles)
     build_info["optimization_profiles"] = [p.to_record() for p in profiles]
 
+    if config.optimize:
+        stage = time.perf_counter()
+        report = optimize(graph)
+        timings["optimize"] = time.perf_counter() - stage
+        build_info["optimizer"] = {"nodes_before": report.nodes_before, "nodes_after": report.nodes_after, "passes": report.rows()}
+
     stage = time.perf_counter()
+    device = load_profile(config.profile)
     assign_precision(graph, config.precision)
-    timings["precision"] = time.perf_counter() - stage
+    if device.gpu is not None:
+        options = PartitionOptions(
+            dla_core=config.dla_core,
+            gpu_fallback=config.gpu_fallback,
+            precision=config.precision,
+            power_mode=config.power_mode,
+            objective=config.dla_objective,
+        )
+        plan = partition(graph, device, options)
+        build_info["partition_summary"] = {
+            "dla_layers": sum(layer.device == "dla" for layer in plan.layers),
+            "gpu_layers": sum(layer.device == "gpu" for layer in plan.layers),
+            "dla_subgraphs": len(plan.subgraphs),
+            "estimated_latency_ms": plan.applied.latency_ms,
+        }
+    elif config.dla_core is not None:
+        raise ProfileError(f"--dla {config.dla_core}: profile '{device.name}' has no DLA (pick a Jetson profile)")
+    else:
+        for node in graph.walk():
+            node.meta["device"] = "cpu"
+    round_weights(graph)
+    timings["precision_and_placement"] = time.perf_counter() - stage
 
     verify(graph)
 
@@ -81,7 +112,7 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
 
     build_info["timings_s"] = timings
     name = Path(model).stem if isinstance(model, (str, os.PathLike)) else graph.name
-    header = new_header(name, profile=str(config.profile), precision=config.precision)
+    header = new_header(name, profile=device.name, precision=config.precision)
     return Engine(graph, header, build_info)
 
 

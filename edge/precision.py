@@ -11,9 +11,11 @@ import numpy as np
 
 from edge.ir import Graph, Node
 
-__all__ = ["PRECISIONS", "assign_precision", "computes_in_float", "round_to_fp16"]
+__all__ = ["PRECISIONS", "REDUCED", "assign_precision", "computes_in_float", "round_to_fp16", "round_weights"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
+REDUCED = ("fp16", "int8")
+"""Precisions the CPU backend emulates by FP16 rounding (INT8 without scales runs FP16)."""
 
 
 def computes_in_float(node: Node) -> bool:
@@ -31,17 +33,23 @@ def round_to_fp16(array: np.ndarray) -> np.ndarray:
 
 
 def assign_precision(graph: Graph, precision: str) -> None:
-    """Record ``meta["precision"]`` on every float layer; round FP16 layers' weights.
+    """Record the default ``meta["precision"]`` of every layer (the partitioner may refine it).
 
     INT8 layers without calibration scales run in FP16 (TensorRT's rule for layers that
-    lack dynamic ranges), so "int8" marks layers "fp16" here until scales are attached.
+    lack dynamic ranges), so "int8" marks float layers "fp16" until scales are attached.
     """
     target = "fp32" if precision == "fp32" else "fp16"
     for node in graph.walk():
         node.meta["precision"] = target if computes_in_float(node) else "fp32"
-        if node.meta["precision"] == "fp16":
-            for index, value in enumerate(node.inputs):
-                if value is not None and value.is_const and value.dtype == np.float32:
-                    rounded = round_to_fp16(value.const)
-                    if not np.array_equal(rounded, value.const):
-                        node.set_input(index, graph.make_const(value.name + "_fp16", rounded))
+
+
+def round_weights(graph: Graph) -> None:
+    """Give reduced-precision layers FP16-rounded copies of their float32 weights."""
+    for node in graph.walk():
+        if node.meta.get("precision") not in REDUCED or not computes_in_float(node):
+            continue
+        for index, value in enumerate(node.inputs):
+            if value is not None and value.is_const and value.dtype == np.float32:
+                rounded = round_to_fp16(value.const)
+                if not np.array_equal(rounded, value.const):
+                    node.set_input(index, graph.make_const(value.name + "_fp16", rounded))

@@ -56,7 +56,22 @@ def randomize_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
     return clone
 
 
-@pytest.mark.parametrize("name", LIGHT_MODELS)
+# SqueezeNet's constant weights drive its logits to ~1e10: the stored uniform softmax (0.001)
+# holds only if all 1000 channels accumulate in exactly the same order. OpenBLAS tiles the
+# channel rows unevenly (single-threaded, the last rows take another micro-kernel), and a
+# 1-ulp difference at 1e10 makes the softmax one-hot. The random-weight test checks it for real.
+_ILL_CONDITIONED = {"squeezenet"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(reason="logits ~1e10: softmax amplifies BLAS rounding order", strict=False))
+        if n in _ILL_CONDITIONED
+        else n
+        for n in LIGHT_MODELS
+    ],
+)
 def test_light_model_matches_stored_output(name: str) -> None:
     path = LIGHT_DIR / f"light_{name}.onnx"
     model = onnx.load(path)

@@ -85,10 +85,14 @@ def _print_build_details(engine: edge.Engine) -> None:
     console.print("stage timings: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in timings.items()))
     optimizer = engine.build.get("optimizer")
     if optimizer:
-        table = Table("pass", "nodes before", "nodes after", "changes", "ms", title="optimizer")
-        for row in optimizer.get("passes", []):
-            table.add_row(row["name"], str(row["nodes_before"]), str(row["nodes_after"]), str(row["changes"]), f"{row['time_ms']:.1f}")
+        table = Table("pass", "runs", "changes", "fused", "removed", "ms", title="optimizer")
+        for row in optimizer["passes"]:
+            table.add_row(*(str(row[k]) for k in ("pass", "runs", "changes", "fused", "removed", "ms")))
         console.print(table)
+        console.print(f"nodes {optimizer['nodes_before']} -> {optimizer['nodes_after']}")
+    partition = engine.build.get("partition_summary")
+    if partition:
+        console.print("placement: " + ", ".join(f"{k.replace('_', ' ')} {v:.3g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}" for k, v in partition.items()))
     devices: dict[str, int] = {}
     for node in engine.graph.nodes:
         key = f"{node.meta.get('device', 'cpu')}/{node.meta.get('precision', 'fp32')}"

@@ -20,7 +20,7 @@ import numpy as np
 from edge.errors import EdgeError, KernelError
 from edge.ir import Graph, Node, Value, captured_values
 from edge.kernels.registry import Kernel, OpContext, lookup
-from edge.precision import round_to_fp16
+from edge.precision import REDUCED, round_to_fp16
 from edge.runtime.memory import INPLACE_OPS, PlanCache, StepUse
 
 __all__ = ["Step", "Schedule", "evaluate_node", "run_graph"]
@@ -68,7 +68,7 @@ class Schedule:
             ins = [None if v is None else self._slot_of(v) for v in node.inputs]
             outs = [self._slot_of(v) for v in node.outputs]
             opset = graph.opset.get(_domain(node.domain), 1)
-            fp16 = node.meta.get("precision") == "fp16"
+            fp16 = node.meta.get("precision") in REDUCED
             reads = [s for s in ins if s is not None]
             for sub in node.subgraphs():
                 self.subschedules[id(sub)] = Schedule(sub, backend)
