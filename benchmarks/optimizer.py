@@ -114,7 +114,7 @@ def _write_docs(table: str, repeats: int) -> None:
         text = text.rstrip("\n") + "\n\n" + section
     else:
         end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + ("" if end < 0 else text[end + 1 :])
+        text = text[:start] + section + ("" if end < 0 else "\n" + text[end + 1 :])
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
