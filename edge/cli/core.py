@@ -13,7 +13,8 @@ from rich.table import Table
 
 import edge
 from edge.cli.app import app, console
-from edge.cli.options import parse_input_files, parse_shapes, random_inputs
+from edge.cli.options import parse_input_files, parse_shapes
+from edge.runtime.inputs import random_inputs
 from edge.errors import EdgeError
 from edge.inspect import describe
 from edge.runtime.profiles import profiles_from_shape_options

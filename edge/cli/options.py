@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import EdgeError, InputError
+from edge.errors import EdgeError
 
-__all__ = ["parse_shapes", "parse_input_files", "random_inputs"]
+__all__ = ["parse_shapes", "parse_input_files"]
 
 
 def parse_shapes(text: str | None) -> dict[str, tuple[int, ...]]:
@@ -48,21 +48,4 @@ def parse_input_files(items: list[str]) -> dict[str, np.ndarray]:
                 raise EdgeError(f"--input '{name}': '{path}' holds {len(loaded.files)} arrays, expected one")
             loaded = loaded[loaded.files[0]]
         feeds[name] = loaded
-    return feeds
-
-
-def random_inputs(specs, seed: int, symbolic: int = 1) -> dict[str, np.ndarray]:
-    """Seeded random arrays for engine inputs; symbolic dims take ``symbolic``."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for spec in specs:
-        shape = tuple(d if isinstance(d, int) else symbolic for d in spec.shape)
-        if np.issubdtype(spec.dtype, np.floating):
-            feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
-        elif spec.dtype == np.bool_:
-            feeds[spec.name] = rng.random(shape) < 0.5
-        elif np.issubdtype(spec.dtype, np.integer):
-            feeds[spec.name] = rng.integers(0, 10, shape).astype(spec.dtype)
-        else:
-            raise InputError(f"input '{spec.name}' has dtype {spec.dtype}: give it with --input")
     return feeds

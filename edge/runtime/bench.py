@@ -24,6 +24,7 @@ import numpy as np
 
 from edge.errors import EdgeError
 from edge.runtime.interpreter import Step
+from edge.runtime.inputs import random_inputs
 
 if TYPE_CHECKING:
     from edge.engine import Engine
@@ -212,7 +213,6 @@ def bench_inputs(
 
     ``batch`` replaces a dynamic leading dim not fixed by ``shapes``.
     """
-    from edge.cli.options import random_inputs  # the seeded generator `edgetrt run` uses too
     from edge.engine import TensorSpec
     from edge.runtime.profiles import profiles_from_record
 
