@@ -23,7 +23,9 @@ def parse_engine_arg(item: str) -> tuple[str, Path]:
 @app.command("serve")
 def serve_command(
     engines: list[str] = typer.Argument(..., help="Engine files to serve, each PATH or NAME=PATH.", show_default=False),
-    host: str = typer.Option("127.0.0.1", "--host", envvar="EDGETRT_HOST", help="Address to bind; anything but loopback exposes the server."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", envvar="EDGETRT_HOST", help="Address to bind; anything but loopback exposes the server."
+    ),
     port: int = typer.Option(8000, "--port", envvar="EDGETRT_PORT", help="TCP port (0 picks a free one)."),
     max_batch: int = typer.Option(8, "--max-batch", envvar="EDGETRT_MAX_BATCH", help="Largest dynamic batch; 1 disables batching."),
     max_queue_delay_ms: float = typer.Option(

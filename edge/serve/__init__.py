@@ -5,3 +5,5 @@ Modules: ``protocol`` (wire format), ``model`` (an engine as a served model), ``
 Starlette routes), ``server`` (uvicorn, sd_notify, SIGTERM drain), ``sdnotify``. The package
 imports none of them itself, so the CLI stays fast when it only needs defaults.
 """
+
+__all__: list[str] = []

@@ -135,13 +135,16 @@ class TritonCollector:
             "Cumulative end-to-end inference request duration in microseconds",
             lambda s: (s.success.ns + sum(d.ns for d in s.failure.values())) // 1000,
         )
-        yield counter("nv_inference_queue_duration_us", "Cumulative time requests spent queued, in microseconds", lambda s: s.queue.ns // 1000)
+        yield counter(
+            "nv_inference_queue_duration_us", "Cumulative time requests spent queued, in microseconds", lambda s: s.queue.ns // 1000
+        )
         yield counter(
             "nv_inference_compute_input_duration_us", "Cumulative input preparation (batch assembly) time in microseconds",
             lambda s: s.compute_input.ns // 1000,
         )
         yield counter(
-            "nv_inference_compute_infer_duration_us", "Cumulative model execution time in microseconds", lambda s: s.compute_infer.ns // 1000
+            "nv_inference_compute_infer_duration_us", "Cumulative model execution time in microseconds",
+            lambda s: s.compute_infer.ns // 1000,
         )
         yield counter(
             "nv_inference_compute_output_duration_us", "Cumulative output handling (batch split) time in microseconds",

@@ -38,7 +38,8 @@ class ServedModel:
             try:
                 datatype_of(spec.dtype)
             except ServeError:
-                raise ServeError(500, f"model '{name}': tensor '{spec.name}' has dtype {spec.dtype}, which KServe v2 cannot carry") from None
+                message = f"model '{name}': tensor '{spec.name}' has dtype {spec.dtype}, which KServe v2 cannot carry"
+                raise ServeError(500, message) from None
         self.output_names = [spec.name for spec in self.outputs]
         leading = {spec.shape[0] if spec.shape else 1 for spec in self.inputs}
         self.batchable = (

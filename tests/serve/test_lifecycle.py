@@ -23,7 +23,7 @@ _CLI = "import sys; from edge.cli import main; sys.exit(main(sys.argv[1:]))"
 
 def _pending(port: int) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
-    line = next(l for l in text.splitlines() if l.startswith('nv_inference_pending_request_count{model="mlp"'))
+    line = next(row for row in text.splitlines() if row.startswith('nv_inference_pending_request_count{model="mlp"'))
     return float(line.split()[-1])
 
 

@@ -69,7 +69,13 @@ def test_all_json_response_has_no_header_length():
         ({"inputs": [{"name": "x", "shape": [2], "datatype": "INT8", "data": [1, 2]}] * 2}, "given twice"),
         ({"inputs": [{"name": "x", "shape": [1], "datatype": "INT8"}]}, "neither 'data' nor"),
         ({"inputs": [{"name": "x", "shape": [1], "datatype": "INT8", "data": [1]}], "id": 5}, "'id' must be a string"),
-        ({"inputs": [{"name": "x", "shape": [1], "datatype": "INT8", "data": [1]}], "outputs": [{"name": "y", "parameters": {"binary_data": "yes"}}]}, "true or false"),
+        (
+            {
+                "inputs": [{"name": "x", "shape": [1], "datatype": "INT8", "data": [1]}],
+                "outputs": [{"name": "y", "parameters": {"binary_data": 1}}],
+            },
+            "true or false",
+        ),
         ({"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "parameters": {"binary_data_size": 4}}]}, "needs 8 bytes"),
     ],
 )
