@@ -40,15 +40,17 @@ def test_sd_notify_and_sigterm_drains_in_flight_requests(engine_files, tmp_path)
             except TimeoutError:
                 pass
 
-    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "200000"}
-    # A 1.5 s batching delay keeps the three requests queued while SIGTERM arrives.
-    argv = ["serve", f"mlp={engine_files['mlp']}", "--port", "0", "--max-batch", "64", "--max-queue-delay-ms", "1500"]
+    # A 1.5 s batching delay keeps the three requests queued while SIGTERM arrives; it comes
+    # from the environment, as a service's environment file sets it.
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "200000", "EDGETRT_MAX_QUEUE_DELAY_MS": "1500"}
+    argv = ["serve", f"mlp={engine_files['mlp']}", "--port", "0", "--max-batch", "64"]
     proc = subprocess.Popen([sys.executable, "-c", _CLI, *argv], env=env, stderr=subprocess.PIPE, text=True)
     receiver = threading.Thread(target=receive)
     receiver.start()
     try:
         line = proc.stderr.readline()
         assert "serving mlp on http://127.0.0.1:" in line, line  # loopback unless --host says otherwise
+        assert "delay 1500 ms" in line
         port = int(line.split("http://127.0.0.1:")[1].split()[0])
         while "WATCHDOG=1" not in messages:
             receiver.join(0.01)
