@@ -47,7 +47,7 @@ class BuilderConfig:
     profile: str = "cpu"
     dla_core: int | None = None
     gpu_fallback: bool = False
-    dla_objective: str = "latency"
+    dla_objective: str = "offload"
     power_mode: str | None = None
     input_shapes: dict[str, tuple[Dim, ...]] | None = None
     optimization_profiles: list[dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]] | None = None

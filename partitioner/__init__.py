@@ -87,8 +87,13 @@ def plan_partition(graph: Graph, profile: DeviceProfile | str, options: Partitio
         else:
             base, displaced = greedy(an)
             reasons.update(displaced)
-            best = optimize(an, [base, gpu_only])
             estimates["greedy"] = evaluate(an, base)[0]
+            budget = options.latency_budget_ms
+            if budget is None and options.objective != "latency":
+                # Without a budget, offload/energy may not be slower than TensorRT's greedy placement.
+                budget = estimates["greedy"].latency_ms
+                notes.append(f"{options.objective} objective bounded by the greedy latency {budget:.3f} ms")
+            best = optimize(an, [base, gpu_only], budget)
             estimates["optimized"] = evaluate(an, best)[0]
             applied = best if options.algorithm == "optimized" else base
             if options.algorithm == "optimized":

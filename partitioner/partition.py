@@ -304,9 +304,12 @@ def objective_key(objective: str, budget_ms: float | None, limit: int) -> Callab
     return key
 
 
-def optimize(an: Analysis, starts: Sequence[Placement]) -> Placement:
-    """Best placement found by local search from each start (see module docstring)."""
-    key = objective_key(an.options.objective, an.options.latency_budget_ms, an.options.max_loadables)
+def optimize(an: Analysis, starts: Sequence[Placement], budget_ms: float | None) -> Placement:
+    """Best placement found by local search from each start (see module docstring).
+
+    ``budget_ms`` bounds the latency of the offload and energy objectives.
+    """
+    key = objective_key(an.options.objective, budget_ms, an.options.max_loadables)
     best: tuple[tuple[float, ...], Placement] | None = None
     for start in starts:
         placement, score = _local_search(an, list(start), key)

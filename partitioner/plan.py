@@ -35,7 +35,7 @@ class PartitionOptions:
     gpu_fallback: bool = False
     precision: str = "fp32"
     power_mode: int | str | None = None
-    objective: str = "latency"
+    objective: str = "offload"
     latency_budget_ms: float | None = None
     algorithm: str = "optimized"
     max_loadables: int = 16

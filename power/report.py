@@ -11,16 +11,15 @@ import base64
 import html
 import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from edge.power.tegrastats import CONSTANT_SENSORS, INPUT_RAILS, Sample
 
 from edge.errors import TelemetryError
-from edge.power.tegrastats import CONSTANT_SENSORS, INPUT_RAILS, Sample
+from edge.fileio import write_atomic
 
 __all__ = ["BenchData", "align_bench", "summarize", "render_plots", "write_report", "format_summary"]
 
@@ -324,18 +323,6 @@ def _html(summary: dict, plots: dict[str, bytes], meta: dict) -> str:
     )
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(temp, 0o644)  # mkstemp creates 0600; a report is meant to be shared
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(
     out_dir: str | Path,
     samples: Sequence[Sample],
@@ -368,6 +355,6 @@ def write_report(
         if bench is None
         else {"latencies_ms": bench.latencies_ms.tolist(), "start_times_s": bench.start_times_s.tolist(), **bench.extra},
     }
-    _write_atomic(out / "report.json", json.dumps(document, indent=1, default=str).encode("utf-8"))
-    _write_atomic(out / "report.html", _html(summary, plots, meta).encode("utf-8"))
+    write_atomic(out / "report.json", json.dumps(document, indent=1, default=str).encode("utf-8"))
+    write_atomic(out / "report.html", _html(summary, plots, meta).encode("utf-8"))
     return summary

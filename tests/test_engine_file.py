@@ -135,3 +135,12 @@ def test_scalar_constants_keep_rank_zero(tmp_path: Path) -> None:
     assert next(v for v in engine.graph.constants() if v.name == "s").const.shape == ()
     y = engine.create_context().run({"x": np.array(2.0, np.float32)})["y"]
     assert y.shape == () and y == 5.0
+
+
+def test_engine_file_permissions_follow_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        edge.build(small_model().SerializeToString()).save(tmp_path / "perm.engine")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "perm.engine").stat().st_mode & 0o777 == 0o644

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +12,10 @@ from rich.table import Table
 import edge
 from edge.cli.app import app, console
 from edge.cli.options import parse_input_files, parse_shapes
-from edge.runtime.inputs import random_inputs
 from edge.errors import EdgeError
+from edge.fileio import atomic_path
 from edge.inspect import describe
+from edge.runtime.inputs import random_inputs
 from edge.runtime.profiles import profiles_from_shape_options
 
 __all__ = ["build_command", "run_command", "inspect_command"]
@@ -32,7 +31,7 @@ def build_command(
     best: bool = typer.Option(False, "--best", help="Allow every precision (same as --fp16 --int8)."),
     dla: int = typer.Option(None, "--dla", "--useDLACore", help="Place eligible layers on this DLA core."),
     gpu_fallback: bool = typer.Option(False, "--gpu-fallback", "--allowGPUFallback", help="Let layers the DLA refuses run on the GPU."),
-    dla_objective: str = typer.Option("latency", "--dla-objective", help="Partitioner goal: latency, offload or energy."),
+    dla_objective: str = typer.Option("offload", "--dla-objective", help="Partitioner goal: latency, offload or energy."),
     power_mode: str = typer.Option(None, "--power-mode", help="nvpmodel mode the partition is costed for."),
     shapes: str = typer.Option(None, "--shapes", help="Fixed input shapes: name:1x3x224x224,other:1x128."),
     min_shapes: list[str] = typer.Option([], "--min-shapes", "--minShapes", help="Optimization profile min shapes (repeat per profile)."),
@@ -137,16 +136,9 @@ def run_command(
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write an .npz atomically (temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write an .npz atomically."""
+    with atomic_path(path) as temp, open(temp, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
 @app.command("inspect")

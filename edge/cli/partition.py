@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import typer
@@ -12,6 +10,7 @@ from rich.table import Table
 import edge
 from edge.cli.app import app, console
 from edge.errors import ProfileError
+from edge.fileio import write_atomic
 from edge.partitioner import PartitionOptions
 from edge.partitioner.report import PartitionReport, build_report
 from edge.profiles import DeviceProfile, list_profiles, load_profile
@@ -31,7 +30,7 @@ def partition_command(
     int8: bool = typer.Option(False, "--int8", help="INT8 on the DLA (otherwise FP16, as trtexec does)."),
     fp16: bool = typer.Option(False, "--fp16", help="FP16 on the GPU."),
     power_mode: str = typer.Option(None, "--power-mode", help="nvpmodel mode id or name [default: the profile's default]."),
-    dla_objective: str = typer.Option("latency", "--dla-objective", help="latency, offload (least GPU time within the budget) or energy."),
+    dla_objective: str = typer.Option("offload", "--dla-objective", help="latency, offload (least GPU time within the budget) or energy."),
     latency_budget_ms: float = typer.Option(None, "--latency-budget-ms", help="Latency bound for the offload and energy objectives."),
     greedy: bool = typer.Option(False, "--greedy", help="Apply TensorRT's greedy placement instead of the optimized one."),
     no_optimize: bool = typer.Option(False, "--no-optimize", help="Partition the graph as imported, without the optimizer."),
@@ -68,7 +67,7 @@ def partition_command(
         optimize(graph)
     report = build_report(graph, device_profile, options, model=model.name)
     if html_file is not None:
-        _write_atomic(html_file, report.to_html())
+        write_atomic(html_file, report.to_html())
     if as_json:
         console.print_json(report.to_json())
         return
@@ -101,19 +100,6 @@ def _print_report(report: PartitionReport) -> None:
         console.print(modes)
     for suggestion in report.suggestions:
         console.print(f"[yellow]suggestion:[/yellow] {suggestion}", highlight=False)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Temp file in the target directory, then rename: never a half-written report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @profiles_app.command("list")

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import EngineFormatError
+from edge.fileio import write_atomic
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "BlobWriter", "EngineBlob", "write_engine", "read_engine"]
 
@@ -80,7 +80,7 @@ class EngineBlob:
 
 
 def write_engine(path: str | os.PathLike, header: dict[str, Any], document: dict[str, Any], blobs: bytes) -> None:
-    """Write atomically: a temporary file in the same folder, fsync, then rename."""
+    """Write the engine file atomically (see :mod:`edge.fileio`)."""
     doc = json.dumps(document, separators=(",", ":"), allow_nan=True).encode("utf-8")
     doc_part = struct.pack("<Q", len(doc)) + doc
     doc_part += b"\0" * ((-len(doc_part)) % _ALIGN)
@@ -88,20 +88,7 @@ def write_engine(path: str | os.PathLike, header: dict[str, Any], document: dict
     full_header = dict(header)
     full_header.update(format_version=FORMAT_VERSION, body_length=len(body), body_sha256=hashlib.sha256(body).hexdigest())
     head = json.dumps(full_header, sort_keys=True).encode("utf-8")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(head)))
-            fh.write(head)
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, _PREFIX.pack(MAGIC, FORMAT_VERSION, len(head)) + head + body)
 
 
 def read_engine(path: str | os.PathLike) -> EngineBlob:

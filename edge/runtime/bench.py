@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.runtime.interpreter import Step
+from edge.fileio import write_atomic
 from edge.runtime.inputs import random_inputs
+from edge.runtime.interpreter import Step
 
 if TYPE_CHECKING:
     from edge.engine import Engine
@@ -361,13 +360,4 @@ def write_profile(result: BenchResult, path: str | os.PathLike) -> None:
 
 def _write_json(path: str | os.PathLike, payload: Any) -> None:
     """Write JSON atomically: a temp file in the target folder, then rename."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=1)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(payload, indent=1))

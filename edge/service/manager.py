@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.service.unit import ServiceError, ServiceSpec, render_env, render_unit, unit_name
+from edge.fileio import write_atomic
+from edge.service.unit import (
+    ServiceError,
+    ServiceSpec,
+    render_env,
+    render_unit,
+    unit_name,
+)
 
 __all__ = [
     "UNIT_DIR",
@@ -87,7 +92,7 @@ def plan_install(spec: ServiceSpec, unit_dir: Path = UNIT_DIR) -> InstallPlan:
 def install(plan: InstallPlan) -> None:
     """Write the plan's files atomically, then reload systemd and (re)start the service."""
     for path, text in plan.files.items():
-        _write_atomic(path, text)
+        write_atomic(path, text, mode=0o644)
     for command in plan.commands:
         systemctl(*command)
 
@@ -148,17 +153,3 @@ def _world_readable(path: Path) -> bool:
     return all(parent.stat().st_mode & stat.S_IXOTH for parent in path.parents)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path``, then rename it over ``path`` (mode 0644)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -21,7 +21,7 @@ from edge.passes import optimize
 from edge.profiles import load_profile
 from tests.partitioner.models import conv_chain, mobilenet_v2, resnet50, yolo_detector
 
-FALLBACK = PartitionOptions(dla_core=0, gpu_fallback=True, precision="int8")
+FALLBACK = PartitionOptions(objective="latency", dla_core=0, gpu_fallback=True, precision="int8")
 DLA_PROFILES = ["agx-orin-64gb", "agx-orin-32gb", "orin-nx-16gb", "orin-nx-8gb", "agx-xavier", "xavier-nx"]
 
 
@@ -85,7 +85,7 @@ def test_resnet50_layer_rows_and_reasons() -> None:
 def test_optimizer_keeps_the_short_gemm_island_on_the_gpu() -> None:
     """At AGX Orin 30W in INT8 the backbone is faster on the DLA, but the lone Gemm island
     costs a submission and two reformats for a 2048x1000 product: the optimizer keeps it on the GPU."""
-    options = PartitionOptions(dla_core=0, gpu_fallback=True, precision="int8", power_mode="MODE_30W")
+    options = PartitionOptions(objective="latency", dla_core=0, gpu_fallback=True, precision="int8", power_mode="MODE_30W")
     plan = plan_partition(graph("resnet50"), "agx-orin-64gb", options)
     assert counts(plan, "optimized") == (119, 3, 1, 2)
     assert plan.estimates["optimized"].latency_ms < plan.estimates["greedy"].latency_ms < plan.estimates["gpu_only"].latency_ms
@@ -99,7 +99,7 @@ def test_optimized_never_worse_than_greedy(profile: str, name: str) -> None:
     g = graph(name, optimized=True)
     modes = load_profile(profile).power_modes
     for mode, precision in [(m, "int8") for m in modes] + [(modes[0], "fp16")]:
-        plan = plan_partition(g, profile, PartitionOptions(dla_core=0, gpu_fallback=True, precision=precision, power_mode=mode.id))
+        plan = plan_partition(g, profile, PartitionOptions(objective="latency", dla_core=0, gpu_fallback=True, precision=precision, power_mode=mode.id))
         best = plan.estimates["optimized"].latency_ms
         assert best <= plan.estimates["greedy"].latency_ms + 1e-9
         assert best <= plan.estimates["gpu_only"].latency_ms + 1e-9
@@ -107,7 +107,7 @@ def test_optimized_never_worse_than_greedy(profile: str, name: str) -> None:
 
 def test_offload_and_energy_objectives() -> None:
     g = graph("resnet50")
-    base = plan_partition(g, "agx-orin-64gb", PartitionOptions(dla_core=0, gpu_fallback=True, precision="int8", power_mode="MAXN"))
+    base = plan_partition(g, "agx-orin-64gb", PartitionOptions(objective="latency", dla_core=0, gpu_fallback=True, precision="int8", power_mode="MAXN"))
     offload = plan_partition(g, "agx-orin-64gb", PartitionOptions(dla_core=0, gpu_fallback=True, precision="int8", power_mode="MAXN", objective="offload"))
     # latency picks the GPU at MAXN (its INT8 peak is ~3x one DLA core); offload frees the GPU instead
     assert base.estimates["optimized"].dla_layers == 0
@@ -163,8 +163,8 @@ def test_loadable_limit_per_core() -> None:
     assert len(displaced) == 2 * 15  # 15 conv+relu islands fall back
     assert plan.estimates["optimized"].subgraphs <= 16
     with pytest.raises(PartitionError, match="Softmax 'softmax0'"):
-        plan_partition(g, "agx-xavier", PartitionOptions(dla_core=0, precision="int8"))
-    small = plan_partition(g, "agx-orin-64gb", PartitionOptions(dla_core=0, gpu_fallback=True, max_loadables=3))
+        plan_partition(g, "agx-xavier", PartitionOptions(objective="latency", dla_core=0, precision="int8"))
+    small = plan_partition(g, "agx-orin-64gb", PartitionOptions(objective="latency", dla_core=0, gpu_fallback=True, max_loadables=3))
     assert small.estimates["greedy"].subgraphs == 1  # Orin runs Softmax on the DLA: one subgraph
 
 
@@ -186,9 +186,9 @@ def _softmax_chain(n: int) -> onnx.ModelProto:
 def test_subgraph_memory_limit_splits_subgraphs() -> None:
     g = graph("yolo")
     limit = 3 * 16 * 160 * 160  # three INT8 feature maps of the stem
-    plan = plan_partition(g, "agx-orin-64gb", PartitionOptions(dla_core=0, gpu_fallback=True, precision="int8", subgraph_memory_bytes=limit, algorithm="greedy"))
+    plan = plan_partition(g, "agx-orin-64gb", PartitionOptions(objective="latency", dla_core=0, gpu_fallback=True, precision="int8", subgraph_memory_bytes=limit, algorithm="greedy"))
     assert plan.estimates["greedy"].subgraphs > 1
-    options = PartitionOptions(dla_core=0, gpu_fallback=True, precision="int8", subgraph_memory_bytes=limit)
+    options = PartitionOptions(objective="latency", dla_core=0, gpu_fallback=True, precision="int8", subgraph_memory_bytes=limit)
     an = Analysis(g, load_profile("agx-orin-64gb"), load_profile("agx-orin-64gb").power_mode(), options)
     groups = group(an, an.eligible)
     for sub in set(groups) - {-1}:
@@ -198,33 +198,33 @@ def test_subgraph_memory_limit_splits_subgraphs() -> None:
 def test_flag_semantics() -> None:
     g = graph("yolo_cubic")
     with pytest.raises(PartitionError, match=r"^Resize 'up1': uses cubic mode; .*--gpu-fallback"):
-        plan_partition(g, "agx-orin-64gb", PartitionOptions(dla_core=0))
+        plan_partition(g, "agx-orin-64gb", PartitionOptions(objective="latency", dla_core=0))
     with pytest.raises(ProfileError, match=r"--dla 1: profile 'orin-nx-8gb' has 1 DLA core \(valid: 0\)"):
-        plan_partition(g, "orin-nx-8gb", PartitionOptions(dla_core=1, gpu_fallback=True))
+        plan_partition(g, "orin-nx-8gb", PartitionOptions(objective="latency", dla_core=1, gpu_fallback=True))
     with pytest.raises(ProfileError, match=r"--dla 2: profile 'agx-orin-64gb' has 2 DLA cores"):
-        plan_partition(g, "agx-orin-64gb", PartitionOptions(dla_core=2, gpu_fallback=True))
+        plan_partition(g, "agx-orin-64gb", PartitionOptions(objective="latency", dla_core=2, gpu_fallback=True))
     for nano in ("orin-nano-8gb", "orin-nano-4gb"):
         with pytest.raises(ProfileError, match="has no DLA"):
-            plan_partition(g, nano, PartitionOptions(dla_core=0, gpu_fallback=True))
+            plan_partition(g, nano, PartitionOptions(objective="latency", dla_core=0, gpu_fallback=True))
     with pytest.raises(ProfileError, match="no power mode 'turbo'"):
-        plan_partition(g, "agx-orin-64gb", PartitionOptions(power_mode="turbo"))
+        plan_partition(g, "agx-orin-64gb", PartitionOptions(objective="latency", power_mode="turbo"))
     with pytest.raises(ProfileError, match="--dla-objective 'speed'"):
         plan_partition(g, "agx-orin-64gb", PartitionOptions(objective="speed"))
-    assert plan_partition(g, "orin-nx-8gb", PartitionOptions(dla_core=0, gpu_fallback=True)).dla_core == 0
+    assert plan_partition(g, "orin-nx-8gb", PartitionOptions(objective="latency", dla_core=0, gpu_fallback=True)).dla_core == 0
 
 
 def test_fully_eligible_model_without_fallback_runs_all_on_dla() -> None:
-    plan = plan_partition(graph("yolo"), "agx-orin-64gb", PartitionOptions(dla_core=0, gpu_fallback=True, algorithm="greedy"))
+    plan = plan_partition(graph("yolo"), "agx-orin-64gb", PartitionOptions(objective="latency", dla_core=0, gpu_fallback=True, algorithm="greedy"))
     assert plan.algorithm == "greedy"
     g = edge.load_onnx(_softmax_chain(2))
-    strict = plan_partition(g, "agx-orin-64gb", PartitionOptions(dla_core=1))
+    strict = plan_partition(g, "agx-orin-64gb", PartitionOptions(objective="latency", dla_core=1))
     assert {layer.device for layer in strict.layers} == {"dla"}
     assert {layer.precision for layer in strict.layers} == {"fp16"}  # --dla without --int8 builds FP16
 
 
 def test_partition_writes_meta_and_plan_round_trips() -> None:
     g = graph("yolo_cubic", optimized=True)
-    plan = partition(g, "agx-orin-64gb", PartitionOptions(dla_core=1, gpu_fallback=True, precision="int8", algorithm="greedy"))
+    plan = partition(g, "agx-orin-64gb", PartitionOptions(objective="latency", dla_core=1, gpu_fallback=True, precision="int8", algorithm="greedy"))
     by_name = {n.name: n for n in g.nodes}
     up1 = by_name["up1"]
     assert up1.meta["device"] == "gpu" and "cubic" in up1.meta["dla_reason"]
@@ -253,17 +253,17 @@ def test_shape_computations_are_host_layers_and_no_dla_means_gpu() -> None:
              helper.make_tensor("minus1", TensorProto.INT64, [1], [-1])]
     model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)])
     g = edge.load_onnx(model)
-    plan = partition(g, "agx-orin-64gb", PartitionOptions(dla_core=0, gpu_fallback=True, precision="int8", algorithm="greedy"))
+    plan = partition(g, "agx-orin-64gb", PartitionOptions(objective="latency", dla_core=0, gpu_fallback=True, precision="int8", algorithm="greedy"))
     devices = {n.name: n.meta["device"] for n in g.nodes}
     assert devices == {"relu": "dla", "shape": "cpu", "take2": "cpu", "target": "cpu", "reshape": "gpu"}
     assert counts(plan) == (1, 1, 1, 2)
-    gpu_only = partition(g, "agx-orin-64gb", PartitionOptions(precision="fp16"))
+    gpu_only = partition(g, "agx-orin-64gb", PartitionOptions(objective="latency", precision="fp16"))
     assert {n.meta["device"] for n in g.nodes if n.name in ("relu", "reshape")} == {"gpu"}
     assert gpu_only.algorithm == "gpu_only" and all("dla_reason" not in n.meta for n in g.nodes)
     on_cpu = partition(g, "cpu", PartitionOptions())
     assert {n.meta["device"] for n in g.nodes} == {"cpu"} and on_cpu.estimates["gpu_only"].latency_ms > 0
     with pytest.raises(ProfileError, match="profile 'cpu'.*has no DLA"):
-        partition(g, "cpu", PartitionOptions(dla_core=0))
+        partition(g, "cpu", PartitionOptions(objective="latency", dla_core=0))
 
 
 def test_cost_model_reproduces_nvidia_tops_per_power_mode() -> None:
@@ -291,3 +291,14 @@ def test_partitioner_on_a_500_layer_model_finishes() -> None:
     assert plan.estimates["optimized"].latency_ms <= plan.estimates["greedy"].latency_ms + 1e-9
     estimate, _ = evaluate(Analysis(g, load_profile("agx-xavier"), load_profile("agx-xavier").power_mode(), FALLBACK), [False] * len(g.nodes))
     assert estimate == plan.estimates["gpu_only"]
+
+
+@pytest.mark.parametrize("name", ["resnet50", "mobilenet_v2", "yolo"])
+def test_default_offload_objective_is_never_slower_than_greedy(name: str) -> None:
+    g = graph(name, optimized=True)
+    plan = plan_partition(g, "agx-orin-64gb", PartitionOptions(dla_core=0, gpu_fallback=True, precision="int8", power_mode="MAXN"))
+    assert plan.objective == "offload"
+    assert plan.estimates["optimized"].latency_ms <= plan.estimates["greedy"].latency_ms + 1e-9
+    assert plan.estimates["optimized"].gpu_ms <= plan.estimates["greedy"].gpu_ms + 1e-9
+    assert plan.estimates["optimized"].dla_layers > 0
+    assert any("bounded by the greedy latency" in note for note in plan.notes)

@@ -14,7 +14,7 @@ from edge.partitioner import PartitionOptions
 from edge.partitioner.report import build_report
 from tests.partitioner.models import resnet50, yolo_detector
 
-OPTIONS = PartitionOptions(dla_core=0, gpu_fallback=True, precision="int8")
+OPTIONS = PartitionOptions(objective="latency", dla_core=0, gpu_fallback=True, precision="int8")
 
 
 def test_yolo_report_suggests_nearest_resize() -> None:
@@ -37,14 +37,14 @@ def test_rows_use_original_onnx_names_after_fusion() -> None:
     from edge.passes import optimize
 
     optimize(g)
-    report = build_report(g, "agx-orin-64gb", PartitionOptions(dla_core=0, gpu_fallback=True, precision="int8", algorithm="greedy"))
+    report = build_report(g, "agx-orin-64gb", PartitionOptions(objective="latency", dla_core=0, gpu_fallback=True, precision="int8", algorithm="greedy"))
     stem = report.rows[0]
     assert stem["layer"] == "stem+stem.sigmoid+stem.silu" and stem["op"] == "FusedConv" and stem["device"] == "dla"
     assert report.summary["DLA layers"] == 19 and report.summary["DLA subgraphs"] == 1 and report.summary["transitions"] == 3
 
 
 def test_resnet_report_summary_and_average_pool_hint() -> None:
-    report = build_report(edge.load_onnx(resnet50()), "agx-orin-64gb", PartitionOptions(dla_core=0, gpu_fallback=True, precision="int8", power_mode="MODE_30W"))
+    report = build_report(edge.load_onnx(resnet50()), "agx-orin-64gb", PartitionOptions(objective="latency", dla_core=0, gpu_fallback=True, precision="int8", power_mode="MODE_30W"))
     s = report.summary
     assert (s["DLA layers"], s["GPU layers"], s["DLA subgraphs"], s["transitions"]) == (119, 3, 1, 2)
     assert s["latency optimized (ms)"] < s["latency greedy (ms)"] < s["latency gpu-only (ms)"]
