@@ -12,7 +12,27 @@ import pytest
 from edge.cli import main
 from tests.test_engine_file import small_model
 
-COMMANDS = ["build", "run", "inspect"]
+def _command_paths() -> list[list[str]]:
+    """Every command and subcommand of the CLI, walked from the click tree typer builds."""
+    import typer.main
+
+    from edge.cli import _load_commands
+    from edge.cli.app import app
+
+    _load_commands()
+    paths: list[list[str]] = []
+
+    def walk(command, prefix: list[str]) -> None:
+        subcommands = getattr(command, "commands", {})
+        for name, sub in sorted(subcommands.items()):
+            paths.append([*prefix, name])
+            walk(sub, [*prefix, name])
+
+    walk(typer.main.get_command(app), [])
+    return paths
+
+
+COMMANDS = _command_paths()
 
 
 @pytest.fixture()
@@ -27,9 +47,15 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.startswith("edgetrt 0.")
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_has_help_with_examples(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([command, "--help"]) == 0
+def test_the_command_tree_is_complete() -> None:
+    top = {path[0] for path in COMMANDS}
+    expected = {"build", "run", "inspect", "partition", "profiles", "bench", "profile", "power", "telemetry", "serve", "service"}
+    assert expected <= top
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(p) for p in COMMANDS])
+def test_every_command_has_help_with_examples(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*command, "--help"]) == 0
     assert "Examples" in capsys.readouterr().out
 
 

@@ -17,7 +17,10 @@ from edge.profiles import DeviceProfile, list_profiles, load_profile
 
 __all__ = ["partition_command", "profiles_list_command", "profiles_show_command"]
 
-profiles_app = typer.Typer(help="List and show device profiles.", no_args_is_help=True)
+profiles_app = typer.Typer(
+    help="List and show device profiles.\n\nExamples:\n\n    edgetrt profiles list\n\n    edgetrt profiles show orin-nx-16gb",
+    no_args_is_help=True,
+)
 app.add_typer(profiles_app, name="profiles")
 
 

@@ -14,8 +14,16 @@ from edge.errors import EdgeError, PowerError, TelemetryError
 
 __all__ = ["show_command", "modes_command", "set_command", "clocks_command", "profile_command", "telemetry_report_command", "telemetry_record_command"]
 
-power_app = typer.Typer(help="Power modes (nvpmodel) and clocks (jetson_clocks) on a Jetson.", no_args_is_help=True)
-telemetry_app = typer.Typer(help="Record tegrastats and turn recordings into reports.", no_args_is_help=True)
+power_app = typer.Typer(
+    help="Power modes (nvpmodel) and clocks (jetson_clocks) on a Jetson.\n\n"
+    "Examples:\n\n    edgetrt power show\n\n    edgetrt power set MAXN --dry-run\n\n    edgetrt power clocks on",
+    no_args_is_help=True,
+)
+telemetry_app = typer.Typer(
+    help="Record tegrastats and turn recordings into reports.\n\n"
+    "Examples:\n\n    sudo edgetrt telemetry record -o run.log --duration 60\n\n    edgetrt telemetry report run.log --report out/",
+    no_args_is_help=True,
+)
 app.add_typer(power_app, name="power")
 app.add_typer(telemetry_app, name="telemetry")
 

@@ -16,7 +16,9 @@ __all__ = ["service_app"]
 
 service_app = typer.Typer(
     name="service",
-    help="Install, remove or query a systemd service running `edgetrt serve`.",
+    help="Install, remove or query a systemd service running `edgetrt serve`.\n\n"
+    "Examples:\n\n    edgetrt service install model.engine --name detector --dry-run\n\n"
+    "    edgetrt service status detector",
     no_args_is_help=True,
 )
 app.add_typer(service_app)
