@@ -5,20 +5,35 @@ from edge.engine import Engine, TensorSpec, load
 from edge.errors import EdgeError, EngineFormatError, InputError, ModelImportError, UnsupportedOperatorError
 from edge.frontend import load_onnx
 from edge.kernels import register_custom_op
+from edge.partitioner import PartitionOptions, PartitionPlan, partition, plan_partition
+from edge.passes import optimize
+from edge.profiles import DeviceProfile, list_profiles, load_profile
+from edge.runtime.bench import BenchConfig, BenchResult, benchmark
 from edge.runtime.context import ExecutionContext
 
 __all__ = [
+    "BenchConfig",
+    "BenchResult",
     "BuilderConfig",
+    "DeviceProfile",
     "EdgeError",
     "Engine",
     "EngineFormatError",
     "ExecutionContext",
     "InputError",
     "ModelImportError",
+    "PartitionOptions",
+    "PartitionPlan",
     "TensorSpec",
     "UnsupportedOperatorError",
+    "benchmark",
     "build",
+    "list_profiles",
     "load",
     "load_onnx",
+    "load_profile",
+    "optimize",
+    "partition",
+    "plan_partition",
     "register_custom_op",
 ]
