@@ -59,49 +59,71 @@ def _activations(ctx: OpContext, defaults: Sequence[str], num_directions: int) -
     return [funcs[d * per : (d + 1) * per] for d in range(num_directions)]
 
 
-class _Layer:
-    """What every recurrent op shares: layout, directions, clipping, the time loop."""
+Step = Callable[[np.ndarray, tuple[np.ndarray, ...]], tuple[np.ndarray, ...]]
 
-    def __init__(self, ctx: OpContext, x: np.ndarray, default_acts: Sequence[str]) -> None:
+
+class _Layer:
+    """What every recurrent op shares: layout, directions, clipping, sequence lengths, the time loop."""
+
+    def __init__(
+        self, ctx: OpContext, x: np.ndarray, sequence_lens: np.ndarray | None, default_acts: Sequence[str]
+    ) -> None:
         self.layout = ctx.attr("layout", 0)
         self.x = np.swapaxes(x, 0, 1) if self.layout else x  # [seq, batch, input]
         direction = ctx.attr("direction", "forward")
         self.reverse = [False, True] if direction == "bidirectional" else [direction == "reverse"]
         self.acts = _activations(ctx, default_acts, len(self.reverse))
         self.clip = ctx.attr("clip")
+        self.lens = _lens(sequence_lens, self.x.shape[0])
 
-    def initial(self, state: np.ndarray | None, batch: int, hidden: int) -> np.ndarray:
+    def initial(self, state: np.ndarray | None, hidden: int) -> np.ndarray:
         """[dirs, batch, hidden] initial state (zeros when omitted)."""
         if state is None:
-            return np.zeros((len(self.reverse), batch, hidden), self.x.dtype)
+            return np.zeros((len(self.reverse), self.x.shape[1], hidden), self.x.dtype)
         return np.swapaxes(state, 0, 1) if self.layout else state
 
     def clipped(self, gates: np.ndarray) -> np.ndarray:
         return gates if self.clip is None else np.clip(gates, -self.clip, self.clip)
 
-    def run(
+    def forward(
         self,
-        projected: np.ndarray,
-        states: tuple[np.ndarray, ...],
-        step: Callable[[np.ndarray, tuple[np.ndarray, ...]], tuple[np.ndarray, ...]],
-        reverse: bool,
-        lens: np.ndarray | None,
+        ctx: OpContext,
+        w: np.ndarray,
+        b: np.ndarray | None,
+        initials: tuple[np.ndarray, ...],
+        make_step: Callable[[int, np.ndarray], Step],
+    ) -> tuple:
+        """Run every direction and return the node's outputs.
+
+        Per direction d: project X for all time steps at once (X W[d]^T + Wb), build the
+        op's step from ``make_step(d, Rb)``, then loop over time from ``initials[k][d]``.
+        """
+        ys, finals = [], []
+        for d, reverse in enumerate(self.reverse):
+            wb, rb = _bias(b, d, w.shape[1], self.x.dtype)
+            y, final = self._loop(self.x @ w[d].T + wb, tuple(s[d] for s in initials), make_step(d, rb), reverse)
+            ys.append(y)
+            finals.append(final)
+        return self._outputs(ctx, ys, finals)
+
+    def _loop(
+        self, projected: np.ndarray, states: tuple[np.ndarray, ...], step: Step, reverse: bool
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         """Loop ``step`` over time; returns Y [seq, batch, hidden] and the final states."""
         seq = projected.shape[0]
         ys = np.zeros((seq,) + states[0].shape, self.x.dtype)
         for t in range(seq - 1, -1, -1) if reverse else range(seq):
             new = step(projected[t], states)
-            if lens is None:
+            if self.lens is None:
                 states = new
                 ys[t] = new[0]
             else:
-                live = (t < lens)[:, None]
+                live = (t < self.lens)[:, None]
                 states = tuple(np.where(live, n, s) for n, s in zip(new, states))
                 ys[t] = np.where(live, new[0], 0)
         return ys, states
 
-    def outputs(self, ctx: OpContext, ys: list[np.ndarray], finals: list[tuple[np.ndarray, ...]]) -> tuple:
+    def _outputs(self, ctx: OpContext, ys: list[np.ndarray], finals: list[tuple[np.ndarray, ...]]) -> tuple:
         """Y [seq, dirs, batch, hidden] and the final states [dirs, batch, hidden], in the node's layout."""
         y = np.stack(ys, axis=1)
         states = [np.stack([f[k] for f in finals]) for k in range(len(finals[0]))]
@@ -135,24 +157,19 @@ def rnn(
     initial_h: np.ndarray | None = None,
 ) -> tuple[np.ndarray, ...]:
     """Ht = f(Xt W^T + Ht-1 R^T + Wb + Rb)."""
-    layer = _Layer(ctx, x, ["Tanh"])
+    layer = _Layer(ctx, x, sequence_lens, ["Tanh"])
     hidden = r.shape[-1]
-    h0 = layer.initial(initial_h, layer.x.shape[1], hidden)
-    lens = _lens(sequence_lens, layer.x.shape[0])
-    ys, finals = [], []
-    for d, reverse in enumerate(layer.reverse):
-        wb, rb = _bias(b, d, hidden, x.dtype)
-        projected = layer.x @ w[d].T + wb
+
+    def make_step(d: int, rb: np.ndarray) -> Step:
         (f,) = layer.acts[d]
         rt = r[d].T
 
         def step(xw: np.ndarray, states: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
             return (f(layer.clipped(xw + states[0] @ rt + rb)),)
 
-        y, final = layer.run(projected, (h0[d],), step, reverse, lens)
-        ys.append(y)
-        finals.append(final)
-    return layer.outputs(ctx, ys, finals)
+        return step
+
+    return layer.forward(ctx, w, b, (layer.initial(initial_h, hidden),), make_step)
 
 
 @register("GRU")
@@ -166,15 +183,11 @@ def gru(
     initial_h: np.ndarray | None = None,
 ) -> tuple[np.ndarray, ...]:
     """Gates z, r, h (ONNX order); linear_before_reset applies r after the recurrent matmul."""
-    layer = _Layer(ctx, x, ["Sigmoid", "Tanh"])
+    layer = _Layer(ctx, x, sequence_lens, ["Sigmoid", "Tanh"])
     hidden = r.shape[-1]
-    h0 = layer.initial(initial_h, layer.x.shape[1], hidden)
-    lens = _lens(sequence_lens, layer.x.shape[0])
     before_reset = ctx.attr("linear_before_reset", 0)
-    ys, finals = [], []
-    for d, reverse in enumerate(layer.reverse):
-        wb, rb = _bias(b, d, 3 * hidden, x.dtype)
-        projected = layer.x @ w[d].T + wb
+
+    def make_step(d: int, rb: np.ndarray) -> Step:
         f, g = layer.acts[d]
         r_zr, r_h = r[d, : 2 * hidden].T, r[d, 2 * hidden :].T
         rb_zr, rb_h = rb[: 2 * hidden], rb[2 * hidden :]
@@ -190,10 +203,9 @@ def gru(
             hh = g(layer.clipped(candidate))
             return ((1 - z) * hh + z * h,)
 
-        y, final = layer.run(projected, (h0[d],), step, reverse, lens)
-        ys.append(y)
-        finals.append(final)
-    return layer.outputs(ctx, ys, finals)
+        return step
+
+    return layer.forward(ctx, w, b, (layer.initial(initial_h, hidden),), make_step)
 
 
 @register("LSTM")
@@ -210,17 +222,11 @@ def lstm(
 ) -> tuple[np.ndarray, ...]:
     """Gates i, o, f, c (ONNX order), optional peepholes P = [Pi, Po, Pf] and input_forget
     (forget gate = 1 - input gate)."""
-    layer = _Layer(ctx, x, ["Sigmoid", "Tanh", "Tanh"])
+    layer = _Layer(ctx, x, sequence_lens, ["Sigmoid", "Tanh", "Tanh"])
     hidden = r.shape[-1]
-    batch = layer.x.shape[1]
-    h0 = layer.initial(initial_h, batch, hidden)
-    c0 = layer.initial(initial_c, batch, hidden)
-    lens = _lens(sequence_lens, layer.x.shape[0])
     couple = ctx.attr("input_forget", 0)
-    ys, finals = [], []
-    for d, reverse in enumerate(layer.reverse):
-        wb, rb = _bias(b, d, 4 * hidden, x.dtype)
-        projected = layer.x @ w[d].T + wb
+
+    def make_step(d: int, rb: np.ndarray) -> Step:
         f, g, h_act = layer.acts[d]
         rt = r[d].T
         pi, po, pf = (p[d, :hidden], p[d, hidden : 2 * hidden], p[d, 2 * hidden :]) if p is not None else (0, 0, 0)
@@ -234,7 +240,7 @@ def lstm(
             o = f(layer.clipped(gates[:, hidden : 2 * hidden] + po * c_new))
             return o * h_act(c_new), c_new
 
-        y, final = layer.run(projected, (h0[d], c0[d]), step, reverse, lens)
-        ys.append(y)
-        finals.append(final)
-    return layer.outputs(ctx, ys, finals)
+        return step
+
+    initials = (layer.initial(initial_h, hidden), layer.initial(initial_c, hidden))
+    return layer.forward(ctx, w, b, initials, make_step)
