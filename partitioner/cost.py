@@ -49,20 +49,22 @@ def _out(node: Node) -> int:
     return sum(_numel(v) for v in node.outputs)
 
 
-def _conv_flops(node: Node) -> float:
+def _windowed_flops(node: Node, counted: Value) -> float:
+    """2 x (elements of ``counted``) x (weight elements per window): one multiply-add per
+    weight element for every window; falls back to the output size when W is dynamic."""
     weight = node.inputs[1]
     if weight.shape is None or not weight.is_static:
         return float(_out(node))
-    per_output = int(np.prod(weight.shape[1:], dtype=np.int64))  # (C/group) x kernel
-    return 2.0 * _numel(node.outputs[0]) * per_output
+    per_window = int(np.prod(weight.shape[1:], dtype=np.int64))
+    return 2.0 * _numel(counted) * per_window
+
+
+def _conv_flops(node: Node) -> float:
+    return _windowed_flops(node, node.outputs[0])  # one (C/group) x kernel window per output
 
 
 def _deconv_flops(node: Node) -> float:
-    weight = node.inputs[1]
-    if weight.shape is None or not weight.is_static:
-        return float(_out(node))
-    per_input = int(np.prod(weight.shape[1:], dtype=np.int64))  # (M/group) x kernel
-    return 2.0 * _numel(node.inputs[0]) * per_input
+    return _windowed_flops(node, node.inputs[0])  # one (M/group) x kernel window per input
 
 
 def _matmul_flops(node: Node) -> float:
