@@ -122,6 +122,11 @@ def _dims(values: tuple[int, ...] | list[int]) -> str:
     return "x".join(str(v) for v in values)
 
 
+def _beyond(what: str, values: tuple[int, int], limit: int) -> str | None:
+    """The reason when a window attribute (kernel, stride, ...) is over a DLA limit."""
+    return f"{what} {_dims(values)} exceeds DLA limit {limit}" if max(values) > limit else None
+
+
 # -- convolution family ----------------------------------------------------------------
 
 def _check_conv(node: Node, ctx: RuleContext) -> str | None:
@@ -129,14 +134,11 @@ def _check_conv(node: Node, ctx: RuleContext) -> str | None:
     if weight.rank != 4:
         return f"{weight.rank - 2}-D convolution; DLA supports 2-D only"
     kernel = (int(weight.shape[2]), int(weight.shape[3]))
-    if max(kernel) > 32:
-        return f"kernel {_dims(kernel)} exceeds DLA limit 32"
     strides = _pair(node.attrs.get("strides"), 1)
-    if max(strides) > 8:
-        return f"stride {_dims(strides)} exceeds DLA limit 8"
     dilations = _pair(node.attrs.get("dilations"), 1)
-    if max(dilations) > 32:
-        return f"dilation {_dims(dilations)} exceeds DLA limit 32"
+    reason = _beyond("kernel", kernel, 32) or _beyond("stride", strides, 8) or _beyond("dilation", dilations, 32)
+    if reason:
+        return reason
     pads = _conv_pads(node, kernel, strides, dilations)
     if max(pads) > 31:
         return f"padding {max(pads)} exceeds DLA limit 31"
@@ -286,11 +288,10 @@ def _check_lrn(node: Node, ctx: RuleContext) -> str | None:
 
 def _check_pool(node: Node, ctx: RuleContext) -> str | None:
     window = _pair(node.attrs.get("kernel_shape"), 1)
-    if max(window) > 8:
-        return f"window {_dims(window)} exceeds DLA limit 8"
     strides = _pair(node.attrs.get("strides"), 1)
-    if max(strides) > 16:
-        return f"stride {_dims(strides)} exceeds DLA limit 16"
+    reason = _beyond("window", window, 8) or _beyond("stride", strides, 16)
+    if reason:
+        return reason
     if node.attrs.get("auto_pad", "NOTSET") in ("SAME_UPPER", "SAME_LOWER"):
         pads = _conv_pads(node, window, strides, (1, 1))
     else:
