@@ -1,6 +1,7 @@
 """The public Python API; the CLI is a thin shell over these names."""
 
 from edge.builder import BuilderConfig, build
+from edge.compare import compare
 from edge.engine import Engine, TensorSpec, load
 from edge.errors import EdgeError, EngineFormatError, InputError, ModelImportError, UnsupportedOperatorError
 from edge.frontend import load_onnx
@@ -28,6 +29,7 @@ __all__ = [
     "UnsupportedOperatorError",
     "benchmark",
     "build",
+    "compare",
     "list_profiles",
     "load",
     "load_onnx",
