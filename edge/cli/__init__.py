@@ -20,6 +20,8 @@ _COMMAND_MODULES = (
     "edge.cli.power",
     "edge.cli.serve",
     "edge.cli.service",
+    "edge.cli.compare",
+    "edge.cli.doctor",
 )
 
 
