@@ -43,7 +43,7 @@ import onnx
 
 from edge.builder import BuilderConfig, build
 from edge.engine import Engine, load
-from edge.errors import EdgeError
+from edge.errors import EdgeError, ModelImportError
 from edge.frontend import load_onnx
 from edge.ir import Graph, Node
 from edge.runtime.context import check_inputs
@@ -188,7 +188,7 @@ def compare_arrays(name: str, actual: np.ndarray, expected: np.ndarray, rtol: fl
         diff = np.where(same_special, 0.0, np.abs(a - e))
         diff = np.where(np.isnan(diff), np.inf, diff)  # NaN on one side only
         rel = np.where(diff == 0, 0.0, diff / np.abs(e))
-        excess = diff / (atol + rtol * np.abs(e))
+        excess = np.where(diff == 0, 0.0, diff / (atol + rtol * np.abs(e)))
     excess = np.where(np.isnan(excess), np.inf, excess)
     flat = int(np.argmax(excess))
     index = tuple(int(i) for i in np.unravel_index(flat, shape))
@@ -252,9 +252,8 @@ def compare(
     if rtol < 0 or atol < 0:
         raise EdgeError(f"tolerances must be non-negative (rtol {rtol}, atol {atol})")
 
-    shapes = config.input_shapes if config is not None else None
-    graph = load_onnx(proto, input_shapes=shapes or _static_shapes(engine))
-    _check_interfaces(graph, engine)
+    _check_interfaces(proto, engine)
+    graph = _reference_graph(proto, engine, config)
     feeds = dict(inputs or {})
     feeds.update(random_inputs([s for s in engine.inputs if s.name not in feeds], seed))
     check_inputs(engine.inputs, feeds)
@@ -303,15 +302,21 @@ def _model_proto(model: str | os.PathLike | bytes | onnx.ModelProto) -> onnx.Mod
         raise EdgeError(f"'{path}' is not a readable ONNX model ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
 
 
-def _static_shapes(engine: Engine) -> dict[str, tuple[int, ...]] | None:
-    """Input shapes an engine was built with, so the reference graph gets the same ones."""
+def _reference_graph(proto: onnx.ModelProto, engine: Engine, config: BuilderConfig | None) -> Graph:
+    """The unoptimized imported model, with the input shapes the engine was built for."""
+    if config is not None:
+        return load_onnx(proto, input_shapes=config.input_shapes)
     shapes = {s.name: tuple(s.shape) for s in engine.inputs if all(isinstance(d, int) for d in s.shape)}
-    return shapes or None
+    try:
+        return load_onnx(proto, input_shapes=shapes or None)
+    except ModelImportError as exc:
+        raise EdgeError(f"engine '{engine.name}' input shapes do not fit the model ({exc}); was it built from this model?") from None
 
 
-def _check_interfaces(graph: Graph, engine: Engine) -> None:
-    model_inputs = [v.name for v in graph.inputs]
-    model_outputs = [v.name for v in graph.outputs]
+def _check_interfaces(proto: onnx.ModelProto, engine: Engine) -> None:
+    weights = {t.name for t in proto.graph.initializer}
+    model_inputs = [v.name for v in proto.graph.input if v.name not in weights]
+    model_outputs = [v.name for v in proto.graph.output]
     if sorted(model_inputs) != sorted(s.name for s in engine.inputs):
         raise EdgeError(f"engine '{engine.name}' has inputs {[s.name for s in engine.inputs]}, the model has {model_inputs}; was it built from this model?")
     if sorted(model_outputs) != sorted(s.name for s in engine.outputs):
