@@ -78,6 +78,7 @@ def plan_partition(graph: Graph, profile: DeviceProfile | str, options: Partitio
     estimates = {"gpu_only": evaluate(an, gpu_only)[0]}
     reasons: dict[int, str] = {i: r for i, r in enumerate(an.reasons) if r is not None}
     notes: list[str] = []
+    budget = options.latency_budget_ms
     applied = gpu_only
     algorithm = "gpu_only"
     if options.dla_core is not None:
@@ -88,18 +89,15 @@ def plan_partition(graph: Graph, profile: DeviceProfile | str, options: Partitio
             base, displaced = greedy(an)
             reasons.update(displaced)
             estimates["greedy"] = evaluate(an, base)[0]
-            budget = options.latency_budget_ms
             if budget is None and options.objective != "latency":
                 # Without a budget, offload/energy may not be slower than TensorRT's greedy placement.
                 budget = estimates["greedy"].latency_ms
-                notes.append(f"{options.objective} objective bounded by the greedy latency {budget:.3f} ms")
             best = optimize(an, [base, gpu_only], budget)
             estimates["optimized"] = evaluate(an, best)[0]
             applied = best if options.algorithm == "optimized" else base
             if options.algorithm == "optimized":
                 reasons.update(_kept_on_gpu_reasons(an, base, best))
-            budget = options.latency_budget_ms
-            if budget is not None and estimates[options.algorithm].latency_ms > budget:
+            if options.latency_budget_ms is not None and estimates[options.algorithm].latency_ms > budget:
                 notes.append(
                     f"no placement found within the {budget:g} ms budget; "
                     f"best estimate {estimates[options.algorithm].latency_ms:.3f} ms"
@@ -115,7 +113,7 @@ def plan_partition(graph: Graph, profile: DeviceProfile | str, options: Partitio
         gpu_fallback=options.gpu_fallback,
         precision=options.precision,
         objective=options.objective,
-        latency_budget_ms=options.latency_budget_ms,
+        latency_budget_ms=budget,
         algorithm=algorithm,
         layers=_layer_plans(an, applied, groups, reasons),
         subgraphs=_subgraph_plans(an, groups),

@@ -25,7 +25,8 @@ class PartitionOptions:
             "int8" and FP16 otherwise (trtexec turns FP16 on with --useDLACore).
         power_mode: nvpmodel mode id or name; None is the profile's default mode.
         objective: one of ``OBJECTIVES``.
-        latency_budget_ms: upper bound on estimated latency for "offload" and "energy".
+        latency_budget_ms: upper bound on estimated latency for "offload" and "energy"; without
+            one they are bounded by the greedy placement's latency (the plan records the bound used).
         algorithm: which placement is applied to the graph: "optimized" or "greedy".
         max_loadables: DLA loadables resident per core (16, dla.md section 1).
         subgraph_memory_bytes: limit on the intermediate tensors of one DLA subgraph (1 GiB).

@@ -172,6 +172,7 @@ def build_report(graph: Graph, profile: DeviceProfile | str, options: PartitionO
         "dla core": plan.dla_core,
         "precision": plan.precision,
         "objective": plan.objective if plan.dla_core is not None else None,
+        "latency budget (ms)": None if plan.latency_budget_ms is None else round(plan.latency_budget_ms, 4),
         "applied": plan.algorithm,
         "DLA layers": plan.applied.dla_layers,
         "GPU layers": plan.applied.gpu_layers,
