@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 from rich.console import Console
 
@@ -9,7 +12,9 @@ import edge
 
 __all__ = ["app", "console", "console_error"]
 
-console = Console()
+# Piped output (logs, CI) gets a wide console instead of rich's 80-column default, so layer
+# tables stay readable; COLUMNS still wins when set.
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 _stderr = Console(stderr=True)
 
 app = typer.Typer(
