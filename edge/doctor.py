@@ -23,7 +23,7 @@ import edge
 from edge.errors import ProfileError
 from edge.power.control import Commands, PowerController
 
-__all__ = ["OK", "MISSING", "NA", "Check", "DoctorReport", "SYSROOT", "match_profile", "run_checks"]
+__all__ = ["MISSING", "NA", "OK", "SYSROOT", "Check", "DoctorReport", "match_profile", "run_checks"]
 
 OK, MISSING, NA = "ok", "missing", "n/a"
 
