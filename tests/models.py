@@ -15,6 +15,7 @@ random weights (seeded), written with onnx.helper in the shapes exporters produc
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import numpy as np
 import onnx
@@ -23,6 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 from edge.ir import Graph
 
 __all__ = [
+    "GraphParts",
     "make_model",
     "resnet_block_cnn",
     "mobile_cnn",
@@ -33,6 +35,13 @@ __all__ = [
     "randomize_constant_of_shape",
     "ALL_BUILDERS",
 ]
+
+
+class GraphParts(Protocol):
+    """What ``make_model`` wraps: a builder's nodes and initializers."""
+
+    nodes: list[onnx.NodeProto]
+    inits: list[onnx.TensorProto]
 
 
 class _Net:
@@ -78,7 +87,7 @@ class _Net:
 
 
 def make_model(
-    net: _Net,
+    net: GraphParts,
     inputs: list[tuple[str, list]],
     outputs: list[tuple[str, list | None]],
     opset: int = 17,

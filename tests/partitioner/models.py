@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
+
+from tests.models import make_model
 
 __all__ = ["resnet50", "mobilenet_v2", "yolo_detector", "conv_chain"]
 
@@ -49,19 +51,6 @@ class _Builder:
         hi = self.const(f"{name}.max", np.array(6.0, np.float32))
         return self.node("Clip", name, [x, lo, hi])
 
-    def model(self, name: str, inputs: list[tuple[str, list[int]]], outputs: list[tuple[str, list[int]]]) -> onnx.ModelProto:
-        graph = helper.make_graph(
-            self.nodes,
-            name,
-            [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
-            [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs],
-            self.inits,
-        )
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="edgetrt-tests")
-        model.ir_version = 8
-        onnx.checker.check_model(model)
-        return model
-
 
 def _classifier(b: _Builder, x: str, channels: int, classes: int) -> str:
     pooled = b.node("GlobalAveragePool", "avgpool", [x])
@@ -89,7 +78,7 @@ def resnet50(batch: int = 1, size: int = 224, classes: int = 1000) -> onnx.Model
             cin = width * 4
     _classifier(b, x, 2048, classes)
     b.nodes[-1].output[0] = "logits"
-    return b.model("resnet50", [("input", [batch, 3, size, size])], [("logits", [batch, classes])])
+    return make_model(b, [("input", [batch, 3, size, size])], [("logits", [batch, classes])], name="resnet50")
 
 
 def mobilenet_v2(batch: int = 1, size: int = 224, classes: int = 1000) -> onnx.ModelProto:
@@ -112,7 +101,7 @@ def mobilenet_v2(batch: int = 1, size: int = 224, classes: int = 1000) -> onnx.M
     x = b.relu6("features.18.relu6", b.conv("features.18.conv", x, cin, 1280, 1))
     _classifier(b, x, 1280, classes)
     b.nodes[-1].output[0] = "logits"
-    return b.model("mobilenet_v2", [("input", [batch, 3, size, size])], [("logits", [batch, classes])])
+    return make_model(b, [("input", [batch, 3, size, size])], [("logits", [batch, classes])], name="mobilenet_v2")
 
 
 def yolo_detector(size: int = 320, classes: int = 3, resize_mode: str = "nearest") -> onnx.ModelProto:
@@ -150,7 +139,7 @@ def yolo_detector(size: int = 320, classes: int = 3, resize_mode: str = "nearest
         outputs.append(b.node("Reshape", f"{name}.flat", [y, b.const(f"{name}.shape3", np.array([1, -1, 5 + classes], np.int64))]))
     b.node("Concat", "detections", outputs, axis=1)
     boxes = 3 * ((size // 8) ** 2 + (size // 16) ** 2)
-    return b.model("yolo", [("images", [1, 3, size, size])], [("detections_out", [1, boxes, 5 + classes])])
+    return make_model(b, [("images", [1, 3, size, size])], [("detections_out", [1, boxes, 5 + classes])], name="yolo")
 
 
 def conv_chain(layers: int = 500, channels: int = 32, size: int = 28) -> onnx.ModelProto:
@@ -171,4 +160,4 @@ def conv_chain(layers: int = 500, channels: int = 32, size: int = 28) -> onnx.Mo
         x = y
     b.conv("head", x, channels, channels, 1)
     b.nodes[-1].output[0] = "output"
-    return b.model("chain", [("input", [1, channels, size, size])], [("output", [1, channels, size, size])])
+    return make_model(b, [("input", [1, channels, size, size])], [("output", [1, channels, size, size])], name="chain")
