@@ -16,7 +16,6 @@ import argparse
 import datetime
 import io
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import onnx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import describe  # noqa: E402
 from edge.frontend.onnx_import import load_onnx  # noqa: E402
 from edge.ir import Graph  # noqa: E402
 from edge.passes import optimize  # noqa: E402
@@ -63,14 +63,8 @@ def _interleaved_medians(
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
     uname = subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip()
-    versions = f"numpy {np.__version__}, Python {platform.python_version()}"
-    return f"- uname: `{uname}`\n- nproc: {os.cpu_count()}\n- cpu: {cpu}\n- {versions}"
+    return f"- uname: `{uname}`\n- {describe()}"
 
 
 def run(models: list[str], repeats: int, out: io.TextIOBase) -> None:

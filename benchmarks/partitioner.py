@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edge  # noqa: E402
+from benchmarks.machine import describe  # noqa: E402
 from edge.partitioner import PartitionOptions, plan_partition  # noqa: E402
 from edge.passes import optimize  # noqa: E402
 from edge.profiles import load_profile  # noqa: E402
@@ -83,7 +84,7 @@ def main() -> None:
     )
     timing = _table(["profile (mode)", "layers", "greedy subgraphs/transitions", "optimized subgraphs/transitions",
                      "min ms", "median ms"], timing_rows())
-    machine = f"{platform.node() or 'host'}: {platform.processor() or platform.machine()}, Python {platform.python_version()}, {platform.system()}"
+    machine = f"{platform.node() or 'host'}: {describe()}"
     text = (
         f"## Partitioner\n\n{date.today().isoformat()}, {machine}. `python benchmarks/partitioner.py --markdown`.\n"
         "Estimated latencies from the cost model (INT8 on DLA core 0 with GPU fallback, each profile's default power\n"

@@ -25,11 +25,9 @@ import onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from cpu_vs_onnxruntime import machine  # noqa: E402
 
 import edge  # noqa: E402
+from benchmarks.machine import describe  # noqa: E402
 from edge.runtime.bench import BenchConfig, bench_inputs, benchmark, latency_stats  # noqa: E402
 from tests.conftest import LIGHT_DIR  # noqa: E402
 from tests.models import mobile_cnn, resnet_block_cnn, transformer_encoder  # noqa: E402
@@ -87,7 +85,7 @@ def run(models: list[str], warmup: int, iterations: int) -> None:
     import onnxruntime as ort
 
     load = os.getloadavg()[0]
-    print(f"machine: {machine()}; onnxruntime {ort.__version__}, intra-op threads {os.cpu_count()}")
+    print(f"machine: {describe()}; onnxruntime {ort.__version__}, intra-op threads {os.cpu_count()}")
     print(f"protocol: {warmup} warm-up + {iterations} timed runs each, one stream, same inputs for both runtimes\n")
     print("activation memory (KB; dynamic models at their profile's max shapes)")
     print(f"{'model':<21}{'arena':>10}{'naive':>10}{'lower bd':>10}{'arena/lb':>10}{'naive/arena':>12}{'in-place':>10}")
@@ -128,7 +126,7 @@ def _write_docs(output: str) -> None:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (
         f"{SECTION}\n\nMemory planner and `edgetrt bench` vs onnxruntime (`python benchmarks/runtime.py`), "
-        f"run {stamp} on {machine()}.\n\n```\n{output.rstrip()}\n```\n"
+        f"run {stamp} on {describe()}.\n\n```\n{output.rstrip()}\n```\n"
     )
     start = text.find(f"\n{SECTION}\n")
     if start < 0:

@@ -28,7 +28,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edge  # noqa: E402
-from benchmarks.cpu_vs_onnxruntime import machine  # noqa: E402
+from benchmarks.machine import describe  # noqa: E402
 from tests.serve.load import run_load  # noqa: E402
 
 _SIZES = (256, 1024, 1024, 64)
@@ -95,7 +95,7 @@ def main() -> None:
             "--max-batch", str(args.max_batch), "--max-queue-delay-ms", str(args.delay_ms), "--instances", str(args.instances),
         ],
     }
-    print(f"# {datetime.date.today()} | {machine()} | edgetrt {edge.__version__}")
+    print(f"# {datetime.date.today()} | {describe()} | edgetrt {edge.__version__}")
     print(f"# model: MLP {'-'.join(map(str, _SIZES))} fp32 (cpu profile); {args.clients} clients x {args.requests} requests, 1 row each")
     print("| configuration | requests/s | p50 ms | p99 ms | failed | wrong |")
     print("|---|---:|---:|---:|---:|---:|")
