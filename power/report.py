@@ -11,7 +11,7 @@ import base64
 import html
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,6 +207,22 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
+def _lines_plot(
+    samples: Sequence[Sample], getters: dict[str, Callable[[Sample], float | None]], title: str, ylabel: str, **limits: object
+) -> bytes | None:
+    """One line per getter that has data over time, labelled by its key; None when none has."""
+    series = {label: _series(samples, getter) for label, getter in getters.items()}
+    if not any(v.size for _, v in series.values()):
+        return None
+    fig, ax = _figure()
+    for label, (t, v) in series.items():
+        if v.size:
+            ax.plot(*_gapped(t, v), label=label)
+    ax.set(title=title, xlabel="time (s)", ylabel=ylabel, **limits)
+    ax.legend(fontsize="small")
+    return _png(fig)
+
+
 def render_plots(samples: Sequence[Sample], bench: BenchData | None = None) -> dict[str, bytes]:
     """PNG images keyed by plot name; a plot is made only when its data exists.
 
@@ -252,25 +268,13 @@ def render_plots(samples: Sequence[Sample], bench: BenchData | None = None) -> d
         "EMC": lambda s: s.emc_freq_mhz,
         "CPU (fastest core)": Sample.cpu_freq_max_mhz,
     }
-    clock_series = {k: _series(samples, f) for k, f in clocks.items()}
-    if any(v.size for _, v in clock_series.values()):
-        fig, ax = _figure()
-        for label, (t, v) in clock_series.items():
-            if v.size:
-                ax.plot(*_gapped(t, v), label=label)
-        ax.set(title="Clocks", xlabel="time (s)", ylabel="MHz")
-        ax.legend(fontsize="small")
-        plots["clocks"] = _png(fig)
     loads = {"GPU": lambda s: s.gpu_load_pct, "CPU (mean)": Sample.cpu_load_mean_pct, "EMC": lambda s: s.emc_load_pct}
-    load_series = {k: _series(samples, f) for k, f in loads.items()}
-    if any(v.size for _, v in load_series.values()):
-        fig, ax = _figure()
-        for label, (t, v) in load_series.items():
-            if v.size:
-                ax.plot(*_gapped(t, v), label=label)
-        ax.set(title="Utilization", xlabel="time (s)", ylabel="%", ylim=(0, 105))
-        ax.legend(fontsize="small")
-        plots["utilization"] = _png(fig)
+    for key, png in (
+        ("clocks", _lines_plot(samples, clocks, "Clocks", "MHz")),
+        ("utilization", _lines_plot(samples, loads, "Utilization", "%", ylim=(0, 105))),
+    ):
+        if png is not None:
+            plots[key] = png
     return plots
 
 
