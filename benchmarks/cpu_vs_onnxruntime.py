@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -27,6 +26,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edge  # noqa: E402
+from benchmarks.machine import describe  # noqa: E402
 from tests.conftest import LIGHT_DIR, LIGHT_MODELS  # noqa: E402
 from tests.test_light_models import randomize_weights  # noqa: E402
 
@@ -42,18 +42,6 @@ def interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[f
             fn()
             bucket.append((time.perf_counter() - start) * 1000)
     return [statistics.median(bucket) for bucket in times]
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
 
 
 def load_model(name: str) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
@@ -82,7 +70,7 @@ def main() -> None:
     import onnxruntime as ort
 
     counts = [int(t) for t in args.threads.split(",")]
-    print(f"machine: {machine()}; onnxruntime {ort.__version__}")
+    print(f"machine: {describe()}; onnxruntime {ort.__version__}")
     print(f"{'model':<14}{'threads':>8}{'nodes':>7}{'layers':>8}{'edgetrt ms':>12}{'ort ms':>10}{'ratio':>8}  load avg")
     worst: dict[int, tuple[float, str]] = {}
     for name in args.models.split(","):
