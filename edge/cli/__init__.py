@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _load_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # click returns typer.Exit's code here
     except EdgeError as exc:
         console_error(str(exc))
         return exc.exit_code
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             console_error("aborted")
             return 1
         raise
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":
