@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import io
-import os
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import onnx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.docs import write_section  # noqa: E402
 from benchmarks.machine import describe  # noqa: E402
 from edge.frontend.onnx_import import load_onnx  # noqa: E402
 from edge.ir import Graph  # noqa: E402
@@ -92,8 +92,6 @@ def run(models: list[str], repeats: int, out: io.TextIOBase) -> None:
 
 def _write_docs(table: str, repeats: int) -> None:
     """Replace this benchmark's section of docs/benchmarks.md (or append it), leaving others alone."""
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
     section = (
         f"{SECTION}\n\n`python benchmarks/optimizer.py --repeats {repeats}`, "
         f"{datetime.date.today().isoformat()}\n\n{_machine()}\n\n"
@@ -103,15 +101,7 @@ def _write_docs(table: str, repeats: int) -> None:
         "with other jobs, so single rows are noisy; node counts and build times are exact.\n\n"
         f"```\n{table.rstrip()}\n```\n"
     )
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + ("" if end < 0 else "\n" + text[end + 1 :])
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_section(SECTION, section)
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import edge  # noqa: E402
+from benchmarks.docs import write_section  # noqa: E402
 from benchmarks.machine import describe  # noqa: E402
 from edge.runtime.bench import BenchConfig, bench_inputs, benchmark, latency_stats  # noqa: E402
 from tests.conftest import LIGHT_DIR  # noqa: E402
@@ -121,23 +122,12 @@ def run(models: list[str], warmup: int, iterations: int) -> None:
 
 def _write_docs(output: str) -> None:
     """Replace this benchmark's section of docs/benchmarks.md (or append it), leaving others alone."""
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (
         f"{SECTION}\n\nMemory planner and `edgetrt bench` vs onnxruntime (`python benchmarks/runtime.py`), "
         f"run {stamp} on {describe()}.\n\n```\n{output.rstrip()}\n```\n"
     )
-    start = text.find(f"\n{SECTION}\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[: start + 1] + section + ("" if end < 0 else text[end:])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_section(SECTION, section)
 
 
 def main() -> None:
