@@ -35,7 +35,6 @@ import importlib.util
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,7 +43,7 @@ import onnx
 from edge.builder import BuilderConfig, build
 from edge.engine import Engine, load
 from edge.errors import EdgeError, ModelImportError
-from edge.frontend import load_onnx
+from edge.frontend import load_model_proto, load_onnx
 from edge.ir import Graph, Node
 from edge.runtime.context import check_inputs
 from edge.runtime.inputs import random_inputs
@@ -241,7 +240,7 @@ def compare(
         raise EdgeError(f"reference '{reference}' is not one of {list(REFERENCES)}")
     if engine is not None and config is not None:
         raise EdgeError("give either an engine or build settings, not both (the engine is already built)")
-    proto = _model_proto(model)
+    proto = load_model_proto(model)
     if engine is None:
         engine = build(proto.SerializeToString(), config or BuilderConfig())
     elif not isinstance(engine, Engine):
@@ -283,23 +282,6 @@ def compare(
         layerwise=tracker.result() if tracker is not None else None,
         inputs={k: list(np.shape(v)) for k, v in feeds.items()},
     )
-
-
-def _model_proto(model: str | os.PathLike | bytes | onnx.ModelProto) -> onnx.ModelProto:
-    if isinstance(model, onnx.ModelProto):
-        return model
-    if isinstance(model, bytes):
-        try:
-            return onnx.load_from_string(model)
-        except Exception as exc:  # protobuf raises its own DecodeError
-            raise EdgeError(f"model bytes are not an ONNX model ({exc})") from None
-    path = Path(model)
-    if not path.is_file():
-        raise EdgeError(f"model '{path}' does not exist")
-    try:
-        return onnx.load(path)
-    except Exception as exc:  # protobuf DecodeError, missing external data
-        raise EdgeError(f"'{path}' is not a readable ONNX model ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
 
 
 def _reference_graph(proto: onnx.ModelProto, engine: Engine, config: BuilderConfig | None) -> Graph:
