@@ -9,6 +9,7 @@ beside a kernel for ops onnx's shape inference does not know (fused and custom o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from edge.ir import Graph, Node
 
 __all__ = [
     "OpContext",
+    "Workspace",
     "Kernel",
     "KernelFn",
     "ShapeFn",
@@ -34,6 +36,30 @@ KernelFn = Callable[..., Any]
 ShapeFn = Callable[..., list[tuple[np.dtype, tuple]]]
 
 
+class Workspace:
+    """Named scratch buffers a kernel reuses from run to run (im2col columns, padded inputs).
+
+    One execution context owns one workspace and runs one kernel at a time, so every kernel
+    may take any buffer; a buffer only grows. Reusing them spares the allocation and the
+    page faults a fresh multi-megabyte array costs on every run. Contents are undefined
+    when handed out: a kernel writes everything it later reads.
+    """
+
+    __slots__ = ("_buffers",)
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A C-contiguous ``shape``/``dtype`` view of scratch buffer ``name``."""
+        dtype = np.dtype(dtype)
+        nbytes = math.prod(shape) * dtype.itemsize
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.nbytes < nbytes:
+            buffer = self._buffers[name] = np.empty(max(nbytes, 1), np.uint8)
+        return buffer[:nbytes].view(dtype).reshape(shape)
+
+
 class OpContext:
     """What a kernel sees besides its input arrays.
 
@@ -42,9 +68,13 @@ class OpContext:
         opset: the model's opset for the node's domain.
         out: preallocated output buffers (arena views) or None; a kernel may write its
             result into ``out[i]`` and return it, otherwise the runtime copies.
+        cache: a dict kept per node across runs, for facts derived from attributes and
+            input shapes (parsed windows, folded constants): key entries by what they
+            depend on. Shared by threads running one schedule, so never scratch memory.
+        workspace: scratch buffers of the running execution context (see Workspace).
     """
 
-    __slots__ = ("node", "opset", "out", "_run_subgraph")
+    __slots__ = ("node", "opset", "out", "cache", "workspace", "_run_subgraph")
 
     def __init__(
         self,
@@ -52,14 +82,26 @@ class OpContext:
         opset: int,
         run_subgraph: Callable[[Graph, Sequence[np.ndarray | None]], list[np.ndarray]] | None = None,
         out: list[np.ndarray | None] | None = None,
+        cache: dict[Any, Any] | None = None,
+        workspace: Workspace | None = None,
     ) -> None:
         self.node = node
         self.opset = opset
         self.out = out if out is not None else [None] * len(node.outputs)
+        self.cache = cache if cache is not None else {}
+        self.workspace = workspace if workspace is not None else Workspace()
         self._run_subgraph = run_subgraph
 
     def attr(self, name: str, default: Any = None) -> Any:
         return self.node.attrs.get(name, default)
+
+    def output(self, index: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """Where to write output ``index``: its planned buffer when that has this shape and
+        dtype, else a fresh array (dynamic shapes, unplanned runs)."""
+        out = self.out[index]
+        if out is not None and out.shape == shape and out.dtype == dtype:
+            return out
+        return np.empty(shape, dtype)
 
     @property
     def num_outputs(self) -> int:

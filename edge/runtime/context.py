@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edge.errors import InputError
+from edge.kernels.registry import Workspace
 from edge.runtime.arena import Arena, SlotPlan, plan_from_record, probe_run, static_plan
 from edge.runtime.interpreter import Step
 from edge.runtime.profiles import OptimizationProfile, profiles_from_record, select_profile
@@ -38,6 +39,7 @@ class ExecutionContext:
         self._specs = engine.inputs
         self._outputs = [spec.name for spec in engine.outputs]
         self._arena = Arena()
+        self._workspace = Workspace()
         self._profiles: list[OptimizationProfile] = profiles_from_record(engine.build.get("optimization_profiles"))
         self._profile_index: int | None = None
         self._static = _static_plan(engine, self._schedule) if all(_is_static(s) for s in self._specs) else None
@@ -91,7 +93,9 @@ class ExecutionContext:
                 schedule.plans.put(key, plan)
                 return dict(zip(self._outputs, results))
         buffers = self._arena.views(plan, schedule.num_slots)
-        results = schedule.run(arrays, on_step=self.profiler, buffers=buffers, arena=self._arena.array)
+        results = schedule.run(
+            arrays, on_step=self.profiler, buffers=buffers, arena=self._arena.array, workspace=self._workspace
+        )
         return dict(zip(self._outputs, results))
 
 

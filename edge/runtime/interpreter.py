@@ -6,8 +6,9 @@ runs subgraphs (If/Loop bodies), constant folding and shape inference fallbacks.
 
 A run may be given one preallocated output buffer per slot (views into an execution
 context's arena, see :mod:`edge.runtime.memory`): kernels may write into them through
-``ctx.out``, otherwise the result is copied in. A Schedule holds no per-run state, so
-several threads may run one Schedule at once.
+``ctx.out``, otherwise the result is copied in. A Schedule holds no per-run state besides
+each step's ``cache`` of pure facts derived from attributes and shapes, so several threads
+may run one Schedule at once; scratch memory comes from the caller's ``Workspace``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from edge.errors import EdgeError, KernelError
 from edge.ir import Graph, Node, Value, captured_values
-from edge.kernels.registry import Kernel, OpContext, lookup
+from edge.kernels.registry import Kernel, OpContext, Workspace, lookup
 from edge.precision import REDUCED, round_to_fp16
 from edge.runtime.memory import INPLACE_OPS, PlanCache, StepUse
 
@@ -38,6 +39,8 @@ class Step:
     free: list[int]
     fp16: bool = False
     reads: list[int] = field(default_factory=list)
+    cache: dict = field(default_factory=dict)
+    nested: bool = False
 
 
 class Schedule:
@@ -70,10 +73,12 @@ class Schedule:
             opset = graph.opset.get(_domain(node.domain), 1)
             fp16 = node.meta.get("precision") in REDUCED
             reads = [s for s in ins if s is not None]
+            nested = False
             for sub in node.subgraphs():
+                nested = True
                 self.subschedules[id(sub)] = Schedule(sub, backend)
                 reads += [self.slot[id(v)] for v in captured_values(sub) if id(v) in self.slot]
-            self.steps.append(Step(node, kernel, opset, ins, outs, [], fp16, reads))
+            self.steps.append(Step(node, kernel, opset, ins, outs, [], fp16, reads, nested=nested))
         self.output_slots = [self._slot_of(v) for v in graph.outputs]
         self._plan_frees()
 
@@ -129,6 +134,7 @@ class Schedule:
         on_step: Callable[[Step, list[np.ndarray]], None] | None = None,
         buffers: Sequence[np.ndarray | None] | None = None,
         arena: np.ndarray | None = None,
+        workspace: Workspace | None = None,
     ) -> list[np.ndarray]:
         """Run on arrays given in ``graph.inputs`` order; returns ``graph.outputs`` arrays.
 
@@ -139,7 +145,11 @@ class Schedule:
             buffers: per slot, the planned output buffer (an arena view) or None.
             arena: the memory ``buffers`` view; results that would alias it without a
                 planned buffer are copied out, and so are the returned outputs.
+            workspace: kernels' scratch buffers, reused across runs by one caller at a
+                time (an execution context); a fresh one per run when None.
         """
+        if workspace is None:
+            workspace = Workspace()
         slots: list[np.ndarray | None] = [None] * self.num_slots
         for slot, array in self.constants.items():
             slots[slot] = array
@@ -154,7 +164,7 @@ class Schedule:
             if step.fp16:
                 args = [None if a is None else round_to_fp16(a) for a in args]
             out = None if buffers is None else [buffers[s] for s in step.outputs]
-            results = _call(step, args, self, slots, out)
+            results = _call(step, args, self, slots, out, workspace)
             if step.fp16:
                 results = [round_to_fp16(r) for r in results]
             if out is not None:
@@ -175,11 +185,17 @@ def _place(result: np.ndarray, view: np.ndarray | None, arena: np.ndarray | None
     if result is view:
         return result
     if view is not None and result.shape == view.shape and result.dtype == view.dtype:
-        np.copyto(view, result)
+        if not _same_memory(result, view):  # an aliasing op (Reshape) planned over its input
+            np.copyto(view, result)
         return view
     # no buffer, or a data-dependent shape the plan did not foresee: the result must not
     # alias arena bytes that a later step will overwrite
     return _detach(result, arena)
+
+
+def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when ``a`` and ``b`` are the same bytes laid out the same way."""
+    return a.strides == b.strides and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
 
 
 def _detach(array: np.ndarray, arena: np.ndarray | None) -> np.ndarray:
@@ -191,18 +207,25 @@ def _domain(domain: str) -> str:
 
 
 def _call(
-    step: Step, args: list[np.ndarray | None], schedule: Schedule, slots: list, out: list | None = None
+    step: Step,
+    args: list[np.ndarray | None],
+    schedule: Schedule,
+    slots: list,
+    out: list | None = None,
+    workspace: Workspace | None = None,
 ) -> list[np.ndarray]:
     """Invoke a step's kernel, normalising its result to a list and naming the node on failure."""
+    run_subgraph = None
+    if step.nested:
 
-    def run_subgraph(graph: Graph, sub_inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
-        sub = schedule.subschedules.get(id(graph))
-        if sub is None or sub.graph is not graph:  # a graph the node does not hold: compile it now
-            sub = Schedule(graph, schedule.backend)
-        outer = {id(v): slots[schedule.slot[id(v)]] for v in sub.captured if id(v) in schedule.slot}
-        return sub.run(sub_inputs, outer)
+        def run_subgraph(graph: Graph, sub_inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+            sub = schedule.subschedules.get(id(graph))
+            if sub is None or sub.graph is not graph:  # a graph the node does not hold: compile it now
+                sub = Schedule(graph, schedule.backend)
+            outer = {id(v): slots[schedule.slot[id(v)]] for v in sub.captured if id(v) in schedule.slot}
+            return sub.run(sub_inputs, outer)
 
-    ctx = OpContext(step.node, step.opset, run_subgraph, out)
+    ctx = OpContext(step.node, step.opset, run_subgraph, out, step.cache, workspace)
     try:
         result = step.kernel.fn(ctx, *args)
     except EdgeError:
@@ -211,6 +234,8 @@ def _call(
         shapes = ", ".join("None" if a is None else f"{a.dtype}{list(np.shape(a))}" for a in args)
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise KernelError(f"node '{step.node.name}' ({step.node.op_type}) failed on inputs ({shapes}): {message}") from exc
+    if type(result) is np.ndarray:
+        return [result]
     results = list(result) if isinstance(result, (tuple, list)) else [result]
     return [np.asarray(r) if not isinstance(r, np.ndarray) else r for r in results]
 
@@ -220,7 +245,7 @@ def evaluate_node(node: Node, inputs: Sequence[np.ndarray | None], opset: int, b
     kernel = lookup(node.op_type, node.domain, backend, opset)
     if kernel is None:
         raise KernelError(f"node '{node.name}': no {backend} kernel for {node.op_type}")
-    step = Step(node, kernel, opset, [], [], [])
+    step = Step(node, kernel, opset, [], [], [], nested=any(True for _ in node.subgraphs()))
     empty = Schedule(Graph(), backend)
     empty.subschedules = {id(sub): Schedule(sub, backend) for sub in node.subgraphs()}
     return _call(step, list(inputs), empty, [])

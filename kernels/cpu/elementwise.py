@@ -15,7 +15,31 @@ from scipy import special
 from edge.kernels.cpu.precision import widen_half
 from edge.kernels.registry import OpContext, register
 
-__all__: list[str] = []  # kernels are reached through the registry
+__all__ = ["relu_into", "zeros_view"]  # kernels themselves are reached through the registry
+
+_ZEROS: dict[np.dtype, np.ndarray] = {}
+
+
+def zeros_view(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A read-only array of zeros of ``shape``, a view of one shared calloc'd buffer.
+
+    numpy's maximum against a scalar runs without SIMD (several times slower than against
+    an array), and untouched calloc pages all map the one zero page, so reading this costs
+    neither memory nor cache.
+    """
+    dtype = np.dtype(dtype)
+    size = math.prod(shape)
+    zeros = _ZEROS.get(dtype)
+    if zeros is None or zeros.size < size:
+        zeros = np.zeros(max(size, 1 << 20), dtype)
+        zeros.flags.writeable = False
+        _ZEROS[dtype] = zeros
+    return zeros[:size].reshape(shape)
+
+
+def relu_into(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """max(x, 0) written into ``out`` (which may be ``x``); NaN stays NaN."""
+    return np.maximum(x, zeros_view(x.shape, x.dtype), out=out)
 
 
 def _unary(op_type: str, fn) -> None:
@@ -76,19 +100,30 @@ for _name, _fn in {
     _binary(_name, _fn)
 
 
+def _into(ctx: OpContext, ufunc: np.ufunc, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``ufunc(a, b)``, written into the planned output buffer when the operands share a dtype."""
+    if ctx.out[0] is None or a.dtype != b.dtype:
+        return ufunc(a, b)
+    key = ("broadcast", a.shape, b.shape)
+    shape = ctx.cache.get(key)
+    if shape is None:
+        shape = ctx.cache[key] = np.broadcast_shapes(a.shape, b.shape)
+    return ufunc(a, b, out=ctx.output(0, shape, a.dtype))
+
+
 @register("Add")
 def add(ctx: OpContext, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.add(a, b)
+    return _into(ctx, np.add, a, b)
 
 
 @register("Sub")
 def sub(ctx: OpContext, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.subtract(a, b)
+    return _into(ctx, np.subtract, a, b)
 
 
 @register("Mul")
 def mul(ctx: OpContext, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.multiply(a, b)
+    return _into(ctx, np.multiply, a, b)
 
 
 @register("Div")
@@ -158,7 +193,9 @@ def is_inf(ctx: OpContext, x: np.ndarray) -> np.ndarray:
 
 @register("Relu")
 def relu(ctx: OpContext, x: np.ndarray) -> np.ndarray:
-    return np.maximum(x, np.zeros((), x.dtype))
+    if x.dtype.kind != "f":
+        return np.maximum(x, np.zeros((), x.dtype))
+    return relu_into(x, ctx.output(0, x.shape, x.dtype))
 
 
 @register("LeakyRelu")

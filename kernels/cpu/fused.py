@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from edge.kernels.cpu.elementwise import relu_into
 from edge.kernels.cpu.linalg import gemm
 from edge.kernels.cpu.nn import conv, conv_transpose
 from edge.kernels.registry import OpContext, register, register_shape
@@ -25,7 +26,7 @@ DOMAIN = "edgetrt"
 
 
 def _relu(y: np.ndarray, params: Sequence[float]) -> None:
-    np.maximum(y, 0, out=y)
+    relu_into(y, y)
 
 
 def _clip(y: np.ndarray, params: Sequence[float]) -> None:

@@ -19,7 +19,10 @@ def gemm(ctx: OpContext, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = No
     if ctx.attr("transB", 0):
         b = b.T
     alpha, beta = ctx.attr("alpha", 1.0), ctx.attr("beta", 1.0)
-    y = np.matmul(a, b)
+    if a.dtype == b.dtype and ctx.out[0] is not None:
+        y = np.matmul(a, b, out=ctx.output(0, (a.shape[0], b.shape[1]), a.dtype))
+    else:
+        y = np.matmul(a, b)
     if alpha != 1.0:
         y *= np.asarray(alpha, y.dtype)
     if c is not None and beta != 0.0:

@@ -41,23 +41,36 @@ def batch_normalization(
         axes = (0,) + tuple(range(2, x.ndim))
         batch_mean, batch_var = x.mean(axis=axes), x.var(axis=axes)
         momentum = ctx.attr("momentum", 0.9)
-        y = _batch_norm_apply(x, scale, bias, batch_mean, batch_var, epsilon)
+        factor, shift = _batch_norm_affine(x, scale, bias, batch_mean, batch_var, epsilon)
+        y = x * factor
+        y += shift
         running_mean = (mean * momentum + batch_mean * (1 - momentum)).astype(mean.dtype)
         running_var = (var * momentum + batch_var * (1 - momentum)).astype(var.dtype)
         return (y, running_mean, running_var)[: ctx.num_outputs]
-    return _batch_norm_apply(x, scale, bias, mean, var, epsilon)
+    params = (scale, bias, mean, var)
+    constant = all(v is not None and v.is_const for v in ctx.node.inputs[1:5])
+    key = ("batchnorm", x.ndim, x.dtype)
+    cached = ctx.cache.get(key) if constant else None
+    if cached is not None and all(a is b for a, b in zip(cached[0], params)):
+        factor, shift = cached[1]
+    else:
+        factor, shift = _batch_norm_affine(x, scale, bias, mean, var, epsilon)
+        if constant:
+            ctx.cache[key] = (params, (factor, shift))
+    y = ctx.output(0, x.shape, x.dtype)
+    np.multiply(x, factor, out=y)
+    return np.add(y, shift, out=y)
 
 
-def _batch_norm_apply(
+def _batch_norm_affine(
     x: np.ndarray, scale: np.ndarray, bias: np.ndarray, mean: np.ndarray, var: np.ndarray, epsilon: float
-) -> np.ndarray:
-    """x * a + c with a = scale / sqrt(var + eps), c = bias - mean * a (per channel)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """(a, c) shaped to broadcast over ``x``, so that y = x * a + c, with
+    a = scale / sqrt(var + eps) and c = bias - mean * a (per channel, in x's dtype)."""
     compute = np.promote_types(x.dtype, np.float32)
     factor = scale.astype(compute) / np.sqrt(var.astype(compute) + epsilon)
     shift = bias.astype(compute) - mean.astype(compute) * factor
-    y = x * _per_channel(factor, x.ndim).astype(x.dtype)
-    y += _per_channel(shift, x.ndim).astype(x.dtype)
-    return y
+    return _per_channel(factor, x.ndim).astype(x.dtype), _per_channel(shift, x.ndim).astype(x.dtype)
 
 
 def _standardize(x: np.ndarray, axes: tuple[int, ...], epsilon: float, dtype: np.dtype) -> tuple[np.ndarray, ...]:

@@ -50,7 +50,10 @@ def flatten(ctx: OpContext, x: np.ndarray) -> np.ndarray:
 @register("Transpose")
 def transpose(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     perm = ctx.attr("perm")
-    return np.ascontiguousarray(np.transpose(x, perm if perm else None))
+    view = np.transpose(x, perm if perm else None)
+    y = ctx.output(0, view.shape, x.dtype)
+    np.copyto(y, view)
+    return y
 
 
 def _squeeze(x: np.ndarray, axes: list[int] | None) -> np.ndarray:
@@ -93,7 +96,15 @@ def unsqueeze(ctx: OpContext, x: np.ndarray, axes: np.ndarray) -> np.ndarray:
 
 @register("Concat")
 def concat(ctx: OpContext, *inputs: np.ndarray) -> np.ndarray:
-    return np.concatenate([x for x in inputs if x is not None], axis=ctx.attr("axis", 0))
+    """Pieces are copied straight into the planned output buffer when there is one."""
+    pieces = [x for x in inputs if x is not None]
+    axis = ctx.attr("axis", 0)
+    if ctx.out[0] is None or any(x.dtype != pieces[0].dtype for x in pieces):
+        return np.concatenate(pieces, axis=axis)
+    first = pieces[0]
+    axis = normalize_axes([axis], first.ndim)[0]
+    shape = first.shape[:axis] + (sum(x.shape[axis] for x in pieces),) + first.shape[axis + 1 :]
+    return np.concatenate(pieces, axis=axis, out=ctx.output(0, shape, first.dtype))
 
 
 def _split(ctx: OpContext, x: np.ndarray, split: list[int] | None) -> tuple[np.ndarray, ...]:
