@@ -17,6 +17,7 @@ __all__ = [
     "KernelError",
     "PowerError",
     "TelemetryError",
+    "CalibrationError",
 ]
 
 
@@ -70,3 +71,7 @@ class PowerError(EdgeError):
 
 class TelemetryError(EdgeError):
     """Telemetry cannot be read: a log holds no tegrastats line, or no sampler is available."""
+
+
+class CalibrationError(EdgeError):
+    """Calibration data or a calibration cache is missing, malformed or does not fit the model."""

@@ -1,0 +1,33 @@
+"""INT8 quantization: calibration data, calibrators, TensorRT calibration caches, and the INT8 build stage."""
+
+from edge.quant.apply import NO_SCALES, apply_int8, mark_explicit, onnx_layout, onnx_tensor, precision_label
+from edge.quant.cache import TRT_VERSION, CalibrationCache, read_cache, write_cache
+from edge.quant.calibration import DEFAULT_PERCENTILE, Calibration, TensorRange, calibrate, calibration_for
+from edge.quant.calibrators import CALIBRATORS, entropy_threshold, percentile_threshold
+from edge.quant.data import load_calibration_data
+from edge.quant.numerics import Quantizer, quantize_weight, quantizer_of
+
+__all__ = [
+    "CALIBRATORS",
+    "DEFAULT_PERCENTILE",
+    "NO_SCALES",
+    "TRT_VERSION",
+    "Calibration",
+    "CalibrationCache",
+    "Quantizer",
+    "TensorRange",
+    "apply_int8",
+    "calibrate",
+    "calibration_for",
+    "entropy_threshold",
+    "load_calibration_data",
+    "mark_explicit",
+    "onnx_layout",
+    "onnx_tensor",
+    "percentile_threshold",
+    "precision_label",
+    "quantize_weight",
+    "quantizer_of",
+    "read_cache",
+    "write_cache",
+]

@@ -1,0 +1,171 @@
+"""Running calibration: per-tensor statistics of the unfused FP32 graph over calibration batches.
+
+Like EntropyCalibrator2 and MinMax, edgetrt calibrates *before* fusion, on the imported ONNX
+graph, so the scales are keyed by the ONNX tensor names and a cache fits any build of the
+model (and trtexec). Every float network input and float node output gets a scale; tensors
+that are zero on every batch get none (their layers fall back to FP16).
+
+Pass 1 records max |x| per tensor (all ``minmax`` needs); histogram calibrators run the
+batches again to fill 2048 bins over [0, max |x|].
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edge.errors import CalibrationError
+from edge.ir import Graph, Value
+from edge.quant.cache import CalibrationCache, read_cache, write_cache
+from edge.quant.calibrators import CALIBRATORS, HISTOGRAM_BINS, entropy_threshold, percentile_threshold
+from edge.quant.data import load_calibration_data
+from edge.quant.numerics import SYMMETRIC_MAX
+
+if TYPE_CHECKING:
+    from edge.runtime.interpreter import Step
+
+__all__ = ["DEFAULT_PERCENTILE", "Calibration", "TensorRange", "calibrate", "calibration_for"]
+
+DEFAULT_PERCENTILE = 99.99
+
+
+@dataclass
+class TensorRange:
+    """One tensor's calibration result: the largest |x| seen and the chosen threshold."""
+
+    amax: float
+    threshold: float
+
+    @property
+    def scale(self) -> float:
+        return self.threshold / SYMMETRIC_MAX
+
+
+@dataclass
+class Calibration:
+    """Scales for a model, where they came from, and (after calibrating) each tensor's range."""
+
+    calibrator: str
+    scales: dict[str, float]
+    source: str  # "calibrated" or "cache"
+    ranges: dict[str, TensorRange] | None = None
+    batches: int = 0
+
+
+def _is_float(value: Value) -> bool:
+    return value.dtype is not None and np.issubdtype(value.dtype, np.floating) and not value.meta.get("omitted")
+
+
+class _Statistics:
+    """Accumulates max |x| (pass 1) or |x| histograms (pass 2) per tensor name."""
+
+    def __init__(self, amax: dict[str, float] | None = None) -> None:
+        self.amax: dict[str, float] = {}
+        self.limits = amax
+        self.hist: dict[str, np.ndarray] = {}
+
+    def add(self, name: str, array: np.ndarray) -> None:
+        if array.size == 0:
+            return
+        magnitude = np.abs(array)
+        if self.limits is None:
+            peak = float(magnitude.max())
+            if not np.isfinite(peak):
+                raise CalibrationError(f"tensor '{name}' is not finite on the calibration data")
+            self.amax[name] = max(self.amax.get(name, 0.0), peak)
+            return
+        limit = self.limits.get(name, 0.0)
+        if limit > 0:
+            counts, _ = np.histogram(magnitude, bins=HISTOGRAM_BINS, range=(0.0, limit))
+            self.hist[name] = self.hist.get(name, 0) + counts
+
+    def on_step(self, step: Step, results: list[np.ndarray]) -> None:
+        for value, array in zip(step.node.outputs, results):
+            if _is_float(value):
+                self.add(value.name, array)
+
+
+def _run(graph: Graph, batches: Sequence[list[np.ndarray]], stats: _Statistics) -> None:
+    from edge.runtime.interpreter import Schedule  # the runtime imports edge.quant's numerics
+
+    schedule = Schedule(graph)
+    for batch in batches:
+        for value, array in zip(graph.inputs, batch):
+            if _is_float(value):
+                stats.add(value.name, array)
+        schedule.run(batch, on_step=stats.on_step)
+
+
+def calibrate(
+    graph: Graph,
+    batches: Sequence[list[np.ndarray]],
+    calibrator: str = "entropy2",
+    percentile: float = DEFAULT_PERCENTILE,
+) -> Calibration:
+    """Calibrate the (unfused, FP32) ``graph`` on input batches given in ``graph.inputs`` order."""
+    if calibrator not in CALIBRATORS:
+        raise CalibrationError(f"calibrator '{calibrator}' is not one of {list(CALIBRATORS)}")
+    if not batches:
+        raise CalibrationError("calibration needs at least one batch")
+    first = _Statistics()
+    _run(graph, batches, first)
+    amax = first.amax
+    if calibrator == "minmax":
+        thresholds = dict(amax)
+    else:
+        second = _Statistics(amax)
+        _run(graph, batches, second)
+        thresholds = {}
+        for name, peak in amax.items():
+            if name not in second.hist:
+                continue
+            width = peak / HISTOGRAM_BINS
+            if calibrator == "entropy2":
+                thresholds[name] = entropy_threshold(second.hist[name], width)
+            else:
+                thresholds[name] = percentile_threshold(second.hist[name], width, percentile)
+    ranges = {name: TensorRange(amax[name], thresholds.get(name, 0.0)) for name in amax}
+    scales = {name: r.scale for name, r in ranges.items() if r.threshold > 0}
+    return Calibration(calibrator, scales, "calibrated", ranges, len(batches))
+
+
+def calibration_for(
+    graph: Graph,
+    data: str | os.PathLike | None = None,
+    cache: str | os.PathLike | None = None,
+    calibrator: str | None = None,
+    max_batches: int | None = None,
+) -> Calibration:
+    """Scales for ``graph`` from a cache when it exists and fits, else by calibrating on ``data``.
+
+    A cache fits when its algorithm is ``calibrator``'s (any algorithm when ``calibrator`` is
+    None) and it names at least one of the graph's tensors. After calibrating, the cache is
+    (re)written when a path was given.
+
+    Raises:
+        CalibrationError: no usable cache and no data, or bad data (see load_calibration_data).
+    """
+    names = {v.name for v in graph.inputs} | {v.name for node in graph.nodes for v in node.outputs}
+    reason = "no calibration data or cache given"
+    if cache is not None and Path(cache).is_file():
+        found = read_cache(cache)
+        if calibrator is not None and found.calibrator != calibrator:
+            reason = f"calibration cache '{cache}' was written by {found.algorithm}, not {CALIBRATORS[calibrator]}"
+        elif not names & set(found.scales):
+            reason = f"calibration cache '{cache}' names none of the model's tensors"
+        else:
+            return Calibration(found.calibrator or found.algorithm, found.scales, "cache")
+    elif cache is not None:
+        reason = f"calibration cache '{cache}' does not exist"
+    if data is None:
+        raise CalibrationError(f"{reason}; give calibration data (--calib-data DIR) to calibrate")
+    batches = load_calibration_data(data, graph.inputs, max_batches)
+    result = calibrate(graph, batches, calibrator or "entropy2")
+    if cache is not None:
+        write_cache(cache, CalibrationCache(CALIBRATORS[result.calibrator], result.scales))
+    return result
