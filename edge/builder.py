@@ -20,6 +20,7 @@ from edge.partitioner import PartitionOptions, partition
 from edge.passes import optimize
 from edge.precision import PRECISIONS, assign_precision, round_weights
 from edge.profiles import load_profile
+from edge.quant import CALIBRATORS, apply_int8, calibration_for, onnx_layout
 from edge.runtime.arena import plan_engine_memory
 from edge.runtime.profiles import validate_profiles
 
@@ -41,6 +42,12 @@ class BuilderConfig:
         optimization_profiles: list of {input: (min, opt, max)} shape ranges for dynamic inputs.
         optimize: run the graph optimizer.
         verbose: record per-pass details for printing.
+        calib_data: folder of .npy/.npz calibration inputs (INT8 scales; see edge.quant.data).
+        calib_cache: TensorRT calibration cache file: read when it exists and fits the model
+            and calibrator, else written after calibrating on ``calib_data``.
+        calibrator: "entropy2", "minmax" or "percentile"; None takes a cache's algorithm,
+            else "entropy2".
+        calib_batches: calibrate on at most this many batches.
     """
 
     precision: str = "fp32"
@@ -53,11 +60,21 @@ class BuilderConfig:
     optimization_profiles: list[dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]] | None = None
     optimize: bool = True
     verbose: bool = False
+    calib_data: str | os.PathLike | None = None
+    calib_cache: str | os.PathLike | None = None
+    calibrator: str | None = None
+    calib_batches: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise EdgeError(f"precision '{self.precision}' is not one of {list(PRECISIONS)}")
+        if self.calibrator is not None and self.calibrator not in CALIBRATORS:
+            raise EdgeError(f"calibrator '{self.calibrator}' is not one of {list(CALIBRATORS)}")
+        if (self.calib_data or self.calib_cache) and self.precision != "int8":
+            raise EdgeError("calibration data or cache given, but the build is not INT8 (add --int8)")
+        if self.calib_batches is not None and self.calib_batches < 1:
+            raise EdgeError(f"calib_batches must be at least 1, got {self.calib_batches}")
 
 
 def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None = None) -> Engine:
@@ -70,6 +87,20 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
     build_info: dict[str, Any] = {"config": _config_record(config)}
     profiles = validate_profiles(graph.inputs, config.optimization_profiles)
     build_info["optimization_profiles"] = [p.to_record() for p in profiles]
+
+    # calibration (edge.quant): INT8 scales keyed by ONNX tensor names, taken before fusion
+    layout = onnx_layout(graph)
+    calibration = None
+    if config.precision == "int8" and (config.calib_data or config.calib_cache):
+        stage = time.perf_counter()
+        calibration = calibration_for(graph, config.calib_data, config.calib_cache, config.calibrator, config.calib_batches)
+        timings["calibration"] = time.perf_counter() - stage
+        build_info["calibration"] = {
+            "calibrator": calibration.calibrator,
+            "source": calibration.source,
+            "tensors": len(calibration.scales),
+            "batches": calibration.batches,
+        }
 
     if config.optimize:
         stage = time.perf_counter()
@@ -100,6 +131,7 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
     else:
         for node in graph.walk():
             node.meta["device"] = "cpu"
+    build_info["int8"] = apply_int8(graph, calibration.scales if calibration else None, layout)
     round_weights(graph)
     timings["precision_and_placement"] = time.perf_counter() - stage
 
@@ -125,4 +157,7 @@ def _config_record(config: BuilderConfig) -> dict[str, Any]:
         "dla_objective": config.dla_objective,
         "power_mode": config.power_mode,
         "optimize": config.optimize,
+        "calib_data": None if config.calib_data is None else str(config.calib_data),
+        "calib_cache": None if config.calib_cache is None else str(config.calib_cache),
+        "calibrator": config.calibrator,
     }

@@ -15,7 +15,8 @@ __all__ = ["PRECISIONS", "REDUCED", "assign_precision", "computes_in_float", "ro
 
 PRECISIONS = ("fp32", "fp16", "int8")
 REDUCED = ("fp16", "int8")
-"""Precisions the CPU backend emulates by FP16 rounding (INT8 without scales runs FP16)."""
+"""Precisions the CPU backend emulates by FP16 rounding (an "int8" layer without scales runs FP16;
+one with scales is fake-quantized instead, see edge.quant)."""
 
 
 def computes_in_float(node: Node) -> bool:
@@ -35,18 +36,20 @@ def round_to_fp16(array: np.ndarray) -> np.ndarray:
 def assign_precision(graph: Graph, precision: str) -> None:
     """Record the default ``meta["precision"]`` of every layer (the partitioner may refine it).
 
-    INT8 layers without calibration scales run in FP16 (TensorRT's rule for layers that
-    lack dynamic ranges), so "int8" marks float layers "fp16" until scales are attached.
+    "int8" marks float layers "int8"; the INT8 stage (edge.quant.apply_int8) keeps that for
+    layers whose tensors all have scales and turns the rest into "fp16" (TensorRT's rule for
+    layers that lack dynamic ranges).
     """
-    target = "fp32" if precision == "fp32" else "fp16"
+    target = precision
     for node in graph.walk():
         node.meta["precision"] = target if computes_in_float(node) else "fp32"
 
 
 def round_weights(graph: Graph) -> None:
-    """Give reduced-precision layers FP16-rounded copies of their float32 weights."""
+    """Give FP16 layers FP16-rounded copies of their float32 weights (INT8 layers get
+    INT8-quantized ones from edge.quant)."""
     for node in graph.walk():
-        if node.meta.get("precision") not in REDUCED or not computes_in_float(node):
+        if node.meta.get("precision") != "fp16" or not computes_in_float(node):
             continue
         for index, value in enumerate(node.inputs):
             if value is not None and value.is_const and value.dtype == np.float32:

@@ -22,6 +22,7 @@ from edge.errors import EdgeError, KernelError
 from edge.ir import Graph, Node, Value, captured_values
 from edge.kernels.registry import Kernel, OpContext, Workspace, lookup
 from edge.precision import REDUCED, round_to_fp16
+from edge.quant.numerics import Quantizer, explicit_quantizer, input_quantizers
 from edge.runtime.memory import INPLACE_OPS, PlanCache, StepUse
 
 __all__ = ["Step", "Schedule", "evaluate_node", "run_graph"]
@@ -41,6 +42,8 @@ class Step:
     reads: list[int] = field(default_factory=list)
     cache: dict = field(default_factory=dict)
     nested: bool = False
+    quantize_in: tuple[tuple[int, Quantizer], ...] = ()  # INT8 layer: fake-quantize these inputs
+    quantize_out: tuple[tuple[int, Quantizer], ...] = ()  # explicit Q/DQ outputs: quantize where produced
 
 
 class Schedule:
@@ -71,14 +74,21 @@ class Schedule:
             ins = [None if v is None else self._slot_of(v) for v in node.inputs]
             outs = [self._slot_of(v) for v in node.outputs]
             opset = graph.opset.get(_domain(node.domain), 1)
-            fp16 = node.meta.get("precision") in REDUCED
+            quantize_in = input_quantizers(node)
+            quantize_out = tuple((i, q) for i, v in enumerate(node.outputs) if (q := explicit_quantizer(v)) is not None)
+            fp16 = node.meta.get("precision") in REDUCED and not quantize_in
             reads = [s for s in ins if s is not None]
             nested = False
             for sub in node.subgraphs():
                 nested = True
                 self.subschedules[id(sub)] = Schedule(sub, backend)
                 reads += [self.slot[id(v)] for v in captured_values(sub) if id(v) in self.slot]
-            self.steps.append(Step(node, kernel, opset, ins, outs, [], fp16, reads, nested=nested))
+            self.steps.append(
+                Step(node, kernel, opset, ins, outs, [], fp16, reads, nested=nested, quantize_in=quantize_in, quantize_out=quantize_out)
+            )
+        self.input_quantizers = [
+            (self.slot[id(v)], q) for v in graph.inputs if (q := explicit_quantizer(v)) is not None
+        ]
         self.output_slots = [self._slot_of(v) for v in graph.outputs]
         self._plan_frees()
 
@@ -155,6 +165,8 @@ class Schedule:
             slots[slot] = array
         for value, array in zip(self.graph.inputs, inputs):
             slots[self.slot[id(value)]] = array
+        for slot, quantizer in self.input_quantizers:
+            slots[slot] = quantizer(slots[slot])
         if captured:
             for value in self.captured:
                 if id(value) in captured:
@@ -163,10 +175,16 @@ class Schedule:
             args = [None if s is None else slots[s] for s in step.inputs]
             if step.fp16:
                 args = [None if a is None else round_to_fp16(a) for a in args]
+            elif step.quantize_in:
+                for index, quantizer in step.quantize_in:
+                    args[index] = quantizer(args[index])
             out = None if buffers is None else [buffers[s] for s in step.outputs]
             results = _call(step, args, self, slots, out, workspace)
             if step.fp16:
                 results = [round_to_fp16(r) for r in results]
+            if step.quantize_out:
+                for index, quantizer in step.quantize_out:
+                    results[index] = quantizer(results[index])
             if out is not None:
                 results = [_place(r, view, arena) for r, view in zip(results, out)]
             for slot, result in zip(step.outputs, results):
