@@ -41,6 +41,7 @@ def layer_rows(graph: Graph) -> list[dict[str, Any]]:
                 "outputs": [_value(v) for v in node.outputs if not v.meta.get("omitted")],
                 "device": node.meta.get("device"),
                 "precision": node.meta.get("precision"),
+                "precision_note": node.meta.get("precision_note"),
                 "tactic": node.meta.get("tactic"),
                 "origin": node.origin,
             }

@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "edge.cli.service",
     "edge.cli.compare",
     "edge.cli.doctor",
+    "edge.cli.calibrate",
 )
 
 

@@ -15,6 +15,7 @@ from edge.cli.options import parse_input_files, parse_shapes
 from edge.errors import EdgeError
 from edge.fileio import atomic_path
 from edge.inspect import describe
+from edge.quant import precision_label
 from edge.runtime.inputs import random_inputs
 from edge.runtime.profiles import profiles_from_shape_options
 
@@ -39,6 +40,9 @@ def build_command(
     max_shapes: list[str] = typer.Option([], "--max-shapes", "--maxShapes", help="Optimization profile max shapes (repeat per profile)."),
     no_optimize: bool = typer.Option(False, "--no-optimize", help="Skip the graph optimizer."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print what each build stage did."),
+    calib_data: Path = typer.Option(None, "--calib-data", help="Folder of .npy/.npz calibration inputs (INT8 scales)."),
+    calib_cache: Path = typer.Option(None, "--calib", "--calib-cache", help="Calibration cache: read if it fits, else written after calibrating."),
+    calibrator: str = typer.Option(None, "--calibrator", help="entropy2 (default), minmax or percentile."),
 ) -> None:
     """Build an ONNX model into an engine file.
 
@@ -49,6 +53,8 @@ def build_command(
         edgetrt build yolo.onnx --fp16 --shapes images:1x3x640x640
 
         edgetrt build model.onnx --int8 --dla 0 --gpu-fallback --profile orin-agx-64gb
+
+        edgetrt build model.onnx --int8 --calib-data imgs/ --calib model.calib
 
         edgetrt build bert.onnx --min-shapes ids:1x1 --opt-shapes ids:1x128 --max-shapes ids:8x512
     """
@@ -67,6 +73,9 @@ def build_command(
         or None,
         optimize=not no_optimize,
         verbose=verbose,
+        calib_data=calib_data,
+        calib_cache=calib_cache,
+        calibrator=calibrator,
     )
     engine = edge.build(model, config)
     target = output or model.with_suffix(".engine")
@@ -93,9 +102,15 @@ def _print_build_details(engine: edge.Engine) -> None:
     partition = engine.build.get("partition_summary")
     if partition:
         console.print("placement: " + ", ".join(f"{k.replace('_', ' ')} {v:.3g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}" for k, v in partition.items()))
+    calibration = engine.build.get("calibration")
+    if calibration:
+        console.print(
+            f"calibration: {calibration['calibrator']} scales for {calibration['tensors']} tensors from "
+            + ("the cache" if calibration["source"] == "cache" else f"{calibration['batches']} batches")
+        )
     devices: dict[str, int] = {}
     for node in engine.graph.nodes:
-        key = f"{node.meta.get('device', 'cpu')}/{node.meta.get('precision', 'fp32')}"
+        key = f"{node.meta.get('device', 'cpu')}/{precision_label(node.meta)}"
         devices[key] = devices.get(key, 0) + 1
     console.print("layers per device/precision: " + ", ".join(f"{k} {v}" for k, v in sorted(devices.items())))
 
@@ -190,7 +205,7 @@ def inspect_command(
         cells = [str(index), row["name"], row["op"], ins, outs, str(dtype)]
         if is_engine:
             origin = row["origin"]
-            cells += [str(row["device"] or "cpu"), str(row["precision"] or "fp32"), ", ".join(origin) if origin != [row["name"]] else ""]
+            cells += [str(row["device"] or "cpu"), precision_label(row), ", ".join(origin) if origin != [row["name"]] else ""]
         layers.add_row(*cells)
     console.print(layers)
 

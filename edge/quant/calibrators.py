@@ -6,7 +6,7 @@
   every candidate end bin i in 128..2048 the reference distribution P is the
   first i bins with the clipped tail's mass added to bin i-1, the candidate Q merges those i
   bins (tail excluded) into 128 groups and spreads each group's total evenly over the group's
-  non-empty bins; the threshold is the right edge of the i with the smallest KL(P || Q), the
+  bins where P is non-empty (bins empty in P stay empty in Q); the threshold is the right edge of the i with the smallest KL(P || Q), the
   last one among ties.
 - ``minmax`` (IInt8MinMaxCalibrator): max |x| over all batches, no clipping.
 - ``percentile``: the right edge of the histogram bin where the CDF of |x| reaches the
@@ -52,7 +52,8 @@ def entropy_threshold(hist: np.ndarray, bin_width: float) -> float:
     log(S_Q / S_P). Q is constant over a group, so a group contributes (its P mass) x
     log(group total / non-empty bins) to sum P log Q. For end bin i the groups are
     w = i // 128 bins wide: the first 127 depend only on w, the last spans [127 w, i) and
-    holds the clipped tail in its last bin, which makes KL infinite when that bin is empty.
+    holds the clipped tail in its last bin (non-empty in P whenever the tail is); KL is
+    infinite only when the tail lands in a last group with no kept mass.
     """
     hist = np.array(hist, np.float64)
     bins = len(hist)
@@ -82,13 +83,13 @@ def entropy_threshold(hist: np.ndarray, bin_width: float) -> float:
     kept_last = hist[ends - 1]
     plogp = cum_plogp[ends - 1] + _xlogx(kept_last + tail)
     group = cum[ends] - cum[start]
-    occupied = cum_nonzero[ends] - cum_nonzero[start]
+    occupied = cum_nonzero[ends] - cum_nonzero[start] + ((kept_last == 0) & (tail > 0))
     share = np.where(occupied > 0, group / np.maximum(occupied, 1), 1.0)
-    plogq = fixed + (group + tail) * np.log(share)
     kept = cum[ends]
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogq = fixed + (group + tail) * np.log(share)
         divergence = (plogp - plogq) / total + np.log(kept / total)
-    divergence[(kept_last == 0) & (tail > 0)] = np.inf
+    divergence[(group <= 0) & (tail > 0)] = np.inf
     divergence[kept <= 0] = np.inf
     best = len(ends) - 1 - int(np.argmin(divergence[::-1]))  # the last among ties
     return int(ends[best]) * bin_width
