@@ -17,9 +17,10 @@ dla         2e-2    2e-2    FP16 on the DLA (emulated off-device), whole subgrap
 int8        1e-1    5e-2    8-bit activations/weights where scales are known
 ==========  ======  ======  ==========================================================
 
-"dla" applies to an fp16 engine with any layer placed on the DLA; int8 wins over both, and
-also applies to an engine built from an explicitly quantized (Q/DQ) model whatever its build
-precision, because the reference quantizes there.
+"dla" applies to an fp16 engine with any layer placed on the DLA; int8 wins over both. An
+fp32 engine of an explicitly quantized (Q/DQ) model gets fp32 tolerances (the engine
+re-applies every Q/DQ scale exactly); an fp16 one gets int8 tolerances, because FP16
+rounding ahead of a quantizer can move a value to the neighbouring INT8 level.
 
 Layerwise mode (Polygraphy's ``--onnx-outputs mark all`` / ``--trt-outputs mark all``) marks
 every ONNX tensor as an output of the reference and records every engine layer's output. An
@@ -45,6 +46,7 @@ from edge.engine import Engine, load
 from edge.errors import EdgeError, ModelImportError
 from edge.frontend import load_model_proto, load_onnx
 from edge.ir import Graph, Node
+from edge.quant import onnx_tensor
 from edge.runtime.context import check_inputs
 from edge.runtime.inputs import random_inputs
 from edge.runtime.interpreter import Schedule, Step
@@ -157,7 +159,7 @@ def default_tolerances(engine: Engine) -> tuple[str, float, float]:
     explicit_int8 = any(
         "int8_scale" in value.meta for node in engine.graph.nodes for value in node.inputs if value is not None
     )
-    if engine.precision == "int8" or explicit_int8:
+    if engine.precision == "int8" or (explicit_int8 and engine.precision != "fp32"):
         numerics = "int8"
     elif any(node.meta.get("device") == "dla" for node in engine.graph.nodes):
         numerics = "dla"
@@ -409,16 +411,10 @@ def _counterpart(
 ) -> str | None:
     """The ONNX tensor an engine layer's ``index``-th output stands for: same name, else the
     same output of the last origin node in ONNX order (a fusion's root)."""
-    value = node.outputs[index]
-    if value.name in expected:
-        return value.name
-    known = [position[n] for n in node.origin if n in position]
-    if not known:
-        return None
-    outputs = max(known)[1]
-    if len(outputs) != len(node.outputs) or outputs[index] not in expected:
-        return None
-    return outputs[index]
+    name = node.outputs[index].name
+    if name not in expected:
+        name = onnx_tensor(node, index, position)
+    return name if name in expected else None
 
 
 def _dims(shape: tuple[int, ...]) -> str:
