@@ -1,8 +1,27 @@
 """INT8 quantization: calibration data, calibrators, TensorRT calibration caches, and the INT8 build stage."""
 
-from edge.quant.apply import NO_SCALES, apply_int8, mark_explicit, onnx_layout, onnx_tensor, precision_label
-from edge.quant.cache import TRT_VERSION, CalibrationCache, read_cache, scale_to_hex, write_cache
-from edge.quant.calibration import DEFAULT_PERCENTILE, Calibration, TensorRange, calibrate, calibration_for
+from edge.quant.apply import (
+    NO_SCALES,
+    apply_int8,
+    mark_explicit,
+    onnx_layout,
+    onnx_tensor,
+    precision_label,
+)
+from edge.quant.cache import (
+    TRT_VERSION,
+    CalibrationCache,
+    read_cache,
+    scale_to_hex,
+    write_cache,
+)
+from edge.quant.calibration import (
+    DEFAULT_PERCENTILE,
+    Calibration,
+    TensorRange,
+    calibrate,
+    calibration_for,
+)
 from edge.quant.calibrators import CALIBRATORS, entropy_threshold, percentile_threshold
 from edge.quant.data import load_calibration_data
 from edge.quant.numerics import Quantizer, quantize_weight, quantizer_of

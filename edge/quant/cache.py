@@ -18,7 +18,7 @@ from edge.errors import CalibrationError
 from edge.fileio import write_atomic
 from edge.quant.calibrators import CALIBRATORS
 
-__all__ = ["TRT_VERSION", "CalibrationCache", "read_cache", "write_cache", "scale_to_hex", "hex_to_scale"]
+__all__ = ["TRT_VERSION", "CalibrationCache", "hex_to_scale", "read_cache", "scale_to_hex", "write_cache"]
 
 TRT_VERSION = 8602
 """Version token written by default: TensorRT 8.6.2 (JetPack 6.0), NV_TENSORRT_VERSION's

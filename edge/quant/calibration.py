@@ -22,7 +22,12 @@ import numpy as np
 from edge.errors import CalibrationError
 from edge.ir import Graph, Value
 from edge.quant.cache import CalibrationCache, read_cache, write_cache
-from edge.quant.calibrators import CALIBRATORS, HISTOGRAM_BINS, entropy_threshold, percentile_threshold
+from edge.quant.calibrators import (
+    CALIBRATORS,
+    HISTOGRAM_BINS,
+    entropy_threshold,
+    percentile_threshold,
+)
 from edge.quant.data import load_calibration_data
 from edge.quant.numerics import SYMMETRIC_MAX
 
@@ -91,7 +96,8 @@ class _Statistics:
 
 
 def _run(graph: Graph, batches: Sequence[list[np.ndarray]], stats: _Statistics) -> None:
-    from edge.runtime.interpreter import Schedule  # the runtime imports edge.quant's numerics
+    # imported here: the runtime itself imports edge.quant.numerics
+    from edge.runtime.interpreter import Schedule
 
     schedule = Schedule(graph)
     for batch in batches:

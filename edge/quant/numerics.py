@@ -22,8 +22,8 @@ __all__ = [
     "Quantizer",
     "explicit_quantizer",
     "input_quantizers",
-    "quantizer_of",
     "quantize_weight",
+    "quantizer_of",
     "weight_axis",
 ]
 
