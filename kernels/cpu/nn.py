@@ -5,14 +5,23 @@ covering every output pixel at once, so the python loop runs kh·kw times, never
 Conv gathers the taps into an im2col matrix (padding left as zeros, never copied) and does
 one 2-D BLAS matmul per (batch, group); 1x1 stride-1 convs skip im2col, and depthwise convs
 run all channels' tiny (multiplier x taps) products as one stacked matmul.
+
+Those numpy paths are the reference. When numba is installed (the ``fast`` extra), float32
+2-D depthwise convs, MaxPool (without Indices) and AveragePool run the compiled loops of
+``edge.kernels.cpu.jit`` instead, one memory pass where numpy needs one per tap; setting
+the environment variable ``EDGETRT_JIT=0`` keeps every op on numpy.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import itertools
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 
@@ -20,6 +29,39 @@ from edge.kernels.cpu.precision import widen_half
 from edge.kernels.registry import OpContext, register
 
 __all__: list[str] = []  # kernels are reached through the registry
+
+
+def _compiled() -> ModuleType | None:
+    """The compiled kernels module, or None when numba is missing or ``EDGETRT_JIT=0``."""
+    if os.environ.get("EDGETRT_JIT", "1") == "0":
+        return None
+    return _load_compiled()
+
+
+@functools.cache
+def _load_compiled() -> ModuleType | None:
+    try:
+        return importlib.import_module("edge.kernels.cpu.jit")
+    except ImportError:  # numba is optional
+        return None
+
+
+def _compiled_2d(x: np.ndarray, window: _Window) -> ModuleType | None:
+    """The compiled kernels when they cover this input: float32, NCHW, a 2-D window."""
+    if x.dtype != np.float32 or len(window.kernel) != 2:
+        return None
+    return _compiled()
+
+
+def _geometry(window: _Window) -> tuple[int, ...]:
+    """A 2-D window as the compiled kernels' eight ints: kernel, strides, dilations, top/left pads."""
+    return (*window.kernel, *window.strides, *window.dilations, *window.pad_begin)
+
+
+def _contiguous_output(ctx: OpContext, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """``ctx.output`` when that is C-contiguous (what the compiled kernels write), else a new array."""
+    y = ctx.output(0, shape, dtype)
+    return y if y.flags.c_contiguous else np.empty(shape, dtype)
 
 
 @dataclass(frozen=True)
@@ -118,7 +160,8 @@ class _ConvPlan:
     "shifted" (depthwise, stride 1, 2-D: taps are contiguous shifts of a padded flat
     image, see ``_depthwise_shifted``) or "im2col" (everything else). ``bias_row``: the
     bias rides in the GEMM as an extra weight column against a row of ones, cheaper than
-    a broadcast add over the output afterwards.
+    a broadcast add over the output afterwards. ``depthwise``: group == input channels
+    over a 2-D window, which the compiled kernel takes when it is available.
     """
 
     window: _Window
@@ -127,6 +170,7 @@ class _ConvPlan:
     mg: int
     mode: str
     bias_row: bool
+    depthwise: bool
 
 
 def _conv_plan(ctx: OpContext, x: np.ndarray, w: np.ndarray, has_bias: bool) -> _ConvPlan:
@@ -138,13 +182,14 @@ def _conv_plan(ctx: OpContext, x: np.ndarray, w: np.ndarray, has_bias: bool) -> 
         window = _window(ctx, x.shape[2:], kernel)
         cg, mg = x.shape[1] // group, w.shape[0] // group
         unit = (1,) * len(kernel)
+        depthwise = cg == 1 and group > 1 and len(kernel) == 2
         if window.taps == 1 and window.strides == unit and window.out == x.shape[2:]:
             mode = "pointwise"
-        elif cg == 1 and mg == 1 and group > 1 and len(kernel) == 2 and window.strides == unit:
+        elif depthwise and mg == 1 and window.strides == unit:
             mode = "shifted"
         else:
             mode = "im2col"
-        plan = ctx.cache[key] = _ConvPlan(window, group, cg, mg, mode, has_bias)
+        plan = ctx.cache[key] = _ConvPlan(window, group, cg, mg, mode, has_bias, depthwise)
     return plan
 
 
@@ -180,7 +225,10 @@ def conv(ctx: OpContext, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = No
     n, m = x.shape[0], w.shape[0]
     dtype = np.result_type(x.dtype, w.dtype)
     weights = _conv_weights(ctx, plan, w, b, dtype)
-    y = ctx.output(0, (n, m) + window.out, dtype)
+    y = _contiguous_output(ctx, (n, m) + window.out, dtype)
+    if plan.depthwise and dtype == x.dtype and (compiled := _compiled_2d(x, window)) is not None:
+        compiled.depthwise_conv2d(np.ascontiguousarray(x), weights.reshape(m, -1), *_geometry(window), y)
+        return y
     if plan.mode == "shifted":
         return _depthwise_shifted(ctx, x, weights, b, window, y)
     pixels = math.prod(window.out)
@@ -360,6 +408,10 @@ def max_pool(ctx: OpContext, x: np.ndarray) -> np.ndarray | tuple[np.ndarray, np
     """Max over each window; the optional Indices output flattens (N, C, *S) positions."""
     window, slices = _pool_window(ctx, x)
     if ctx.num_outputs < 2 or ctx.node.outputs[1].meta.get("omitted"):
+        if (compiled := _compiled_2d(x, window)) is not None:
+            y = _contiguous_output(ctx, x.shape[:2] + window.out, x.dtype)
+            compiled.max_pool2d(np.ascontiguousarray(x), *_geometry(window), y)
+            return y
         padded = _padded(x, window, _lowest(x.dtype), ctx)
         y = ctx.output(0, x.shape[:2] + window.out, x.dtype)
         np.copyto(y, padded[slices[0]])
@@ -437,6 +489,11 @@ def _average_divisor(ctx: OpContext, x: np.ndarray, window: _Window) -> np.ndarr
 def average_pool(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     """Window mean; ``count_include_pad`` decides whether declared pads count in the divisor."""
     window, _ = _pool_window(ctx, x)
+    if (compiled := _compiled_2d(x, window)) is not None:
+        y = _contiguous_output(ctx, x.shape[:2] + window.out, x.dtype)
+        divisor = _average_divisor(ctx, x, window)[0, 0]
+        compiled.average_pool2d(np.ascontiguousarray(x), *_geometry(window), divisor, y)
+        return y
     y = ctx.output(0, x.shape[:2] + window.out, x.dtype)
     total = _window_sum(_padded(x, window, 0, ctx), window, y)
     return np.divide(total, _average_divisor(ctx, x, window), out=total)

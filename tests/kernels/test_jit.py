@@ -1,0 +1,192 @@
+"""The numba kernels (depthwise conv, MaxPool, AveragePool) vs the numpy reference and onnxruntime.
+
+Every case is a one- or two-node model built into an engine and run three times through one
+execution context (planned output buffers, reused scratch), once with the compiled kernels and
+once with ``EDGETRT_JIT=0`` (the numpy reference kernels); both must match onnxruntime, and
+a spy checks the compiled routine really ran. Skipped without numba.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import edge
+from tests.conftest import assert_close, ort_run
+
+numba = pytest.importorskip("numba")
+jit = pytest.importorskip("edge.kernels.cpu.jit")
+
+# (channels, multiplier, height, width, kernel, strides, dilations, pads | auto_pad, bias, batch, activation)
+DEPTHWISE = [
+    (8, 1, 9, 7, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], True, 1, "Relu"),  # unit-stride path
+    (8, 1, 9, 7, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], False, 2, ""),
+    (6, 1, 12, 10, (3, 3), (1, 1), (2, 2), [2, 2, 2, 2], True, 1, ""),  # dilated
+    (6, 2, 9, 7, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], True, 1, "Relu"),  # multiplier 2
+    (4, 3, 8, 8, (3, 3), (2, 2), (1, 1), [1, 1, 1, 1], True, 2, ""),  # multiplier 3, stride 2
+    (8, 1, 15, 13, (3, 3), (2, 2), (1, 1), [1, 1, 1, 1], True, 1, ""),  # stride 2, odd sizes
+    (5, 1, 11, 9, (5, 3), (3, 2), (1, 2), [2, 0, 1, 3], True, 1, ""),  # asymmetric everything
+    (4, 1, 6, 6, (3, 3), (1, 1), (1, 1), [0, 1, 2, 0], True, 1, "Relu"),  # asymmetric pads, unit stride
+    (4, 1, 7, 5, (3, 3), (1, 1), (1, 1), [0, 0, 0, 0], False, 1, ""),  # no padding
+    (3, 1, 10, 10, (5, 5), (2, 1), (1, 1), "SAME_UPPER", True, 1, ""),
+    (3, 2, 9, 8, (2, 4), (1, 1), (1, 1), "SAME_LOWER", True, 1, ""),
+    (16, 1, 4, 4, (3, 3), (1, 1), (3, 3), [3, 3, 3, 3], True, 1, ""),  # dilation past the image
+    (2, 1, 3, 3, (3, 3), (1, 1), (1, 1), [4, 4, 4, 4], True, 1, ""),  # pads wider than the kernel
+]
+
+# (op, channels, height, width, kernel, strides, dilations, pads | auto_pad, ceil_mode, count_include_pad, batch)
+POOLS = [
+    ("MaxPool", 6, 11, 11, (3, 3), (2, 2), (1, 1), [0, 0, 0, 0], 0, 0, 1),  # squeezenet-like
+    ("MaxPool", 4, 12, 12, (3, 3), (2, 2), (1, 1), [1, 1, 1, 1], 0, 0, 2),  # shufflenet-like
+    ("MaxPool", 3, 10, 9, (3, 3), (2, 2), (1, 1), [0, 0, 0, 0], 1, 0, 1),  # ceil_mode
+    ("MaxPool", 3, 9, 10, (2, 3), (1, 3), (2, 1), [1, 0, 0, 2], 1, 0, 1),  # dilated, asymmetric
+    ("MaxPool", 5, 8, 8, (3, 3), (1, 1), (1, 1), "SAME_UPPER", 0, 0, 1),
+    ("MaxPool", 2, 7, 7, (2, 2), (2, 2), (1, 1), [0, 0, 0, 0], 1, 0, 1),
+    ("AveragePool", 6, 12, 12, (3, 3), (2, 2), (1, 1), [1, 1, 1, 1], 0, 0, 2),  # shufflenet-like
+    ("AveragePool", 6, 12, 12, (3, 3), (2, 2), (1, 1), [1, 1, 1, 1], 0, 1, 1),  # count_include_pad
+    ("AveragePool", 3, 10, 9, (3, 3), (2, 2), (1, 1), [1, 0, 0, 1], 1, 0, 1),  # ceil_mode
+    ("AveragePool", 3, 10, 9, (3, 3), (2, 2), (1, 1), [1, 0, 0, 1], 1, 1, 1),  # ceil + counted pads
+    ("AveragePool", 4, 9, 11, (2, 4), (1, 2), (2, 1), [0, 1, 1, 2], 0, 1, 1),  # dilated (opset 19)
+    ("AveragePool", 4, 8, 8, (3, 3), (1, 1), (1, 1), "SAME_LOWER", 0, 0, 1),
+]
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """Count calls of compiled routine ``name`` (it still runs)."""
+    calls: list[int] = []
+    routine = getattr(jit, name)
+
+    def counted(*args: object) -> None:
+        calls.append(1)
+        routine(*args)
+
+    monkeypatch.setattr(jit, name, counted)
+    return calls
+
+
+def _geometry_attrs(strides, dilations, pads) -> dict:
+    attrs = {"strides": list(strides), "dilations": list(dilations)}
+    if isinstance(pads, str):
+        attrs["auto_pad"] = pads
+    else:
+        attrs["pads"] = pads
+    return attrs
+
+
+def _run_three_times(model, x: np.ndarray) -> list[np.ndarray]:
+    context = edge.build(model.SerializeToString()).create_context()
+    return [context.run({"x": x})["z"].copy() for _ in range(3)]
+
+
+def _compare(monkeypatch, routine: str, model, x: np.ndarray, rtol: float, atol: float) -> None:
+    expected = ort_run(model, {"x": x})[0]
+    calls = _spy(monkeypatch, routine)
+    compiled = _run_three_times(model, x)
+    assert len(calls) == 3, f"{routine} ran {len(calls)} times for 3 runs"
+    monkeypatch.setenv("EDGETRT_JIT", "0")
+    reference = _run_three_times(model, x)
+    assert len(calls) == 3, "EDGETRT_JIT=0 still ran the compiled kernel"
+    for run, (fast, slow) in enumerate(zip(compiled, reference)):
+        assert fast.shape == expected.shape
+        assert_close(fast, expected, rtol, atol, f"compiled vs onnxruntime, run {run}")
+        assert_close(fast, slow, rtol, atol, f"compiled vs numpy reference, run {run}")
+        assert_close(slow, expected, rtol, atol, f"numpy reference vs onnxruntime, run {run}")
+
+
+@pytest.mark.parametrize("case", DEPTHWISE, ids=[f"dw{i}" for i in range(len(DEPTHWISE))])
+def test_depthwise_conv(monkeypatch: pytest.MonkeyPatch, case) -> None:
+    c, mult, h, w, kernel, strides, dilations, pads, bias, batch, activation = case
+    rng = np.random.default_rng(len(DEPTHWISE) + c * h)
+    x = rng.standard_normal((batch, c, h, w), dtype=np.float32)
+    inits = [numpy_helper.from_array(rng.standard_normal((c * mult, 1, *kernel), dtype=np.float32), "w")]
+    if bias:
+        inits.append(numpy_helper.from_array(rng.standard_normal(c * mult, dtype=np.float32), "b"))
+    conv_out = "y" if activation else "z"
+    nodes = [
+        helper.make_node(
+            "Conv", ["x", "w"] + (["b"] if bias else []), [conv_out],
+            kernel_shape=list(kernel), group=c, **_geometry_attrs(strides, dilations, pads),
+        )
+    ]
+    if activation:
+        nodes.append(helper.make_node(activation, ["y"], ["z"]))
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    _compare(monkeypatch, "depthwise_conv2d", model, x, 1e-5, 1e-5)
+
+
+@pytest.mark.parametrize("case", POOLS, ids=[f"{c[0]}{i}" for i, c in enumerate(POOLS)])
+def test_pool(monkeypatch: pytest.MonkeyPatch, case) -> None:
+    op, c, h, w, kernel, strides, dilations, pads, ceil_mode, count_include_pad, batch = case
+    x = np.random.default_rng(h * w + c).standard_normal((batch, c, h, w), dtype=np.float32)
+    attrs = _geometry_attrs(strides, dilations, pads)
+    if op == "AveragePool":
+        attrs["count_include_pad"] = count_include_pad
+    node = helper.make_node(op, ["x"], ["z"], kernel_shape=list(kernel), ceil_mode=ceil_mode, **attrs)
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    routine = "max_pool2d" if op == "MaxPool" else "average_pool2d"
+    _compare(monkeypatch, routine, model, x, 1e-6, 1e-6)
+
+
+def test_max_pool_propagates_nan_like_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NaN anywhere in a window makes that output NaN (np.maximum's rule), first tap or later."""
+    x = np.arange(2 * 6 * 6, dtype=np.float32).reshape(1, 2, 6, 6)
+    x[0, 0, 0, 0] = np.nan  # first tap of window (0, 0)
+    x[0, 1, 3, 4] = np.nan  # a middle tap of several windows
+    node = helper.make_node("MaxPool", ["x"], ["z"], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1])
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    calls = _spy(monkeypatch, "max_pool2d")
+    compiled = _run_three_times(model, x)[-1]
+    assert calls
+    monkeypatch.setenv("EDGETRT_JIT", "0")
+    reference = _run_three_times(model, x)[-1]
+    assert np.isnan(compiled).sum() == 4 + 9
+    np.testing.assert_array_equal(np.isnan(compiled), np.isnan(reference))
+    np.testing.assert_array_equal(np.nan_to_num(compiled), np.nan_to_num(reference))
+
+
+def test_non_float32_stays_on_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """float64 inputs are not what the compiled kernels take: the numpy kernel runs, correctly."""
+    x = np.random.default_rng(1).standard_normal((1, 3, 8, 8))
+    node = helper.make_node("MaxPool", ["x"], ["z"], kernel_shape=[3, 3], strides=[2, 2])
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, x.shape)],
+        [helper.make_tensor_value_info("z", TensorProto.DOUBLE, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    calls = _spy(monkeypatch, "max_pool2d")
+    result = _run_three_times(model, x)[-1]
+    assert not calls
+    assert_close(result, ort_run(model, {"x": x})[0], 0, 0)
+
+
+def test_compiles_without_a_writable_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no cache folder numba can write (a read-only install, no home), the routines still
+    compile, in memory, instead of failing at import."""
+    from numba.core import caching
+
+    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl  # renamed in numba 0.61
+    monkeypatch.setattr(impl, "_locator_classes", [])
+
+    def double(x, kh, kw, sh, sw, dh, dw, top, left, y):  # type: ignore[no-untyped-def]
+        y[:] = x * 2
+
+    with pytest.raises(RuntimeError, match="no locator available"):
+        numba.njit(cache=True)(double)
+    compiled = jit._compile(jit._PLANE, *jit._GEOMETRY, jit._PLANE)(double)
+    x = np.ones((1, 1, 2, 2), np.float32)
+    y = np.zeros_like(x)
+    compiled(x, 1, 1, 1, 1, 1, 1, 0, 0, y)
+    np.testing.assert_array_equal(y, 2 * x)
