@@ -46,123 +46,103 @@ def _compile(*signature: Any) -> Callable[[Callable[..., Any]], Any]:
     return decorate
 
 
-@numba.njit(cache=False, inline="always")
-def _column_spans(kw: int, sw: int, dw: int, left: int, width: int, out_width: int) -> np.ndarray:
-    """Per kernel column j: (first output column, count, first input column) of the outputs
-    whose input column ox·sw + j·dw - left lies inside [0, width). Computed once per call:
-    integer division per output row would cost more than the row's arithmetic."""
-    spans = np.empty((kw, 3), np.uint64)
-    for j in range(kw):
-        shift = j * dw - left
-        first = min(out_width, (sw - 1 - shift) // sw) if shift < 0 else 0
-        end = max(first, min(out_width, (width - 1 - shift) // sw + 1))
-        spans[j, 0], spans[j, 1], spans[j, 2] = first, end - first, first * sw + shift if end > first else 0
-    return spans
-
-
 # The loops index flat arrays with unsigned offsets: numba wraps negative signed indices,
 # and that per-element check keeps LLVM from vectorizing (about 4x slower here).
 
+_WEIGHTED, _MAXIMUM, _SUM = 0, 1, 2  # how _windows folds each tap (a compile-time constant)
+
 
 @numba.njit(cache=False, inline="always")
-def _depthwise_unit_stride(x, weights, kh, kw, dh, dw, top, left, y):  # type: ignore[no-untyped-def]
-    """Stride-1 depthwise conv, one long loop per tap instead of one short loop per tap and row.
+def _gather_row(phase, into, source, start, first, end, wide, stride, fill):  # type: ignore[no-untyped-def]
+    """phase[into + c] = source[start + c·stride] for c in [first, end), ``fill`` elsewhere in the row."""
+    for c in range(first):
+        phase[into + c] = fill
+    for c in range(end - first):
+        phase[into + first + c] = source[start + c * stride]
+    for c in range(end, wide):
+        phase[into + c] = fill
 
-    Each input plane is copied into a zero-bordered scratch image of row length ``wide`` (the
-    padded width); the output is accumulated in a scratch of the same row length, where tap
-    (i, j) of every output is the padded image shifted by i·dh·wide + j·dw. The wide - out_w
-    columns past each output row are junk, dropped when the rows are copied out.
+
+@numba.njit(cache=False, inline="always")
+def _windows(kind, x, weights, kh, kw, sh, sw, dh, dw, top, left, divisor, y):  # type: ignore[no-untyped-def]
+    """Any 2-D window, one long vectorized loop per tap.
+
+    The padded input plane is split into sh·sw phase images, phase (a, b)[r, c] =
+    padded[r·sh + a, c·sw + b], all ``wide`` columns long. Tap (i, j) of output (oy, ox) then
+    reads phase ((i·dh) % sh, (j·dw) % sw) at [oy + i·dh // sh, ox + j·dw // sw]: for every
+    output at once, one phase image shifted by a constant. Outputs accumulate in a scratch
+    with the same row length; the wide - out_w columns past each row are junk, dropped when
+    the rows are copied out. Padding is ``fill``: 0 for sums, -inf for the maximum.
     """
     batch, channels, height, width = x.shape
     outputs, out_h, out_w = y.shape[1], y.shape[2], y.shape[3]
     multiplier = outputs // channels
     taps = kh * kw
-    wide = out_w + (kw - 1) * dw
-    tall = out_h + (kh - 1) * dh
+    wide = out_w + (kw - 1) * dw // sw
+    tall = out_h + (kh - 1) * dh // sh
+    size = tall * wide + (kw - 1) * dw // sw  # the tail keeps junk-column reads in bounds
     length = _UINT(out_h * wide)
-    image = np.zeros(tall * wide + (kw - 1) * dw, np.float32)  # the tail keeps junk reads in bounds
+    fill = np.float32(-np.inf) if kind == _MAXIMUM else np.float32(0)
+    phases = np.empty(sh * sw * size, np.float32)
     total = np.empty(out_h * wide, np.float32)
-    rows, cols = min(height, tall - top), _UINT(min(width, wide - left))
+    # per column phase b: the phase columns [first, end) that land inside the input, and where
+    spans = np.empty((sw, 3), np.int64)
+    for b in range(sw):
+        first = (left - b + sw - 1) // sw if left > b else 0
+        end = min(wide, (width - 1 + left - b) // sw + 1)
+        spans[b, 0], spans[b, 1], spans[b, 2] = min(first, wide), max(min(first, wide), end), first * sw + b - left
+    for k in range(_UINT(sh * sw * size)):
+        phases[k] = fill
     source, target = x.reshape(-1), y.reshape(-1)
     for n in range(batch):
         for m in range(outputs):
             if m % multiplier == 0:
                 plane = (n * channels + m // multiplier) * height * width
-                for r in range(rows):
-                    into, start = _UINT((top + r) * wide + left), _UINT(plane + r * width)
-                    for k in range(cols):
-                        image[into + k] = source[start + k]
-            bias = weights[m, taps] if weights.shape[1] > taps else np.float32(0)
+                for a in range(sh):
+                    for r in range(tall):
+                        row = r * sh + a - top
+                        if row < 0 or row >= height:
+                            continue  # still fill from the start: these rows are never written
+                        for b in range(sw):
+                            into = _UINT((a * sw + b) * size + r * wide)
+                            first, end = _UINT(spans[b, 0]), _UINT(spans[b, 1])
+                            start = _UINT(plane + row * width + spans[b, 2])
+                            if sw == 1:
+                                _gather_row(phases, into, source, start, first, end, _UINT(wide), _UINT(1), fill)
+                            elif sw == 2:
+                                _gather_row(phases, into, source, start, first, end, _UINT(wide), _UINT(2), fill)
+                            else:
+                                _gather_row(phases, into, source, start, first, end, _UINT(wide), _UINT(sw), fill)
+            if kind == _WEIGHTED:
+                start_value = weights[m, taps] if weights.shape[1] > taps else np.float32(0)
+            else:
+                start_value = fill
             for k in range(length):
-                total[k] = bias
+                total[k] = start_value
             for i in range(kh):
                 for j in range(kw):
-                    tap = weights[m, i * kw + j]
-                    shift = _UINT(i * dh * wide + j * dw)
-                    for k in range(length):
-                        total[k] += tap * image[shift + k]
+                    phase = ((i * dh) % sh) * sw + (j * dw) % sw
+                    at = _UINT(phase * size + (i * dh // sh) * wide + j * dw // sw)
+                    if kind == _MAXIMUM:
+                        for k in range(length):  # np.maximum: NaN wins; a hand-written select does not vectorize
+                            total[k] = np.maximum(phases[at + k], total[k])
+                    elif kind == _SUM:
+                        for k in range(length):
+                            total[k] += phases[at + k]
+                    else:
+                        tap = weights[m, i * kw + j]
+                        for k in range(length):
+                            total[k] += tap * phases[at + k]
             plane = (n * outputs + m) * out_h * out_w
             for r in range(out_h):
                 into, start = _UINT(plane + r * out_w), _UINT(r * wide)
-                for k in range(_UINT(out_w)):
-                    target[into + k] = total[start + k]
-
-
-_WEIGHTED, _MAXIMUM, _SUM = 0, 1, 2  # what _slide does with each tap (a compile-time constant)
-
-
-@numba.njit(cache=False, inline="always")
-def _row(kind, target, out_at, source, in_at, count, stride, tap):  # type: ignore[no-untyped-def]
-    """Fold ``count`` inputs read every ``stride`` from ``in_at`` into the outputs from ``out_at``."""
-    if kind == _MAXIMUM:
-        for k in range(count):
-            value, best = source[in_at + k * stride], target[out_at + k]
-            target[out_at + k] = value if value >= best or value != value else best  # NaN wins, as in np.maximum
-    elif kind == _SUM:
-        for k in range(count):
-            target[out_at + k] += source[in_at + k * stride]
-    else:
-        for k in range(count):
-            target[out_at + k] += tap * source[in_at + k * stride]
-
-
-@numba.njit(cache=False, inline="always")
-def _slide(kind, x, weights, kh, kw, sh, sw, dh, dw, top, left, y):  # type: ignore[no-untyped-def]
-    """Any window, row by row: each output row starts at the bias / -inf / 0 and takes every
-    tap's in-bounds span of one input row (taps outside the input are skipped, which is what
-    zero or -inf padding amounts to). Stride 2 gets its own copy of the loop, where the
-    constant stride lets LLVM vectorize the strided reads."""
-    batch, channels, height, width = x.shape
-    outputs, out_h, out_w = y.shape[1], y.shape[2], y.shape[3]
-    multiplier = outputs // channels
-    taps = kh * kw
-    source, target, step = x.reshape(-1), y.reshape(-1), _UINT(sw)
-    spans = _column_spans(kw, sw, dw, left, width, out_w)
-    for n in range(batch):
-        for m in range(outputs):
-            plane_in = (n * channels + m // multiplier) * height * width
-            if kind == _WEIGHTED:
-                start = weights[m, taps] if weights.shape[1] > taps else np.float32(0)
-            else:
-                start = np.float32(-np.inf) if kind == _MAXIMUM else np.float32(0)
-            tap = np.float32(1)
-            for oy in range(out_h):
-                row = _UINT(((n * outputs + m) * out_h + oy) * out_w)
-                for k in range(_UINT(out_w)):
-                    target[row + k] = start
-                for i in range(kh):
-                    iy = oy * sh - top + i * dh
-                    if iy < 0 or iy >= height:
-                        continue
-                    line = _UINT(plane_in + iy * width)
-                    for j in range(kw):
-                        if kind == _WEIGHTED:
-                            tap = weights[m, i * kw + j]
-                        out_at, count, in_at = row + spans[j, 0], spans[j, 1], line + spans[j, 2]
-                        if sw == 2:
-                            _row(kind, target, out_at, source, in_at, count, _UINT(2), tap)
-                        else:
-                            _row(kind, target, out_at, source, in_at, count, step, tap)
+                if kind == _SUM:
+                    counts = _UINT(r * out_w)
+                    for k in range(_UINT(out_w)):
+                        target[into + k] = total[start + k] / divisor[counts + k]
+                else:
+                    for k in range(_UINT(out_w)):
+                        target[into + k] = total[start + k]
 
 
 @_compile(_INPUT, _MATRIX, *_GEOMETRY, _PLANE)
@@ -171,25 +151,17 @@ def depthwise_conv2d(x, weights, kh, kw, sh, sw, dh, dw, top, left, y):  # type:
 
     ``weights`` is (M, kh·kw) or (M, kh·kw + 1); the extra column is the bias.
     """
-    if sh == 1 and sw == 1:
-        _depthwise_unit_stride(x, weights, kh, kw, dh, dw, top, left, y)
-    else:
-        _slide(_WEIGHTED, x, weights, kh, kw, sh, sw, dh, dw, top, left, y)
+    _windows(_WEIGHTED, x, weights, kh, kw, sh, sw, dh, dw, top, left, np.empty(0, np.float32), y)
 
 
 @_compile(_INPUT, *_GEOMETRY, _PLANE)
 def max_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, y):  # type: ignore[no-untyped-def]
     """Window maximum; padding never wins (-inf when a window holds no input). NaN propagates."""
-    _slide(_MAXIMUM, x, np.empty((0, 0), np.float32), kh, kw, sh, sw, dh, dw, top, left, y)
+    _windows(_MAXIMUM, x, np.empty((0, 0), np.float32), kh, kw, sh, sw, dh, dw, top, left, np.empty(0, np.float32), y)
 
 
 @_compile(_INPUT, *_GEOMETRY, _MATRIX, _PLANE)
 def average_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, divisor, y):  # type: ignore[no-untyped-def]
     """Window sum over the input positions it covers, divided by ``divisor`` (out_h, out_w),
     which the caller computes from count_include_pad."""
-    _slide(_SUM, x, np.empty((0, 0), np.float32), kh, kw, sh, sw, dh, dw, top, left, y)
-    planes, out_h, out_w = y.shape[0] * y.shape[1], y.shape[2], y.shape[3]
-    target, counts = y.reshape(planes, out_h * out_w), divisor.reshape(-1)
-    for plane in range(planes):
-        for k in range(_UINT(out_h * out_w)):
-            target[plane, k] /= counts[k]
+    _windows(_SUM, x, np.empty((0, 0), np.float32), kh, kw, sh, sw, dh, dw, top, left, divisor.reshape(-1), y)
