@@ -63,6 +63,20 @@ def _gather_row(phase, into, source, start, first, end, wide, stride, fill):  # 
         phase[into + c] = fill
 
 
+_FEW_OUTPUTS = 16  # output planes this small take their taps innermost
+
+
+@numba.njit(cache=False, inline="always")
+def _fold(kind, total, value, tap):  # type: ignore[no-untyped-def]
+    """One tap folded into a running result. np.maximum lets NaN win, and (unlike a written-out
+    comparison) vectorizes."""
+    if kind == _MAXIMUM:
+        return np.maximum(value, total)
+    if kind == _SUM:
+        return total + value
+    return total + tap * value
+
+
 @numba.njit(cache=False, inline="always")
 def _windows(kind, x, weights, kh, kw, sh, sw, dh, dw, top, left, divisor, y):  # type: ignore[no-untyped-def]
     """Any 2-D window, one long vectorized loop per tap.
@@ -93,6 +107,11 @@ def _windows(kind, x, weights, kh, kw, sh, sw, dh, dw, top, left, divisor, y):  
         spans[b, 0], spans[b, 1], spans[b, 2] = min(first, wide), max(min(first, wide), end), first * sw + b - left
     for k in range(_UINT(sh * sw * size)):
         phases[k] = fill
+    offsets = np.empty(taps, np.uint64)  # where tap (i, j) of output (0, 0) sits in the phase images
+    for i in range(kh):
+        for j in range(kw):
+            phase = ((i * dh) % sh) * sw + (j * dw) % sw
+            offsets[i * kw + j] = phase * size + (i * dh // sh) * wide + j * dw // sw
     source, target = x.reshape(-1), y.reshape(-1)
     for n in range(batch):
         for m in range(outputs):
@@ -117,22 +136,24 @@ def _windows(kind, x, weights, kh, kw, sh, sw, dh, dw, top, left, divisor, y):  
                 start_value = weights[m, taps] if weights.shape[1] > taps else np.float32(0)
             else:
                 start_value = fill
-            for k in range(length):
-                total[k] = start_value
-            for i in range(kh):
-                for j in range(kw):
-                    phase = ((i * dh) % sh) * sw + (j * dw) % sw
-                    at = _UINT(phase * size + (i * dh // sh) * wide + j * dw // sw)
-                    if kind == _MAXIMUM:
-                        for k in range(length):  # np.maximum: NaN wins; a hand-written select does not vectorize
-                            total[k] = np.maximum(phases[at + k], total[k])
-                    elif kind == _SUM:
+            if out_h * out_w > _FEW_OUTPUTS:
+                for k in range(length):
+                    total[k] = start_value
+                for i in range(kh):
+                    for j in range(kw):
+                        tap = weights[m, i * kw + j] if kind == _WEIGHTED else np.float32(1)
+                        at = offsets[i * kw + j]
                         for k in range(length):
-                            total[k] += phases[at + k]
-                    else:
-                        tap = weights[m, i * kw + j]
-                        for k in range(length):
-                            total[k] += tap * phases[at + k]
+                            total[k] = _fold(kind, total[k], phases[at + k], tap)
+            else:  # taps innermost: per-tap loops this short would be all loop overhead
+                for r in range(out_h):
+                    for c in range(out_w):
+                        value, into = start_value, _UINT(r * wide + c)
+                        for i in range(kh):
+                            for j in range(kw):
+                                tap = weights[m, i * kw + j] if kind == _WEIGHTED else np.float32(1)
+                                value = _fold(kind, value, phases[offsets[i * kw + j] + into], tap)
+                        total[into] = value
             plane = (n * outputs + m) * out_h * out_w
             for r in range(out_h):
                 into, start = _UINT(plane + r * out_w), _UINT(r * wide)
