@@ -78,6 +78,12 @@ def _fold(kind, total, value, tap):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=False, inline="always")
+def _tap(kind, weights, m, t):  # type: ignore[no-untyped-def]
+    """Weight of tap ``t`` (row-major over the kernel) for output channel ``m``; 1 for pools."""
+    return weights[m, t] if kind == _WEIGHTED else np.float32(1)
+
+
+@numba.njit(cache=False, inline="always")
 def _windows(kind, x, weights, kh, kw, sh, sw, dh, dw, top, left, divisor, y):  # type: ignore[no-untyped-def]
     """Any 2-D window, one long vectorized loop per tap.
 
@@ -139,20 +145,23 @@ def _windows(kind, x, weights, kh, kw, sh, sw, dh, dw, top, left, divisor, y):  
             if out_h * out_w > _FEW_OUTPUTS:
                 for k in range(length):
                     total[k] = start_value
-                for i in range(kh):
-                    for j in range(kw):
-                        tap = weights[m, i * kw + j] if kind == _WEIGHTED else np.float32(1)
-                        at = offsets[i * kw + j]
-                        for k in range(length):
-                            total[k] = _fold(kind, total[k], phases[at + k], tap)
+                for t in range(0, taps - 2, 3):  # three taps per pass: a third of the loads and stores of total
+                    t0, t1, t2 = _tap(kind, weights, m, t), _tap(kind, weights, m, t + 1), _tap(kind, weights, m, t + 2)
+                    a0, a1, a2 = offsets[t], offsets[t + 1], offsets[t + 2]
+                    for k in range(length):
+                        value = _fold(kind, total[k], phases[a0 + k], t0)
+                        value = _fold(kind, value, phases[a1 + k], t1)
+                        total[k] = _fold(kind, value, phases[a2 + k], t2)
+                for t in range(taps - taps % 3, taps):
+                    tap, at = _tap(kind, weights, m, t), offsets[t]
+                    for k in range(length):
+                        total[k] = _fold(kind, total[k], phases[at + k], tap)
             else:  # taps innermost: per-tap loops this short would be all loop overhead
                 for r in range(out_h):
                     for c in range(out_w):
                         value, into = start_value, _UINT(r * wide + c)
-                        for i in range(kh):
-                            for j in range(kw):
-                                tap = weights[m, i * kw + j] if kind == _WEIGHTED else np.float32(1)
-                                value = _fold(kind, value, phases[offsets[i * kw + j] + into], tap)
+                        for t in range(taps):
+                            value = _fold(kind, value, phases[offsets[t] + into], _tap(kind, weights, m, t))
                         total[into] = value
             plane = (n * outputs + m) * out_h * out_w
             for r in range(out_h):
