@@ -1,12 +1,13 @@
 """numba-compiled CPU kernels for the memory-bound ops numpy runs slowly: depthwise conv and 2-D pools.
 
-numpy evaluates a k x k window as k² full passes over memory (one strided slice per tap);
-these loops read each input row once per tap while the output row stays in L1, so one
-depthwise 3x3 conv costs about one pass instead of a dozen. They run on one thread
-(numba's ``parallel`` pool would ignore the thread count the caller set for BLAS and
+numpy evaluates a k x k window as k² full passes over memory (one strided slice per tap).
+Here each input plane is copied once into stride-phase images (see ``_windows``), after
+which every tap is one contiguous, vectorized loop over an accumulator that stays in L1, and
+the result is written once into the output buffer. The routines run on one thread (numba's
+``parallel`` pool would not follow the thread count the caller set for BLAS and
 onnxruntime). Layouts: NCHW float32, C-contiguous. Window geometry (output size, pads,
-ceil_mode) is resolved by the caller (``edge.kernels.cpu.nn``), so every routine takes the
-output buffer and the top/left pads and skips taps that fall outside the input.
+auto_pad, ceil_mode) is resolved by the caller (``edge.kernels.cpu.nn``), so every routine
+takes the output buffer and the top/left pads; positions outside the input count as padding.
 
 The numpy kernels in ``edge.kernels.cpu.nn`` stay the reference: they are used when numba is
 missing, for other dtypes and ranks, and by the tests as the oracle. Importing this module
