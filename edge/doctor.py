@@ -33,6 +33,7 @@ SYSROOT = Path("/")
 _EXTRAS = {
     "serve": (("starlette", "starlette"), ("uvicorn", "uvicorn"), ("prometheus_client", "prometheus-client")),
     "telemetry": (("psutil", "psutil"), ("matplotlib", "matplotlib"), ("pynvml", "nvidia-ml-py")),
+    "fast": (("numba", "numba"),),
 }
 """extra -> (import name, distribution name) of the packages doctor looks for."""
 
