@@ -15,7 +15,8 @@ CHECK = """
 import importlib, importlib.resources as res
 for name in ("edge", "edge.ir", "edge.frontend", "edge.engine", "edge.runtime", "edge.cli",
              "edge.passes", "edge.partitioner", "edge.kernels", "edge.kernels.cpu", "edge.power",
-             "edge.profiles", "edge.serve", "edge.service"):
+             "edge.profiles", "edge.serve", "edge.service", "edge.quant", "edge.compare", "edge.doctor",
+             "edge.kernels.cpu.jit", "edge.runtime.bench"):
     importlib.import_module(name)
 import edge
 assert edge.__file__.startswith(SITE), edge.__file__
