@@ -10,7 +10,17 @@ from rich.table import Table
 
 import edge
 from edge.cli.app import app, console
-from edge.cli.options import parse_input_files, parse_shapes
+from edge.cli.options import (
+    BEST,
+    DLA_CORE,
+    FP16,
+    GPU_FALLBACK,
+    INT8,
+    SHAPES,
+    parse_input_files,
+    parse_shapes,
+    precision_from_flags,
+)
 from edge.compare import CompareResult, OutputComparison, compare
 from edge.errors import EdgeError
 
@@ -22,11 +32,12 @@ def compare_command(
     model: Path = typer.Argument(..., metavar="MODEL.onnx", help="ONNX model (the reference runs it as is).", show_default=False),
     engine_path: Path = typer.Option(None, "--engine", help="Engine to check [default: build one from MODEL with the flags below]."),
     profile: str = typer.Option(None, "--profile", help="Device profile to build for [default: cpu]."),
-    fp16: bool = typer.Option(False, "--fp16", help="Build with FP16 layers."),
-    int8: bool = typer.Option(False, "--int8", help="Build with INT8 layers."),
-    dla: int = typer.Option(None, "--dla", "--useDLACore", help="Build with eligible layers on this DLA core."),
-    gpu_fallback: bool = typer.Option(False, "--gpu-fallback", "--allowGPUFallback", help="Let layers the DLA refuses run on the GPU."),
-    shapes: str = typer.Option(None, "--shapes", help="Fixed input shapes for the build: name:1x3x224x224,other:1x128."),
+    fp16: bool = FP16,
+    int8: bool = INT8,
+    best: bool = BEST,
+    dla: int = DLA_CORE,
+    gpu_fallback: bool = GPU_FALLBACK,
+    shapes: str = SHAPES,
     inputs: list[str] = typer.Option([], "--input", "-i", help="NAME=FILE.npy; repeat per input. Missing inputs are seeded random."),
     seed: int = typer.Option(0, "--seed", help="Seed for random inputs."),
     rtol: float = typer.Option(None, "--rtol", help="Relative tolerance [default: by precision, see below]."),
@@ -53,7 +64,7 @@ def compare_command(
     """
     if not model.is_file():
         raise EdgeError(f"model '{model}' does not exist")
-    build_flags = [flag for flag, given in (("--profile", profile is not None), ("--fp16", fp16), ("--int8", int8), ("--dla", dla is not None), ("--gpu-fallback", gpu_fallback), ("--shapes", shapes is not None)) if given]
+    build_flags = [flag for flag, given in (("--profile", profile is not None), ("--fp16", fp16), ("--int8", int8), ("--best", best), ("--dla", dla is not None), ("--gpu-fallback", gpu_fallback), ("--shapes", shapes is not None)) if given]
     config = None
     engine = None
     if engine_path is not None:
@@ -64,7 +75,7 @@ def compare_command(
         engine = engine_path
     else:
         config = edge.BuilderConfig(
-            precision="int8" if int8 else "fp16" if fp16 else "fp32",
+            precision=precision_from_flags(fp16, int8, best),
             profile=profile or "cpu",
             dla_core=dla,
             gpu_fallback=gpu_fallback,

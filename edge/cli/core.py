@@ -11,7 +11,19 @@ from rich.table import Table
 
 import edge
 from edge.cli.app import app, console
-from edge.cli.options import parse_input_files, parse_shapes
+from edge.cli.options import (
+    BEST,
+    DLA_CORE,
+    DLA_OBJECTIVE,
+    FP16,
+    GPU_FALLBACK,
+    INT8,
+    POWER_MODE,
+    SHAPES,
+    parse_input_files,
+    parse_shapes,
+    precision_from_flags,
+)
 from edge.errors import EdgeError
 from edge.fileio import atomic_path
 from edge.inspect import describe
@@ -27,14 +39,14 @@ def build_command(
     model: Path = typer.Argument(..., help="ONNX model to build.", show_default=False),
     output: Path = typer.Option(None, "--output", "-o", "--saveEngine", help="Engine file to write [default: MODEL.engine]."),
     profile: str = typer.Option("cpu", "--profile", help="Device profile name or YAML path (see `edgetrt profiles list`)."),
-    fp16: bool = typer.Option(False, "--fp16", help="Allow FP16 layers."),
-    int8: bool = typer.Option(False, "--int8", help="Allow INT8 layers (FP16 where no scales are known)."),
-    best: bool = typer.Option(False, "--best", help="Allow every precision (same as --fp16 --int8)."),
-    dla: int = typer.Option(None, "--dla", "--useDLACore", help="Place eligible layers on this DLA core."),
-    gpu_fallback: bool = typer.Option(False, "--gpu-fallback", "--allowGPUFallback", help="Let layers the DLA refuses run on the GPU."),
-    dla_objective: str = typer.Option("offload", "--dla-objective", help="Partitioner goal: latency, offload or energy."),
-    power_mode: str = typer.Option(None, "--power-mode", help="nvpmodel mode the partition is costed for."),
-    shapes: str = typer.Option(None, "--shapes", help="Fixed input shapes: name:1x3x224x224,other:1x128."),
+    fp16: bool = FP16,
+    int8: bool = INT8,
+    best: bool = BEST,
+    dla: int = DLA_CORE,
+    gpu_fallback: bool = GPU_FALLBACK,
+    dla_objective: str = DLA_OBJECTIVE,
+    power_mode: str = POWER_MODE,
+    shapes: str = SHAPES,
     min_shapes: list[str] = typer.Option([], "--min-shapes", "--minShapes", help="Optimization profile min shapes (repeat per profile)."),
     opt_shapes: list[str] = typer.Option([], "--opt-shapes", "--optShapes", help="Optimization profile opt shapes (repeat per profile)."),
     max_shapes: list[str] = typer.Option([], "--max-shapes", "--maxShapes", help="Optimization profile max shapes (repeat per profile)."),
@@ -58,7 +70,7 @@ def build_command(
 
         edgetrt build bert.onnx --min-shapes ids:1x1 --opt-shapes ids:1x128 --max-shapes ids:8x512
     """
-    precision = "int8" if (int8 or best) else "fp16" if fp16 else "fp32"
+    precision = precision_from_flags(fp16, int8, best)
     config = edge.BuilderConfig(
         precision=precision,
         profile=profile,

@@ -5,10 +5,38 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import typer
 
 from edge.errors import EdgeError
 
-__all__ = ["parse_shapes", "parse_input_files"]
+__all__ = [
+    "BEST",
+    "DLA_CORE",
+    "DLA_OBJECTIVE",
+    "FP16",
+    "GPU_FALLBACK",
+    "INT8",
+    "POWER_MODE",
+    "SHAPES",
+    "parse_input_files",
+    "parse_shapes",
+    "precision_from_flags",
+]
+
+# Build flags shared by `build`, `partition` and `compare` (trtexec's names where it has them).
+FP16 = typer.Option(False, "--fp16", help="Allow FP16 layers.")
+INT8 = typer.Option(False, "--int8", help="Allow INT8 layers (FP16 where no scales are known).")
+BEST = typer.Option(False, "--best", help="Allow every precision (same as --fp16 --int8).")
+DLA_CORE = typer.Option(None, "--dla", "--useDLACore", help="Place eligible layers on this DLA core.")
+GPU_FALLBACK = typer.Option(False, "--gpu-fallback", "--allowGPUFallback", help="Let layers the DLA refuses run on the GPU.")
+DLA_OBJECTIVE = typer.Option("offload", "--dla-objective", help="Partitioner goal: latency, offload (least GPU time, no slower than greedy) or energy.")
+POWER_MODE = typer.Option(None, "--power-mode", help="nvpmodel mode id or name the partition is costed for [default: the profile's].")
+SHAPES = typer.Option(None, "--shapes", help="Fixed input shapes: name:1x3x224x224,other:1x128.")
+
+
+def precision_from_flags(fp16: bool, int8: bool, best: bool = False) -> str:
+    """The widest precision the flags allow, as trtexec reads --fp16/--int8/--best."""
+    return "int8" if (int8 or best) else "fp16" if fp16 else "fp32"
 
 
 def parse_shapes(text: str | None) -> dict[str, tuple[int, ...]]:

@@ -9,6 +9,16 @@ from rich.table import Table
 
 import edge
 from edge.cli.app import app, console
+from edge.cli.options import (
+    BEST,
+    DLA_CORE,
+    DLA_OBJECTIVE,
+    FP16,
+    GPU_FALLBACK,
+    INT8,
+    POWER_MODE,
+    precision_from_flags,
+)
 from edge.errors import ProfileError
 from edge.fileio import write_atomic
 from edge.partitioner import PartitionOptions
@@ -28,12 +38,13 @@ app.add_typer(profiles_app, name="profiles")
 def partition_command(
     model: Path = typer.Argument(..., help="ONNX model to partition.", show_default=False),
     profile: str = typer.Option("agx-orin-64gb", "--profile", help="Device profile name or YAML path."),
-    dla: int = typer.Option(None, "--dla", "--useDLACore", help="DLA core to place eligible layers on."),
-    gpu_fallback: bool = typer.Option(False, "--gpu-fallback", "--allowGPUFallback", help="Let layers the DLA refuses run on the GPU."),
-    int8: bool = typer.Option(False, "--int8", help="INT8 on the DLA (otherwise FP16, as trtexec does)."),
-    fp16: bool = typer.Option(False, "--fp16", help="FP16 on the GPU."),
-    power_mode: str = typer.Option(None, "--power-mode", help="nvpmodel mode id or name [default: the profile's default]."),
-    dla_objective: str = typer.Option("offload", "--dla-objective", help="latency, offload (least GPU time within the budget) or energy."),
+    dla: int = DLA_CORE,
+    gpu_fallback: bool = GPU_FALLBACK,
+    int8: bool = INT8,
+    fp16: bool = FP16,
+    best: bool = BEST,
+    power_mode: str = POWER_MODE,
+    dla_objective: str = DLA_OBJECTIVE,
     latency_budget_ms: float = typer.Option(None, "--latency-budget-ms", help="Latency bound for the offload and energy objectives."),
     greedy: bool = typer.Option(False, "--greedy", help="Apply TensorRT's greedy placement instead of the optimized one."),
     no_optimize: bool = typer.Option(False, "--no-optimize", help="Partition the graph as imported, without the optimizer."),
@@ -53,7 +64,7 @@ def partition_command(
         edgetrt partition model.onnx --profile board.yaml --dla 0 --json
     """
     device_profile = load_profile(profile)
-    precision = "int8" if int8 else "fp16" if fp16 else "fp32"
+    precision = precision_from_flags(fp16, int8, best)
     options = PartitionOptions(
         dla_core=dla,
         gpu_fallback=gpu_fallback,
