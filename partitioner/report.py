@@ -1,10 +1,11 @@
-"""Partition report: per-layer table, summary per power mode, concrete suggestions; JSON and HTML.
+"""Partition report: per-layer table, summary per power mode, concrete suggestions, notes; JSON and HTML.
 
 Suggestions come from what-if runs: for a layer refused for a fixable reason (a cubic
 Resize, a GlobalAveragePool the DLA could run as an AveragePool, a dynamic shape, ...) the
 greedy placement is recomputed with the layer assumed eligible, and the report says how
 many layers after it would then share its DLA subgraph and how subgraphs and transitions
-change.
+change. Notes are the plan's own remarks (e.g. no placement met the latency budget); they
+are kept apart from the suggestions, which are model changes.
 """
 
 from __future__ import annotations
@@ -104,6 +105,11 @@ class PartitionReport:
     suggestions: list[str]
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
 
+    @property
+    def notes(self) -> list[str]:
+        """The plan's remarks about the placement itself (not model changes)."""
+        return self.plan.notes
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
@@ -113,6 +119,7 @@ class PartitionReport:
             "summary": self.summary,
             "per_power_mode": self.per_mode,
             "suggestions": self.suggestions,
+            "notes": self.notes,
             "layers": self.rows,
             "plan": self.plan.to_dict(),
         }
@@ -132,6 +139,7 @@ class PartitionReport:
             for r in self.rows
         )
         tips = "".join(f"<li>{esc(s)}</li>" for s in self.suggestions) or "<li>none</li>"
+        notes = f"<h2>Notes</h2><ul>{''.join(f'<li>{esc(n)}</li>' for n in self.notes)}</ul>\n" if self.notes else ""
         return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>edgetrt partition: {esc(self.model)}</title>
 <style>
@@ -144,7 +152,7 @@ tr.dla td:nth-child(3){{color:#0a7d2c;font-weight:600}} tr.gpu td:nth-child(3){{
 <h2>Summary</h2><table>{summary_rows}</table>
 <h2>Estimated latency per power mode (ms)</h2><table><tr>{mode_head}</tr>{mode_rows}</table>
 <h2>Suggestions</h2><ul>{tips}</ul>
-<h2>Layers</h2><table><tr><th>layer</th><th>op</th><th>device</th><th>precision</th><th>reason</th></tr>{layer_rows}</table>
+{notes}<h2>Layers</h2><table><tr><th>layer</th><th>op</th><th>device</th><th>precision</th><th>reason</th></tr>{layer_rows}</table>
 </body></html>
 """
 
@@ -193,7 +201,7 @@ def build_report(graph: Graph, profile: DeviceProfile | str, options: PartitionO
         per_mode.append(row)
     suggestions = _suggestions(graph, profile, options) if options.dla_core is not None and profile.dla is not None else []
     device = f"{profile.module} ({profile.name}), power mode {plan.power_mode_name}"
-    return PartitionReport(model, device, plan, rows, summary, per_mode, suggestions + plan.notes)
+    return PartitionReport(model, device, plan, rows, summary, per_mode, suggestions)
 
 
 def _with(options: PartitionOptions, **changes: Any) -> PartitionOptions:

@@ -114,6 +114,8 @@ def _print_report(report: PartitionReport) -> None:
         console.print(modes)
     for suggestion in report.suggestions:
         console.print(f"[yellow]suggestion:[/yellow] {suggestion}", highlight=False)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
 
 
 @profiles_app.command("list")

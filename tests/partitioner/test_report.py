@@ -59,6 +59,21 @@ def test_resnet_report_summary_and_average_pool_hint() -> None:
     assert "GlobalAveragePool &#x27;avgpool&#x27;" in page and "MODE_15W" in page
 
 
+def test_missed_budget_is_a_note_not_a_suggestion(yolo_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    options = PartitionOptions(objective="offload", dla_core=0, gpu_fallback=True, precision="int8", latency_budget_ms=0.001)
+    report = build_report(edge.load_onnx(yolo_detector(resize_mode="cubic")), "agx-orin-64gb", options, "yolo.onnx")
+    best = report.plan.estimates["optimized"].latency_ms
+    assert report.notes == [f"no placement found within the 0.001 ms budget; best estimate {best:.3f} ms"]
+    assert report.suggestions and not any("budget" in s for s in report.suggestions)
+    data = report.to_dict()
+    assert data["notes"] == report.notes and data["suggestions"] == report.suggestions
+    assert "<h2>Notes</h2><ul><li>no placement found within the 0.001 ms budget" in report.to_html()
+    assert "<h2>Notes</h2>" not in build_report(edge.load_onnx(yolo_detector()), "agx-orin-64gb", OPTIONS).to_html()
+    assert main(["partition", str(yolo_file), "--dla", "0", "--gpu-fallback", "--int8", "--latency-budget-ms", "0.001"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "note: no placement found within the 0.001 ms budget" in out and "suggestion: Resize 'up1'" in out
+
+
 @pytest.fixture()
 def yolo_file(tmp_path: Path) -> Path:
     path = tmp_path / "yolo.onnx"
