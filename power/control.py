@@ -19,10 +19,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.errors import PowerError, ProfileError
+
+if TYPE_CHECKING:
+    from edge.profiles import DeviceProfile
 
 __all__ = [
     "Commands",
@@ -201,7 +205,7 @@ class PowerController:
     sysroot: Path = Path("/")
     euid: int | None = None
     echo: Callable[[str], None] = print
-    profile: object | None = None
+    profile: DeviceProfile | None = None
     executed: list[list[str]] = field(default_factory=list)
 
     # -- environment checks -------------------------------------------------------------------
@@ -271,20 +275,9 @@ class PowerController:
     def list_modes(self) -> list[ModeInfo]:
         """Modes from the device profile merged with ``/etc/nvpmodel.conf`` (the board's own file wins)."""
         merged: dict[int, ModeInfo] = {}
-        for mode in getattr(self.profile, "power_modes", None) or []:
-            merged[int(mode.id)] = ModeInfo(
-                id=int(mode.id),
-                name=str(mode.name),
-                budget_w=getattr(mode, "budget_w", None),
-                online_cpus=getattr(mode, "online_cpus", None),
-                cpu_max_mhz=getattr(mode, "cpu_max_mhz", None),
-                gpu_max_mhz=getattr(mode, "gpu_max_mhz", None),
-                emc_max_mhz=getattr(mode, "emc_max_mhz", None),
-                dla_max_mhz=getattr(mode, "dla_max_mhz", None),
-                gpu_tpcs=getattr(mode, "gpu_tpcs", None),
-                is_default=getattr(self.profile, "default_power_mode", None) in (mode.id, mode.name),
-                source="profile",
-            )
+        if self.profile is not None:
+            for mode in self.profile.power_modes:  # profile PowerMode fields are a subset of ModeInfo's
+                merged[mode.id] = ModeInfo(**asdict(mode), is_default=mode.id == self.profile.default_power_mode)
         conf = self.sysroot / "etc/nvpmodel.conf"
         if conf.is_file():
             for mode in parse_nvpmodel_conf(conf.read_text(errors="replace")):

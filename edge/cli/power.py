@@ -78,7 +78,7 @@ def modes_command(profile: str = _PROFILE) -> None:
     """
     controller = _controller(profile=profile)
     modes = controller.list_modes()
-    no_dla = controller.profile is not None and getattr(controller.profile, "dla", None) is None
+    no_dla = controller.profile is not None and controller.profile.dla is None
     if not modes:
         raise PowerError("no power modes known: no /etc/nvpmodel.conf here; pass --profile NAME")
     table = Table("id", "name", "budget W", "CPUs", "CPU max MHz", "GPU max MHz", "EMC max MHz", "DLA max MHz", "source")

@@ -7,6 +7,7 @@ described in shared/reference/jetson.md section 2. Nothing here touches a real b
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import textwrap
@@ -15,6 +16,7 @@ import pytest
 
 from edge.cli import main
 from edge.errors import PowerError, ProfileError
+from edge.profiles import PowerMode, load_profile
 from edge.power.control import (
     Commands,
     PowerController,
@@ -300,18 +302,19 @@ def test_device_tree_compatible_identifies_a_jetson(tmp_path):
 
 
 def test_profile_and_conf_modes_merge(board):
-    class Mode:
-        def __init__(self, id, name, budget_w, gpu_tpcs):
-            self.id, self.name, self.budget_w, self.gpu_tpcs = id, name, budget_w, gpu_tpcs
+    def mode(id, name, budget_w, gpu_tpcs):
+        return PowerMode(id, name, budget_w, online_cpus=6, cpu_max_mhz=1500.0, gpu_max_mhz=600.0,
+                         dla_max_mhz=None, emc_max_mhz=2133.0, gpu_tpcs=gpu_tpcs)
 
-    class Profile:
-        power_modes = [Mode(0, "MAXN", None, 8), Mode(1, "15W", 15.0, 3), Mode(4, "EXTRA", 40.0, 8)]
-        default_power_mode = 2
-
-    modes = {m.id: m for m in _controller(board, profile=Profile()).list_modes()}
+    profile = dataclasses.replace(
+        load_profile("orin-nano-8gb"),
+        power_modes=[mode(0, "MAXN", None, 8), mode(1, "15W", 15.0, 3), mode(4, "EXTRA", 40.0, 8)],
+        default_power_mode=2,
+    )
+    modes = {m.id: m for m in _controller(board, profile=profile).list_modes()}
     assert modes[1].budget_w == 15.0 and modes[1].source == "profile+nvpmodel.conf" and modes[1].gpu_max_mhz == 408
     assert modes[2].source == "nvpmodel.conf" and modes[2].is_default
-    assert modes[4].source == "profile"
+    assert modes[4].source == "profile" and modes[4].budget_w == 40.0 and modes[4].cpu_max_mhz == 1500.0
 
 
 def test_cli_refuses_off_jetson_in_one_line(capsys):
