@@ -27,7 +27,7 @@ import numpy as np
 from edge.ir import Graph, Node, Value
 from edge.partitioner.cost import CostModel, tensor_bytes
 from edge.partitioner.plan import Estimate, PartitionOptions
-from edge.partitioner.rules import RuleContext, check_node, dla_precision
+from edge.partitioner.rules import RuleContext, check_node, dla_batch, dla_precision
 from edge.profiles import DeviceProfile, PowerMode
 
 __all__ = ["Analysis", "Placement", "group", "evaluate", "greedy", "optimize", "objective_key"]
@@ -149,12 +149,10 @@ def _is_host(node: Node, known: set[int]) -> bool:
 
 
 def _batch(node: Node) -> int:
-    """Product of the dims in front of C, H, W of the first output (DLA's notion of batch)."""
-    shape = node.outputs[0].shape if node.outputs else None
-    if shape is None or not all(isinstance(d, int) for d in shape):
+    """DLA batch of the first output; -1 when its shape is not static."""
+    if not node.outputs or not node.outputs[0].is_static:
         return -1
-    lead = shape[:-3] if len(shape) >= 3 else shape[:1]
-    return int(np.prod(lead, dtype=np.int64)) if lead else 1
+    return dla_batch(node.outputs[0].shape)
 
 
 # -- grouping ----------------------------------------------------------------------------

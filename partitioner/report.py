@@ -22,7 +22,7 @@ import edge
 from edge.ir import Graph, Node
 from edge.partitioner import PartitionOptions, PartitionPlan, plan_partition
 from edge.partitioner.partition import Analysis, evaluate, greedy
-from edge.partitioner.rules import node_label
+from edge.partitioner.rules import node_label, reduce_axes
 from edge.profiles import DeviceProfile, load_profile
 
 __all__ = ["PartitionReport", "build_report", "FIXES"]
@@ -49,10 +49,8 @@ def _fix_global_average(node: Node, reason: str) -> tuple[str, str] | None:
         return None
     h, w = shape[2], shape[3]
     if node.op_type == "ReduceMean":
-        axes = node.attrs.get("axes")
-        if axes is None and node.input(1) is not None and node.inputs[1].const is not None:
-            axes = node.inputs[1].const.tolist()
-        if sorted(int(a) % 4 for a in (axes or [])) != [2, 3] or not int(node.attrs.get("keepdims", 1)):
+        axes = reduce_axes(node)
+        if axes is None or sorted(axes) != [2, 3] or not int(node.attrs.get("keepdims", 1)):
             return None
     if h > 8 or w > 8:
         return None

@@ -33,7 +33,9 @@ __all__ = [
     "MAX_BATCH",
     "check_node",
     "dla_precision",
+    "dla_batch",
     "node_label",
+    "reduce_axes",
 ]
 
 MAX_DIM = 8192
@@ -91,6 +93,13 @@ class DlaRule:
 def node_label(node: Node) -> str:
     """``Conv 'stage3/conv2'``: op type and the first original ONNX name."""
     return f"{node.op_type} '{node.origin[0]}'"
+
+
+def dla_batch(shape: tuple[int, ...]) -> int:
+    """DLA's batch of a static shape: the product of the dims in front of C, H, W (the first
+    dim of a rank-1/2 tensor)."""
+    outer = shape[:-3] if len(shape) >= 3 else shape[:1]
+    return int(np.prod(outer, dtype=np.int64)) if outer else 1
 
 
 def _pair(values: list[int] | tuple[int, ...] | None, default: int) -> tuple[int, int]:
@@ -305,7 +314,9 @@ def _check_pool(node: Node, ctx: RuleContext) -> str | None:
     return None
 
 
-def _reduce_axes(node: Node, ctx: RuleContext) -> list[int] | None:
+def reduce_axes(node: Node) -> list[int] | None:
+    """Reduced axes of a rank-4 Reduce* node (attribute or constant input), mod 4; None when
+    it reduces nothing (empty axes with noop_with_empty_axes)."""
     axes = node.attrs.get("axes")
     if axes is None and node.input(1) is not None and node.inputs[1].const is not None:
         axes = node.inputs[1].const.reshape(-1).tolist()
@@ -315,7 +326,7 @@ def _reduce_axes(node: Node, ctx: RuleContext) -> list[int] | None:
 
 
 def _check_reduce_max(node: Node, ctx: RuleContext) -> str | None:
-    axes = _reduce_axes(node, ctx)
+    axes = reduce_axes(node)
     if axes is not None and 0 in axes:
         return "reduces over the batch dimension; DLA reduces only over C, H, W"
     return None
@@ -579,11 +590,10 @@ def _check_tensor(value: Value, ranks: tuple[int, ...]) -> str | None:
         return f"tensor '{value.name}' has rank {len(value.shape)}; this DLA layer needs {want} tensors"
     shape = tuple(int(d) for d in value.shape)
     inner = shape[-3:] if len(shape) >= 3 else shape[1:]
-    outer = shape[:-3] if len(shape) >= 3 else shape[:1]
     for size in inner:
         if size > MAX_DIM:
             return f"tensor '{value.name}' [{_dims(shape)}]: dimension {size} exceeds DLA limit {MAX_DIM}"
-    batch = int(np.prod(outer, dtype=np.int64)) if outer else 1
+    batch = dla_batch(shape)
     if batch > MAX_BATCH:
         return f"tensor '{value.name}' [{_dims(shape)}]: batch {batch} exceeds DLA limit {MAX_BATCH}"
     return None
