@@ -204,6 +204,13 @@ def _host_sample() -> Sample:
     return sample
 
 
+def _prime_host() -> None:
+    """Prime psutil's CPU counters: the first ``cpu_percent`` call has no interval to measure."""
+    import psutil
+
+    psutil.cpu_percent(percpu=True)
+
+
 class PsutilSampler(Sampler):
     """Host CPU, RAM and temperatures through psutil (no power rails on a plain CPU host)."""
 
@@ -220,9 +227,7 @@ class PsutilSampler(Sampler):
     def _prepare(self) -> None:
         if not self.available():
             raise TelemetryError("psutil is not installed (pip install 'edgetrt[telemetry]')")
-        import psutil
-
-        psutil.cpu_percent(percpu=True)  # the first call only primes the counters
+        _prime_host()
 
     def _collect(self) -> None:
         while not self._stop.wait(self.interval_ms / 1000.0):
@@ -238,6 +243,7 @@ class NvmlSampler(Sampler):
         super().__init__(interval_ms)
         self.device = device
         self._handle = None
+        self._with_host = False  # psutil present: each sample adds host CPU/RAM (decided once, in _prepare)
 
     @classmethod
     def available(cls) -> bool:
@@ -260,16 +266,15 @@ class NvmlSampler(Sampler):
             self._handle = pynvml.nvmlDeviceGetHandleByIndex(self.device)
         except Exception as exc:
             raise TelemetryError(f"NVML is not usable for GPU {self.device}: {exc}") from None
-        if PsutilSampler.available():
-            import psutil
-
-            psutil.cpu_percent(percpu=True)
+        self._with_host = PsutilSampler.available()
+        if self._with_host:
+            _prime_host()
 
     def _gpu_sample(self) -> Sample:
         import pynvml
 
         handle = self._handle
-        sample = _host_sample() if PsutilSampler.available() else Sample()
+        sample = _host_sample() if self._with_host else Sample()
         util = pynvml.nvmlDeviceGetUtilizationRates(handle)
         sample.gpu_load_pct, sample.emc_load_pct = float(util.gpu), float(util.memory)
         sample.gpu_freq_mhz = float(pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM))
