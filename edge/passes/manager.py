@@ -77,46 +77,33 @@ class OptimizeReport:
                 return entry
         raise KeyError(name)
 
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready record (engine build info): totals plus one entry per pass.
+    def rows(self) -> list[dict[str, object]]:
+        """One JSON-ready dict per pass: pass, kind, runs, changes, fused, removed (net nodes),
+        nodes_before (before its first run), nodes_after (after its last run), ms."""
+        return [
+            {
+                "pass": s.name,
+                "kind": s.kind,
+                "runs": s.runs,
+                "changes": s.changes,
+                "fused": s.fused,
+                "removed": s.nodes_removed,
+                "nodes_before": s.nodes_before,
+                "nodes_after": s.nodes_after,
+                "ms": round(s.seconds * 1e3, 2),
+            }
+            for s in self.passes
+        ]
 
-        Each pass entry has name, kind, runs, changes, fused, removed, nodes_before (before
-        its first run), nodes_after (after its last run) and time_ms.
-        """
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready record (engine build info): totals plus :meth:`rows` as ``passes``."""
         return {
             "nodes_before": self.nodes_before,
             "nodes_after": self.nodes_after,
             "rounds": self.rounds,
             "time_ms": round(self.seconds * 1e3, 3),
-            "passes": [
-                {
-                    "name": s.name,
-                    "kind": s.kind,
-                    "runs": s.runs,
-                    "changes": s.changes,
-                    "fused": s.fused,
-                    "removed": s.nodes_removed,
-                    "nodes_before": s.nodes_before,
-                    "nodes_after": s.nodes_after,
-                    "time_ms": round(s.seconds * 1e3, 3),
-                }
-                for s in self.passes
-            ],
+            "passes": self.rows(),
         }
-
-    def rows(self) -> list[dict[str, object]]:
-        """One dict per pass: name, runs, changes, fused, removed (net nodes), ms."""
-        return [
-            {
-                "pass": s.name,
-                "runs": s.runs,
-                "changes": s.changes,
-                "fused": s.fused,
-                "removed": s.nodes_removed,
-                "ms": round(s.seconds * 1e3, 2),
-            }
-            for s in self.passes
-        ]
 
     def format(self) -> str:
         """A plain-text table (what ``edgetrt build --verbose`` prints)."""
