@@ -191,8 +191,7 @@ def _check_deconv(node: Node, ctx: RuleContext) -> str | None:
         return f"group {node.attrs['group']}; DLA deconvolution needs group 1"
     if _pair(node.attrs.get("dilations"), 1) != (1, 1):
         return "dilation must be 1 on DLA deconvolution"
-    group = int(node.attrs.get("group", 1))
-    maps = int(weight.shape[1]) * group
+    maps = int(weight.shape[1])  # group is 1 here
     if maps > MAX_DIM:
         return f"{maps} output maps exceed DLA limit {MAX_DIM}"
     if int(weight.shape[0]) > MAX_DIM:
@@ -301,10 +300,7 @@ def _check_pool(node: Node, ctx: RuleContext) -> str | None:
     reason = _beyond("window", window, 8) or _beyond("stride", strides, 16)
     if reason:
         return reason
-    if node.attrs.get("auto_pad", "NOTSET") in ("SAME_UPPER", "SAME_LOWER"):
-        pads = _conv_pads(node, window, strides, (1, 1))
-    else:
-        pads = [int(p) for p in node.attrs.get("pads", [0, 0, 0, 0])]
+    pads = _conv_pads(node, window, strides, (1, 1))
     if max(pads, default=0) > 7:
         return f"padding {max(pads)} exceeds DLA limit 7"
     if _pair(node.attrs.get("dilations"), 1) != (1, 1):
