@@ -246,16 +246,13 @@ def conv(ctx: OpContext, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = No
         if plan.bias_row:
             cols[:, :, rows] = 1
     flat = y.reshape(n, group, mg, pixels)
-    for index in range(n):
-        if cg == 1 and group > 1:
-            # depthwise: one tiny (multiplier x taps) product per channel; numpy's stacked
-            # matmul runs these as a batch, faster than a python loop or per-tap multiply-adds
+    if cg == 1 and group > 1:
+        # depthwise: one tiny (multiplier x taps) product per channel; numpy's stacked
+        # matmul runs these as a batch, faster than a python loop or per-tap multiply-adds
+        for index in range(n):
             np.matmul(weights, cols[index], out=flat[index])
-        else:
-            # numpy's broadcasting matmul over stacked operands can miss the BLAS path and
-            # run ten times slower, so the stack is walked here, one 2-D BLAS call per group
-            for g in range(group):
-                np.matmul(weights[g], cols[index, g], out=flat[index, g])
+    else:
+        _grouped_matmul(weights, cols, flat)
     return y
 
 
@@ -346,10 +343,13 @@ def _depthwise_shifted(
     return y
 
 
-def _grouped_matmul(weights: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """(G, M, K) x (N, G, K, P) -> (N, G, M, P) as one 2-D BLAS call per (batch, group)."""
+def _grouped_matmul(weights: np.ndarray, cols: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+    """(G, M, K) x (N, G, K, P) -> (N, G, M, P) as one 2-D BLAS call per (batch, group), into
+    ``y`` when given. numpy's broadcasting matmul over stacked operands can miss the BLAS
+    path and run far slower, so the stack is walked here."""
     n, group, _, pixels = cols.shape
-    y = np.empty((n, group, weights.shape[1], pixels), np.result_type(weights, cols))
+    if y is None:
+        y = np.empty((n, group, weights.shape[1], pixels), np.result_type(weights, cols))
     for index in range(n):
         for g in range(group):
             np.matmul(weights[g], cols[index, g], out=y[index, g])
