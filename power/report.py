@@ -14,12 +14,16 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from edge.power.tegrastats import CONSTANT_SENSORS, INPUT_RAILS, Sample
 
 from edge.errors import TelemetryError
 from edge.fileio import write_atomic
+
+if TYPE_CHECKING:
+    from edge.runtime.bench import BenchResult
 
 __all__ = ["BenchData", "align_bench", "summarize", "render_plots", "write_report", "format_summary"]
 
@@ -39,16 +43,13 @@ class BenchData:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_result(cls, result: object) -> BenchData:
-        """Take the fields of ``edge.runtime.bench.BenchResult`` (or anything shaped like it)."""
-        to_dict = getattr(result, "to_dict", None)
-        extra = to_dict() if callable(to_dict) else {}
-        extra = {k: v for k, v in extra.items() if k not in ("latencies_ms", "start_times_s")}
+    def from_result(cls, result: BenchResult) -> BenchData:
+        """Take the timings of an ``edge.runtime.bench.BenchResult``; its summary goes in ``extra``."""
         return cls(
             latencies_ms=np.asarray(result.latencies_ms, dtype=np.float64),
             start_times_s=np.asarray(result.start_times_s, dtype=np.float64),
-            throughput=getattr(result, "throughput", None),
-            extra=extra,
+            throughput=result.throughput,
+            extra=result.to_dict(),
         )
 
     @property
@@ -357,7 +358,7 @@ def write_report(
         "samples": [s.to_dict() for s in samples],
         "bench": None
         if bench is None
-        else {"latencies_ms": bench.latencies_ms.tolist(), "start_times_s": bench.start_times_s.tolist(), **bench.extra},
+        else {**bench.extra, "latencies_ms": bench.latencies_ms.tolist(), "start_times_s": bench.start_times_s.tolist()},
     }
     write_atomic(out / "report.json", json.dumps(document, indent=1, default=str).encode("utf-8"))
     write_atomic(out / "report.html", _html(summary, plots, meta).encode("utf-8"))
