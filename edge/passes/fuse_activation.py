@@ -71,7 +71,11 @@ def _check_activation(graph: Graph, match: Match) -> str | None:
     return None
 
 
-def _fused_copy(b: Builder, node: Node, inputs: list[Value | None], **attrs: object) -> Value:
+def _fused_copy(
+    b: Builder, node: Node, inputs: list[Value | None], like: Value | None = None, **attrs: object
+) -> Value:
+    """The fused form of ``node`` (or of an already fused node) with ``attrs`` merged in; its
+    output is typed like ``like`` (default: the matched root's output)."""
     op_type = node.op_type if _is_fused(node) else _FUSED[node.op_type]
     merged = dict(node.attrs)
     merged.setdefault("activation", "")
@@ -80,7 +84,7 @@ def _fused_copy(b: Builder, node: Node, inputs: list[Value | None], **attrs: obj
     while inputs and inputs[-1] is None:
         inputs.pop()
     b.graph.opset.setdefault(DOMAIN, 1)
-    return b.op(op_type, inputs, merged, domain=DOMAIN, like=b.anchor.outputs[0])
+    return b.op(op_type, inputs, merged, domain=DOMAIN, like=like if like is not None else b.anchor.outputs[0])
 
 
 def _fuse_activation(b: Builder, m: Match) -> Value:
@@ -100,10 +104,7 @@ def _fuse_through_reshape(b: Builder, m: Match) -> Value:
     """act(Reshape(gemm)) == Reshape(act(gemm)): an elementwise op commutes with a reshape."""
     node, reshape = m.node("op"), m.node("reshape")
     name, params = activation_of(b.graph, m.root)  # type: ignore[misc]
-    op_type = node.op_type if _is_fused(node) else _FUSED[node.op_type]
-    attrs = dict(node.attrs, activation=name, activation_params=params)
-    b.graph.opset.setdefault(DOMAIN, 1)
-    fused = b.op(op_type, list(node.inputs), attrs, domain=DOMAIN, like=node.outputs[0])
+    fused = _fused_copy(b, node, list(node.inputs), node.outputs[0], activation=name, activation_params=params)
     return b.op("Reshape", [fused, *reshape.inputs[1:]], dict(reshape.attrs), like=m.root.outputs[0])
 
 
