@@ -75,7 +75,8 @@ def plan_partition(graph: Graph, profile: DeviceProfile | str, options: Partitio
     mode = profile.power_mode(options.power_mode)
     an = Analysis(graph, profile, mode, options)
     gpu_only: Placement = [False] * len(an.layers)
-    estimates = {"gpu_only": evaluate(an, gpu_only)[0]}
+    # (estimate, subgraph numbering) per algorithm; each placement is evaluated once
+    results = {"gpu_only": evaluate(an, gpu_only)}
     reasons: dict[int, str] = {i: r for i, r in enumerate(an.reasons) if r is not None}
     notes: list[str] = []
     budget = options.latency_budget_ms
@@ -83,27 +84,28 @@ def plan_partition(graph: Graph, profile: DeviceProfile | str, options: Partitio
     algorithm = "gpu_only"
     if options.dla_core is not None:
         if not options.gpu_fallback:
-            applied = _dla_only(an)
-            estimates["greedy"] = estimates["optimized"] = evaluate(an, applied)[0]
+            applied, result = _dla_only(an)
+            results["greedy"] = results["optimized"] = result
         else:
             base, displaced = greedy(an)
             reasons.update(displaced)
-            estimates["greedy"] = evaluate(an, base)[0]
+            results["greedy"] = evaluate(an, base)
             if budget is None and options.objective != "latency":
                 # Without a budget, offload/energy may not be slower than TensorRT's greedy placement.
-                budget = estimates["greedy"].latency_ms
+                budget = results["greedy"][0].latency_ms
             best = optimize(an, [base, gpu_only], budget)
-            estimates["optimized"] = evaluate(an, best)[0]
+            results["optimized"] = evaluate(an, best)
             applied = best if options.algorithm == "optimized" else base
             if options.algorithm == "optimized":
-                reasons.update(_kept_on_gpu_reasons(an, base, best))
-            if options.latency_budget_ms is not None and estimates[options.algorithm].latency_ms > budget:
+                reasons.update(_kept_on_gpu_reasons(an, results["greedy"][1], best))
+            if options.latency_budget_ms is not None and results[options.algorithm][0].latency_ms > budget:
                 notes.append(
                     f"no placement found within the {budget:g} ms budget; "
-                    f"best estimate {estimates[options.algorithm].latency_ms:.3f} ms"
+                    f"best estimate {results[options.algorithm][0].latency_ms:.3f} ms"
                 )
         algorithm = options.algorithm
-    estimate, groups = evaluate(an, applied)
+    groups = results[algorithm][1]
+    estimates = {key: estimate for key, (estimate, _) in results.items()}
     return PartitionPlan(
         profile=profile.name,
         power_mode=mode.id,
@@ -144,24 +146,25 @@ def partition(graph: Graph, profile: DeviceProfile | str, options: PartitionOpti
     return plan
 
 
-def _dla_only(an: Analysis) -> Placement:
-    """--dla without --gpu-fallback: every layer on the DLA, or an error naming the first that cannot be."""
+def _dla_only(an: Analysis) -> tuple[Placement, tuple[Estimate, list[int]]]:
+    """--dla without --gpu-fallback: every layer on the DLA (with its evaluation), or an error
+    naming the first layer that cannot be."""
     for reason in an.reasons:
         if reason is not None:
             raise PartitionError(f"{reason} (add --gpu-fallback to run such layers on the GPU)")
     placement = [True] * len(an.layers)
-    subgraphs = evaluate(an, placement)[0].subgraphs
+    result = evaluate(an, placement)
+    subgraphs = result[0].subgraphs
     if subgraphs > an.options.max_loadables:
         raise PartitionError(
             f"the model needs {subgraphs} DLA subgraphs; DLA supports only {an.options.max_loadables} "
             "loadables per core (add --gpu-fallback)"
         )
-    return placement
+    return placement, result
 
 
-def _kept_on_gpu_reasons(an: Analysis, base: Placement, best: Placement) -> dict[int, str]:
-    """Why the optimizer kept eligible layers on the GPU, per greedy subgraph it shrank."""
-    _, groups = evaluate(an, base)
+def _kept_on_gpu_reasons(an: Analysis, groups: list[int], best: Placement) -> dict[int, str]:
+    """Why the optimizer kept eligible layers on the GPU, per greedy subgraph (``groups``) it shrank."""
     moved: dict[int, list[int]] = {}
     for i, g in enumerate(groups):
         if g >= 0 and not best[i]:
