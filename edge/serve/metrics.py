@@ -83,9 +83,13 @@ class ModelStats:
         self.compute_output.add(output_ns * requests, requests)
         self.batches.setdefault(batch, Duration()).add(infer_ns)
 
+    @property
+    def failed(self) -> Duration:
+        """Failed requests over every reason."""
+        return Duration(sum(d.count for d in self.failure.values()), sum(d.ns for d in self.failure.values()))
+
     def to_json(self) -> dict[str, Any]:
         """This model's entry of ``{"model_stats": [...]}`` (Triton's statistics extension)."""
-        fail = Duration(sum(d.count for d in self.failure.values()), sum(d.ns for d in self.failure.values()))
         return {
             "name": self.name,
             "version": self.version,
@@ -94,7 +98,7 @@ class ModelStats:
             "execution_count": self.execution_count,
             "inference_stats": {
                 "success": self.success.to_json(),
-                "fail": fail.to_json(),
+                "fail": self.failed.to_json(),
                 "queue": self.queue.to_json(),
                 "compute_input": self.compute_input.to_json(),
                 "compute_infer": self.compute_infer.to_json(),
@@ -133,7 +137,7 @@ class TritonCollector:
         yield counter(
             "nv_inference_request_duration_us",
             "Cumulative end-to-end inference request duration in microseconds",
-            lambda s: (s.success.ns + sum(d.ns for d in s.failure.values())) // 1000,
+            lambda s: (s.success.ns + s.failed.ns) // 1000,
         )
         yield counter(
             "nv_inference_queue_duration_us", "Cumulative time requests spent queued, in microseconds", lambda s: s.queue.ns // 1000
