@@ -22,10 +22,14 @@ from edge.errors import EdgeError, KernelError
 from edge.ir import Graph, Node, Value, captured_values
 from edge.kernels.registry import Kernel, OpContext, Workspace, lookup
 from edge.precision import REDUCED, round_to_fp16
-from edge.quant.numerics import Quantizer, explicit_quantizer, input_quantizers
+from edge.quant.numerics import explicit_quantizer, input_quantizers
 from edge.runtime.memory import INPLACE_OPS, PlanCache, StepUse
 
 __all__ = ["Step", "Schedule", "evaluate_node", "run_graph"]
+
+Conversions = tuple[tuple[int, Callable[[np.ndarray], np.ndarray]], ...]
+"""(position, fn) pairs: how a reduced-precision layer's arrays are emulated (FP16 rounding,
+INT8 fake quantization), applied in order to the array at each position."""
 
 
 @dataclass
@@ -38,12 +42,11 @@ class Step:
     inputs: list[int | None]
     outputs: list[int]
     free: list[int]
-    fp16: bool = False
     reads: list[int] = field(default_factory=list)
     cache: dict = field(default_factory=dict)
     nested: bool = False
-    quantize_in: tuple[tuple[int, Quantizer], ...] = ()  # INT8 layer: fake-quantize these inputs
-    quantize_out: tuple[tuple[int, Quantizer], ...] = ()  # explicit Q/DQ outputs: quantize where produced
+    convert_in: Conversions = ()  # by input index, before the kernel
+    convert_out: Conversions = ()  # by output index, after the kernel
 
 
 class Schedule:
@@ -74,9 +77,7 @@ class Schedule:
             ins = [None if v is None else self._slot_of(v) for v in node.inputs]
             outs = [self._slot_of(v) for v in node.outputs]
             opset = graph.opset.get(_domain(node.domain), 1)
-            quantize_in = input_quantizers(node)
-            quantize_out = tuple((i, q) for i, v in enumerate(node.outputs) if (q := explicit_quantizer(v)) is not None)
-            fp16 = node.meta.get("precision") in REDUCED and not quantize_in
+            convert_in, convert_out = _conversions(node)
             reads = [s for s in ins if s is not None]
             nested = False
             for sub in node.subgraphs():
@@ -84,11 +85,11 @@ class Schedule:
                 self.subschedules[id(sub)] = Schedule(sub, backend)
                 reads += [self.slot[id(v)] for v in captured_values(sub) if id(v) in self.slot]
             self.steps.append(
-                Step(node, kernel, opset, ins, outs, [], fp16, reads, nested=nested, quantize_in=quantize_in, quantize_out=quantize_out)
+                Step(node, kernel, opset, ins, outs, [], reads, nested=nested, convert_in=convert_in, convert_out=convert_out)
             )
-        self.input_quantizers = [
+        self.convert_inputs: Conversions = tuple(
             (self.slot[id(v)], q) for v in graph.inputs if (q := explicit_quantizer(v)) is not None
-        ]
+        )
         self.output_slots = [self._slot_of(v) for v in graph.outputs]
         self._plan_frees()
 
@@ -165,26 +166,19 @@ class Schedule:
             slots[slot] = array
         for value, array in zip(self.graph.inputs, inputs):
             slots[self.slot[id(value)]] = array
-        for slot, quantizer in self.input_quantizers:
-            slots[slot] = quantizer(slots[slot])
+        _convert(slots, self.convert_inputs)
         if captured:
             for value in self.captured:
                 if id(value) in captured:
                     slots[self.slot[id(value)]] = captured[id(value)]
         for step in self.steps:
             args = [None if s is None else slots[s] for s in step.inputs]
-            if step.fp16:
-                args = [None if a is None else round_to_fp16(a) for a in args]
-            elif step.quantize_in:
-                for index, quantizer in step.quantize_in:
-                    args[index] = quantizer(args[index])
+            if step.convert_in:
+                _convert(args, step.convert_in)
             out = None if buffers is None else [buffers[s] for s in step.outputs]
             results = _call(step, args, self, slots, out, workspace)
-            if step.fp16:
-                results = [round_to_fp16(r) for r in results]
-            if step.quantize_out:
-                for index, quantizer in step.quantize_out:
-                    results[index] = quantizer(results[index])
+            if step.convert_out:
+                _convert(results, step.convert_out)
             if out is not None:
                 results = [_place(r, view, arena) for r, view in zip(results, out)]
             for slot, result in zip(step.outputs, results):
@@ -196,6 +190,26 @@ class Schedule:
         if arena is None:
             return [slots[s] for s in self.output_slots]  # type: ignore[misc]
         return [_detach(slots[s], arena) for s in self.output_slots]  # type: ignore[arg-type]
+
+
+def _conversions(node: Node) -> tuple[Conversions, Conversions]:
+    """How a layer's precision is emulated: an INT8 layer with scales fake-quantizes its
+    activation inputs; another FP16/INT8 layer rounds every input and output to FP16; an
+    output that is an explicit Q/DQ tensor is quantized where produced, at any precision."""
+    convert_in: Conversions = input_quantizers(node)
+    convert_out: Conversions = ()
+    if not convert_in and node.meta.get("precision") in REDUCED:
+        convert_in = tuple((i, round_to_fp16) for i, v in enumerate(node.inputs) if v is not None)
+        convert_out = tuple((i, round_to_fp16) for i in range(len(node.outputs)))
+    explicit = tuple((i, q) for i, v in enumerate(node.outputs) if (q := explicit_quantizer(v)) is not None)
+    return convert_in, convert_out + explicit
+
+
+def _convert(arrays: list, conversions: Conversions) -> None:
+    """Apply ``conversions`` to ``arrays`` in place, skipping positions that hold no array."""
+    for index, convert in conversions:
+        if index < len(arrays) and arrays[index] is not None:
+            arrays[index] = convert(arrays[index])
 
 
 def _place(result: np.ndarray, view: np.ndarray | None, arena: np.ndarray | None) -> np.ndarray:
