@@ -15,7 +15,7 @@ import numpy as np
 
 from edge.ir import Graph, Node, Value
 from edge.kernels.cpu.fused import DOMAIN
-from edge.passes.common import opset_of, same_shape
+from edge.passes.common import onnx_domain, opset_of, same_shape
 from edge.passes.rewrite import Builder, Match, Op, Rule, RuleSet, Var
 
 __all__ = ["fuse_activations", "activation_of", "FUSE_ACTIVATION_RULES"]
@@ -30,7 +30,7 @@ def activation_of(graph: Graph, node: Node) -> tuple[str, list[float]] | None:
     op = node.op_type
     if node.domain == DOMAIN:
         return ("SiLU", []) if op == "SiLU" else None
-    if node.domain not in ("", "ai.onnx"):
+    if onnx_domain(node.domain) != "":
         return None
     if op in ("Relu", "Sigmoid", "HardSwish", "Tanh"):
         return op, []
@@ -66,7 +66,7 @@ def _check_activation(graph: Graph, match: Match) -> str | None:
         return f"{match.root.op_type} with these attributes has no epilogue form"
     if _is_fused(node) and node.attrs.get("activation"):
         return f"'{node.name}' already has activation {node.attrs['activation']}"
-    if not _is_fused(node) and node.domain not in ("", "ai.onnx"):
+    if not _is_fused(node) and onnx_domain(node.domain) != "":
         return f"'{node.name}' is not a standard {node.op_type}"
     return None
 
@@ -115,7 +115,7 @@ def _check_residual(graph: Graph, match: Match) -> str | None:
         return "the residual is the conv output itself"
     if _is_fused(node) and (node.attrs.get("activation") or node.input(3) is not None):
         return f"'{node.name}' already has an activation or residual"
-    if not _is_fused(node) and node.domain not in ("", "ai.onnx"):
+    if not _is_fused(node) and onnx_domain(node.domain) != "":
         return f"'{node.name}' is not a standard {node.op_type}"
     if not same_shape(z, out) or z.dtype != out.dtype:
         return f"residual '{z.name}' {z.shape} does not match '{out.name}' {out.shape}"

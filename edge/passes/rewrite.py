@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from edge.ir import Graph, Node, Value
+from edge.passes.common import onnx_domain
 
 __all__ = [
     "Pattern",
@@ -145,10 +146,6 @@ class Match:
         del self.nodes[state[1] :]
 
 
-def _domain(domain: str) -> str:
-    return "" if domain in ("", "ai.onnx") else domain
-
-
 def _match_value(pattern: Pattern, value: Value | None, match: Match) -> bool:
     if value is None:
         return False
@@ -176,7 +173,7 @@ def _match_value(pattern: Pattern, value: Value | None, match: Match) -> bool:
 def _match_node(pattern: Op, node: Node, match: Match) -> bool:
     if node.op_type not in pattern.op_types:
         return False
-    if pattern.domain != "*" and _domain(node.domain) != _domain(pattern.domain):
+    if pattern.domain != "*" and onnx_domain(node.domain) != onnx_domain(pattern.domain):
         return False
     if pattern.name is not None:
         bound = match.bindings.get(pattern.name)
