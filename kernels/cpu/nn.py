@@ -457,9 +457,8 @@ def _pool_window(ctx: OpContext, x: np.ndarray) -> tuple[_Window, list[tuple[sli
     return cached
 
 
-def _window_sum(padded: np.ndarray, window: _Window, out: np.ndarray | None = None) -> np.ndarray:
-    """Sum of every tap's slice, accumulated in ``out`` (a fresh array when None)."""
-    slices = [taps for _, taps in window.tap_slices()]
+def _window_sum(padded: np.ndarray, slices: list[tuple[slice, ...]], out: np.ndarray | None = None) -> np.ndarray:
+    """Sum of every tap's slice (see ``_pool_window``), accumulated in ``out`` (a fresh array when None)."""
     total = padded[slices[0]].copy() if out is None else out
     if out is not None:
         np.copyto(total, padded[slices[0]])
@@ -468,7 +467,7 @@ def _window_sum(padded: np.ndarray, window: _Window, out: np.ndarray | None = No
     return total
 
 
-def _average_divisor(ctx: OpContext, x: np.ndarray, window: _Window) -> np.ndarray:
+def _average_divisor(ctx: OpContext, x: np.ndarray, window: _Window, slices: list[tuple[slice, ...]]) -> np.ndarray:
     """How many counted input positions each output window covers, (1, 1, *out) (cached)."""
     key = ("pool-divisor", x.shape[2:], x.dtype)
     divisor = ctx.cache.get(key)
@@ -480,7 +479,7 @@ def _average_divisor(ctx: OpContext, x: np.ndarray, window: _Window) -> np.ndarr
         else:
             region = tuple(slice(b, b + i) for b, i in zip(window.pad_begin, size_in))
         counted[(slice(None), slice(None)) + region] = 1
-        divisor = ctx.cache[key] = _window_sum(counted, window)
+        divisor = ctx.cache[key] = _window_sum(counted, slices)
     return divisor
 
 
@@ -488,24 +487,23 @@ def _average_divisor(ctx: OpContext, x: np.ndarray, window: _Window) -> np.ndarr
 @widen_half
 def average_pool(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     """Window mean; ``count_include_pad`` decides whether declared pads count in the divisor."""
-    window, _ = _pool_window(ctx, x)
+    window, slices = _pool_window(ctx, x)
     if (compiled := _compiled_2d(x, window)) is not None:
         y = _contiguous_output(ctx, x.shape[:2] + window.out, x.dtype)
-        divisor = _average_divisor(ctx, x, window)[0, 0]
+        divisor = _average_divisor(ctx, x, window, slices)[0, 0]
         compiled.average_pool2d(np.ascontiguousarray(x), *_geometry(window), divisor, y)
         return y
     y = ctx.output(0, x.shape[:2] + window.out, x.dtype)
-    total = _window_sum(_padded(x, window, 0, ctx), window, y)
-    return np.divide(total, _average_divisor(ctx, x, window), out=total)
+    total = _window_sum(_padded(x, window, 0, ctx), slices, y)
+    return np.divide(total, _average_divisor(ctx, x, window, slices), out=total)
 
 
 @register("LpPool")
 @widen_half
 def lp_pool(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     p = ctx.attr("p", 2)
-    kernel = tuple(ctx.attr("kernel_shape"))
-    window = _window(ctx, x.shape[2:], kernel, bool(ctx.attr("ceil_mode", 0)))
-    total = _window_sum(_padded(np.abs(x) ** p, window, 0), window)
+    window, slices = _pool_window(ctx, x)
+    total = _window_sum(_padded(np.abs(x) ** p, window, 0), slices)
     return total ** (1 / p)
 
 
