@@ -51,8 +51,8 @@ class Analysis:
     """Everything the placement algorithms need, computed once per (graph, profile, mode, options).
 
     Attributes:
-        layers: data nodes in topological order (the placement indexes these).
-        host: shape computations (folded by TensorRT; run on the host CPU here).
+        layers: data nodes in topological order (the placement indexes these); the other
+            nodes are shape computations (folded by TensorRT; run on the host CPU here).
         reasons: per layer, None when DLA-eligible, else the refusal reason.
         gpu_ms / dla_ms: per-layer time on each device (numpy arrays).
         preds: per layer, indices of the layers producing its inputs.
@@ -61,14 +61,10 @@ class Analysis:
     def __init__(self, graph: Graph, profile: DeviceProfile, mode: PowerMode, options: PartitionOptions) -> None:
         self.graph = graph
         self.profile = profile
-        self.mode = mode
         self.options = options
         self.cost = CostModel(profile, mode)
         folded = _folded_values(graph)
-        self.folded = folded
-        self.host = [n for n in graph.nodes if _is_host(n, folded)]
-        host_ids = {id(n) for n in self.host}
-        self.layers = [n for n in graph.nodes if id(n) not in host_ids]
+        self.layers = [n for n in graph.nodes if not _is_host(n, folded)]
         index = {id(n): i for i, n in enumerate(self.layers)}
         self.preds: list[list[int]] = []
         for node in self.layers:

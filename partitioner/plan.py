@@ -123,7 +123,7 @@ class PartitionPlan:
     @property
     def applied(self) -> Estimate:
         """Estimate of the placement written to the graph."""
-        return self.estimates[self.algorithm] if self.algorithm in self.estimates else self.estimates["gpu_only"]
+        return self.estimates[self.algorithm]
 
     def layer(self, name: str) -> LayerPlan:
         for layer in self.layers:
