@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import io
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ import onnx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.cpu_vs_onnxruntime import interleaved_medians  # noqa: E402
 from benchmarks.docs import write_section  # noqa: E402
 from benchmarks.machine import describe  # noqa: E402
 from edge.frontend.onnx_import import load_onnx  # noqa: E402
@@ -45,21 +44,6 @@ def _graph(name: str) -> Graph:
     graph = load_onnx(onnx.load(LIGHT_DIR / f"light_{name}.onnx"))
     randomize_constant_of_shape(graph)
     return graph
-
-
-def _interleaved_medians(
-    first: Schedule, second: Schedule, inputs: list[np.ndarray], repeats: int
-) -> tuple[float, float]:
-    """Median ms of each schedule, runs alternating so both see the same machine load."""
-    first.run(inputs)
-    second.run(inputs)
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeats):
-        for schedule, bucket in ((first, times[0]), (second, times[1])):
-            start = time.perf_counter()
-            schedule.run(inputs)
-            bucket.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def _machine() -> str:
@@ -81,7 +65,8 @@ def run(models: list[str], repeats: int, out: io.TextIOBase) -> None:
         ]
         report = optimize(graph)
         fused = sum(1 for n in graph.nodes if len(n.meta.get("origin", [])) > 1)
-        before_ms, after_ms = _interleaved_medians(Schedule(original), Schedule(graph), inputs, repeats)
+        first, second = Schedule(original), Schedule(graph)
+        before_ms, after_ms = interleaved_medians([lambda: first.run(inputs), lambda: second.run(inputs)], repeats)
         print(
             f"{name:<20}{len(original.nodes):>7}{len(graph.nodes):>7}{fused:>7}{report.seconds * 1e3:>10.1f}"
             f"{before_ms:>11.1f}{after_ms:>10.1f}{before_ms / after_ms:>8.2f}x",
