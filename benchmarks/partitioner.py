@@ -2,8 +2,8 @@
 partitioner's own run time on a 500-layer model (target: under one second).
 
 Run from the repository root: ``python benchmarks/partitioner.py [--markdown]``. Latencies
-are cost-model estimates (INT8 on the DLA, default power mode, optimized graphs), not
-device measurements.
+are cost-model estimates (INT8 on the DLA, default power mode, the default objective,
+optimized graphs), not device measurements.
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def main() -> None:
     text = (
         f"## Partitioner\n\n{date.today().isoformat()}, {machine}. `python benchmarks/partitioner.py --markdown`.\n"
         "Estimated latencies from the cost model (INT8 on DLA core 0 with GPU fallback, each profile's default power\n"
-        "mode, graphs after `edge.passes.optimize`); not measured on a device.\n\n"
+        f"mode, the default `{OPTIONS.objective}` objective bounded by the greedy latency, graphs after `edge.passes.optimize`);\n"
+        "not measured on a device.\n\n"
         f"{placement}\n\nPartitioner run time on a 500-layer model (analysis + greedy + optimizer; target < 1 s):\n\n{timing}\n"
     )
     print(text if args.markdown else text.replace("## Partitioner\n\n", ""))
