@@ -99,7 +99,7 @@ def _print_report(report: PartitionReport) -> None:
         device = f"[{colours[row['device']]}]{row['device']}[/]"
         layers.add_row(row["layer"], row["op"], device, row["precision"], row["reason"] or "")
     console.print(layers)
-    summary = Table(title="Summary", show_header=False, title_justify="left")
+    summary = Table(title="Summary (latencies are cost-model estimates, not measurements)", show_header=False, title_justify="left")
     summary.add_column("key")
     summary.add_column("value")
     for key, value in report.summary.items():
