@@ -106,7 +106,7 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
         stage = time.perf_counter()
         report = optimize(graph)
         timings["optimize"] = time.perf_counter() - stage
-        build_info["optimizer"] = {"nodes_before": report.nodes_before, "nodes_after": report.nodes_after, "passes": report.rows()}
+        build_info["optimizer"] = report.to_dict()
 
     stage = time.perf_counter()
     device = load_profile(config.profile)
