@@ -2,6 +2,9 @@
 
 Each model runs three times through one execution context, so the second and third runs
 reuse the workspace (stale im2col columns and padded borders) and the planned buffers.
+The compiled kernels are switched off (``EDGETRT_JIT=0``): with numba installed they would
+take the depthwise convs and pools, and the numpy paths named below would never run here
+(tests/kernels/test_jit.py covers the compiled ones).
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ CONVS = [
     (5, 7, 8, 6, (1, 1), 1, 1, [0, 0, 0, 0], 1, False, 2),
     (4, 6, 6, 6, (3, 1), 1, 1, [1, 0, 1, 0], 1, True, 2),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _numpy_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGETRT_JIT", "0")
 
 
 def _model(nodes, x_shape, inits):
