@@ -91,6 +91,9 @@ class Schedule:
             (self.slot[id(v)], q) for v in graph.inputs if (q := explicit_quantizer(v)) is not None
         )
         self.output_slots = [self._slot_of(v) for v in graph.outputs]
+        self.input_slots = [self.slot[id(v)] for v in graph.inputs]
+        self.captured_slots = [(id(v), self.slot[id(v)]) for v in self.captured]
+        self._preloaded: list[np.ndarray | None] = [self.constants.get(s) for s in range(self.num_slots)]
         self._plan_frees()
 
     def _slot_of(self, value: Value) -> int:
@@ -161,16 +164,14 @@ class Schedule:
         """
         if workspace is None:
             workspace = Workspace()
-        slots: list[np.ndarray | None] = [None] * self.num_slots
-        for slot, array in self.constants.items():
+        slots = list(self._preloaded)
+        for slot, array in zip(self.input_slots, inputs):
             slots[slot] = array
-        for value, array in zip(self.graph.inputs, inputs):
-            slots[self.slot[id(value)]] = array
         _convert(slots, self.convert_inputs)
         if captured:
-            for value in self.captured:
-                if id(value) in captured:
-                    slots[self.slot[id(value)]] = captured[id(value)]
+            for key, slot in self.captured_slots:
+                if key in captured:
+                    slots[slot] = captured[key]
         for step in self.steps:
             args = [None if s is None else slots[s] for s in step.inputs]
             if step.convert_in:
