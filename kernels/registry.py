@@ -96,10 +96,11 @@ class OpContext:
         return self.node.attrs.get(name, default)
 
     def output(self, index: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """Where to write output ``index``: its planned buffer when that has this shape and
-        dtype, else a fresh array (dynamic shapes, unplanned runs)."""
+        """Where to write output ``index``, always C-contiguous (what compiled kernels need):
+        its planned buffer when that has this shape and dtype, else a fresh array (dynamic
+        shapes, unplanned runs)."""
         out = self.out[index]
-        if out is not None and out.shape == shape and out.dtype == dtype:
+        if out is not None and out.shape == shape and out.dtype == dtype and out.flags.c_contiguous:
             return out
         return np.empty(shape, dtype)
 

@@ -58,12 +58,6 @@ def _geometry(window: _Window) -> tuple[int, ...]:
     return (*window.kernel, *window.strides, *window.dilations, *window.pad_begin)
 
 
-def _contiguous_output(ctx: OpContext, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """``ctx.output`` when that is C-contiguous (what the compiled kernels write), else a new array."""
-    y = ctx.output(0, shape, dtype)
-    return y if y.flags.c_contiguous else np.empty(shape, dtype)
-
-
 @dataclass(frozen=True)
 class _Window:
     """Geometry of a sliding window over the spatial dims of an (N, C, *spatial) tensor."""
@@ -225,7 +219,7 @@ def conv(ctx: OpContext, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = No
     n, m = x.shape[0], w.shape[0]
     dtype = np.result_type(x.dtype, w.dtype)
     weights = _conv_weights(ctx, plan, w, b, dtype)
-    y = _contiguous_output(ctx, (n, m) + window.out, dtype)
+    y = ctx.output(0, (n, m) + window.out, dtype)
     if plan.depthwise and dtype == x.dtype and (compiled := _compiled_2d(x, window)) is not None:
         compiled.depthwise_conv2d(np.ascontiguousarray(x), weights.reshape(m, -1), *_geometry(window), y)
         return y
@@ -409,7 +403,7 @@ def max_pool(ctx: OpContext, x: np.ndarray) -> np.ndarray | tuple[np.ndarray, np
     window, slices = _pool_window(ctx, x)
     if ctx.num_outputs < 2 or ctx.node.outputs[1].meta.get("omitted"):
         if (compiled := _compiled_2d(x, window)) is not None:
-            y = _contiguous_output(ctx, x.shape[:2] + window.out, x.dtype)
+            y = ctx.output(0, x.shape[:2] + window.out, x.dtype)
             compiled.max_pool2d(np.ascontiguousarray(x), *_geometry(window), y)
             return y
         padded = _padded(x, window, _lowest(x.dtype), ctx)
@@ -489,7 +483,7 @@ def average_pool(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     """Window mean; ``count_include_pad`` decides whether declared pads count in the divisor."""
     window, slices = _pool_window(ctx, x)
     if (compiled := _compiled_2d(x, window)) is not None:
-        y = _contiguous_output(ctx, x.shape[:2] + window.out, x.dtype)
+        y = ctx.output(0, x.shape[:2] + window.out, x.dtype)
         divisor = _average_divisor(ctx, x, window, slices)[0, 0]
         compiled.average_pool2d(np.ascontiguousarray(x), *_geometry(window), divisor, y)
         return y
