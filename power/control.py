@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.errors import PowerError, ProfileError
+from edge.profiles.schema import same_mode_name
 
 if TYPE_CHECKING:
     from edge.profiles import DeviceProfile
@@ -184,11 +185,6 @@ def clocks_pinned(show_output: str) -> bool | None:
     return all(lo == hi for _, lo, hi in relevant)
 
 
-def _normalise(name: str) -> str:
-    upper = name.strip().upper()
-    return upper[len("MODE_"):] if upper.startswith("MODE_") else upper
-
-
 @dataclass
 class PowerController:
     """Runs nvpmodel / jetson_clocks with the checks that turn board problems into one-line errors.
@@ -282,7 +278,7 @@ class PowerController:
         if conf.is_file():
             for mode in parse_nvpmodel_conf(conf.read_text(errors="replace")):
                 known = merged.get(mode.id)
-                same = known is not None and _normalise(known.name) == _normalise(mode.name)
+                same = known is not None and same_mode_name(known.name, mode.name)
                 merged[mode.id] = replace(
                     mode,
                     budget_w=known.budget_w if same else None,
@@ -296,7 +292,7 @@ class PowerController:
         modes = self.list_modes()
         text = str(mode).strip()
         for candidate in modes:
-            if (text.isdigit() and candidate.id == int(text)) or _normalise(candidate.name) == _normalise(text):
+            if (text.isdigit() and candidate.id == int(text)) or same_mode_name(candidate.name, text):
                 return candidate
         if text.isdigit():
             return ModeInfo(id=int(text), name=text, source="command line")

@@ -20,7 +20,18 @@ from typing import Any, Union
 
 from edge.errors import ProfileError
 
-__all__ = ["CpuSpec", "GpuSpec", "DlaSpec", "PowerMode", "DeviceProfile", "build_profile"]
+__all__ = ["CpuSpec", "GpuSpec", "DlaSpec", "PowerMode", "DeviceProfile", "build_profile", "same_mode_name"]
+
+
+def same_mode_name(a: str, b: str) -> bool:
+    """nvpmodel mode names match case-insensitively, with or without NVIDIA's ``MODE_`` prefix
+    (``15W`` is ``MODE_15W``), the one rule every command resolves ``--power-mode`` by."""
+
+    def bare(name: str) -> str:
+        upper = name.strip().upper()
+        return upper.removeprefix("MODE_")
+
+    return bare(a) == bare(b)
 
 
 @dataclass(frozen=True)
@@ -105,11 +116,11 @@ class DeviceProfile:
         return 0 if self.dla is None else self.dla.cores
 
     def power_mode(self, key: int | str | None = None) -> PowerMode:
-        """The mode with this id or name (case-insensitive); None gives the default mode."""
+        """The mode with this id or name (see :func:`same_mode_name`); None gives the default mode."""
         if key is None:
             key = self.default_power_mode
         for mode in self.power_modes:
-            if mode.id == key or (isinstance(key, str) and (mode.name.lower() == key.lower() or str(mode.id) == key)):
+            if mode.id == key or (isinstance(key, str) and (same_mode_name(mode.name, key) or str(mode.id) == key.strip())):
                 return mode
         known = ", ".join(f"{m.id}={m.name}" for m in self.power_modes)
         raise ProfileError(f"profile '{self.name}' has no power mode '{key}' (modes: {known})")

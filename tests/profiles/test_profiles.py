@@ -136,3 +136,12 @@ def test_unknown_profile_and_missing_file() -> None:
         load_profile("nowhere/board.yaml")
     with pytest.raises(ProfileError, match="key 'detect': expected one of"):
         parse_profile("name: x\ndetect: fpga\n", "x.yaml")
+
+
+def test_power_mode_names_resolve_like_nvpmodel() -> None:
+    """'15W' is MODE_15W everywhere (partition/build use the profile; `power set` uses the same rule)."""
+    profile = load_profile("agx-orin-64gb")
+    assert profile.power_mode("15W").name == "MODE_15W"
+    assert profile.power_mode("mode_15w").name == "MODE_15W"
+    with pytest.raises(ProfileError, match="no power mode '16W'"):
+        profile.power_mode("16W")
