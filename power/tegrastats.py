@@ -149,8 +149,12 @@ class TelemetryLog:
     """Samples parsed from a recording plus how many lines were not tegrastats output."""
 
     samples: list[Sample]
-    malformed: int = 0
     malformed_lines: list[int] = field(default_factory=list)
+
+    @property
+    def malformed(self) -> int:
+        """How many lines were not tegrastats output."""
+        return len(self.malformed_lines)
 
 
 def _freqs(text: str | None) -> list[float]:
@@ -299,7 +303,6 @@ def parse_log(lines: Iterable[str], interval_s: float | None = None) -> Telemetr
             continue
         sample = parse_line(stripped)
         if sample is None:
-            log.malformed += 1
             log.malformed_lines.append(number)
             continue
         log.samples.append(sample)
