@@ -189,21 +189,15 @@ def _conv_plan(ctx: OpContext, x: np.ndarray, w: np.ndarray, has_bias: bool) -> 
 
 def _conv_weights(ctx: OpContext, plan: _ConvPlan, w: np.ndarray, b: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
     """W as (group, M/group, C/group·taps [+1 bias column]), cached when W and B are constants."""
-    inputs = ctx.node.inputs
-    constant = all(v is not None and v.is_const for v in inputs[1 : 3 if b is not None else 2])
-    key = ("conv-weights", plan)
-    if constant:
-        cached = ctx.cache.get(key)
-        if cached is not None and cached[0] is w and cached[1] is b:
-            return cached[2]
-    weights = w.astype(dtype, copy=False).reshape(plan.group, plan.mg, -1)
-    if plan.bias_row:
-        column = b.astype(dtype, copy=False).reshape(plan.group, plan.mg, 1)
-        weights = np.concatenate([weights, column], axis=2)
-    weights = np.ascontiguousarray(weights)
-    if constant:
-        ctx.cache[key] = (w, b, weights)
-    return weights
+
+    def fold() -> np.ndarray:
+        weights = w.astype(dtype, copy=False).reshape(plan.group, plan.mg, -1)
+        if plan.bias_row:
+            column = b.astype(dtype, copy=False).reshape(plan.group, plan.mg, 1)
+            weights = np.concatenate([weights, column], axis=2)
+        return np.ascontiguousarray(weights)
+
+    return ctx.from_constants(("conv-weights", plan), (w, b), fold)
 
 
 @register("Conv")

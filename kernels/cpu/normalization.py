@@ -47,16 +47,11 @@ def batch_normalization(
         running_mean = (mean * momentum + batch_mean * (1 - momentum)).astype(mean.dtype)
         running_var = (var * momentum + batch_var * (1 - momentum)).astype(var.dtype)
         return (y, running_mean, running_var)[: ctx.num_outputs]
-    params = (scale, bias, mean, var)
-    constant = all(v is not None and v.is_const for v in ctx.node.inputs[1:5])
-    key = ("batchnorm", x.ndim, x.dtype)
-    cached = ctx.cache.get(key) if constant else None
-    if cached is not None and all(a is b for a, b in zip(cached[0], params)):
-        factor, shift = cached[1]
-    else:
-        factor, shift = _batch_norm_affine(x, scale, bias, mean, var, epsilon)
-        if constant:
-            ctx.cache[key] = (params, (factor, shift))
+    factor, shift = ctx.from_constants(
+        ("batchnorm", x.ndim, x.dtype),
+        (scale, bias, mean, var),
+        lambda: _batch_norm_affine(x, scale, bias, mean, var, epsilon),
+    )
     y = ctx.output(0, x.shape, x.dtype)
     np.multiply(x, factor, out=y)
     return np.add(y, shift, out=y)
