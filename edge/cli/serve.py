@@ -77,9 +77,6 @@ def serve_command(
             raise EdgeError(f"engine file '{path}' does not exist")
         models.append(ServedModel(edge.load(path), name))
     names = [m.name for m in models]
-    duplicate = next((n for n in names if names.count(n) > 1), None)
-    if duplicate is not None:
-        raise EdgeError(f"two engines are both named '{duplicate}'; name them with NAME=PATH")
     config = ServeConfig(
         host=host,
         port=port,

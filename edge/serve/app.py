@@ -51,7 +51,9 @@ class ServerState:
         self.config = config
         self.models = {m.name: m for m in models}
         if len(self.models) != len(models):
-            raise ServeError(400, f"model names must be unique, got {[m.name for m in models]}")
+            names = [m.name for m in models]
+            duplicate = next(n for n in names if names.count(n) > 1)
+            raise ServeError(400, f"two models are both named '{duplicate}'; give each its own name (NAME=PATH)")
         self.stats = {m.name: ModelStats(m.name, m.version) for m in models}
         self.batchers: dict[str, DynamicBatcher] = {}
         self.ready = False

@@ -83,8 +83,8 @@ def serve(
     SIGTERM stops accepting connections, lets every in-flight request finish (up to
     ``config.drain_timeout_s``), then returns normally, so a service stop exits 0.
     """
+    app = create_app(models, config)  # checks the models before anything is bound
     sock = sock or listen(config.host, config.port)
-    app = create_app(models, config)
     uv_config = uvicorn.Config(
         app,
         log_level="warning",
