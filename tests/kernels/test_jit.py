@@ -74,6 +74,16 @@ def _geometry_attrs(strides, dilations, pads) -> dict:
     return attrs
 
 
+def _one_node_model(node, x: np.ndarray, opset: int):
+    """A model of ``node`` alone, input "x" typed like ``x``, output "z"."""
+    elem = helper.np_dtype_to_tensor_dtype(x.dtype)
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", elem, x.shape)],
+        [helper.make_tensor_value_info("z", elem, None)],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
 def _run_three_times(model, x: np.ndarray) -> list[np.ndarray]:
     context = edge.build(model.SerializeToString()).create_context()
     return [context.run({"x": x})["z"].copy() for _ in range(3)]
@@ -127,11 +137,7 @@ def test_pool(monkeypatch: pytest.MonkeyPatch, case) -> None:
     if op == "AveragePool":
         attrs["count_include_pad"] = count_include_pad
     node = helper.make_node(op, ["x"], ["z"], kernel_shape=list(kernel), ceil_mode=ceil_mode, **attrs)
-    graph = helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
-        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    model = _one_node_model(node, x, 19)
     routine = "max_pool2d" if op == "MaxPool" else "average_pool2d"
     _compare(monkeypatch, routine, model, x, 1e-6, 1e-6)
 
@@ -142,11 +148,7 @@ def test_max_pool_propagates_nan_like_the_reference(monkeypatch: pytest.MonkeyPa
     x[0, 0, 0, 0] = np.nan  # first tap of window (0, 0)
     x[0, 1, 3, 4] = np.nan  # a middle tap of several windows
     node = helper.make_node("MaxPool", ["x"], ["z"], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1])
-    graph = helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
-        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model = _one_node_model(node, x, 13)
     calls = _spy(monkeypatch, "max_pool2d")
     compiled = _run_three_times(model, x)[-1]
     assert calls
@@ -161,11 +163,7 @@ def test_non_float32_stays_on_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
     """float64 inputs are not what the compiled kernels take: the numpy kernel runs, correctly."""
     x = np.random.default_rng(1).standard_normal((1, 3, 8, 8))
     node = helper.make_node("MaxPool", ["x"], ["z"], kernel_shape=[3, 3], strides=[2, 2])
-    graph = helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, x.shape)],
-        [helper.make_tensor_value_info("z", TensorProto.DOUBLE, None)],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model = _one_node_model(node, x, 13)
     calls = _spy(monkeypatch, "max_pool2d")
     result = _run_three_times(model, x)[-1]
     assert not calls
