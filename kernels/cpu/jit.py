@@ -48,7 +48,7 @@ def _compile(*signature: Any) -> Callable[[Callable[..., Any]], Any]:
 
 
 # The loops index flat arrays with unsigned offsets: numba wraps negative signed indices,
-# and that per-element check keeps LLVM from vectorizing (about 4x slower here).
+# and that per-element check keeps LLVM from vectorizing the loops.
 
 _WEIGHTED, _MAXIMUM, _SUM = 0, 1, 2  # how _windows folds each tap (a compile-time constant)
 
