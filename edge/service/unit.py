@@ -65,6 +65,21 @@ class ServiceSpec:
                 raise ServiceError(f"'{path}' must be an absolute path")
         if re.search(r"\s", str(self.env_file)):
             raise ServiceError(f"environment file path '{self.env_file}' must not contain whitespace")
+        seen: dict[str, Path] = {}
+        for path in self.engines:
+            model = path.stem
+            if not NAME_PATTERN.fullmatch(model):
+                raise ServiceError(
+                    f"engine '{path}' would serve as model '{model}'; model names may hold only letters, digits, '_', '.', '-'"
+                )
+            if model in seen:
+                raise ServiceError(f"engines '{seen[model]}' and '{path}' would both serve as model '{model}'; rename one")
+            seen[model] = path
+
+    @property
+    def models(self) -> list[str]:
+        """``NAME=PATH`` arguments for ``edgetrt serve``: explicit, so a '=' in a path stays a path."""
+        return [f"{path.stem}={path}" for path in self.engines]
 
 
 def unit_name(name: str) -> str:
@@ -75,7 +90,7 @@ def unit_name(name: str) -> str:
 def render_unit(spec: ServiceSpec) -> str:
     """The unit file text for ``spec``."""
     needs_home = any(_under_home(p) for p in (*spec.engines, spec.executable))
-    exec_start = _command([spec.executable, "serve", *spec.engines])
+    exec_start = _command([spec.executable, "serve", *spec.models])
     if spec.user is None:
         identity = ["DynamicUser=yes"]
     else:

@@ -118,7 +118,7 @@ def test_unit_hardening_and_privileged_power_steps(engine_file, jetson_tools, ca
     assert lines[pre[1]] == f"ExecStartPre=+{jetson_tools / 'jetson_clocks'}"
     assert pre[1] < start
     quoted = str(engine_file).replace("%", "%%")
-    assert lines[start].endswith(f' serve "{quoted}"') and " serve " in lines[start]
+    assert lines[start].endswith(f' serve "{engine_file.stem}={quoted}"') and " serve " in lines[start]
 
 
 def test_install_status_uninstall_end_to_end(engine_file, jetson_tools, tmp_path, capsys):
@@ -192,3 +192,22 @@ def test_render_unit_without_home_paths_protects_home():
     assert "ProtectHome=yes" in render_unit(spec).splitlines()
     home = ServiceSpec("x", (Path("/home/me/m.engine"),), Path("/usr/local/bin/edgetrt"), Path("/etc/edgetrt/x.env"))
     assert "ProtectHome=read-only" in render_unit(home).splitlines()
+
+
+@pytest.mark.parametrize(
+    "paths, message",
+    [
+        (["/srv/a/det.engine", "/srv/b/det.engine"], "would both serve as model 'det'"),
+        (["/srv/my model.engine"], "would serve as model 'my model'"),
+        (["/srv/x=y.engine"], "would serve as model 'x=y'"),
+    ],
+)
+def test_engines_the_server_could_not_name_are_refused(paths: list[str], message: str) -> None:
+    with pytest.raises(ServiceError, match=re.escape(message)):
+        ServiceSpec(name="det", engines=tuple(Path(p) for p in paths), executable=Path("/usr/bin/edgetrt"), env_file=Path("/etc/edgetrt/det.env"))
+
+
+def test_unit_names_models_explicitly_so_equals_signs_stay_in_paths() -> None:
+    spec = ServiceSpec(name="det", engines=(Path("/srv/v=2/det.engine"),), executable=Path("/usr/bin/edgetrt"), env_file=Path("/etc/edgetrt/det.env"))
+    assert spec.models == ["det=/srv/v=2/det.engine"]
+    assert "ExecStart=/usr/bin/edgetrt serve det=/srv/v=2/det.engine" in render_unit(spec).splitlines()
