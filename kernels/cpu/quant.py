@@ -132,10 +132,19 @@ def qlinear_matmul(
     return _requantize(acc, multiplier, y_zero_point)
 
 
-def _conv_integer(ctx: OpContext, x: np.ndarray, x_zero_point, w: np.ndarray, w_zero_point) -> np.ndarray:
-    """int32 convolution of (x - x_zp) by (w - w_zp), w_zp scalar or one per output channel."""
+def _conv_integer(
+    ctx: OpContext, x: np.ndarray, x_zero_point, w: np.ndarray, w_zero_point, w_input: int
+) -> np.ndarray:
+    """int32 convolution of (x - x_zp) by (w - w_zp), w_zp scalar or one per output channel.
+
+    W is node input ``w_input`` and its zero point the input two later; when both are
+    constants the centered W is made once per node (and Conv's weight fold then caches too).
+    """
     channel = (-1,) + (1,) * (w.ndim - 1)
-    return conv(ctx, _centered(x, x_zero_point), _centered(w, w_zero_point, channel))
+    sources: list[np.ndarray | None] = [None] * (w_input + 2)
+    sources[w_input - 1], sources[w_input + 1] = w, w_zero_point
+    centered_w = ctx.from_constants(("centered-w",), sources, lambda: _centered(w, w_zero_point, channel))
+    return conv(ctx, _centered(x, x_zero_point), centered_w)
 
 
 @register("ConvInteger")
@@ -146,7 +155,7 @@ def conv_integer(
     x_zero_point: np.ndarray | None = None,
     w_zero_point: np.ndarray | None = None,
 ) -> np.ndarray:
-    return _conv_integer(ctx, x, x_zero_point, w, w_zero_point)
+    return _conv_integer(ctx, x, x_zero_point, w, w_zero_point, 1)
 
 
 @register("QLinearConv")
@@ -163,7 +172,7 @@ def qlinear_conv(
     bias: np.ndarray | None = None,
 ) -> np.ndarray:
     """ConvInteger plus an int32 bias, requantized by x_scale·w_scale/y_scale (w_scale per channel)."""
-    acc = _conv_integer(ctx, x, x_zero_point, w, w_zero_point)
+    acc = _conv_integer(ctx, x, x_zero_point, w, w_zero_point, 3)
     if bias is not None:
         acc = acc + bias.astype(np.int32).reshape((-1,) + (1,) * (acc.ndim - 2))
     channel = (-1,) + (1,) * (acc.ndim - 2)
