@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy import special
 
 from edge.kernels.registry import OpContext, register
 
@@ -20,9 +21,8 @@ Activation = Callable[[np.ndarray], np.ndarray]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    # Split by sign so exp never overflows.
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+    """scipy's overflow-safe logistic (as the Sigmoid kernel uses), in ``x``'s dtype."""
+    return special.expit(x).astype(x.dtype, copy=False)
 
 
 # name -> (factory(alpha, beta), default alpha or None if unused, default beta or None if unused)
