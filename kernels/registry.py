@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.ir import Graph, Node
+from edge.ir import Graph, Node, standard_domain
 
 __all__ = [
     "OpContext",
@@ -147,10 +147,6 @@ _KERNELS: dict[tuple[str, str, str], list[Kernel]] = {}
 _SHAPES: dict[tuple[str, str], ShapeFn] = {}
 
 
-def _normalize_domain(domain: str) -> str:
-    return "" if domain in ("", "ai.onnx") else domain
-
-
 def register(
     *op_types: str,
     backend: str = "cpu",
@@ -163,7 +159,7 @@ def register(
 
     def decorate(fn: KernelFn) -> KernelFn:
         for op_type in op_types:
-            key = (_normalize_domain(domain), op_type, backend)
+            key = (standard_domain(domain), op_type, backend)
             versions = [k for k in _KERNELS.get(key, []) if k.since != since]
             versions.append(Kernel(op_type, key[0], backend, since, fn, precisions, dict(meta)))
             _KERNELS[key] = sorted(versions, key=lambda k: k.since)
@@ -177,7 +173,7 @@ def register_shape(*op_types: str, domain: str = "") -> Callable[[ShapeFn], Shap
 
     def decorate(fn: ShapeFn) -> ShapeFn:
         for op_type in op_types:
-            _SHAPES[(_normalize_domain(domain), op_type)] = fn
+            _SHAPES[(standard_domain(domain), op_type)] = fn
         return fn
 
     return decorate
@@ -204,7 +200,7 @@ def register_custom_op(
 def lookup(op_type: str, domain: str = "", backend: str = "cpu", opset: int | None = None) -> Kernel | None:
     """The newest kernel whose ``since`` is not above ``opset`` (None: the newest)."""
     _ensure_loaded(backend)
-    versions = _KERNELS.get((_normalize_domain(domain), op_type, backend), [])
+    versions = _KERNELS.get((standard_domain(domain), op_type, backend), [])
     chosen = None
     for kernel in versions:
         if opset is None or kernel.since <= opset:
@@ -214,7 +210,7 @@ def lookup(op_type: str, domain: str = "", backend: str = "cpu", opset: int | No
 
 def lookup_shape(op_type: str, domain: str = "") -> ShapeFn | None:
     _ensure_loaded("cpu")
-    return _SHAPES.get((_normalize_domain(domain), op_type))
+    return _SHAPES.get((standard_domain(domain), op_type))
 
 
 def supported_ops(backend: str = "cpu") -> dict[str, set[str]]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.ir import Node, Value
+from edge.ir import EDGETRT_DOMAIN, Node, Value, standard_domain
 from edge.ir.dtypes import is_float
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
 
 MAX_DIM = 8192
 MAX_BATCH = 4096
-EDGETRT_DOMAIN = "edgetrt"
 
 CheckFn = Callable[[Node, "RuleContext"], "str | None"]
 
@@ -552,7 +551,7 @@ def check_node(node: Node, ctx: RuleContext) -> str | None:
 
 
 def _problem(node: Node, ctx: RuleContext) -> str | None:
-    if node.domain not in ("", "ai.onnx", EDGETRT_DOMAIN):
+    if standard_domain(node.domain) not in ("", EDGETRT_DOMAIN):
         return f"custom op of domain '{node.domain}' (a plugin) runs on the GPU only"
     rule = DLA_RULES.get(node.op_type)
     if rule is None:

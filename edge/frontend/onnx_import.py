@@ -18,7 +18,7 @@ from onnx import AttributeProto, GraphProto, ModelProto, numpy_helper
 
 from edge.errors import ModelImportError, UnsupportedOperatorError
 from edge.frontend.shapes import infer_missing_shapes
-from edge.ir import Dim, Graph, Node, Shape, Value
+from edge.ir import Dim, Graph, Node, Shape, Value, standard_domain
 from edge.ir.dtypes import from_onnx
 from edge.kernels.registry import supported_ops
 
@@ -60,7 +60,7 @@ def unsupported_operators(model: ModelProto, backend: str = "cpu") -> dict[str, 
 
     def scan(graph: GraphProto) -> None:
         for index, node in enumerate(graph.node):
-            domain = "" if node.domain in ("", "ai.onnx") else node.domain
+            domain = standard_domain(node.domain)
             if node.op_type not in known.get(domain, set()) and node.op_type not in _FOLDED_AT_IMPORT:
                 label = node.op_type if not domain else f"{domain}::{node.op_type}"
                 missing.setdefault(label, []).append(node.name or f"#{index}")
@@ -108,7 +108,7 @@ def import_model(
         _override_input_shapes(model, input_shapes)
     _check(model)
     model = _infer_shapes(model)
-    opset = {("" if o.domain in ("", "ai.onnx") else o.domain): o.version for o in model.opset_import}
+    opset = {standard_domain(o.domain): o.version for o in model.opset_import}
     opset.setdefault("", 1)
     graph = _GraphImporter(opset).convert(model.graph, scope={})
     graph.meta["producer"] = f"{model.producer_name} {model.producer_version}".strip()
@@ -203,7 +203,7 @@ class _GraphImporter:
         graph = Graph(name=proto.name or "graph", inputs=inputs, opset=self.opset)
         for index, node_proto in enumerate(proto.node):
             name = node_proto.name or f"{node_proto.op_type}_{index}"
-            if node_proto.op_type == "Constant" and node_proto.domain in ("", "ai.onnx"):
+            if node_proto.op_type == "Constant" and standard_domain(node_proto.domain) == "":
                 scope[node_proto.output[0]] = Value(node_proto.output[0], const=_constant_value(node_proto, name))
                 continue
             node_inputs: list[Value | None] = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.ir import Graph, Node, Value
+from edge.ir import Graph, Node, Value, standard_domain
 from edge.kernels.registry import OpContext, lookup_shape
 
 __all__ = ["infer_missing_shapes", "needs_inference"]
@@ -32,7 +32,7 @@ def infer_missing_shapes(graph: Graph) -> None:
         if not any(needs_inference(v) for v in outputs):
             continue
         shape_fn = lookup_shape(node.op_type, node.domain)
-        opset = graph.opset.get("" if node.domain in ("", "ai.onnx") else node.domain, 1)
+        opset = graph.opset.get(standard_domain(node.domain), 1)
         if shape_fn is not None:
             results = shape_fn(OpContext(node, opset), *node.inputs)
         elif _all_inputs_static(node) and not any(True for _ in node.subgraphs()):

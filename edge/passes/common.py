@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edge.ir import Graph, Node, Value
+from edge.ir import Graph, Node, Value, standard_domain
 
 __all__ = [
     "scalar",
@@ -14,7 +14,6 @@ __all__ = [
     "is_float",
     "same_shape",
     "per_channel",
-    "onnx_domain",
     "opset_of",
     "reduce_axes",
 ]
@@ -56,13 +55,8 @@ def per_channel(array: np.ndarray, rank: int, axis: int, channels: int | None) -
     return np.broadcast_to(array.reshape(-1), (channels,)) if array.size == 1 else array.reshape(channels)
 
 
-def onnx_domain(domain: str) -> str:
-    """``domain`` with the two spellings of standard ONNX ("" and "ai.onnx") made one: ""."""
-    return "" if domain in ("", "ai.onnx") else domain
-
-
 def opset_of(graph: Graph, node: Node) -> int:
-    return graph.opset.get(onnx_domain(node.domain), 1)
+    return graph.opset.get(standard_domain(node.domain), 1)
 
 
 def reduce_axes(graph: Graph, node: Node) -> list[int] | None:

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.ir import Graph, Node, Value
-from edge.kernels.cpu.fused import DOMAIN
-from edge.passes.common import onnx_domain, opset_of, same_shape
+from edge.ir import EDGETRT_DOMAIN, Graph, Node, Value, standard_domain
+from edge.passes.common import opset_of, same_shape
 from edge.passes.rewrite import Builder, Match, Op, Rule, RuleSet, Var
 
 __all__ = ["fuse_activations", "activation_of", "FUSE_ACTIVATION_RULES"]
@@ -28,9 +27,9 @@ _ACTIVATION_OPS = ("Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardS
 def activation_of(graph: Graph, node: Node) -> tuple[str, list[float]] | None:
     """(activation name, params) when ``node`` is an activation an epilogue can run, else None."""
     op = node.op_type
-    if node.domain == DOMAIN:
+    if node.domain == EDGETRT_DOMAIN:
         return ("SiLU", []) if op == "SiLU" else None
-    if onnx_domain(node.domain) != "":
+    if standard_domain(node.domain) != "":
         return None
     if op in ("Relu", "Sigmoid", "HardSwish", "Tanh"):
         return op, []
@@ -57,7 +56,7 @@ def activation_of(graph: Graph, node: Node) -> tuple[str, list[float]] | None:
 
 
 def _is_fused(node: Node) -> bool:
-    return node.domain == DOMAIN and node.op_type in _FUSED.values()
+    return node.domain == EDGETRT_DOMAIN and node.op_type in _FUSED.values()
 
 
 def _check_activation(graph: Graph, match: Match) -> str | None:
@@ -66,7 +65,7 @@ def _check_activation(graph: Graph, match: Match) -> str | None:
         return f"{match.root.op_type} with these attributes has no epilogue form"
     if _is_fused(node) and node.attrs.get("activation"):
         return f"'{node.name}' already has activation {node.attrs['activation']}"
-    if not _is_fused(node) and onnx_domain(node.domain) != "":
+    if not _is_fused(node) and standard_domain(node.domain) != "":
         return f"'{node.name}' is not a standard {node.op_type}"
     return None
 
@@ -83,8 +82,8 @@ def _fused_copy(
     merged.update(attrs)
     while inputs and inputs[-1] is None:
         inputs.pop()
-    b.graph.opset.setdefault(DOMAIN, 1)
-    return b.op(op_type, inputs, merged, domain=DOMAIN, like=like if like is not None else b.anchor.outputs[0])
+    b.graph.opset.setdefault(EDGETRT_DOMAIN, 1)
+    return b.op(op_type, inputs, merged, domain=EDGETRT_DOMAIN, like=like if like is not None else b.anchor.outputs[0])
 
 
 def _fuse_activation(b: Builder, m: Match) -> Value:
@@ -115,7 +114,7 @@ def _check_residual(graph: Graph, match: Match) -> str | None:
         return "the residual is the conv output itself"
     if _is_fused(node) and (node.attrs.get("activation") or node.input(3) is not None):
         return f"'{node.name}' already has an activation or residual"
-    if not _is_fused(node) and onnx_domain(node.domain) != "":
+    if not _is_fused(node) and standard_domain(node.domain) != "":
         return f"'{node.name}' is not a standard {node.op_type}"
     if not same_shape(z, out) or z.dtype != out.dtype:
         return f"residual '{z.name}' {z.shape} does not match '{out.name}' {out.shape}"
@@ -130,8 +129,8 @@ def _fuse_residual(b: Builder, m: Match) -> Value:
 
 _PLAIN = Op(tuple(_FUSED), name="op")
 _PLAIN_CONV = Op(("Conv", "ConvTranspose"), name="op")
-_FUSED_ANY = Op(tuple(_FUSED.values()), name="op", domain=DOMAIN)
-_FUSED_CONV = Op(("FusedConv", "FusedConvTranspose"), name="op", domain=DOMAIN)
+_FUSED_ANY = Op(tuple(_FUSED.values()), name="op", domain=EDGETRT_DOMAIN)
+_FUSED_CONV = Op(("FusedConv", "FusedConvTranspose"), name="op", domain=EDGETRT_DOMAIN)
 
 
 def _activation_rules() -> list[Rule]:
@@ -142,7 +141,7 @@ def _activation_rules() -> list[Rule]:
             Rule(f"{act.lower()}_through_reshape", Op(act, gemms), _fuse_through_reshape, _check_reshaped_gemm)
         )
     rules.append(
-        Rule("silu_through_reshape", Op("SiLU", gemms, domain=DOMAIN), _fuse_through_reshape, _check_reshaped_gemm)
+        Rule("silu_through_reshape", Op("SiLU", gemms, domain=EDGETRT_DOMAIN), _fuse_through_reshape, _check_reshaped_gemm)
     )
     for source_name, source in (("op", _PLAIN), ("fused", _FUSED_ANY)):
         for act in _ACTIVATION_OPS:
@@ -150,7 +149,7 @@ def _activation_rules() -> list[Rule]:
                 Rule(f"{act.lower()}_into_{source_name}", Op(act, source), _fuse_activation, _check_activation)
             )
         rules.append(
-            Rule(f"silu_into_{source_name}", Op("SiLU", source, domain=DOMAIN), _fuse_activation, _check_activation)
+            Rule(f"silu_into_{source_name}", Op("SiLU", source, domain=EDGETRT_DOMAIN), _fuse_activation, _check_activation)
         )
     return rules
 

@@ -24,8 +24,7 @@ import math
 
 import numpy as np
 
-from edge.ir import Graph, Value
-from edge.kernels.cpu.fused import DOMAIN
+from edge.ir import EDGETRT_DOMAIN, Graph, Value
 from edge.passes.common import is_float, is_scalar, reduce_axes, scalar
 from edge.passes.fuse_activation import activation_of
 from edge.passes.rewrite import Builder, Const, Match, Op, Pattern, Rule, RuleSet, Var
@@ -188,8 +187,8 @@ def _gelu(approximate: str):
 
 
 def _silu(b: Builder, m: Match) -> Value:
-    b.graph.opset.setdefault(DOMAIN, 1)
-    return b.op("SiLU", [m.value("x")], domain=DOMAIN, like=m.root.outputs[0])
+    b.graph.opset.setdefault(EDGETRT_DOMAIN, 1)
+    return b.op("SiLU", [m.value("x")], domain=EDGETRT_DOMAIN, like=m.root.outputs[0])
 
 
 def _check_swish(graph: Graph, match: Match) -> str | None:
@@ -272,8 +271,8 @@ def _attention(b: Builder, m: Match) -> Value:
         k = b.op("Transpose", [k], {"perm": k_perm}, dtype=k.dtype, shape=shape)
     inputs = [m.value("q"), k, m.value("v")] + ([m.value("mask")] if "mask" in m.bindings else [])
     scale = scalar(m.get("scale")) if "scale" in m.bindings else 1.0
-    b.graph.opset.setdefault(DOMAIN, 1)
-    return b.op("Attention", inputs, {"scale": float(scale)}, domain=DOMAIN, like=m.root.outputs[0])  # type: ignore[arg-type]
+    b.graph.opset.setdefault(EDGETRT_DOMAIN, 1)
+    return b.op("Attention", inputs, {"scale": float(scale)}, domain=EDGETRT_DOMAIN, like=m.root.outputs[0])  # type: ignore[arg-type]
 
 
 def _rules() -> list[Rule]:

@@ -25,8 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.ir import Graph, Node, Value
-from edge.passes.common import onnx_domain
+from edge.ir import Graph, Node, Value, standard_domain
 
 __all__ = [
     "Pattern",
@@ -173,7 +172,7 @@ def _match_value(pattern: Pattern, value: Value | None, match: Match) -> bool:
 def _match_node(pattern: Op, node: Node, match: Match) -> bool:
     if node.op_type not in pattern.op_types:
         return False
-    if pattern.domain != "*" and onnx_domain(node.domain) != onnx_domain(pattern.domain):
+    if pattern.domain != "*" and standard_domain(node.domain) != standard_domain(pattern.domain):
         return False
     if pattern.name is not None:
         bound = match.bindings.get(pattern.name)

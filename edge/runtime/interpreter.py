@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.errors import EdgeError, KernelError
-from edge.ir import Graph, Node, Value, captured_values
+from edge.ir import EDGETRT_DOMAIN, Graph, Node, Value, captured_values, standard_domain
 from edge.kernels.registry import Kernel, OpContext, Workspace, lookup
 from edge.precision import REDUCED, round_to_fp16
 from edge.quant.numerics import explicit_quantizer, input_quantizers
@@ -71,12 +71,12 @@ class Schedule:
             self._slot_of(value)
         self.steps: list[Step] = []
         for node in graph.nodes:
-            kernel = lookup(node.op_type, node.domain, backend, graph.opset.get(_domain(node.domain)))
+            kernel = lookup(node.op_type, node.domain, backend, graph.opset.get(standard_domain(node.domain)))
             if kernel is None:
                 raise KernelError(f"node '{node.name}': no {backend} kernel for {node.op_type}")
             ins = [None if v is None else self._slot_of(v) for v in node.inputs]
             outs = [self._slot_of(v) for v in node.outputs]
-            opset = graph.opset.get(_domain(node.domain), 1)
+            opset = graph.opset.get(standard_domain(node.domain), 1)
             convert_in, convert_out = _conversions(node)
             reads = [s for s in ins if s is not None]
             nested = False
@@ -130,7 +130,7 @@ class Schedule:
         uses = []
         for step in self.steps:
             inplace: tuple[tuple[int, int], ...] = ()
-            key = step.node.op_type if _domain(step.node.domain) in ("", "edgetrt") else None
+            key = step.node.op_type if standard_domain(step.node.domain) in ("", EDGETRT_DOMAIN) else None
             if key in INPLACE_OPS and step.outputs:
                 dtype = self.values[step.outputs[0]].dtype
                 inplace = tuple(
@@ -233,10 +233,6 @@ def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
 
 def _detach(array: np.ndarray, arena: np.ndarray | None) -> np.ndarray:
     return array.copy() if arena is not None and np.may_share_memory(array, arena) else array
-
-
-def _domain(domain: str) -> str:
-    return "" if domain in ("", "ai.onnx") else domain
 
 
 def _call(

@@ -18,11 +18,10 @@ from edge.kernels.cpu.nn import conv, conv_transpose
 from edge.kernels.registry import OpContext, register, register_shape
 from scipy import special
 
-from edge.ir import Value
+from edge.ir import EDGETRT_DOMAIN, Value
 
-__all__ = ["DOMAIN", "ACTIVATIONS", "apply_activation"]
+__all__ = ["ACTIVATIONS", "apply_activation"]
 
-DOMAIN = "edgetrt"
 
 
 def _relu(y: np.ndarray, params: Sequence[float]) -> None:
@@ -99,7 +98,7 @@ def _epilogue(ctx: OpContext, y: np.ndarray, residual: np.ndarray | None = None)
     return apply_activation(y, ctx.attr("activation", ""), ctx.attr("activation_params", []) or [])
 
 
-@register("FusedConv", domain=DOMAIN)
+@register("FusedConv", domain=EDGETRT_DOMAIN)
 def fused_conv(
     ctx: OpContext, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, z: np.ndarray | None = None
 ) -> np.ndarray:
@@ -107,7 +106,7 @@ def fused_conv(
     return _epilogue(ctx, conv(ctx, x, w, b), z)
 
 
-@register("FusedConvTranspose", domain=DOMAIN)
+@register("FusedConvTranspose", domain=EDGETRT_DOMAIN)
 def fused_conv_transpose(
     ctx: OpContext, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, z: np.ndarray | None = None
 ) -> np.ndarray:
@@ -115,19 +114,19 @@ def fused_conv_transpose(
     return _epilogue(ctx, conv_transpose(ctx, x, w, b), z)
 
 
-@register("FusedGemm", domain=DOMAIN)
+@register("FusedGemm", domain=EDGETRT_DOMAIN)
 def fused_gemm(ctx: OpContext, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
     """act(alpha·op(A)·op(B) + beta·C)."""
     return _epilogue(ctx, gemm(ctx, a, b, c))
 
 
-@register("SiLU", domain=DOMAIN)
+@register("SiLU", domain=EDGETRT_DOMAIN)
 def silu(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     """x · sigmoid(x) (a.k.a. Swish with beta 1)."""
     return x * special.expit(x)
 
 
-@register("Attention", domain=DOMAIN)
+@register("Attention", domain=EDGETRT_DOMAIN)
 def attention(
     ctx: OpContext, q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None = None
 ) -> np.ndarray:
@@ -196,17 +195,17 @@ def _conv_transpose_out(ctx: OpContext, x: Value, w: Value) -> tuple | None:
     return (x.shape[0], channels, *out)
 
 
-@register_shape("FusedConv", domain=DOMAIN)
+@register_shape("FusedConv", domain=EDGETRT_DOMAIN)
 def _fused_conv_shape(ctx: OpContext, x: Value, w: Value, *rest: Value | None) -> list[tuple]:
     return [(x.dtype, _conv_out(ctx, x, w))]
 
 
-@register_shape("FusedConvTranspose", domain=DOMAIN)
+@register_shape("FusedConvTranspose", domain=EDGETRT_DOMAIN)
 def _fused_conv_transpose_shape(ctx: OpContext, x: Value, w: Value, *rest: Value | None) -> list[tuple]:
     return [(x.dtype, _conv_transpose_out(ctx, x, w))]
 
 
-@register_shape("FusedGemm", domain=DOMAIN)
+@register_shape("FusedGemm", domain=EDGETRT_DOMAIN)
 def _fused_gemm_shape(ctx: OpContext, a: Value, b: Value, *rest: Value | None) -> list[tuple]:
     if a.shape is None or b.shape is None:
         return [(a.dtype, None)]
@@ -215,12 +214,12 @@ def _fused_gemm_shape(ctx: OpContext, a: Value, b: Value, *rest: Value | None) -
     return [(a.dtype, (m, n))]
 
 
-@register_shape("SiLU", domain=DOMAIN)
+@register_shape("SiLU", domain=EDGETRT_DOMAIN)
 def _silu_shape(ctx: OpContext, x: Value) -> list[tuple]:
     return [(x.dtype, x.shape)]
 
 
-@register_shape("Attention", domain=DOMAIN)
+@register_shape("Attention", domain=EDGETRT_DOMAIN)
 def _attention_shape(ctx: OpContext, q: Value, k: Value, v: Value, *rest: Value | None) -> list[tuple]:
     if q.shape is None or v.shape is None:
         return [(q.dtype, None)]
