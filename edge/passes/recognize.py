@@ -11,6 +11,9 @@
 4. HardSwish ``x·HardSigmoid(x; 1/6, 1/2)`` or ``x·clip(x + 3, 0, 6)/6`` -> ``HardSwish``.
 5. Scaled-dot-product attention ``softmax(Q·Kᵀ·s [+ mask])·V`` with Kᵀ a Transpose that
    swaps the last two axes -> edgetrt ``Attention(Q, K, V[, mask]; scale=s)``.
+6. ShuffleNet's channel shuffle, Reshape (N, C, *S) -> (N, g, C/g, *S), Transpose swapping
+   axes 1 and 2, Reshape back -> edgetrt ``ChannelShuffle(groups=g)``: one copy instead of
+   three layers.
 
 Division by a constant has already become multiplication by its inverse (canonicalize), so
 the patterns only spell the multiplicative forms; constants are compared with a 1e-4
@@ -275,6 +278,39 @@ def _attention(b: Builder, m: Match) -> Value:
     return b.op("Attention", inputs, {"scale": float(scale)}, domain=EDGETRT_DOMAIN, like=m.root.outputs[0])  # type: ignore[arg-type]
 
 
+# -- channel shuffle ---------------------------------------------------------------------
+
+
+def _channel_shuffle_pattern() -> Op:
+    split = Op("Reshape", Var("x"), Const("split_shape"), name="split")
+    swap = Op("Transpose", split, name="swap")
+    return Op("Reshape", swap, Const("merge_shape"), name="merge")
+
+
+def _check_channel_shuffle(graph: Graph, match: Match) -> str | None:
+    x, split, merged = match.value("x"), match.node("split").outputs[0], match.root.outputs[0]
+    if x.shape is None or split.shape is None or merged.shape is None or len(x.shape) < 3:
+        return "shapes are unknown or the input has no channel axis"
+    rank = len(x.shape)
+    if len(split.shape) != rank + 1 or tuple(merged.shape) != tuple(x.shape):
+        return "not a split of the channel axis that is merged back"
+    groups, per_group = split.shape[1], split.shape[2]
+    if not isinstance(groups, int) or tuple(split.shape[:1]) != tuple(x.shape[:1]):
+        return "the channel split is not static"
+    if tuple(split.shape[3:]) != tuple(x.shape[2:]) or x.shape[1] != groups * per_group:
+        return f"reshape {list(x.shape)} -> {list(split.shape)} does not split channels into groups"
+    perm = [int(p) for p in match.node("swap").attrs.get("perm", [])]
+    if perm != [0, 2, 1, *range(3, rank + 1)]:
+        return f"transpose perm {perm} does not swap the group and channel axes"
+    return None
+
+
+def _channel_shuffle(b: Builder, m: Match) -> Value:
+    groups = int(m.node("split").outputs[0].shape[1])  # type: ignore[index]
+    b.graph.opset.setdefault(EDGETRT_DOMAIN, 1)
+    return b.op("ChannelShuffle", [m.value("x")], {"groups": groups}, domain=EDGETRT_DOMAIN, like=m.root.outputs[0])
+
+
 def _rules() -> list[Rule]:
     rules = [Rule("layernorm", p, _layernorm, _check_layernorm) for p in _layernorm_patterns()]
     ln = Op("LayerNormalization", name="ln")
@@ -296,6 +332,7 @@ def _rules() -> list[Rule]:
     ]
     rules += [Rule("hard_swish_relu6", p, _hard_swish, _check_relu6_form) for p in _relu6_patterns()]
     rules += [Rule("attention", p, _attention, _check_attention, shared_ok=("kt",)) for p in _attention_patterns()]
+    rules.append(Rule("channel_shuffle", _channel_shuffle_pattern(), _channel_shuffle, _check_channel_shuffle))
     return rules
 
 
@@ -303,5 +340,6 @@ RECOGNIZE_RULES = RuleSet(_rules())
 
 
 def recognize(graph: Graph) -> int:
-    """Replace decomposed LayerNorm / GELU / SiLU / HardSwish / attention; returns how many fired."""
+    """Replace decomposed LayerNorm / GELU / SiLU / HardSwish / attention / channel shuffles;
+    returns how many fired."""
     return RECOGNIZE_RULES.apply(graph)

@@ -4,7 +4,8 @@
 Gemm kernel and then an epilogue *in place* on its freshly allocated output: add the
 residual ``Z`` (convs), then apply ``activation`` with ``activation_params``. That is where
 fusion pays on the CPU: one output buffer instead of one per fused op. ``SiLU`` is
-x·sigmoid(x); ``Attention`` is softmax(Q·Kᵀ·scale + mask)·V over the last two dims.
+x·sigmoid(x); ``Attention`` is softmax(Q·Kᵀ·scale + mask)·V over the last two dims;
+``ChannelShuffle`` moves channel i·(C/g) + j to j·g + i (ShuffleNet's interleave of groups).
 """
 
 from __future__ import annotations
@@ -214,8 +215,18 @@ def _fused_gemm_shape(ctx: OpContext, a: Value, b: Value, *rest: Value | None) -
     return [(a.dtype, (m, n))]
 
 
-@register_shape("SiLU", domain=EDGETRT_DOMAIN)
-def _silu_shape(ctx: OpContext, x: Value) -> list[tuple]:
+@register("ChannelShuffle", domain=EDGETRT_DOMAIN)
+def channel_shuffle(ctx: OpContext, x: np.ndarray) -> np.ndarray:
+    """(N, g, C/g, *S) -> (N, C/g, g, *S) over the channel axis, one copy into the output buffer."""
+    groups = ctx.attr("groups")
+    n, channels = x.shape[:2]
+    y = ctx.output(0, x.shape, x.dtype)
+    np.copyto(y.reshape(n, channels // groups, groups, -1), x.reshape(n, groups, channels // groups, -1).transpose(0, 2, 1, 3))
+    return y
+
+
+@register_shape("SiLU", "ChannelShuffle", domain=EDGETRT_DOMAIN)
+def _same_shape(ctx: OpContext, x: Value) -> list[tuple]:
     return [(x.dtype, x.shape)]
 
 
