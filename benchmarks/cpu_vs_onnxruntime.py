@@ -2,11 +2,15 @@
 
 Both run in the same process with the same thread count: onnxruntime's
 ``intra_op_num_threads`` and the BLAS pool edgetrt's kernels use (set through threadpoolctl).
-Runs of the two alternate, so load changes on a shared machine hit both alike; each number
-is the median of the repeats after a warm-up. Prints one row per model and thread count
-with the ratio edgetrt / onnxruntime (target: no model above 2.0), plus the load average.
+The two alternate in blocks of runs, so load changes on a shared machine hit both alike,
+while each is timed back to back, as a user running one engine sees it: alternating single
+runs would time each runtime just after the other, with the other's worker threads still
+spinning on the cores (onnxruntime's spin after every run by default) and its weights in
+the caches. Each number is the median of the timed runs; every block starts with one
+untimed run. Prints one row per model and thread count with the ratio edgetrt /
+onnxruntime (target: no model above 2.0), plus the load average.
 
-    python benchmarks/cpu_vs_onnxruntime.py [--repeats 10] [--threads 1,2] [--models resnet50,vgg19]
+    python benchmarks/cpu_vs_onnxruntime.py [--repeats 20] [--threads 1,2] [--models resnet50,vgg19]
 """
 
 from __future__ import annotations
@@ -31,16 +35,17 @@ from tests.conftest import LIGHT_DIR, LIGHT_MODELS  # noqa: E402
 from tests.test_light_models import randomize_weights  # noqa: E402
 
 
-def interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[float]:
-    """Median milliseconds of each function, runs alternating between them after one warm-up each."""
-    for fn in fns:
-        fn()
+def block_medians(fns: list[Callable[[], object]], repeats: int, block: int = 5) -> list[float]:
+    """Median milliseconds of ``repeats`` timed runs of each function, taken in alternating
+    blocks of ``block`` runs, each block after one untimed run."""
     times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
+    while len(times[-1]) < repeats:
         for fn, bucket in zip(fns, times):
-            start = time.perf_counter()
             fn()
-            bucket.append((time.perf_counter() - start) * 1000)
+            for _ in range(min(block, repeats - len(bucket))):
+                start = time.perf_counter()
+                fn()
+                bucket.append((time.perf_counter() - start) * 1000)
     return [statistics.median(bucket) for bucket in times]
 
 
@@ -62,7 +67,7 @@ def load_model(name: str) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs per runtime (default 20)")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     parser.add_argument("--models", default=",".join(LIGHT_MODELS))
     args = parser.parse_args()
@@ -84,7 +89,7 @@ def main() -> None:
             options.log_severity_level = 3
             session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
             with threadpool_limits(limits=threads, user_api="blas"):
-                edge_ms, ort_ms = interleaved_medians(
+                edge_ms, ort_ms = block_medians(
                     [lambda: context.run(feeds), lambda: session.run(None, feeds)], args.repeats
                 )
             ratio = edge_ms / ort_ms

@@ -25,7 +25,7 @@ import onnx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.cpu_vs_onnxruntime import interleaved_medians  # noqa: E402
+from benchmarks.cpu_vs_onnxruntime import block_medians  # noqa: E402
 from benchmarks.docs import write_section  # noqa: E402
 from benchmarks.machine import describe  # noqa: E402
 from edge.frontend.onnx_import import load_onnx  # noqa: E402
@@ -66,7 +66,7 @@ def run(models: list[str], repeats: int, out: io.TextIOBase) -> None:
         report = optimize(graph)
         fused = sum(1 for n in graph.nodes if len(n.meta.get("origin", [])) > 1)
         first, second = Schedule(original), Schedule(graph)
-        before_ms, after_ms = interleaved_medians([lambda: first.run(inputs), lambda: second.run(inputs)], repeats)
+        before_ms, after_ms = block_medians([lambda: first.run(inputs), lambda: second.run(inputs)], repeats)
         print(
             f"{name:<20}{len(original.nodes):>7}{len(graph.nodes):>7}{fused:>7}{report.seconds * 1e3:>10.1f}"
             f"{before_ms:>11.1f}{after_ms:>10.1f}{before_ms / after_ms:>8.2f}x",
@@ -82,7 +82,7 @@ def _write_docs(table: str, repeats: int) -> None:
         f"{datetime.date.today().isoformat()}\n\n{_machine()}\n\n"
         "nodes/after: node count before and after `edge.passes.optimize`; fused: nodes that stand for "
         "more than one original ONNX node; build: optimize time; before/after: CPU interpreter median "
-        "latency, runs of the two graphs alternating (batch 1 for the light models). The machine is shared "
+        "latency, runs of the two graphs alternating in blocks (batch 1 for the light models). The machine is shared "
         "with other jobs, so single rows are noisy; node counts and build times are exact.\n\n"
         f"```\n{table.rstrip()}\n```\n"
     )

@@ -353,6 +353,8 @@ def test_gpu_only_ops(op: str, version: int) -> None:
 def test_attention_and_plugins_and_unknown_ops() -> None:
     attention = make("Attention", [(1, 8, 16, 64), (1, 8, 16, 64), (1, 8, 16, 64)], (1, 8, 16, 64), domain="edgetrt")
     assert "GPU only" in check(attention)
+    shuffle = make("ChannelShuffle", [(1, 8, 4, 4)], (1, 8, 4, 4), domain="edgetrt", groups=2)
+    assert "5 dims" in check(shuffle)
     assert "plugin" in check(make("MyOp", [(1, 8, 4, 4)], (1, 8, 4, 4), domain="com.vendor"))
     assert "no DLA implementation" in check(make("Pad", [(1, 8, 4, 4), np.zeros(8, np.int64)], (1, 8, 4, 4)))
 
