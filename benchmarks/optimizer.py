@@ -4,7 +4,7 @@ For each model (the 9 light models of the onnx wheel with seeded random weights,
 test-model builders of tests/models.py): nodes before and after ``edge.passes.optimize``,
 how many of the remaining nodes are fused ops, the optimize time, and the CPU interpreter's
 median latency over ``--repeats`` runs (after one warm-up) before and after, all in one
-process on the same inputs, the two graphs' runs alternating so that both see the same load.
+process on the same inputs, the two graphs' runs alternating in blocks so that both see the same load.
 Replaces (or appends) the "Graph optimizer" section of docs/benchmarks.md with the output.
 
     python benchmarks/optimizer.py [--repeats 5] [--models resnet50,transformer_encoder] [--no-docs]
