@@ -510,7 +510,7 @@ GPU_ONLY: dict[str, str] = {
     "QuantizeLinear": "explicit quantization (Q/DQ) is not supported on DLA; use INT8 calibration instead",
     "DequantizeLinear": "explicit quantization (Q/DQ) is not supported on DLA; use INT8 calibration instead",
     "Attention": "attention (MatMul of two runtime tensors + Softmax) runs on the GPU only",
-    "ChannelShuffle": "a channel shuffle reshapes through 5 dims; DLA shuffles take 4-D tensors only",
+    "ChannelShuffle": "a channel shuffle reshapes its input to one more dim (5 dims for images); DLA shuffles take 4-D tensors only",
     "LayerNormalization": "normalization layers run on the GPU only",
     "GroupNormalization": "normalization layers run on the GPU only",
     "InstanceNormalization": "normalization layers run on the GPU only",

@@ -291,16 +291,14 @@ def _check_channel_shuffle(graph: Graph, match: Match) -> str | None:
     x, split, merged = match.value("x"), match.node("split").outputs[0], match.root.outputs[0]
     if x.shape is None or split.shape is None or merged.shape is None or len(x.shape) < 3:
         return "shapes are unknown or the input has no channel axis"
-    rank = len(x.shape)
-    if len(split.shape) != rank + 1 or tuple(merged.shape) != tuple(x.shape):
-        return "not a split of the channel axis that is merged back"
-    groups, per_group = split.shape[1], split.shape[2]
-    if not isinstance(groups, int) or tuple(split.shape[:1]) != tuple(x.shape[:1]):
-        return "the channel split is not static"
-    if tuple(split.shape[3:]) != tuple(x.shape[2:]) or x.shape[1] != groups * per_group:
-        return f"reshape {list(x.shape)} -> {list(split.shape)} does not split channels into groups"
+    groups = split.shape[1] if len(split.shape) > 1 else None
+    channels = x.shape[1]
+    if not (isinstance(groups, int) and isinstance(channels, int) and groups > 0 and channels % groups == 0):
+        return f"reshape {list(x.shape)} -> {list(split.shape)} does not split a static channel axis"
+    if tuple(split.shape) != (x.shape[0], groups, channels // groups, *x.shape[2:]) or merged.shape != x.shape:
+        return f"reshape {list(x.shape)} -> {list(split.shape)} -> {list(merged.shape)} is not a channel split merged back"
     perm = [int(p) for p in match.node("swap").attrs.get("perm", [])]
-    if perm != [0, 2, 1, *range(3, rank + 1)]:
+    if perm != [0, 2, 1, *range(3, len(split.shape))]:
         return f"transpose perm {perm} does not swap the group and channel axes"
     return None
 

@@ -170,28 +170,26 @@ def test_softmax_over_another_axis_is_not_attention() -> None:
     assert fired == 0
 
 
-def _channel_shuffle(groups: int, perm: list[int], channels: int = 12) -> tuple[list, list]:
+def _channel_shuffle(perm: list[int], merge: list[int]) -> tuple[list, list]:
+    """Reshape (1, 12, 5, 6) into 3 groups of 4 channels, transpose by ``perm``, reshape to ``merge``."""
     nodes = [
         N("Reshape", ["x", "split"], ["s"]),
         N("Transpose", ["s"], ["t"], perm=perm),
         N("Reshape", ["t", "merge"], ["y"]),
     ]
-    inits = [
-        const("split", np.array([1, groups, channels // groups, 5, 6], np.int64)),
-        const("merge", np.array([1, channels, 5, 6], np.int64)),
-    ]
+    inits = [const("split", np.array([1, 3, 4, 5, 6], np.int64)), const("merge", np.array(merge, np.int64))]
     return nodes, inits
 
 
 def test_channel_shuffle_becomes_one_op_matching_the_three_layers() -> None:
-    """run_pass compares the ChannelShuffle output with the original reshape-transpose-reshape."""
-    nodes, inits = _channel_shuffle(3, [0, 2, 1, 3, 4])
+    """run_pass compares the ChannelShuffle output with the original reshape-transpose-reshape, exactly."""
+    nodes, inits = _channel_shuffle([0, 2, 1, 3, 4], [1, 12, 5, 6])
     graph, fired = run_pass(model_of(nodes, {"x": [1, 12, 5, 6]}, {"y": [1, 12, 5, 6]}, inits), recognize, 0, 0)
     assert fired == 1 and ops(graph) == ["ChannelShuffle"]
     assert graph.nodes[0].domain == "edgetrt" and graph.nodes[0].attrs == {"groups": 3}
 
 
 def test_other_permutations_are_not_a_channel_shuffle() -> None:
-    nodes, inits = _channel_shuffle(3, [0, 1, 2, 4, 3])  # swaps the spatial axes, not groups and channels
-    graph, fired = run_pass(model_of(nodes, {"x": [1, 12, 5, 6]}, {"y": [1, 12, 6, 5]}, inits[:1] + [const("merge", np.array([1, 12, 6, 5], np.int64))]), recognize)
+    nodes, inits = _channel_shuffle([0, 1, 2, 4, 3], [1, 12, 6, 5])  # swaps the spatial axes instead
+    graph, fired = run_pass(model_of(nodes, {"x": [1, 12, 5, 6]}, {"y": [1, 12, 6, 5]}, inits), recognize)
     assert fired == 0 and ops(graph) == ["Reshape", "Transpose", "Reshape"]
