@@ -13,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from edge.frontend import load_onnx
+from edge.kernels.cpu import nn
 from edge.runtime.interpreter import run_graph
 from tests.conftest import assert_close, ort_run
 
@@ -55,16 +56,44 @@ CONV_CASES = {
     "valid": ((1, 2, 9, 9), dict(kernel_shape=[4, 4], strides=[2, 2], auto_pad="VALID"), 3),
     "conv1d": ((2, 4, 17), dict(kernel_shape=[5], strides=[2], pads=[2, 1], group=2), 6),
     "conv3d": ((1, 2, 6, 7, 5), dict(kernel_shape=[3, 2, 3], strides=[1, 2, 1], pads=[1, 0, 1, 1, 1, 0]), 4),
+    # large enough for the flat phase layouts: columns gathered as contiguous runs ("gather"),
+    # or per-tap partial products summed shifted when outputs are few ("tap-sum")
+    "gather_3x3": ((1, 8, 30, 30), dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1]), 16),
+    "gather_strided": ((2, 8, 31, 30), dict(kernel_shape=[3, 3], pads=[1, 0, 1, 2], strides=[2, 2]), 12),
+    "gather_dilated_grouped": ((1, 6, 30, 33), dict(kernel_shape=[3, 3], dilations=[2, 3], group=3, pads=[2, 2, 2, 2]), 12),
+    "gather_depthwise_strided": ((1, 6, 40, 40), dict(kernel_shape=[3, 3], group=6, pads=[1, 1, 1, 1], strides=[2, 2]), 6),
+    "gather_7x7_s2": ((1, 3, 50, 50), dict(kernel_shape=[7, 7], strides=[2, 2], pads=[3, 3, 3, 3]), 8),
+    "gather_1d_s3": ((2, 4, 40), dict(kernel_shape=[5], strides=[3], pads=[2, 1]), 8),
+    "tap_sum_3x3": ((1, 8, 30, 30), dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1]), 4),
+    "tap_sum_strided": ((2, 8, 31, 30), dict(kernel_shape=[3, 3], pads=[1, 0, 1, 2], strides=[2, 2]), 3),
+    "tap_sum_dilated_grouped": ((1, 6, 30, 33), dict(kernel_shape=[3, 3], dilations=[2, 3], group=3, pads=[2, 2, 2, 2]), 3),
+    "tap_sum_1d_grouped": ((2, 4, 40), dict(kernel_shape=[5], strides=[2], pads=[2, 1], group=2), 2),
+    "tap_sum_3d": ((1, 4, 12, 30, 30), dict(kernel_shape=[3, 2, 3], strides=[1, 2, 1], pads=[1, 0, 1, 1, 1, 0]), 2),
+    "tap_sum_same_upper": ((1, 3, 50, 50), dict(kernel_shape=[4, 4], strides=[3, 2], auto_pad="SAME_UPPER"), 1),
 }
+NO_BIAS = {"gather_strided", "tap_sum_3d", "tap_sum_strided"}
 
 
+@pytest.mark.parametrize("jit", ["1", "0"], ids=["compiled", "numpy"])
 @pytest.mark.parametrize("case", list(CONV_CASES), ids=list(CONV_CASES))
-def test_conv_matches_onnxruntime(case: str) -> None:
+def test_conv_matches_onnxruntime(case: str, jit: str, monkeypatch: pytest.MonkeyPatch) -> None:
     shape, attrs, out_channels = CONV_CASES[case]
+    monkeypatch.setenv("EDGETRT_JIT", jit)
+    modes, plan = [], nn._conv_plan
+
+    def recording_plan(*args):  # type: ignore[no-untyped-def]
+        chosen = plan(*args)
+        modes.append(chosen.mode)
+        return chosen
+
+    monkeypatch.setattr(nn, "_conv_plan", recording_plan)
     x = RNG.standard_normal(shape).astype(np.float32)
     w = RNG.standard_normal((out_channels, shape[1] // attrs.get("group", 1), *attrs["kernel_shape"])).astype(np.float32)
     b = RNG.standard_normal(out_channels).astype(np.float32)
-    _compare(_single_node("Conv", x, [w, b], attrs), x, case)
+    _compare(_single_node("Conv", x, [w] if case in NO_BIAS else [w, b], attrs), x, case)
+    for mode in ("gather", "tap-sum"):
+        if case.startswith(mode.replace("-", "_")):
+            assert set(modes) == {mode}, f"{case} ran as {modes}"
 
 
 CONV_TRANSPOSE_CASES = {
