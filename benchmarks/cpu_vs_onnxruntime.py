@@ -1,7 +1,7 @@
 """CPU backend vs onnxruntime on the light models and a ResNet-50-shaped model.
 
 Both run in the same process with the same thread count: onnxruntime's
-``intra_op_num_threads`` and the BLAS pool edgetrt's kernels use (set through threadpoolctl).
+``intra_op_num_threads`` and edgetrt's ``set_intra_op_threads`` (its BLAS pool and compiled loops).
 The two alternate in blocks of runs, so load changes on a shared machine hit both alike,
 while each is timed back to back, as a user running one engine sees it: alternating single
 runs would time each runtime just after the other, with the other's worker threads still
@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -88,10 +87,8 @@ def main() -> None:
             options.inter_op_num_threads = 1
             options.log_severity_level = 3
             session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-            with threadpool_limits(limits=threads, user_api="blas"):
-                edge_ms, ort_ms = block_medians(
-                    [lambda: context.run(feeds), lambda: session.run(None, feeds)], args.repeats
-                )
+            edge.set_intra_op_threads(threads)
+            edge_ms, ort_ms = block_medians([lambda: context.run(feeds), lambda: session.run(None, feeds)], args.repeats)
             ratio = edge_ms / ort_ms
             worst[threads] = max(worst.get(threads, (0.0, "")), (ratio, name))
             load = " ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -6,6 +6,7 @@ from edge.engine import Engine, TensorSpec, load
 from edge.errors import EdgeError, EngineFormatError, InputError, ModelImportError, UnsupportedOperatorError
 from edge.frontend import load_onnx
 from edge.kernels import register_custom_op
+from edge.kernels.threads import intra_op_threads, set_intra_op_threads
 from edge.partitioner import PartitionOptions, PartitionPlan, partition, plan_partition
 from edge.passes import optimize
 from edge.profiles import DeviceProfile, list_profiles, load_profile
@@ -30,6 +31,7 @@ __all__ = [
     "benchmark",
     "build",
     "compare",
+    "intra_op_threads",
     "list_profiles",
     "load",
     "load_onnx",
@@ -38,4 +40,5 @@ __all__ = [
     "partition",
     "plan_partition",
     "register_custom_op",
+    "set_intra_op_threads",
 ]

@@ -142,31 +142,25 @@ def _cpu_checks() -> list[Check]:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total
     checks = [Check("cpu", "cpu cores", OK, f"{usable} usable of {total} ({platform.machine()})")]
     blas, threads = _blas()
-    hint = "" if threads else "pip install threadpoolctl to see the BLAS thread count"
     detail = f"{blas or 'unknown library'}, " + (f"{threads} threads" if threads else "thread count unknown")
-    checks.append(Check("cpu", "blas", OK if blas else MISSING, detail, hint))
+    checks.append(Check("cpu", "blas", OK if blas else MISSING, detail))
     return checks
 
 
-def _blas() -> tuple[str | None, str | None]:
+def _blas() -> tuple[str | None, int | None]:
     """(library, thread count) numpy's matrix products run on."""
     import numpy as np
+    from threadpoolctl import threadpool_info
 
-    if importlib.util.find_spec("threadpoolctl") is not None:
-        from threadpoolctl import threadpool_info
-
-        pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-        if pools:
-            pool = pools[0]
-            name = f"{pool.get('internal_api')} {pool.get('version') or ''}".strip()
-            return name, str(pool.get("num_threads"))
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    if pools:
+        pool = pools[0]
+        return f"{pool.get('internal_api')} {pool.get('version') or ''}".strip(), pool.get("num_threads")
     try:
         deps = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        name = f"{deps.get('name')} {deps.get('version') or ''}".strip()
+        return f"{deps.get('name')} {deps.get('version') or ''}".strip(), None
     except Exception:  # numpy < 1.26 has no dict mode; the layout is not a stable API
-        name = None
-    env = next((os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS") if k in os.environ), None)
-    return name, env
+        return None, None
 
 
 # -- Jetson --------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from rich.table import Table
 
 import edge
 from edge.cli.app import app, console
-from edge.cli.options import parse_shapes
+from edge.cli.options import THREADS, parse_shapes
 from edge.runtime.bench import BenchConfig, BenchResult, benchmark, write_profile, write_times
 
 __all__ = ["bench_command"]
@@ -32,6 +32,7 @@ def bench_command(
     export_profile: Path = typer.Option(None, "--export-profile", "--exportProfile", help="Write per-layer times (JSON)."),
     dump_profile: bool = typer.Option(False, "--dump-profile", "--dumpProfile", help="Print per-layer times."),
     profile_runs: int = typer.Option(10, "--profile-runs", help="Runs of the separate per-layer profile."),
+    threads: int = THREADS,
 ) -> None:
     """Measure an engine's throughput and latency on seeded random inputs.
 
@@ -47,7 +48,11 @@ def bench_command(
         edgetrt bench bert.engine --shapes ids:1x128 --streams 2 --duration 10 --json
 
         edgetrt bench yolo.engine --export-times times.json --export-profile layers.json
+
+        edgetrt bench resnet50.engine --threads 1
     """
+    if threads is not None:
+        edge.set_intra_op_threads(threads)
     engine = edge.load(engine_path)
     config = BenchConfig(
         warmup=warmup,

@@ -20,6 +20,7 @@ from edge.cli.options import (
     INT8,
     POWER_MODE,
     SHAPES,
+    THREADS,
     parse_input_files,
     parse_shapes,
     precision_from_flags,
@@ -134,6 +135,7 @@ def run_command(
     output: Path = typer.Option(None, "--output", "-o", help="Write all outputs to this .npz file."),
     seed: int = typer.Option(0, "--seed", help="Seed for random inputs."),
     batch: int = typer.Option(1, "--batch", help="Size for symbolic dims of random inputs."),
+    threads: int = THREADS,
 ) -> None:
     """Run an engine once and print its outputs.
 
@@ -143,8 +145,10 @@ def run_command(
 
         edgetrt run resnet50.engine --seed 1
 
-        edgetrt run resnet50.engine --input data=img.npy --output out.npz
+        edgetrt run resnet50.engine --input data=img.npy --output out.npz --threads 4
     """
+    if threads is not None:
+        edge.set_intra_op_threads(threads)
     engine = edge.load(engine_path)
     feeds = parse_input_files(inputs)
     missing = [s for s in engine.inputs if s.name not in feeds]
