@@ -145,3 +145,17 @@ def test_truncated_engine_on_the_command_line(model_file: Path, tmp_path: Path, 
     capsys.readouterr()
     assert main(["run", str(engine)]) == 1
     assert "truncated" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["build", "model.onnx", "--fp17"], "No such option: --fp17"),
+        (["run", "model.engine", "--threads", "0"], "--threads"),
+        (["bench"], "Missing argument 'ENGINE'"),
+    ],
+)
+def test_usage_errors_exit_2_without_a_traceback(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

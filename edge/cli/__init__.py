@@ -47,12 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     except Exception as exc:  # click's usage errors arrive here in non-standalone mode
-        import click
+        import typer
 
-        if isinstance(exc, click.exceptions.ClickException):
+        # typer >= 0.29 raises its own vendored copy of click's exceptions, not click's
+        # classes: recognise a usage error by what it offers (show() and an exit code)
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, typer.Abort):
             console_error("aborted")
             return 1
         raise
