@@ -1,110 +1,46 @@
 """CPU kernels and shape functions for the optimizer's fused ops (ONNX domain ``edgetrt``).
 
-``FusedConv`` / ``FusedConvTranspose`` / ``FusedGemm`` run the plain Conv / ConvTranspose /
-Gemm kernel and then an epilogue *in place* on its freshly allocated output: add the
-residual ``Z`` (convs), then apply ``activation`` with ``activation_params``. That is where
-fusion pays on the CPU: one output buffer instead of one per fused op. ``SiLU`` is
-x·sigmoid(x); ``Attention`` is softmax(Q·Kᵀ·scale + mask)·V over the last two dims;
+``FusedConv`` / ``FusedConvTranspose`` / ``FusedGemm`` compute the plain Conv / ConvTranspose /
+Gemm and an epilogue: add the residual ``Z`` (convs), then apply ``activation`` with
+``activation_params``. That is where fusion pays on the CPU: one output buffer instead of one
+per fused op, and for convs with the compiled kernels one pass that writes the output with
+its epilogue (``edge.kernels.cpu.nn.convolve``); the others run it in place afterwards.
+``SiLU`` is x·sigmoid(x); ``Attention`` is softmax(Q·Kᵀ·scale + mask)·V over the last two dims;
 ``ChannelShuffle`` moves channel i·(C/g) + j to j·g + i (ShuffleNet's interleave of groups).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import numpy as np
-from edge.kernels.cpu.elementwise import relu_into
-from edge.kernels.cpu.linalg import gemm
-from edge.kernels.cpu.nn import conv, conv_transpose
-from edge.kernels.registry import OpContext, register, register_shape
 from scipy import special
 
 from edge.ir import EDGETRT_DOMAIN, Value
+from edge.kernels.cpu.activations import apply_activation
+from edge.kernels.cpu.linalg import gemm
+from edge.kernels.cpu.nn import conv_transpose, convolve
+from edge.kernels.cpu.precision import widen_half
+from edge.kernels.registry import OpContext, register, register_shape
 
-__all__ = ["ACTIVATIONS", "apply_activation"]
-
-
-
-def _relu(y: np.ndarray, params: Sequence[float]) -> None:
-    relu_into(y, y)
-
-
-def _clip(y: np.ndarray, params: Sequence[float]) -> None:
-    low, high = params
-    np.clip(y, low, high, out=y)
+__all__: list[str] = []  # kernels are reached through the registry
 
 
-def _leaky_relu(y: np.ndarray, params: Sequence[float]) -> None:
-    alpha = params[0] if params else 0.01
-    np.multiply(y, np.asarray(alpha, y.dtype), out=y, where=y < 0)
-
-
-def _sigmoid(y: np.ndarray, params: Sequence[float]) -> None:
-    special.expit(y, out=y)
-
-
-def _hard_sigmoid(y: np.ndarray, params: Sequence[float]) -> None:
-    alpha, beta = (params[0], params[1]) if len(params) >= 2 else (0.2, 0.5)
-    y *= np.asarray(alpha, y.dtype)
-    y += np.asarray(beta, y.dtype)
-    np.clip(y, 0, 1, out=y)
-
-
-def _hard_swish(y: np.ndarray, params: Sequence[float]) -> None:
-    gate = y * np.asarray(1 / 6, y.dtype)
-    gate += np.asarray(0.5, y.dtype)
-    np.clip(gate, 0, 1, out=gate)
-    y *= gate
-
-
-def _silu(y: np.ndarray, params: Sequence[float]) -> None:
-    y *= special.expit(y)
-
-
-def _gelu(y: np.ndarray, params: Sequence[float]) -> None:
-    gate = special.erf(y * np.asarray(1 / np.sqrt(2), y.dtype))
-    gate += 1
-    gate *= np.asarray(0.5, y.dtype)
-    y *= gate
-
-
-def _tanh(y: np.ndarray, params: Sequence[float]) -> None:
-    np.tanh(y, out=y)
-
-
-ACTIVATIONS: dict[str, Callable[[np.ndarray, Sequence[float]], None]] = {
-    "Relu": _relu,
-    "Clip": _clip,
-    "LeakyRelu": _leaky_relu,
-    "Sigmoid": _sigmoid,
-    "HardSigmoid": _hard_sigmoid,
-    "HardSwish": _hard_swish,
-    "SiLU": _silu,
-    "Gelu": _gelu,
-    "Tanh": _tanh,
-}
-"""Epilogue activations by the name used in the ``activation`` attribute, each in place."""
-
-
-def apply_activation(y: np.ndarray, name: str, params: Sequence[float] = ()) -> np.ndarray:
-    """Apply activation ``name`` ("" = none) to ``y`` in place and return it."""
-    if name:
-        ACTIVATIONS[name](y, list(params))
-    return y
+def _activation(ctx: OpContext) -> tuple[str, list[float]]:
+    return ctx.attr("activation", ""), list(ctx.attr("activation_params", []) or [])
 
 
 def _epilogue(ctx: OpContext, y: np.ndarray, residual: np.ndarray | None = None) -> np.ndarray:
     if residual is not None:
         y += residual
-    return apply_activation(y, ctx.attr("activation", ""), ctx.attr("activation_params", []) or [])
+    return apply_activation(y, *_activation(ctx))
 
 
 @register("FusedConv", domain=EDGETRT_DOMAIN)
+@widen_half
 def fused_conv(
     ctx: OpContext, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, z: np.ndarray | None = None
 ) -> np.ndarray:
     """act(Conv(X, W, B) + Z)."""
-    return _epilogue(ctx, conv(ctx, x, w, b), z)
+    return convolve(ctx, x, w, b, z, *_activation(ctx))
 
 
 @register("FusedConvTranspose", domain=EDGETRT_DOMAIN)

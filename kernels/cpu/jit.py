@@ -1,13 +1,14 @@
-"""numba-compiled CPU kernels for the memory-bound ops numpy runs slowly: depthwise conv and 2-D pools.
+"""numba-compiled CPU kernels for the memory-bound ops numpy runs slowly: depthwise conv, 2-D pools,
+and the copies around a conv's GEMM (its column runs, its output with the epilogue).
 
 numpy evaluates a k x k window as k² full passes over memory (one strided slice per tap).
 Here each input plane is copied once into stride-phase images (see ``_windows``), after
 which every tap is one contiguous, vectorized loop over an accumulator that stays in L1, and
-the result is written once into the output buffer. The routines run on one thread (numba's
-``parallel`` pool would not follow the thread count the caller set for BLAS and
-onnxruntime). Layouts: NCHW float32, C-contiguous. Window geometry (output size, pads,
-auto_pad, ceil_mode) is resolved by the caller (``edge.kernels.cpu.nn``), so every routine
-takes the output buffer and the top/left pads; positions outside the input count as padding.
+the result is written once into the output buffer. The routines run on the calling thread
+(``edge.kernels.threads`` says why). Layouts: NCHW float32, C-contiguous. Window geometry
+(output size, pads, auto_pad, ceil_mode) is resolved by the caller (``edge.kernels.cpu.nn``),
+so every window routine takes the output buffer and the top/left pads; positions outside
+the input count as padding.
 
 The numpy kernels in ``edge.kernels.cpu.nn`` stay the reference: they are used when numba is
 missing, for other dtypes and ranks, and by the tests as the oracle. Importing this module
@@ -24,11 +25,15 @@ from typing import Any
 import numba
 import numpy as np
 
-__all__ = ["depthwise_conv2d", "max_pool2d", "average_pool2d"]
+__all__ = ["ACTIVATION_CODES", "average_pool2d", "conv_output", "depthwise_conv2d", "gather_runs", "max_pool2d"]
 
 _PLANE = numba.float32[:, :, :, ::1]
 _INPUT = numba.types.Array(numba.float32, 4, "C", readonly=True)  # mutable arrays convert to it
 _MATRIX = numba.types.Array(numba.float32, 2, "C", readonly=True)
+_BLOCKS = numba.types.Array(numba.float32, 3, "C", readonly=True)  # (batch·group, rows, columns)
+_IMAGES = numba.types.Array(numba.float32, 4, "C", readonly=True)
+_INDEX = numba.types.Array(numba.int64, 1, "C", readonly=True)
+_FLOAT = numba.float32
 _INT = numba.int64
 _UINT = numba.uint64
 _GEOMETRY = (_INT,) * 8  # kernel h, w; stride h, w; dilation h, w; pad top, left
@@ -196,3 +201,75 @@ def average_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, divisor, y):  # type: i
     """Window sum over the input positions it covers, divided by ``divisor`` (out_h, out_w),
     which the caller computes from count_include_pad."""
     _windows(_SUM, x, np.empty((0, 0), np.float32), kh, kw, sh, sw, dh, dw, top, left, divisor.reshape(-1), y)
+
+
+@_compile(_IMAGES, _INDEX, _INDEX, _INT, numba.float32[:, :, ::1])
+def gather_runs(images, phase_of, offsets, length, cols):  # type: ignore[no-untyped-def]
+    """cols[b, t·C + c, :length] = images[b, c, phase_of[t], offsets[t] : offsets[t] + length]
+    for every block b, tap t and channel c: a conv's column matrix, one contiguous run per row."""
+    channels, taps = images.shape[1], offsets.shape[0]
+    source, target = images.reshape(-1), cols.reshape(-1)
+    image, run = images.shape[3], cols.shape[2]
+    for row in range(images.shape[0] * taps * channels):
+        block, rest = row // (taps * channels), row % (taps * channels)
+        tap, channel = rest // channels, rest % channels
+        start = _UINT(((block * channels + channel) * images.shape[2] + phase_of[tap]) * image + offsets[tap])
+        into = _UINT((block * cols.shape[1] + rest) * run)
+        for k in range(_UINT(length)):
+            target[into + k] = source[start + k]
+
+
+_NO_ACTIVATION, _RELU, _CLIP = 0, 1, 2
+ACTIVATION_CODES = {"": _NO_ACTIVATION, "Relu": _RELU, "Clip": _CLIP}
+"""The conv epilogue activations ``conv_output`` applies itself, by ``activation`` attribute."""
+
+
+@numba.njit(cache=False, inline="always")
+def _finish(source, lead, target, into, width, base, extra, has_residual, activation, low, high):  # type: ignore[no-untyped-def]
+    """target[into + k] = act(source[lead + k] + base [+ extra[into + k]]) for k < width;
+    np.maximum / np.minimum keep NaN."""
+    for k in range(width):
+        value = source[lead + k] + base
+        if has_residual:
+            value += extra[into + k]
+        if activation == _RELU:
+            value = np.maximum(value, np.float32(0))
+        elif activation == _CLIP:
+            value = np.minimum(np.maximum(value, low), high)
+        target[into + k] = value
+
+
+@_compile(_BLOCKS, _INDEX, _MATRIX, _IMAGES, _INT, _INT, _FLOAT, _FLOAT, _PLANE)
+def conv_output(source, offsets, bias, residual, wide, activation, low, high, y):  # type: ignore[no-untyped-def]
+    """y[b, m, r, c] = act(Σ_t source[b, t·M + m, offsets[t] + r·wide + c] + bias[b % G, m]
+    + residual[b, m, r, c]): a conv's output written once from its GEMM result laid out on a
+    grid ``wide`` columns across (junk columns dropped), the per-tap partial products summed.
+
+    ``source`` may be ``y`` itself (one tap at offset 0, ``wide`` = out width: the epilogue in
+    place). ``bias`` is (G, M) or empty, ``residual`` like ``y`` or empty; ``activation`` is
+    one of ``ACTIVATION_CODES`` (Clip between ``low`` and ``high``). NaN propagates.
+    """
+    outputs, out_h, out_w = y.shape[1], y.shape[2], y.shape[3]
+    taps, image, rows = offsets.shape[0], source.shape[2], source.shape[1]
+    flat, target, extra = source.reshape(-1), y.reshape(-1), residual.reshape(-1)
+    has_bias, has_residual = bias.shape[0] > 0, residual.shape[0] > 0
+    # a grid as wide as the output has no junk: each plane is then one run, not out_h rows
+    runs, run = (1, out_h * out_w) if wide == out_w else (out_h, out_w)
+    width = _UINT(run)
+    for plane in range(y.shape[0] * outputs):
+        block, m = plane // outputs, plane % outputs
+        base = bias[block % bias.shape[0], m] if has_bias else np.float32(0)
+        for r in range(runs):
+            into = _UINT(plane * out_h * out_w + r * run)
+            lead = _UINT((block * rows + m) * image + offsets[0] + r * wide)
+            if taps == 1:
+                _finish(flat, lead, target, into, width, base, extra, has_residual, activation, low, high)
+                continue
+            start = _UINT((block * rows + outputs + m) * image + offsets[1] + r * wide)
+            for k in range(width):
+                target[into + k] = flat[lead + k] + flat[start + k]
+            for t in range(2, taps):
+                start = _UINT((block * rows + t * outputs + m) * image + offsets[t] + r * wide)
+                for k in range(width):
+                    target[into + k] += flat[start + k]
+            _finish(target, into, target, into, width, base, extra, has_residual, activation, low, high)

@@ -11,7 +11,9 @@ all channels' tiny (multiplier x taps) products as one stacked matmul.
 
 Those numpy paths are the reference. When numba is installed (the ``fast`` extra), float32
 2-D depthwise convs, MaxPool (without Indices) and AveragePool run the compiled loops of
-``edge.kernels.cpu.jit`` instead, one memory pass where numpy needs one per tap; setting
+``edge.kernels.cpu.jit`` instead, one memory pass where numpy needs one per tap, and 2-D
+float32 convs gather their columns and write their output (summing tap products, cropping
+junk columns, adding bias and residual, applying Relu or Clip) in compiled loops; setting
 the environment variable ``EDGETRT_JIT=0`` keeps every op on numpy.
 """
 
@@ -22,13 +24,14 @@ import importlib
 import itertools
 import math
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from edge.kernels.cpu.activations import apply_activation
 from edge.kernels.cpu.precision import widen_half
 from edge.kernels.registry import OpContext, register
 
@@ -173,6 +176,8 @@ class _Phases:
     phase_of: tuple[int, ...]  # per conv tap: the phase image it reads
     by_phase: tuple[tuple[int, ...], ...]  # per phase image: the conv taps reading it
     grid: tuple[int, ...]
+    offset_array: np.ndarray = field(compare=False, repr=False)  # offsets and phase_of as int64
+    phase_array: np.ndarray = field(compare=False, repr=False)  # arrays, for the compiled kernels
 
     @property
     def length(self) -> int:
@@ -202,7 +207,8 @@ def _phases(window: _Window) -> _Phases | None:
     rank = len(sizes)
     gather = _Window(window.strides, window.strides, (1,) * rank, window.pad_begin, window.pad_end, tuple(sizes))
     by_phase = tuple(tuple(t for t, p in enumerate(phase_of) if p == phase) for phase in range(gather.taps))
-    return _Phases(gather, tuple(offsets), tuple(phase_of), by_phase, grid)
+    arrays = np.array(offsets, np.int64), np.array(phase_of, np.int64)
+    return _Phases(gather, tuple(offsets), tuple(phase_of), by_phase, grid, *arrays)
 
 
 def _fill_phases(ctx: OpContext, x: np.ndarray, group: int, layout: _Phases) -> np.ndarray:
@@ -291,10 +297,25 @@ def _conv_weights(ctx: OpContext, plan: _ConvPlan, w: np.ndarray, b: np.ndarray 
 @register("Conv")
 @widen_half
 def conv(ctx: OpContext, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
-    """N-d grouped convolution (cross-correlation) of (N, C, *S) by (M, C/group, *K).
+    """N-d grouped convolution (cross-correlation) of (N, C, *S) by (M, C/group, *K)."""
+    return convolve(ctx, x, w, b)
 
-    The result goes straight into the planned output buffer when there is one; the
-    column matrices live in the context's workspace, reused from run to run.
+
+def convolve(
+    ctx: OpContext,
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None = None,
+    residual: np.ndarray | None = None,
+    activation: str = "",
+    params: Sequence[float] = (),
+) -> np.ndarray:
+    """act(Conv(x, w, b) + residual), the activation one of ``ACTIVATIONS`` ("" for none).
+
+    The result goes straight into the planned output buffer when there is one; the column
+    matrices live in the context's workspace, reused from run to run. With the compiled
+    kernels, a 2-D float32 conv's output is written once, cropped from the GEMM's grid with
+    the epilogue applied on the way (``jit.conv_output``).
     """
     plan = _conv_plan(ctx, x, w, b is not None)
     window = plan.window
@@ -302,31 +323,90 @@ def conv(ctx: OpContext, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = No
     dtype = np.result_type(x.dtype, w.dtype)
     weights = _conv_weights(ctx, plan, w, b, dtype)
     y = ctx.output(0, (n, m) + window.out, dtype)
-    if plan.depthwise and dtype == x.dtype and (compiled := _compiled_2d(x, window)) is not None:
+    compiled = _compiled_2d(x, window) if dtype == x.dtype else None
+    result, offsets = None, _ONE_TAP  # products still to be summed and cropped into y, per tap
+    if plan.depthwise and compiled is not None:
         compiled.depthwise_conv2d(np.ascontiguousarray(x), weights.reshape(m, -1), *_geometry(window), y)
-        return y
-    junk = plan.phases is not None and plan.phases.grid != window.out
-    grid = (
-        ctx.workspace.get("conv-products", (n, plan.group, plan.mg, plan.phases.length), dtype)
-        if junk
-        else y.reshape(n, plan.group, plan.mg, -1)
-    )
-    if plan.mode == "tap-sum":
-        _tap_sum(ctx, plan, x, weights, b, grid)
-    elif plan.cg == 1 and plan.group > 1:
-        # depthwise: one tiny (multiplier x taps) product per channel; numpy's stacked
-        # matmul runs these as a batch, faster than a python loop or per-tap multiply-adds
-        cols = _columns(ctx, plan, x)
-        for index in range(n):
-            np.matmul(weights, cols[index], out=grid[index])
+    elif plan.mode == "tap-sum" and compiled is not None and len(plan.phases.by_phase) == 1:
+        result, offsets = _partial_products(ctx, plan, x, weights[0]), plan.phases.offset_array
     else:
-        _grouped_matmul(weights, _columns(ctx, plan, x), grid)
-    if junk:
-        np.copyto(y.reshape((n, plan.group, plan.mg) + window.out), _grid_view(grid, plan.phases, window.out))
-    return y
+        junk = plan.phases is not None and plan.phases.grid != window.out
+        grid = (
+            ctx.workspace.get("conv-products", (n, plan.group, plan.mg, plan.phases.length), dtype)
+            if junk
+            else y.reshape(n, plan.group, plan.mg, -1)
+        )
+        if plan.mode == "tap-sum":
+            _tap_sum(ctx, plan, x, weights, b, grid)
+        elif plan.cg == 1 and plan.group > 1:
+            # depthwise: one tiny (multiplier x taps) product per channel; numpy's stacked
+            # matmul runs these as a batch, faster than a python loop or per-tap multiply-adds
+            cols = _columns(ctx, plan, x, compiled)
+            for index in range(n):
+                np.matmul(weights, cols[index], out=grid[index])
+        else:
+            _grouped_matmul(weights, _columns(ctx, plan, x, compiled), grid)
+        if junk:
+            result = grid.reshape(n * plan.group, plan.mg, -1)
+    # one compiled pass finishes y: sums and crops the products, adds bias and residual, activates
+    fuse = (
+        compiled is not None
+        and activation in compiled.ACTIVATION_CODES
+        and (residual is None or (residual.shape == y.shape and residual.dtype == y.dtype))
+    )
+    if compiled is not None and (result is not None or (fuse and (residual is not None or activation))):
+        bias = b if offsets is not _ONE_TAP else None  # summed taps: their bias is added here
+        epilogue = (residual, activation, params) if fuse else (None, "", ())
+        _conv_output(compiled, plan, y, result, offsets, bias, *epilogue)
+        if fuse:
+            return y
+    elif result is not None:
+        planes = y.reshape((n, plan.group, plan.mg) + window.out)
+        np.copyto(planes, _grid_view(result.reshape(n, plan.group, plan.mg, -1), plan.phases, window.out))
+    if residual is not None:
+        y += residual
+    return apply_activation(y, activation, params)
 
 
-def _columns(ctx: OpContext, plan: _ConvPlan, x: np.ndarray) -> np.ndarray:
+_ONE_TAP = np.zeros(1, np.int64)
+_NO_BIAS = np.empty((0, 0), np.float32)
+_NO_RESIDUAL = np.empty((0, 0, 0, 0), np.float32)
+
+
+def _conv_output(
+    compiled: ModuleType,
+    plan: _ConvPlan,
+    y: np.ndarray,
+    result: np.ndarray | None,
+    offsets: np.ndarray,
+    b: np.ndarray | None,
+    residual: np.ndarray | None,
+    activation: str,
+    params: Sequence[float],
+) -> None:
+    """One compiled pass writing ``y``: ``result``'s per-tap runs summed and cropped (or ``y``
+    itself, in place, when ``result`` is None), plus the bias ``b``, ``residual``, activation."""
+    blocks = y.shape[0] * plan.group
+    planes = y.reshape((blocks, plan.mg) + plan.window.out)
+    wide = plan.window.out[1] if result is None else plan.phases.grid[1]
+    source = y.reshape(blocks, plan.mg, -1) if result is None else result
+    bias = _NO_BIAS if b is None else b.astype(y.dtype, copy=False).reshape(plan.group, plan.mg)
+    extra = _NO_RESIDUAL if residual is None else np.ascontiguousarray(residual).reshape(planes.shape)
+    low, high = params if activation == "Clip" else (0.0, 0.0)
+    code = compiled.ACTIVATION_CODES[activation]
+    compiled.conv_output(source, offsets, bias, extra, wide, code, low, high, planes)
+
+
+def _partial_products(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, stack: np.ndarray) -> np.ndarray:
+    """(N·G, taps·M/G, image) products of every tap's weights with the one phase image."""
+    phases = _fill_phases(ctx, x, plan.group, plan.phases)
+    n = x.shape[0]
+    partial = ctx.workspace.get("conv-partial", (n, plan.group, stack.shape[1], phases.shape[-1]), x.dtype)
+    _grouped_matmul(stack, phases[:, :, :, 0], partial)
+    return partial.reshape(n * plan.group, stack.shape[1], -1)
+
+
+def _columns(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, compiled: ModuleType | None) -> np.ndarray:
     """The (N, G, rows [+1 ones row for the bias], columns) matrix the conv's GEMM multiplies."""
     n, group, cg, window = x.shape[0], plan.group, plan.cg, plan.window
     rows = cg * window.taps
@@ -339,8 +419,13 @@ def _columns(ctx: OpContext, plan: _ConvPlan, x: np.ndarray) -> np.ndarray:
         layout = plan.phases
         phases = _fill_phases(ctx, x, group, layout)
         cols = ctx.workspace.get("conv-cols", (n, group, rows + plan.bias_row, layout.length), x.dtype)
-        for tap, (phase, start) in enumerate(zip(layout.phase_of, layout.offsets)):
-            cols[:, :, tap * cg : (tap + 1) * cg] = phases[:, :, :, phase, start : start + layout.length]
+        if compiled is not None:
+            blocks = cols.reshape(n * group, rows + plan.bias_row, -1)
+            images = phases.reshape((n * group,) + phases.shape[2:])
+            compiled.gather_runs(images, layout.phase_array, layout.offset_array, layout.length, blocks)
+        else:
+            for tap, (phase, start) in enumerate(zip(layout.phase_of, layout.offsets)):
+                cols[:, :, tap * cg : (tap + 1) * cg] = phases[:, :, :, phase, start : start + layout.length]
     else:
         cols = ctx.workspace.get("conv-cols", (n, group, rows + plan.bias_row, math.prod(window.out)), x.dtype)
         _im2col(x.reshape((n, group, cg) + x.shape[2:]), window, _tap_view(cols, cg, window))

@@ -1,4 +1,4 @@
-"""The numba kernels (depthwise conv, MaxPool, AveragePool) vs the numpy reference and onnxruntime.
+"""The numba kernels (depthwise conv, pools, conv columns and output) vs numpy and onnxruntime.
 
 Every case is a one- or two-node model built into an engine and run three times through one
 execution context (planned output buffers, reused scratch), once with the compiled kernels and
@@ -89,14 +89,14 @@ def _run_three_times(model, x: np.ndarray) -> list[np.ndarray]:
     return [context.run({"x": x})["z"].copy() for _ in range(3)]
 
 
-def _compare(monkeypatch, routine: str, model, x: np.ndarray, rtol: float, atol: float) -> None:
+def _compare(monkeypatch, routine: str, model, x: np.ndarray, rtol: float, atol: float, per_run: int = 1) -> None:
     expected = ort_run(model, {"x": x})[0]
     calls = _spy(monkeypatch, routine)
     compiled = _run_three_times(model, x)
-    assert len(calls) == 3, f"{routine} ran {len(calls)} times for 3 runs"
+    assert len(calls) == 3 * per_run, f"{routine} ran {len(calls)} times for 3 runs"
     monkeypatch.setenv("EDGETRT_JIT", "0")
     reference = _run_three_times(model, x)
-    assert len(calls) == 3, "EDGETRT_JIT=0 still ran the compiled kernel"
+    assert len(calls) == 3 * per_run, "EDGETRT_JIT=0 still ran the compiled kernel"
     for run, (fast, slow) in enumerate(zip(compiled, reference)):
         assert fast.shape == expected.shape
         assert_close(fast, expected, rtol, atol, f"compiled vs onnxruntime, run {run}")
@@ -140,6 +140,70 @@ def test_pool(monkeypatch: pytest.MonkeyPatch, case) -> None:
     model = _one_node_model(node, x, 19)
     routine = "max_pool2d" if op == "MaxPool" else "average_pool2d"
     _compare(monkeypatch, routine, model, x, 1e-6, 1e-6)
+
+
+# (in, out, size, kernel, strides, pads, bias, epilogue): the conv's layout (see nn._conv_plan)
+# and what conv_output must fold in: "" / an activation / "residual" (+ activation)
+CONV_OUTPUTS = [
+    (8, 12, 14, 3, 1, 1, True, "Relu"),  # gather: cropped from the grid
+    (8, 12, 14, 3, 1, 1, False, "residual Relu"),
+    (16, 4, 14, 3, 1, 1, True, "Relu"),  # tap-sum over one phase image: summed, bias added
+    (16, 4, 14, 3, 1, 1, True, "residual Clip"),
+    (16, 4, 15, 3, 2, 1, True, "Relu"),  # tap-sum over four phase images: numpy sums, crop here
+    (8, 12, 15, 3, 2, 1, True, "Sigmoid"),  # gather, strided; an activation left to numpy
+    (8, 12, 9, 1, 1, 0, True, "residual"),  # pointwise: the epilogue in place
+    (8, 12, 9, 1, 1, 0, True, "Clip"),
+    (8, 12, 9, 1, 2, 0, True, "Relu"),  # strided 1x1 (im2col): in place
+]
+
+
+@pytest.mark.parametrize("case", CONV_OUTPUTS, ids=[f"{c[-1] or 'plain'}{i}".replace(" ", "_") for i, c in enumerate(CONV_OUTPUTS)])
+def test_conv_output(monkeypatch: pytest.MonkeyPatch, case) -> None:
+    """FusedConv's output written by conv_output matches the unfused graph in onnxruntime and
+    in the numpy kernels."""
+    cin, cout, size, kernel, stride, pad, bias, epilogue = case
+    rng = np.random.default_rng(cin * size + len(epilogue))
+    x = rng.standard_normal((2, cin, size, size), dtype=np.float32)
+    inits = [numpy_helper.from_array(rng.standard_normal((cout, cin, kernel, kernel), dtype=np.float32), "w")]
+    inits += [numpy_helper.from_array(rng.standard_normal(cout, dtype=np.float32), "b")] if bias else []
+    geometry = dict(kernel_shape=[kernel, kernel], strides=[stride, stride], pads=[pad] * 4)
+    nodes = [helper.make_node("Conv", ["x", "w"] + (["b"] if bias else []), ["y"], **geometry)]
+    last = "y"
+    if "residual" in epilogue:  # a second conv of the same output shape, added (and fused as Z)
+        inits.append(numpy_helper.from_array(rng.standard_normal((cout, cin, kernel, kernel), dtype=np.float32), "v"))
+        nodes += [
+            helper.make_node("Conv", ["x", "v"], ["r"], **geometry),
+            helper.make_node("Add", ["y", "r"], ["s"]),
+        ]
+        last = "s"
+    activation = epilogue.replace("residual", "").strip()
+    if activation == "Clip":
+        inits += [numpy_helper.from_array(np.float32(v), n) for v, n in ((-0.5, "lo"), (1.5, "hi"))]
+        nodes.append(helper.make_node("Clip", [last, "lo", "hi"], ["a"]))
+    elif activation:
+        nodes.append(helper.make_node(activation, [last], ["a"]))
+    nodes.append(helper.make_node("Identity", ["a" if activation else last], ["z"]))
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    ops = [node.op_type for node in edge.build(model.SerializeToString()).graph.nodes]
+    assert ops == ["Conv", "FusedConv"] if "residual" in epilogue else ops == ["FusedConv"], ops
+    # the residual branch is a conv of the same layout: conv_output writes it too, when cropping
+    per_run = 2 if "residual" in epilogue and kernel > 1 else 1
+    _compare(monkeypatch, "conv_output", model, x, 1e-4, 1e-4, per_run)
+
+
+def test_gather_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A strided 3x3 conv's columns, gathered by the compiled routine, give onnxruntime's result."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 6, 17, 16), dtype=np.float32)
+    w = numpy_helper.from_array(rng.standard_normal((8, 6, 3, 3), dtype=np.float32), "w")
+    node = helper.make_node("Conv", ["x", "w"], ["z"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 1, 1])
+    model = _one_node_model(node, x, 13)
+    model.graph.initializer.append(w)
+    _compare(monkeypatch, "gather_runs", model, x, 1e-4, 1e-4)
 
 
 def test_max_pool_propagates_nan_like_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
