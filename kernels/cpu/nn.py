@@ -53,9 +53,9 @@ def _load_compiled() -> ModuleType | None:
         return None
 
 
-def _compiled_2d(x: np.ndarray, window: _Window) -> ModuleType | None:
+def _compiled_2d(x: np.ndarray, kernel: tuple[int, ...]) -> ModuleType | None:
     """The compiled kernels when they cover this input: float32, NCHW, a 2-D window."""
-    if x.dtype != np.float32 or len(window.kernel) != 2:
+    if x.dtype != np.float32 or len(kernel) != 2:
         return None
     return _compiled()
 
@@ -225,18 +225,20 @@ def _grid_view(a: np.ndarray, layout: _Phases, out: tuple[int, ...]) -> np.ndarr
     return a.reshape(a.shape[:-1] + layout.grid)[(Ellipsis, *(slice(0, o) for o in out))]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _ConvPlan:
-    """How one Conv node runs for one pair of input shapes (cached per node).
+    """How one Conv node runs for one pair of input shapes (cached per node, so compared and
+    hashed by identity: it keys the node's folded weights, looked up every run).
 
     ``mode`` is "pointwise" (1x1, stride 1, no pads: the input is the column matrix),
     "gather" (columns copied as contiguous runs of the flat phase images, ``phases``),
     "tap-sum" (each tap's partial products computed over the phase images by one GEMM, then
     summed shifted into the output: cheaper than columns when outputs are far fewer than
     inputs) or "im2col" (strided copies, where no flat layout fits). ``bias_row``: the bias
-    rides in the GEMM as an extra weight column against a row of ones, cheaper than a
-    broadcast add over the output afterwards. ``depthwise``: group == input channels over a
-    2-D window, which the compiled kernel takes when it is available.
+    rides in the GEMM as an extra weight column against a row of ones (numpy's gather and
+    im2col, whose columns are copied anyway; the compiled depthwise kernel reads that column
+    too); otherwise the pass that finishes the output adds it (``compiled``: the compiled
+    kernels cover this conv). ``depthwise``: group == input channels over a 2-D window.
     """
 
     window: _Window
@@ -249,8 +251,8 @@ class _ConvPlan:
     phases: _Phases | None
 
 
-def _conv_plan(ctx: OpContext, x: np.ndarray, w: np.ndarray, has_bias: bool) -> _ConvPlan:
-    key = ("conv", x.shape, w.shape, has_bias)
+def _conv_plan(ctx: OpContext, x: np.ndarray, w: np.ndarray, has_bias: bool, compiled: bool) -> _ConvPlan:
+    key = ("conv", x.shape, w.shape, has_bias, compiled)
     plan = ctx.cache.get(key)
     if plan is None:
         group = ctx.attr("group", 1)
@@ -265,7 +267,10 @@ def _conv_plan(ctx: OpContext, x: np.ndarray, w: np.ndarray, has_bias: bool) -> 
             mode = "im2col"
         else:
             mode = "tap-sum" if 2 * mg <= cg else "gather"
-        bias_row = has_bias and mode != "tap-sum"
+        if compiled:
+            bias_row = has_bias and depthwise
+        else:
+            bias_row = has_bias and mode in ("gather", "im2col")
         plan = ctx.cache[key] = _ConvPlan(window, group, cg, mg, mode, bias_row, depthwise, phases)
     return plan
 
@@ -317,13 +322,13 @@ def convolve(
     kernels, a 2-D float32 conv's output is written once, cropped from the GEMM's grid with
     the epilogue applied on the way (``jit.conv_output``).
     """
-    plan = _conv_plan(ctx, x, w, b is not None)
+    dtype = np.result_type(x.dtype, w.dtype)
+    compiled = _compiled_2d(x, _kernel_shape(ctx, w)) if dtype == x.dtype else None
+    plan = _conv_plan(ctx, x, w, b is not None, compiled is not None)
     window = plan.window
     n, m = x.shape[0], w.shape[0]
-    dtype = np.result_type(x.dtype, w.dtype)
     weights = _conv_weights(ctx, plan, w, b, dtype)
     y = ctx.output(0, (n, m) + window.out, dtype)
-    compiled = _compiled_2d(x, window) if dtype == x.dtype else None
     result, offsets = None, _ONE_TAP  # products still to be summed and cropped into y, per tap
     if plan.depthwise and compiled is not None:
         compiled.depthwise_conv2d(np.ascontiguousarray(x), weights.reshape(m, -1), *_geometry(window), y)
@@ -337,7 +342,7 @@ def convolve(
             else y.reshape(n, plan.group, plan.mg, -1)
         )
         if plan.mode == "tap-sum":
-            _tap_sum(ctx, plan, x, weights, b, grid)
+            _tap_sum(ctx, plan, x, weights, grid)
         elif plan.cg == 1 and plan.group > 1:
             # depthwise: one tiny (multiplier x taps) product per channel; numpy's stacked
             # matmul runs these as a batch, faster than a python loop or per-tap multiply-adds
@@ -354,15 +359,17 @@ def convolve(
         and activation in compiled.ACTIVATION_CODES
         and (residual is None or (residual.shape == y.shape and residual.dtype == y.dtype))
     )
-    if compiled is not None and (result is not None or (fuse and (residual is not None or activation))):
-        bias = b if offsets is not _ONE_TAP else None  # summed taps: their bias is added here
+    bias = None if plan.bias_row else b
+    if compiled is not None and (result is not None or bias is not None or (fuse and (residual is not None or activation))):
         epilogue = (residual, activation, params) if fuse else (None, "", ())
         _conv_output(compiled, plan, y, result, offsets, bias, *epilogue)
         if fuse:
             return y
-    elif result is not None:
-        planes = y.reshape((n, plan.group, plan.mg) + window.out)
-        np.copyto(planes, _grid_view(result.reshape(n, plan.group, plan.mg, -1), plan.phases, window.out))
+    elif compiled is None:
+        if result is not None:
+            planes = y.reshape((n, plan.group, plan.mg) + window.out)
+            np.copyto(planes, _grid_view(result.reshape(n, plan.group, plan.mg, -1), plan.phases, window.out))
+        _bias(y, bias)
     if residual is not None:
         y += residual
     return apply_activation(y, activation, params)
@@ -410,12 +417,9 @@ def _columns(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, compiled: ModuleTyp
     """The (N, G, rows [+1 ones row for the bias], columns) matrix the conv's GEMM multiplies."""
     n, group, cg, window = x.shape[0], plan.group, plan.cg, plan.window
     rows = cg * window.taps
-    if plan.mode == "pointwise" and not plan.bias_row:
-        return np.ascontiguousarray(x).reshape(n, group, cg, -1)
     if plan.mode == "pointwise":
-        cols = ctx.workspace.get("conv-cols", (n, group, rows + 1, math.prod(window.out)), x.dtype)
-        cols[:, :, :rows] = x.reshape(n, group, cg, -1)
-    elif plan.mode == "gather":
+        return np.ascontiguousarray(x).reshape(n, group, cg, -1)
+    if plan.mode == "gather":
         layout = plan.phases
         phases = _fill_phases(ctx, x, group, layout)
         cols = ctx.workspace.get("conv-cols", (n, group, rows + plan.bias_row, layout.length), x.dtype)
@@ -434,9 +438,7 @@ def _columns(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, compiled: ModuleTyp
     return cols
 
 
-def _tap_sum(
-    ctx: OpContext, plan: _ConvPlan, x: np.ndarray, stacks: tuple[np.ndarray, ...], b: np.ndarray | None, total: np.ndarray
-) -> None:
+def _tap_sum(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, stacks: tuple[np.ndarray, ...], total: np.ndarray) -> None:
     """Conv as the sum over taps of W_tap·(phase image), each shifted by the tap's offset, into
     ``total`` (N, G, M/G, grid length): one GEMM per phase image (its taps' weights stacked),
     then one add of contiguous runs per tap."""
@@ -450,10 +452,8 @@ def _tap_sum(
             run = partial[:, :, slot * mg : (slot + 1) * mg, start : start + layout.length]
             if tap > 0:
                 np.add(total, run, out=total)
-            elif b is None:
-                np.copyto(total, run)
             else:
-                np.add(run, b.astype(total.dtype, copy=False).reshape(group, mg, 1), out=total)
+                np.copyto(total, run)
 
 
 def _tap_view(cols: np.ndarray, cg: int, window: _Window) -> np.ndarray:
@@ -584,7 +584,7 @@ def max_pool(ctx: OpContext, x: np.ndarray) -> np.ndarray | tuple[np.ndarray, np
     """Max over each window; the optional Indices output flattens (N, C, *S) positions."""
     window, slices = _pool_window(ctx, x)
     if ctx.num_outputs < 2 or ctx.node.outputs[1].meta.get("omitted"):
-        if (compiled := _compiled_2d(x, window)) is not None:
+        if (compiled := _compiled_2d(x, window.kernel)) is not None:
             y = ctx.output(0, x.shape[:2] + window.out, x.dtype)
             compiled.max_pool2d(np.ascontiguousarray(x), *_geometry(window), y)
             return y
@@ -664,7 +664,7 @@ def _average_divisor(ctx: OpContext, x: np.ndarray, window: _Window, slices: lis
 def average_pool(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     """Window mean; ``count_include_pad`` decides whether declared pads count in the divisor."""
     window, slices = _pool_window(ctx, x)
-    if (compiled := _compiled_2d(x, window)) is not None:
+    if (compiled := _compiled_2d(x, window.kernel)) is not None:
         y = ctx.output(0, x.shape[:2] + window.out, x.dtype)
         divisor = _average_divisor(ctx, x, window, slices)[0, 0]
         compiled.average_pool2d(np.ascontiguousarray(x), *_geometry(window), divisor, y)
