@@ -237,8 +237,9 @@ class _ConvPlan:
     inputs) or "im2col" (strided copies, where no flat layout fits). ``bias_row``: the bias
     rides in the GEMM as an extra weight column against a row of ones (numpy's gather and
     im2col, whose columns are copied anyway; the compiled depthwise kernel reads that column
-    too); otherwise the pass that finishes the output adds it (``compiled``: the compiled
-    kernels cover this conv). ``depthwise``: group == input channels over a 2-D window.
+    too); otherwise the pass that finishes the output adds it. ``compiled``: the compiled
+    kernels module when it covers this conv. ``depthwise``: group == input channels over a
+    2-D window.
     """
 
     window: _Window
@@ -249,14 +250,18 @@ class _ConvPlan:
     bias_row: bool
     depthwise: bool
     phases: _Phases | None
+    compiled: ModuleType | None
 
 
-def _conv_plan(ctx: OpContext, x: np.ndarray, w: np.ndarray, has_bias: bool, compiled: bool) -> _ConvPlan:
-    key = ("conv", x.shape, w.shape, has_bias, compiled)
+def _conv_plan(ctx: OpContext, x: np.ndarray, w: np.ndarray, has_bias: bool) -> _ConvPlan:
+    """The node's plan for these shapes; whether the compiled kernels take it is decided here,
+    when the node first runs at these shapes."""
+    key = ("conv", x.shape, x.dtype, w.shape, w.dtype, has_bias)
     plan = ctx.cache.get(key)
     if plan is None:
         group = ctx.attr("group", 1)
         kernel = _kernel_shape(ctx, w)
+        compiled = _compiled_2d(x, kernel) if np.result_type(x.dtype, w.dtype) == x.dtype else None
         window = _window(ctx, x.shape[2:], kernel)
         cg, mg = x.shape[1] // group, w.shape[0] // group
         depthwise = cg == 1 and group > 1 and len(kernel) == 2
@@ -267,11 +272,11 @@ def _conv_plan(ctx: OpContext, x: np.ndarray, w: np.ndarray, has_bias: bool, com
             mode = "im2col"
         else:
             mode = "tap-sum" if 2 * mg <= cg else "gather"
-        if compiled:
+        if compiled is not None:
             bias_row = has_bias and depthwise
         else:
             bias_row = has_bias and mode in ("gather", "im2col")
-        plan = ctx.cache[key] = _ConvPlan(window, group, cg, mg, mode, bias_row, depthwise, phases)
+        plan = ctx.cache[key] = _ConvPlan(window, group, cg, mg, mode, bias_row, depthwise, phases, compiled)
     return plan
 
 
@@ -322,10 +327,9 @@ def convolve(
     kernels, a 2-D float32 conv's output is written once, cropped from the GEMM's grid with
     the epilogue applied on the way (``jit.conv_output``).
     """
+    plan = _conv_plan(ctx, x, w, b is not None)
+    window, compiled = plan.window, plan.compiled
     dtype = np.result_type(x.dtype, w.dtype)
-    compiled = _compiled_2d(x, _kernel_shape(ctx, w)) if dtype == x.dtype else None
-    plan = _conv_plan(ctx, x, w, b is not None, compiled is not None)
-    window = plan.window
     n, m = x.shape[0], w.shape[0]
     weights = _conv_weights(ctx, plan, w, b, dtype)
     y = ctx.output(0, (n, m) + window.out, dtype)
