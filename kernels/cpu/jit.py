@@ -25,7 +25,15 @@ from typing import Any
 import numba
 import numpy as np
 
-__all__ = ["ACTIVATION_CODES", "average_pool2d", "conv_output", "depthwise_conv2d", "gather_runs", "max_pool2d"]
+__all__ = [
+    "ACTIVATION_CODES",
+    "average_pool2d",
+    "conv_epilogue",
+    "conv_output",
+    "depthwise_conv2d",
+    "gather_runs",
+    "max_pool2d",
+]
 
 _PLANE = numba.float32[:, :, :, ::1]
 _INPUT = numba.types.Array(numba.float32, 4, "C", readonly=True)  # mutable arrays convert to it
@@ -226,10 +234,25 @@ ACTIVATION_CODES = {"": _NO_ACTIVATION, "Relu": _RELU, "Clip": _CLIP}
 
 @numba.njit(cache=False, inline="always")
 def _finish(source, lead, target, into, width, base, extra, has_residual, activation, low, high):  # type: ignore[no-untyped-def]
-    """target[into + k] = act(source[lead + k] + base [+ extra[into + k]]) for k < width;
-    np.maximum / np.minimum keep NaN."""
+    """target[into + k] = act(source[lead + k] + base [+ extra[into + k]]) for k < width, where
+    ``source`` is not ``target``; np.maximum / np.minimum keep NaN."""
     for k in range(width):
         value = source[lead + k] + base
+        if has_residual:
+            value += extra[into + k]
+        if activation == _RELU:
+            value = np.maximum(value, np.float32(0))
+        elif activation == _CLIP:
+            value = np.minimum(np.maximum(value, low), high)
+        target[into + k] = value
+
+
+@numba.njit(cache=False, inline="always")
+def _finish_in_place(target, into, width, base, extra, has_residual, activation, low, high):  # type: ignore[no-untyped-def]
+    """``_finish`` with ``target`` as its own source: a loop of its own, as reading another
+    array that may be ``target`` makes LLVM's overlap check pick the scalar loop."""
+    for k in range(width):
+        value = target[into + k] + base
         if has_residual:
             value += extra[into + k]
         if activation == _RELU:
@@ -245,9 +268,9 @@ def conv_output(source, offsets, bias, residual, wide, activation, low, high, y)
     + residual[b, m, r, c]): a conv's output written once from its GEMM result laid out on a
     grid ``wide`` columns across (junk columns dropped), the per-tap partial products summed.
 
-    ``source`` may be ``y`` itself (one tap at offset 0, ``wide`` = out width: the epilogue in
-    place). ``bias`` is (G, M) or empty, ``residual`` like ``y`` or empty; ``activation`` is
-    one of ``ACTIVATION_CODES`` (Clip between ``low`` and ``high``). NaN propagates.
+    ``source`` is not ``y`` (``conv_epilogue`` works in place). ``bias`` is (G, M) or empty,
+    ``residual`` like ``y`` or empty; ``activation`` is one of ``ACTIVATION_CODES`` (Clip
+    between ``low`` and ``high``). NaN propagates.
     """
     outputs, out_h, out_w = y.shape[1], y.shape[2], y.shape[3]
     taps, image, rows = offsets.shape[0], source.shape[2], source.shape[1]
@@ -272,4 +295,16 @@ def conv_output(source, offsets, bias, residual, wide, activation, low, high, y)
                 start = _UINT((block * rows + t * outputs + m) * image + offsets[t] + r * wide)
                 for k in range(width):
                     target[into + k] += flat[start + k]
-            _finish(target, into, target, into, width, base, extra, has_residual, activation, low, high)
+            _finish_in_place(target, into, width, base, extra, has_residual, activation, low, high)
+
+
+@_compile(_MATRIX, _IMAGES, _INT, _FLOAT, _FLOAT, _PLANE)
+def conv_epilogue(bias, residual, activation, low, high, y):  # type: ignore[no-untyped-def]
+    """y[b, m] = act(y[b, m] + bias[b % G, m] + residual[b, m]) in place, as ``conv_output``
+    finishes a conv whose GEMM wrote ``y`` directly."""
+    outputs, size = y.shape[1], y.shape[2] * y.shape[3]
+    target, extra = y.reshape(-1), residual.reshape(-1)
+    has_bias, has_residual = bias.shape[0] > 0, residual.shape[0] > 0
+    for plane in range(y.shape[0] * outputs):
+        base = bias[(plane // outputs) % bias.shape[0], plane % outputs] if has_bias else np.float32(0)
+        _finish_in_place(target, _UINT(plane * size), _UINT(size), base, extra, has_residual, activation, low, high)

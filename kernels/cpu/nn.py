@@ -395,17 +395,18 @@ def _conv_output(
     activation: str,
     params: Sequence[float],
 ) -> None:
-    """One compiled pass writing ``y``: ``result``'s per-tap runs summed and cropped (or ``y``
-    itself, in place, when ``result`` is None), plus the bias ``b``, ``residual``, activation."""
-    blocks = y.shape[0] * plan.group
-    planes = y.reshape((blocks, plan.mg) + plan.window.out)
-    wide = plan.window.out[1] if result is None else plan.phases.grid[1]
-    source = y.reshape(blocks, plan.mg, -1) if result is None else result
+    """One compiled pass writing ``y``: ``result``'s per-tap runs summed and cropped into it
+    (or ``y`` finished in place, when ``result`` is None), plus bias ``b``, residual, activation."""
+    planes = y.reshape((y.shape[0] * plan.group, plan.mg) + plan.window.out)
     bias = _NO_BIAS if b is None else b.astype(y.dtype, copy=False).reshape(plan.group, plan.mg)
     extra = _NO_RESIDUAL if residual is None else np.ascontiguousarray(residual).reshape(planes.shape)
     low, high = params if activation == "Clip" else (0.0, 0.0)
     code = compiled.ACTIVATION_CODES[activation]
-    compiled.conv_output(source, offsets, bias, extra, wide, code, low, high, planes)
+    if result is None:
+        compiled.conv_epilogue(bias, extra, code, low, high, planes)
+    else:
+        wide = plan.phases.grid[1]
+        compiled.conv_output(result, offsets, bias, extra, wide, code, low, high, planes)
 
 
 def _partial_products(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, stack: np.ndarray) -> np.ndarray:
