@@ -251,6 +251,7 @@ class _ConvPlan:
     depthwise: bool
     phases: _Phases | None
     compiled: ModuleType | None
+    dtype: np.dtype
 
 
 def _conv_plan(ctx: OpContext, x: np.ndarray, w: np.ndarray, has_bias: bool) -> _ConvPlan:
@@ -261,7 +262,8 @@ def _conv_plan(ctx: OpContext, x: np.ndarray, w: np.ndarray, has_bias: bool) -> 
     if plan is None:
         group = ctx.attr("group", 1)
         kernel = _kernel_shape(ctx, w)
-        compiled = _compiled_2d(x, kernel) if np.result_type(x.dtype, w.dtype) == x.dtype else None
+        dtype = np.result_type(x.dtype, w.dtype)
+        compiled = _compiled_2d(x, kernel) if dtype == x.dtype else None
         window = _window(ctx, x.shape[2:], kernel)
         cg, mg = x.shape[1] // group, w.shape[0] // group
         depthwise = cg == 1 and group > 1 and len(kernel) == 2
@@ -276,32 +278,35 @@ def _conv_plan(ctx: OpContext, x: np.ndarray, w: np.ndarray, has_bias: bool) -> 
             bias_row = has_bias and depthwise
         else:
             bias_row = has_bias and mode in ("gather", "im2col")
-        plan = ctx.cache[key] = _ConvPlan(window, group, cg, mg, mode, bias_row, depthwise, phases, compiled)
+        plan = ctx.cache[key] = _ConvPlan(window, group, cg, mg, mode, bias_row, depthwise, phases, compiled, dtype)
     return plan
 
 
-def _conv_weights(ctx: OpContext, plan: _ConvPlan, w: np.ndarray, b: np.ndarray | None, dtype: np.dtype) -> Any:
-    """W laid out for ``plan.mode``, cached when W and B are constants: (G, M/G, rows [+1 bias
-    column]) with rows in (channel, tap) order for im2col, (tap, channel) order for gather;
-    for tap-sum one (G, taps·M/G, C/G) stack per phase image, in the order of its taps."""
-    taps = plan.window.taps
+def _conv_weights(ctx: OpContext, plan: _ConvPlan, w: np.ndarray, b: np.ndarray | None) -> tuple[Any, np.ndarray | None]:
+    """(W laid out for ``plan.mode``, the bias as (G, M/G) unless it rides in W), cached when W
+    and B are constants. W is (G, M/G, rows [+1 bias column]) with rows in (channel, tap)
+    order for im2col, (tap, channel) order for gather; for tap-sum one (G, taps·M/G, C/G)
+    stack per phase image, in the order of its taps."""
+    return ctx.from_constants(("conv-weights", plan), (w, b), lambda: _fold_weights(plan, w, b))
 
-    def fold() -> Any:
-        weights = w.astype(dtype, copy=False).reshape(plan.group, plan.mg, plan.cg, taps)
-        if plan.mode == "tap-sum":
-            return tuple(
-                np.ascontiguousarray(weights[..., list(members)].transpose(0, 3, 1, 2)).reshape(plan.group, -1, plan.cg)
-                for members in plan.phases.by_phase
-            )
-        if plan.mode == "gather":
-            weights = weights.transpose(0, 1, 3, 2)
-        weights = weights.reshape(plan.group, plan.mg, -1)
-        if plan.bias_row:
-            column = b.astype(dtype, copy=False).reshape(plan.group, plan.mg, 1)
-            weights = np.concatenate([weights, column], axis=2)
-        return np.ascontiguousarray(weights)
 
-    return ctx.from_constants(("conv-weights", plan), (w, b), fold)
+def _fold_weights(plan: _ConvPlan, w: np.ndarray, b: np.ndarray | None) -> tuple[Any, np.ndarray | None]:
+    dtype = plan.dtype
+    bias = None if b is None or plan.bias_row else b.astype(dtype).reshape(plan.group, plan.mg)
+    weights = w.astype(dtype, copy=False).reshape(plan.group, plan.mg, plan.cg, plan.window.taps)
+    if plan.mode == "tap-sum":
+        stacks = tuple(
+            np.ascontiguousarray(weights[..., list(members)].transpose(0, 3, 1, 2)).reshape(plan.group, -1, plan.cg)
+            for members in plan.phases.by_phase
+        )
+        return stacks, bias
+    if plan.mode == "gather":
+        weights = weights.transpose(0, 1, 3, 2)
+    weights = weights.reshape(plan.group, plan.mg, -1)
+    if plan.bias_row:
+        column = b.astype(dtype, copy=False).reshape(plan.group, plan.mg, 1)
+        weights = np.concatenate([weights, column], axis=2)
+    return np.ascontiguousarray(weights), bias
 
 
 @register("Conv")
@@ -328,10 +333,9 @@ def convolve(
     the epilogue applied on the way (``jit.conv_output``).
     """
     plan = _conv_plan(ctx, x, w, b is not None)
-    window, compiled = plan.window, plan.compiled
-    dtype = np.result_type(x.dtype, w.dtype)
+    window, compiled, dtype = plan.window, plan.compiled, plan.dtype
     n, m = x.shape[0], w.shape[0]
-    weights = _conv_weights(ctx, plan, w, b, dtype)
+    weights, bias = _conv_weights(ctx, plan, w, b)
     y = ctx.output(0, (n, m) + window.out, dtype)
     result, offsets = None, _ONE_TAP  # products still to be summed and cropped into y, per tap
     if plan.depthwise and compiled is not None:
@@ -363,7 +367,6 @@ def convolve(
         and activation in compiled.ACTIVATION_CODES
         and (residual is None or (residual.shape == y.shape and residual.dtype == y.dtype))
     )
-    bias = None if plan.bias_row else b
     if compiled is not None and (result is not None or bias is not None or (fuse and (residual is not None or activation))):
         epilogue = (residual, activation, params) if fuse else (None, "", ())
         _conv_output(compiled, plan, y, result, offsets, bias, *epilogue)
@@ -390,15 +393,16 @@ def _conv_output(
     y: np.ndarray,
     result: np.ndarray | None,
     offsets: np.ndarray,
-    b: np.ndarray | None,
+    bias: np.ndarray | None,
     residual: np.ndarray | None,
     activation: str,
     params: Sequence[float],
 ) -> None:
     """One compiled pass writing ``y``: ``result``'s per-tap runs summed and cropped into it
-    (or ``y`` finished in place, when ``result`` is None), plus bias ``b``, residual, activation."""
+    (or ``y`` finished in place, when ``result`` is None), plus ``bias`` (G, M/G), residual,
+    activation."""
     planes = y.reshape((y.shape[0] * plan.group, plan.mg) + plan.window.out)
-    bias = _NO_BIAS if b is None else b.astype(y.dtype, copy=False).reshape(plan.group, plan.mg)
+    bias = _NO_BIAS if bias is None else bias
     extra = _NO_RESIDUAL if residual is None else np.ascontiguousarray(residual).reshape(planes.shape)
     low, high = params if activation == "Clip" else (0.0, 0.0)
     code = compiled.ACTIVATION_CODES[activation]
