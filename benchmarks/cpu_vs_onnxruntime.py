@@ -1,7 +1,7 @@
 """CPU backend vs onnxruntime on the light models and a ResNet-50-shaped model.
 
 Both run in the same process with the same thread count: onnxruntime's
-``intra_op_num_threads`` and edgetrt's ``set_intra_op_threads`` (its BLAS pool and compiled loops).
+``intra_op_num_threads`` and edgetrt's ``set_intra_op_threads`` (the size of its BLAS pool).
 The two alternate in blocks of runs, so load changes on a shared machine hit both alike,
 while each is timed back to back, as a user running one engine sees it: alternating single
 runs would time each runtime just after the other, with the other's worker threads still

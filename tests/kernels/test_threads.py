@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,6 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import edge
 from edge.cli import main
-from edge.kernels import threads
 from tests.test_engine_file import small_model
 
 
@@ -20,28 +20,28 @@ def _blas_threads() -> set[int]:
     return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
 
 
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 @pytest.fixture(autouse=True)
 def _restore() -> Iterator[None]:
-    """Put the process-wide setting back as it was (other tests time or thread nothing, but
-    must not inherit a one-thread BLAS pool)."""
-    saved = threads._threads
-    with threadpool_limits(limits=None):  # restores the BLAS pool's size on exit
+    """Put the BLAS pool's size back as it was: later tests must not inherit one thread."""
+    with threadpool_limits(limits=None):  # restores the pool's size on exit
         yield
-    threads._threads = saved
 
 
 def test_setting_caps_the_blas_pool_and_is_reported() -> None:
     edge.set_intra_op_threads(1)
     assert edge.intra_op_threads() == 1
     assert _blas_threads() == {1}
-    if threads.available_cores() >= 2:
+    if CORES >= 2:
         edge.set_intra_op_threads(2)
-        assert _blas_threads() == {2}
+        assert _blas_threads() == {2} and edge.intra_op_threads() == 2
 
 
-def test_the_default_is_every_available_core() -> None:
-    threads._threads = None
-    assert edge.intra_op_threads() == threads.available_cores() >= 1
+def test_the_count_reported_is_the_blas_pools_whoever_set_it() -> None:
+    threadpool_limits(limits=1, user_api="blas")
+    assert edge.intra_op_threads() == 1
 
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2"])
@@ -55,7 +55,7 @@ def test_results_do_not_depend_on_the_thread_count() -> None:
     x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
     context = edge.build(model.SerializeToString()).create_context()
     outputs = []
-    for count in (1, max(1, threads.available_cores())):
+    for count in (1, CORES):
         edge.set_intra_op_threads(count)
         outputs.append(context.run({"x": x})["y"])
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-6)
