@@ -145,7 +145,9 @@ def run_command(
 
         edgetrt run resnet50.engine --seed 1
 
-        edgetrt run resnet50.engine --input data=img.npy --output out.npz --threads 4
+        edgetrt run resnet50.engine --input data=img.npy --output out.npz
+
+        edgetrt run resnet50.engine --threads 1
     """
     if threads is not None:
         edge.set_intra_op_threads(threads)
