@@ -42,7 +42,7 @@ def _storable(dtype: np.dtype | None) -> bool:
 
 def _slot_plan(key: Hashable, schedule: Schedule, layout: dict[int, tuple[tuple[int, ...], np.dtype]]) -> tuple[SlotPlan, MemoryPlan]:
     sizes = {slot: int(np.prod(shape, dtype=np.int64)) * dtype.itemsize for slot, (shape, dtype) in layout.items()}
-    plan = plan_memory(schedule.uses(), sizes, keep=schedule.output_slots)
+    plan = plan_memory(schedule.uses(layout), sizes, keep=schedule.output_slots)
     entries = tuple((slot, plan.offsets[slot], shape, dtype) for slot, (shape, dtype) in layout.items())
     return SlotPlan(key, entries, plan.arena_bytes, plan.summary()), plan
 

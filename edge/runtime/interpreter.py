@@ -125,8 +125,12 @@ class Schedule:
         """Slots the memory planner may place: node outputs (not inputs, weights or omitted)."""
         return [s for step in self.steps for s in step.outputs if not self.values[s].meta.get("omitted")]
 
-    def uses(self) -> list[StepUse]:
-        """The execution order as the memory planner sees it (slots read/written per step)."""
+    def uses(self, layout: Mapping[int, tuple[tuple[int, ...], np.dtype]] | None = None) -> list[StepUse]:
+        """The execution order as the memory planner sees it (slots read/written per step).
+
+        With ``layout`` (the planned slots' shapes and dtypes), a Concat whose pieces are
+        contiguous slices of its output (every dim before the axis is 1) offers them as parts.
+        """
         uses = []
         for step in self.steps:
             inplace: tuple[tuple[int, int], ...] = ()
@@ -138,7 +142,8 @@ class Schedule:
                     for position, slot in enumerate(step.reads)
                     if dtype is not None and self.values[slot].dtype == dtype
                 )
-            uses.append(StepUse(tuple(step.reads), tuple(step.outputs), inplace))
+            parts = _concat_parts(step, self.values, layout) if key == "Concat" and layout else ()
+            uses.append(StepUse(tuple(step.reads), tuple(step.outputs), inplace, parts))
         return uses
 
     def run(
@@ -192,6 +197,28 @@ class Schedule:
             return [slots[s] for s in self.output_slots]  # type: ignore[misc]
         return [_detach(slots[s], arena) for s in self.output_slots]  # type: ignore[arg-type]
 
+
+def _concat_parts(
+    step: Step, values: Sequence[Value], layout: Mapping[int, tuple[tuple[int, ...], np.dtype]]
+) -> tuple[tuple[int, int], ...]:
+    """(read position, byte offset in the output) of each planned Concat input that is one
+    contiguous slice of the planned output (every dim before the axis is 1, one dtype)."""
+    if not step.outputs or step.outputs[0] not in layout or len(step.reads) != len(step.inputs):
+        return ()
+    shape, dtype = layout[step.outputs[0]]
+    axis = step.node.attrs.get("axis", 0)
+    axis = axis + len(shape) if axis < 0 else axis
+    if not 0 <= axis < len(shape) or any(d != 1 for d in shape[:axis]):
+        return ()
+    parts, offset = [], 0
+    for position, slot in enumerate(step.reads):
+        piece = layout[slot][0] if slot in layout else values[slot].shape
+        if values[slot].dtype != dtype or not all(isinstance(d, int) for d in piece):
+            return ()
+        if slot in layout:
+            parts.append((position, offset))
+        offset += int(np.prod(piece, dtype=np.int64)) * dtype.itemsize
+    return tuple(parts)
 
 def _conversions(node: Node) -> tuple[Conversions, Conversions]:
     """How a layer's precision is emulated: an INT8 layer with scales fake-quantizes its

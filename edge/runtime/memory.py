@@ -4,7 +4,10 @@ The planner is a pure function of the ordered steps (which tensors each step rea
 writes) and the tensor sizes. A tensor is live from the step that writes it to the last step
 that reads it (graph outputs stay live to the end). Tensors whose lifetimes do not overlap may
 share bytes; an elementwise step may also write its output over an input that dies at that
-step (in place), which merges the two tensors into one buffer. Buffers are placed greedily,
+step (in place), which merges the two tensors into one buffer. A Concat's inputs may be placed
+inside its output, each at its slice (concat elision, as TensorRT does): their producers then
+write them where the Concat would have copied them, and a chain of concatenations (DenseNet's
+blocks) shares one buffer. Buffers are placed greedily,
 largest first, each into the tightest gap left by the already placed buffers it overlaps in
 time (the "greedy by size" offset assignment), at 64-byte aligned offsets.
 
@@ -57,11 +60,16 @@ class StepUse:
         writes: tensors the step produces.
         inplace: (write position, read position) pairs the op allows to share storage,
             taken only when the read tensor has the written tensor's size and dies here.
+        parts: (read position, byte offset) pairs of an op whose output 0 is its inputs laid
+            end to end (a Concat whose pieces are contiguous): each such input may be placed
+            inside output 0 at that offset, so its producer writes it where the op would
+            have copied it.
     """
 
     reads: tuple[Hashable, ...]
     writes: tuple[Hashable, ...]
     inplace: tuple[tuple[int, int], ...] = ()
+    parts: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass
@@ -75,6 +83,7 @@ class MemoryPlan:
         naive_bytes: sum of every tensor's aligned size (one buffer per tensor, no reuse).
         lower_bound_bytes: largest total size of buffers live at the same step.
         inplace: number of tensors written over a dying input.
+        parts: number of tensors placed inside the concatenation that reads them.
     """
 
     offsets: dict[Hashable, int]
@@ -83,6 +92,7 @@ class MemoryPlan:
     naive_bytes: int
     lower_bound_bytes: int
     inplace: int = 0
+    parts: int = 0
     alignment: int = ALIGNMENT
     lifetimes: dict[Hashable, tuple[int, int]] = field(default_factory=dict, repr=False)
 
@@ -94,17 +104,29 @@ class MemoryPlan:
             "lower_bound_bytes": self.lower_bound_bytes,
             "tensors": len(self.offsets),
             "inplace": self.inplace,
+            "concat_parts": self.parts,
             "alignment": self.alignment,
         }
 
 
 @dataclass
 class _Buffer:
+    """Bytes reserved over steps [start, end] for ``members`` (in-place successors share
+    them). A buffer with a ``parent`` lives at ``delta`` inside it instead of on its own
+    (a Concat input written where the Concat would copy it); a ``sealed`` one, a part or a
+    buffer holding parts, takes no in-place writes, which would overwrite a part."""
+
     start: int
     end: int
     size: int
     members: list[Hashable]
     offset: int = 0
+    parent: _Buffer | None = None
+    delta: int = 0
+    sealed: bool = False
+
+    def absolute(self) -> int:
+        return self.offset if self.parent is None else self.parent.absolute() + self.delta
 
 
 def plan_memory(
@@ -124,7 +146,8 @@ def plan_memory(
 
     Returns:
         The plan; tensors whose lifetimes overlap never share a byte unless one was written
-        in place over the other at the step where the other dies.
+        in place over the other at the step where the other dies, or one is a part of the
+        concatenation the other is (at its offset there).
     """
     end = len(steps)
     first: dict[Hashable, int] = {}
@@ -147,7 +170,7 @@ def plan_memory(
 
     buffer_of: dict[Hashable, _Buffer] = {}
     buffers: list[_Buffer] = []
-    inplace = 0
+    inplace = parts = 0
     for index, step in enumerate(steps):
         taken: set[int] = set()
         for w, r in step.inplace:
@@ -162,6 +185,7 @@ def plan_memory(
                 or sizes[read] != sizes[written]
                 or host.members[-1] != read
                 or id(host) in taken
+                or host.sealed
             ):
                 continue
             host.members.append(written)
@@ -174,23 +198,54 @@ def plan_memory(
                 buffer = _Buffer(first[key], last[key], align(max(sizes[key], 1), alignment), [key])
                 buffer_of[key] = buffer
                 buffers.append(buffer)
+        if step.parts and step.writes and step.writes[0] in sizes:
+            parts += _nest_parts(step, buffer_of, sizes, keep, alignment)
     for key in sizes:  # tensors no step writes (e.g. bound before the first step)
         if key not in buffer_of:
             buffer = _Buffer(first[key], last[key], align(max(sizes[key], 1), alignment), [key])
             buffer_of[key] = buffer
             buffers.append(buffer)
 
-    arena = _place(buffers)
+    roots = [buffer for buffer in buffers if buffer.parent is None]
+    arena = _place(roots)
     return MemoryPlan(
-        offsets={key: buffer_of[key].offset for key in sizes},
+        offsets={key: buffer_of[key].absolute() for key in sizes},
         sizes=dict(sizes),
         arena_bytes=arena,
         naive_bytes=sum(align(max(size, 1), alignment) for size in sizes.values()),
-        lower_bound_bytes=_peak(buffers, end + 1),
+        lower_bound_bytes=_peak(roots, end + 1),
         inplace=inplace,
+        parts=parts,
         alignment=alignment,
         lifetimes={key: (first[key], last[key]) for key in sizes},
     )
+
+
+def _nest_parts(
+    step: StepUse, buffer_of: dict[Hashable, _Buffer], sizes: Mapping[Hashable, int], keep: Collection[Hashable], alignment: int
+) -> int:
+    """Place the step's eligible inputs inside its output 0 (see ``StepUse.parts``) and
+    return how many. An input qualifies when it has a buffer of its own (no in-place chain,
+    not a part already, not a graph output), appears once in the step and sits at an aligned
+    offset. The output's buffer then lives from its earliest part's write on; it and its
+    parts are sealed against in-place writes."""
+    whole = buffer_of[step.writes[0]]
+    nested = [
+        (host, delta)
+        for position, delta in step.parts
+        if (host := buffer_of.get(key := step.reads[position])) is not None
+        and key not in keep
+        and host.members == [key]
+        and host.parent is None
+        and step.reads.count(key) == 1
+        and delta % alignment == 0
+        and delta + sizes[key] <= sizes[step.writes[0]]
+    ]
+    for host, delta in nested:
+        host.parent, host.delta, host.sealed = whole, delta, True
+        whole.start, whole.end = min(whole.start, host.start), max(whole.end, host.end)
+    whole.sealed = whole.sealed or bool(nested)
+    return len(nested)
 
 
 def _place(buffers: list[_Buffer]) -> int:

@@ -96,7 +96,8 @@ def unsqueeze(ctx: OpContext, x: np.ndarray, axes: np.ndarray) -> np.ndarray:
 
 @register("Concat")
 def concat(ctx: OpContext, *inputs: np.ndarray) -> np.ndarray:
-    """Pieces are copied straight into the planned output buffer when there is one."""
+    """Pieces are copied straight into the planned output buffer when there is one, except
+    those the memory plan already placed there (their producers wrote them in place)."""
     pieces = [x for x in inputs if x is not None]
     axis = ctx.attr("axis", 0)
     if ctx.out[0] is None or any(x.dtype != pieces[0].dtype for x in pieces):
@@ -104,7 +105,19 @@ def concat(ctx: OpContext, *inputs: np.ndarray) -> np.ndarray:
     first = pieces[0]
     axis = normalize_axes([axis], first.ndim)[0]
     shape = first.shape[:axis] + (sum(x.shape[axis] for x in pieces),) + first.shape[axis + 1 :]
-    return np.concatenate(pieces, axis=axis, out=ctx.output(0, shape, first.dtype))
+    out = ctx.output(0, shape, first.dtype)
+    lead, start = (slice(None),) * axis, 0
+    for piece in pieces:
+        target = out[lead + (slice(start, start + piece.shape[axis]),)]
+        start += piece.shape[axis]
+        in_place = piece.flags.c_contiguous and target.flags.c_contiguous and _address(piece) == _address(target)
+        if not in_place:
+            np.copyto(target, piece)
+    return out
+
+
+def _address(array: np.ndarray) -> int:
+    return array.__array_interface__["data"][0]
 
 
 def _split(ctx: OpContext, x: np.ndarray, split: list[int] | None) -> tuple[np.ndarray, ...]:
