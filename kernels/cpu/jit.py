@@ -198,17 +198,82 @@ def depthwise_conv2d(x, weights, kh, kw, sh, sw, dh, dw, top, left, y):  # type:
     _windows(_WEIGHTED, x, weights, kh, kw, sh, sw, dh, dw, top, left, np.empty(0, np.float32), y)
 
 
+_SEPARABLE_WIDTH = 12  # output rows narrower than this are all loop overhead in _pool_stride2
+
+
+@numba.njit(cache=False, inline="always")
+def _pool_stride2(kind, x, kh, kw, top, left, divisor, y):  # type: ignore[no-untyped-def]
+    """A max or sum window of stride 2 (dilation 1), separably: per output row, the window's
+    input rows are folded into one padded row (long contiguous loops), which is split into
+    its even and odd columns in one pass (a vectorized deinterleave), and the window's
+    columns are then folded from those with unit stride. The stride-2 gather of
+    ``_windows`` reads every input element with a scalar strided load; this does not.
+    Sums are folded rows first, then columns (another order than ``_windows``: the last bit
+    may differ)."""
+    height, width = x.shape[2], x.shape[3]
+    out_h, out_w = y.shape[2], y.shape[3]
+    span = 2 * out_w + kw  # padded columns read, rounded up to an even count
+    span += span % 2
+    fill = np.float32(-np.inf) if kind == _MAXIMUM else np.float32(0)
+    row = np.empty(span, np.float32)
+    even, odd = np.empty(span // 2, np.float32), np.empty(span // 2, np.float32)
+    low, high = min(left, span), min(span, left + width)  # padded columns that hold input
+    source, target = x.reshape(-1), y.reshape(-1)
+    for plane in range(x.shape[0] * x.shape[1]):
+        plane_in = plane * height * width
+        for r in range(out_h):
+            for k in range(low):
+                row[k] = fill
+            for k in range(high, span):
+                row[k] = fill
+            first = True
+            for i in range(kh):
+                q = 2 * r + i - top
+                if q < 0 or q >= height:
+                    continue
+                start = _UINT(plane_in + q * width) - _UINT(left)
+                if first:
+                    for k in range(_UINT(low), _UINT(high)):
+                        row[k] = source[start + k]
+                    first = False
+                else:
+                    for k in range(_UINT(low), _UINT(high)):
+                        row[k] = _fold(kind, row[k], source[start + k], np.float32(1))
+            if first:  # no window row inside the input
+                for k in range(low, high):
+                    row[k] = fill
+            for k in range(_UINT(span // 2)):
+                even[k], odd[k] = row[2 * k], row[2 * k + 1]
+            into = _UINT((plane * out_h + r) * out_w)
+            for c in range(_UINT(out_w)):
+                target[into + c] = even[c]
+            for j in range(1, kw):
+                phase, shift = (odd, _UINT(j // 2)) if j % 2 else (even, _UINT(j // 2))
+                for c in range(_UINT(out_w)):
+                    target[into + c] = _fold(kind, target[into + c], phase[c + shift], np.float32(1))
+            if kind == _SUM:
+                counts = _UINT(r * out_w)
+                for c in range(_UINT(out_w)):
+                    target[into + c] = target[into + c] / divisor[counts + c]
+
+
 @_compile(_INPUT, *_GEOMETRY, _PLANE)
 def max_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, y):  # type: ignore[no-untyped-def]
     """Window maximum; padding never wins (-inf when a window holds no input). NaN propagates."""
-    _windows(_MAXIMUM, x, np.empty((0, 0), np.float32), kh, kw, sh, sw, dh, dw, top, left, np.empty(0, np.float32), y)
+    if sh == 2 and sw == 2 and dh == 1 and dw == 1 and y.shape[3] >= _SEPARABLE_WIDTH:
+        _pool_stride2(_MAXIMUM, x, kh, kw, top, left, np.empty(0, np.float32), y)
+    else:
+        _windows(_MAXIMUM, x, np.empty((0, 0), np.float32), kh, kw, sh, sw, dh, dw, top, left, np.empty(0, np.float32), y)
 
 
 @_compile(_INPUT, *_GEOMETRY, _MATRIX, _PLANE)
 def average_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, divisor, y):  # type: ignore[no-untyped-def]
     """Window sum over the input positions it covers, divided by ``divisor`` (out_h, out_w),
     which the caller computes from count_include_pad."""
-    _windows(_SUM, x, np.empty((0, 0), np.float32), kh, kw, sh, sw, dh, dw, top, left, divisor.reshape(-1), y)
+    if sh == 2 and sw == 2 and dh == 1 and dw == 1 and y.shape[3] >= _SEPARABLE_WIDTH:
+        _pool_stride2(_SUM, x, kh, kw, top, left, divisor.reshape(-1), y)
+    else:
+        _windows(_SUM, x, np.empty((0, 0), np.float32), kh, kw, sh, sw, dh, dw, top, left, divisor.reshape(-1), y)
 
 
 @_compile(_IMAGES, _INDEX, _INDEX, _INT, numba.float32[:, :, ::1])

@@ -43,6 +43,13 @@ POOLS = [
     ("MaxPool", 3, 9, 10, (2, 3), (1, 3), (2, 1), [1, 0, 0, 2], 1, 0, 1),  # dilated, asymmetric
     ("MaxPool", 5, 8, 8, (3, 3), (1, 1), (1, 1), "SAME_UPPER", 0, 0, 1),
     ("MaxPool", 2, 7, 7, (2, 2), (2, 2), (1, 1), [0, 0, 0, 0], 1, 0, 1),
+    # stride 2 on rows 12+ outputs wide: the separable routine (rows folded, then columns)
+    ("MaxPool", 3, 30, 29, (3, 3), (2, 2), (1, 1), [0, 0, 1, 1], 0, 0, 2),  # inception-like
+    ("MaxPool", 2, 27, 31, (3, 3), (2, 2), (1, 1), [1, 1, 1, 1], 1, 0, 1),  # ceil_mode
+    ("MaxPool", 2, 26, 26, (2, 4), (2, 2), (1, 1), [0, 2, 1, 1], 0, 0, 1),  # even kernel, wide pads
+    ("AveragePool", 3, 28, 28, (3, 3), (2, 2), (1, 1), [1, 1, 1, 1], 0, 0, 1),  # shufflenet-like
+    ("AveragePool", 2, 29, 30, (3, 3), (2, 2), (1, 1), [1, 0, 0, 1], 1, 1, 1),  # ceil + counted pads
+    ("AveragePool", 2, 26, 26, (2, 2), (2, 2), (1, 1), [0, 0, 0, 0], 0, 0, 1),  # DenseNet's transitions
     ("AveragePool", 6, 12, 12, (3, 3), (2, 2), (1, 1), [1, 1, 1, 1], 0, 0, 2),  # shufflenet-like
     ("AveragePool", 6, 12, 12, (3, 3), (2, 2), (1, 1), [1, 1, 1, 1], 0, 1, 1),  # count_include_pad
     ("AveragePool", 3, 10, 9, (3, 3), (2, 2), (1, 1), [1, 0, 0, 1], 1, 0, 1),  # ceil_mode
@@ -208,19 +215,23 @@ def test_gather_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     _compare(monkeypatch, "gather_runs", model, x, 1e-4, 1e-4)
 
 
-def test_max_pool_propagates_nan_like_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A NaN anywhere in a window makes that output NaN (np.maximum's rule), first tap or later."""
-    x = np.arange(2 * 6 * 6, dtype=np.float32).reshape(1, 2, 6, 6)
+@pytest.mark.parametrize("stride, size", [(1, 6), (2, 30)], ids=["stride1", "stride2-separable"])
+def test_max_pool_propagates_nan_like_the_reference(monkeypatch: pytest.MonkeyPatch, stride: int, size: int) -> None:
+    """A NaN anywhere in a window makes that output NaN (np.maximum's rule), first tap or later;
+    at stride 2 on a plane this wide the separable row/column routine runs."""
+    x = np.arange(2 * size * size, dtype=np.float32).reshape(1, 2, size, size)
     x[0, 0, 0, 0] = np.nan  # first tap of window (0, 0)
     x[0, 1, 3, 4] = np.nan  # a middle tap of several windows
-    node = helper.make_node("MaxPool", ["x"], ["z"], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1])
+    node = helper.make_node("MaxPool", ["x"], ["z"], kernel_shape=[3, 3], strides=[stride, stride], pads=[1, 1, 1, 1])
     model = _one_node_model(node, x, 13)
     calls = _spy(monkeypatch, "max_pool2d")
     compiled = _run_three_times(model, x)[-1]
     assert calls
     monkeypatch.setenv("EDGETRT_JIT", "0")
     reference = _run_three_times(model, x)[-1]
-    assert np.isnan(compiled).sum() == 4 + 9
+    if stride == 1:
+        assert np.isnan(compiled).sum() == 4 + 9
+    assert np.isnan(compiled).sum() >= 2
     np.testing.assert_array_equal(np.isnan(compiled), np.isnan(reference))
     np.testing.assert_array_equal(np.nan_to_num(compiled), np.nan_to_num(reference))
 
