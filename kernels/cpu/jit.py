@@ -4,7 +4,8 @@ and the copies around a conv's GEMM (its column runs, its output with the epilog
 numpy evaluates a k x k window as k² full passes over memory (one strided slice per tap).
 Here each input plane is copied once into stride-phase images (see ``_windows``), after
 which every tap is one contiguous, vectorized loop over an accumulator that stays in L1, and
-the result is written once into the output buffer. The routines run on the calling thread
+the result is written once into the output buffer; stride-2 pools on rows of 12 outputs or
+more fold rows, then columns instead (``_pool_stride2``). The routines run on the calling thread
 (``edge.kernels.threads`` says why). Layouts: NCHW float32, C-contiguous. Window geometry
 (output size, pads, auto_pad, ceil_mode) is resolved by the caller (``edge.kernels.cpu.nn``),
 so every window routine takes the output buffer and the top/left pads; positions outside
