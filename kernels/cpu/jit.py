@@ -299,18 +299,24 @@ ACTIVATION_CODES = {"": _NO_ACTIVATION, "Relu": _RELU, "Clip": _CLIP}
 
 
 @numba.njit(cache=False, inline="always")
+def _activated(value, activation, low, high):  # type: ignore[no-untyped-def]
+    """``value`` through one of ``ACTIVATION_CODES``; np.maximum / np.minimum keep NaN."""
+    if activation == _RELU:
+        value = np.maximum(value, np.float32(0))
+    elif activation == _CLIP:
+        value = np.minimum(np.maximum(value, low), high)
+    return value
+
+
+@numba.njit(cache=False, inline="always")
 def _finish(source, lead, target, into, width, base, extra, has_residual, activation, low, high):  # type: ignore[no-untyped-def]
     """target[into + k] = act(source[lead + k] + base [+ extra[into + k]]) for k < width, where
-    ``source`` is not ``target``; np.maximum / np.minimum keep NaN."""
+    ``source`` is not ``target``."""
     for k in range(width):
         value = source[lead + k] + base
         if has_residual:
             value += extra[into + k]
-        if activation == _RELU:
-            value = np.maximum(value, np.float32(0))
-        elif activation == _CLIP:
-            value = np.minimum(np.maximum(value, low), high)
-        target[into + k] = value
+        target[into + k] = _activated(value, activation, low, high)
 
 
 @numba.njit(cache=False, inline="always")
@@ -321,11 +327,7 @@ def _finish_in_place(target, into, width, base, extra, has_residual, activation,
         value = target[into + k] + base
         if has_residual:
             value += extra[into + k]
-        if activation == _RELU:
-            value = np.maximum(value, np.float32(0))
-        elif activation == _CLIP:
-            value = np.minimum(np.maximum(value, low), high)
-        target[into + k] = value
+        target[into + k] = _activated(value, activation, low, high)
 
 
 @_compile(_BLOCKS, _INDEX, _MATRIX, _IMAGES, _INT, _INT, _FLOAT, _FLOAT, _PLANE)
