@@ -20,7 +20,7 @@ import numpy as np
 
 from edge.errors import EdgeError, KernelError
 from edge.ir import EDGETRT_DOMAIN, Graph, Node, Value, captured_values, standard_domain
-from edge.kernels.registry import Kernel, OpContext, Workspace, lookup
+from edge.kernels.registry import Kernel, OpContext, Workspace, lookup, same_bytes
 from edge.precision import REDUCED, round_to_fp16
 from edge.quant.numerics import explicit_quantizer, input_quantizers
 from edge.runtime.memory import INPLACE_OPS, PlanCache, StepUse
@@ -220,6 +220,7 @@ def _concat_parts(
         offset += int(np.prod(piece, dtype=np.int64)) * dtype.itemsize
     return tuple(parts)
 
+
 def _conversions(node: Node) -> tuple[Conversions, Conversions]:
     """How a layer's precision is emulated: an INT8 layer with scales fake-quantizes its
     activation inputs; another FP16/INT8 layer rounds every input and output to FP16; an
@@ -245,17 +246,12 @@ def _place(result: np.ndarray, view: np.ndarray | None, arena: np.ndarray | None
     if result is view:
         return result
     if view is not None and result.shape == view.shape and result.dtype == view.dtype:
-        if not _same_memory(result, view):  # an aliasing op (Reshape) planned over its input
+        if not same_bytes(result, view):  # an aliasing op (Reshape) planned over its input
             np.copyto(view, result)
         return view
     # no buffer, or a data-dependent shape the plan did not foresee: the result must not
     # alias arena bytes that a later step will overwrite
     return _detach(result, arena)
-
-
-def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
-    """True when ``a`` and ``b`` are the same bytes laid out the same way."""
-    return a.strides == b.strides and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
 
 
 def _detach(array: np.ndarray, arena: np.ndarray | None) -> np.ndarray:

@@ -7,9 +7,9 @@ share bytes; an elementwise step may also write its output over an input that di
 step (in place), which merges the two tensors into one buffer. A Concat's inputs may be placed
 inside its output, each at its slice (concat elision, as TensorRT does): their producers then
 write them where the Concat would have copied them, and a chain of concatenations (DenseNet's
-blocks) shares one buffer. Buffers are placed greedily,
-largest first, each into the tightest gap left by the already placed buffers it overlaps in
-time (the "greedy by size" offset assignment), at 64-byte aligned offsets.
+blocks) shares one buffer. Buffers are placed greedily, largest first, each into the tightest
+gap left by the already placed buffers it overlaps in time (the "greedy by size" offset
+assignment), at 64-byte aligned offsets.
 
 The lower bound reported beside the arena is the largest total size of buffers live at one
 step: no placement of those buffers can use less.

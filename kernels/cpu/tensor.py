@@ -6,7 +6,7 @@ import ml_dtypes
 import numpy as np
 
 from edge.ir.dtypes import from_onnx
-from edge.kernels.registry import OpContext, register
+from edge.kernels.registry import OpContext, register, same_bytes
 
 __all__ = ["normalize_axes", "cast_array"]
 
@@ -110,14 +110,10 @@ def concat(ctx: OpContext, *inputs: np.ndarray) -> np.ndarray:
     for piece in pieces:
         target = out[lead + (slice(start, start + piece.shape[axis]),)]
         start += piece.shape[axis]
-        in_place = piece.flags.c_contiguous and target.flags.c_contiguous and _address(piece) == _address(target)
-        if not in_place:
+        if not same_bytes(piece, target):
             np.copyto(target, piece)
     return out
 
-
-def _address(array: np.ndarray) -> int:
-    return array.__array_interface__["data"][0]
 
 
 def _split(ctx: OpContext, x: np.ndarray, split: list[int] | None) -> tuple[np.ndarray, ...]:

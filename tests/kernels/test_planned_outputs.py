@@ -82,3 +82,15 @@ def test_pool_concat_add_into_planned_buffers(op: str, pads: list[int], ceil: in
         helper.make_node("Add", ["c", "c"], ["z"]),
     ]
     _check(_model(nodes, x.shape, []), x)
+
+
+def test_same_bytes_tells_a_result_already_in_place_from_one_to_copy() -> None:
+    from edge.kernels.registry import same_bytes
+
+    whole = np.zeros((1, 6, 4, 4), np.float32)
+    piece = whole[:, 2:4]  # a Concat slice: strides of the length-1 batch axis differ
+    fresh = np.lib.stride_tricks.as_strided(whole[0, 2], (1, 2, 4, 4), (4, 64, 16, 4))
+    assert piece.strides[0] != fresh.strides[0] and same_bytes(fresh, piece)
+    assert not same_bytes(whole[:, 3:5], piece)  # other bytes
+    assert not same_bytes(whole[0, 2:4].transpose(0, 2, 1)[None], piece)  # same start, other layout
+    assert not same_bytes(piece.astype(np.float64), piece)
