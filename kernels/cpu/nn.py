@@ -13,8 +13,10 @@ Those numpy paths are the reference. When numba is installed (the ``fast`` extra
 2-D depthwise convs, MaxPool (without Indices) and AveragePool run the compiled loops of
 ``edge.kernels.cpu.jit`` instead, one memory pass where numpy needs one per tap, and 2-D
 float32 convs gather their columns and write their output (summing tap products, cropping
-junk columns, adding bias and residual, applying Relu or Clip) in compiled loops; setting
-the environment variable ``EDGETRT_JIT=0`` keeps every op on numpy.
+junk columns, adding bias and residual, applying Relu or Clip) in compiled loops, and 3x3
+stride-1 ungrouped convs run as Winograd F(2x2, 3x3) (16 GEMMs over transformed 4x4 tiles,
+2.25x fewer multiply-adds; the transforms compiled too); setting the environment variable
+``EDGETRT_JIT=0`` keeps every op on numpy.
 """
 
 from __future__ import annotations
@@ -234,7 +236,8 @@ class _ConvPlan:
     "gather" (columns copied as contiguous runs of the flat phase images, ``phases``),
     "tap-sum" (each tap's partial products computed over the phase images by one GEMM, then
     summed shifted into the output: cheaper than columns when outputs are far fewer than
-    inputs) or "im2col" (strided copies, where no flat layout fits). ``bias_row``: the bias
+    inputs), "im2col" (strided copies, where no flat layout fits) or "winograd" (3x3 stride 1,
+    compiled kernels only: see ``_winograd_fits``). ``bias_row``: the bias
     rides in the GEMM as an extra weight column against a row of ones (numpy's gather and
     im2col, whose columns are copied anyway; the compiled depthwise kernel reads that column
     too); otherwise the pass that finishes the output adds it. ``compiled``: the compiled
@@ -270,6 +273,8 @@ def _conv_plan(ctx: OpContext, x: np.ndarray, w: np.ndarray, has_bias: bool) -> 
         phases = None
         if window.taps == 1 and window.strides == (1,) * len(kernel) and window.out == x.shape[2:]:
             mode = "pointwise"
+        elif compiled is not None and _winograd_fits(window, group, cg, mg):
+            mode = "winograd"
         elif (phases := _phases(window)) is None:
             mode = "im2col"
         else:
@@ -286,13 +291,17 @@ def _conv_weights(ctx: OpContext, plan: _ConvPlan, w: np.ndarray, b: np.ndarray 
     """(W laid out for ``plan.mode``, the bias as (G, M/G) unless it rides in W), cached when W
     and B are constants. W is (G, M/G, rows [+1 bias column]) with rows in (channel, tap)
     order for im2col, (tap, channel) order for gather; for tap-sum one (G, taps·M/G, C/G)
-    stack per phase image, in the order of its taps."""
+    stack per phase image, in the order of its taps; for winograd (16, M, C), the kernels
+    transformed to 4x4 tiles (G g Gᵀ, in float64)."""
     return ctx.from_constants(("conv-weights", plan), (w, b), lambda: _fold_weights(plan, w, b))
 
 
 def _fold_weights(plan: _ConvPlan, w: np.ndarray, b: np.ndarray | None) -> tuple[Any, np.ndarray | None]:
     dtype = plan.dtype
     bias = None if b is None or plan.bias_row else b.astype(dtype).reshape(plan.group, plan.mg)
+    if plan.mode == "winograd":
+        tiles = np.einsum("ai,mcij,bj->abmc", _WINOGRAD_G, w.astype(np.float64), _WINOGRAD_G)
+        return np.ascontiguousarray(tiles.reshape(16, plan.mg, plan.cg), dtype), bias
     weights = w.astype(dtype, copy=False).reshape(plan.group, plan.mg, plan.cg, plan.window.taps)
     if plan.mode == "tap-sum":
         stacks = tuple(
@@ -329,8 +338,9 @@ def convolve(
 
     The result goes straight into the planned output buffer when there is one; the column
     matrices live in the context's workspace, reused from run to run. With the compiled
-    kernels, a 2-D float32 conv's output is written once, cropped from the GEMM's grid with
-    the epilogue applied on the way (``jit.conv_output``).
+    kernels, a 2-D float32 conv's output is written once, cropped from the GEMM's grid (or
+    transformed back from Winograd tiles) with the epilogue applied on the way
+    (``jit.conv_output``, ``jit.winograd_output``).
     """
     plan = _conv_plan(ctx, x, w, b is not None)
     window, compiled, dtype = plan.window, plan.compiled, plan.dtype
@@ -342,6 +352,8 @@ def convolve(
         compiled.depthwise_conv2d(np.ascontiguousarray(x), weights.reshape(m, -1), *_geometry(window), y)
     elif plan.mode == "tap-sum" and compiled is not None and len(plan.phases.by_phase) == 1:
         result, offsets = _partial_products(ctx, plan, x, weights[0]), plan.phases.offset_array
+    elif plan.mode == "winograd":
+        result = _winograd_products(ctx, plan, x, weights)
     else:
         junk = plan.phases is not None and plan.phases.grid != window.out
         grid = (
@@ -398,9 +410,9 @@ def _conv_output(
     activation: str,
     params: Sequence[float],
 ) -> None:
-    """One compiled pass writing ``y``: ``result``'s per-tap runs summed and cropped into it
-    (or ``y`` finished in place, when ``result`` is None), plus ``bias`` (G, M/G), residual,
-    activation."""
+    """One compiled pass writing ``y``: ``result``'s per-tap runs summed and cropped into it,
+    or its Winograd tiles transformed back (or ``y`` finished in place, when ``result`` is
+    None), plus ``bias`` (G, M/G), residual, activation."""
     planes = y.reshape((y.shape[0] * plan.group, plan.mg) + plan.window.out)
     bias = _NO_BIAS if bias is None else bias
     extra = _NO_RESIDUAL if residual is None else np.ascontiguousarray(residual).reshape(planes.shape)
@@ -408,6 +420,8 @@ def _conv_output(
     code = compiled.ACTIVATION_CODES[activation]
     if result is None:
         compiled.conv_epilogue(bias, extra, code, low, high, planes)
+    elif plan.mode == "winograd":
+        compiled.winograd_output(result, *_winograd_tiles(plan.window), bias, extra, code, low, high, planes)
     else:
         wide = plan.phases.grid[1]
         compiled.conv_output(result, offsets, bias, extra, wide, code, low, high, planes)
@@ -420,6 +434,42 @@ def _partial_products(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, stack: np.
     partial = ctx.workspace.get("conv-partial", (n, plan.group, stack.shape[1], phases.shape[-1]), x.dtype)
     _grouped_matmul(stack, phases[:, :, :, 0], partial)
     return partial.reshape(n * plan.group, stack.shape[1], -1)
+
+
+_WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+"""F(2x2, 3x3)'s kernel transform: a 3x3 kernel g becomes the 4x4 tile G g Gᵀ."""
+
+_WINOGRAD_MIN_CHANNELS = 32
+"""Fewest input and output channels for which Winograd beats the direct GEMM: below, the
+tile transforms cost more than the multiply-adds they save."""
+
+
+def _winograd_fits(window: _Window, group: int, cg: int, mg: int) -> bool:
+    """Whether a conv runs as Winograd F(2x2, 3x3): a 3x3, stride-1, undilated, ungrouped 2-D
+    window with enough channels. (Its float32 error stays near 1e-7 relative, as direct.)"""
+    return (
+        window.kernel == (3, 3)
+        and window.strides == (1, 1)
+        and window.dilations == (1, 1)
+        and group == 1
+        and min(cg, mg) >= _WINOGRAD_MIN_CHANNELS
+    )
+
+
+def _winograd_tiles(window: _Window) -> tuple[int, int]:
+    """Rows and columns of 2x2 output tiles covering the output (the last ones cropped)."""
+    return -(-window.out[0] // 2), -(-window.out[1] // 2)
+
+
+def _winograd_products(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, tiles: np.ndarray) -> np.ndarray:
+    """(N, 16, M, tiles) products of the transformed kernels with the transformed input tiles:
+    one GEMM per position in the 4x4 tile (``_grouped_matmul`` with the positions as groups)."""
+    tiles_h, tiles_w = _winograd_tiles(plan.window)
+    shape = (x.shape[0], 16, plan.cg, tiles_h * tiles_w)
+    transformed = ctx.workspace.get("winograd-input", shape, x.dtype)
+    plan.compiled.winograd_input(np.ascontiguousarray(x), *plan.window.pad_begin, tiles_h, tiles_w, transformed)
+    products = ctx.workspace.get("winograd-products", shape[:2] + (plan.mg, shape[3]), x.dtype)
+    return _grouped_matmul(tiles, transformed, products)
 
 
 def _columns(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, compiled: ModuleType | None) -> np.ndarray:

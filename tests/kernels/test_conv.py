@@ -70,8 +70,15 @@ CONV_CASES = {
     "tap_sum_1d_grouped": ((2, 4, 40), dict(kernel_shape=[5], strides=[2], pads=[2, 1], group=2), 2),
     "tap_sum_3d": ((1, 4, 12, 30, 30), dict(kernel_shape=[3, 2, 3], strides=[1, 2, 1], pads=[1, 0, 1, 1, 1, 0]), 2),
     "tap_sum_same_upper": ((1, 3, 50, 50), dict(kernel_shape=[4, 4], strides=[3, 2], auto_pad="SAME_UPPER"), 1),
+    # 3x3 stride 1 with 32+ channels each way: Winograd F(2x2, 3x3) tiles (compiled kernels only)
+    "winograd_3x3": ((1, 32, 14, 14), dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1]), 32),
+    "winograd_odd_batch": ((2, 33, 9, 13), dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1]), 40),
+    "winograd_asym_pads": ((1, 32, 11, 8), dict(kernel_shape=[3, 3], pads=[0, 2, 2, 0]), 32),
+    "winograd_valid": ((1, 40, 7, 6), dict(kernel_shape=[3, 3]), 32),
+    "winograd_same_lower": ((1, 32, 5, 6), dict(kernel_shape=[3, 3], auto_pad="SAME_LOWER"), 48),
+    "winograd_tiny": ((1, 32, 3, 3), dict(kernel_shape=[3, 3], pads=[2, 2, 2, 2]), 32),
 }
-NO_BIAS = {"gather_strided", "tap_sum_3d", "tap_sum_strided"}
+NO_BIAS = {"gather_strided", "tap_sum_3d", "tap_sum_strided", "winograd_valid"}
 
 
 @pytest.mark.parametrize("jit", ["1", "0"], ids=["compiled", "numpy"])
@@ -91,7 +98,8 @@ def test_conv_matches_onnxruntime(case: str, jit: str, monkeypatch: pytest.Monke
     w = RNG.standard_normal((out_channels, shape[1] // attrs.get("group", 1), *attrs["kernel_shape"])).astype(np.float32)
     b = RNG.standard_normal(out_channels).astype(np.float32)
     _compare(_single_node("Conv", x, [w] if case in NO_BIAS else [w, b], attrs), x, case)
-    for mode in ("gather", "tap-sum"):
+    compiled_modes = ("winograd",) if jit == "1" else ()
+    for mode in ("gather", "tap-sum", *compiled_modes):
         if case.startswith(mode.replace("-", "_")):
             assert set(modes) == {mode}, f"{case} ran as {modes}"
 

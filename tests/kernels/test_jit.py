@@ -1,4 +1,5 @@
-"""The numba kernels (depthwise conv, pools, conv columns and output) vs numpy and onnxruntime.
+"""The numba kernels (depthwise conv, pools, conv columns and output, Winograd transforms) vs
+numpy and onnxruntime.
 
 Every case is a one- or two-node model built into an engine and run three times through one
 execution context (planned output buffers, reused scratch), once with the compiled kernels and
@@ -161,6 +162,11 @@ CONV_OUTPUTS = [
     (8, 12, 9, 1, 1, 0, True, "residual"),  # pointwise: the epilogue in place (conv_epilogue)
     (8, 12, 9, 1, 1, 0, True, "Clip"),
     (8, 12, 9, 1, 2, 0, True, "Relu"),  # strided 1x1 (im2col): in place
+    # 3x3 stride 1 with 32+ channels: Winograd tiles transformed back by winograd_output
+    (32, 40, 13, 3, 1, 1, True, "Relu"),  # odd size: the last tiles cropped
+    (32, 32, 14, 3, 1, 1, False, "residual Relu"),
+    (40, 32, 9, 3, 1, 1, True, "residual Clip"),
+    (32, 36, 12, 3, 1, 0, True, "Sigmoid"),  # unpadded; an activation left to numpy
 ]
 
 
@@ -197,9 +203,11 @@ def test_conv_output(monkeypatch: pytest.MonkeyPatch, case) -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     ops = [node.op_type for node in edge.build(model.SerializeToString()).graph.nodes]
     assert ops == ["Conv", "FusedConv"] if "residual" in epilogue else ops == ["FusedConv"], ops
-    # 1x1 convs: the GEMM writes y, conv_epilogue finishes it in place. Others: conv_output
-    # crops from the GEMM's grid, for the residual branch (a conv of the same layout) too
-    routine = "conv_epilogue" if kernel == 1 else "conv_output"
+    # 1x1 convs: the GEMM writes y, conv_epilogue finishes it in place. Winograd convs:
+    # winograd_output. Others: conv_output crops from the GEMM's grid, for the residual branch
+    # (a conv of the same layout) too
+    winograd = kernel == 3 and stride == 1 and min(cin, cout) >= 32
+    routine = "conv_epilogue" if kernel == 1 else "winograd_output" if winograd else "conv_output"
     per_run = 2 if "residual" in epilogue and kernel > 1 else 1
     _compare(monkeypatch, routine, model, x, 1e-4, 1e-4, per_run)
 
