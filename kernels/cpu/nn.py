@@ -441,7 +441,9 @@ _WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
 
 _WINOGRAD_MIN_CHANNELS = 32
 """Fewest input and output channels for which Winograd beats the direct GEMM: below, the
-tile transforms cost more than the multiply-adds they save."""
+tile transforms cost more than the multiply-adds they save (measured on the 2-core VM, see
+docs/benchmarks.md). Where tap-sum applies (outputs at most half the inputs) it holds its
+own against Winograd up to this many outputs (DenseNet's 128 -> 32)."""
 
 
 def _winograd_fits(window: _Window, group: int, cg: int, mg: int) -> bool:
@@ -453,6 +455,7 @@ def _winograd_fits(window: _Window, group: int, cg: int, mg: int) -> bool:
         and window.dilations == (1, 1)
         and group == 1
         and min(cg, mg) >= _WINOGRAD_MIN_CHANNELS
+        and (2 * mg > cg or mg > _WINOGRAD_MIN_CHANNELS)
     )
 
 

@@ -77,6 +77,8 @@ CONV_CASES = {
     "winograd_valid": ((1, 40, 7, 6), dict(kernel_shape=[3, 3]), 32),
     "winograd_same_lower": ((1, 32, 5, 6), dict(kernel_shape=[3, 3], auto_pad="SAME_LOWER"), 48),
     "winograd_tiny": ((1, 32, 3, 3), dict(kernel_shape=[3, 3], pads=[2, 2, 2, 2]), 32),
+    "winograd_over_tap_sum": ((1, 128, 10, 10), dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1]), 64),
+    "tap_sum_32_outputs": ((1, 128, 10, 10), dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1]), 32),  # DenseNet's
 }
 NO_BIAS = {"gather_strided", "tap_sum_3d", "tap_sum_strided", "winograd_valid"}
 
