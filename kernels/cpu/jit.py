@@ -6,7 +6,8 @@ numpy evaluates a k x k window as k² full passes over memory (one strided slice
 Here each input plane is copied once into stride-phase images (see ``_windows``), after
 which every tap is one contiguous, vectorized loop over an accumulator that stays in L1, and
 the result is written once into the output buffer; stride-2 pools on rows of 12 outputs or
-more fold rows, then columns instead (``_pool_stride2``). The routines run on the calling thread
+more fold rows, then columns instead (``_pool_stride2``), and stride-2 depthwise convs work
+row by row from the input (``_depthwise_stride2``). The routines run on the calling thread
 (``edge.kernels.threads`` says why). Layouts: NCHW float32, C-contiguous. Window geometry
 (output size, pads, auto_pad, ceil_mode) is resolved by the caller (``edge.kernels.cpu.nn``),
 so every window routine takes the output buffer and the top/left pads; positions outside
@@ -193,13 +194,60 @@ def _windows(kind, x, weights, kh, kw, sh, sw, dh, dw, top, left, divisor, y):  
                         target[into + k] = total[start + k]
 
 
+@numba.njit(cache=False, inline="always")
+def _depthwise_stride2(x, weights, kh, kw, top, left, y):  # type: ignore[no-untyped-def]
+    """A depthwise conv of stride 2 (dilation 1) row by row: each input row a window row
+    reads is copied once into a zero-padded row, and its column taps, three per pass, are
+    multiply-added into an output row kept in L1 with stride-2 loads LLVM vectorizes as an
+    interleaved group (``_windows`` would first gather every element with a scalar load)."""
+    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    outputs, out_h, out_w = y.shape[1], y.shape[2], y.shape[3]
+    multiplier, taps = outputs // channels, kh * kw
+    row = np.zeros(2 * out_w + kw, np.float32)  # the padding columns are never written: they stay 0
+    total = np.empty(out_w, np.float32)
+    low, high = min(left, row.size), min(row.size, left + width)  # padded columns that hold input
+    has_bias = weights.shape[1] > taps
+    source, target = x.reshape(-1), y.reshape(-1)
+    two = _UINT(2)
+    for plane in range(y.shape[0] * outputs):
+        m = plane % outputs
+        plane_in = ((plane // outputs) * channels + m // multiplier) * height * width
+        base = weights[m, taps] if has_bias else np.float32(0)
+        for r in range(out_h):
+            for c in range(_UINT(out_w)):
+                total[c] = base
+            for i in range(kh):
+                q = 2 * r + i - top
+                if q < 0 or q >= height:
+                    continue
+                start = _UINT(plane_in + q * width) - _UINT(left)
+                for k in range(_UINT(low), _UINT(high)):
+                    row[k] = source[start + k]
+                for j in range(0, kw - 2, 3):
+                    t0, t1, t2 = weights[m, i * kw + j], weights[m, i * kw + j + 1], weights[m, i * kw + j + 2]
+                    at = _UINT(j)
+                    for c in range(_UINT(out_w)):
+                        k = two * c + at
+                        total[c] += t0 * row[k] + t1 * row[k + _UINT(1)] + t2 * row[k + two]
+                for j in range(kw - kw % 3, kw):
+                    tap, at = weights[m, i * kw + j], _UINT(j)
+                    for c in range(_UINT(out_w)):
+                        total[c] += tap * row[two * c + at]
+            into = _UINT((plane * out_h + r) * out_w)
+            for c in range(_UINT(out_w)):
+                target[into + c] = total[c]
+
+
 @_compile(_INPUT, _MATRIX, *_GEOMETRY, _PLANE)
 def depthwise_conv2d(x, weights, kh, kw, sh, sw, dh, dw, top, left, y):  # type: ignore[no-untyped-def]
     """y[n, m] = bias[m] + Σ taps of x[n, m // multiplier] ⋆ w[m] (group == input channels).
 
     ``weights`` is (M, kh·kw) or (M, kh·kw + 1); the extra column is the bias.
     """
-    _windows(_WEIGHTED, x, weights, kh, kw, sh, sw, dh, dw, top, left, np.empty(0, np.float32), y)
+    if sh == 2 and sw == 2 and dh == 1 and dw == 1:
+        _depthwise_stride2(x, weights, kh, kw, top, left, y)
+    else:
+        _windows(_WEIGHTED, x, weights, kh, kw, sh, sw, dh, dw, top, left, np.empty(0, np.float32), y)
 
 
 _SEPARABLE_WIDTH = 12  # output rows narrower than this are all loop overhead in _pool_stride2
