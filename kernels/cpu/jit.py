@@ -1,6 +1,6 @@
 """numba-compiled CPU kernels for the memory-bound ops numpy runs slowly: depthwise conv, 2-D pools,
-the copies around a conv's GEMM (its column runs, its output with the epilogue), and the
-transforms of the Winograd F(2x2, 3x3) conv.
+the copies around a conv's GEMM (its column runs, its output with the epilogue), the
+transforms of the Winograd F(2x2, 3x3) conv, and inference BatchNormalization.
 
 numpy evaluates a k x k window as k² full passes over memory (one strided slice per tap).
 Here each input plane is copied once into stride-phase images (see ``_windows``), after
@@ -30,6 +30,7 @@ import numpy as np
 
 __all__ = [
     "ACTIVATION_CODES",
+    "affine_channels",
     "average_pool2d",
     "conv_epilogue",
     "conv_output",
@@ -46,6 +47,7 @@ _MATRIX = numba.types.Array(numba.float32, 2, "C", readonly=True)
 _BLOCKS = numba.types.Array(numba.float32, 3, "C", readonly=True)  # (batch·group, rows, columns)
 _IMAGES = numba.types.Array(numba.float32, 4, "C", readonly=True)
 _INDEX = numba.types.Array(numba.int64, 1, "C", readonly=True)
+_VECTOR = numba.types.Array(numba.float32, 1, "C", readonly=True)
 _FLOAT = numba.float32
 _INT = numba.int64
 _UINT = numba.uint64
@@ -548,3 +550,17 @@ def winograd_output(products, tiles_h, tiles_w, bias, residual, activation, low,
                 target[row + width - _UINT(1)] = corners[even + pairs]
         start = _UINT(image * out_h) * width
         _finish_in_place(target, start, _UINT(out_h) * width, value, extra, has_residual, activation, low, high)
+
+
+@_compile(_BLOCKS, _VECTOR, _VECTOR, numba.float32[:, :, ::1])
+def affine_channels(x, factor, shift, y):  # type: ignore[no-untyped-def]
+    """y[n, c, k] = x[n, c, k] · factor[c] + shift[c]: inference BatchNormalization in one pass
+    (numpy's broadcast multiply, then add, walk the data twice, in short rows on small images)."""
+    channels, size = x.shape[1], x.shape[2]
+    source, target = x.reshape(-1), y.reshape(-1)
+    width = _UINT(size)
+    for plane in range(x.shape[0] * channels):
+        scale, offset = factor[plane % channels], shift[plane % channels]
+        start = _UINT(plane) * width
+        for k in range(width):
+            target[start + k] = source[start + k] * scale + offset

@@ -22,10 +22,8 @@ stride-1 ungrouped convs run as Winograd F(2x2, 3x3) (16 GEMMs over transformed 
 from __future__ import annotations
 
 import functools
-import importlib
 import itertools
 import math
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -34,25 +32,11 @@ from typing import Any
 import numpy as np
 
 from edge.kernels.cpu.activations import apply_activation
+from edge.kernels.cpu.compiled import compiled as _compiled
 from edge.kernels.cpu.precision import widen_half
 from edge.kernels.registry import OpContext, register
 
 __all__: list[str] = []  # kernels are reached through the registry
-
-
-def _compiled() -> ModuleType | None:
-    """The compiled kernels module, or None when numba is missing or ``EDGETRT_JIT=0``."""
-    if os.environ.get("EDGETRT_JIT", "1") == "0":
-        return None
-    return _load_compiled()
-
-
-@functools.cache
-def _load_compiled() -> ModuleType | None:
-    try:
-        return importlib.import_module("edge.kernels.cpu.jit")
-    except ImportError:  # numba is optional
-        return None
 
 
 def _compiled_2d(x: np.ndarray, kernel: tuple[int, ...]) -> ModuleType | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge.kernels.cpu.compiled import compiled
 from edge.kernels.cpu.precision import widen_half
 from edge.kernels.registry import OpContext, register
 
@@ -30,7 +31,8 @@ def _stash_dtype(ctx: OpContext, x: np.ndarray) -> np.dtype:
 def batch_normalization(
     ctx: OpContext, x: np.ndarray, scale: np.ndarray, bias: np.ndarray, mean: np.ndarray, var: np.ndarray
 ) -> np.ndarray | tuple[np.ndarray, ...]:
-    """Inference: y = (x - mean) / sqrt(var + eps) * scale + bias, folded to one multiply-add.
+    """Inference: y = (x - mean) / sqrt(var + eps) * scale + bias, folded to one multiply-add
+    (one compiled pass for float32 with per-channel parameters).
 
     Parameters of shape (C,) apply per channel; the opset < 9 ``spatial=0`` form passes
     (C, *spatial) parameters, which broadcast the same way. With ``training_mode=1``
@@ -53,6 +55,11 @@ def batch_normalization(
         lambda: _batch_norm_affine(x, scale, bias, mean, var, epsilon),
     )
     y = ctx.output(0, x.shape, x.dtype)
+    jit = compiled() if x.dtype == np.float32 and x.ndim >= 2 and factor.size == x.shape[1] else None
+    if jit is not None:
+        lead = (x.shape[0], x.shape[1], -1)
+        jit.affine_channels(np.ascontiguousarray(x).reshape(lead), factor.reshape(-1), shift.reshape(-1), y.reshape(lead))
+        return y
     np.multiply(x, factor, out=y)
     return np.add(y, shift, out=y)
 

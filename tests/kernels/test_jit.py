@@ -1,5 +1,5 @@
-"""The numba kernels (depthwise conv, pools, conv columns and output, Winograd transforms) vs
-numpy and onnxruntime.
+"""The numba kernels (depthwise conv, pools, conv columns and output, Winograd transforms,
+BatchNormalization) vs numpy and onnxruntime.
 
 Every case is a one- or two-node model built into an engine and run three times through one
 execution context (planned output buffers, reused scratch), once with the compiled kernels and
@@ -278,3 +278,17 @@ def test_compiles_without_a_writable_cache(monkeypatch: pytest.MonkeyPatch) -> N
     y = np.zeros_like(x)
     compiled(x, 1, 1, 1, 1, 1, 1, 0, 0, y)
     np.testing.assert_array_equal(y, 2 * x)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 9), (1, 3, 10), (4, 6)], ids=["4d", "3d", "2d"])
+def test_batch_normalization(monkeypatch: pytest.MonkeyPatch, shape: tuple[int, ...]) -> None:
+    """Inference BatchNormalization runs as one compiled per-channel multiply-add (affine_channels)."""
+    rng = np.random.default_rng(len(shape))
+    x = rng.standard_normal(shape, dtype=np.float32)
+    channels = shape[1]
+    params = [rng.standard_normal(channels, dtype=np.float32) for _ in range(3)]
+    params.append(rng.uniform(0.5, 2.0, channels).astype(np.float32))  # variance
+    node = helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["z"], epsilon=1e-3)
+    model = _one_node_model(node, x, 15)
+    model.graph.initializer.extend(numpy_helper.from_array(p, n) for p, n in zip(params, "sbmv"))
+    _compare(monkeypatch, "affine_channels", model, x, 1e-5, 1e-5)
