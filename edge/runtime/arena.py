@@ -27,12 +27,14 @@ __all__ = ["SlotPlan", "Arena", "static_plan", "plan_from_record", "probe_run", 
 
 @dataclass(frozen=True)
 class SlotPlan:
-    """A plan in the runtime's terms: per planned slot its offset, shape and dtype."""
+    """A plan in the runtime's terms: per planned slot its offset, shape and dtype, and the
+    steps it makes no-ops (``assembled``: their inputs already sit where they would copy them)."""
 
     key: Hashable
     entries: tuple[tuple[int, int, tuple[int, ...], np.dtype], ...]
     arena_bytes: int
     summary: dict[str, Any]
+    assembled: frozenset[int] = frozenset()
 
 
 def _storable(dtype: np.dtype | None) -> bool:
@@ -40,11 +42,29 @@ def _storable(dtype: np.dtype | None) -> bool:
     return dtype is not None and dtype.kind in "biufc"
 
 
-def _slot_plan(key: Hashable, schedule: Schedule, layout: dict[int, tuple[tuple[int, ...], np.dtype]]) -> tuple[SlotPlan, MemoryPlan]:
+Layout = dict[int, tuple[tuple[int, ...], np.dtype]]
+
+
+def _slot_plan(key: Hashable, schedule: Schedule, layout: Layout) -> tuple[SlotPlan, MemoryPlan]:
     sizes = {slot: int(np.prod(shape, dtype=np.int64)) * dtype.itemsize for slot, (shape, dtype) in layout.items()}
     plan = plan_memory(schedule.uses(layout), sizes, keep=schedule.output_slots)
     entries = tuple((slot, plan.offsets[slot], shape, dtype) for slot, (shape, dtype) in layout.items())
-    return SlotPlan(key, entries, plan.arena_bytes, plan.summary()), plan
+    assembled = _assembled(schedule, layout, plan.offsets)
+    return SlotPlan(key, entries, plan.arena_bytes, plan.summary(), assembled), plan
+
+
+def _assembled(schedule: Schedule, layout: Layout, offsets: dict[int, int]) -> frozenset[int]:
+    """Steps whose every input the plan placed inside their output, at the offset the step
+    would copy it to (a Concat whose producers wrote each piece into its slice): their
+    output is complete before they run. Steps that round or quantize values are kept."""
+    done = []
+    for index, (step, use) in enumerate(zip(schedule.steps, schedule.uses(layout))):
+        if not use.parts or len(use.parts) != len(use.reads) or step.convert_in or step.convert_out:
+            continue
+        base = offsets.get(use.writes[0])
+        if base is not None and all(offsets.get(use.reads[pos]) == base + delta for pos, delta in use.parts):
+            done.append(index)
+    return frozenset(done)
 
 
 def static_plan(schedule: Schedule) -> tuple[SlotPlan, MemoryPlan]:
@@ -73,7 +93,9 @@ def plan_from_record(schedule: Schedule, record: dict[str, Any] | None) -> SlotP
             return None
         result.append((slot, int(offset), tuple(value.shape), value.dtype))
     summary = {k: v for k, v in record["static"].items() if k != "tensors"}
-    return SlotPlan("static", tuple(result), int(record["static"]["arena_bytes"]), summary)
+    layout = {slot: (shape, dtype) for slot, _, shape, dtype in result}
+    assembled = _assembled(schedule, layout, {slot: offset for slot, offset, _, _ in result})
+    return SlotPlan("static", tuple(result), int(record["static"]["arena_bytes"]), summary, assembled)
 
 
 def probe_run(

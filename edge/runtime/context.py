@@ -94,7 +94,12 @@ class ExecutionContext:
                 return dict(zip(self._outputs, results))
         buffers = self._arena.views(plan, schedule.num_slots)
         results = schedule.run(
-            arrays, on_step=self.profiler, buffers=buffers, arena=self._arena.array, workspace=self._workspace
+            arrays,
+            on_step=self.profiler,
+            buffers=buffers,
+            arena=self._arena.array,
+            workspace=self._workspace,
+            assembled=plan.assembled,
         )
         return dict(zip(self._outputs, results))
 

@@ -154,6 +154,7 @@ class Schedule:
         buffers: Sequence[np.ndarray | None] | None = None,
         arena: np.ndarray | None = None,
         workspace: Workspace | None = None,
+        assembled: frozenset[int] = frozenset(),
     ) -> list[np.ndarray]:
         """Run on arrays given in ``graph.inputs`` order; returns ``graph.outputs`` arrays.
 
@@ -166,6 +167,8 @@ class Schedule:
                 planned buffer are copied out, and so are the returned outputs.
             workspace: kernels' scratch buffers, reused across runs by one caller at a
                 time (an execution context); a fresh one per run when None.
+            assembled: indices of steps whose planned output ``buffers`` already hold their
+                result (see ``edge.runtime.arena.SlotPlan``): they are not run.
         """
         if workspace is None:
             workspace = Workspace()
@@ -177,16 +180,19 @@ class Schedule:
             for key, slot in self.captured_slots:
                 if key in captured:
                     slots[slot] = captured[key]
-        for step in self.steps:
-            args = [None if s is None else slots[s] for s in step.inputs]
-            if step.convert_in:
-                _convert(args, step.convert_in)
+        for index, step in enumerate(self.steps):
             out = None if buffers is None else [buffers[s] for s in step.outputs]
-            results = _call(step, args, self, slots, out, workspace)
-            if step.convert_out:
-                _convert(results, step.convert_out)
-            if out is not None:
-                results = [_place(r, view, arena) for r, view in zip(results, out)]
+            if out is not None and index in assembled:
+                results = out
+            else:
+                args = [None if s is None else slots[s] for s in step.inputs]
+                if step.convert_in:
+                    _convert(args, step.convert_in)
+                results = _call(step, args, self, slots, out, workspace)
+                if step.convert_out:
+                    _convert(results, step.convert_out)
+                if out is not None:
+                    results = [_place(r, view, arena) for r, view in zip(results, out)]
             for slot, result in zip(step.outputs, results):
                 slots[slot] = result
             if on_step is not None:

@@ -301,3 +301,45 @@ def test_kernels_may_write_straight_into_their_planned_buffer() -> None:
     seen.clear()
     np.testing.assert_allclose(context.run({"x": x})["y"], -2 * np.exp(x), rtol=1e-6)
     assert seen[-1] is not None and np.shares_memory(seen[-1], context.arena)
+
+
+def test_concats_whose_pieces_are_in_place_are_not_run(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """A Concat whose producers all wrote into its output's slices is a no-op the plan marks
+    (``SlotPlan.assembled``): it is not run and the result is unchanged, and an engine loaded
+    from its file finds the same steps. A Concat with a piece the plan kept apart (a graph
+    output here) or outside the arena (a graph input) still runs."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edge.runtime import interpreter
+
+    rng = np.random.default_rng(4)
+    weights = {n: rng.standard_normal((c, 3, 1, 1), dtype=np.float32) for c, n in ((4, "wa"), (5, "wb"), (2, "wc"))}
+    nodes = [
+        *(helper.make_node("Conv", ["x", f"w{k}"], [k], name=f"conv_{k}") for k in "abc"),
+        helper.make_node("Concat", ["a", "b"], ["ab"], axis=1, name="in_place"),
+        helper.make_node("Relu", ["ab"], ["r"], name="relu"),
+        helper.make_node("Concat", ["r", "c"], ["rc"], axis=1, name="kept_piece"),
+        helper.make_node("Concat", ["x", "rc"], ["y"], axis=1, name="graph_input"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (1, 3, 6, 6))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, (1, 14, 6, 6)), helper.make_tensor_value_info("c", TensorProto.FLOAT, (1, 2, 6, 6))],
+        [numpy_helper.from_array(w, n) for n, w in weights.items()],
+    )
+    engine = edge.build(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
+    x = rng.standard_normal((1, 3, 6, 6), dtype=np.float32)
+    conv = {k: np.einsum("mc,nchw->nmhw", weights[f"w{k}"][:, :, 0, 0], x) for k in "abc"}
+    expected = np.concatenate([x, np.maximum(np.concatenate([conv["a"], conv["b"]], axis=1), 0), conv["c"]], axis=1)
+    called: list[str] = []
+    call = interpreter._call
+    monkeypatch.setattr(interpreter, "_call", lambda step, *a: called.append(step.node.name) or call(step, *a))
+    path = tmp_path / "concat.engine"
+    engine.save(path)
+    for loaded in (engine, edge.load(path)):
+        context = loaded.create_context()
+        context.arena.fill(0xFF) if context.arena.size else None
+        called.clear()
+        outputs = context.run({"x": x})
+        np.testing.assert_allclose(outputs["y"], expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(outputs["c"], conv["c"], rtol=1e-5, atol=1e-5)
+        assert "in_place" not in called and {"kept_piece", "graph_input"} <= set(called), called
