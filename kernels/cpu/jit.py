@@ -37,6 +37,7 @@ __all__ = [
     "depthwise_conv2d",
     "gather_runs",
     "max_pool2d",
+    "phase_images",
     "winograd_input",
     "winograd_output",
 ]
@@ -344,6 +345,36 @@ def gather_runs(images, phase_of, offsets, length, cols):  # type: ignore[no-unt
         into = _UINT((block * cols.shape[1] + rest) * run)
         for k in range(_UINT(length)):
             target[into + k] = source[start + k]
+
+
+@_compile(_INPUT, _INT, _INT, _INT, _INT, _PLANE)
+def phase_images(x, sh, sw, top, left, images):  # type: ignore[no-untyped-def]
+    """images[n·C + c, a·sw + b, r, q] = padded x[n, c] at row r·sh + a, column q·sw + b: the
+    zero-padded planes split into stride phases (``nn._Phases``). Each phase image is zeroed
+    in one long loop, then its rows inside the input copied: short rows make per-row fill
+    loops cost more than the copies."""
+    height, width = x.shape[2], x.shape[3]
+    tall, wide = images.shape[2], images.shape[3]
+    source, target = x.reshape(-1), images.reshape(-1)
+    size = _UINT(tall * wide)
+    for plane in range(x.shape[0] * x.shape[1]):
+        for a in range(sh):
+            for b in range(sw):
+                image = _UINT(plane * sh * sw + a * sw + b) * size
+                for k in range(size):
+                    target[image + k] = 0
+                first = min(wide, (left - b + sw - 1) // sw if left > b else 0)
+                count = _UINT(max(0, min(wide, (width - 1 + left - b) // sw + 1) - first))
+                for r in range(max(0, (top - a + sh - 1) // sh), min(tall, (height - 1 + top - a) // sh + 1)):
+                    into = image + _UINT(r * wide + first)
+                    start = _UINT((plane * height + r * sh + a - top) * width + first * sw + b - left)
+                    if sw == 1:
+                        for q in range(count):
+                            target[into + q] = source[start + q]
+                    else:
+                        stride = _UINT(sw)
+                        for q in range(count):
+                            target[into + q] = source[start + q * stride]
 
 
 _NO_ACTIVATION, _RELU, _CLIP = 0, 1, 2

@@ -197,12 +197,17 @@ def _phases(window: _Window) -> _Phases | None:
     return _Phases(gather, tuple(offsets), tuple(phase_of), by_phase, grid, *arrays)
 
 
-def _fill_phases(ctx: OpContext, x: np.ndarray, group: int, layout: _Phases) -> np.ndarray:
+def _fill_phases(ctx: OpContext, plan: _ConvPlan, x: np.ndarray) -> np.ndarray:
     """(N, G, C/G, phases, flat image) workspace buffer holding ``x``'s zero-padded phase images."""
     n, channels = x.shape[:2]
-    lead = (n, group, channels // group)
+    layout = plan.phases
+    lead = (n, plan.group, channels // plan.group)
     images = ctx.workspace.get("conv-phases", lead + (layout.gather.taps,) + layout.gather.out, x.dtype)
-    _im2col(x.reshape(lead + x.shape[2:]), layout.gather, images)
+    if plan.compiled is not None:
+        planes = images.reshape((n * channels, layout.gather.taps) + layout.gather.out)
+        plan.compiled.phase_images(np.ascontiguousarray(x), *layout.gather.strides, *layout.gather.pad_begin, planes)
+    else:
+        _im2col(x.reshape(lead + x.shape[2:]), layout.gather, images)
     return images.reshape(lead + (layout.gather.taps, -1))
 
 
@@ -413,7 +418,7 @@ def _conv_output(
 
 def _partial_products(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, stack: np.ndarray) -> np.ndarray:
     """(N·G, taps·M/G, image) products of every tap's weights with the one phase image."""
-    phases = _fill_phases(ctx, x, plan.group, plan.phases)
+    phases = _fill_phases(ctx, plan, x)
     n = x.shape[0]
     partial = ctx.workspace.get("conv-partial", (n, plan.group, stack.shape[1], phases.shape[-1]), x.dtype)
     _grouped_matmul(stack, phases[:, :, :, 0], partial)
@@ -467,7 +472,7 @@ def _columns(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, compiled: ModuleTyp
         return np.ascontiguousarray(x).reshape(n, group, cg, -1)
     if plan.mode == "gather":
         layout = plan.phases
-        phases = _fill_phases(ctx, x, group, layout)
+        phases = _fill_phases(ctx, plan, x)
         cols = ctx.workspace.get("conv-cols", (n, group, rows + plan.bias_row, layout.length), x.dtype)
         if compiled is not None:
             blocks = cols.reshape(n * group, rows + plan.bias_row, -1)
@@ -489,7 +494,7 @@ def _tap_sum(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, stacks: tuple[np.nd
     ``total`` (N, G, M/G, grid length): one GEMM per phase image (its taps' weights stacked),
     then one add of contiguous runs per tap."""
     layout, group, mg = plan.phases, plan.group, plan.mg
-    phases = _fill_phases(ctx, x, group, layout)
+    phases = _fill_phases(ctx, plan, x)
     for phase, (members, stack) in enumerate(zip(layout.by_phase, stacks)):
         partial = ctx.workspace.get("conv-partial", (x.shape[0], group, len(members) * mg, phases.shape[-1]), total.dtype)
         _grouped_matmul(stack, phases[:, :, :, phase], partial)
