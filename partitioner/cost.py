@@ -116,6 +116,7 @@ FLOP_RULES: dict[str, Callable[[Node], float]] = {
     "GroupNormalization": _per_element(8.0),
     "InstanceNormalization": _per_element(8.0),
     "BatchNormalization": _per_element(2.0),
+    "FusedBatchNormalization": _per_element(3.0),
     "SiLU": _per_element(4.0),
     "Sigmoid": _per_element(4.0),
     "Tanh": _per_element(4.0),

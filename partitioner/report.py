@@ -58,7 +58,7 @@ def _fix_global_average(node: Node, reason: str) -> tuple[str, str] | None:
 
 
 def _fix_hardswish(node: Node, reason: str) -> tuple[str, str] | None:
-    if node.op_type in ("FusedConv", "FusedConvTranspose", "FusedGemm"):
+    if node.op_type in ("FusedConv", "FusedConvTranspose", "FusedGemm", "FusedBatchNormalization"):
         activation = node.attrs.get("activation", "")
         if activation != "HardSwish":
             return None
@@ -77,6 +77,7 @@ FIXES: dict[str, FixFn] = {
     "HardSwish": _fix_hardswish,
     "FusedConv": _fix_hardswish,
     "FusedGemm": _fix_hardswish,
+    "FusedBatchNormalization": _fix_hardswish,
     "QuantizeLinear": _fix_qdq,
     "DequantizeLinear": _fix_qdq,
 }

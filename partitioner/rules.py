@@ -226,6 +226,10 @@ def _check_fused_deconv(node: Node, ctx: RuleContext) -> str | None:
     return _check_deconv(node, ctx) or _check_activation(node)
 
 
+def _check_fused_scale(node: Node, ctx: RuleContext) -> str | None:
+    return _check_activation(node)
+
+
 def _check_fully_connected(node: Node, ctx: RuleContext) -> str | None:
     weight = node.inputs[1]
     if not ctx.is_build_const(weight):
@@ -474,6 +478,7 @@ DLA_RULES: dict[str, DlaRule] = {
     "Abs": DlaRule(precisions=("fp16",)),
     # scale, normalization, pooling, reduction
     "BatchNormalization": DlaRule(data_inputs=(0,)),
+    "FusedBatchNormalization": DlaRule(_check_fused_scale, data_inputs=(0,)),
     "LRN": DlaRule(_check_lrn, precisions=("fp16",)),
     "MaxPool": DlaRule(_check_pool),
     "AveragePool": DlaRule(_check_pool),

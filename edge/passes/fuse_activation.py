@@ -1,4 +1,5 @@
-"""Epilogue fusion: Conv / ConvTranspose / Gemm + residual Add + activation -> one edgetrt node.
+"""Epilogue fusion: Conv / ConvTranspose / Gemm / BatchNormalization + residual Add + activation
+-> one edgetrt node.
 
 The fused op computes ``act(op(X, W, B) + Z)`` (``Z`` only for convolutions): the bias is
 already in the op, the residual ``Z`` is an ``Add`` whose other operand has exactly the
@@ -6,7 +7,9 @@ conv output's shape (an add that broadcasts is a bias, handled by ``fold_bn``, o
 epilogue at all), and ``act`` is one of the activations the contract lists. Rules fire
 bottom-up in any order: the residual rule needs a fused node without activation, the
 activation rule accepts a plain op or a fused node without one, so Conv -> Add -> Relu ends
-as ``FusedConv(X, W, B, Z, activation="Relu")``.
+as ``FusedConv(X, W, B, Z, activation="Relu")``. An inference BatchNormalization left standing
+(nothing before it to fold into, as in pre-activation blocks: BN -> Relu -> Conv) takes its
+activation the same way, as TensorRT fuses a scale layer with the activation after it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,12 @@ from edge.passes.rewrite import Builder, Match, Op, Rule, RuleSet, Var
 __all__ = ["fuse_activations", "activation_of", "FUSE_ACTIVATION_RULES"]
 
 _FLOAT_MAX = float(np.finfo(np.float32).max)
-_FUSED = {"Conv": "FusedConv", "ConvTranspose": "FusedConvTranspose", "Gemm": "FusedGemm"}
+_FUSED = {
+    "Conv": "FusedConv",
+    "ConvTranspose": "FusedConvTranspose",
+    "Gemm": "FusedGemm",
+    "BatchNormalization": "FusedBatchNormalization",
+}
 _ACTIVATION_OPS = ("Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Gelu", "Tanh")
 
 
@@ -67,6 +75,8 @@ def _check_activation(graph: Graph, match: Match) -> str | None:
         return f"'{node.name}' already has activation {node.attrs['activation']}"
     if not _is_fused(node) and standard_domain(node.domain) != "":
         return f"'{node.name}' is not a standard {node.op_type}"
+    if node.op_type == "BatchNormalization" and (node.attrs.get("training_mode", 0) or len(node.outputs) > 1):
+        return f"'{node.name}' runs in training mode or outputs its statistics"
     return None
 
 

@@ -1,8 +1,8 @@
 """CPU kernels and shape functions for the optimizer's fused ops (ONNX domain ``edgetrt``).
 
-``FusedConv`` / ``FusedConvTranspose`` / ``FusedGemm`` compute the plain Conv / ConvTranspose /
-Gemm and an epilogue: add the residual ``Z`` (convs), then apply ``activation`` with
-``activation_params``. That is where fusion pays on the CPU: one output buffer instead of one
+``FusedConv`` / ``FusedConvTranspose`` / ``FusedGemm`` / ``FusedBatchNormalization`` compute the
+plain Conv / ConvTranspose / Gemm / inference BatchNormalization and an epilogue: add the
+residual ``Z`` (convs), then apply ``activation`` with ``activation_params``. That is where fusion pays on the CPU: one output buffer instead of one
 per fused op, and for convs with the compiled kernels one pass that writes the output with
 its epilogue (``edge.kernels.cpu.nn.convolve``); the others run it in place afterwards.
 ``SiLU`` is x·sigmoid(x); ``Attention`` is softmax(Q·Kᵀ·scale + mask)·V over the last two dims;
@@ -18,6 +18,7 @@ from edge.ir import EDGETRT_DOMAIN, Value
 from edge.kernels.cpu.activations import apply_activation
 from edge.kernels.cpu.linalg import gemm
 from edge.kernels.cpu.nn import conv_transpose, convolve
+from edge.kernels.cpu.normalization import batch_normalize
 from edge.kernels.cpu.precision import widen_half
 from edge.kernels.registry import OpContext, register, register_shape
 
@@ -55,6 +56,14 @@ def fused_conv_transpose(
 def fused_gemm(ctx: OpContext, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
     """act(alpha·op(A)·op(B) + beta·C)."""
     return _epilogue(ctx, gemm(ctx, a, b, c))
+
+
+@register("FusedBatchNormalization", domain=EDGETRT_DOMAIN)
+def fused_batch_normalization(
+    ctx: OpContext, x: np.ndarray, scale: np.ndarray, bias: np.ndarray, mean: np.ndarray, var: np.ndarray
+) -> np.ndarray:
+    """act(BatchNormalization(X, scale, B, mean, var)), inference mode (a scale and shift per channel)."""
+    return batch_normalize(ctx, x, scale, bias, mean, var, *_activation(ctx))
 
 
 @register("SiLU", domain=EDGETRT_DOMAIN)
@@ -140,6 +149,11 @@ def _fused_conv_shape(ctx: OpContext, x: Value, w: Value, *rest: Value | None) -
 @register_shape("FusedConvTranspose", domain=EDGETRT_DOMAIN)
 def _fused_conv_transpose_shape(ctx: OpContext, x: Value, w: Value, *rest: Value | None) -> list[tuple]:
     return [(x.dtype, _conv_transpose_out(ctx, x, w))]
+
+
+@register_shape("FusedBatchNormalization", domain=EDGETRT_DOMAIN)
+def _fused_batch_normalization_shape(ctx: OpContext, x: Value, *rest: Value | None) -> list[tuple]:
+    return [(x.dtype, x.shape)]
 
 
 @register_shape("FusedGemm", domain=EDGETRT_DOMAIN)

@@ -583,10 +583,11 @@ def winograd_output(products, tiles_h, tiles_w, bias, residual, activation, low,
         _finish_in_place(target, start, _UINT(out_h) * width, value, extra, has_residual, activation, low, high)
 
 
-@_compile(_BLOCKS, _VECTOR, _VECTOR, numba.float32[:, :, ::1])
-def affine_channels(x, factor, shift, y):  # type: ignore[no-untyped-def]
-    """y[n, c, k] = x[n, c, k] · factor[c] + shift[c]: inference BatchNormalization in one pass
-    (numpy's broadcast multiply, then add, walk the data twice, in short rows on small images)."""
+@_compile(_BLOCKS, _VECTOR, _VECTOR, _INT, _FLOAT, _FLOAT, numba.float32[:, :, ::1])
+def affine_channels(x, factor, shift, activation, low, high, y):  # type: ignore[no-untyped-def]
+    """y[n, c, k] = act(x[n, c, k] · factor[c] + shift[c]): inference BatchNormalization (and the
+    Relu or Clip fused after it) in one pass; numpy's broadcast multiply, then add, walk the
+    data twice, in short rows on small images. ``activation`` is one of ``ACTIVATION_CODES``."""
     channels, size = x.shape[1], x.shape[2]
     source, target = x.reshape(-1), y.reshape(-1)
     width = _UINT(size)
@@ -594,4 +595,4 @@ def affine_channels(x, factor, shift, y):  # type: ignore[no-untyped-def]
         scale, offset = factor[plane % channels], shift[plane % channels]
         start = _UINT(plane) * width
         for k in range(width):
-            target[start + k] = source[start + k] * scale + offset
+            target[start + k] = _activated(source[start + k] * scale + offset, activation, low, high)

@@ -6,8 +6,11 @@ lose their mean and variance to rounding; results are cast back to the input dty
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
+from edge.kernels.cpu.activations import apply_activation
 from edge.kernels.cpu.compiled import compiled
 from edge.kernels.cpu.precision import widen_half
 from edge.kernels.registry import OpContext, register
@@ -32,7 +35,7 @@ def batch_normalization(
     ctx: OpContext, x: np.ndarray, scale: np.ndarray, bias: np.ndarray, mean: np.ndarray, var: np.ndarray
 ) -> np.ndarray | tuple[np.ndarray, ...]:
     """Inference: y = (x - mean) / sqrt(var + eps) * scale + bias, folded to one multiply-add
-    (one compiled pass for float32 with per-channel parameters).
+    (``batch_normalize``).
 
     Parameters of shape (C,) apply per channel; the opset < 9 ``spatial=0`` form passes
     (C, *spatial) parameters, which broadcast the same way. With ``training_mode=1``
@@ -49,19 +52,40 @@ def batch_normalization(
         running_mean = (mean * momentum + batch_mean * (1 - momentum)).astype(mean.dtype)
         running_var = (var * momentum + batch_var * (1 - momentum)).astype(var.dtype)
         return (y, running_mean, running_var)[: ctx.num_outputs]
+    return batch_normalize(ctx, x, scale, bias, mean, var)
+
+
+def batch_normalize(
+    ctx: OpContext,
+    x: np.ndarray,
+    scale: np.ndarray,
+    bias: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
+    activation: str = "",
+    params: Sequence[float] = (),
+) -> np.ndarray:
+    """act(inference BatchNormalization), ``activation`` one of ``ACTIVATIONS`` ("" for none):
+    one compiled pass for float32 with per-channel parameters when the compiled kernels
+    apply the activation too (Relu, Clip), else a multiply-add and the activation in place."""
     factor, shift = ctx.from_constants(
         ("batchnorm", x.ndim, x.dtype),
         (scale, bias, mean, var),
-        lambda: _batch_norm_affine(x, scale, bias, mean, var, epsilon),
+        lambda: _batch_norm_affine(x, scale, bias, mean, var, ctx.attr("epsilon", 1e-5)),
     )
     y = ctx.output(0, x.shape, x.dtype)
     jit = compiled() if x.dtype == np.float32 and x.ndim >= 2 and factor.size == x.shape[1] else None
-    if jit is not None:
+    if jit is not None and activation in jit.ACTIVATION_CODES:
         lead = (x.shape[0], x.shape[1], -1)
-        jit.affine_channels(np.ascontiguousarray(x).reshape(lead), factor.reshape(-1), shift.reshape(-1), y.reshape(lead))
+        low, high = params if activation == "Clip" else (0.0, 0.0)
+        code = jit.ACTIVATION_CODES[activation]
+        jit.affine_channels(
+            np.ascontiguousarray(x).reshape(lead), factor.reshape(-1), shift.reshape(-1), code, low, high, y.reshape(lead)
+        )
         return y
     np.multiply(x, factor, out=y)
-    return np.add(y, shift, out=y)
+    np.add(y, shift, out=y)
+    return apply_activation(y, activation, params)
 
 
 def _batch_norm_affine(

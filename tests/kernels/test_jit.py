@@ -280,15 +280,28 @@ def test_compiles_without_a_writable_cache(monkeypatch: pytest.MonkeyPatch) -> N
     np.testing.assert_array_equal(y, 2 * x)
 
 
+@pytest.mark.parametrize("activation", ["", "Relu", "Clip"])
 @pytest.mark.parametrize("shape", [(2, 5, 7, 9), (1, 3, 10), (4, 6)], ids=["4d", "3d", "2d"])
-def test_batch_normalization(monkeypatch: pytest.MonkeyPatch, shape: tuple[int, ...]) -> None:
-    """Inference BatchNormalization runs as one compiled per-channel multiply-add (affine_channels)."""
+def test_batch_normalization(monkeypatch: pytest.MonkeyPatch, shape: tuple[int, ...], activation: str) -> None:
+    """Inference BatchNormalization, and the Relu or Clip fused after it, runs as one compiled
+    per-channel multiply-add (affine_channels)."""
     rng = np.random.default_rng(len(shape))
     x = rng.standard_normal(shape, dtype=np.float32)
     channels = shape[1]
     params = [rng.standard_normal(channels, dtype=np.float32) for _ in range(3)]
     params.append(rng.uniform(0.5, 2.0, channels).astype(np.float32))  # variance
-    node = helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["z"], epsilon=1e-3)
-    model = _one_node_model(node, x, 15)
-    model.graph.initializer.extend(numpy_helper.from_array(p, n) for p, n in zip(params, "sbmv"))
+    nodes = [helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["n" if activation else "z"], epsilon=1e-3)]
+    if activation == "Clip":
+        params += [np.float32(-0.5), np.float32(0.8)]
+        nodes.append(helper.make_node("Clip", ["n", "lo", "hi"], ["z"]))
+    elif activation:
+        nodes.append(helper.make_node(activation, ["n"], ["z"]))
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(p, n) for p, n in zip(params, ["s", "b", "m", "v", "lo", "hi"])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    ops = [node.op_type for node in edge.build(model.SerializeToString()).graph.nodes]
+    assert ops == ["FusedBatchNormalization" if activation else "BatchNormalization"], ops
     _compare(monkeypatch, "affine_channels", model, x, 1e-5, 1e-5)

@@ -224,6 +224,18 @@ def test_batchnorm_and_lrn(version: int) -> None:
     assert dla_precision(make("LRN", [(1, 8, 4, 4)], (1, 8, 4, 4), size=5), "int8") == "fp16"
 
 
+def test_fused_batchnorm_checks_activation() -> None:
+    def fused(activation: str, params: list[float]) -> Node:
+        inputs = [(1, 8, 4, 4), w(8), w(8), w(8), w(8)]
+        return make("FusedBatchNormalization", inputs, (1, 8, 4, 4), domain="edgetrt", activation=activation, activation_params=params)
+
+    assert check(fused("Relu", [])) is None
+    assert "HardSwish" in check(fused("HardSwish", []))
+    assert "Clip max 200" in check(fused("Clip", [0.0, 200.0]))
+    runtime_scale = make("FusedBatchNormalization", [(1, 8, 4, 4), (8,), w(8), w(8), w(8)], (1, 8, 4, 4), domain="edgetrt", activation="Relu")
+    assert "must be a build-time constant" in check(runtime_scale)
+
+
 @pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
 @pytest.mark.parametrize("version", BOTH)
 @pytest.mark.parametrize(
@@ -380,7 +392,7 @@ def test_every_rule_and_gpu_only_op_is_exercised_by_a_test_above() -> None:
     covered = {
         "Conv", "FusedConv", "ConvTranspose", "FusedConvTranspose", "Gemm", "MatMul", "FusedGemm", "Relu", "Sigmoid",
         "Tanh", "LeakyRelu", "Clip", "SiLU", "PRelu", "Add", "Sub", "Mul", "Max", "Min", "Div", "Pow", "Equal",
-        "Greater", "Less", "Abs", "BatchNormalization", "LRN", "MaxPool", "AveragePool", "GlobalMaxPool", "ReduceMax",
+        "Greater", "Less", "Abs", "BatchNormalization", "FusedBatchNormalization", "LRN", "MaxPool", "AveragePool", "GlobalMaxPool", "ReduceMax",
         "Concat", "Resize", "Upsample", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice", "Split",
         "Softmax", "Identity", "Dropout",
     }

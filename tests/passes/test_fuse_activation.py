@@ -1,4 +1,5 @@
-"""Epilogue fusion into FusedConv / FusedConvTranspose / FusedGemm, and where it must not fire."""
+"""Epilogue fusion into FusedConv / FusedConvTranspose / FusedGemm / FusedBatchNormalization, and
+where it must not fire."""
 
 from __future__ import annotations
 
@@ -47,6 +48,30 @@ def test_gemm_activation_fuses(op_type, extra, attrs, name, params) -> None:
     inits = [const("w", RNG.standard_normal((5, 4))), const("b", RNG.standard_normal(5)), *_BOUNDS[: len(extra)]]
     graph, fired = run_pass(model_of(nodes, {"x": [3, 4]}, {"y": [3, 5]}, inits), fuse_activations)
     assert fired == 1 and ops(graph) == ["FusedGemm"] and graph.nodes[0].attrs["activation"] == name
+
+
+def _batch_norm(**attrs) -> helper.NodeProto:
+    return helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["n"], **attrs)
+
+
+_BN_PARAMS = [const(n, RNG.standard_normal(4)) for n in "sbm"] + [const("v", RNG.uniform(0.5, 2.0, 4))]
+
+
+@pytest.mark.parametrize("op_type,extra,attrs,name,params", ACTIVATIONS)
+def test_batch_norm_activation_fuses(op_type, extra, attrs, name, params) -> None:
+    """A standing BatchNormalization (pre-activation blocks: BN -> act -> Conv) takes its activation."""
+    nodes = [_batch_norm(epsilon=1e-3), _act(op_type, extra, attrs, "n")]
+    graph, fired = run_pass(model_of(nodes, {"x": [1, 4, 5, 5]}, {"y": [1, 4, 5, 5]}, [*_BN_PARAMS, *_BOUNDS[: len(extra)]]), fuse_activations)
+    assert fired == 1 and ops(graph) == ["FusedBatchNormalization"]
+    node = graph.nodes[0]
+    assert node.attrs["activation"] == name and node.attrs["epsilon"] == pytest.approx(1e-3)
+
+
+def test_batch_norm_in_training_mode_keeps_its_activation() -> None:
+    nodes = [_batch_norm(training_mode=1), helper.make_node("Relu", ["n"], ["y"])]
+    model = model_of(nodes, {"x": [2, 4, 5, 5]}, {"y": [2, 4, 5, 5]}, _BN_PARAMS)
+    graph = load_onnx(model)
+    assert fuse_activations(graph) == 0 and ops(graph) == ["BatchNormalization", "Relu"]
 
 
 def test_residual_add_then_relu_fuse_into_one_conv() -> None:

@@ -74,6 +74,22 @@ def test_fused_gemm(activation, params, act, opset) -> None:
     assert lookup_shape("FusedGemm", "edgetrt")(OpContext(node, 1), *values)[0][1] == (3, 5)
 
 
+@pytest.mark.parametrize("activation,params,act,opset", CASES)
+def test_fused_batch_normalization(activation, params, act, opset) -> None:
+    x = RNG.standard_normal((2, 5, 4, 3)).astype(np.float32)
+    scale, bias, mean = (RNG.standard_normal(5).astype(np.float32) for _ in range(3))
+    var = RNG.uniform(0.5, 2.0, 5).astype(np.float32)
+    attrs = {"epsilon": 1e-3, "activation": activation, "activation_params": params}
+    arrays = {"x": x, "s": scale, "b": bias, "m": mean, "v": var}
+    values = [Value(n, np.float32, a.shape) for n, a in arrays.items()]
+    node = Node("FusedBatchNormalization", values, [Value("y")], attrs, domain="edgetrt")
+    got = evaluate_node(node, list(arrays.values()), 1)[0]
+    head = [helper.make_node("BatchNormalization", list(arrays), ["n"], epsilon=1e-3)]
+    expected = _reference(head, act, opset, {"x": x}, [const(n, a) for n, a in list(arrays.items())[1:]], [2, 5, 4, 3])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert lookup_shape("FusedBatchNormalization", "edgetrt")(OpContext(node, 1), *values)[0][1] == (2, 5, 4, 3)
+
+
 def test_fused_conv_transpose() -> None:
     x = RNG.standard_normal((1, 4, 3, 3)).astype(np.float32)
     w = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)
