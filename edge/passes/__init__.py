@@ -4,7 +4,8 @@ Read PIPELINE top to bottom: quantization facts are captured before folding can 
 folding, cleanup and canonicalization give the fusion rules one spelling per computation;
 recognition turns decomposed blocks into single ops before the epilogue fusions, so a
 recognized GELU or SiLU can itself become a conv/gemm epilogue; BatchNorm and per-channel
-constants fold into weights before bias/activation fusion looks at the ops. The manager
+constants fold into weights before bias/activation fusion looks at the ops; an average pool
+moves behind the narrowing 1x1 conv after it before the conv takes its activation. The manager
 repeats the whole list while any pass still changes the graph.
 """
 
@@ -20,6 +21,7 @@ from edge.passes.fuse_activation import fuse_activations
 from edge.passes.fuse_matmul import fuse_matmul
 from edge.passes.identity import remove_identities
 from edge.passes.manager import OptimizeReport, Pass, PassError, PassStats, run_passes
+from edge.passes.pool_order import move_pools_after_pointwise_convs
 from edge.passes.qdq import fold_qdq
 from edge.passes.recognize import recognize
 
@@ -36,6 +38,7 @@ PIPELINE: list[Pass] = [
     Pass("recognize", recognize, kind="fuse"),
     Pass("fold_bn", fold_batchnorm, kind="fuse"),
     Pass("fuse_matmul", fuse_matmul, kind="fuse"),
+    Pass("pool_order", move_pools_after_pointwise_convs),
     Pass("identity", remove_identities),
     Pass("fuse_activation", fuse_activations, kind="fuse"),
     Pass("dce", eliminate_dead_code),
