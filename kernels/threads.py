@@ -12,9 +12,15 @@ cores (ShuffleNet went from 10 ms to 350 ms).
 
 from __future__ import annotations
 
+import os
+
 from threadpoolctl import threadpool_info, threadpool_limits
 
 __all__ = ["intra_op_threads", "set_intra_op_threads"]
+
+_BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+"""What a BLAS library loaded later reads to size its pool (numba's first compile brings in
+scipy's own OpenBLAS), so that a count set now covers it too."""
 
 
 def intra_op_threads() -> int:
@@ -24,7 +30,9 @@ def intra_op_threads() -> int:
 
 
 def set_intra_op_threads(count: int) -> None:
-    """Let each kernel use ``count`` threads (the BLAS pool's size), process-wide.
+    """Let each kernel use ``count`` threads (the BLAS pool's size), process-wide: the BLAS
+    libraries loaded now are limited, and the environment tells any loaded later (and child
+    processes) the same count.
 
     Raises:
         ValueError: ``count`` is not a positive integer.
@@ -32,3 +40,5 @@ def set_intra_op_threads(count: int) -> None:
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"intra-op thread count must be a positive integer, got {count!r}")
     threadpool_limits(limits=count, user_api="blas")
+    for variable in _BLAS_THREAD_VARIABLES:
+        os.environ[variable] = str(count)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,12 +22,19 @@ def _blas_threads() -> set[int]:
     return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
 
 
+BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @pytest.fixture(autouse=True)
-def _restore() -> Iterator[None]:
-    """Put the BLAS pool's size back as it was: later tests must not inherit one thread."""
+def _restore(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Put the BLAS pool's size and the thread variables back as they were: later tests must
+    not inherit one thread."""
+    for variable in BLAS_VARIABLES:  # monkeypatch undoes what set_intra_op_threads writes
+        if variable in os.environ:
+            monkeypatch.setenv(variable, os.environ[variable])
+        else:
+            monkeypatch.delenv(variable, raising=False)
     with threadpool_limits(limits=None):  # restores the pool's size on exit
         yield
 
@@ -37,6 +46,20 @@ def test_setting_caps_the_blas_pool_and_is_reported() -> None:
     if CORES >= 2:
         edge.set_intra_op_threads(2)
         assert _blas_threads() == {2} and edge.intra_op_threads() == 2
+
+
+def test_a_blas_library_loaded_later_gets_the_count_too() -> None:
+    """numba's first compile loads scipy's own OpenBLAS after the count was set (a fresh
+    interpreter shows it); that pool must not keep its default size."""
+    script = (
+        "import edge; edge.set_intra_op_threads(1); import edge.kernels.cpu.jit\n"
+        "from threadpoolctl import threadpool_info\n"
+        "pools = [p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas']\n"
+        "print(len(pools), set(pools), edge.intra_op_threads())"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_VARIABLES}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True).stdout.split()
+    assert out[1:] == ["{1}", "1"], out
 
 
 def test_the_count_reported_is_the_blas_pools_whoever_set_it() -> None:
