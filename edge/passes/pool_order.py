@@ -14,7 +14,7 @@ rule runs before epilogue fusion, on plain Conv nodes.
 
 from __future__ import annotations
 
-from edge.ir import Graph, standard_domain
+from edge.ir import Graph, Value, standard_domain
 from edge.passes.common import is_float
 from edge.passes.rewrite import Builder, Match, Op, Rule, RuleSet
 
@@ -44,7 +44,7 @@ def _check(graph: Graph, match: Match) -> str | None:
     return None
 
 
-def _rewrite(b: Builder, m: Match) -> object:
+def _rewrite(b: Builder, m: Match) -> Value:
     pool, conv = m.node("pool"), m.node("conv")
     x = pool.inputs[0]
     narrow = None if x.shape is None else (x.shape[0], conv.input(1).shape[0], *x.shape[2:])  # type: ignore[union-attr]

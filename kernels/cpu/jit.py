@@ -468,19 +468,21 @@ def conv_epilogue(bias, residual, activation, low, high, y):  # type: ignore[no-
 # G = [[1, 0, 0], [½, ½, ½], [½, -½, ½], [0, 0, 1]], Aᵀ = [[1, 1, 1, 0], [0, 1, -1, -1]]:
 # output tile = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A, the elementwise product summed over input channels
 # being, per tile position, one GEMM. The transforms below are written as whole-row sums of
-# two or three runs (``_combine``), the loop shape LLVM vectorizes.
+# two or three runs (``_pair``, ``_triple``), the loop shape LLVM vectorizes.
 
 
 @numba.njit(cache=False, inline="always")
-def _combine(target, into, source, a, b, c, sign, width):  # type: ignore[no-untyped-def]
-    """target[into + k] = source[a + k] + sign · (source[b + k] [+ source[c + k]]) for k < width;
-    ``c`` equal to ``a`` leaves the third run out."""
-    if c == a:
-        for k in range(width):
-            target[into + k] = source[a + k] + sign * source[b + k]
-    else:
-        for k in range(width):
-            target[into + k] = source[a + k] + sign * (source[b + k] + source[c + k])
+def _pair(target, into, source, a, b, sign, width):  # type: ignore[no-untyped-def]
+    """target[into + k] = source[a + k] + sign · source[b + k] for k < width."""
+    for k in range(width):
+        target[into + k] = source[a + k] + sign * source[b + k]
+
+
+@numba.njit(cache=False, inline="always")
+def _triple(target, into, source, a, b, c, sign, width):  # type: ignore[no-untyped-def]
+    """target[into + k] = source[a + k] + sign · (source[b + k] + source[c + k]) for k < width."""
+    for k in range(width):
+        target[into + k] = source[a + k] + sign * (source[b + k] + source[c + k])
 
 
 @_compile(_INPUT, _INT, _INT, _INT, _INT, _PLANE)
@@ -525,20 +527,20 @@ def winograd_input(x, top, left, tiles_h, tiles_w, v):  # type: ignore[no-untype
             r0 = _UINT(2 * i) * row_length
             r1, r2, r3 = r0 + row_length, r0 + _UINT(2) * row_length, r0 + _UINT(3) * row_length
             at = _UINT(i) * row_length
-            _combine(mixed, at, padded, r0, r2, r0, minus, row_length)
-            _combine(mixed, block + at, padded, r1, r2, r1, one, row_length)
-            _combine(mixed, _UINT(2) * block + at, padded, r2, r1, r2, minus, row_length)
-            _combine(mixed, _UINT(3) * block + at, padded, r1, r3, r1, minus, row_length)
+            _pair(mixed, at, padded, r0, r2, minus, row_length)
+            _pair(mixed, block + at, padded, r1, r2, one, row_length)
+            _pair(mixed, _UINT(2) * block + at, padded, r2, r1, minus, row_length)
+            _pair(mixed, _UINT(3) * block + at, padded, r1, r3, minus, row_length)
         base = _UINT(image // channels) * _UINT(16) * plane + _UINT(image % channels) * tiles
         for a in range(4):  # (Bᵀ d) B: columns 0 - 2, 1 + 2, 2 - 1, 1 - 3
             for i in range(tiles_h):
                 even = _UINT(a) * block + _UINT(i) * row_length
                 odd, next_even = even + _UINT(half), even + _UINT(1)
                 into = base + _UINT(4 * a) * plane + _UINT(i * tiles_w)
-                _combine(target, into, mixed, even, next_even, even, minus, run)
-                _combine(target, into + plane, mixed, odd, next_even, odd, one, run)
-                _combine(target, into + _UINT(2) * plane, mixed, next_even, odd, next_even, minus, run)
-                _combine(target, into + _UINT(3) * plane, mixed, odd, odd + _UINT(1), odd, minus, run)
+                _pair(target, into, mixed, even, next_even, minus, run)
+                _pair(target, into + plane, mixed, odd, next_even, one, run)
+                _pair(target, into + _UINT(2) * plane, mixed, next_even, odd, minus, run)
+                _pair(target, into + _UINT(3) * plane, mixed, odd, odd + _UINT(1), minus, run)
 
 
 @_compile(_IMAGES, _INT, _INT, _MATRIX, _IMAGES, _INT, _FLOAT, _FLOAT, _PLANE)
@@ -562,13 +564,13 @@ def winograd_output(products, tiles_h, tiles_w, bias, residual, activation, low,
         for b in range(4):  # Aᵀ P: rows 0 + 1 + 2, 1 - 2 - 3 of column b
             q = base + _UINT(b) * plane
             p1, p2, p3 = q + _UINT(4) * plane, q + _UINT(8) * plane, q + _UINT(12) * plane
-            _combine(columns, _UINT(b) * tiles, source, q, p1, p2, one, tiles)
-            _combine(columns, _UINT(4 + b) * tiles, source, p1, p2, p3, minus, tiles)
+            _triple(columns, _UINT(b) * tiles, source, q, p1, p2, one, tiles)
+            _triple(columns, _UINT(4 + b) * tiles, source, p1, p2, p3, minus, tiles)
         for h in range(2):  # (Aᵀ P) A: columns 0 + 1 + 2, 1 - 2 - 3
             c0 = _UINT(4 * h) * tiles
             c1, c2, c3 = c0 + tiles, c0 + _UINT(2) * tiles, c0 + _UINT(3) * tiles
-            _combine(corners, _UINT(2 * h) * tiles, columns, c0, c1, c2, one, tiles)
-            _combine(corners, _UINT(2 * h + 1) * tiles, columns, c1, c2, c3, minus, tiles)
+            _triple(corners, _UINT(2 * h) * tiles, columns, c0, c1, c2, one, tiles)
+            _triple(corners, _UINT(2 * h + 1) * tiles, columns, c1, c2, c3, minus, tiles)
         value = bias[0, m] if has_bias else np.float32(0)
         for r in range(out_h):
             row = _UINT((image * out_h + r) * out_w)
