@@ -21,6 +21,7 @@ from typing import Any
 
 import edge
 from edge.errors import ProfileError
+from edge.kernels.threads import intra_op_threads
 from edge.power.control import Commands, PowerController
 
 __all__ = ["MISSING", "NA", "OK", "SYSROOT", "Check", "DoctorReport", "match_profile", "run_checks"]
@@ -155,7 +156,7 @@ def _blas() -> tuple[str | None, int | None]:
     pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
     if pools:
         pool = pools[0]
-        return f"{pool.get('internal_api')} {pool.get('version') or ''}".strip(), pool.get("num_threads")
+        return f"{pool.get('internal_api')} {pool.get('version') or ''}".strip(), intra_op_threads()
     try:
         deps = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         return f"{deps.get('name')} {deps.get('version') or ''}".strip(), None

@@ -19,7 +19,7 @@ import numpy as np
 from edge.errors import KernelError
 from edge.ir import Graph
 from edge.runtime.interpreter import Schedule, Step
-from edge.runtime.memory import ALIGNMENT, MemoryPlan, plan_memory
+from edge.runtime.memory import ALIGNMENT, MemoryPlan, StepUse, plan_memory
 from edge.runtime.profiles import OptimizationProfile
 
 __all__ = ["SlotPlan", "Arena", "static_plan", "plan_from_record", "probe_run", "plan_engine_memory"]
@@ -47,18 +47,19 @@ Layout = dict[int, tuple[tuple[int, ...], np.dtype]]
 
 def _slot_plan(key: Hashable, schedule: Schedule, layout: Layout) -> tuple[SlotPlan, MemoryPlan]:
     sizes = {slot: int(np.prod(shape, dtype=np.int64)) * dtype.itemsize for slot, (shape, dtype) in layout.items()}
-    plan = plan_memory(schedule.uses(layout), sizes, keep=schedule.output_slots)
+    uses = schedule.uses(layout)
+    plan = plan_memory(uses, sizes, keep=schedule.output_slots)
     entries = tuple((slot, plan.offsets[slot], shape, dtype) for slot, (shape, dtype) in layout.items())
-    assembled = _assembled(schedule, layout, plan.offsets)
+    assembled = _assembled(schedule, uses, plan.offsets)
     return SlotPlan(key, entries, plan.arena_bytes, plan.summary(), assembled), plan
 
 
-def _assembled(schedule: Schedule, layout: Layout, offsets: dict[int, int]) -> frozenset[int]:
+def _assembled(schedule: Schedule, uses: Sequence[StepUse], offsets: dict[int, int]) -> frozenset[int]:
     """Steps whose every input the plan placed inside their output, at the offset the step
     would copy it to (a Concat whose producers wrote each piece into its slice): their
     output is complete before they run. Steps that round or quantize values are kept."""
     done = []
-    for index, (step, use) in enumerate(zip(schedule.steps, schedule.uses(layout))):
+    for index, (step, use) in enumerate(zip(schedule.steps, uses)):
         if not use.parts or len(use.parts) != len(use.reads) or step.convert_in or step.convert_out:
             continue
         base = offsets.get(use.writes[0])
@@ -94,7 +95,7 @@ def plan_from_record(schedule: Schedule, record: dict[str, Any] | None) -> SlotP
         result.append((slot, int(offset), tuple(value.shape), value.dtype))
     summary = {k: v for k, v in record["static"].items() if k != "tensors"}
     layout = {slot: (shape, dtype) for slot, _, shape, dtype in result}
-    assembled = _assembled(schedule, layout, {slot: offset for slot, offset, _, _ in result})
+    assembled = _assembled(schedule, schedule.uses(layout), {slot: offset for slot, offset, _, _ in result})
     return SlotPlan("static", tuple(result), int(record["static"]["arena_bytes"]), summary, assembled)
 
 

@@ -2,9 +2,11 @@
 
 ``FusedConv`` / ``FusedConvTranspose`` / ``FusedGemm`` / ``FusedBatchNormalization`` compute the
 plain Conv / ConvTranspose / Gemm / inference BatchNormalization and an epilogue: add the
-residual ``Z`` (convs), then apply ``activation`` with ``activation_params``. That is where fusion pays on the CPU: one output buffer instead of one
-per fused op, and for convs with the compiled kernels one pass that writes the output with
-its epilogue (``edge.kernels.cpu.nn.convolve``); the others run it in place afterwards.
+residual ``Z`` (convs), then apply ``activation`` with ``activation_params``. That is where
+fusion pays on the CPU: one output buffer instead of one per fused op, and for convs and
+BatchNormalization with the compiled kernels one pass that writes the output with its
+epilogue (``nn.convolve``, ``normalization.batch_normalize``); the others run it in place
+afterwards.
 ``SiLU`` is x·sigmoid(x); ``Attention`` is softmax(Q·Kᵀ·scale + mask)·V over the last two dims;
 ``ChannelShuffle`` moves channel i·(C/g) + j to j·g + i (ShuffleNet's interleave of groups).
 """

@@ -22,7 +22,7 @@ cache folder is writable, numba cannot cache and the routines are compiled in me
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numba
@@ -30,6 +30,7 @@ import numpy as np
 
 __all__ = [
     "ACTIVATION_CODES",
+    "activation_arguments",
     "affine_channels",
     "average_pool2d",
     "conv_epilogue",
@@ -379,7 +380,14 @@ def phase_images(x, sh, sw, top, left, images):  # type: ignore[no-untyped-def]
 
 _NO_ACTIVATION, _RELU, _CLIP = 0, 1, 2
 ACTIVATION_CODES = {"": _NO_ACTIVATION, "Relu": _RELU, "Clip": _CLIP}
-"""The conv epilogue activations ``conv_output`` applies itself, by ``activation`` attribute."""
+"""The epilogue activations the compiled passes apply themselves, by ``activation`` attribute."""
+
+
+def activation_arguments(activation: str, params: Sequence[float]) -> tuple[int, float, float]:
+    """(code, low, high) that the compiled passes take for epilogue ``activation`` (one of
+    ``ACTIVATION_CODES``) with its ``params``: Clip's bounds, zeros for the others."""
+    low, high = params if activation == "Clip" else (0.0, 0.0)
+    return ACTIVATION_CODES[activation], low, high
 
 
 @numba.njit(cache=False, inline="always")

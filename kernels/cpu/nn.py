@@ -405,8 +405,7 @@ def _conv_output(
     planes = y.reshape((y.shape[0] * plan.group, plan.mg) + plan.window.out)
     bias = _NO_BIAS if bias is None else bias
     extra = _NO_RESIDUAL if residual is None else np.ascontiguousarray(residual).reshape(planes.shape)
-    low, high = params if activation == "Clip" else (0.0, 0.0)
-    code = compiled.ACTIVATION_CODES[activation]
+    code, low, high = compiled.activation_arguments(activation, params)
     if result is None:
         compiled.conv_epilogue(bias, extra, code, low, high, planes)
     elif plan.mode == "winograd":

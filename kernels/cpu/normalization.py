@@ -77,11 +77,8 @@ def batch_normalize(
     jit = compiled() if x.dtype == np.float32 and x.ndim >= 2 and factor.size == x.shape[1] else None
     if jit is not None and activation in jit.ACTIVATION_CODES:
         lead = (x.shape[0], x.shape[1], -1)
-        low, high = params if activation == "Clip" else (0.0, 0.0)
-        code = jit.ACTIVATION_CODES[activation]
-        jit.affine_channels(
-            np.ascontiguousarray(x).reshape(lead), factor.reshape(-1), shift.reshape(-1), code, low, high, y.reshape(lead)
-        )
+        arguments = jit.activation_arguments(activation, params)
+        jit.affine_channels(np.ascontiguousarray(x).reshape(lead), factor.reshape(-1), shift.reshape(-1), *arguments, y.reshape(lead))
         return y
     np.multiply(x, factor, out=y)
     np.add(y, shift, out=y)

@@ -115,7 +115,6 @@ def concat(ctx: OpContext, *inputs: np.ndarray) -> np.ndarray:
     return out
 
 
-
 def _split(ctx: OpContext, x: np.ndarray, split: list[int] | None) -> tuple[np.ndarray, ...]:
     """Split into given sizes, or equal parts (opset 18: the last part may be smaller)."""
     axis = normalize_axes([ctx.attr("axis", 0)], x.ndim)[0]
