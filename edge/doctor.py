@@ -143,20 +143,22 @@ def _cpu_checks() -> list[Check]:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total
     checks = [Check("cpu", "cpu cores", OK, f"{usable} usable of {total} ({platform.machine()})")]
     blas, threads = _blas()
-    detail = f"{blas or 'unknown library'}, " + (f"{threads} threads" if threads else "thread count unknown")
+    detail = f"{blas or 'unknown library'}, " + (f"{threads} thread(s)" if threads else "thread count unknown")
+    detail += f"; kernels use {intra_op_threads()} intra-op thread(s)"
     checks.append(Check("cpu", "blas", OK if blas else MISSING, detail))
     return checks
 
 
 def _blas() -> tuple[str | None, int | None]:
-    """(library, thread count) numpy's matrix products run on."""
+    """(library, its own thread count) of the BLAS numpy's matrix products run on: one
+    thread while the compiled kernels' pool runs the intra-op threads."""
     import numpy as np
     from threadpoolctl import threadpool_info
 
     pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
     if pools:
         pool = pools[0]
-        return f"{pool.get('internal_api')} {pool.get('version') or ''}".strip(), intra_op_threads()
+        return f"{pool.get('internal_api')} {pool.get('version') or ''}".strip(), pool.get("num_threads")
     try:
         deps = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         return f"{deps.get('name')} {deps.get('version') or ''}".strip(), None

@@ -34,7 +34,7 @@ DLA_OBJECTIVE = typer.Option("offload", "--dla-objective", help="Partitioner goa
 POWER_MODE = typer.Option(None, "--power-mode", help="nvpmodel mode id or name the partition is costed for [default: the profile's].")
 SHAPES = typer.Option(None, "--shapes", help="Fixed input shapes: name:1x3x224x224,other:1x128.")
 # Run flags shared by `run` and `bench` (onnxruntime's intra_op_num_threads)
-THREADS = typer.Option(None, "--threads", min=1, help="CPU threads per layer (the BLAS pool's size); all cores when not given.")
+THREADS = typer.Option(None, "--threads", min=1, help="CPU threads per layer (the compiled kernels' pool, else the BLAS pool); all cores when not given.")
 
 
 def precision_from_flags(fp16: bool, int8: bool, best: bool = False) -> str:

@@ -9,6 +9,7 @@ import numpy as np
 
 from edge.errors import InputError
 from edge.kernels.registry import Workspace
+from edge.kernels.threads import bind_calling_thread
 from edge.runtime.arena import Arena, SlotPlan, plan_from_record, probe_run, static_plan
 from edge.runtime.interpreter import Step
 from edge.runtime.profiles import OptimizationProfile, profiles_from_record, select_profile
@@ -81,6 +82,7 @@ class ExecutionContext:
         """
         check_inputs(self._specs, feeds)
         arrays = [np.asarray(feeds[s.name], order="C") for s in self._specs]
+        bind_calling_thread()  # the pool's team size is kept per thread
         schedule = self._schedule
         plan = self._static
         if plan is None:

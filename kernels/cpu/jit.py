@@ -7,8 +7,12 @@ Here each input plane is copied once into stride-phase images (see ``_windows``)
 which every tap is one contiguous, vectorized loop over an accumulator that stays in L1, and
 the result is written once into the output buffer; stride-2 pools on rows of 12 outputs or
 more fold rows, then columns instead (``_pool_stride2``), and stride-2 depthwise convs work
-row by row from the input (``_depthwise_stride2``). The routines run on the calling thread
-(``edge.kernels.threads`` says why). Layouts: NCHW float32, C-contiguous. Window geometry
+row by row from the input (``_depthwise_stride2``). The GEMMs of convs and layers
+(``gemm_blocks``, ``matmul``, ``matmul_transposed``), the passes around them and
+BatchNormalization's take a ``parts`` argument (the last) and split their planes or rows
+into that many parts over numba's pool, which runs the intra-op threads
+(``edge.kernels.threads``; ``_Routine``). The window loops (pools, depthwise convs) run on the calling thread: their parallel builds took
+20-24 s each to compile on the development VM. Layouts: NCHW float32, C-contiguous. Window geometry
 (output size, pads, auto_pad, ceil_mode) is resolved by the caller (``edge.kernels.cpu.nn``),
 so every window routine takes the output buffer and the top/left pads; positions outside
 the input count as padding.
@@ -16,17 +20,22 @@ the input count as padding.
 The numpy kernels in ``edge.kernels.cpu.nn`` stay the reference: they are used when numba is
 missing, for other dtypes and ranks, and by the tests as the oracle. Importing this module
 compiles every routine for its one signature (or loads it from numba's on-disk cache), so
-a process pays the JIT once, at first use. Where neither the package folder nor the user's
+a process pays the JIT once, at first use (a routine's parallel build: at its first use with
+more than one part). Where neither the package folder nor the user's
 cache folder is writable, numba cannot cache and the routines are compiled in memory.
 """
 
 from __future__ import annotations
 
+import os
+import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numba
 import numpy as np
+
+from edge.kernels import threads
 
 __all__ = [
     "ACTIVATION_CODES",
@@ -60,13 +69,61 @@ def _compile(*signature: Any) -> Callable[[Callable[..., Any]], Any]:
     """``numba.njit`` for one signature, cached on disk when some cache folder is writable."""
 
     def decorate(fn: Callable[..., Any]) -> Any:
-        typed = numba.void(*signature)
-        try:
-            return numba.njit(typed, cache=True, fastmath=False, nogil=True)(fn)
-        except RuntimeError:  # "cannot cache function ...: no locator available" (read-only install)
-            return numba.njit(typed, cache=False, fastmath=False, nogil=True)(fn)
+        return _njit(fn, numba.void(*signature), parallel=False)
 
     return decorate
+
+
+def _pooled(*signature: Any) -> Callable[[Callable[..., Any]], _Routine]:
+    """``_compile`` for a routine whose last argument, ``parts``, is how many parts its
+    ``numba.prange`` loop splits the work into (``_Routine``)."""
+
+    def decorate(fn: Callable[..., Any]) -> _Routine:
+        return _Routine(fn, numba.void(*signature))
+
+    return decorate
+
+
+def _njit(fn: Callable[..., Any], signature: Any, parallel: bool) -> Any:
+    """``numba.njit`` for one signature, cached on disk when some cache folder is writable."""
+    try:
+        return numba.njit(signature, cache=True, fastmath=False, nogil=True, parallel=parallel)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available" (read-only install)
+        return numba.njit(signature, cache=False, fastmath=False, nogil=True, parallel=parallel)(fn)
+
+
+class _Routine:
+    """A compiled routine split into ``parts`` (its last argument): one part runs a serial
+    build on the calling thread (no pool launch: ~3 us a call saved), more run a parallel
+    build on the pool, compiled at its first use."""
+
+    def __init__(self, fn: Callable[..., Any], signature: Any) -> None:
+        self._fn, self._signature = fn, signature
+        self.serial = _njit(fn, signature, parallel=False)
+        self._parallel: Any = None
+        self.__doc__, self.__name__ = fn.__doc__, fn.__name__
+
+    def __call__(self, *args: Any) -> None:
+        if args[-1] == 1:
+            return self.serial(*args)
+        if self._parallel is None:
+            # a copy named apart, so that numba's disk cache keeps the two builds apart
+            twin = types.FunctionType(self._fn.__code__, self._fn.__globals__, f"{self._fn.__name__}_parallel")
+            twin.__qualname__ = twin.__name__
+            self._parallel = _njit(twin, self._signature, parallel=True)
+        return self._parallel(*args)
+
+
+def _body(fn: Callable[..., Any]) -> Any:
+    """A routine's work on its planes [first, last) (its last two arguments), inlined into
+    the routine's ``numba.prange`` loop."""
+    return numba.njit(cache=False, inline="always")(fn)
+
+
+@numba.njit(cache=False, inline="always")
+def _share(total, part, parts):  # type: ignore[no-untyped-def]
+    """The [first, last) range of ``total`` items that part ``part`` of ``parts`` works on."""
+    return total * part // parts, total * (part + 1) // parts
 
 
 # The loops index flat arrays with unsigned offsets: numba wraps negative signed indices,
@@ -332,14 +389,13 @@ def average_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, divisor, y):  # type: i
         _windows(_SUM, x, np.empty((0, 0), np.float32), kh, kw, sh, sw, dh, dw, top, left, divisor.reshape(-1), y)
 
 
-@_compile(_IMAGES, _INDEX, _INDEX, _INT, numba.float32[:, :, ::1])
-def gather_runs(images, phase_of, offsets, length, cols):  # type: ignore[no-untyped-def]
-    """cols[b, t·C + c, :length] = images[b, c, phase_of[t], offsets[t] : offsets[t] + length]
-    for every block b, tap t and channel c: a conv's column matrix, one contiguous run per row."""
+@_body
+def _gather_runs(images, phase_of, offsets, length, cols, first, last):  # type: ignore[no-untyped-def]
+    """``gather_runs`` on its planes [first, last)."""
     channels, taps = images.shape[1], offsets.shape[0]
     source, target = images.reshape(-1), cols.reshape(-1)
     image, run = images.shape[3], cols.shape[2]
-    for row in range(images.shape[0] * taps * channels):
+    for row in range(first, last):
         block, rest = row // (taps * channels), row % (taps * channels)
         tap, channel = rest // channels, rest % channels
         start = _UINT(((block * channels + channel) * images.shape[2] + phase_of[tap]) * image + offsets[tap])
@@ -348,17 +404,24 @@ def gather_runs(images, phase_of, offsets, length, cols):  # type: ignore[no-unt
             target[into + k] = source[start + k]
 
 
-@_compile(_INPUT, _INT, _INT, _INT, _INT, _PLANE)
-def phase_images(x, sh, sw, top, left, images):  # type: ignore[no-untyped-def]
-    """images[n·C + c, a·sw + b, r, q] = padded x[n, c] at row r·sh + a, column q·sw + b: the
-    zero-padded planes split into stride phases (``nn._Phases``). Each phase image is zeroed
-    in one long loop, then its rows inside the input copied: short rows make per-row fill
-    loops cost more than the copies."""
+@_pooled(_IMAGES, _INDEX, _INDEX, _INT, numba.float32[:, :, ::1], _INT)
+def gather_runs(images, phase_of, offsets, length, cols, parts):  # type: ignore[no-untyped-def]
+    """cols[b, t·C + c, :length] = images[b, c, phase_of[t], offsets[t] : offsets[t] + length]
+    for every block b, tap t and channel c: a conv's column matrix, one contiguous run per row."""
+    total = images.shape[0] * offsets.shape[0] * images.shape[1]
+    for part in numba.prange(parts):
+        first, last = _share(total, part, parts)
+        _gather_runs(images, phase_of, offsets, length, cols, first, last)
+
+
+@_body
+def _phase_images(x, sh, sw, top, left, images, first, last):  # type: ignore[no-untyped-def]
+    """``phase_images`` on its planes [first, last)."""
     height, width = x.shape[2], x.shape[3]
     tall, wide = images.shape[2], images.shape[3]
     source, target = x.reshape(-1), images.reshape(-1)
     size = _UINT(tall * wide)
-    for plane in range(x.shape[0] * x.shape[1]):
+    for plane in range(first, last):
         for a in range(sh):
             for b in range(sw):
                 image = _UINT(plane * sh * sw + a * sw + b) * size
@@ -376,6 +439,18 @@ def phase_images(x, sh, sw, top, left, images):  # type: ignore[no-untyped-def]
                         stride = _UINT(sw)
                         for q in range(count):
                             target[into + q] = source[start + q * stride]
+
+
+@_pooled(_INPUT, _INT, _INT, _INT, _INT, _PLANE, _INT)
+def phase_images(x, sh, sw, top, left, images, parts):  # type: ignore[no-untyped-def]
+    """images[n·C + c, a·sw + b, r, q] = padded x[n, c] at row r·sh + a, column q·sw + b: the
+    zero-padded planes split into stride phases (``nn._Phases``). Each phase image is zeroed
+    in one long loop, then its rows inside the input copied: short rows make per-row fill
+    loops cost more than the copies."""
+    total = x.shape[0] * x.shape[1]
+    for part in numba.prange(parts):
+        first, last = _share(total, part, parts)
+        _phase_images(x, sh, sw, top, left, images, first, last)
 
 
 _NO_ACTIVATION, _RELU, _CLIP = 0, 1, 2
@@ -422,16 +497,9 @@ def _finish_in_place(target, into, width, base, extra, has_residual, activation,
         target[into + k] = _activated(value, activation, low, high)
 
 
-@_compile(_BLOCKS, _INDEX, _MATRIX, _IMAGES, _INT, _INT, _FLOAT, _FLOAT, _PLANE)
-def conv_output(source, offsets, bias, residual, wide, activation, low, high, y):  # type: ignore[no-untyped-def]
-    """y[b, m, r, c] = act(Σ_t source[b, t·M + m, offsets[t] + r·wide + c] + bias[b % G, m]
-    + residual[b, m, r, c]): a conv's output written once from its GEMM result laid out on a
-    grid ``wide`` columns across (junk columns dropped), the per-tap partial products summed.
-
-    ``source`` is not ``y`` (``conv_epilogue`` works in place). ``bias`` is (G, M) or empty,
-    ``residual`` like ``y`` or empty; ``activation`` is one of ``ACTIVATION_CODES`` (Clip
-    between ``low`` and ``high``). NaN propagates.
-    """
+@_body
+def _conv_output(source, offsets, bias, residual, wide, activation, low, high, y, first, last):  # type: ignore[no-untyped-def]
+    """``conv_output`` on its planes [first, last)."""
     outputs, out_h, out_w = y.shape[1], y.shape[2], y.shape[3]
     taps, image, rows = offsets.shape[0], source.shape[2], source.shape[1]
     flat, target, extra = source.reshape(-1), y.reshape(-1), residual.reshape(-1)
@@ -439,7 +507,7 @@ def conv_output(source, offsets, bias, residual, wide, activation, low, high, y)
     # a grid as wide as the output has no junk: each plane is then one run, not out_h rows
     runs, run = (1, out_h * out_w) if wide == out_w else (out_h, out_w)
     width = _UINT(run)
-    for plane in range(y.shape[0] * outputs):
+    for plane in range(first, last):
         block, m = plane // outputs, plane % outputs
         base = bias[block % bias.shape[0], m] if has_bias else np.float32(0)
         for r in range(runs):
@@ -458,16 +526,41 @@ def conv_output(source, offsets, bias, residual, wide, activation, low, high, y)
             _finish_in_place(target, into, width, base, extra, has_residual, activation, low, high)
 
 
-@_compile(_MATRIX, _IMAGES, _INT, _FLOAT, _FLOAT, _PLANE)
-def conv_epilogue(bias, residual, activation, low, high, y):  # type: ignore[no-untyped-def]
-    """y[b, m] = act(y[b, m] + bias[b % G, m] + residual[b, m]) in place, as ``conv_output``
-    finishes a conv whose GEMM wrote ``y`` directly."""
+@_pooled(_BLOCKS, _INDEX, _MATRIX, _IMAGES, _INT, _INT, _FLOAT, _FLOAT, _PLANE, _INT)
+def conv_output(source, offsets, bias, residual, wide, activation, low, high, y, parts):  # type: ignore[no-untyped-def]
+    """y[b, m, r, c] = act(Σ_t source[b, t·M + m, offsets[t] + r·wide + c] + bias[b % G, m]
+    + residual[b, m, r, c]): a conv's output written once from its GEMM result laid out on a
+    grid ``wide`` columns across (junk columns dropped), the per-tap partial products summed.
+
+    ``source`` is not ``y`` (``conv_epilogue`` works in place). ``bias`` is (G, M) or empty,
+    ``residual`` like ``y`` or empty; ``activation`` is one of ``ACTIVATION_CODES`` (Clip
+    between ``low`` and ``high``). NaN propagates.
+    """
+    total = y.shape[0] * y.shape[1]
+    for part in numba.prange(parts):
+        first, last = _share(total, part, parts)
+        _conv_output(source, offsets, bias, residual, wide, activation, low, high, y, first, last)
+
+
+@_body
+def _conv_epilogue(bias, residual, activation, low, high, y, first, last):  # type: ignore[no-untyped-def]
+    """``conv_epilogue`` on its planes [first, last)."""
     outputs, size = y.shape[1], y.shape[2] * y.shape[3]
     target, extra = y.reshape(-1), residual.reshape(-1)
     has_bias, has_residual = bias.shape[0] > 0, residual.shape[0] > 0
-    for plane in range(y.shape[0] * outputs):
+    for plane in range(first, last):
         base = bias[(plane // outputs) % bias.shape[0], plane % outputs] if has_bias else np.float32(0)
         _finish_in_place(target, _UINT(plane * size), _UINT(size), base, extra, has_residual, activation, low, high)
+
+
+@_pooled(_MATRIX, _IMAGES, _INT, _FLOAT, _FLOAT, _PLANE, _INT)
+def conv_epilogue(bias, residual, activation, low, high, y, parts):  # type: ignore[no-untyped-def]
+    """y[b, m] = act(y[b, m] + bias[b % G, m] + residual[b, m]) in place, as ``conv_output``
+    finishes a conv whose GEMM wrote ``y`` directly."""
+    total = y.shape[0] * y.shape[1]
+    for part in numba.prange(parts):
+        first, last = _share(total, part, parts)
+        _conv_epilogue(bias, residual, activation, low, high, y, first, last)
 
 
 # Winograd F(2x2, 3x3): a 3x3 stride-1 conv as 16 GEMMs over 4x4 input tiles (2x2 outputs
@@ -493,14 +586,9 @@ def _triple(target, into, source, a, b, c, sign, width):  # type: ignore[no-unty
         target[into + k] = source[a + k] + sign * (source[b + k] + source[c + k])
 
 
-@_compile(_INPUT, _INT, _INT, _INT, _INT, _PLANE)
-def winograd_input(x, top, left, tiles_h, tiles_w, v):  # type: ignore[no-untyped-def]
-    """v[n, 4a + b, c, i·tiles_w + j] = (Bᵀ d B)[a, b], d the 4x4 tile of x[n, c] whose top-left
-    is at row 2i - top, column 2j - left (positions outside x read 0).
-
-    Each plane is copied once, zero-padded, with every row split into its even then odd
-    columns; Bᵀ d is then four whole-row sums per tile row, and (Bᵀ d) B four sums of
-    runs ``tiles_w`` long (column 2j of a split row is its even half at j, 2j + 1 its odd)."""
+@_body
+def _winograd_input(x, top, left, tiles_h, tiles_w, v, first, last):  # type: ignore[no-untyped-def]
+    """``winograd_input`` on its planes [first, last)."""
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     source, target = x.reshape(-1), v.reshape(-1)
     half = tiles_w + 1
@@ -513,7 +601,7 @@ def winograd_input(x, top, left, tiles_h, tiles_w, v):  # type: ignore[no-untype
     block = _UINT(tiles_h) * row_length
     run = _UINT(tiles_w)
     one, minus = np.float32(1), np.float32(-1)
-    for image in range(x.shape[0] * channels):
+    for image in range(first, last):
         for r in range(rows):
             row, s = _UINT(r) * row_length, r - top
             if s < 0 or s >= height:
@@ -551,12 +639,23 @@ def winograd_input(x, top, left, tiles_h, tiles_w, v):  # type: ignore[no-untype
                 _pair(target, into + _UINT(3) * plane, mixed, odd, odd + _UINT(1), minus, run)
 
 
-@_compile(_IMAGES, _INT, _INT, _MATRIX, _IMAGES, _INT, _FLOAT, _FLOAT, _PLANE)
-def winograd_output(products, tiles_h, tiles_w, bias, residual, activation, low, high, y):  # type: ignore[no-untyped-def]
-    """y[n, m] = act(Aᵀ P A + bias[0, m] + residual[n, m]) tile by tile, P the 4x4
-    products[n, :, m, tile] (one GEMM result per tile position), cropped at the bottom and
-    right edges. ``bias`` is (1, M) or empty, ``residual`` like ``y`` or empty; the epilogue is
-    ``conv_output``'s."""
+@_pooled(_INPUT, _INT, _INT, _INT, _INT, _PLANE, _INT)
+def winograd_input(x, top, left, tiles_h, tiles_w, v, parts):  # type: ignore[no-untyped-def]
+    """v[n, 4a + b, c, i·tiles_w + j] = (Bᵀ d B)[a, b], d the 4x4 tile of x[n, c] whose top-left
+    is at row 2i - top, column 2j - left (positions outside x read 0).
+
+    Each plane is copied once, zero-padded, with every row split into its even then odd
+    columns; Bᵀ d is then four whole-row sums per tile row, and (Bᵀ d) B four sums of
+    runs ``tiles_w`` long (column 2j of a split row is its even half at j, 2j + 1 its odd)."""
+    total = x.shape[0] * x.shape[1]
+    for part in numba.prange(parts):
+        first, last = _share(total, part, parts)
+        _winograd_input(x, top, left, tiles_h, tiles_w, v, first, last)
+
+
+@_body
+def _winograd_output(products, tiles_h, tiles_w, bias, residual, activation, low, high, y, first, last):  # type: ignore[no-untyped-def]
+    """``winograd_output`` on its planes [first, last)."""
     outputs, out_h, out_w = y.shape[1], y.shape[2], y.shape[3]
     source, target, extra = products.reshape(-1), y.reshape(-1), residual.reshape(-1)
     has_bias, has_residual = bias.shape[0] > 0, residual.shape[0] > 0
@@ -566,7 +665,7 @@ def winograd_output(products, tiles_h, tiles_w, bias, residual, activation, low,
     corners = np.empty(4 * tiles_h * tiles_w, np.float32)  # Aᵀ P A, per tile: 2 x 2
     one, minus = np.float32(1), np.float32(-1)
     pairs, width = _UINT(out_w // 2), _UINT(out_w)
-    for image in range(y.shape[0] * outputs):
+    for image in range(first, last):
         m = image % outputs
         base = _UINT(image // outputs) * _UINT(16) * plane + _UINT(m) * tiles
         for b in range(4):  # Aᵀ P: rows 0 + 1 + 2, 1 - 2 - 3 of column b
@@ -593,16 +692,106 @@ def winograd_output(products, tiles_h, tiles_w, bias, residual, activation, low,
         _finish_in_place(target, start, _UINT(out_h) * width, value, extra, has_residual, activation, low, high)
 
 
-@_compile(_BLOCKS, _VECTOR, _VECTOR, _INT, _FLOAT, _FLOAT, numba.float32[:, :, ::1])
-def affine_channels(x, factor, shift, activation, low, high, y):  # type: ignore[no-untyped-def]
-    """y[n, c, k] = act(x[n, c, k] · factor[c] + shift[c]): inference BatchNormalization (and the
-    Relu or Clip fused after it) in one pass; numpy's broadcast multiply, then add, walk the
-    data twice, in short rows on small images. ``activation`` is one of ``ACTIVATION_CODES``."""
+@_pooled(_IMAGES, _INT, _INT, _MATRIX, _IMAGES, _INT, _FLOAT, _FLOAT, _PLANE, _INT)
+def winograd_output(products, tiles_h, tiles_w, bias, residual, activation, low, high, y, parts):  # type: ignore[no-untyped-def]
+    """y[n, m] = act(Aᵀ P A + bias[0, m] + residual[n, m]) tile by tile, P the 4x4
+    products[n, :, m, tile] (one GEMM result per tile position), cropped at the bottom and
+    right edges. ``bias`` is (1, M) or empty, ``residual`` like ``y`` or empty; the epilogue is
+    ``conv_output``'s."""
+    total = y.shape[0] * y.shape[1]
+    for part in numba.prange(parts):
+        first, last = _share(total, part, parts)
+        _winograd_output(products, tiles_h, tiles_w, bias, residual, activation, low, high, y, first, last)
+
+
+@_body
+def _affine_channels(x, factor, shift, activation, low, high, y, first, last):  # type: ignore[no-untyped-def]
+    """``affine_channels`` on its planes [first, last)."""
     channels, size = x.shape[1], x.shape[2]
     source, target = x.reshape(-1), y.reshape(-1)
     width = _UINT(size)
-    for plane in range(x.shape[0] * channels):
+    for plane in range(first, last):
         scale, offset = factor[plane % channels], shift[plane % channels]
         start = _UINT(plane) * width
         for k in range(width):
             target[start + k] = _activated(source[start + k] * scale + offset, activation, low, high)
+
+
+@_pooled(_BLOCKS, _VECTOR, _VECTOR, _INT, _FLOAT, _FLOAT, numba.float32[:, :, ::1], _INT)
+def affine_channels(x, factor, shift, activation, low, high, y, parts):  # type: ignore[no-untyped-def]
+    """y[n, c, k] = act(x[n, c, k] · factor[c] + shift[c]): inference BatchNormalization (and the
+    Relu or Clip fused after it) in one pass; numpy's broadcast multiply, then add, walk the
+    data twice, in short rows on small images. ``activation`` is one of ``ACTIVATION_CODES``."""
+    total = x.shape[0] * x.shape[1]
+    for part in numba.prange(parts):
+        first, last = _share(total, part, parts)
+        _affine_channels(x, factor, shift, activation, low, high, y, first, last)
+
+
+# Matrix products on the pool: each part multiplies a block of rows with one-thread BLAS
+# (``np.dot`` here calls scipy's BLAS; ``edge.kernels.threads`` holds every BLAS library to
+# one thread while this pool runs).
+
+_WEIGHTS = numba.types.Array(numba.float32, 3, "C", readonly=True)  # (groups, rows, K)
+
+
+@_pooled(_WEIGHTS, _IMAGES, _PLANE, _INT)
+def gemm_blocks(weights, cols, y, parts):  # type: ignore[no-untyped-def]
+    """y[n, g] = weights[g] @ cols[n, g] for every image n and group g: the (N·G) products
+    dealt out whole when they divide evenly among ``parts``, else each split by rows."""
+    groups, rows = weights.shape[0], weights.shape[1]
+    blocks = cols.shape[0] * groups
+    split = 1 if blocks % parts == 0 else parts
+    for unit in numba.prange(blocks * split):
+        block, piece = unit // split, unit % split
+        n, g = block // groups, block % groups
+        first, last = _share(rows, piece, split)
+        if last > first:
+            np.dot(weights[g, first:last], cols[n, g], y[n, g, first:last])
+
+
+@_pooled(_MATRIX, _MATRIX, numba.float32[:, ::1], _INT)
+def matmul(a, b, y, parts):  # type: ignore[no-untyped-def]
+    """y = a @ b, the rows of ``a`` split into ``parts``."""
+    for part in numba.prange(parts):
+        first, last = _share(a.shape[0], part, parts)
+        if last > first:
+            np.dot(a[first:last], b, y[first:last])
+
+
+@_pooled(_MATRIX, _MATRIX, numba.float32[:, ::1], _INT)
+def matmul_transposed(a, w, y, parts):  # type: ignore[no-untyped-def]
+    """y = a @ wᵀ (a layer's weights stored one output per row), split by the rows of ``a``
+    when there are enough, else by the rows of ``w`` (a batch of one: matrix-vector)."""
+    if a.shape[0] >= parts:
+        for part in numba.prange(parts):
+            first, last = _share(a.shape[0], part, parts)
+            np.dot(a[first:last], w.T, y[first:last])
+        return
+    for part in numba.prange(parts):
+        first, last = _share(w.shape[0], part, parts)
+        for i in range(a.shape[0]):
+            np.dot(w[first:last], a[i], y[i][first:last])
+
+
+@numba.njit(cache=True, parallel=True)
+def _probe(flags):  # type: ignore[no-untyped-def]
+    """A parallel loop: its first call loads numba's threading layer."""
+    for i in numba.prange(flags.size):
+        flags[i] = 1
+
+
+def _adopt_pool() -> None:
+    """Hand the intra-op threads to numba's pool (``edge.kernels.threads``), asking numba for
+    a thread-safe layer (serving threads run engines at once) unless NUMBA_THREADING_LAYER
+    names one; where none loads, the BLAS pool keeps them and the routines run serially."""
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "threadsafe"
+    try:
+        _probe(np.zeros(2, np.int8))
+    except ValueError:  # "No threading layer could be loaded"
+        return
+    threads.adopt_pool(numba.config.NUMBA_NUM_THREADS)
+
+
+_adopt_pool()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge.kernels.cpu.gemm import matrix_product
 from edge.kernels.cpu.precision import widen_half
 from edge.kernels.registry import OpContext, register
 
@@ -20,9 +21,9 @@ def gemm(ctx: OpContext, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = No
         b = b.T
     alpha, beta = ctx.attr("alpha", 1.0), ctx.attr("beta", 1.0)
     if a.dtype == b.dtype and ctx.out[0] is not None:
-        y = np.matmul(a, b, out=ctx.output(0, (a.shape[0], b.shape[1]), a.dtype))
+        y = matrix_product(a, b, out=ctx.output(0, (a.shape[0], b.shape[1]), a.dtype))
     else:
-        y = np.matmul(a, b)
+        y = matrix_product(a, b)
     if alpha != 1.0:
         y *= np.asarray(alpha, y.dtype)
     if c is not None and beta != 0.0:
@@ -33,11 +34,11 @@ def gemm(ctx: OpContext, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = No
 @register("MatMul")
 @widen_half
 def matmul(ctx: OpContext, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """numpy matmul; a stacked A times a 2-D B runs as one (rows x K) @ (K x N) BLAS call,
+    """numpy's matmul; a stacked A times a 2-D B runs as one (rows x K) @ (K x N) product,
     since numpy's broadcasting matmul can miss the BLAS path for stacked operands."""
     if b.ndim == 2 and a.ndim > 2:
-        return np.matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + (b.shape[1],))
-    return np.matmul(a, b)
+        return matrix_product(np.ascontiguousarray(a).reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + (b.shape[1],))
+    return matrix_product(a, b)
 
 
 def _zero_point_rows(zero_point: np.ndarray | None, rank: int) -> np.ndarray | int:

@@ -33,8 +33,10 @@ import numpy as np
 
 from edge.kernels.cpu.activations import apply_activation
 from edge.kernels.cpu.compiled import compiled as _compiled
+from edge.kernels.cpu.gemm import grouped_matmul
 from edge.kernels.cpu.precision import widen_half
 from edge.kernels.registry import OpContext, register
+from edge.kernels.threads import kernel_parts
 
 __all__: list[str] = []  # kernels are reached through the registry
 
@@ -205,7 +207,7 @@ def _fill_phases(ctx: OpContext, plan: _ConvPlan, x: np.ndarray) -> np.ndarray:
     images = ctx.workspace.get("conv-phases", lead + (layout.gather.taps,) + layout.gather.out, x.dtype)
     if plan.compiled is not None:
         planes = images.reshape((n * channels, layout.gather.taps) + layout.gather.out)
-        plan.compiled.phase_images(np.ascontiguousarray(x), *layout.gather.strides, *layout.gather.pad_begin, planes)
+        plan.compiled.phase_images(np.ascontiguousarray(x), *layout.gather.strides, *layout.gather.pad_begin, planes, kernel_parts())
     else:
         _im2col(x.reshape(lead + x.shape[2:]), layout.gather, images)
     return images.reshape(lead + (layout.gather.taps, -1))
@@ -359,7 +361,7 @@ def convolve(
             for index in range(n):
                 np.matmul(weights, cols[index], out=grid[index])
         else:
-            _grouped_matmul(weights, _columns(ctx, plan, x, compiled), grid)
+            grouped_matmul(weights, _columns(ctx, plan, x, compiled), grid)
         if junk:
             result = grid.reshape(n * plan.group, plan.mg, -1)
     # one compiled pass finishes y: sums and crops the products, adds bias and residual, activates
@@ -407,12 +409,12 @@ def _conv_output(
     extra = _NO_RESIDUAL if residual is None else np.ascontiguousarray(residual).reshape(planes.shape)
     code, low, high = compiled.activation_arguments(activation, params)
     if result is None:
-        compiled.conv_epilogue(bias, extra, code, low, high, planes)
+        compiled.conv_epilogue(bias, extra, code, low, high, planes, kernel_parts())
     elif plan.mode == "winograd":
-        compiled.winograd_output(result, *_winograd_tiles(plan.window), bias, extra, code, low, high, planes)
+        compiled.winograd_output(result, *_winograd_tiles(plan.window), bias, extra, code, low, high, planes, kernel_parts())
     else:
         wide = plan.phases.grid[1]
-        compiled.conv_output(result, offsets, bias, extra, wide, code, low, high, planes)
+        compiled.conv_output(result, offsets, bias, extra, wide, code, low, high, planes, kernel_parts())
 
 
 def _partial_products(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, stack: np.ndarray) -> np.ndarray:
@@ -420,7 +422,7 @@ def _partial_products(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, stack: np.
     phases = _fill_phases(ctx, plan, x)
     n = x.shape[0]
     partial = ctx.workspace.get("conv-partial", (n, plan.group, stack.shape[1], phases.shape[-1]), x.dtype)
-    _grouped_matmul(stack, phases[:, :, :, 0], partial)
+    grouped_matmul(stack, phases[:, :, :, 0], partial)
     return partial.reshape(n * plan.group, stack.shape[1], -1)
 
 
@@ -454,13 +456,13 @@ def _winograd_tiles(window: _Window) -> tuple[int, int]:
 
 def _winograd_products(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, tiles: np.ndarray) -> np.ndarray:
     """(N, 16, M, tiles) products of the transformed kernels with the transformed input tiles:
-    one GEMM per position in the 4x4 tile (``_grouped_matmul`` with the positions as groups)."""
+    one GEMM per position in the 4x4 tile (``grouped_matmul`` with the positions as groups)."""
     tiles_h, tiles_w = _winograd_tiles(plan.window)
     shape = (x.shape[0], 16, plan.cg, tiles_h * tiles_w)
     transformed = ctx.workspace.get("winograd-input", shape, x.dtype)
-    plan.compiled.winograd_input(np.ascontiguousarray(x), *plan.window.pad_begin, tiles_h, tiles_w, transformed)
+    plan.compiled.winograd_input(np.ascontiguousarray(x), *plan.window.pad_begin, tiles_h, tiles_w, transformed, kernel_parts())
     products = ctx.workspace.get("winograd-products", shape[:2] + (plan.mg, shape[3]), x.dtype)
-    return _grouped_matmul(tiles, transformed, products)
+    return grouped_matmul(tiles, transformed, products)
 
 
 def _columns(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, compiled: ModuleType | None) -> np.ndarray:
@@ -476,7 +478,7 @@ def _columns(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, compiled: ModuleTyp
         if compiled is not None:
             blocks = cols.reshape(n * group, rows + plan.bias_row, -1)
             images = phases.reshape((n * group,) + phases.shape[2:])
-            compiled.gather_runs(images, layout.phase_array, layout.offset_array, layout.length, blocks)
+            compiled.gather_runs(images, layout.phase_array, layout.offset_array, layout.length, blocks, kernel_parts())
         else:
             for tap, (phase, start) in enumerate(zip(layout.phase_of, layout.offsets)):
                 cols[:, :, tap * cg : (tap + 1) * cg] = phases[:, :, :, phase, start : start + layout.length]
@@ -496,7 +498,7 @@ def _tap_sum(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, stacks: tuple[np.nd
     phases = _fill_phases(ctx, plan, x)
     for phase, (members, stack) in enumerate(zip(layout.by_phase, stacks)):
         partial = ctx.workspace.get("conv-partial", (x.shape[0], group, len(members) * mg, phases.shape[-1]), total.dtype)
-        _grouped_matmul(stack, phases[:, :, :, phase], partial)
+        grouped_matmul(stack, phases[:, :, :, phase], partial)
         for slot, tap in enumerate(members):
             start = layout.offsets[tap]
             run = partial[:, :, slot * mg : (slot + 1) * mg, start : start + layout.length]
@@ -569,19 +571,6 @@ def _tap_copies(
     return tuple(copies)
 
 
-def _grouped_matmul(weights: np.ndarray, cols: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
-    """(G, M, K) x (N, G, K, P) -> (N, G, M, P) as one 2-D BLAS call per (batch, group), into
-    ``y`` when given. numpy's broadcasting matmul over stacked operands can miss the BLAS
-    path and run far slower, so the stack is walked here."""
-    n, group, _, pixels = cols.shape
-    if y is None:
-        y = np.empty((n, group, weights.shape[1], pixels), np.result_type(weights, cols))
-    for index in range(n):
-        for g in range(group):
-            np.matmul(weights[g], cols[index, g], out=y[index, g])
-    return y
-
-
 @register("ConvTranspose")
 @widen_half
 def conv_transpose(ctx: OpContext, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
@@ -610,7 +599,7 @@ def conv_transpose(ctx: OpContext, x: np.ndarray, w: np.ndarray, b: np.ndarray |
         begin = pads[:rank]
         out = tuple(f - b - e for f, b, e in zip(full, begin, pads[rank:]))
     taps = math.prod(kernel)
-    columns = _grouped_matmul(
+    columns = grouped_matmul(
         w.astype(x.dtype, copy=False).reshape(group, cg, mg * taps).transpose(0, 2, 1),
         np.ascontiguousarray(x).reshape(n, group, cg, math.prod(size_in)),
     ).reshape((n, m, taps) + size_in)

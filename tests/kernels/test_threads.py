@@ -15,6 +15,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import edge
 from edge.cli import main
+from edge.kernels import threads
 from tests.test_engine_file import small_model
 
 
@@ -35,17 +36,41 @@ def _restore(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             monkeypatch.setenv(variable, os.environ[variable])
         else:
             monkeypatch.delenv(variable, raising=False)
+    saved = threads._count
     with threadpool_limits(limits=None):  # restores the pool's size on exit
         yield
+    threads._count = saved
+    threads.bind_calling_thread()
 
 
-def test_setting_caps_the_blas_pool_and_is_reported() -> None:
+def test_with_the_compiled_pool_the_count_sizes_it_and_blas_gets_one_thread() -> None:
+    """The compiled kernels call BLAS from inside numba's pool: BLAS must not spawn its own
+    threads there (nested pools ran 10x slower), and the kernels split into the count."""
+    pytest.importorskip("numba")
+    import numba
+
+    import edge.kernels.cpu.jit  # noqa: F401  (loading it hands the threads to its pool)
+    from edge.kernels.threads import kernel_parts
+
     edge.set_intra_op_threads(1)
-    assert edge.intra_op_threads() == 1
-    assert _blas_threads() == {1}
+    assert edge.intra_op_threads() == 1 and kernel_parts() == 1 and _blas_threads() == {1}
     if CORES >= 2:
         edge.set_intra_op_threads(2)
-        assert _blas_threads() == {2} and edge.intra_op_threads() == 2
+        assert edge.intra_op_threads() == 2 and kernel_parts() == 2
+        assert _blas_threads() == {1} and numba.get_num_threads() == 2
+
+
+def test_without_the_compiled_kernels_the_count_sizes_the_blas_pool() -> None:
+    script = (
+        "import edge; edge.set_intra_op_threads(2)\n"
+        "from threadpoolctl import threadpool_info\n"
+        "pools = {p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'}\n"
+        "from edge.kernels.threads import kernel_parts\n"
+        "print(pools, edge.intra_op_threads(), kernel_parts())"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_VARIABLES} | {"EDGETRT_JIT": "0"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True).stdout.split()
+    assert out == ["{2}", "2", "1"], out
 
 
 def test_a_blas_library_loaded_later_gets_the_count_too() -> None:
@@ -62,11 +87,6 @@ def test_a_blas_library_loaded_later_gets_the_count_too() -> None:
     assert out[1:] == ["{1}", "1"], out
 
 
-def test_the_count_reported_is_the_blas_pools_whoever_set_it() -> None:
-    threadpool_limits(limits=1, user_api="blas")
-    assert edge.intra_op_threads() == 1
-
-
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2"])
 def test_bad_counts_are_refused_with_the_value(bad: object) -> None:
     with pytest.raises(ValueError, match=f"positive integer, got {bad!r}"):
@@ -78,7 +98,7 @@ def test_results_do_not_depend_on_the_thread_count() -> None:
     x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
     context = edge.build(model.SerializeToString()).create_context()
     outputs = []
-    for count in (1, CORES):
+    for count in (1, max(2, CORES)):
         edge.set_intra_op_threads(count)
         outputs.append(context.run({"x": x})["y"])
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-6)
@@ -89,4 +109,68 @@ def test_cli_threads_flag(tmp_path: Path) -> None:
     onnx.save(small_model(), model)
     assert main(["build", str(model), "-o", str(engine)]) == 0
     assert main(["run", str(engine), "--threads", "1"]) == 0
-    assert _blas_threads() == {1} and edge.intra_op_threads() == 1
+    assert edge.intra_op_threads() == 1
+
+
+def _conv_net() -> onnx.ModelProto:
+    """Every pooled routine: Winograd and pointwise convs, a strided conv on the column
+    path, a grouped conv, BatchNormalization, and a transposed-weight Gemm on one row."""
+    rng = np.random.default_rng(3)
+
+    def const(name: str, *shape: int) -> onnx.TensorProto:
+        return onnx.numpy_helper.from_array((rng.standard_normal(shape) * 0.2).astype(np.float32), name)
+
+    nodes = [
+        onnx.helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),  # 48 -> 40, Winograd
+        onnx.helper.make_node("Relu", ["c1"], ["r1"]),
+        onnx.helper.make_node("Conv", ["r1", "w2"], ["c2"]),  # pointwise 40 -> 24
+        onnx.helper.make_node("Conv", ["c2", "w3"], ["c3"], strides=[2, 2], pads=[1, 1, 1, 1]),  # columns
+        onnx.helper.make_node("Conv", ["c3", "w4"], ["c4"], group=3),  # grouped 1x1: 3 blocks on 2 parts
+        onnx.helper.make_node("BatchNormalization", ["c4", "s", "sh", "m", "v"], ["bn"]),
+        onnx.helper.make_node("Flatten", ["bn"], ["f"]),
+        onnx.helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1),
+    ]
+    weights = [
+        const("w1", 40, 48, 3, 3), const("b1", 40), const("w2", 24, 40, 1, 1), const("w3", 24, 24, 3, 3),
+        const("w4", 24, 8, 1, 1), const("s", 24), const("sh", 24), const("m", 24),
+        onnx.numpy_helper.from_array(np.abs(rng.standard_normal(24)).astype(np.float32) + 0.5, "v"),
+        const("wf", 10, 24 * 7 * 7), const("bf", 10),
+    ]
+    graph = onnx.helper.make_graph(
+        nodes, "pooled", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 48, 13, 13])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], weights,
+    )
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+
+
+@pytest.mark.skipif(CORES < 2, reason="needs two cores for a pool of two")
+def test_pooled_routines_match_onnxruntime_on_one_and_two_threads() -> None:
+    ort = pytest.importorskip("onnxruntime")
+    model = _conv_net()
+    x = np.random.default_rng(4).standard_normal((1, 48, 13, 13)).astype(np.float32)
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    context = edge.build(model.SerializeToString()).create_context()
+    for count in (1, 2):
+        edge.set_intra_op_threads(count)
+        np.testing.assert_allclose(context.run({"x": x})["y"], expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(CORES < 2, reason="needs two cores for a pool of two")
+def test_threads_may_run_engines_at_once_on_the_pool() -> None:
+    """Serving instances and bench streams launch pooled routines from several threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = _conv_net()
+    engine = edge.build(model.SerializeToString())
+    inputs = [np.random.default_rng(i).standard_normal((1, 48, 13, 13)).astype(np.float32) for i in range(4)]
+    edge.set_intra_op_threads(2)
+    alone = [engine.create_context().run({"x": x})["y"] for x in inputs]
+
+    def run(i: int) -> np.ndarray:
+        context = engine.create_context()
+        return [context.run({"x": inputs[i]})["y"] for _ in range(5)][-1]
+
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(run, range(4)))
+    for a, b in zip(alone, together):
+        np.testing.assert_allclose(a, b, rtol=1e-6)

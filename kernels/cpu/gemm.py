@@ -1,0 +1,53 @@
+"""Matrix products for the CPU kernels: float32 ones on the compiled kernels' pool (each
+part one block of rows, see ``edge.kernels.threads``), the others on numpy's BLAS."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.kernels.cpu.compiled import compiled
+from edge.kernels.threads import kernel_parts
+
+__all__ = ["grouped_matmul", "matrix_product"]
+
+
+def _pooled(*arrays: np.ndarray) -> bool:
+    return all(a.dtype == np.float32 and a.flags.c_contiguous for a in arrays)
+
+
+def grouped_matmul(weights: np.ndarray, cols: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+    """(G, M, K) x (N, G, K, P) -> (N, G, M, P), into ``y`` when given: one 2-D product per
+    (image, group). numpy's broadcasting matmul over stacked operands can miss the BLAS path
+    and run far slower, so the stack is walked."""
+    n, group, _, pixels = cols.shape
+    if y is None:
+        y = np.empty((n, group, weights.shape[1], pixels), np.result_type(weights, cols))
+    jit = compiled()
+    if jit is not None and _pooled(weights, cols, y):
+        jit.gemm_blocks(weights, cols, y, kernel_parts())
+        return y
+    for index in range(n):
+        for g in range(group):
+            np.matmul(weights[g], cols[index, g], out=y[index, g])
+    return y
+
+
+def matrix_product(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """a @ b with numpy's semantics, into ``out`` when given (2-D only)."""
+    jit = compiled()
+    if jit is None or a.dtype != np.float32 or b.dtype != np.float32 or a.ndim < 2 or b.ndim < 2:
+        return np.matmul(a, b, out=out)
+    if a.ndim == 2 and b.ndim == 2:
+        y = np.empty((a.shape[0], b.shape[1]), np.float32) if out is None else out
+        if _pooled(a, y) and b.flags.c_contiguous:
+            jit.matmul(a, b, y, kernel_parts())
+            return y
+        if _pooled(a, y) and b.flags.f_contiguous:  # a layer's weights, transposed (Gemm's transB)
+            jit.matmul_transposed(a, b.T, y, kernel_parts())
+            return y
+    elif out is None and a.ndim == b.ndim and a.shape[:-2] == b.shape[:-2] and _pooled(a, b):
+        stack = a.shape[:-2]
+        y = np.empty(stack + (a.shape[-2], b.shape[-1]), np.float32)
+        grouped_matmul(a.reshape((-1,) + a.shape[-2:]), b.reshape((1, -1) + b.shape[-2:]), y.reshape((1, -1) + y.shape[-2:]))
+        return y
+    return np.matmul(a, b, out=out)
