@@ -1,14 +1,16 @@
 """CPU backend vs onnxruntime on the light models and a ResNet-50-shaped model.
 
 Both run in the same process with the same thread count: onnxruntime's
-``intra_op_num_threads`` and edgetrt's ``set_intra_op_threads`` (the size of its BLAS pool).
+``intra_op_num_threads`` and edgetrt's ``set_intra_op_threads`` (its kernels' pool).
 The two alternate in blocks of runs, so load changes on a shared machine hit both alike,
-while each is timed back to back, as a user running one engine sees it: alternating single
-runs would time each runtime just after the other, with the other's worker threads still
-spinning on the cores (onnxruntime's spin after every run by default) and its weights in
-the caches. Each number is the median of the timed runs; every block starts with one
-untimed run. Prints one row per model and thread count with the ratio edgetrt /
-onnxruntime (target: no model above 2.0), plus the load average.
+while each is timed back to back, as a user running one engine sees it. Every block starts
+after a pause (``PAUSE_S``) and one untimed run: both runtimes' pools keep their workers
+spinning for a while after a run, and without the pause the first runs of one block shared
+the cores with the other runtime's spinning workers (onnxruntime's 2-thread times on the
+small models came out 1.5-2.5x slower than alone; earlier tables in docs/benchmarks.md were
+taken that way). Each number is the median of the timed runs. Prints one row per model and
+thread count with the ratio edgetrt / onnxruntime (target: no model above 2.0), plus the
+load average.
 
     python benchmarks/cpu_vs_onnxruntime.py [--repeats 20] [--threads 1,2] [--models resnet50,vgg19]
 """
@@ -34,12 +36,17 @@ from tests.conftest import LIGHT_DIR, LIGHT_MODELS  # noqa: E402
 from tests.test_light_models import randomize_weights  # noqa: E402
 
 
+PAUSE_S = 0.3
+"""Quiet time before each block: longer than the runtimes' pools spin after a run."""
+
+
 def block_medians(fns: list[Callable[[], object]], repeats: int, block: int = 5) -> list[float]:
     """Median milliseconds of ``repeats`` timed runs of each function, taken in alternating
-    blocks of ``block`` runs, each block after one untimed run."""
+    blocks of ``block`` runs, each block after a pause and one untimed run."""
     times: list[list[float]] = [[] for _ in fns]
     while len(times[-1]) < repeats:
         for fn, bucket in zip(fns, times):
+            time.sleep(PAUSE_S)
             fn()
             for _ in range(min(block, repeats - len(bucket))):
                 start = time.perf_counter()
