@@ -7,15 +7,14 @@ Here each input plane is copied once into stride-phase images (see ``_windows``)
 which every tap is one contiguous, vectorized loop over an accumulator that stays in L1, and
 the result is written once into the output buffer; stride-2 pools on rows of 12 outputs or
 more fold rows, then columns instead (``_pool_stride2``), and stride-2 depthwise convs work
-row by row from the input (``_depthwise_stride2``). The GEMMs of convs and layers
-(``gemm_blocks``, ``matmul``, ``matmul_transposed``), the passes around them and
-BatchNormalization's take a ``parts`` argument (the last) and split their planes or rows
-into that many parts over numba's pool, which runs the intra-op threads
-(``edge.kernels.threads``; ``_Routine``). The window loops (pools, depthwise convs) run on the calling thread: their parallel builds took
-20-24 s each to compile on the development VM. Layouts: NCHW float32, C-contiguous. Window geometry
-(output size, pads, auto_pad, ceil_mode) is resolved by the caller (``edge.kernels.cpu.nn``),
-so every window routine takes the output buffer and the top/left pads; positions outside
-the input count as padding.
+row by row from the input (``_depthwise_stride2``). Every public routine takes a ``parts``
+argument (its last) and splits its planes, channels or GEMM rows into that many parts over
+numba's pool, which runs the intra-op threads (``edge.kernels.threads``, ``_Routine``); each
+part runs a serially compiled kernel, called rather than inlined, which keeps the parallel
+builds quick to compile (a window loop inlined into a parallel loop took 20-24 s). Layouts:
+NCHW float32, C-contiguous. Window geometry (output size, pads, auto_pad, ceil_mode) is
+resolved by the caller (``edge.kernels.cpu.nn``), so every window routine takes the output
+buffer and the top/left pads; positions outside the input count as padding.
 
 The numpy kernels in ``edge.kernels.cpu.nn`` stay the reference: they are used when numba is
 missing, for other dtypes and ranks, and by the tests as the oracle. Importing this module
@@ -112,12 +111,6 @@ class _Routine:
             twin.__qualname__ = twin.__name__
             self._parallel = _njit(twin, self._signature, parallel=True)
         return self._parallel(*args)
-
-
-def _body(fn: Callable[..., Any]) -> Any:
-    """A routine's work on its planes [first, last) (its last two arguments), inlined into
-    the routine's ``numba.prange`` loop."""
-    return numba.njit(cache=False, inline="always")(fn)
 
 
 @numba.njit(cache=False, inline="always")
@@ -300,11 +293,8 @@ def _depthwise_stride2(x, weights, kh, kw, top, left, y):  # type: ignore[no-unt
 
 
 @_compile(_INPUT, _MATRIX, *_GEOMETRY, _PLANE)
-def depthwise_conv2d(x, weights, kh, kw, sh, sw, dh, dw, top, left, y):  # type: ignore[no-untyped-def]
-    """y[n, m] = bias[m] + Σ taps of x[n, m // multiplier] ⋆ w[m] (group == input channels).
-
-    ``weights`` is (M, kh·kw) or (M, kh·kw + 1); the extra column is the bias.
-    """
+def _depthwise_conv2d(x, weights, kh, kw, sh, sw, dh, dw, top, left, y):  # type: ignore[no-untyped-def]
+    """``depthwise_conv2d`` on one part's arrays."""
     if sh == 2 and sw == 2 and dh == 1 and dw == 1:
         _depthwise_stride2(x, weights, kh, kw, top, left, y)
     else:
@@ -371,8 +361,8 @@ def _pool_stride2(kind, x, kh, kw, top, left, divisor, y):  # type: ignore[no-un
 
 
 @_compile(_INPUT, *_GEOMETRY, _PLANE)
-def max_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, y):  # type: ignore[no-untyped-def]
-    """Window maximum; padding never wins (-inf when a window holds no input). NaN propagates."""
+def _max_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, y):  # type: ignore[no-untyped-def]
+    """``max_pool2d`` on one part's arrays."""
     if sh == 2 and sw == 2 and dh == 1 and dw == 1 and y.shape[3] >= _SEPARABLE_WIDTH:
         _pool_stride2(_MAXIMUM, x, kh, kw, top, left, np.empty(0, np.float32), y)
     else:
@@ -380,16 +370,60 @@ def max_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, y):  # type: ignore[no-unty
 
 
 @_compile(_INPUT, *_GEOMETRY, _MATRIX, _PLANE)
-def average_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, divisor, y):  # type: ignore[no-untyped-def]
-    """Window sum over the input positions it covers, divided by ``divisor`` (out_h, out_w),
-    which the caller computes from count_include_pad."""
+def _average_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, divisor, y):  # type: ignore[no-untyped-def]
+    """``average_pool2d`` on one part's arrays."""
     if sh == 2 and sw == 2 and dh == 1 and dw == 1 and y.shape[3] >= _SEPARABLE_WIDTH:
         _pool_stride2(_SUM, x, kh, kw, top, left, divisor.reshape(-1), y)
     else:
         _windows(_SUM, x, np.empty((0, 0), np.float32), kh, kw, sh, sw, dh, dw, top, left, divisor.reshape(-1), y)
 
 
-@_body
+@numba.njit(cache=False, inline="always")
+def _channels(a, n, first, last):  # type: ignore[no-untyped-def]
+    """a[n, first:last] of an NCHW array, as a C-contiguous (1, last - first, H, W) array."""
+    return a[n][first:last].reshape(1, last - first, a.shape[2], a.shape[3])
+
+
+# The window routines split the channels of each image, each part taking the outputs (and
+# depthwise weight rows) its channels feed, and run the serial kernel on its part.
+
+
+@_pooled(_INPUT, _MATRIX, *_GEOMETRY, _PLANE, _INT)
+def depthwise_conv2d(x, weights, kh, kw, sh, sw, dh, dw, top, left, y, parts):  # type: ignore[no-untyped-def]
+    """y[n, m] = bias[m] + Σ taps of x[n, m // multiplier] ⋆ w[m] (group == input channels).
+
+    ``weights`` is (M, kh·kw) or (M, kh·kw + 1); the extra column is the bias.
+    """
+    multiplier = y.shape[1] // x.shape[1]
+    for part in numba.prange(parts):
+        first, last = _share(x.shape[1], part, parts)
+        rows = weights[first * multiplier : last * multiplier]
+        for n in range(x.shape[0]):
+            x_part, y_part = _channels(x, n, first, last), _channels(y, n, first * multiplier, last * multiplier)
+            _depthwise_conv2d(x_part, rows, kh, kw, sh, sw, dh, dw, top, left, y_part)
+
+
+@_pooled(_INPUT, *_GEOMETRY, _PLANE, _INT)
+def max_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, y, parts):  # type: ignore[no-untyped-def]
+    """Window maximum; padding never wins (-inf when a window holds no input). NaN propagates."""
+    for part in numba.prange(parts):
+        first, last = _share(x.shape[1], part, parts)
+        for n in range(x.shape[0]):
+            _max_pool2d(_channels(x, n, first, last), kh, kw, sh, sw, dh, dw, top, left, _channels(y, n, first, last))
+
+
+@_pooled(_INPUT, *_GEOMETRY, _MATRIX, _PLANE, _INT)
+def average_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, divisor, y, parts):  # type: ignore[no-untyped-def]
+    """Window sum over the input positions it covers, divided by ``divisor`` (out_h, out_w),
+    which the caller computes from count_include_pad."""
+    for part in numba.prange(parts):
+        first, last = _share(x.shape[1], part, parts)
+        for n in range(x.shape[0]):
+            x_part, y_part = _channels(x, n, first, last), _channels(y, n, first, last)
+            _average_pool2d(x_part, kh, kw, sh, sw, dh, dw, top, left, divisor, y_part)
+
+
+@_compile(_IMAGES, _INDEX, _INDEX, _INT, numba.float32[:, :, ::1], _INT, _INT)
 def _gather_runs(images, phase_of, offsets, length, cols, first, last):  # type: ignore[no-untyped-def]
     """``gather_runs`` on its planes [first, last)."""
     channels, taps = images.shape[1], offsets.shape[0]
@@ -414,7 +448,7 @@ def gather_runs(images, phase_of, offsets, length, cols, parts):  # type: ignore
         _gather_runs(images, phase_of, offsets, length, cols, first, last)
 
 
-@_body
+@_compile(_INPUT, _INT, _INT, _INT, _INT, _PLANE, _INT, _INT)
 def _phase_images(x, sh, sw, top, left, images, first, last):  # type: ignore[no-untyped-def]
     """``phase_images`` on its planes [first, last)."""
     height, width = x.shape[2], x.shape[3]
@@ -497,7 +531,7 @@ def _finish_in_place(target, into, width, base, extra, has_residual, activation,
         target[into + k] = _activated(value, activation, low, high)
 
 
-@_body
+@_compile(_BLOCKS, _INDEX, _MATRIX, _IMAGES, _INT, _INT, _FLOAT, _FLOAT, _PLANE, _INT, _INT)
 def _conv_output(source, offsets, bias, residual, wide, activation, low, high, y, first, last):  # type: ignore[no-untyped-def]
     """``conv_output`` on its planes [first, last)."""
     outputs, out_h, out_w = y.shape[1], y.shape[2], y.shape[3]
@@ -542,7 +576,7 @@ def conv_output(source, offsets, bias, residual, wide, activation, low, high, y,
         _conv_output(source, offsets, bias, residual, wide, activation, low, high, y, first, last)
 
 
-@_body
+@_compile(_MATRIX, _IMAGES, _INT, _FLOAT, _FLOAT, _PLANE, _INT, _INT)
 def _conv_epilogue(bias, residual, activation, low, high, y, first, last):  # type: ignore[no-untyped-def]
     """``conv_epilogue`` on its planes [first, last)."""
     outputs, size = y.shape[1], y.shape[2] * y.shape[3]
@@ -586,7 +620,7 @@ def _triple(target, into, source, a, b, c, sign, width):  # type: ignore[no-unty
         target[into + k] = source[a + k] + sign * (source[b + k] + source[c + k])
 
 
-@_body
+@_compile(_INPUT, _INT, _INT, _INT, _INT, _PLANE, _INT, _INT)
 def _winograd_input(x, top, left, tiles_h, tiles_w, v, first, last):  # type: ignore[no-untyped-def]
     """``winograd_input`` on its planes [first, last)."""
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
@@ -653,7 +687,7 @@ def winograd_input(x, top, left, tiles_h, tiles_w, v, parts):  # type: ignore[no
         _winograd_input(x, top, left, tiles_h, tiles_w, v, first, last)
 
 
-@_body
+@_compile(_IMAGES, _INT, _INT, _MATRIX, _IMAGES, _INT, _FLOAT, _FLOAT, _PLANE, _INT, _INT)
 def _winograd_output(products, tiles_h, tiles_w, bias, residual, activation, low, high, y, first, last):  # type: ignore[no-untyped-def]
     """``winograd_output`` on its planes [first, last)."""
     outputs, out_h, out_w = y.shape[1], y.shape[2], y.shape[3]
@@ -704,7 +738,7 @@ def winograd_output(products, tiles_h, tiles_w, bias, residual, activation, low,
         _winograd_output(products, tiles_h, tiles_w, bias, residual, activation, low, high, y, first, last)
 
 
-@_body
+@_compile(_BLOCKS, _VECTOR, _VECTOR, _INT, _FLOAT, _FLOAT, numba.float32[:, :, ::1], _INT, _INT)
 def _affine_channels(x, factor, shift, activation, low, high, y, first, last):  # type: ignore[no-untyped-def]
     """``affine_channels`` on its planes [first, last)."""
     channels, size = x.shape[1], x.shape[2]

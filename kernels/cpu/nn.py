@@ -340,7 +340,7 @@ def convolve(
     y = ctx.output(0, (n, m) + window.out, dtype)
     result, offsets = None, _ONE_TAP  # products still to be summed and cropped into y, per tap
     if plan.depthwise and compiled is not None:
-        compiled.depthwise_conv2d(np.ascontiguousarray(x), weights.reshape(m, -1), *_geometry(window), y)
+        compiled.depthwise_conv2d(np.ascontiguousarray(x), weights.reshape(m, -1), *_geometry(window), y, kernel_parts())
     elif plan.mode == "tap-sum" and compiled is not None and len(plan.phases.by_phase) == 1:
         result, offsets = _partial_products(ctx, plan, x, weights[0]), plan.phases.offset_array
     elif plan.mode == "winograd":
@@ -625,7 +625,7 @@ def max_pool(ctx: OpContext, x: np.ndarray) -> np.ndarray | tuple[np.ndarray, np
     if ctx.num_outputs < 2 or ctx.node.outputs[1].meta.get("omitted"):
         if (compiled := _compiled_2d(x, window.kernel)) is not None:
             y = ctx.output(0, x.shape[:2] + window.out, x.dtype)
-            compiled.max_pool2d(np.ascontiguousarray(x), *_geometry(window), y)
+            compiled.max_pool2d(np.ascontiguousarray(x), *_geometry(window), y, kernel_parts())
             return y
         padded = _padded(x, window, _lowest(x.dtype), ctx)
         y = ctx.output(0, x.shape[:2] + window.out, x.dtype)
@@ -706,7 +706,7 @@ def average_pool(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     if (compiled := _compiled_2d(x, window.kernel)) is not None:
         y = ctx.output(0, x.shape[:2] + window.out, x.dtype)
         divisor = _average_divisor(ctx, x, window, slices)[0, 0]
-        compiled.average_pool2d(np.ascontiguousarray(x), *_geometry(window), divisor, y)
+        compiled.average_pool2d(np.ascontiguousarray(x), *_geometry(window), divisor, y, kernel_parts())
         return y
     y = ctx.output(0, x.shape[:2] + window.out, x.dtype)
     total = _window_sum(_padded(x, window, 0, ctx), slices, y)

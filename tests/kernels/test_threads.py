@@ -114,7 +114,8 @@ def test_cli_threads_flag(tmp_path: Path) -> None:
 
 def _conv_net() -> onnx.ModelProto:
     """Every pooled routine: Winograd and pointwise convs, a strided conv on the column
-    path, a grouped conv, BatchNormalization, and a transposed-weight Gemm on one row."""
+    path, grouped and depthwise convs, pools, BatchNormalization, and a transposed-weight
+    Gemm on one row."""
     rng = np.random.default_rng(3)
 
     def const(name: str, *shape: int) -> onnx.TensorProto:
@@ -126,13 +127,16 @@ def _conv_net() -> onnx.ModelProto:
         onnx.helper.make_node("Conv", ["r1", "w2"], ["c2"]),  # pointwise 40 -> 24
         onnx.helper.make_node("Conv", ["c2", "w3"], ["c3"], strides=[2, 2], pads=[1, 1, 1, 1]),  # columns
         onnx.helper.make_node("Conv", ["c3", "w4"], ["c4"], group=3),  # grouped 1x1: 3 blocks on 2 parts
-        onnx.helper.make_node("BatchNormalization", ["c4", "s", "sh", "m", "v"], ["bn"]),
+        onnx.helper.make_node("Conv", ["c4", "w5"], ["c5"], group=24, pads=[1, 1, 1, 1]),  # depthwise
+        onnx.helper.make_node("MaxPool", ["c5"], ["p1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        onnx.helper.make_node("AveragePool", ["p1"], ["p2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        onnx.helper.make_node("BatchNormalization", ["p2", "s", "sh", "m", "v"], ["bn"]),
         onnx.helper.make_node("Flatten", ["bn"], ["f"]),
         onnx.helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1),
     ]
     weights = [
         const("w1", 40, 48, 3, 3), const("b1", 40), const("w2", 24, 40, 1, 1), const("w3", 24, 24, 3, 3),
-        const("w4", 24, 8, 1, 1), const("s", 24), const("sh", 24), const("m", 24),
+        const("w4", 24, 8, 1, 1), const("w5", 24, 1, 3, 3), const("s", 24), const("sh", 24), const("m", 24),
         onnx.numpy_helper.from_array(np.abs(rng.standard_normal(24)).astype(np.float32) + 0.5, "v"),
         const("wf", 10, 24 * 7 * 7), const("bf", 10),
     ]
