@@ -31,8 +31,11 @@ import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import llvmlite.binding as llvm
 import numba
 import numpy as np
+from numba.core import cgutils
+from numba.extending import get_cython_function_address, intrinsic
 
 from edge.kernels import threads
 
@@ -762,35 +765,79 @@ def affine_channels(x, factor, shift, activation, low, high, y, parts):  # type:
         _affine_channels(x, factor, shift, activation, low, high, y, first, last)
 
 
-# Matrix products on the pool: each part multiplies a block of rows with one-thread BLAS
-# (``np.dot`` here calls scipy's BLAS; ``edge.kernels.threads`` holds every BLAS library to
-# one thread while this pool runs).
+# Matrix products on the pool: each part multiplies one block of the result with BLAS
+# (scipy's, one thread: ``edge.kernels.threads``). Blocks of rows make every part pack all of
+# the right operand, so wide products (more columns than rows: the convs' column matrices)
+# are split by columns, which needs BLAS's row strides: np.dot takes contiguous arrays only,
+# so sgemm is called directly, through a symbol registered when this module loads (a name,
+# not an address baked into the code, keeps the routines cacheable).
 
+llvm.add_symbol("edgetrt_sgemm", get_cython_function_address("scipy.linalg.cython_blas", "sgemm"))
+_sgemm = numba.types.ExternalFunction("edgetrt_sgemm", numba.void(*(numba.types.voidptr,) * 13))
 _WEIGHTS = numba.types.Array(numba.float32, 3, "C", readonly=True)  # (groups, rows, K)
+
+
+@intrinsic
+def _pointer(typingctx, address):  # type: ignore[no-untyped-def]
+    """The address (an integer) as a C pointer."""
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return numba.types.voidptr(numba.types.intp), codegen
+
+
+@numba.njit(cache=False, inline="always")
+def _block_product(w, x, y, top, bottom, left, right):  # type: ignore[no-untyped-def]
+    """y[top:bottom, left:right] = w[top:bottom] @ x[:, left:right] (row-major 2-D arrays) in
+    one sgemm call: column-major, that is yᵀ = xᵀ wᵀ, each operand read with its row stride."""
+    if bottom <= top or right <= left:
+        return
+    inner = w.shape[1]
+    sizes = np.array([right - left, bottom - top, inner, x.shape[1], max(inner, 1), y.shape[1]], np.int32)
+    scalars = np.array([1.0, 0.0], np.float32)
+    plain = np.array([78], np.uint8)  # "N": no transposition
+    at, by, word = sizes.ctypes.data, scalars.ctypes.data, 4
+    _sgemm(
+        _pointer(plain.ctypes.data), _pointer(plain.ctypes.data),
+        _pointer(at), _pointer(at + word), _pointer(at + 2 * word), _pointer(by),
+        _pointer(x.ctypes.data + word * left), _pointer(at + 3 * word),
+        _pointer(w.ctypes.data + word * top * inner), _pointer(at + 4 * word),
+        _pointer(by + word), _pointer(y.ctypes.data + word * (top * y.shape[1] + left)), _pointer(at + 5 * word),
+    )
+
+
+@numba.njit(cache=False, inline="always")
+def _product_part(w, x, y, piece, pieces):  # type: ignore[no-untyped-def]
+    """Part ``piece`` of ``pieces`` of y = w @ x: a block of columns when the result is
+    wider than tall, else a block of rows."""
+    rows, columns = w.shape[0], x.shape[1]
+    if columns >= rows:
+        left, right = _share(columns, piece, pieces)
+        _block_product(w, x, y, 0, rows, left, right)
+    else:
+        top, bottom = _share(rows, piece, pieces)
+        _block_product(w, x, y, top, bottom, 0, columns)
 
 
 @_pooled(_WEIGHTS, _IMAGES, _PLANE, _INT)
 def gemm_blocks(weights, cols, y, parts):  # type: ignore[no-untyped-def]
     """y[n, g] = weights[g] @ cols[n, g] for every image n and group g: the (N·G) products
-    dealt out whole when they divide evenly among ``parts``, else each split by rows."""
-    groups, rows = weights.shape[0], weights.shape[1]
+    dealt out whole when they divide evenly among ``parts``, else each split into ``parts``."""
+    groups = weights.shape[0]
     blocks = cols.shape[0] * groups
     split = 1 if blocks % parts == 0 else parts
     for unit in numba.prange(blocks * split):
         block, piece = unit // split, unit % split
         n, g = block // groups, block % groups
-        first, last = _share(rows, piece, split)
-        if last > first:
-            np.dot(weights[g, first:last], cols[n, g], y[n, g, first:last])
+        _product_part(weights[g], cols[n, g], y[n, g], piece, split)
 
 
 @_pooled(_MATRIX, _MATRIX, numba.float32[:, ::1], _INT)
 def matmul(a, b, y, parts):  # type: ignore[no-untyped-def]
-    """y = a @ b, the rows of ``a`` split into ``parts``."""
+    """y = a @ b, split into ``parts`` by columns or rows."""
     for part in numba.prange(parts):
-        first, last = _share(a.shape[0], part, parts)
-        if last > first:
-            np.dot(a[first:last], b, y[first:last])
+        _product_part(a, b, y, part, parts)
 
 
 @_pooled(_MATRIX, _MATRIX, numba.float32[:, ::1], _INT)
