@@ -2,8 +2,8 @@
 
 onnxruntime takes ``intra_op_num_threads`` per session and runs every op's share of work on
 one spinning pool. The backend does the same when its compiled kernels load: they split
-their planes, and the GEMMs their row blocks, over numba's pool (OpenMP), calling BLAS from
-inside it, one thread each, so each BLAS library is held to one thread. Two spinning pools
+their planes, and the GEMMs their blocks of rows or columns, over numba's pool (OpenMP),
+calling BLAS from inside it, so each BLAS library is held to one thread. Two spinning pools
 (BLAS's after every GEMM, numba's after every loop) fought for the same cores (ShuffleNet went
 from 10 ms to 350 ms on the 2-core development VM), and leaving the loops on the calling
 thread left a third of a 2-thread run single-threaded. Without numba (or ``EDGETRT_JIT=0``),

@@ -1,5 +1,6 @@
 """Matrix products for the CPU kernels: float32 ones on the compiled kernels' pool (each
-part one block of rows, see ``edge.kernels.threads``), the others on numpy's BLAS."""
+part one block of the result's rows or columns, see ``edge.kernels.cpu.jit``), the others
+on numpy's BLAS."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def grouped_matmul(weights: np.ndarray, cols: np.ndarray, y: np.ndarray | None =
 
 
 def matrix_product(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """a @ b with numpy's semantics, into ``out`` when given (2-D only)."""
+    """a @ b with numpy's semantics, into ``out`` when given: 2-D products and stacks of
+    equal shape on the pool, broadcasting ones on numpy."""
     jit = compiled()
     if jit is None or a.dtype != np.float32 or b.dtype != np.float32 or a.ndim < 2 or b.ndim < 2:
         return np.matmul(a, b, out=out)
