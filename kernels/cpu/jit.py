@@ -388,7 +388,8 @@ def _channels(a, n, first, last):  # type: ignore[no-untyped-def]
 
 
 # The window routines split the channels of each image, each part taking the outputs (and
-# depthwise weight rows) its channels feed, and run the serial kernel on its part.
+# depthwise weight rows) its channels feed, and run the serial kernel on its part (parts
+# left without channels, when there are fewer channels than parts, do nothing).
 
 
 @_pooled(_INPUT, _MATRIX, *_GEOMETRY, _PLANE, _INT)
@@ -401,7 +402,7 @@ def depthwise_conv2d(x, weights, kh, kw, sh, sw, dh, dw, top, left, y, parts):  
     for part in numba.prange(parts):
         first, last = _share(x.shape[1], part, parts)
         rows = weights[first * multiplier : last * multiplier]
-        for n in range(x.shape[0]):
+        for n in range(x.shape[0] if last > first else 0):
             x_part, y_part = _channels(x, n, first, last), _channels(y, n, first * multiplier, last * multiplier)
             _depthwise_conv2d(x_part, rows, kh, kw, sh, sw, dh, dw, top, left, y_part)
 
@@ -411,7 +412,7 @@ def max_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, y, parts):  # type: ignore[
     """Window maximum; padding never wins (-inf when a window holds no input). NaN propagates."""
     for part in numba.prange(parts):
         first, last = _share(x.shape[1], part, parts)
-        for n in range(x.shape[0]):
+        for n in range(x.shape[0] if last > first else 0):
             _max_pool2d(_channels(x, n, first, last), kh, kw, sh, sw, dh, dw, top, left, _channels(y, n, first, last))
 
 
@@ -421,7 +422,7 @@ def average_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, divisor, y, parts):  # 
     which the caller computes from count_include_pad."""
     for part in numba.prange(parts):
         first, last = _share(x.shape[1], part, parts)
-        for n in range(x.shape[0]):
+        for n in range(x.shape[0] if last > first else 0):
             x_part, y_part = _channels(x, n, first, last), _channels(y, n, first, last)
             _average_pool2d(x_part, kh, kw, sh, sw, dh, dw, top, left, divisor, y_part)
 

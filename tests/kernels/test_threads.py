@@ -178,3 +178,27 @@ def test_threads_may_run_engines_at_once_on_the_pool() -> None:
         together = list(pool.map(run, range(4)))
     for a, b in zip(alone, together):
         np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+@pytest.mark.skipif(CORES < 2, reason="needs two cores for a pool of two")
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool", "Conv"])
+def test_fewer_channels_than_parts(op: str) -> None:
+    """A one-channel window routine on two parts: one part has nothing to do."""
+    rng = np.random.default_rng(5)
+    inputs, weights = ["x"], []
+    attributes: dict[str, object] = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
+    if op == "Conv":
+        inputs.append("w")
+        weights.append(onnx.numpy_helper.from_array(rng.standard_normal((1, 1, 3, 3)).astype(np.float32), "w"))
+        attributes["group"] = 1
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node(op, inputs, ["y"], **attributes)], "one",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 1, 6, 6])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], weights,
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    x = rng.standard_normal((1, 1, 6, 6)).astype(np.float32)
+    ort = pytest.importorskip("onnxruntime")
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    edge.set_intra_op_threads(2)
+    np.testing.assert_allclose(edge.build(model.SerializeToString()).create_context().run({"x": x})["y"], expected, rtol=1e-5, atol=1e-6)
