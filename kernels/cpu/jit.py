@@ -8,7 +8,7 @@ which every tap is one contiguous, vectorized loop over an accumulator that stay
 the result is written once into the output buffer; stride-2 pools on rows of 12 outputs or
 more fold rows, then columns instead (``_pool_stride2``), and stride-2 depthwise convs work
 row by row from the input (``_depthwise_stride2``). Every public routine takes a ``parts``
-argument (its last) and splits its planes, channels or GEMM rows into that many parts over
+argument (its last) and splits its planes, channels or GEMM blocks into that many parts over
 numba's pool, which runs the intra-op threads (``edge.kernels.threads``, ``_Routine``); each
 part runs a serially compiled kernel, called rather than inlined, which keeps the parallel
 builds quick to compile (a window loop inlined into a parallel loop took 20-24 s). Layouts:
@@ -20,8 +20,8 @@ The numpy kernels in ``edge.kernels.cpu.nn`` stay the reference: they are used w
 missing, for other dtypes and ranks, and by the tests as the oracle. Importing this module
 compiles every routine for its one signature (or loads it from numba's on-disk cache), so
 a process pays the JIT once, at first use (a routine's parallel build: at its first use with
-more than one part). Where neither the package folder nor the user's
-cache folder is writable, numba cannot cache and the routines are compiled in memory.
+more than one part). Where neither the package folder nor the user's cache folder is
+writable, numba cannot cache and the routines are compiled in memory.
 """
 
 from __future__ import annotations
