@@ -7,12 +7,11 @@ from __future__ import annotations
 import numpy as np
 
 from edge.kernels.cpu.compiled import compiled
-from edge.kernels.threads import kernel_parts
 
 __all__ = ["grouped_matmul", "matrix_product"]
 
 
-def _pooled(*arrays: np.ndarray) -> bool:
+def _contiguous_float32(*arrays: np.ndarray) -> bool:
     return all(a.dtype == np.float32 and a.flags.c_contiguous for a in arrays)
 
 
@@ -24,8 +23,8 @@ def grouped_matmul(weights: np.ndarray, cols: np.ndarray, y: np.ndarray | None =
     if y is None:
         y = np.empty((n, group, weights.shape[1], pixels), np.result_type(weights, cols))
     jit = compiled()
-    if jit is not None and _pooled(weights, cols, y):
-        jit.gemm_blocks(weights, cols, y, kernel_parts())
+    if jit is not None and _contiguous_float32(weights, cols, y):
+        jit.gemm_blocks(weights, cols, y)
         return y
     for index in range(n):
         for g in range(group):
@@ -41,13 +40,13 @@ def matrix_product(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) 
         return np.matmul(a, b, out=out)
     if a.ndim == 2 and b.ndim == 2:
         y = np.empty((a.shape[0], b.shape[1]), np.float32) if out is None else out
-        if _pooled(a, y) and b.flags.c_contiguous:
-            jit.matmul(a, b, y, kernel_parts())
+        if _contiguous_float32(a, y) and b.flags.c_contiguous:
+            jit.matmul(a, b, y)
             return y
-        if _pooled(a, y) and b.flags.f_contiguous:  # a layer's weights, transposed (Gemm's transB)
-            jit.matmul_transposed(a, b.T, y, kernel_parts())
+        if _contiguous_float32(a, y) and b.flags.f_contiguous:  # a layer's weights, transposed (Gemm's transB)
+            jit.matmul_transposed(a, b.T, y)
             return y
-    elif out is None and a.ndim == b.ndim and a.shape[:-2] == b.shape[:-2] and _pooled(a, b):
+    elif out is None and a.ndim == b.ndim and a.shape[:-2] == b.shape[:-2] and _contiguous_float32(a, b):
         stack = a.shape[:-2]
         y = np.empty(stack + (a.shape[-2], b.shape[-1]), np.float32)
         grouped_matmul(a.reshape((-1,) + a.shape[-2:]), b.reshape((1, -1) + b.shape[-2:]), y.reshape((1, -1) + y.shape[-2:]))

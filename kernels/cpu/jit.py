@@ -7,11 +7,12 @@ Here each input plane is copied once into stride-phase images (see ``_windows``)
 which every tap is one contiguous, vectorized loop over an accumulator that stays in L1, and
 the result is written once into the output buffer; stride-2 pools on rows of 12 outputs or
 more fold rows, then columns instead (``_pool_stride2``), and stride-2 depthwise convs work
-row by row from the input (``_depthwise_stride2``). Every public routine takes a ``parts``
-argument (its last) and splits its planes, channels or GEMM blocks into that many parts over
-numba's pool, which runs the intra-op threads (``edge.kernels.threads``, ``_Routine``); each
-part runs a serially compiled kernel, called rather than inlined, which keeps the parallel
-builds quick to compile (a window loop inlined into a parallel loop took 20-24 s). Layouts:
+row by row from the input (``_depthwise_stride2``). Every public routine splits its
+planes, channels or GEMM blocks into parts (a last argument the call fills in with the
+intra-op count) over numba's pool, which runs the intra-op threads (``edge.kernels.threads``,
+``_Routine``); each part runs a serially compiled kernel, called rather than inlined, which
+keeps the parallel builds quick to compile (a window loop inlined into a parallel loop took
+20-24 s). Layouts:
 NCHW float32, C-contiguous. Window geometry (output size, pads, auto_pad, ceil_mode) is
 resolved by the caller (``edge.kernels.cpu.nn``), so every window routine takes the output
 buffer and the top/left pads; positions outside the input count as padding.
@@ -78,7 +79,7 @@ def _compile(*signature: Any) -> Callable[[Callable[..., Any]], Any]:
 
 def _pooled(*signature: Any) -> Callable[[Callable[..., Any]], _Routine]:
     """``_compile`` for a routine whose last argument, ``parts``, is how many parts its
-    ``numba.prange`` loop splits the work into (``_Routine``)."""
+    ``numba.prange`` loop splits the work into; callers leave it out (``_Routine``)."""
 
     def decorate(fn: Callable[..., Any]) -> _Routine:
         return _Routine(fn, numba.void(*signature))
@@ -95,9 +96,10 @@ def _njit(fn: Callable[..., Any], signature: Any, parallel: bool) -> Any:
 
 
 class _Routine:
-    """A compiled routine split into ``parts`` (its last argument): one part runs a serial
-    build on the calling thread (no pool launch: ~3 us a call saved), more run a parallel
-    build on the pool, compiled at its first use."""
+    """A compiled routine split into ``parts`` (its last argument, which the call adds: the
+    intra-op count, ``threads.kernel_parts``): one part runs a serial build on the calling
+    thread (no pool launch: ~3 us a call saved), more run a parallel build on the pool,
+    compiled at its first use."""
 
     def __init__(self, fn: Callable[..., Any], signature: Any) -> None:
         self._fn, self._signature = fn, signature
@@ -106,14 +108,15 @@ class _Routine:
         self.__doc__, self.__name__ = fn.__doc__, fn.__name__
 
     def __call__(self, *args: Any) -> None:
-        if args[-1] == 1:
-            return self.serial(*args)
+        parts = threads.kernel_parts()
+        if parts == 1:
+            return self.serial(*args, parts)
         if self._parallel is None:
             # a copy named apart, so that numba's disk cache keeps the two builds apart
             twin = types.FunctionType(self._fn.__code__, self._fn.__globals__, f"{self._fn.__name__}_parallel")
             twin.__qualname__ = twin.__name__
             self._parallel = _njit(twin, self._signature, parallel=True)
-        return self._parallel(*args)
+        return self._parallel(*args, parts)
 
 
 @numba.njit(cache=False, inline="always")

@@ -36,7 +36,6 @@ from edge.kernels.cpu.compiled import compiled as _compiled
 from edge.kernels.cpu.gemm import grouped_matmul
 from edge.kernels.cpu.precision import widen_half
 from edge.kernels.registry import OpContext, register
-from edge.kernels.threads import kernel_parts
 
 __all__: list[str] = []  # kernels are reached through the registry
 
@@ -207,7 +206,7 @@ def _fill_phases(ctx: OpContext, plan: _ConvPlan, x: np.ndarray) -> np.ndarray:
     images = ctx.workspace.get("conv-phases", lead + (layout.gather.taps,) + layout.gather.out, x.dtype)
     if plan.compiled is not None:
         planes = images.reshape((n * channels, layout.gather.taps) + layout.gather.out)
-        plan.compiled.phase_images(np.ascontiguousarray(x), *layout.gather.strides, *layout.gather.pad_begin, planes, kernel_parts())
+        plan.compiled.phase_images(np.ascontiguousarray(x), *layout.gather.strides, *layout.gather.pad_begin, planes)
     else:
         _im2col(x.reshape(lead + x.shape[2:]), layout.gather, images)
     return images.reshape(lead + (layout.gather.taps, -1))
@@ -340,7 +339,7 @@ def convolve(
     y = ctx.output(0, (n, m) + window.out, dtype)
     result, offsets = None, _ONE_TAP  # products still to be summed and cropped into y, per tap
     if plan.depthwise and compiled is not None:
-        compiled.depthwise_conv2d(np.ascontiguousarray(x), weights.reshape(m, -1), *_geometry(window), y, kernel_parts())
+        compiled.depthwise_conv2d(np.ascontiguousarray(x), weights.reshape(m, -1), *_geometry(window), y)
     elif plan.mode == "tap-sum" and compiled is not None and len(plan.phases.by_phase) == 1:
         result, offsets = _partial_products(ctx, plan, x, weights[0]), plan.phases.offset_array
     elif plan.mode == "winograd":
@@ -409,12 +408,12 @@ def _conv_output(
     extra = _NO_RESIDUAL if residual is None else np.ascontiguousarray(residual).reshape(planes.shape)
     code, low, high = compiled.activation_arguments(activation, params)
     if result is None:
-        compiled.conv_epilogue(bias, extra, code, low, high, planes, kernel_parts())
+        compiled.conv_epilogue(bias, extra, code, low, high, planes)
     elif plan.mode == "winograd":
-        compiled.winograd_output(result, *_winograd_tiles(plan.window), bias, extra, code, low, high, planes, kernel_parts())
+        compiled.winograd_output(result, *_winograd_tiles(plan.window), bias, extra, code, low, high, planes)
     else:
         wide = plan.phases.grid[1]
-        compiled.conv_output(result, offsets, bias, extra, wide, code, low, high, planes, kernel_parts())
+        compiled.conv_output(result, offsets, bias, extra, wide, code, low, high, planes)
 
 
 def _partial_products(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, stack: np.ndarray) -> np.ndarray:
@@ -460,7 +459,7 @@ def _winograd_products(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, tiles: np
     tiles_h, tiles_w = _winograd_tiles(plan.window)
     shape = (x.shape[0], 16, plan.cg, tiles_h * tiles_w)
     transformed = ctx.workspace.get("winograd-input", shape, x.dtype)
-    plan.compiled.winograd_input(np.ascontiguousarray(x), *plan.window.pad_begin, tiles_h, tiles_w, transformed, kernel_parts())
+    plan.compiled.winograd_input(np.ascontiguousarray(x), *plan.window.pad_begin, tiles_h, tiles_w, transformed)
     products = ctx.workspace.get("winograd-products", shape[:2] + (plan.mg, shape[3]), x.dtype)
     return grouped_matmul(tiles, transformed, products)
 
@@ -478,7 +477,7 @@ def _columns(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, compiled: ModuleTyp
         if compiled is not None:
             blocks = cols.reshape(n * group, rows + plan.bias_row, -1)
             images = phases.reshape((n * group,) + phases.shape[2:])
-            compiled.gather_runs(images, layout.phase_array, layout.offset_array, layout.length, blocks, kernel_parts())
+            compiled.gather_runs(images, layout.phase_array, layout.offset_array, layout.length, blocks)
         else:
             for tap, (phase, start) in enumerate(zip(layout.phase_of, layout.offsets)):
                 cols[:, :, tap * cg : (tap + 1) * cg] = phases[:, :, :, phase, start : start + layout.length]
@@ -625,7 +624,7 @@ def max_pool(ctx: OpContext, x: np.ndarray) -> np.ndarray | tuple[np.ndarray, np
     if ctx.num_outputs < 2 or ctx.node.outputs[1].meta.get("omitted"):
         if (compiled := _compiled_2d(x, window.kernel)) is not None:
             y = ctx.output(0, x.shape[:2] + window.out, x.dtype)
-            compiled.max_pool2d(np.ascontiguousarray(x), *_geometry(window), y, kernel_parts())
+            compiled.max_pool2d(np.ascontiguousarray(x), *_geometry(window), y)
             return y
         padded = _padded(x, window, _lowest(x.dtype), ctx)
         y = ctx.output(0, x.shape[:2] + window.out, x.dtype)
@@ -706,7 +705,7 @@ def average_pool(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     if (compiled := _compiled_2d(x, window.kernel)) is not None:
         y = ctx.output(0, x.shape[:2] + window.out, x.dtype)
         divisor = _average_divisor(ctx, x, window, slices)[0, 0]
-        compiled.average_pool2d(np.ascontiguousarray(x), *_geometry(window), divisor, y, kernel_parts())
+        compiled.average_pool2d(np.ascontiguousarray(x), *_geometry(window), divisor, y)
         return y
     y = ctx.output(0, x.shape[:2] + window.out, x.dtype)
     total = _window_sum(_padded(x, window, 0, ctx), slices, y)

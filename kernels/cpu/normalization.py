@@ -14,7 +14,6 @@ from edge.kernels.cpu.activations import apply_activation
 from edge.kernels.cpu.compiled import compiled
 from edge.kernels.cpu.precision import widen_half
 from edge.kernels.registry import OpContext, register
-from edge.kernels.threads import kernel_parts
 
 __all__: list[str] = []  # kernels are reached through the registry
 
@@ -79,8 +78,7 @@ def batch_normalize(
     if jit is not None and activation in jit.ACTIVATION_CODES:
         lead = (x.shape[0], x.shape[1], -1)
         arguments = jit.activation_arguments(activation, params)
-        x_planes = np.ascontiguousarray(x).reshape(lead)
-        jit.affine_channels(x_planes, factor.reshape(-1), shift.reshape(-1), *arguments, y.reshape(lead), kernel_parts())
+        jit.affine_channels(np.ascontiguousarray(x).reshape(lead), factor.reshape(-1), shift.reshape(-1), *arguments, y.reshape(lead))
         return y
     np.multiply(x, factor, out=y)
     np.add(y, shift, out=y)

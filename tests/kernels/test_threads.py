@@ -183,7 +183,8 @@ def test_threads_may_run_engines_at_once_on_the_pool() -> None:
 @pytest.mark.skipif(CORES < 2, reason="needs two cores for a pool of two")
 @pytest.mark.parametrize("op", ["MaxPool", "AveragePool", "Conv"])
 def test_fewer_channels_than_parts(op: str) -> None:
-    """A one-channel window routine on two parts: one part has nothing to do."""
+    """A one-channel layer on two parts: one part of each pooled routine it runs (the pool's
+    window loop, or the conv's phase images, column gather and output pass) has nothing to do."""
     rng = np.random.default_rng(5)
     inputs, weights = ["x"], []
     attributes: dict[str, object] = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
