@@ -1,4 +1,5 @@
-"""The intra-op thread count: what it sets, what it refuses, and the CLI flag that sets it."""
+"""The intra-op thread count: what it sets, what it refuses, the CLI flag that sets it, and
+the pooled routines it splits, checked against onnxruntime and from several threads at once."""
 
 from __future__ import annotations
 
