@@ -32,11 +32,11 @@ import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import llvmlite.binding as llvm
 import numba
 import numpy as np
 from numba.core import cgutils
-from numba.extending import get_cython_function_address, intrinsic
+from llvmlite import ir
+from numba.extending import intrinsic
 
 from edge.kernels import threads
 
@@ -769,46 +769,143 @@ def affine_channels(x, factor, shift, activation, low, high, y, parts):  # type:
         _affine_channels(x, factor, shift, activation, low, high, y, first, last)
 
 
-# Matrix products on the pool: each part multiplies one block of the result with BLAS
-# (scipy's, one thread: ``edge.kernels.threads``). Blocks of rows make every part pack all of
-# the right operand, so wide products (more columns than rows: the convs' column matrices)
-# are split by columns, which needs BLAS's row strides: np.dot takes contiguous arrays only,
-# so sgemm is called directly, through a symbol registered when this module loads (a name,
-# not an address baked into the code, keeps the routines cacheable).
+# Matrix products on the pool: each part computes one block of the result's rows or columns
+# with the register-tile kernel below. Per call, OpenBLAS reached 30-45 GF/s on the convs'
+# narrow products (K of 16-144, 16-136 rows), where the tile kernel, which packs nothing
+# but the ragged edges, reaches 45-75 on one core of the development VM (docs/benchmarks.md).
 
-llvm.add_symbol("edgetrt_sgemm", get_cython_function_address("scipy.linalg.cython_blas", "sgemm"))
-_sgemm = numba.types.ExternalFunction("edgetrt_sgemm", numba.void(*(numba.types.voidptr,) * 13))
-_WEIGHTS = numba.types.Array(numba.float32, 3, "C", readonly=True)  # (groups, rows, K)
+_TILE_ROWS, _TILE_COLUMNS, _LANES = 6, 16, 8
+"""The kernel's register tile: 6 rows by two 8-float vectors of columns, 12 accumulators
+(AVX2 has 16 vector registers; NEON, 32 of half the width, holds the same tile in 24)."""
+
+_DEPTH_BLOCK, _ROW_BLOCK = 256, 96
+"""K is walked in blocks of 256 (one tile's strip of the right operand, 16 KB, stays in L1)
+and rows in blocks of 96 (their strip of the left operand, 96 KB at most, stays in L2)."""
 
 
-@intrinsic
-def _pointer(typingctx, address):  # type: ignore[no-untyped-def]
-    """The address (an integer) as a C pointer."""
+def _tile_kernel(columns: int) -> Any:
+    """An intrinsic computing one tile of ``_TILE_ROWS`` x ``columns`` (a multiple of
+    ``_LANES``): c[i, j] (+)= Σₖ a[i, k] · b[k, j] over float32 arrays at addresses ``a``,
+    ``b``, ``c`` with row strides ``a_row``, ``b_row``, ``c_row`` (elements), summed over
+    ``depth``, added to ``c`` when ``accumulate`` is nonzero. The accumulators stay in vector
+    registers for the whole sum; each step multiply-adds a broadcast element of ``a`` with
+    the vectors of ``b``'s row (llvm.fmuladd: fused where the CPU has FMA)."""
+    f32 = ir.FloatType()
+    vector, index = ir.VectorType(f32, _LANES), ir.IntType(64)
+    vectors = columns // _LANES
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        return builder.inttoptr(args[0], cgutils.voidptr_t)
+        a_at, a_row, b_at, b_row, depth, c_at, c_row, accumulate = args
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fmuladd.v{_LANES}f32")
+        a_ptr, b_ptr, c_ptr = (builder.inttoptr(at, f32.as_pointer()) for at in (a_at, b_at, c_at))
+        zero, undefined = ir.Constant(vector, [0.0] * _LANES), ir.Constant(vector, ir.Undefined)
+        splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), _LANES), [0] * _LANES)
 
-    return numba.types.voidptr(numba.types.intp), codegen
+        def vector_at(row_ptr, lane_block):  # type: ignore[no-untyped-def]
+            return builder.bitcast(builder.gep(row_ptr, [ir.Constant(index, lane_block * _LANES)]), vector.as_pointer())
+
+        entry = builder.block
+        loop, done = builder.append_basic_block("tile.loop"), builder.append_basic_block("tile.done")
+        builder.cbranch(builder.icmp_signed(">", depth, ir.Constant(index, 0)), loop, done)
+        builder.position_at_end(loop)
+        k = builder.phi(index)
+        sums = [builder.phi(vector) for _ in range(_TILE_ROWS * vectors)]
+        b_row_ptr = builder.gep(b_ptr, [builder.mul(k, b_row)])
+        columns = [builder.load(vector_at(b_row_ptr, lane_block), align=4) for lane_block in range(vectors)]
+        stepped = []
+        for i in range(_TILE_ROWS):
+            element = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(ir.Constant(index, i), a_row), k)]), align=4)
+            splat = builder.shuffle_vector(builder.insert_element(undefined, element, ir.Constant(index, 0)), undefined, splat_mask)
+            stepped += [builder.call(fma, [splat, columns[lane_block], sums[i * vectors + lane_block]]) for lane_block in range(vectors)]
+        k_next = builder.add(k, ir.Constant(index, 1))
+        builder.cbranch(builder.icmp_signed("<", k_next, depth), loop, done)
+        k.add_incoming(ir.Constant(index, 0), entry)
+        k.add_incoming(k_next, loop)
+        for total, step in zip(sums, stepped):
+            total.add_incoming(zero, entry)
+            total.add_incoming(step, loop)
+        builder.position_at_end(done)
+        results = []
+        for step in stepped:
+            result = builder.phi(vector)
+            result.add_incoming(zero, entry)
+            result.add_incoming(step, loop)
+            results.append(result)
+        places = []
+        for i in range(_TILE_ROWS):
+            c_row_ptr = builder.gep(c_ptr, [builder.mul(ir.Constant(index, i), c_row)])
+            places += [vector_at(c_row_ptr, lane_block) for lane_block in range(vectors)]
+        with builder.if_else(builder.icmp_signed("!=", accumulate, ir.Constant(index, 0))) as (add, store):
+            with add:
+                for result, place in zip(results, places):
+                    builder.store(builder.fadd(builder.load(place, align=4), result), place, align=4)
+            with store:
+                for result, place in zip(results, places):
+                    builder.store(result, place, align=4)
+        return context.get_dummy_value()
+
+    address, stride = numba.types.intp, numba.types.int64
+    signature = numba.types.void(address, stride, address, stride, stride, address, stride, stride)
+
+    def typer(typingctx, a, a_row, b, b_row, depth, c, c_row, accumulate):  # type: ignore[no-untyped-def]
+        return signature, codegen
+
+    return intrinsic(typer)
+
+
+_tile_product = _tile_kernel(_TILE_COLUMNS)
+_narrow_tile_product = _tile_kernel(_LANES)  # a ragged strip of at most 8 columns: half the work
 
 
 @numba.njit(cache=False, inline="always")
 def _block_product(w, x, y, top, bottom, left, right):  # type: ignore[no-untyped-def]
-    """y[top:bottom, left:right] = w[top:bottom] @ x[:, left:right] (row-major 2-D arrays) in
-    one sgemm call: column-major, that is yᵀ = xᵀ wᵀ, each operand read with its row stride."""
-    if bottom <= top or right <= left:
+    """y[top:bottom, left:right] = w[top:bottom] @ x[:, left:right] (row-major 2-D arrays), tile
+    by tile. Whole tiles read ``w`` and ``x`` in place and write ``y``; a ragged last tile
+    of rows reads a zero-padded copy of its rows, one of columns a zero-padded copy of its
+    strip, and is written through a scratch tile."""
+    depth, word = w.shape[1], 4
+    if depth == 0:  # an empty sum
+        y[top:bottom, left:right] = 0
         return
-    inner = w.shape[1]
-    sizes = np.array([right - left, bottom - top, inner, x.shape[1], max(inner, 1), y.shape[1]], np.int32)
-    scalars = np.array([1.0, 0.0], np.float32)
-    plain = np.array([78], np.uint8)  # "N": no transposition
-    at, by, word = sizes.ctypes.data, scalars.ctypes.data, 4
-    _sgemm(
-        _pointer(plain.ctypes.data), _pointer(plain.ctypes.data),
-        _pointer(at), _pointer(at + word), _pointer(at + 2 * word), _pointer(by),
-        _pointer(x.ctypes.data + word * left), _pointer(at + 3 * word),
-        _pointer(w.ctypes.data + word * top * inner), _pointer(at + 4 * word),
-        _pointer(by + word), _pointer(y.ctypes.data + word * (top * y.shape[1] + left)), _pointer(at + 5 * word),
-    )
+    block = min(depth, _DEPTH_BLOCK)
+    strip = np.zeros(block * _TILE_COLUMNS, np.float32)
+    spare_rows = np.zeros(_TILE_ROWS * block, np.float32)
+    scratch = np.empty(_TILE_ROWS * _TILE_COLUMNS, np.float32)
+    ragged = bottom - (bottom - top) % _TILE_ROWS  # first row of the ragged last tile
+    for k0 in range(0, depth, _DEPTH_BLOCK):
+        kc = min(_DEPTH_BLOCK, depth - k0)
+        accumulate = 1 if k0 > 0 else 0
+        for i in range(bottom - ragged):
+            for k in range(kc):
+                spare_rows[i * kc + k] = w[ragged + i, k0 + k]
+        for row_block in range(top, bottom, _ROW_BLOCK):
+            for j0 in range(left, right, _TILE_COLUMNS):
+                width = min(_TILE_COLUMNS, right - j0)
+                if width == _TILE_COLUMNS:
+                    b, b_row = x.ctypes.data + word * (k0 * x.shape[1] + j0), x.shape[1]
+                else:
+                    for k in range(kc):
+                        for j in range(width):
+                            strip[k * _TILE_COLUMNS + j] = x[k0 + k, j0 + j]
+                    b, b_row = strip.ctypes.data, _TILE_COLUMNS
+                for i0 in range(row_block, min(bottom, row_block + _ROW_BLOCK), _TILE_ROWS):
+                    height = min(_TILE_ROWS, bottom - i0)
+                    if height == _TILE_ROWS:
+                        a, a_row = w.ctypes.data + word * (i0 * depth + k0), depth
+                    else:
+                        a, a_row = spare_rows.ctypes.data, kc
+                    if height == _TILE_ROWS and width == _TILE_COLUMNS:
+                        c = y.ctypes.data + word * (i0 * y.shape[1] + j0)
+                        _tile_product(a, a_row, b, b_row, kc, c, y.shape[1], accumulate)
+                        continue
+                    if width > _LANES:
+                        _tile_product(a, a_row, b, b_row, kc, scratch.ctypes.data, _TILE_COLUMNS, 0)
+                    else:
+                        _narrow_tile_product(a, a_row, b, b_row, kc, scratch.ctypes.data, _TILE_COLUMNS, 0)
+                    for i in range(height):
+                        for j in range(width):
+                            value = scratch[i * _TILE_COLUMNS + j]
+                            y[i0 + i, j0 + j] = y[i0 + i, j0 + j] + value if accumulate else value
 
 
 @numba.njit(cache=False, inline="always")
@@ -822,6 +919,9 @@ def _product_part(w, x, y, piece, pieces):  # type: ignore[no-untyped-def]
     else:
         top, bottom = _share(rows, piece, pieces)
         _block_product(w, x, y, top, bottom, 0, columns)
+
+
+_WEIGHTS = numba.types.Array(numba.float32, 3, "C", readonly=True)  # (groups, rows, K)
 
 
 @_pooled(_WEIGHTS, _IMAGES, _PLANE, _INT)

@@ -1,0 +1,72 @@
+"""The float32 matrix products of the CPU kernels (``edge.kernels.cpu.gemm`` on the compiled
+register-tile kernel) vs numpy in float64: whole and ragged tiles, K longer than one depth
+block, more rows than one row block, split by rows or columns over one and two parts, and
+non-finite values kept to the rows and columns they belong to. Skipped without numba."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from edge.kernels import threads
+from edge.kernels.cpu.gemm import grouped_matmul, matrix_product
+
+jit = pytest.importorskip("edge.kernels.cpu.jit")
+
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+PARTS = [1, 2] if CORES >= 2 else [1]
+
+# (rows, depth, columns): whole tiles, ragged rows (1-7 over 6), ragged columns (over 16 and 8),
+# depth 0, depth across blocks of 256 (and a last short block), rows across blocks of 96
+SHAPES = [
+    (12, 32, 32), (1, 1, 1), (7, 5, 9), (13, 27, 17), (5, 3, 8), (6, 16, 196), (68, 68, 49),
+    (4, 0, 10), (18, 300, 40), (9, 513, 23), (200, 40, 20), (30, 20, 300), (2, 700, 3),
+]
+
+
+@pytest.fixture(params=PARTS, ids=lambda parts: f"{parts}-part")
+def parts(request: pytest.FixtureRequest) -> Iterator[int]:
+    saved = threads._count
+    threads.set_intra_op_threads(request.param)
+    yield request.param
+    threads._count = saved
+    threads.bind_calling_thread()
+
+
+@pytest.mark.parametrize("rows, depth, columns", SHAPES)
+def test_matrix_product_matches_float64(parts: int, rows: int, depth: int, columns: int) -> None:
+    rng = np.random.default_rng(rows * 1000 + depth + columns)
+    a = rng.standard_normal((rows, depth)).astype(np.float32)
+    b = rng.standard_normal((depth, columns)).astype(np.float32)
+    out = np.full((rows, columns), np.nan, np.float32)  # every element must be written
+    matrix_product(a, b, out)
+    expected = a.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * max(1.0, np.sqrt(depth)))
+
+
+@pytest.mark.parametrize("images, groups, rows, depth, columns", [(1, 4, 34, 34, 196), (2, 3, 7, 9, 50), (1, 1, 24, 27, 300)])
+def test_grouped_products_match_float64(parts: int, images: int, groups: int, rows: int, depth: int, columns: int) -> None:
+    rng = np.random.default_rng(7)
+    weights = rng.standard_normal((groups, rows, depth)).astype(np.float32)
+    cols = rng.standard_normal((images, groups, depth, columns)).astype(np.float32)
+    y = grouped_matmul(weights, cols)
+    expected = np.einsum("gmk,ngkp->ngmp", weights.astype(np.float64), cols.astype(np.float64))
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_non_finite_values_stay_in_their_rows_and_columns(parts: int) -> None:
+    """Inf and NaN in a ragged row and column reach exactly the outputs numpy gives them; the
+    zero padding of a ragged tile multiplies them too, and none of that may leak."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((13, 20)).astype(np.float32)
+    b = rng.standard_normal((20, 37)).astype(np.float32)
+    a[12, 4] = np.inf
+    b[9, 36] = np.nan
+    out = matrix_product(a, b)
+    expected = a.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_array_equal(np.isfinite(out), np.isfinite(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(out[finite], expected[finite], rtol=1e-5, atol=1e-5)
