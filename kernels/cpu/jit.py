@@ -4,10 +4,12 @@ transforms of the Winograd F(2x2, 3x3) conv, and inference BatchNormalization.
 
 numpy evaluates a k x k window as k² full passes over memory (one strided slice per tap).
 Here each input plane is copied once into stride-phase images (see ``_windows``), after
-which every tap is one contiguous, vectorized loop over an accumulator that stays in L1, and
-the result is written once into the output buffer; stride-2 pools on rows of 12 outputs or
-more fold rows, then columns instead (``_pool_stride2``), and stride-2 depthwise convs work
-row by row from the input (``_depthwise_stride2``). Every public routine splits its
+which every tap is one contiguous, vectorized loop over an accumulator that stays in L1 (for
+depthwise convs, all taps multiply-added in vector registers: ``_weighted_taps``), and the
+result is written once into the output buffer; stride-2 pools on rows of 12 outputs or
+more fold rows, then columns instead (``_pool_stride2``). The conv GEMMs run a register-tile
+kernel (``_tile_kernel``). The few kernels written in LLVM IR (numba intrinsics) use generic
+vectors of ``_LANES`` floats, which LLVM lowers to AVX2 or NEON. Every public routine splits its
 planes, channels or GEMM blocks into parts (a last argument the call fills in with the
 intra-op count) over numba's pool, which runs the intra-op threads (``edge.kernels.threads``,
 ``_Routine``); each part runs a serially compiled kernel, called rather than inlined, which
@@ -77,14 +79,35 @@ def _compile(*signature: Any) -> Callable[[Callable[..., Any]], Any]:
     return decorate
 
 
-def _pooled(*signature: Any) -> Callable[[Callable[..., Any]], _Routine]:
+def _pooled(*signature: Any, work: Callable[..., int]) -> Callable[[Callable[..., Any]], _Routine]:
     """``_compile`` for a routine whose last argument, ``parts``, is how many parts its
-    ``numba.prange`` loop splits the work into; callers leave it out (``_Routine``)."""
+    ``numba.prange`` loop splits the work into; callers leave it out (``_Routine``). ``work``
+    estimates a call's work from its arguments (see ``_PART_WORK``)."""
 
     def decorate(fn: Callable[..., Any]) -> _Routine:
-        return _Routine(fn, numba.void(*signature))
+        return _Routine(fn, numba.void(*signature), work)
 
     return decorate
+
+
+_PART_WORK = 32768
+"""Least work worth a part of its own, in elements a pass writes (a GEMM's multiply-adds count
+a quarter each): a pool launch costs 3-5 us on the development VM, what one part does with
+about 40 000 elements or 150 000 multiply-adds, so smaller calls take fewer parts (as
+onnxruntime sizes each op's share of its pool)."""
+
+
+def _sizes(first: int, second: int | None = None) -> Callable[..., int]:
+    """``work`` for a pass: the size of the array at position ``first`` (plus the one at
+    ``second``), read with no loop: this runs at every call."""
+    if second is None:
+        return lambda *args: args[first].size
+    return lambda *args: args[first].size + args[second].size
+
+
+def _product_work(a: np.ndarray, b: np.ndarray, y: np.ndarray) -> int:
+    """``work`` for a matrix product y = a · b (stacked or not): its multiply-adds over 4."""
+    return y.size * a.shape[-1] // 4
 
 
 def _njit(fn: Callable[..., Any], signature: Any, parallel: bool) -> Any:
@@ -97,18 +120,20 @@ def _njit(fn: Callable[..., Any], signature: Any, parallel: bool) -> Any:
 
 class _Routine:
     """A compiled routine split into ``parts`` (its last argument, which the call adds: the
-    intra-op count, ``threads.kernel_parts``): one part runs a serial build on the calling
-    thread (no pool launch: ~3 us a call saved), more run a parallel build on the pool,
+    intra-op count, ``threads.kernel_parts``, fewer for little work): one part runs a serial
+    build on the calling thread (no pool launch), more run a parallel build on the pool,
     compiled at its first use."""
 
-    def __init__(self, fn: Callable[..., Any], signature: Any) -> None:
-        self._fn, self._signature = fn, signature
+    def __init__(self, fn: Callable[..., Any], signature: Any, work: Callable[..., int]) -> None:
+        self._fn, self._signature, self._work = fn, signature, work
         self.serial = _njit(fn, signature, parallel=False)
         self._parallel: Any = None
         self.__doc__, self.__name__ = fn.__doc__, fn.__name__
 
     def __call__(self, *args: Any) -> None:
         parts = threads.kernel_parts()
+        if parts > 1:
+            parts = min(parts, max(1, self._work(*args) // _PART_WORK))
         if parts == 1:
             return self.serial(*args, parts)
         if self._parallel is None:
@@ -136,13 +161,125 @@ def _gather_row(phase, into, source, start, first, end, wide, stride, fill):  # 
     """phase[into + c] = source[start + c·stride] for c in [first, end), ``fill`` elsewhere in the row."""
     for c in range(first):
         phase[into + c] = fill
-    for c in range(end - first):
-        phase[into + first + c] = source[start + c * stride]
+    if stride == 1:
+        _copy_floats(phase.ctypes.data + 4 * (into + first), source.ctypes.data + 4 * start, end - first)
+    else:
+        for c in range(end - first):
+            phase[into + first + c] = source[start + c * stride]
     for c in range(end, wide):
         phase[into + c] = fill
 
 
 _FEW_OUTPUTS = 16  # output planes this small take their taps innermost
+
+_LANES = 8
+"""floats per vector in the kernels written in LLVM IR (``_weighted_taps``, ``_tile_kernel``):
+one AVX2 register, two NEON ones."""
+
+_CHUNK = 4 * _LANES
+"""Outputs ``_weighted_taps`` accumulates at once: four vectors, four independent chains of
+multiply-adds (one chain would wait out each multiply-add's latency)."""
+
+
+def _splat(builder: ir.IRBuilder, value: ir.Value) -> ir.Value:
+    """A vector of ``_LANES`` copies of the float ``value``."""
+    vector = ir.VectorType(ir.FloatType(), _LANES)
+    undefined = ir.Constant(vector, ir.Undefined)
+    lanes = ir.Constant(ir.VectorType(ir.IntType(32), _LANES), [0] * _LANES)
+    return builder.shuffle_vector(builder.insert_element(undefined, value, ir.Constant(ir.IntType(32), 0)), undefined, lanes)
+
+
+def _vector_at(builder: ir.IRBuilder, pointer: ir.Value, offset: ir.Value) -> ir.Value:
+    """``pointer`` (float*) advanced by ``offset`` floats, as a pointer to a vector."""
+    return builder.bitcast(builder.gep(pointer, [offset]), ir.VectorType(ir.FloatType(), _LANES).as_pointer())
+
+
+def _multiply_add(builder: ir.IRBuilder) -> ir.Function:
+    """llvm.fmuladd on vectors: a·b + c, fused where the CPU has FMA."""
+    vector = ir.VectorType(ir.FloatType(), _LANES)
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fmuladd.v{_LANES}f32")
+
+
+@intrinsic
+def _copy_floats(typingctx, target, source, count):  # type: ignore[no-untyped-def]
+    """Copy ``count`` float32 values from address ``source`` to ``target`` (not overlapping)
+    with the C library's memcpy: rows this short (7-28 values) are all loop overhead as a
+    compiled loop, which LLVM vectorizes for 32 values at a time and runs scalar below that."""
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        target, source, count = args
+        byte = ir.IntType(8).as_pointer()
+        cgutils.raw_memcpy(builder, builder.inttoptr(target, byte), builder.inttoptr(source, byte), count, 4, align=4)
+        return context.get_dummy_value()
+
+    return numba.types.void(numba.types.intp, numba.types.intp, numba.types.uint64), codegen
+
+
+@intrinsic
+def _weighted_taps(typingctx, images, offsets, weights, taps, start, total, chunks):  # type: ignore[no-untyped-def]
+    """total[p] = start + Σₜ weights[t] · images[offsets[t] + p] for p < chunks·``_CHUNK``: the
+    taps of ``_windows`` for a weighted window, ``images`` a float32 array, ``offsets`` an
+    int64 one and ``weights`` a float32 one (addresses). Each chunk's four vectors stay in
+    registers over every tap, so ``total`` is written once (a loop per tap, as LLVM writes it,
+    loads and stores it at every tap)."""
+    index = ir.IntType(64)
+    f32, vector = ir.FloatType(), ir.VectorType(ir.FloatType(), _LANES)
+    vectors = _CHUNK // _LANES
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        images_at, offsets_at, weights_at, taps, start, total_at, chunks = args
+        fma = _multiply_add(builder)
+        images_ptr, weights_ptr, total_ptr = (builder.inttoptr(at, f32.as_pointer()) for at in (images_at, weights_at, total_at))
+        offsets_ptr = builder.inttoptr(offsets_at, index.as_pointer())
+        first = _splat(builder, start)
+        entry = builder.block
+        chunk_head = builder.append_basic_block("taps.chunk")
+        tap_loop = builder.append_basic_block("taps.tap")
+        chunk_tail = builder.append_basic_block("taps.store")
+        done = builder.append_basic_block("taps.done")
+        builder.cbranch(builder.icmp_signed(">", chunks, ir.Constant(index, 0)), chunk_head, done)
+
+        builder.position_at_end(chunk_head)
+        chunk = builder.phi(index)
+        base = builder.mul(chunk, ir.Constant(index, _CHUNK))
+        builder.cbranch(builder.icmp_signed(">", taps, ir.Constant(index, 0)), tap_loop, chunk_tail)
+
+        builder.position_at_end(tap_loop)
+        tap = builder.phi(index)
+        sums = [builder.phi(vector) for _ in range(vectors)]
+        weight = _splat(builder, builder.load(builder.gep(weights_ptr, [tap]), align=4))
+        at = builder.add(builder.load(builder.gep(offsets_ptr, [tap]), align=8), base)
+        stepped = [
+            builder.call(fma, [weight, builder.load(_vector_at(builder, images_ptr, builder.add(at, ir.Constant(index, v * _LANES))), align=4), sums[v]])
+            for v in range(vectors)
+        ]
+        next_tap = builder.add(tap, ir.Constant(index, 1))
+        builder.cbranch(builder.icmp_signed("<", next_tap, taps), tap_loop, chunk_tail)
+        tap.add_incoming(ir.Constant(index, 0), chunk_head)
+        tap.add_incoming(next_tap, tap_loop)
+        for total, step in zip(sums, stepped):
+            total.add_incoming(first, chunk_head)
+            total.add_incoming(step, tap_loop)
+
+        builder.position_at_end(chunk_tail)
+        results = []
+        for step in stepped:
+            result = builder.phi(vector)
+            result.add_incoming(first, chunk_head)
+            result.add_incoming(step, tap_loop)
+            results.append(result)
+        for v, result in enumerate(results):
+            builder.store(result, _vector_at(builder, total_ptr, builder.add(base, ir.Constant(index, v * _LANES))), align=4)
+        next_chunk = builder.add(chunk, ir.Constant(index, 1))
+        builder.cbranch(builder.icmp_signed("<", next_chunk, chunks), chunk_head, done)
+        chunk.add_incoming(ir.Constant(index, 0), entry)
+        chunk.add_incoming(next_chunk, chunk_tail)
+
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+
+    address, count = numba.types.intp, numba.types.int64
+    return numba.types.void(address, address, address, count, numba.types.float32, address, count), codegen
 
 
 @numba.njit(cache=False, inline="always")
@@ -182,15 +319,16 @@ def _windows(kind, x, weights, kh, kw, sh, sw, dh, dw, top, left, divisor, y):  
     size = tall * wide + (kw - 1) * dw // sw  # the tail keeps junk-column reads in bounds
     length = _UINT(out_h * wide)
     fill = np.float32(-np.inf) if kind == _MAXIMUM else np.float32(0)
-    phases = np.empty(sh * sw * size, np.float32)
-    total = np.empty(out_h * wide, np.float32)
+    chunks = -(-out_h * wide // _CHUNK)
+    phases = np.empty(sh * sw * size + _CHUNK, np.float32)  # _weighted_taps reads whole chunks
+    total = np.empty(chunks * _CHUNK, np.float32)
     # per column phase b: the phase columns [first, end) that land inside the input, and where
     spans = np.empty((sw, 3), np.int64)
     for b in range(sw):
         first = (left - b + sw - 1) // sw if left > b else 0
         end = min(wide, (width - 1 + left - b) // sw + 1)
         spans[b, 0], spans[b, 1], spans[b, 2] = min(first, wide), max(min(first, wide), end), first * sw + b - left
-    for k in range(_UINT(sh * sw * size)):
+    for k in range(_UINT(phases.size)):
         phases[k] = fill
     offsets = np.empty(taps, np.uint64)  # where tap (i, j) of output (0, 0) sits in the phase images
     for i in range(kh):
@@ -221,7 +359,10 @@ def _windows(kind, x, weights, kh, kw, sh, sw, dh, dw, top, left, divisor, y):  
                 start_value = weights[m, taps] if weights.shape[1] > taps else np.float32(0)
             else:
                 start_value = fill
-            if out_h * out_w > _FEW_OUTPUTS:
+            if kind == _WEIGHTED and out_h * out_w > _FEW_OUTPUTS:
+                row = weights.ctypes.data + 4 * m * weights.shape[1]
+                _weighted_taps(phases.ctypes.data, offsets.ctypes.data, row, taps, start_value, total.ctypes.data, chunks)
+            elif out_h * out_w > _FEW_OUTPUTS:
                 for k in range(length):
                     total[k] = start_value
                 for t in range(0, taps - 2, 3):  # three taps per pass: a third of the loads and stores of total
@@ -250,61 +391,13 @@ def _windows(kind, x, weights, kh, kw, sh, sw, dh, dw, top, left, divisor, y):  
                     for k in range(_UINT(out_w)):
                         target[into + k] = total[start + k] / divisor[counts + k]
                 else:
-                    for k in range(_UINT(out_w)):
-                        target[into + k] = total[start + k]
-
-
-@numba.njit(cache=False, inline="always")
-def _depthwise_stride2(x, weights, kh, kw, top, left, y):  # type: ignore[no-untyped-def]
-    """A depthwise conv of stride 2 (dilation 1) row by row: each input row a window row
-    reads is copied once into a zero-padded row, and its column taps, three per pass, are
-    multiply-added into an output row kept in L1 with stride-2 loads LLVM vectorizes as an
-    interleaved group (``_windows`` would first gather every element with a scalar load)."""
-    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
-    outputs, out_h, out_w = y.shape[1], y.shape[2], y.shape[3]
-    multiplier, taps = outputs // channels, kh * kw
-    row = np.zeros(2 * out_w + kw, np.float32)  # the padding columns are never written: they stay 0
-    total = np.empty(out_w, np.float32)
-    low, high = min(left, row.size), min(row.size, left + width)  # padded columns that hold input
-    has_bias = weights.shape[1] > taps
-    source, target = x.reshape(-1), y.reshape(-1)
-    two = _UINT(2)
-    for plane in range(y.shape[0] * outputs):
-        m = plane % outputs
-        plane_in = ((plane // outputs) * channels + m // multiplier) * height * width
-        base = weights[m, taps] if has_bias else np.float32(0)
-        for r in range(out_h):
-            for c in range(_UINT(out_w)):
-                total[c] = base
-            for i in range(kh):
-                q = 2 * r + i - top
-                if q < 0 or q >= height:
-                    continue
-                start = _UINT(plane_in + q * width) - _UINT(left)
-                for k in range(_UINT(low), _UINT(high)):
-                    row[k] = source[start + k]
-                for j in range(0, kw - 2, 3):
-                    t0, t1, t2 = weights[m, i * kw + j], weights[m, i * kw + j + 1], weights[m, i * kw + j + 2]
-                    at = _UINT(j)
-                    for c in range(_UINT(out_w)):
-                        k = two * c + at
-                        total[c] += t0 * row[k] + t1 * row[k + _UINT(1)] + t2 * row[k + two]
-                for j in range(kw - kw % 3, kw):
-                    tap, at = weights[m, i * kw + j], _UINT(j)
-                    for c in range(_UINT(out_w)):
-                        total[c] += tap * row[two * c + at]
-            into = _UINT((plane * out_h + r) * out_w)
-            for c in range(_UINT(out_w)):
-                target[into + c] = total[c]
+                    _copy_floats(y.ctypes.data + 4 * into, total.ctypes.data + 4 * start, _UINT(out_w))
 
 
 @_compile(_INPUT, _MATRIX, *_GEOMETRY, _PLANE)
 def _depthwise_conv2d(x, weights, kh, kw, sh, sw, dh, dw, top, left, y):  # type: ignore[no-untyped-def]
     """``depthwise_conv2d`` on one part's arrays."""
-    if sh == 2 and sw == 2 and dh == 1 and dw == 1:
-        _depthwise_stride2(x, weights, kh, kw, top, left, y)
-    else:
-        _windows(_WEIGHTED, x, weights, kh, kw, sh, sw, dh, dw, top, left, np.empty(0, np.float32), y)
+    _windows(_WEIGHTED, x, weights, kh, kw, sh, sw, dh, dw, top, left, np.empty(0, np.float32), y)
 
 
 _SEPARABLE_WIDTH = 12  # output rows narrower than this are all loop overhead in _pool_stride2
@@ -395,7 +488,7 @@ def _channels(a, n, first, last):  # type: ignore[no-untyped-def]
 # left without channels, when there are fewer channels than parts, do nothing).
 
 
-@_pooled(_INPUT, _MATRIX, *_GEOMETRY, _PLANE, _INT)
+@_pooled(_INPUT, _MATRIX, *_GEOMETRY, _PLANE, _INT, work=_sizes(0, 10))
 def depthwise_conv2d(x, weights, kh, kw, sh, sw, dh, dw, top, left, y, parts):  # type: ignore[no-untyped-def]
     """y[n, m] = bias[m] + Σ taps of x[n, m // multiplier] ⋆ w[m] (group == input channels).
 
@@ -410,7 +503,7 @@ def depthwise_conv2d(x, weights, kh, kw, sh, sw, dh, dw, top, left, y, parts):  
             _depthwise_conv2d(x_part, rows, kh, kw, sh, sw, dh, dw, top, left, y_part)
 
 
-@_pooled(_INPUT, *_GEOMETRY, _PLANE, _INT)
+@_pooled(_INPUT, *_GEOMETRY, _PLANE, _INT, work=_sizes(0, 9))
 def max_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, y, parts):  # type: ignore[no-untyped-def]
     """Window maximum; padding never wins (-inf when a window holds no input). NaN propagates."""
     for part in numba.prange(parts):
@@ -419,7 +512,7 @@ def max_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, y, parts):  # type: ignore[
             _max_pool2d(_channels(x, n, first, last), kh, kw, sh, sw, dh, dw, top, left, _channels(y, n, first, last))
 
 
-@_pooled(_INPUT, *_GEOMETRY, _MATRIX, _PLANE, _INT)
+@_pooled(_INPUT, *_GEOMETRY, _MATRIX, _PLANE, _INT, work=_sizes(0, 10))
 def average_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, divisor, y, parts):  # type: ignore[no-untyped-def]
     """Window sum over the input positions it covers, divided by ``divisor`` (out_h, out_w),
     which the caller computes from count_include_pad."""
@@ -445,7 +538,7 @@ def _gather_runs(images, phase_of, offsets, length, cols, first, last):  # type:
             target[into + k] = source[start + k]
 
 
-@_pooled(_IMAGES, _INDEX, _INDEX, _INT, numba.float32[:, :, ::1], _INT)
+@_pooled(_IMAGES, _INDEX, _INDEX, _INT, numba.float32[:, :, ::1], _INT, work=_sizes(4))
 def gather_runs(images, phase_of, offsets, length, cols, parts):  # type: ignore[no-untyped-def]
     """cols[b, t·C + c, :length] = images[b, c, phase_of[t], offsets[t] : offsets[t] + length]
     for every block b, tap t and channel c: a conv's column matrix, one contiguous run per row."""
@@ -482,7 +575,7 @@ def _phase_images(x, sh, sw, top, left, images, first, last):  # type: ignore[no
                             target[into + q] = source[start + q * stride]
 
 
-@_pooled(_INPUT, _INT, _INT, _INT, _INT, _PLANE, _INT)
+@_pooled(_INPUT, _INT, _INT, _INT, _INT, _PLANE, _INT, work=_sizes(0, 5))
 def phase_images(x, sh, sw, top, left, images, parts):  # type: ignore[no-untyped-def]
     """images[n·C + c, a·sw + b, r, q] = padded x[n, c] at row r·sh + a, column q·sw + b: the
     zero-padded planes split into stride phases (``nn._Phases``). Each phase image is zeroed
@@ -567,7 +660,7 @@ def _conv_output(source, offsets, bias, residual, wide, activation, low, high, y
             _finish_in_place(target, into, width, base, extra, has_residual, activation, low, high)
 
 
-@_pooled(_BLOCKS, _INDEX, _MATRIX, _IMAGES, _INT, _INT, _FLOAT, _FLOAT, _PLANE, _INT)
+@_pooled(_BLOCKS, _INDEX, _MATRIX, _IMAGES, _INT, _INT, _FLOAT, _FLOAT, _PLANE, _INT, work=_sizes(0, 8))
 def conv_output(source, offsets, bias, residual, wide, activation, low, high, y, parts):  # type: ignore[no-untyped-def]
     """y[b, m, r, c] = act(Σ_t source[b, t·M + m, offsets[t] + r·wide + c] + bias[b % G, m]
     + residual[b, m, r, c]): a conv's output written once from its GEMM result laid out on a
@@ -594,7 +687,7 @@ def _conv_epilogue(bias, residual, activation, low, high, y, first, last):  # ty
         _finish_in_place(target, _UINT(plane * size), _UINT(size), base, extra, has_residual, activation, low, high)
 
 
-@_pooled(_MATRIX, _IMAGES, _INT, _FLOAT, _FLOAT, _PLANE, _INT)
+@_pooled(_MATRIX, _IMAGES, _INT, _FLOAT, _FLOAT, _PLANE, _INT, work=_sizes(5))
 def conv_epilogue(bias, residual, activation, low, high, y, parts):  # type: ignore[no-untyped-def]
     """y[b, m] = act(y[b, m] + bias[b % G, m] + residual[b, m]) in place, as ``conv_output``
     finishes a conv whose GEMM wrote ``y`` directly."""
@@ -680,7 +773,7 @@ def _winograd_input(x, top, left, tiles_h, tiles_w, v, first, last):  # type: ig
                 _pair(target, into + _UINT(3) * plane, mixed, odd, odd + _UINT(1), minus, run)
 
 
-@_pooled(_INPUT, _INT, _INT, _INT, _INT, _PLANE, _INT)
+@_pooled(_INPUT, _INT, _INT, _INT, _INT, _PLANE, _INT, work=_sizes(0, 5))
 def winograd_input(x, top, left, tiles_h, tiles_w, v, parts):  # type: ignore[no-untyped-def]
     """v[n, 4a + b, c, i·tiles_w + j] = (Bᵀ d B)[a, b], d the 4x4 tile of x[n, c] whose top-left
     is at row 2i - top, column 2j - left (positions outside x read 0).
@@ -733,7 +826,7 @@ def _winograd_output(products, tiles_h, tiles_w, bias, residual, activation, low
         _finish_in_place(target, start, _UINT(out_h) * width, value, extra, has_residual, activation, low, high)
 
 
-@_pooled(_IMAGES, _INT, _INT, _MATRIX, _IMAGES, _INT, _FLOAT, _FLOAT, _PLANE, _INT)
+@_pooled(_IMAGES, _INT, _INT, _MATRIX, _IMAGES, _INT, _FLOAT, _FLOAT, _PLANE, _INT, work=_sizes(0, 8))
 def winograd_output(products, tiles_h, tiles_w, bias, residual, activation, low, high, y, parts):  # type: ignore[no-untyped-def]
     """y[n, m] = act(Aᵀ P A + bias[0, m] + residual[n, m]) tile by tile, P the 4x4
     products[n, :, m, tile] (one GEMM result per tile position), cropped at the bottom and
@@ -758,7 +851,7 @@ def _affine_channels(x, factor, shift, activation, low, high, y, first, last):  
             target[start + k] = _activated(source[start + k] * scale + offset, activation, low, high)
 
 
-@_pooled(_BLOCKS, _VECTOR, _VECTOR, _INT, _FLOAT, _FLOAT, numba.float32[:, :, ::1], _INT)
+@_pooled(_BLOCKS, _VECTOR, _VECTOR, _INT, _FLOAT, _FLOAT, numba.float32[:, :, ::1], _INT, work=_sizes(0, 6))
 def affine_channels(x, factor, shift, activation, low, high, y, parts):  # type: ignore[no-untyped-def]
     """y[n, c, k] = act(x[n, c, k] · factor[c] + shift[c]): inference BatchNormalization (and the
     Relu or Clip fused after it) in one pass; numpy's broadcast multiply, then add, walk the
@@ -774,7 +867,7 @@ def affine_channels(x, factor, shift, activation, low, high, y, parts):  # type:
 # narrow products (K of 16-144, 16-136 rows), where the tile kernel, which packs nothing
 # but the ragged edges, reaches 45-75 on one core of the development VM (docs/benchmarks.md).
 
-_TILE_ROWS, _TILE_COLUMNS, _LANES = 6, 16, 8
+_TILE_ROWS, _TILE_COLUMNS = 6, 2 * _LANES
 """The kernel's register tile: 6 rows by two 8-float vectors of columns, 12 accumulators
 (AVX2 has 16 vector registers; NEON, 32 of half the width, holds the same tile in 24)."""
 
@@ -924,7 +1017,7 @@ def _product_part(w, x, y, piece, pieces):  # type: ignore[no-untyped-def]
 _WEIGHTS = numba.types.Array(numba.float32, 3, "C", readonly=True)  # (groups, rows, K)
 
 
-@_pooled(_WEIGHTS, _IMAGES, _PLANE, _INT)
+@_pooled(_WEIGHTS, _IMAGES, _PLANE, _INT, work=_product_work)
 def gemm_blocks(weights, cols, y, parts):  # type: ignore[no-untyped-def]
     """y[n, g] = weights[g] @ cols[n, g] for every image n and group g: the (N·G) products
     dealt out whole when they divide evenly among ``parts``, else each split into ``parts``."""
@@ -937,14 +1030,14 @@ def gemm_blocks(weights, cols, y, parts):  # type: ignore[no-untyped-def]
         _product_part(weights[g], cols[n, g], y[n, g], piece, split)
 
 
-@_pooled(_MATRIX, _MATRIX, numba.float32[:, ::1], _INT)
+@_pooled(_MATRIX, _MATRIX, numba.float32[:, ::1], _INT, work=_product_work)
 def matmul(a, b, y, parts):  # type: ignore[no-untyped-def]
     """y = a @ b, split into ``parts`` by columns or rows."""
     for part in numba.prange(parts):
         _product_part(a, b, y, part, parts)
 
 
-@_pooled(_MATRIX, _MATRIX, numba.float32[:, ::1], _INT)
+@_pooled(_MATRIX, _MATRIX, numba.float32[:, ::1], _INT, work=_product_work)
 def matmul_transposed(a, w, y, parts):  # type: ignore[no-untyped-def]
     """y = a @ wᵀ (a layer's weights stored one output per row), split by the rows of ``a``
     when there are enough, else by the rows of ``w`` (a batch of one: matrix-vector)."""

@@ -28,7 +28,8 @@ SHAPES = [
 
 
 @pytest.fixture(params=PARTS, ids=lambda parts: f"{parts}-part")
-def parts(request: pytest.FixtureRequest) -> Iterator[int]:
+def parts(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    monkeypatch.setattr(jit, "_PART_WORK", 1)  # split even the smallest product
     saved = threads._count
     threads.set_intra_op_threads(request.param)
     yield request.param

@@ -34,11 +34,13 @@ DEPTHWISE = [
     (3, 2, 9, 8, (2, 4), (1, 1), (1, 1), "SAME_LOWER", True, 1, ""),
     (16, 1, 4, 4, (3, 3), (1, 1), (3, 3), [3, 3, 3, 3], True, 1, ""),  # dilation past the image
     (2, 1, 3, 3, (3, 3), (1, 1), (1, 1), [4, 4, 4, 4], True, 1, ""),  # pads wider than the kernel
-    # stride 2, dilation 1: the row-by-row routine (column taps three per pass, then the rest)
+    # stride 2 over larger planes: many chunks of outputs accumulated in registers, a ragged last one
     (6, 1, 30, 29, (5, 5), (2, 2), (1, 1), [2, 1, 2, 3], True, 1, "Relu"),
     (4, 2, 20, 26, (3, 4), (2, 2), (1, 1), [0, 2, 1, 0], False, 2, ""),  # multiplier 2, kw 4
     (3, 1, 9, 9, (3, 3), (2, 2), (1, 1), "SAME_UPPER", True, 1, ""),
     (2, 1, 5, 4, (3, 3), (2, 2), (1, 1), [3, 3, 3, 3], True, 1, ""),  # rows and columns of padding only
+    (3, 1, 40, 37, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], True, 1, ""),  # unit stride, 44 chunks
+    (4, 1, 9, 11, (1, 1), (1, 1), (1, 1), [0, 0, 0, 0], True, 1, ""),  # one tap
 ]
 
 # (op, channels, height, width, kernel, strides, dilations, pads | auto_pad, ceil_mode, count_include_pad, batch)

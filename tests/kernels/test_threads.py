@@ -148,7 +148,32 @@ def _conv_net() -> onnx.ModelProto:
     return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
 
 
+@pytest.fixture
+def split_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Split every call over the parts, however little work it has: the test models are small."""
+    jit = pytest.importorskip("edge.kernels.cpu.jit")
+    monkeypatch.setattr(jit, "_PART_WORK", 1)
+
+
 @pytest.mark.skipif(CORES < 2, reason="needs two cores for a pool of two")
+def test_little_work_runs_on_one_part(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass too small to repay a pool launch runs its serial build; a large one does not."""
+    jit = pytest.importorskip("edge.kernels.cpu.jit")
+    serial_calls = []
+    routine = jit.conv_epilogue
+    serial = routine.serial
+    monkeypatch.setattr(routine, "serial", lambda *args: serial_calls.append(args[-1]) or serial(*args))
+    edge.set_intra_op_threads(2)
+    no_bias, no_residual = np.empty((0, 0), np.float32), np.empty((0, 0, 0, 0), np.float32)
+    small = np.ones((1, 4, 8, 8), np.float32)
+    large = np.ones((1, 64, 64, 64), np.float32)
+    for y in (small, large):
+        routine(no_bias, no_residual, 1, 0.0, 0.0, y)
+    assert serial_calls == [1]
+
+
+@pytest.mark.skipif(CORES < 2, reason="needs two cores for a pool of two")
+@pytest.mark.usefixtures("split_any_work")
 def test_pooled_routines_match_onnxruntime_on_one_and_two_threads() -> None:
     ort = pytest.importorskip("onnxruntime")
     model = _conv_net()
@@ -161,6 +186,7 @@ def test_pooled_routines_match_onnxruntime_on_one_and_two_threads() -> None:
 
 
 @pytest.mark.skipif(CORES < 2, reason="needs two cores for a pool of two")
+@pytest.mark.usefixtures("split_any_work")
 def test_threads_may_run_engines_at_once_on_the_pool() -> None:
     """Serving instances and bench streams launch pooled routines from several threads."""
     from concurrent.futures import ThreadPoolExecutor
@@ -182,6 +208,7 @@ def test_threads_may_run_engines_at_once_on_the_pool() -> None:
 
 
 @pytest.mark.skipif(CORES < 2, reason="needs two cores for a pool of two")
+@pytest.mark.usefixtures("split_any_work")
 @pytest.mark.parametrize("op", ["MaxPool", "AveragePool", "Conv"])
 def test_fewer_channels_than_parts(op: str) -> None:
     """A one-channel layer on two parts: one part of each pooled routine it runs (the pool's
