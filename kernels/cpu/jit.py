@@ -150,27 +150,8 @@ def _share(total, part, parts):  # type: ignore[no-untyped-def]
     return total * part // parts, total * (part + 1) // parts
 
 
-# The loops index flat arrays with unsigned offsets: numba wraps negative signed indices,
-# and that per-element check keeps LLVM from vectorizing the loops.
-
-_WEIGHTED, _MAXIMUM, _SUM = 0, 1, 2  # how _windows folds each tap (a compile-time constant)
-
-
-@numba.njit(cache=False, inline="always")
-def _gather_row(phase, into, source, start, first, end, wide, stride, fill):  # type: ignore[no-untyped-def]
-    """phase[into + c] = source[start + c·stride] for c in [first, end), ``fill`` elsewhere in the row."""
-    for c in range(first):
-        phase[into + c] = fill
-    if stride == 1:
-        _copy_floats(phase.ctypes.data + 4 * (into + first), source.ctypes.data + 4 * start, end - first)
-    else:
-        for c in range(end - first):
-            phase[into + first + c] = source[start + c * stride]
-    for c in range(end, wide):
-        phase[into + c] = fill
-
-
-_FEW_OUTPUTS = 16  # output planes this small take their taps innermost
+# Kernels written in LLVM IR (numba intrinsics taking addresses), where numba's loops leave
+# the vector registers idle: short rows, and sums that should stay in registers.
 
 _LANES = 8
 """floats per vector in the kernels written in LLVM IR (``_weighted_taps``, ``_tile_kernel``):
@@ -194,10 +175,49 @@ def _vector_at(builder: ir.IRBuilder, pointer: ir.Value, offset: ir.Value) -> ir
     return builder.bitcast(builder.gep(pointer, [offset]), ir.VectorType(ir.FloatType(), _LANES).as_pointer())
 
 
+def _prefetch(builder: ir.IRBuilder, pointer: ir.Value) -> None:
+    """Ask for the cache line at ``pointer`` (a float*) to be loaded for reading (llvm.prefetch;
+    never faults, so it may point past an array)."""
+    byte, word = ir.IntType(8).as_pointer(), ir.IntType(32)
+    hint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [byte, word, word, word]), "llvm.prefetch.p0")
+    builder.call(hint, [builder.bitcast(pointer, byte), ir.Constant(word, 0), ir.Constant(word, 3), ir.Constant(word, 1)])
+
+
 def _multiply_add(builder: ir.IRBuilder) -> ir.Function:
     """llvm.fmuladd on vectors: a·b + c, fused where the CPU has FMA."""
     vector = ir.VectorType(ir.FloatType(), _LANES)
     return cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fmuladd.v{_LANES}f32")
+
+
+def _carried_sums(
+    builder: ir.IRBuilder, count: ir.Value, initial: list[ir.Value], step: Callable[[ir.Value, list[ir.Value]], list[ir.Value]]
+) -> list[ir.Value]:
+    """A loop for k in [0, ``count``) carrying vectors in registers: ``step(k, sums)`` emits one
+    iteration and returns the new sums. Returns the final sums (``initial`` when count <= 0)."""
+    index = ir.IntType(64)
+    entry = builder.block
+    loop, done = builder.append_basic_block("sums.loop"), builder.append_basic_block("sums.done")
+    builder.cbranch(builder.icmp_signed(">", count, ir.Constant(index, 0)), loop, done)
+    builder.position_at_end(loop)
+    k = builder.phi(index)
+    sums = [builder.phi(value.type) for value in initial]
+    stepped = step(k, sums)
+    k_next = builder.add(k, ir.Constant(index, 1))
+    end = builder.block
+    builder.cbranch(builder.icmp_signed("<", k_next, count), loop, done)
+    k.add_incoming(ir.Constant(index, 0), entry)
+    k.add_incoming(k_next, end)
+    for carried, first, new in zip(sums, initial, stepped):
+        carried.add_incoming(first, entry)
+        carried.add_incoming(new, end)
+    builder.position_at_end(done)
+    results = []
+    for first, new in zip(initial, stepped):
+        result = builder.phi(first.type)
+        result.add_incoming(first, entry)
+        result.add_incoming(new, end)
+        results.append(result)
+    return results
 
 
 @intrinsic
@@ -222,8 +242,7 @@ def _weighted_taps(typingctx, images, offsets, weights, taps, start, total, chun
     int64 one and ``weights`` a float32 one (addresses). Each chunk's four vectors stay in
     registers over every tap, so ``total`` is written once (a loop per tap, as LLVM writes it,
     loads and stores it at every tap)."""
-    index = ir.IntType(64)
-    f32, vector = ir.FloatType(), ir.VectorType(ir.FloatType(), _LANES)
+    index, f32 = ir.IntType(64), ir.FloatType()
     vectors = _CHUNK // _LANES
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
@@ -232,54 +251,46 @@ def _weighted_taps(typingctx, images, offsets, weights, taps, start, total, chun
         images_ptr, weights_ptr, total_ptr = (builder.inttoptr(at, f32.as_pointer()) for at in (images_at, weights_at, total_at))
         offsets_ptr = builder.inttoptr(offsets_at, index.as_pointer())
         first = _splat(builder, start)
-        entry = builder.block
-        chunk_head = builder.append_basic_block("taps.chunk")
-        tap_loop = builder.append_basic_block("taps.tap")
-        chunk_tail = builder.append_basic_block("taps.store")
-        done = builder.append_basic_block("taps.done")
-        builder.cbranch(builder.icmp_signed(">", chunks, ir.Constant(index, 0)), chunk_head, done)
+        with cgutils.for_range(builder, chunks) as chunk:
+            base = builder.mul(chunk.index, ir.Constant(index, _CHUNK))
 
-        builder.position_at_end(chunk_head)
-        chunk = builder.phi(index)
-        base = builder.mul(chunk, ir.Constant(index, _CHUNK))
-        builder.cbranch(builder.icmp_signed(">", taps, ir.Constant(index, 0)), tap_loop, chunk_tail)
+            def tap_step(tap: ir.Value, sums: list[ir.Value]) -> list[ir.Value]:
+                weight = _splat(builder, builder.load(builder.gep(weights_ptr, [tap]), align=4))
+                at = builder.add(builder.load(builder.gep(offsets_ptr, [tap]), align=8), base)
+                return [
+                    builder.call(fma, [weight, builder.load(_vector_at(builder, images_ptr, builder.add(at, ir.Constant(index, v * _LANES))), align=4), total])
+                    for v, total in enumerate(sums)
+                ]
 
-        builder.position_at_end(tap_loop)
-        tap = builder.phi(index)
-        sums = [builder.phi(vector) for _ in range(vectors)]
-        weight = _splat(builder, builder.load(builder.gep(weights_ptr, [tap]), align=4))
-        at = builder.add(builder.load(builder.gep(offsets_ptr, [tap]), align=8), base)
-        stepped = [
-            builder.call(fma, [weight, builder.load(_vector_at(builder, images_ptr, builder.add(at, ir.Constant(index, v * _LANES))), align=4), sums[v]])
-            for v in range(vectors)
-        ]
-        next_tap = builder.add(tap, ir.Constant(index, 1))
-        builder.cbranch(builder.icmp_signed("<", next_tap, taps), tap_loop, chunk_tail)
-        tap.add_incoming(ir.Constant(index, 0), chunk_head)
-        tap.add_incoming(next_tap, tap_loop)
-        for total, step in zip(sums, stepped):
-            total.add_incoming(first, chunk_head)
-            total.add_incoming(step, tap_loop)
-
-        builder.position_at_end(chunk_tail)
-        results = []
-        for step in stepped:
-            result = builder.phi(vector)
-            result.add_incoming(first, chunk_head)
-            result.add_incoming(step, tap_loop)
-            results.append(result)
-        for v, result in enumerate(results):
-            builder.store(result, _vector_at(builder, total_ptr, builder.add(base, ir.Constant(index, v * _LANES))), align=4)
-        next_chunk = builder.add(chunk, ir.Constant(index, 1))
-        builder.cbranch(builder.icmp_signed("<", next_chunk, chunks), chunk_head, done)
-        chunk.add_incoming(ir.Constant(index, 0), entry)
-        chunk.add_incoming(next_chunk, chunk_tail)
-
-        builder.position_at_end(done)
+            results = _carried_sums(builder, taps, [first] * vectors, tap_step)
+            for v, result in enumerate(results):
+                builder.store(result, _vector_at(builder, total_ptr, builder.add(base, ir.Constant(index, v * _LANES))), align=4)
         return context.get_dummy_value()
 
     address, count = numba.types.intp, numba.types.int64
     return numba.types.void(address, address, address, count, numba.types.float32, address, count), codegen
+
+
+# The loops index flat arrays with unsigned offsets: numba wraps negative signed indices,
+# and that per-element check keeps LLVM from vectorizing the loops.
+
+_WEIGHTED, _MAXIMUM, _SUM = 0, 1, 2  # how _windows folds each tap (a compile-time constant)
+
+_FEW_OUTPUTS = 16  # output planes this small take their taps innermost
+
+
+@numba.njit(cache=False, inline="always")
+def _gather_row(phase, into, source, start, first, end, wide, stride, fill):  # type: ignore[no-untyped-def]
+    """phase[into + c] = source[start + c·stride] for c in [first, end), ``fill`` elsewhere in the row."""
+    for c in range(first):
+        phase[into + c] = fill
+    if stride == 1:
+        _copy_floats(phase.ctypes.data + 4 * (into + first), source.ctypes.data + 4 * start, end - first)
+    else:
+        for c in range(end - first):
+            phase[into + first + c] = source[start + c * stride]
+    for c in range(end, wide):
+        phase[into + c] = fill
 
 
 @numba.njit(cache=False, inline="always")
@@ -889,45 +900,28 @@ def _tile_kernel(columns: int) -> Any:
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         a_at, a_row, b_at, b_row, depth, c_at, c_row, accumulate = args
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fmuladd.v{_LANES}f32")
+        fma = _multiply_add(builder)
         a_ptr, b_ptr, c_ptr = (builder.inttoptr(at, f32.as_pointer()) for at in (a_at, b_at, c_at))
-        zero, undefined = ir.Constant(vector, [0.0] * _LANES), ir.Constant(vector, ir.Undefined)
-        splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), _LANES), [0] * _LANES)
+        zero = ir.Constant(vector, [0.0] * _LANES)
 
-        def vector_at(row_ptr, lane_block):  # type: ignore[no-untyped-def]
-            return builder.bitcast(builder.gep(row_ptr, [ir.Constant(index, lane_block * _LANES)]), vector.as_pointer())
+        def depth_step(k: ir.Value, sums: list[ir.Value]) -> list[ir.Value]:
+            b_row_ptr = builder.gep(b_ptr, [builder.mul(k, b_row)])
+            columns = [builder.load(_vector_at(builder, b_row_ptr, ir.Constant(index, v * _LANES)), align=4) for v in range(vectors)]
+            # the strip two tiles on: a column matrix far wider than deep (a first conv's: 27
+            # rows 50 KB apart) reaches the core from L3 row by row, too many streams to prefetch
+            _prefetch(builder, builder.gep(b_row_ptr, [ir.Constant(index, 2 * _TILE_COLUMNS)]))
+            stepped = []
+            for i in range(_TILE_ROWS):
+                element = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(ir.Constant(index, i), a_row), k)]), align=4)
+                splat = _splat(builder, element)
+                stepped += [builder.call(fma, [splat, column, sums[i * vectors + v]]) for v, column in enumerate(columns)]
+            return stepped
 
-        entry = builder.block
-        loop, done = builder.append_basic_block("tile.loop"), builder.append_basic_block("tile.done")
-        builder.cbranch(builder.icmp_signed(">", depth, ir.Constant(index, 0)), loop, done)
-        builder.position_at_end(loop)
-        k = builder.phi(index)
-        sums = [builder.phi(vector) for _ in range(_TILE_ROWS * vectors)]
-        b_row_ptr = builder.gep(b_ptr, [builder.mul(k, b_row)])
-        columns = [builder.load(vector_at(b_row_ptr, lane_block), align=4) for lane_block in range(vectors)]
-        stepped = []
-        for i in range(_TILE_ROWS):
-            element = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(ir.Constant(index, i), a_row), k)]), align=4)
-            splat = builder.shuffle_vector(builder.insert_element(undefined, element, ir.Constant(index, 0)), undefined, splat_mask)
-            stepped += [builder.call(fma, [splat, columns[lane_block], sums[i * vectors + lane_block]]) for lane_block in range(vectors)]
-        k_next = builder.add(k, ir.Constant(index, 1))
-        builder.cbranch(builder.icmp_signed("<", k_next, depth), loop, done)
-        k.add_incoming(ir.Constant(index, 0), entry)
-        k.add_incoming(k_next, loop)
-        for total, step in zip(sums, stepped):
-            total.add_incoming(zero, entry)
-            total.add_incoming(step, loop)
-        builder.position_at_end(done)
-        results = []
-        for step in stepped:
-            result = builder.phi(vector)
-            result.add_incoming(zero, entry)
-            result.add_incoming(step, loop)
-            results.append(result)
+        results = _carried_sums(builder, depth, [zero] * (_TILE_ROWS * vectors), depth_step)
         places = []
         for i in range(_TILE_ROWS):
             c_row_ptr = builder.gep(c_ptr, [builder.mul(ir.Constant(index, i), c_row)])
-            places += [vector_at(c_row_ptr, lane_block) for lane_block in range(vectors)]
+            places += [_vector_at(builder, c_row_ptr, ir.Constant(index, v * _LANES)) for v in range(vectors)]
         with builder.if_else(builder.icmp_signed("!=", accumulate, ir.Constant(index, 0))) as (add, store):
             with add:
                 for result, place in zip(results, places):
