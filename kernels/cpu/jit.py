@@ -945,14 +945,44 @@ _narrow_tile_product = _tile_kernel(_LANES)  # a ragged strip of at most 8 colum
 
 
 @numba.njit(cache=False, inline="always")
-def _block_product(w, x, y, top, bottom, left, right):  # type: ignore[no-untyped-def]
-    """y[top:bottom, left:right] = w[top:bottom] @ x[:, left:right] (row-major 2-D arrays), tile
-    by tile. Whole tiles read ``w`` and ``x`` in place and write ``y``; a ragged last tile
-    of rows reads a zero-padded copy of its rows, one of columns a zero-padded copy of its
-    strip, and is written through a scratch tile."""
+def _finish_tile(y, i0, height, j0, width, bias, residual, activation, low, high):  # type: ignore[no-untyped-def]
+    """y = act(y + bias[row] + residual) over one tile of ``y`` just written (still in L1):
+    the epilogue of a conv whose product is its output. A whole tile's rows run as loops of
+    a constant 16, which LLVM unrolls into vectors."""
+    has_bias, has_residual = bias.shape[0] > 0, residual.shape[0] > 0
+    for i in range(i0, i0 + height):
+        base = bias[i] if has_bias else np.float32(0)
+        if width == _TILE_COLUMNS:
+            for j in range(_TILE_COLUMNS):
+                value = y[i, j0 + j] + base
+                if has_residual:
+                    value += residual[i, j0 + j]
+                y[i, j0 + j] = _activated(value, activation, low, high)
+        else:
+            for j in range(j0, j0 + width):
+                value = y[i, j] + base
+                if has_residual:
+                    value += residual[i, j]
+                y[i, j] = _activated(value, activation, low, high)
+
+
+@numba.njit(cache=False, inline="always")
+def _block_product(w, x, y, top, bottom, left, right, bias, residual, activation, low, high):  # type: ignore[no-untyped-def]
+    """y[top:bottom, left:right] = act(w[top:bottom] @ x[:, left:right] + bias + residual)
+    (row-major 2-D arrays; ``bias`` one value per row or empty, ``residual`` like ``y`` or
+    empty, ``activation`` one of ``ACTIVATION_CODES``), tile by tile. Whole tiles read ``w``
+    and ``x`` in place and write ``y``; a ragged last tile of rows reads a zero-padded copy of
+    its rows, one of columns a zero-padded copy of its strip, and is written through a scratch
+    tile. The epilogue runs on each tile as its last block of K lands."""
+    finish = bias.shape[0] > 0 or residual.shape[0] > 0 or activation != _NO_ACTIVATION
     depth, word = w.shape[1], 4
     if depth == 0:  # an empty sum
         y[top:bottom, left:right] = 0
+        if finish:
+            for i0 in range(top, bottom, _TILE_ROWS):
+                for j0 in range(left, right, _TILE_COLUMNS):
+                    height, width = min(_TILE_ROWS, bottom - i0), min(_TILE_COLUMNS, right - j0)
+                    _finish_tile(y, i0, height, j0, width, bias, residual, activation, low, high)
         return
     block = min(depth, _DEPTH_BLOCK)
     strip = np.zeros(block * _TILE_COLUMNS, np.float32)
@@ -962,6 +992,7 @@ def _block_product(w, x, y, top, bottom, left, right):  # type: ignore[no-untype
     for k0 in range(0, depth, _DEPTH_BLOCK):
         kc = min(_DEPTH_BLOCK, depth - k0)
         accumulate = 1 if k0 > 0 else 0
+        last = finish and k0 + kc == depth
         for i in range(bottom - ragged):
             for k in range(kc):
                 spare_rows[i * kc + k] = w[ragged + i, k0 + k]
@@ -984,51 +1015,67 @@ def _block_product(w, x, y, top, bottom, left, right):  # type: ignore[no-untype
                     if height == _TILE_ROWS and width == _TILE_COLUMNS:
                         c = y.ctypes.data + word * (i0 * y.shape[1] + j0)
                         _tile_product(a, a_row, b, b_row, kc, c, y.shape[1], accumulate)
-                        continue
-                    if width > _LANES:
-                        _tile_product(a, a_row, b, b_row, kc, scratch.ctypes.data, _TILE_COLUMNS, 0)
                     else:
-                        _narrow_tile_product(a, a_row, b, b_row, kc, scratch.ctypes.data, _TILE_COLUMNS, 0)
-                    for i in range(height):
-                        for j in range(width):
-                            value = scratch[i * _TILE_COLUMNS + j]
-                            y[i0 + i, j0 + j] = y[i0 + i, j0 + j] + value if accumulate else value
+                        if width > _LANES:
+                            _tile_product(a, a_row, b, b_row, kc, scratch.ctypes.data, _TILE_COLUMNS, 0)
+                        else:
+                            _narrow_tile_product(a, a_row, b, b_row, kc, scratch.ctypes.data, _TILE_COLUMNS, 0)
+                        for i in range(height):
+                            for j in range(width):
+                                value = scratch[i * _TILE_COLUMNS + j]
+                                y[i0 + i, j0 + j] = y[i0 + i, j0 + j] + value if accumulate else value
+                    if last:
+                        _finish_tile(y, i0, height, j0, width, bias, residual, activation, low, high)
 
 
 @numba.njit(cache=False, inline="always")
-def _product_part(w, x, y, piece, pieces):  # type: ignore[no-untyped-def]
-    """Part ``piece`` of ``pieces`` of y = w @ x: a block of columns when the result is
-    wider than tall, else a block of rows."""
+def _product_part(w, x, y, piece, pieces, bias, residual, activation, low, high):  # type: ignore[no-untyped-def]
+    """Part ``piece`` of ``pieces`` of y = act(w @ x + bias + residual) (``_block_product``): a
+    block of columns when the result is wider than tall, else a block of rows."""
     rows, columns = w.shape[0], x.shape[1]
     if columns >= rows:
         left, right = _share(columns, piece, pieces)
-        _block_product(w, x, y, 0, rows, left, right)
+        _block_product(w, x, y, 0, rows, left, right, bias, residual, activation, low, high)
     else:
         top, bottom = _share(rows, piece, pieces)
-        _block_product(w, x, y, top, bottom, 0, columns)
+        _block_product(w, x, y, top, bottom, 0, columns, bias, residual, activation, low, high)
+
+
+_NO_ROW_BIAS = np.empty(0, np.float32)
+_NO_PRODUCT_RESIDUAL = np.empty((0, 0), np.float32)
 
 
 _WEIGHTS = numba.types.Array(numba.float32, 3, "C", readonly=True)  # (groups, rows, K)
 
 
-@_pooled(_WEIGHTS, _IMAGES, _PLANE, _INT, work=_product_work)
-def gemm_blocks(weights, cols, y, parts):  # type: ignore[no-untyped-def]
-    """y[n, g] = weights[g] @ cols[n, g] for every image n and group g: the (N·G) products
-    dealt out whole when they divide evenly among ``parts``, else each split into ``parts``."""
+def _gemm_work(weights: np.ndarray, cols: np.ndarray, *rest: Any) -> int:
+    """``work`` for ``gemm_blocks``: its multiply-adds over 4 (``_product_work``)."""
+    return _product_work(weights, cols, rest[-1])
+
+
+@_pooled(_WEIGHTS, _IMAGES, _MATRIX, _IMAGES, _INT, _FLOAT, _FLOAT, _PLANE, _INT, work=_gemm_work)
+def gemm_blocks(weights, cols, bias, residual, activation, low, high, y, parts):  # type: ignore[no-untyped-def]
+    """y[n, g] = act(weights[g] @ cols[n, g] + bias[g] + residual[n, g]) for every image n and
+    group g: the (N·G) products dealt out whole when they divide evenly among ``parts``, else
+    each split into ``parts``. ``bias`` is (G, M) or empty, ``residual`` like ``y`` or empty,
+    ``activation`` one of ``ACTIVATION_CODES``: a conv's epilogue, applied tile by tile
+    while the tile is in cache (nothing to apply: a plain product)."""
     groups = weights.shape[0]
     blocks = cols.shape[0] * groups
     split = 1 if blocks % parts == 0 else parts
     for unit in numba.prange(blocks * split):
         block, piece = unit // split, unit % split
         n, g = block // groups, block % groups
-        _product_part(weights[g], cols[n, g], y[n, g], piece, split)
+        row_bias = bias[g] if bias.shape[0] > 0 else _NO_ROW_BIAS
+        extra = residual[n, g] if residual.shape[0] > 0 else _NO_PRODUCT_RESIDUAL
+        _product_part(weights[g], cols[n, g], y[n, g], piece, split, row_bias, extra, activation, low, high)
 
 
 @_pooled(_MATRIX, _MATRIX, numba.float32[:, ::1], _INT, work=_product_work)
 def matmul(a, b, y, parts):  # type: ignore[no-untyped-def]
     """y = a @ b, split into ``parts`` by columns or rows."""
     for part in numba.prange(parts):
-        _product_part(a, b, y, part, parts)
+        _product_part(a, b, y, part, parts, _NO_ROW_BIAS, _NO_PRODUCT_RESIDUAL, _NO_ACTIVATION, np.float32(0), np.float32(0))
 
 
 @_pooled(_MATRIX, _MATRIX, numba.float32[:, ::1], _INT, work=_product_work)

@@ -338,6 +338,11 @@ def convolve(
     weights, bias = _conv_weights(ctx, plan, w, b)
     y = ctx.output(0, (n, m) + window.out, dtype)
     result, offsets = None, _ONE_TAP  # products still to be summed and cropped into y, per tap
+    fuse = (  # whether the compiled passes can apply the whole epilogue
+        compiled is not None
+        and activation in compiled.ACTIVATION_CODES
+        and (residual is None or (residual.shape == y.shape and residual.dtype == y.dtype))
+    )
     if plan.depthwise and compiled is not None:
         compiled.depthwise_conv2d(np.ascontiguousarray(x), weights.reshape(m, -1), *_geometry(window), y)
     elif plan.mode == "tap-sum" and compiled is not None and len(plan.phases.by_phase) == 1:
@@ -359,16 +364,18 @@ def convolve(
             cols = _columns(ctx, plan, x, compiled)
             for index in range(n):
                 np.matmul(weights, cols[index], out=grid[index])
+        elif compiled is not None and not junk and fuse:
+            # the GEMM writes y and applies the epilogue to each tile while it is in cache
+            cols = np.ascontiguousarray(_columns(ctx, plan, x, compiled))
+            extra = _NO_RESIDUAL if residual is None else np.ascontiguousarray(residual).reshape(grid.shape)
+            code, low, high = compiled.activation_arguments(activation, params)
+            compiled.gemm_blocks(weights, cols, _NO_BIAS if bias is None else bias, extra, code, low, high, grid)
+            return y
         else:
             grouped_matmul(weights, _columns(ctx, plan, x, compiled), grid)
         if junk:
             result = grid.reshape(n * plan.group, plan.mg, -1)
     # one compiled pass finishes y: sums and crops the products, adds bias and residual, activates
-    fuse = (
-        compiled is not None
-        and activation in compiled.ACTIVATION_CODES
-        and (residual is None or (residual.shape == y.shape and residual.dtype == y.dtype))
-    )
     if compiled is not None and (result is not None or bias is not None or (fuse and (residual is not None or activation))):
         epilogue = (residual, activation, params) if fuse else (None, "", ())
         _conv_output(compiled, plan, y, result, offsets, bias, *epilogue)

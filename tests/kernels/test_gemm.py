@@ -71,3 +71,27 @@ def test_non_finite_values_stay_in_their_rows_and_columns(parts: int) -> None:
     np.testing.assert_array_equal(np.isfinite(out), np.isfinite(expected))
     finite = np.isfinite(expected)
     np.testing.assert_allclose(out[finite], expected[finite], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("activation", ["", "Relu", "Clip"])
+@pytest.mark.parametrize("rows, depth, columns", [(13, 300, 37), (6, 16, 32), (5, 0, 9)])
+def test_epilogue_applied_once_per_output(parts: int, activation: str, rows: int, depth: int, columns: int) -> None:
+    """gemm_blocks' conv epilogue, act(product + bias + residual), lands once on every output
+    (after the last block of K, on whole and ragged tiles), NaN kept as numpy keeps it."""
+    rng = np.random.default_rng(11)
+    weights = rng.standard_normal((2, rows, depth)).astype(np.float32)
+    cols = rng.standard_normal((1, 2, depth, columns)).astype(np.float32)
+    bias = rng.standard_normal((2, rows)).astype(np.float32)
+    residual = rng.standard_normal((1, 2, rows, columns)).astype(np.float32)
+    residual[0, 1, rows - 1, columns - 1] = np.nan
+    code, low, high = jit.activation_arguments(activation, (-0.5, 0.75))
+    y = np.full((1, 2, rows, columns), np.nan, np.float32)
+    jit.gemm_blocks(weights, cols, bias, residual, code, low, high, y)
+    expected = np.einsum("gmk,ngkp->ngmp", weights.astype(np.float64), cols.astype(np.float64))
+    expected += bias[None, :, :, None] + residual
+    if activation == "Relu":
+        expected = np.maximum(expected, 0)
+    elif activation == "Clip":
+        expected = np.minimum(np.maximum(expected, low), high)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-4)
+    assert np.isnan(y[0, 1, rows - 1, columns - 1])

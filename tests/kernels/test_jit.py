@@ -166,9 +166,10 @@ CONV_OUTPUTS = [
     (16, 4, 14, 3, 1, 1, True, "residual Clip"),
     (16, 4, 15, 3, 2, 1, True, "Relu"),  # tap-sum over four phase images: numpy sums, crop here
     (8, 12, 15, 3, 2, 1, True, "Sigmoid"),  # gather, strided; an activation left to numpy
-    (8, 12, 9, 1, 1, 0, True, "residual"),  # pointwise: the epilogue in place (conv_epilogue)
+    (8, 12, 9, 1, 1, 0, True, "residual"),  # pointwise: the epilogue in the GEMM (gemm_blocks)
     (8, 12, 9, 1, 1, 0, True, "Clip"),
-    (8, 12, 9, 1, 2, 0, True, "Relu"),  # strided 1x1 (im2col): in place
+    (8, 12, 9, 1, 2, 0, True, "Relu"),  # strided 1x1 (im2col): in the GEMM too
+    (8, 40, 20, 1, 1, 0, True, "residual Relu"),  # ragged tiles of rows (40) and columns (400)
     # 3x3 stride 1 with 32+ channels: Winograd tiles transformed back by winograd_output
     (32, 40, 13, 3, 1, 1, True, "Relu"),  # odd size: the last tiles cropped
     (32, 32, 14, 3, 1, 1, False, "residual Relu"),
@@ -179,8 +180,8 @@ CONV_OUTPUTS = [
 
 @pytest.mark.parametrize("case", CONV_OUTPUTS, ids=[f"{c[-1] or 'plain'}{i}".replace(" ", "_") for i, c in enumerate(CONV_OUTPUTS)])
 def test_conv_output(monkeypatch: pytest.MonkeyPatch, case) -> None:
-    """FusedConv's output written by conv_output / conv_epilogue matches the unfused graph in
-    onnxruntime and in the numpy kernels."""
+    """FusedConv's output written by conv_output / winograd_output / the GEMM's epilogue
+    matches the unfused graph in onnxruntime and in the numpy kernels."""
     cin, cout, size, kernel, stride, pad, bias, epilogue = case
     rng = np.random.default_rng(cin * size + len(epilogue))
     x = rng.standard_normal((2, cin, size, size), dtype=np.float32)
@@ -210,12 +211,12 @@ def test_conv_output(monkeypatch: pytest.MonkeyPatch, case) -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     ops = [node.op_type for node in edge.build(model.SerializeToString()).graph.nodes]
     assert ops == ["Conv", "FusedConv"] if "residual" in epilogue else ops == ["FusedConv"], ops
-    # 1x1 convs: the GEMM writes y, conv_epilogue finishes it in place. Winograd convs:
-    # winograd_output. Others: conv_output crops from the GEMM's grid, for the residual branch
-    # (a conv of the same layout) too
+    # 1x1 convs: the GEMM writes y and applies the epilogue tile by tile. Winograd convs:
+    # winograd_output. Others: conv_output crops from the GEMM's grid. The residual branch (a
+    # conv of the same layout) runs the same routine
     winograd = kernel == 3 and stride == 1 and min(cin, cout) >= 32
-    routine = "conv_epilogue" if kernel == 1 else "winograd_output" if winograd else "conv_output"
-    per_run = 2 if "residual" in epilogue and kernel > 1 else 1
+    routine = "gemm_blocks" if kernel == 1 else "winograd_output" if winograd else "conv_output"
+    per_run = 2 if "residual" in epilogue else 1
     _compare(monkeypatch, routine, model, x, 1e-4, 1e-4, per_run)
 
 
