@@ -6,8 +6,8 @@ numpy evaluates a k x k window as k² full passes over memory (one strided slice
 Here each input plane is copied once into stride-phase images (see ``_windows``), after
 which every tap is one contiguous, vectorized loop over an accumulator that stays in L1 (for
 depthwise convs, all taps multiply-added in vector registers: ``_weighted_taps``), and the
-result is written once into the output buffer; stride-2 pools on rows of 12 outputs or
-more fold rows, then columns instead (``_pool_stride2``). The conv GEMMs run a register-tile
+result is written once into the output buffer; stride-2 max pools on rows of 12 outputs or
+more fold rows, then columns instead (``_max_pool_stride2``). The conv GEMMs run a register-tile
 kernel (``_tile_kernel``). The few kernels written in LLVM IR (numba intrinsics) use generic
 vectors of ``_LANES`` floats, which LLVM lowers to AVX2 or NEON. Every public routine splits its
 planes, channels or GEMM blocks into parts (a last argument the call fills in with the
@@ -294,6 +294,33 @@ def _gather_row(phase, into, source, start, first, end, wide, stride, fill):  # 
 
 
 @numba.njit(cache=False, inline="always")
+def _gather_row_pair(phase, into, apart, source, row, spans, wide, fill):  # type: ignore[no-untyped-def]
+    """``_gather_row`` for both column phases of stride 2 at once, phase b's row at
+    ``into + b·apart``: the input row is read once, its even and odd columns split in one
+    loop (loads LLVM vectorizes as an interleaved pair; two strided loops run scalar)."""
+    first0, end0, first1, end1 = _UINT(spans[0, 0]), _UINT(spans[0, 1]), _UINT(spans[1, 0]), _UINT(spans[1, 1])
+    start0, start1 = row + _UINT(spans[0, 2]), row + _UINT(spans[1, 2])
+    into1 = into + apart
+    for c in range(first0):
+        phase[into + c] = fill
+    for c in range(first1):
+        phase[into1 + c] = fill
+    both = min(end0 - first0, end1 - first1)
+    at0, at1 = into + first0, into1 + first1
+    for c in range(both):
+        phase[at0 + c] = source[start0 + _UINT(2) * c]
+        phase[at1 + c] = source[start1 + _UINT(2) * c]
+    for c in range(both, end0 - first0):
+        phase[at0 + c] = source[start0 + _UINT(2) * c]
+    for c in range(both, end1 - first1):
+        phase[at1 + c] = source[start1 + _UINT(2) * c]
+    for c in range(end0, wide):
+        phase[into + c] = fill
+    for c in range(end1, wide):
+        phase[into1 + c] = fill
+
+
+@numba.njit(cache=False, inline="always")
 def _fold(kind, total, value, tap):  # type: ignore[no-untyped-def]
     """One tap folded into a running result. np.maximum lets NaN win, and (unlike a written-out
     comparison) vectorizes."""
@@ -341,6 +368,7 @@ def _windows(kind, x, weights, kh, kw, sh, sw, dh, dw, top, left, divisor, y):  
         spans[b, 0], spans[b, 1], spans[b, 2] = min(first, wide), max(min(first, wide), end), first * sw + b - left
     for k in range(_UINT(phases.size)):
         phases[k] = fill
+    ones = np.ones(taps, np.float32)
     offsets = np.empty(taps, np.uint64)  # where tap (i, j) of output (0, 0) sits in the phase images
     for i in range(kh):
         for j in range(kw):
@@ -356,22 +384,23 @@ def _windows(kind, x, weights, kh, kw, sh, sw, dh, dw, top, left, divisor, y):  
                         row = r * sh + a - top
                         if row < 0 or row >= height:
                             continue  # still fill from the start: these rows are never written
+                        if sw == 2:
+                            _gather_row_pair(phases, _UINT(a * 2 * size + r * wide), _UINT(size), source, _UINT(plane + row * width), spans, _UINT(wide), fill)
+                            continue
                         for b in range(sw):
                             into = _UINT((a * sw + b) * size + r * wide)
                             first, end = _UINT(spans[b, 0]), _UINT(spans[b, 1])
                             start = _UINT(plane + row * width + spans[b, 2])
                             if sw == 1:
                                 _gather_row(phases, into, source, start, first, end, _UINT(wide), _UINT(1), fill)
-                            elif sw == 2:
-                                _gather_row(phases, into, source, start, first, end, _UINT(wide), _UINT(2), fill)
                             else:
                                 _gather_row(phases, into, source, start, first, end, _UINT(wide), _UINT(sw), fill)
             if kind == _WEIGHTED:
                 start_value = weights[m, taps] if weights.shape[1] > taps else np.float32(0)
             else:
                 start_value = fill
-            if kind == _WEIGHTED and out_h * out_w > _FEW_OUTPUTS:
-                row = weights.ctypes.data + 4 * m * weights.shape[1]
+            if kind != _MAXIMUM and out_h * out_w > _FEW_OUTPUTS:  # a sum: every tap weighted 1
+                row = weights.ctypes.data + 4 * m * weights.shape[1] if kind == _WEIGHTED else ones.ctypes.data
                 _weighted_taps(phases.ctypes.data, offsets.ctypes.data, row, taps, start_value, total.ctypes.data, chunks)
             elif out_h * out_w > _FEW_OUTPUTS:
                 for k in range(length):
@@ -411,23 +440,21 @@ def _depthwise_conv2d(x, weights, kh, kw, sh, sw, dh, dw, top, left, y):  # type
     _windows(_WEIGHTED, x, weights, kh, kw, sh, sw, dh, dw, top, left, np.empty(0, np.float32), y)
 
 
-_SEPARABLE_WIDTH = 12  # output rows narrower than this are all loop overhead in _pool_stride2
+_SEPARABLE_WIDTH = 12  # output rows narrower than this are all loop overhead in _max_pool_stride2
 
 
 @numba.njit(cache=False, inline="always")
-def _pool_stride2(kind, x, kh, kw, top, left, divisor, y):  # type: ignore[no-untyped-def]
-    """A max or sum window of stride 2 (dilation 1), separably: per output row, the window's
-    input rows are folded into one padded row (long contiguous loops), which is split into
-    its even and odd columns in one pass (a vectorized deinterleave), and the window's
-    columns are then folded from those with unit stride. The stride-2 gather of
-    ``_windows`` reads every input element with a scalar strided load; this does not.
-    Sums are folded rows first, then columns (another order than ``_windows``: the last bit
-    may differ)."""
+def _max_pool_stride2(x, kh, kw, top, left, y):  # type: ignore[no-untyped-def]
+    """A max window of stride 2 (dilation 1), separably: per output row, the window's input
+    rows are folded into one padded row (long contiguous loops), which is split into its even
+    and odd columns in one pass (a vectorized deinterleave), and the window's columns are
+    then folded from those with unit stride. (Average pools take ``_windows``, whose taps
+    ``_weighted_taps`` sums in registers: faster there.)"""
     height, width = x.shape[2], x.shape[3]
     out_h, out_w = y.shape[2], y.shape[3]
     span = 2 * out_w + kw  # padded columns read, rounded up to an even count
     span += span % 2
-    fill = np.float32(-np.inf) if kind == _MAXIMUM else np.float32(0)
+    fill = np.float32(-np.inf)
     row = np.empty(span, np.float32)
     even, odd = np.empty(span // 2, np.float32), np.empty(span // 2, np.float32)
     low, high = min(left, span), min(span, left + width)  # padded columns that hold input
@@ -451,7 +478,7 @@ def _pool_stride2(kind, x, kh, kw, top, left, divisor, y):  # type: ignore[no-un
                     first = False
                 else:
                     for k in range(_UINT(low), _UINT(high)):
-                        row[k] = _fold(kind, row[k], source[start + k], np.float32(1))
+                        row[k] = _fold(_MAXIMUM, row[k], source[start + k], np.float32(1))
             if first:  # no window row inside the input
                 for k in range(low, high):
                     row[k] = fill
@@ -463,18 +490,14 @@ def _pool_stride2(kind, x, kh, kw, top, left, divisor, y):  # type: ignore[no-un
             for j in range(1, kw):
                 phase, shift = (odd, _UINT(j // 2)) if j % 2 else (even, _UINT(j // 2))
                 for c in range(_UINT(out_w)):
-                    target[into + c] = _fold(kind, target[into + c], phase[c + shift], np.float32(1))
-            if kind == _SUM:
-                counts = _UINT(r * out_w)
-                for c in range(_UINT(out_w)):
-                    target[into + c] = target[into + c] / divisor[counts + c]
+                    target[into + c] = _fold(_MAXIMUM, target[into + c], phase[c + shift], np.float32(1))
 
 
 @_compile(_INPUT, *_GEOMETRY, _PLANE)
 def _max_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, y):  # type: ignore[no-untyped-def]
     """``max_pool2d`` on one part's arrays."""
     if sh == 2 and sw == 2 and dh == 1 and dw == 1 and y.shape[3] >= _SEPARABLE_WIDTH:
-        _pool_stride2(_MAXIMUM, x, kh, kw, top, left, np.empty(0, np.float32), y)
+        _max_pool_stride2(x, kh, kw, top, left, y)
     else:
         _windows(_MAXIMUM, x, np.empty((0, 0), np.float32), kh, kw, sh, sw, dh, dw, top, left, np.empty(0, np.float32), y)
 
@@ -482,10 +505,7 @@ def _max_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, y):  # type: ignore[no-unt
 @_compile(_INPUT, *_GEOMETRY, _MATRIX, _PLANE)
 def _average_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, divisor, y):  # type: ignore[no-untyped-def]
     """``average_pool2d`` on one part's arrays."""
-    if sh == 2 and sw == 2 and dh == 1 and dw == 1 and y.shape[3] >= _SEPARABLE_WIDTH:
-        _pool_stride2(_SUM, x, kh, kw, top, left, divisor.reshape(-1), y)
-    else:
-        _windows(_SUM, x, np.empty((0, 0), np.float32), kh, kw, sh, sw, dh, dw, top, left, divisor.reshape(-1), y)
+    _windows(_SUM, x, np.empty((0, 0), np.float32), kh, kw, sh, sw, dh, dw, top, left, divisor.reshape(-1), y)
 
 
 @numba.njit(cache=False, inline="always")
@@ -985,10 +1005,11 @@ def _block_product(w, x, y, top, bottom, left, right, bias, residual, activation
                     _finish_tile(y, i0, height, j0, width, bias, residual, activation, low, high)
         return
     block = min(depth, _DEPTH_BLOCK)
-    strip = np.zeros(block * _TILE_COLUMNS, np.float32)
-    spare_rows = np.zeros(_TILE_ROWS * block, np.float32)
-    scratch = np.empty(_TILE_ROWS * _TILE_COLUMNS, np.float32)
     ragged = bottom - (bottom - top) % _TILE_ROWS  # first row of the ragged last tile
+    # the padded copies exist only where a ragged edge does (zeroing them costs ~1 us a call)
+    strip = np.zeros(block * _TILE_COLUMNS if (right - left) % _TILE_COLUMNS else 0, np.float32)
+    spare_rows = np.zeros(_TILE_ROWS * block if ragged < bottom else 0, np.float32)
+    scratch = np.empty(_TILE_ROWS * _TILE_COLUMNS, np.float32)
     for k0 in range(0, depth, _DEPTH_BLOCK):
         kc = min(_DEPTH_BLOCK, depth - k0)
         accumulate = 1 if k0 > 0 else 0

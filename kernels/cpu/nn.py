@@ -330,7 +330,8 @@ def convolve(
     matrices live in the context's workspace, reused from run to run. With the compiled
     kernels, a 2-D float32 conv's output is written once, cropped from the GEMM's grid (or
     transformed back from Winograd tiles) with the epilogue applied on the way
-    (``jit.conv_output``, ``jit.winograd_output``).
+    (``jit.conv_output``, ``jit.winograd_output``), or by the GEMM itself where it writes y
+    (``jit.gemm_blocks``).
     """
     plan = _conv_plan(ctx, x, w, b is not None)
     window, compiled, dtype = plan.window, plan.compiled, plan.dtype

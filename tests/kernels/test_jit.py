@@ -55,6 +55,7 @@ POOLS = [
     ("MaxPool", 3, 30, 29, (3, 3), (2, 2), (1, 1), [0, 0, 1, 1], 0, 0, 2),  # inception-like
     ("MaxPool", 2, 27, 31, (3, 3), (2, 2), (1, 1), [1, 1, 1, 1], 1, 0, 1),  # ceil_mode
     ("MaxPool", 2, 26, 26, (2, 4), (2, 2), (1, 1), [0, 2, 1, 1], 0, 0, 1),  # even kernel, wide pads
+    # average pools: taps summed in registers (several chunks of outputs per plane)
     ("AveragePool", 3, 28, 28, (3, 3), (2, 2), (1, 1), [1, 1, 1, 1], 0, 0, 1),  # shufflenet-like
     ("AveragePool", 2, 29, 30, (3, 3), (2, 2), (1, 1), [1, 0, 0, 1], 1, 1, 1),  # ceil + counted pads
     ("AveragePool", 2, 26, 26, (2, 2), (2, 2), (1, 1), [0, 0, 0, 0], 0, 0, 1),  # DenseNet's transitions
