@@ -913,13 +913,18 @@ def _tile_kernel(columns: int) -> Any:
     ``b``, ``c`` with row strides ``a_row``, ``b_row``, ``c_row`` (elements), summed over
     ``depth``, added to ``c`` when ``accumulate`` is nonzero. The accumulators stay in vector
     registers for the whole sum; each step multiply-adds a broadcast element of ``a`` with
-    the vectors of ``b``'s row (llvm.fmuladd: fused where the CPU has FMA)."""
+    the vectors of ``b``'s row (llvm.fmuladd: fused where the CPU has FMA).
+
+    When ``finish`` is nonzero the sums leave the registers as a conv's output: plus
+    ``bias[i]`` (a float32 array of one value per tile row), plus the tile of ``residual``
+    (row stride ``residual_row``), clamped to [``lower``, ``upper``] (Relu, Clip; ±inf for
+    none) with comparisons that keep NaN. No bias or residual: arrays of zeros."""
     f32 = ir.FloatType()
     vector, index = ir.VectorType(f32, _LANES), ir.IntType(64)
     vectors = columns // _LANES
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        a_at, a_row, b_at, b_row, depth, c_at, c_row, accumulate = args
+        a_at, a_row, b_at, b_row, depth, c_at, c_row, accumulate, finish, bias_at, residual_at, residual_row, lower, upper = args
         fma = _multiply_add(builder)
         a_ptr, b_ptr, c_ptr = (builder.inttoptr(at, f32.as_pointer()) for at in (a_at, b_at, c_at))
         zero = ir.Constant(vector, [0.0] * _LANES)
@@ -938,23 +943,31 @@ def _tile_kernel(columns: int) -> Any:
             return stepped
 
         results = _carried_sums(builder, depth, [zero] * (_TILE_ROWS * vectors), depth_step)
-        places = []
+        bias_ptr, residual_ptr = (builder.inttoptr(at, f32.as_pointer()) for at in (bias_at, residual_at))
+        adding = builder.icmp_signed("!=", accumulate, ir.Constant(index, 0))
+        finishing = builder.icmp_signed("!=", finish, ir.Constant(index, 0))
+        floor, ceiling = _splat(builder, lower), _splat(builder, upper)
         for i in range(_TILE_ROWS):
             c_row_ptr = builder.gep(c_ptr, [builder.mul(ir.Constant(index, i), c_row)])
-            places += [_vector_at(builder, c_row_ptr, ir.Constant(index, v * _LANES)) for v in range(vectors)]
-        with builder.if_else(builder.icmp_signed("!=", accumulate, ir.Constant(index, 0))) as (add, store):
-            with add:
-                for result, place in zip(results, places):
-                    builder.store(builder.fadd(builder.load(place, align=4), result), place, align=4)
-            with store:
-                for result, place in zip(results, places):
-                    builder.store(result, place, align=4)
+            extra_row_ptr = builder.gep(residual_ptr, [builder.mul(ir.Constant(index, i), residual_row)])
+            base = _splat(builder, builder.load(builder.gep(bias_ptr, [ir.Constant(index, i)]), align=4))
+            for v in range(vectors):
+                at = ir.Constant(index, v * _LANES)
+                place = _vector_at(builder, c_row_ptr, at)
+                value = results[i * vectors + v]
+                value = builder.select(adding, builder.fadd(builder.load(place, align=4), value), value)
+                done = builder.fadd(builder.fadd(value, base), builder.load(_vector_at(builder, extra_row_ptr, at), align=4))
+                done = builder.select(builder.fcmp_ordered("<", done, floor), floor, done)
+                done = builder.select(builder.fcmp_ordered(">", done, ceiling), ceiling, done)
+                builder.store(builder.select(finishing, done, value), place, align=4)
         return context.get_dummy_value()
 
-    address, stride = numba.types.intp, numba.types.int64
-    signature = numba.types.void(address, stride, address, stride, stride, address, stride, stride)
+    address, stride, bound = numba.types.intp, numba.types.int64, numba.types.float32
+    signature = numba.types.void(
+        address, stride, address, stride, stride, address, stride, stride, stride, address, address, stride, bound, bound
+    )
 
-    def typer(typingctx, a, a_row, b, b_row, depth, c, c_row, accumulate):  # type: ignore[no-untyped-def]
+    def typer(typingctx, a, a_row, b, b_row, depth, c, c_row, accumulate, finish, bias, residual, residual_row, lower, upper):  # type: ignore[no-untyped-def]
         return signature, codegen
 
     return intrinsic(typer)
@@ -965,25 +978,24 @@ _narrow_tile_product = _tile_kernel(_LANES)  # a ragged strip of at most 8 colum
 
 
 @numba.njit(cache=False, inline="always")
-def _finish_tile(y, i0, height, j0, width, bias, residual, activation, low, high):  # type: ignore[no-untyped-def]
-    """y = act(y + bias[row] + residual) over one tile of ``y`` just written (still in L1):
-    the epilogue of a conv whose product is its output. A whole tile's rows run as loops of
-    a constant 16, which LLVM unrolls into vectors."""
+def _place_tile(scratch, y, i0, height, j0, width, accumulate, last, bias, residual, activation, low, high):  # type: ignore[no-untyped-def]
+    """Write a ragged tile computed into ``scratch`` to y[i0:i0 + height, j0:j0 + width],
+    added to what is there when ``accumulate``, with the conv epilogue (bias, residual,
+    activation) when it is the ``last`` block of K."""
     has_bias, has_residual = bias.shape[0] > 0, residual.shape[0] > 0
-    for i in range(i0, i0 + height):
-        base = bias[i] if has_bias else np.float32(0)
-        if width == _TILE_COLUMNS:
-            for j in range(_TILE_COLUMNS):
-                value = y[i, j0 + j] + base
+    for i in range(height):
+        row = i0 + i
+        base = bias[row] if last and has_bias else np.float32(0)
+        for j in range(width):
+            value = scratch[i * _TILE_COLUMNS + j]
+            if accumulate:
+                value += y[row, j0 + j]
+            if last:
+                value += base
                 if has_residual:
-                    value += residual[i, j0 + j]
-                y[i, j0 + j] = _activated(value, activation, low, high)
-        else:
-            for j in range(j0, j0 + width):
-                value = y[i, j] + base
-                if has_residual:
-                    value += residual[i, j]
-                y[i, j] = _activated(value, activation, low, high)
+                    value += residual[row, j0 + j]
+                value = _activated(value, activation, low, high)
+            y[row, j0 + j] = value
 
 
 @numba.njit(cache=False, inline="always")
@@ -995,14 +1007,16 @@ def _block_product(w, x, y, top, bottom, left, right, bias, residual, activation
     its rows, one of columns a zero-padded copy of its strip, and is written through a scratch
     tile. The epilogue runs on each tile as its last block of K lands."""
     finish = bias.shape[0] > 0 or residual.shape[0] > 0 or activation != _NO_ACTIVATION
+    has_bias, has_residual = bias.shape[0] > 0, residual.shape[0] > 0
+    lower = low if activation == _CLIP else np.float32(0) if activation == _RELU else np.float32(-np.inf)
+    upper = high if activation == _CLIP else np.float32(np.inf)
+    zeros = np.zeros(_TILE_ROWS * _TILE_COLUMNS, np.float32)  # the bias and residual of a conv without
     depth, word = w.shape[1], 4
-    if depth == 0:  # an empty sum
-        y[top:bottom, left:right] = 0
-        if finish:
-            for i0 in range(top, bottom, _TILE_ROWS):
-                for j0 in range(left, right, _TILE_COLUMNS):
-                    height, width = min(_TILE_ROWS, bottom - i0), min(_TILE_COLUMNS, right - j0)
-                    _finish_tile(y, i0, height, j0, width, bias, residual, activation, low, high)
+    if depth == 0:  # an empty sum: the epilogue on zeros
+        for i0 in range(top, bottom, _TILE_ROWS):
+            for j0 in range(left, right, _TILE_COLUMNS):
+                height, width = min(_TILE_ROWS, bottom - i0), min(_TILE_COLUMNS, right - j0)
+                _place_tile(zeros, y, i0, height, j0, width, 0, True, bias, residual, activation, low, high)
         return
     block = min(depth, _DEPTH_BLOCK)
     ragged = bottom - (bottom - top) % _TILE_ROWS  # first row of the ragged last tile
@@ -1035,18 +1049,18 @@ def _block_product(w, x, y, top, bottom, left, right, bias, residual, activation
                         a, a_row = spare_rows.ctypes.data, kc
                     if height == _TILE_ROWS and width == _TILE_COLUMNS:
                         c = y.ctypes.data + word * (i0 * y.shape[1] + j0)
-                        _tile_product(a, a_row, b, b_row, kc, c, y.shape[1], accumulate)
+                        row_bias = bias.ctypes.data + word * i0 if has_bias else zeros.ctypes.data
+                        extra, extra_row = zeros.ctypes.data, _TILE_COLUMNS
+                        if has_residual:
+                            extra, extra_row = residual.ctypes.data + word * (i0 * residual.shape[1] + j0), residual.shape[1]
+                        _tile_product(a, a_row, b, b_row, kc, c, y.shape[1], accumulate, 1 if last else 0, row_bias, extra, extra_row, lower, upper)
+                        continue
+                    into, none = scratch.ctypes.data, zeros.ctypes.data
+                    if width > _LANES:
+                        _tile_product(a, a_row, b, b_row, kc, into, _TILE_COLUMNS, 0, 0, none, none, _TILE_COLUMNS, lower, upper)
                     else:
-                        if width > _LANES:
-                            _tile_product(a, a_row, b, b_row, kc, scratch.ctypes.data, _TILE_COLUMNS, 0)
-                        else:
-                            _narrow_tile_product(a, a_row, b, b_row, kc, scratch.ctypes.data, _TILE_COLUMNS, 0)
-                        for i in range(height):
-                            for j in range(width):
-                                value = scratch[i * _TILE_COLUMNS + j]
-                                y[i0 + i, j0 + j] = y[i0 + i, j0 + j] + value if accumulate else value
-                    if last:
-                        _finish_tile(y, i0, height, j0, width, bias, residual, activation, low, high)
+                        _narrow_tile_product(a, a_row, b, b_row, kc, into, _TILE_COLUMNS, 0, 0, none, none, _TILE_COLUMNS, lower, upper)
+                    _place_tile(scratch, y, i0, height, j0, width, accumulate, last, bias, residual, activation, low, high)
 
 
 @numba.njit(cache=False, inline="always")
