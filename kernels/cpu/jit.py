@@ -907,7 +907,7 @@ _DEPTH_BLOCK, _ROW_BLOCK = 256, 96
 and rows in blocks of 96 (their strip of the left operand, 96 KB at most, stays in L2)."""
 
 
-def _tile_kernel(columns: int) -> Any:
+def _tile_kernel(columns: int, prefetch: bool) -> Any:
     """An intrinsic computing one tile of ``_TILE_ROWS`` x ``columns`` (a multiple of
     ``_LANES``): c[i, j] (+)= Σₖ a[i, k] · b[k, j] over float32 arrays at addresses ``a``,
     ``b``, ``c`` with row strides ``a_row``, ``b_row``, ``c_row`` (elements), summed over
@@ -932,9 +932,8 @@ def _tile_kernel(columns: int) -> Any:
         def depth_step(k: ir.Value, sums: list[ir.Value]) -> list[ir.Value]:
             b_row_ptr = builder.gep(b_ptr, [builder.mul(k, b_row)])
             columns = [builder.load(_vector_at(builder, b_row_ptr, ir.Constant(index, v * _LANES)), align=4) for v in range(vectors)]
-            # the strip two tiles on: a column matrix far wider than deep (a first conv's: 27
-            # rows 50 KB apart) reaches the core from L3 row by row, too many streams to prefetch
-            _prefetch(builder, builder.gep(b_row_ptr, [ir.Constant(index, 2 * _TILE_COLUMNS)]))
+            if prefetch:  # the strip two tiles on (see _tile_product_ahead)
+                _prefetch(builder, builder.gep(b_row_ptr, [ir.Constant(index, 2 * _TILE_COLUMNS)]))
             stepped = []
             for i in range(_TILE_ROWS):
                 element = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(ir.Constant(index, i), a_row), k)]), align=4)
@@ -973,8 +972,13 @@ def _tile_kernel(columns: int) -> Any:
     return intrinsic(typer)
 
 
-_tile_product = _tile_kernel(_TILE_COLUMNS)
-_narrow_tile_product = _tile_kernel(_LANES)  # a ragged strip of at most 8 columns: half the work
+_tile_product = _tile_kernel(_TILE_COLUMNS, prefetch=False)
+_tile_product_ahead = _tile_kernel(_TILE_COLUMNS, prefetch=True)
+"""The tile kernel that also asks for the strip two tiles on, run on the first tile of rows
+of each strip: a column matrix far wider than deep (a first conv's: 27 rows 50 KB apart)
+reaches the core from L3 row by row, more streams than the hardware prefetcher follows.
+(Prefetching on every tile cost ResNet-50's deep products ~10 %.)"""
+_narrow_tile_product = _tile_kernel(_LANES, prefetch=False)  # a ragged strip of at most 8 columns: half the work
 
 
 @numba.njit(cache=False, inline="always")
@@ -1053,7 +1057,11 @@ def _block_product(w, x, y, top, bottom, left, right, bias, residual, activation
                         extra, extra_row = zeros.ctypes.data, _TILE_COLUMNS
                         if has_residual:
                             extra, extra_row = residual.ctypes.data + word * (i0 * residual.shape[1] + j0), residual.shape[1]
-                        _tile_product(a, a_row, b, b_row, kc, c, y.shape[1], accumulate, 1 if last else 0, row_bias, extra, extra_row, lower, upper)
+                        epilogue = 1 if last else 0
+                        if i0 == row_block:
+                            _tile_product_ahead(a, a_row, b, b_row, kc, c, y.shape[1], accumulate, epilogue, row_bias, extra, extra_row, lower, upper)
+                        else:
+                            _tile_product(a, a_row, b, b_row, kc, c, y.shape[1], accumulate, epilogue, row_bias, extra, extra_row, lower, upper)
                         continue
                     into, none = scratch.ctypes.data, zeros.ctypes.data
                     if width > _LANES:
