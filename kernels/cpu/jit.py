@@ -1010,11 +1010,11 @@ def _block_product(w, x, y, top, bottom, left, right, bias, residual, activation
     and ``x`` in place and write ``y``; a ragged last tile of rows reads a zero-padded copy of
     its rows, one of columns a zero-padded copy of its strip, and is written through a scratch
     tile. The epilogue runs on each tile as its last block of K lands."""
-    finish = bias.shape[0] > 0 or residual.shape[0] > 0 or activation != _NO_ACTIVATION
     has_bias, has_residual = bias.shape[0] > 0, residual.shape[0] > 0
+    finish = has_bias or has_residual or activation != _NO_ACTIVATION
     lower = low if activation == _CLIP else np.float32(0) if activation == _RELU else np.float32(-np.inf)
     upper = high if activation == _CLIP else np.float32(np.inf)
-    zeros = np.zeros(_TILE_ROWS * _TILE_COLUMNS, np.float32)  # the bias and residual of a conv without
+    zeros = np.zeros(_TILE_ROWS * _TILE_COLUMNS, np.float32)  # bias and residual tile when there is none
     depth, word = w.shape[1], 4
     if depth == 0:  # an empty sum: the epilogue on zeros
         for i0 in range(top, bottom, _TILE_ROWS):
