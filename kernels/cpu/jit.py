@@ -1,17 +1,18 @@
-"""numba-compiled CPU kernels for the memory-bound ops numpy runs slowly: depthwise conv, 2-D pools,
-the copies around a conv's GEMM (its column runs, its output with the epilogue), the
-transforms of the Winograd F(2x2, 3x3) conv, and inference BatchNormalization.
+"""numba-compiled CPU kernels: the float32 GEMM of convs and MatMuls (with a conv's epilogue),
+and the memory-bound ops numpy runs slowly: depthwise conv, 2-D pools, the copies around a
+conv's GEMM (its column runs, its output with the epilogue), the transforms of the Winograd
+F(2x2, 3x3) conv, and inference BatchNormalization.
 
 numpy evaluates a k x k window as k² full passes over memory (one strided slice per tap).
 Here each input plane is copied once into stride-phase images (see ``_windows``), after
 which every tap is one contiguous, vectorized loop over an accumulator that stays in L1 (for
 depthwise convs, all taps multiply-added in vector registers: ``_weighted_taps``), and the
 result is written once into the output buffer; stride-2 max pools on rows of 12 outputs or
-more fold rows, then columns instead (``_max_pool_stride2``). The conv GEMMs run a register-tile
+more fold rows, then columns instead (``_max_pool_stride2``). The GEMMs run a register-tile
 kernel (``_tile_kernel``). The few kernels written in LLVM IR (numba intrinsics) use generic
-vectors of ``_LANES`` floats, which LLVM lowers to AVX2 or NEON. Every public routine splits its
-planes, channels or GEMM blocks into parts (a last argument the call fills in with the
-intra-op count) over numba's pool, which runs the intra-op threads (``edge.kernels.threads``,
+vectors of ``_LANES`` floats, which LLVM lowers to AVX2 or NEON. Every public routine splits
+its planes, channels or GEMM blocks into parts (a last argument the call fills in with the
+intra-op count, fewer for little work) over numba's pool, which runs the intra-op threads (``edge.kernels.threads``,
 ``_Routine``); each part runs a serially compiled kernel, called rather than inlined, which
 keeps the parallel builds quick to compile (a window loop inlined into a parallel loop took
 20-24 s). Layouts:
