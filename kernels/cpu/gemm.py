@@ -15,10 +15,6 @@ def _contiguous_float32(*arrays: np.ndarray) -> bool:
     return all(a.dtype == np.float32 and a.flags.c_contiguous for a in arrays)
 
 
-_NO_BIAS = np.empty((0, 0), np.float32)
-_NO_RESIDUAL = np.empty((0, 0, 0, 0), np.float32)
-
-
 def grouped_matmul(weights: np.ndarray, cols: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
     """(G, M, K) x (N, G, K, P) -> (N, G, M, P), into ``y`` when given: one 2-D product per
     (image, group). numpy's broadcasting matmul over stacked operands can miss the BLAS path
@@ -28,7 +24,7 @@ def grouped_matmul(weights: np.ndarray, cols: np.ndarray, y: np.ndarray | None =
         y = np.empty((n, group, weights.shape[1], pixels), np.result_type(weights, cols))
     jit = compiled()
     if jit is not None and _contiguous_float32(weights, cols, y):
-        jit.gemm_blocks(weights, cols, _NO_BIAS, _NO_RESIDUAL, 0, 0.0, 0.0, y)
+        jit.gemm_blocks(weights, cols, jit.NO_BIAS, jit.NO_RESIDUAL, *jit.activation_arguments("", ()), y)
         return y
     for index in range(n):
         for g in range(group):

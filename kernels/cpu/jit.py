@@ -45,6 +45,8 @@ from edge.kernels import threads
 
 __all__ = [
     "ACTIVATION_CODES",
+    "NO_BIAS",
+    "NO_RESIDUAL",
     "activation_arguments",
     "affine_channels",
     "average_pool2d",
@@ -369,7 +371,7 @@ def _windows(kind, x, weights, kh, kw, sh, sw, dh, dw, top, left, divisor, y):  
         spans[b, 0], spans[b, 1], spans[b, 2] = min(first, wide), max(min(first, wide), end), first * sw + b - left
     for k in range(_UINT(phases.size)):
         phases[k] = fill
-    ones = np.ones(taps, np.float32)
+    ones = np.ones(taps if kind == _SUM else 0, np.float32)  # a sum's tap weights
     offsets = np.empty(taps, np.uint64)  # where tap (i, j) of output (0, 0) sits in the phase images
     for i in range(kh):
         for j in range(kw):
@@ -622,6 +624,12 @@ def phase_images(x, sh, sw, top, left, images, parts):  # type: ignore[no-untype
 _NO_ACTIVATION, _RELU, _CLIP = 0, 1, 2
 ACTIVATION_CODES = {"": _NO_ACTIVATION, "Relu": _RELU, "Clip": _CLIP}
 """The epilogue activations the compiled passes apply themselves, by ``activation`` attribute."""
+
+
+NO_BIAS = np.empty((0, 0), np.float32)
+"""The ``bias`` argument of the compiled passes for a conv without one."""
+NO_RESIDUAL = np.empty((0, 0, 0, 0), np.float32)
+"""The ``residual`` argument of the compiled passes for a conv without one."""
 
 
 def activation_arguments(activation: str, params: Sequence[float]) -> tuple[int, float, float]:

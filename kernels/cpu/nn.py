@@ -368,9 +368,7 @@ def convolve(
         elif compiled is not None and not junk and fuse:
             # the GEMM writes y and applies the epilogue to each tile while it is in cache
             cols = np.ascontiguousarray(_columns(ctx, plan, x, compiled))
-            extra = _NO_RESIDUAL if residual is None else np.ascontiguousarray(residual).reshape(grid.shape)
-            code, low, high = compiled.activation_arguments(activation, params)
-            compiled.gemm_blocks(weights, cols, _NO_BIAS if bias is None else bias, extra, code, low, high, grid)
+            compiled.gemm_blocks(weights, cols, *_epilogue_arguments(compiled, grid, bias, residual, activation, params), grid)
             return y
         else:
             grouped_matmul(weights, _columns(ctx, plan, x, compiled), grid)
@@ -393,8 +391,20 @@ def convolve(
 
 
 _ONE_TAP = np.zeros(1, np.int64)
-_NO_BIAS = np.empty((0, 0), np.float32)
-_NO_RESIDUAL = np.empty((0, 0, 0, 0), np.float32)
+
+
+def _epilogue_arguments(
+    compiled: ModuleType,
+    target: np.ndarray,
+    bias: np.ndarray | None,
+    residual: np.ndarray | None,
+    activation: str,
+    params: Sequence[float],
+) -> tuple[np.ndarray, np.ndarray, int, float, float]:
+    """(bias, residual shaped like ``target``, activation code, low, high): a conv epilogue
+    as the compiled passes take it, empty arrays for what it lacks."""
+    extra = compiled.NO_RESIDUAL if residual is None else np.ascontiguousarray(residual).reshape(target.shape)
+    return (compiled.NO_BIAS if bias is None else bias, extra, *compiled.activation_arguments(activation, params))
 
 
 def _conv_output(
@@ -412,9 +422,7 @@ def _conv_output(
     or its Winograd tiles transformed back (or ``y`` finished in place, when ``result`` is
     None), plus ``bias`` (G, M/G), residual, activation."""
     planes = y.reshape((y.shape[0] * plan.group, plan.mg) + plan.window.out)
-    bias = _NO_BIAS if bias is None else bias
-    extra = _NO_RESIDUAL if residual is None else np.ascontiguousarray(residual).reshape(planes.shape)
-    code, low, high = compiled.activation_arguments(activation, params)
+    bias, extra, code, low, high = _epilogue_arguments(compiled, planes, bias, residual, activation, params)
     if result is None:
         compiled.conv_epilogue(bias, extra, code, low, high, planes)
     elif plan.mode == "winograd":

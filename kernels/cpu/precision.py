@@ -26,7 +26,7 @@ def widen_half(kernel: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(kernel)
     def wrapped(ctx: Any, *inputs: np.ndarray | None) -> Any:
-        first = inputs[0] if inputs and inputs[0] is not None else next((x for x in inputs if x is not None), None)
+        first = next((x for x in inputs if x is not None), None)
         if first is None or first.dtype not in HALF_FLOATS:
             return kernel(ctx, *inputs)
         narrow = first.dtype
