@@ -24,7 +24,8 @@ def grouped_matmul(weights: np.ndarray, cols: np.ndarray, y: np.ndarray | None =
         y = np.empty((n, group, weights.shape[1], pixels), np.result_type(weights, cols))
     jit = compiled()
     if jit is not None and _contiguous_float32(weights, cols, y):
-        jit.gemm_blocks(weights, cols, jit.NO_BIAS, jit.NO_RESIDUAL, *jit.activation_arguments("", ()), y)
+        sources, rows = cols.reshape(n, group, -1), jit.dense_rows(cols.shape[2], pixels)
+        jit.gemm_blocks(weights, sources, rows, jit.NO_BIAS, jit.NO_RESIDUAL, *jit.activation_arguments("", ()), y)
         return y
     for index in range(n):
         for g in range(group):

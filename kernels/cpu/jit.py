@@ -1,6 +1,6 @@
 """numba-compiled CPU kernels: the float32 GEMM of convs and MatMuls (with a conv's epilogue),
 and the memory-bound ops numpy runs slowly: depthwise conv, 2-D pools, the copies around a
-conv's GEMM (its column runs, its output with the epilogue), the transforms of the Winograd
+conv's GEMM (its shifted input images, its output with the epilogue), the transforms of the Winograd
 F(2x2, 3x3) conv, and inference BatchNormalization.
 
 numpy evaluates a k x k window as k² full passes over memory (one strided slice per tap).
@@ -52,10 +52,11 @@ __all__ = [
     "average_pool2d",
     "conv_epilogue",
     "conv_output",
+    "dense_rows",
     "depthwise_conv2d",
-    "gather_runs",
     "max_pool2d",
     "phase_images",
+    "shifted_images",
     "winograd_input",
     "winograd_output",
 ]
@@ -108,9 +109,10 @@ def _sizes(first: int, second: int | None = None) -> Callable[..., int]:
     return lambda *args: args[first].size + args[second].size
 
 
-def _product_work(a: np.ndarray, b: np.ndarray, y: np.ndarray) -> int:
-    """``work`` for a matrix product y = a · b (stacked or not): its multiply-adds over 4."""
-    return y.size * a.shape[-1] // 4
+def _product_work(a: np.ndarray, *rest: np.ndarray) -> int:
+    """``work`` for a matrix product (stacked or not) of ``a`` into the last argument, y: its
+    multiply-adds over 4."""
+    return rest[-1].size * a.shape[-1] // 4
 
 
 def _njit(fn: Callable[..., Any], signature: Any, parallel: bool) -> Any:
@@ -557,31 +559,6 @@ def average_pool2d(x, kh, kw, sh, sw, dh, dw, top, left, divisor, y, parts):  # 
             _average_pool2d(x_part, kh, kw, sh, sw, dh, dw, top, left, divisor, y_part)
 
 
-@_compile(_IMAGES, _INDEX, _INDEX, _INT, numba.float32[:, :, ::1], _INT, _INT)
-def _gather_runs(images, phase_of, offsets, length, cols, first, last):  # type: ignore[no-untyped-def]
-    """``gather_runs`` on its planes [first, last)."""
-    channels, taps = images.shape[1], offsets.shape[0]
-    source, target = images.reshape(-1), cols.reshape(-1)
-    image, run = images.shape[3], cols.shape[2]
-    for row in range(first, last):
-        block, rest = row // (taps * channels), row % (taps * channels)
-        tap, channel = rest // channels, rest % channels
-        start = _UINT(((block * channels + channel) * images.shape[2] + phase_of[tap]) * image + offsets[tap])
-        into = _UINT((block * cols.shape[1] + rest) * run)
-        for k in range(_UINT(length)):
-            target[into + k] = source[start + k]
-
-
-@_pooled(_IMAGES, _INDEX, _INDEX, _INT, numba.float32[:, :, ::1], _INT, work=_sizes(4))
-def gather_runs(images, phase_of, offsets, length, cols, parts):  # type: ignore[no-untyped-def]
-    """cols[b, t·C + c, :length] = images[b, c, phase_of[t], offsets[t] : offsets[t] + length]
-    for every block b, tap t and channel c: a conv's column matrix, one contiguous run per row."""
-    total = images.shape[0] * offsets.shape[0] * images.shape[1]
-    for part in numba.prange(parts):
-        first, last = _share(total, part, parts)
-        _gather_runs(images, phase_of, offsets, length, cols, first, last)
-
-
 @_compile(_INPUT, _INT, _INT, _INT, _INT, _PLANE, _INT, _INT)
 def _phase_images(x, sh, sw, top, left, images, first, last):  # type: ignore[no-untyped-def]
     """``phase_images`` on its planes [first, last)."""
@@ -619,6 +596,50 @@ def phase_images(x, sh, sw, top, left, images, parts):  # type: ignore[no-untype
     for part in numba.prange(parts):
         first, last = _share(total, part, parts)
         _phase_images(x, sh, sw, top, left, images, first, last)
+
+
+@_compile(_INPUT, _INT, _INT, _INT, _INT, _INT, _INT, _INDEX, _PLANE, _INT, _INT)
+def _shifted_images(x, kw, sh, sw, dw, top, left, row_phases, images, first, last):  # type: ignore[no-untyped-def]
+    """``shifted_images`` on its planes [first, last)."""
+    height, width = x.shape[2], x.shape[3]
+    tall, out_w = images.shape[2], images.shape[3]
+    source, target = x.reshape(-1), images.reshape(-1)
+    for plane in range(first, last):
+        for p in range(row_phases.shape[0]):
+            for j in range(kw):
+                image = (plane * images.shape[1] + p * kw + j) * tall * out_w
+                shift = j * dw - left  # the input column under output column 0
+                inside_first = min(out_w, (sw - 1 - shift) // sw) if shift < 0 else 0
+                inside_end = max(inside_first, min(out_w, (width - 1 - shift) // sw + 1))
+                for r in range(tall):
+                    into = _UINT(image + r * out_w)
+                    q = r * sh + row_phases[p] - top
+                    begin, end = (inside_first, inside_end) if 0 <= q < height else (out_w, out_w)
+                    for c in range(_UINT(begin)):
+                        target[into + c] = 0
+                    for c in range(_UINT(end), _UINT(out_w)):
+                        target[into + c] = 0
+                    if end > begin:
+                        start = _UINT((plane * height + q) * width + begin * sw + shift)
+                        if sw == 1:
+                            _copy_floats(images.ctypes.data + 4 * (into + begin), x.ctypes.data + 4 * start, _UINT(end - begin))
+                        else:
+                            stride = _UINT(sw)
+                            for c in range(_UINT(end - begin)):
+                                target[into + begin + c] = source[start + c * stride]
+
+
+@_pooled(_INPUT, _INT, _INT, _INT, _INT, _INT, _INT, _INDEX, _PLANE, _INT, work=_sizes(8))
+def shifted_images(x, kw, sh, sw, dw, top, left, row_phases, images, parts):  # type: ignore[no-untyped-def]
+    """images[n·C + c, p·kw + j, r, q] = zero-padded x[n, c] at row r·sh + row_phases[p],
+    column q·sw + j·dw: per row phase of the stride and per kernel column, the input shifted
+    and subsampled to the output's width, so that a conv tap reads the inputs of its output
+    pixels, in order, as one contiguous run of one image: the rows of the conv's column
+    matrix, which ``gemm_blocks`` reads in place (no junk columns, no copy per tap)."""
+    total = x.shape[0] * x.shape[1]
+    for part in numba.prange(parts):
+        first, last = _share(total, part, parts)
+        _shifted_images(x, kw, sh, sw, dw, top, left, row_phases, images, first, last)
 
 
 _NO_ACTIVATION, _RELU, _CLIP = 0, 1, 2
@@ -911,9 +932,24 @@ _TILE_ROWS, _TILE_COLUMNS = 6, 2 * _LANES
 """The kernel's register tile: 6 rows by two 8-float vectors of columns, 12 accumulators
 (AVX2 has 16 vector registers; NEON, 32 of half the width, holds the same tile in 24)."""
 
-_DEPTH_BLOCK, _ROW_BLOCK = 256, 96
-"""K is walked in blocks of 256 (one tile's strip of the right operand, 16 KB, stays in L1)
-and rows in blocks of 96 (their strip of the left operand, 96 KB at most, stays in L2)."""
+_DEPTH_BLOCK, _ROW_BLOCK, _PANEL_COLUMNS = 256, 96, 8 * _TILE_COLUMNS
+"""K is walked in blocks of 256, rows in blocks of 96 (their slice of the left operand, 96 KB
+at most, stays in L2) and columns in panels of 128 (the right operand's panel, 128 KB at
+most, stays in L2 while every tile of rows sweeps it). A tile of rows writing its panel's
+columns in turn writes 6 output rows sequentially, which the hardware prefetcher follows;
+sweeping all 96 rows strip by strip had 96 rows of stores in flight, which it did not (cold
+outputs: a first conv's product 2.2 -> 0.75 ms, docs/benchmarks.md)."""
+
+_PANEL_OUTPUT = 65536
+"""Least output (rows x columns of a part) swept panel by panel: below, the output stays in
+cache and each strip of the right operand in L1 while all the row block's tiles use it
+(shufflenet's 68 x 68 x 196 products 20 % faster strip by strip)."""
+
+_PACK_ROWS = 192
+"""Rows from which a product copies each panel of its right operand into contiguous strips:
+enough tiles of rows sweep the panel to repay the copy (aligned, contiguous rows instead of
+strided ones: 1000 x 512 x 169 products 16 % faster, 2048 x 512 x 49 27 %; shorter products
+lost up to 50 %)."""
 
 
 def _tile_kernel(columns: int, prefetch: bool) -> Any:
@@ -1012,13 +1048,39 @@ def _place_tile(scratch, y, i0, height, j0, width, accumulate, last, bias, resid
 
 
 @numba.njit(cache=False, inline="always")
-def _block_product(w, x, y, top, bottom, left, right, bias, residual, activation, low, high):  # type: ignore[no-untyped-def]
-    """y[top:bottom, left:right] = act(w[top:bottom] @ x[:, left:right] + bias + residual)
-    (row-major 2-D arrays; ``bias`` one value per row or empty, ``residual`` like ``y`` or
-    empty, ``activation`` one of ``ACTIVATION_CODES``), tile by tile. Whole tiles read ``w``
-    and ``x`` in place and write ``y``; a ragged last tile of rows reads a zero-padded copy of
-    its rows, one of columns a zero-padded copy of its strip, and is written through a scratch
-    tile. The epilogue runs on each tile as its last block of K lands."""
+def _pack_panel(source, rows, k0, kc, first, end, panel):  # type: ignore[no-untyped-def]
+    """Copy columns [first, end) of rows k0..k0 + kc of x (x[k, j] = source[rows[k] + j]) into
+    ``panel`` strip by strip, each strip kc rows of ``_TILE_COLUMNS`` contiguous values, the
+    columns past ``end`` zero."""
+    count = end - first
+    for k in range(kc):
+        start = rows[k0 + k] + first
+        for s in range(0, count, _TILE_COLUMNS):
+            into = s * kc + k * _TILE_COLUMNS
+            if s + _TILE_COLUMNS <= count:
+                for j in range(_TILE_COLUMNS):
+                    panel[into + j] = source[start + s + j]
+            else:
+                for j in range(_TILE_COLUMNS):
+                    panel[into + j] = source[start + s + j] if s + j < count else np.float32(0)
+
+
+@numba.njit(cache=False, inline="always")
+def _block_product(w, source, rows, y, top, bottom, left, right, bias, residual, activation, low, high):  # type: ignore[no-untyped-def]
+    """y[top:bottom, left:right] = act(w[top:bottom] @ x[:, left:right] + bias + residual),
+    x[k, j] = source[rows[k] + j] (``source`` 1-D, ``rows`` int64: a matrix's rows, or a
+    conv's column rows read in place from its images), ``w`` and ``y`` row-major 2-D arrays;
+    ``bias`` one value per row or empty, ``residual`` like ``y`` or empty, ``activation``
+    one of ``ACTIVATION_CODES``; tile by tile, the epilogue on each tile as its last block of
+    K lands. Whole tiles are written from the registers (the first tile of rows of a strip
+    read in place asks for the strip two tiles on), ragged ones through a scratch tile; a
+    ragged last tile of rows reads a zero-padded copy of its rows. (The tile code stays in
+    this loop: a helper taking the arrays cost 20-30 % on small products, numba's reference
+    counting of its array arguments on every tile.)
+
+    Products of ``_PACK_ROWS`` rows or more copy each panel of x into contiguous strips once
+    and sweep it with every tile of rows; shorter ones read x in place (a ragged strip of
+    columns from a zero-padded copy), rows in blocks of ``_ROW_BLOCK``."""
     has_bias, has_residual = bias.shape[0] > 0, residual.shape[0] > 0
     finish = has_bias or has_residual or activation != _NO_ACTIVATION
     lower = low if activation == _CLIP else np.float32(0) if activation == _RELU else np.float32(-np.inf)
@@ -1033,8 +1095,16 @@ def _block_product(w, x, y, top, bottom, left, right, bias, residual, activation
         return
     block = min(depth, _DEPTH_BLOCK)
     ragged = bottom - (bottom - top) % _TILE_ROWS  # first row of the ragged last tile
-    # the padded copies exist only where a ragged edge does (zeroing them costs ~1 us a call)
-    strip = np.zeros(block * _TILE_COLUMNS if (right - left) % _TILE_COLUMNS else 0, np.float32)
+    stride = rows[1] - rows[0] if depth > 1 else 0
+    evenly = True  # rows a constant stride apart: read in place
+    for k in range(depth):
+        evenly = evenly and rows[k] == rows[0] + k * stride
+    packing = bottom - top >= _PACK_ROWS or not evenly
+    row_block_size = bottom - top if packing else _ROW_BLOCK
+    panel_size = _PANEL_COLUMNS if packing or (bottom - top) * (right - left) >= _PANEL_OUTPUT else _TILE_COLUMNS
+    # the copies exist only where they are used (zeroing them costs ~1 us a call)
+    narrow = not packing and (right - left) % _TILE_COLUMNS != 0
+    strips = np.zeros(block * (_PANEL_COLUMNS if packing else _TILE_COLUMNS if narrow else 0), np.float32)
     spare_rows = np.zeros(_TILE_ROWS * block if ragged < bottom else 0, np.float32)
     scratch = np.empty(_TILE_ROWS * _TILE_COLUMNS, np.float32)
     for k0 in range(0, depth, _DEPTH_BLOCK):
@@ -1044,53 +1114,65 @@ def _block_product(w, x, y, top, bottom, left, right, bias, residual, activation
         for i in range(bottom - ragged):
             for k in range(kc):
                 spare_rows[i * kc + k] = w[ragged + i, k0 + k]
-        for row_block in range(top, bottom, _ROW_BLOCK):
-            for j0 in range(left, right, _TILE_COLUMNS):
-                width = min(_TILE_COLUMNS, right - j0)
-                if width == _TILE_COLUMNS:
-                    b, b_row = x.ctypes.data + word * (k0 * x.shape[1] + j0), x.shape[1]
-                else:
-                    for k in range(kc):
-                        for j in range(width):
-                            strip[k * _TILE_COLUMNS + j] = x[k0 + k, j0 + j]
-                    b, b_row = strip.ctypes.data, _TILE_COLUMNS
-                for i0 in range(row_block, min(bottom, row_block + _ROW_BLOCK), _TILE_ROWS):
+        for row_block in range(top, bottom, row_block_size):
+            for panel in range(left, right, panel_size):
+                end = min(right, panel + panel_size)
+                if packing:
+                    _pack_panel(source, rows, k0, kc, panel, end, strips)
+                for i0 in range(row_block, min(bottom, row_block + row_block_size), _TILE_ROWS):
                     height = min(_TILE_ROWS, bottom - i0)
                     if height == _TILE_ROWS:
                         a, a_row = w.ctypes.data + word * (i0 * depth + k0), depth
                     else:
                         a, a_row = spare_rows.ctypes.data, kc
-                    if height == _TILE_ROWS and width == _TILE_COLUMNS:
-                        c = y.ctypes.data + word * (i0 * y.shape[1] + j0)
-                        row_bias = bias.ctypes.data + word * i0 if has_bias else zeros.ctypes.data
-                        extra, extra_row = zeros.ctypes.data, _TILE_COLUMNS
-                        if has_residual:
-                            extra, extra_row = residual.ctypes.data + word * (i0 * residual.shape[1] + j0), residual.shape[1]
-                        epilogue = 1 if last else 0
-                        if i0 == row_block:
-                            _tile_product_ahead(a, a_row, b, b_row, kc, c, y.shape[1], accumulate, epilogue, row_bias, extra, extra_row, lower, upper)
+                    for j0 in range(panel, end, _TILE_COLUMNS):
+                        width = min(_TILE_COLUMNS, right - j0)
+                        if packing:
+                            b, b_row = strips.ctypes.data + word * (j0 - panel) * kc, _TILE_COLUMNS
+                        elif width < _TILE_COLUMNS:
+                            b, b_row = strips.ctypes.data, _TILE_COLUMNS
+                            if i0 == row_block:
+                                _pack_panel(source, rows, k0, kc, j0, right, strips)
                         else:
-                            _tile_product(a, a_row, b, b_row, kc, c, y.shape[1], accumulate, epilogue, row_bias, extra, extra_row, lower, upper)
-                        continue
-                    into, none = scratch.ctypes.data, zeros.ctypes.data
-                    if width > _LANES:
-                        _tile_product(a, a_row, b, b_row, kc, into, _TILE_COLUMNS, 0, 0, none, none, _TILE_COLUMNS, lower, upper)
-                    else:
-                        _narrow_tile_product(a, a_row, b, b_row, kc, into, _TILE_COLUMNS, 0, 0, none, none, _TILE_COLUMNS, lower, upper)
-                    _place_tile(scratch, y, i0, height, j0, width, accumulate, last, bias, residual, activation, low, high)
+                            b, b_row = source.ctypes.data + word * (rows[k0] + j0), stride
+                        if height == _TILE_ROWS and width == _TILE_COLUMNS:
+                            c = y.ctypes.data + word * (i0 * y.shape[1] + j0)
+                            row_bias = bias.ctypes.data + word * i0 if has_bias else zeros.ctypes.data
+                            extra, extra_row = zeros.ctypes.data, _TILE_COLUMNS
+                            if has_residual:
+                                extra, extra_row = residual.ctypes.data + word * (i0 * residual.shape[1] + j0), residual.shape[1]
+                            epilogue = 1 if last else 0
+                            ahead = i0 == row_block and not packing
+                            if ahead:
+                                _tile_product_ahead(a, a_row, b, b_row, kc, c, y.shape[1], accumulate, epilogue, row_bias, extra, extra_row, lower, upper)
+                            else:
+                                _tile_product(a, a_row, b, b_row, kc, c, y.shape[1], accumulate, epilogue, row_bias, extra, extra_row, lower, upper)
+                            continue
+                        into, none = scratch.ctypes.data, zeros.ctypes.data
+                        if width > _LANES:
+                            _tile_product(a, a_row, b, b_row, kc, into, _TILE_COLUMNS, 0, 0, none, none, _TILE_COLUMNS, lower, upper)
+                        else:
+                            _narrow_tile_product(a, a_row, b, b_row, kc, into, _TILE_COLUMNS, 0, 0, none, none, _TILE_COLUMNS, lower, upper)
+                        _place_tile(scratch, y, i0, height, j0, width, accumulate, last, bias, residual, activation, low, high)
 
 
 @numba.njit(cache=False, inline="always")
-def _product_part(w, x, y, piece, pieces, bias, residual, activation, low, high):  # type: ignore[no-untyped-def]
+def _product_part(w, source, rows, y, piece, pieces, bias, residual, activation, low, high):  # type: ignore[no-untyped-def]
     """Part ``piece`` of ``pieces`` of y = act(w @ x + bias + residual) (``_block_product``): a
     block of columns when the result is wider than tall, else a block of rows."""
-    rows, columns = w.shape[0], x.shape[1]
-    if columns >= rows:
-        left, right = _share(columns, piece, pieces)
-        _block_product(w, x, y, 0, rows, left, right, bias, residual, activation, low, high)
+    height, width = y.shape[0], y.shape[1]
+    if width >= height:
+        left, right = _share(width, piece, pieces)
+        _block_product(w, source, rows, y, 0, height, left, right, bias, residual, activation, low, high)
     else:
-        top, bottom = _share(rows, piece, pieces)
-        _block_product(w, x, y, top, bottom, 0, columns, bias, residual, activation, low, high)
+        top, bottom = _share(height, piece, pieces)
+        _block_product(w, source, rows, y, top, bottom, 0, width, bias, residual, activation, low, high)
+
+
+@numba.njit(cache=True)
+def dense_rows(depth: int, width: int) -> np.ndarray:
+    """The row offsets (``gemm_blocks``' ``rows``) of a C-contiguous matrix ``width`` wide."""
+    return np.arange(depth) * width
 
 
 _NO_ROW_BIAS = np.empty(0, np.float32)
@@ -1100,34 +1182,32 @@ _NO_PRODUCT_RESIDUAL = np.empty((0, 0), np.float32)
 _WEIGHTS = numba.types.Array(numba.float32, 3, "C", readonly=True)  # (groups, rows, K)
 
 
-def _gemm_work(weights: np.ndarray, cols: np.ndarray, *rest: Any) -> int:
-    """``work`` for ``gemm_blocks``: its multiply-adds over 4 (``_product_work``)."""
-    return _product_work(weights, cols, rest[-1])
-
-
-@_pooled(_WEIGHTS, _IMAGES, _MATRIX, _IMAGES, _INT, _FLOAT, _FLOAT, _PLANE, _INT, work=_gemm_work)
-def gemm_blocks(weights, cols, bias, residual, activation, low, high, y, parts):  # type: ignore[no-untyped-def]
-    """y[n, g] = act(weights[g] @ cols[n, g] + bias[g] + residual[n, g]) for every image n and
-    group g: the (N·G) products dealt out whole when they divide evenly among ``parts``, else
-    each split into ``parts``. ``bias`` is (G, M) or empty, ``residual`` like ``y`` or empty,
-    ``activation`` one of ``ACTIVATION_CODES``: a conv's epilogue, applied tile by tile
-    while the tile is in cache (nothing to apply: a plain product)."""
+@_pooled(_WEIGHTS, _BLOCKS, _INDEX, _MATRIX, _IMAGES, _INT, _FLOAT, _FLOAT, _PLANE, _INT, work=_product_work)
+def gemm_blocks(weights, sources, rows, bias, residual, activation, low, high, y, parts):  # type: ignore[no-untyped-def]
+    """y[n, g] = act(weights[g] @ x[n, g] + bias[g] + residual[n, g]) for every image n and
+    group g, where x[n, g][k, j] = sources[n, g, rows[k] + j] (``dense_rows`` for stacked
+    matrices; a conv's column rows in its images otherwise): the (N·G) products dealt out
+    whole when they divide evenly among ``parts``, else each split into ``parts``. ``bias``
+    is (G, M) or empty, ``residual`` like ``y`` or empty, ``activation`` one of
+    ``ACTIVATION_CODES``: a conv's epilogue, applied tile by tile while the tile is in cache
+    (nothing to apply: a plain product)."""
     groups = weights.shape[0]
-    blocks = cols.shape[0] * groups
+    blocks = sources.shape[0] * groups
     split = 1 if blocks % parts == 0 else parts
     for unit in numba.prange(blocks * split):
         block, piece = unit // split, unit % split
         n, g = block // groups, block % groups
         row_bias = bias[g] if bias.shape[0] > 0 else _NO_ROW_BIAS
         extra = residual[n, g] if residual.shape[0] > 0 else _NO_PRODUCT_RESIDUAL
-        _product_part(weights[g], cols[n, g], y[n, g], piece, split, row_bias, extra, activation, low, high)
+        _product_part(weights[g], sources[n, g], rows, y[n, g], piece, split, row_bias, extra, activation, low, high)
 
 
 @_pooled(_MATRIX, _MATRIX, numba.float32[:, ::1], _INT, work=_product_work)
 def matmul(a, b, y, parts):  # type: ignore[no-untyped-def]
     """y = a @ b, split into ``parts`` by columns or rows."""
+    rows = dense_rows(b.shape[0], b.shape[1])
     for part in numba.prange(parts):
-        _product_part(a, b, y, part, parts, _NO_ROW_BIAS, _NO_PRODUCT_RESIDUAL, _NO_ACTIVATION, np.float32(0), np.float32(0))
+        _product_part(a, b.reshape(-1), rows, y, part, parts, _NO_ROW_BIAS, _NO_PRODUCT_RESIDUAL, _NO_ACTIVATION, np.float32(0), np.float32(0))
 
 
 @_pooled(_MATRIX, _MATRIX, numba.float32[:, ::1], _INT, work=_product_work)

@@ -163,8 +163,7 @@ class _Phases:
     phase_of: tuple[int, ...]  # per conv tap: the phase image it reads
     by_phase: tuple[tuple[int, ...], ...]  # per phase image: the conv taps reading it
     grid: tuple[int, ...]
-    offset_array: np.ndarray = field(compare=False, repr=False)  # offsets and phase_of as int64
-    phase_array: np.ndarray = field(compare=False, repr=False)  # arrays, for the compiled kernels
+    offset_array: np.ndarray = field(compare=False, repr=False)  # offsets as int64, for the compiled kernels
 
     @property
     def length(self) -> int:
@@ -194,8 +193,7 @@ def _phases(window: _Window) -> _Phases | None:
     rank = len(sizes)
     gather = _Window(window.strides, window.strides, (1,) * rank, window.pad_begin, window.pad_end, tuple(sizes))
     by_phase = tuple(tuple(t for t, p in enumerate(phase_of) if p == phase) for phase in range(gather.taps))
-    arrays = np.array(offsets, np.int64), np.array(phase_of, np.int64)
-    return _Phases(gather, tuple(offsets), tuple(phase_of), by_phase, grid, *arrays)
+    return _Phases(gather, tuple(offsets), tuple(phase_of), by_phase, grid, np.array(offsets, np.int64))
 
 
 def _fill_phases(ctx: OpContext, plan: _ConvPlan, x: np.ndarray) -> np.ndarray:
@@ -217,13 +215,58 @@ def _grid_view(a: np.ndarray, layout: _Phases, out: tuple[int, ...]) -> np.ndarr
     return a.reshape(a.shape[:-1] + layout.grid)[(Ellipsis, *(slice(0, o) for o in out))]
 
 
+@dataclass(frozen=True)
+class _ShiftedImages:
+    """A 2-D conv's inputs as the compiled GEMM reads its column matrix in place
+    (``jit.shifted_images``): per row phase of the stride (``row_phases``, the values of
+    kernel row · dilation mod stride) and per kernel column, the zero-padded input shifted and
+    subsampled to ``tall`` rows of the output's width. Tap (ky, kx) of output (oy, ox) reads
+    row oy + ky·dh div sh, column ox of image (phase of ky, kx): for all outputs in order, one
+    contiguous run, so the product writes the output with no junk columns to crop."""
+
+    row_phases: tuple[int, ...]
+    tall: int
+    phase_array: np.ndarray = field(compare=False, repr=False)  # row_phases as int64
+
+    @property
+    def count(self) -> int:
+        """Images per input channel."""
+        return len(self.row_phases)
+
+
+def _shifted_images_layout(window: _Window) -> _ShiftedImages:
+    (kh, _), (sh, _), (dh, _) = window.kernel, window.strides, window.dilations
+    row_phases = tuple(sorted({ky * dh % sh for ky in range(kh)}))
+    tall = window.out[0] + (kh - 1) * dh // sh
+    return _ShiftedImages(row_phases, tall, np.array(row_phases, np.int64))
+
+
+def _shifted_rows(layout: _ShiftedImages, window: _Window, cg: int) -> np.ndarray:
+    """Where row (channel, tap) of a group's column matrix starts in the group's images."""
+    (kh, kw), (sh, _), (dh, _) = window.kernel, window.strides, window.dilations
+    out_w = window.out[1]
+    size = layout.tall * out_w
+    images = layout.count * kw
+    return np.array(
+        [
+            ((c * images + layout.row_phases.index(ky * dh % sh) * kw + kx) * size + ky * dh // sh * out_w)
+            for c in range(cg)
+            for ky in range(kh)
+            for kx in range(kw)
+        ],
+        np.int64,
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class _ConvPlan:
     """How one Conv node runs for one pair of input shapes (cached per node, so compared and
     hashed by identity: it keys the node's folded weights, looked up every run).
 
     ``mode`` is "pointwise" (1x1, stride 1, no pads: the input is the column matrix),
-    "gather" (columns copied as contiguous runs of the flat phase images, ``phases``),
+    "shifted" (compiled kernels only: the column matrix read in place from the input's
+    shifted images, ``shifted``), "gather" (columns copied as contiguous runs of the flat
+    phase images, ``phases``),
     "tap-sum" (each tap's partial products computed over the phase images by one GEMM, then
     summed shifted into the output: cheaper than columns when outputs are far fewer than
     inputs), "im2col" (strided copies, where no flat layout fits) or "winograd" (3x3 stride 1,
@@ -232,7 +275,8 @@ class _ConvPlan:
     im2col, whose columns are copied anyway; the compiled depthwise kernel reads that column
     too); otherwise the pass that finishes the output adds it. ``compiled``: the compiled
     kernels module when it covers this conv. ``depthwise``: group == input channels over a
-    2-D window.
+    2-D window. ``rows``: where the compiled GEMM finds each row of a group's column matrix
+    (pointwise and shifted modes).
     """
 
     window: _Window
@@ -245,6 +289,8 @@ class _ConvPlan:
     phases: _Phases | None
     compiled: ModuleType | None
     dtype: np.dtype
+    shifted: _ShiftedImages | None = None
+    rows: np.ndarray | None = None
 
 
 def _conv_plan(ctx: OpContext, x: np.ndarray, w: np.ndarray, has_bias: bool) -> _ConvPlan:
@@ -260,20 +306,26 @@ def _conv_plan(ctx: OpContext, x: np.ndarray, w: np.ndarray, has_bias: bool) -> 
         window = _window(ctx, x.shape[2:], kernel)
         cg, mg = x.shape[1] // group, w.shape[0] // group
         depthwise = cg == 1 and group > 1 and len(kernel) == 2
-        phases = None
+        phases = shifted = rows = None
         if window.taps == 1 and window.strides == (1,) * len(kernel) and window.out == x.shape[2:]:
             mode = "pointwise"
+            rows = None if compiled is None else compiled.dense_rows(cg, math.prod(window.out))
         elif compiled is not None and _winograd_fits(window, group, cg, mg):
             mode = "winograd"
-        elif (phases := _phases(window)) is None:
-            mode = "im2col"
+        elif (phases := _phases(window)) is not None and 2 * mg <= cg:
+            mode = "tap-sum"
+        elif compiled is not None and not depthwise:
+            mode, phases = "shifted", None
+            shifted = _shifted_images_layout(window)
+            rows = _shifted_rows(shifted, window, cg)
         else:
-            mode = "tap-sum" if 2 * mg <= cg else "gather"
+            mode = "im2col" if phases is None else "gather"
         if compiled is not None:
             bias_row = has_bias and depthwise
         else:
             bias_row = has_bias and mode in ("gather", "im2col")
-        plan = ctx.cache[key] = _ConvPlan(window, group, cg, mg, mode, bias_row, depthwise, phases, compiled, dtype)
+        plan = _ConvPlan(window, group, cg, mg, mode, bias_row, depthwise, phases, compiled, dtype, shifted, rows)
+        ctx.cache[key] = plan
     return plan
 
 
@@ -328,10 +380,10 @@ def convolve(
 
     The result goes straight into the planned output buffer when there is one; the column
     matrices live in the context's workspace, reused from run to run. With the compiled
-    kernels, a 2-D float32 conv's output is written once, cropped from the GEMM's grid (or
-    transformed back from Winograd tiles) with the epilogue applied on the way
-    (``jit.conv_output``, ``jit.winograd_output``), or by the GEMM itself where it writes y
-    (``jit.gemm_blocks``).
+    kernels, a 2-D float32 conv's output is written once: by the GEMM itself, reading its
+    columns in place from the input or its shifted images (``jit.gemm_blocks``), or
+    transformed back from Winograd tiles, or summed from per-tap products (``jit.winograd_output``,
+    ``jit.conv_output``), with the epilogue applied on the way.
     """
     plan = _conv_plan(ctx, x, w, b is not None)
     window, compiled, dtype = plan.window, plan.compiled, plan.dtype
@@ -344,8 +396,18 @@ def convolve(
         and activation in compiled.ACTIVATION_CODES
         and (residual is None or (residual.shape == y.shape and residual.dtype == y.dtype))
     )
+    epilogue = (residual, activation, params) if fuse else (None, "", ())  # what the compiled passes apply
     if plan.depthwise and compiled is not None:
         compiled.depthwise_conv2d(np.ascontiguousarray(x), weights.reshape(m, -1), *_geometry(window), y)
+    elif plan.rows is not None and compiled is not None:
+        # the GEMM reads its columns in place, writes y and applies the epilogue to each tile
+        if plan.shifted is None:
+            sources = np.ascontiguousarray(x).reshape(n, plan.group, -1)
+        else:
+            sources = _shifted_images(ctx, plan, x)
+        grid = y.reshape(n, plan.group, plan.mg, -1)
+        compiled.gemm_blocks(weights, sources, plan.rows, *_epilogue_arguments(compiled, grid, bias, *epilogue), grid)
+        return y if fuse else _residual_and_activation(y, residual, activation, params)
     elif plan.mode == "tap-sum" and compiled is not None and len(plan.phases.by_phase) == 1:
         result, offsets = _partial_products(ctx, plan, x, weights[0]), plan.phases.offset_array
     elif plan.mode == "winograd":
@@ -362,21 +424,15 @@ def convolve(
         elif plan.cg == 1 and plan.group > 1:
             # depthwise: one tiny (multiplier x taps) product per channel; numpy's stacked
             # matmul runs these as a batch, faster than a python loop or per-tap multiply-adds
-            cols = _columns(ctx, plan, x, compiled)
+            cols = _columns(ctx, plan, x)
             for index in range(n):
                 np.matmul(weights, cols[index], out=grid[index])
-        elif compiled is not None and not junk and fuse:
-            # the GEMM writes y and applies the epilogue to each tile while it is in cache
-            cols = np.ascontiguousarray(_columns(ctx, plan, x, compiled))
-            compiled.gemm_blocks(weights, cols, *_epilogue_arguments(compiled, grid, bias, residual, activation, params), grid)
-            return y
         else:
-            grouped_matmul(weights, _columns(ctx, plan, x, compiled), grid)
+            grouped_matmul(weights, _columns(ctx, plan, x), grid)
         if junk:
             result = grid.reshape(n * plan.group, plan.mg, -1)
     # one compiled pass finishes y: sums and crops the products, adds bias and residual, activates
     if compiled is not None and (result is not None or bias is not None or (fuse and (residual is not None or activation))):
-        epilogue = (residual, activation, params) if fuse else (None, "", ())
         _conv_output(compiled, plan, y, result, offsets, bias, *epilogue)
         if fuse:
             return y
@@ -385,9 +441,26 @@ def convolve(
             planes = y.reshape((n, plan.group, plan.mg) + window.out)
             np.copyto(planes, _grid_view(result.reshape(n, plan.group, plan.mg, -1), plan.phases, window.out))
         _bias(y, bias)
+    return _residual_and_activation(y, residual, activation, params)
+
+
+def _residual_and_activation(y: np.ndarray, residual: np.ndarray | None, activation: str, params: Sequence[float]) -> np.ndarray:
+    """The part of a conv's epilogue no compiled pass applied: + residual, then the activation."""
     if residual is not None:
         y += residual
     return apply_activation(y, activation, params)
+
+
+def _shifted_images(ctx: OpContext, plan: _ConvPlan, x: np.ndarray) -> np.ndarray:
+    """(N, G, flat images of the group's channels): ``x``'s shifted images (``_ShiftedImages``),
+    in the context's workspace."""
+    n, channels = x.shape[:2]
+    layout, window = plan.shifted, plan.window
+    kw, (sh, sw), dw = window.kernel[1], window.strides, window.dilations[1]
+    shape = (n * channels, layout.count * kw, layout.tall, window.out[1])
+    images = ctx.workspace.get("conv-shifted", shape, x.dtype)
+    plan.compiled.shifted_images(np.ascontiguousarray(x), kw, sh, sw, dw, *window.pad_begin, layout.phase_array, images)
+    return images.reshape(n, plan.group, -1)
 
 
 _ONE_TAP = np.zeros(1, np.int64)
@@ -480,8 +553,8 @@ def _winograd_products(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, tiles: np
     return grouped_matmul(tiles, transformed, products)
 
 
-def _columns(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, compiled: ModuleType | None) -> np.ndarray:
-    """The (N, G, rows [+1 ones row for the bias], columns) matrix the conv's GEMM multiplies."""
+def _columns(ctx: OpContext, plan: _ConvPlan, x: np.ndarray) -> np.ndarray:
+    """The (N, G, rows [+1 ones row for the bias], columns) matrix numpy's conv GEMM multiplies."""
     n, group, cg, window = x.shape[0], plan.group, plan.cg, plan.window
     rows = cg * window.taps
     if plan.mode == "pointwise":
@@ -490,13 +563,8 @@ def _columns(ctx: OpContext, plan: _ConvPlan, x: np.ndarray, compiled: ModuleTyp
         layout = plan.phases
         phases = _fill_phases(ctx, plan, x)
         cols = ctx.workspace.get("conv-cols", (n, group, rows + plan.bias_row, layout.length), x.dtype)
-        if compiled is not None:
-            blocks = cols.reshape(n * group, rows + plan.bias_row, -1)
-            images = phases.reshape((n * group,) + phases.shape[2:])
-            compiled.gather_runs(images, layout.phase_array, layout.offset_array, layout.length, blocks)
-        else:
-            for tap, (phase, start) in enumerate(zip(layout.phase_of, layout.offsets)):
-                cols[:, :, tap * cg : (tap + 1) * cg] = phases[:, :, :, phase, start : start + layout.length]
+        for tap, (phase, start) in enumerate(zip(layout.phase_of, layout.offsets)):
+            cols[:, :, tap * cg : (tap + 1) * cg] = phases[:, :, :, phase, start : start + layout.length]
     else:
         cols = ctx.workspace.get("conv-cols", (n, group, rows + plan.bias_row, math.prod(window.out)), x.dtype)
         _im2col(x.reshape((n, group, cg) + x.shape[2:]), window, _tap_view(cols, cg, window))

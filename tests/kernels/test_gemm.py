@@ -20,10 +20,12 @@ CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os
 PARTS = [1, 2] if CORES >= 2 else [1]
 
 # (rows, depth, columns): whole tiles, ragged rows (1-7 over 6), ragged columns (over 16 and 8),
-# depth 0, depth across blocks of 256 (and a last short block), rows across blocks of 96
+# depth 0, depth across blocks of 256 (and a last short block), rows across blocks of 96,
+# columns across panels of 128; from 192 rows (per part) the right operand is packed
 SHAPES = [
     (12, 32, 32), (1, 1, 1), (7, 5, 9), (13, 27, 17), (5, 3, 8), (6, 16, 196), (68, 68, 49),
     (4, 0, 10), (18, 300, 40), (9, 513, 23), (200, 40, 20), (30, 20, 300), (2, 700, 3),
+    (197, 300, 37), (400, 20, 300), (390, 9, 133),
 ]
 
 
@@ -74,7 +76,7 @@ def test_non_finite_values_stay_in_their_rows_and_columns(parts: int) -> None:
 
 
 @pytest.mark.parametrize("activation", ["", "Relu", "Clip"])
-@pytest.mark.parametrize("rows, depth, columns", [(13, 300, 37), (6, 16, 32), (5, 0, 9)])
+@pytest.mark.parametrize("rows, depth, columns", [(13, 300, 37), (6, 16, 32), (5, 0, 9), (400, 300, 37)])
 def test_epilogue_applied_once_per_output(parts: int, activation: str, rows: int, depth: int, columns: int) -> None:
     """gemm_blocks' conv epilogue, act(product + bias + residual), lands once on every output
     (after the last block of K, on whole and ragged tiles), NaN kept as numpy keeps it."""
@@ -86,7 +88,7 @@ def test_epilogue_applied_once_per_output(parts: int, activation: str, rows: int
     residual[0, 1, rows - 1, columns - 1] = np.nan
     code, low, high = jit.activation_arguments(activation, (-0.5, 0.75))
     y = np.full((1, 2, rows, columns), np.nan, np.float32)
-    jit.gemm_blocks(weights, cols, bias, residual, code, low, high, y)
+    jit.gemm_blocks(weights, cols.reshape(1, 2, -1), jit.dense_rows(depth, columns), bias, residual, code, low, high, y)
     expected = np.einsum("gmk,ngkp->ngmp", weights.astype(np.float64), cols.astype(np.float64))
     expected += bias[None, :, :, None] + residual
     if activation == "Relu":
@@ -95,3 +97,23 @@ def test_epilogue_applied_once_per_output(parts: int, activation: str, rows: int
         expected = np.minimum(np.maximum(expected, low), high)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-4)
     assert np.isnan(y[0, 1, rows - 1, columns - 1])
+
+
+@pytest.mark.parametrize("height", [7, 400])
+@pytest.mark.parametrize("depth, columns", [(27, 37), (300, 48), (9, 5)])
+def test_rows_read_in_place(parts: int, height: int, depth: int, columns: int) -> None:
+    """gemm_blocks reads row k of the right operand at ``rows[k]`` in its source (as a conv's
+    columns are read from its shifted images): rows in any order, overlapping or apart, give
+    the product of the matrix they spell, on whole and ragged strips of columns, read in
+    place or packed (``height`` rows)."""
+    rng = np.random.default_rng(depth + columns)
+    source = rng.standard_normal((1, 1, 4 * depth * columns)).astype(np.float32)
+    rows = rng.permutation(np.arange(0, 3 * depth * columns, 3 * columns // 2))[:depth].astype(np.int64)
+    rows[-1] = rows[0] + 1  # two rows overlapping
+    matrix = np.stack([source[0, 0, r : r + columns] for r in rows])
+    weights = rng.standard_normal((1, height, depth)).astype(np.float32)
+    y = np.full((1, 1, height, columns), np.nan, np.float32)
+    code, low, high = jit.activation_arguments("", ())
+    jit.gemm_blocks(weights, source, rows, jit.NO_BIAS, jit.NO_RESIDUAL, code, low, high, y)
+    expected = weights[0].astype(np.float64) @ matrix.astype(np.float64)
+    np.testing.assert_allclose(y[0, 0], expected, rtol=1e-5, atol=1e-4)

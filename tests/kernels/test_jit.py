@@ -159,17 +159,17 @@ def test_pool(monkeypatch: pytest.MonkeyPatch, case) -> None:
 
 
 # (in, out, size, kernel, strides, pads, bias, epilogue): the conv's layout (see nn._conv_plan)
-# and what conv_output must fold in: "" / an activation / "residual" (+ activation)
+# and what the pass writing its output must fold in: "" / an activation / "residual" (+ activation)
 CONV_OUTPUTS = [
-    (8, 12, 14, 3, 1, 1, True, "Relu"),  # gather: cropped from the grid
+    (8, 12, 14, 3, 1, 1, True, "Relu"),  # shifted images: the GEMM writes y, epilogue in its tiles
     (8, 12, 14, 3, 1, 1, False, "residual Relu"),
     (16, 4, 14, 3, 1, 1, True, "Relu"),  # tap-sum over one phase image: summed, bias added
     (16, 4, 14, 3, 1, 1, True, "residual Clip"),
     (16, 4, 15, 3, 2, 1, True, "Relu"),  # tap-sum over four phase images: numpy sums, crop here
-    (8, 12, 15, 3, 2, 1, True, "Sigmoid"),  # gather, strided; an activation left to numpy
+    (8, 12, 15, 3, 2, 1, True, "Sigmoid"),  # shifted, strided; an activation left to numpy
     (8, 12, 9, 1, 1, 0, True, "residual"),  # pointwise: the epilogue in the GEMM (gemm_blocks)
     (8, 12, 9, 1, 1, 0, True, "Clip"),
-    (8, 12, 9, 1, 2, 0, True, "Relu"),  # strided 1x1 (im2col): in the GEMM too
+    (8, 12, 9, 1, 2, 0, True, "Relu"),  # strided 1x1 (shifted): in the GEMM too
     (8, 40, 20, 1, 1, 0, True, "residual Relu"),  # ragged tiles of rows (40) and columns (400)
     # 3x3 stride 1 with 32+ channels: Winograd tiles transformed back by winograd_output
     (32, 40, 13, 3, 1, 1, True, "Relu"),  # odd size: the last tiles cropped
@@ -212,24 +212,44 @@ def test_conv_output(monkeypatch: pytest.MonkeyPatch, case) -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     ops = [node.op_type for node in edge.build(model.SerializeToString()).graph.nodes]
     assert ops == ["Conv", "FusedConv"] if "residual" in epilogue else ops == ["FusedConv"], ops
-    # 1x1 convs: the GEMM writes y and applies the epilogue tile by tile. Winograd convs:
-    # winograd_output. Others: conv_output crops from the GEMM's grid. The residual branch (a
-    # conv of the same layout) runs the same routine
+    # Winograd convs: winograd_output. Tap-sum convs (outputs at most half the inputs):
+    # conv_output sums and crops the per-tap products. Others: the GEMM writes y and applies the
+    # epilogue tile by tile. The residual branch (a conv of the same layout) runs the same routine
     winograd = kernel == 3 and stride == 1 and min(cin, cout) >= 32
-    routine = "gemm_blocks" if kernel == 1 else "winograd_output" if winograd else "conv_output"
+    tap_sum = kernel > 1 and 2 * cout <= cin
+    routine = "winograd_output" if winograd else "conv_output" if tap_sum else "gemm_blocks"
     per_run = 2 if "residual" in epilogue else 1
     _compare(monkeypatch, routine, model, x, 1e-4, 1e-4, per_run)
 
 
-def test_gather_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A strided 3x3 conv's columns, gathered by the compiled routine, give onnxruntime's result."""
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal((2, 6, 17, 16), dtype=np.float32)
-    w = numpy_helper.from_array(rng.standard_normal((8, 6, 3, 3), dtype=np.float32), "w")
-    node = helper.make_node("Conv", ["x", "w"], ["z"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 1, 1])
+# (in, out, size (h, w), kernel, strides, dilations, pads, group): convs whose column matrix the
+# GEMM reads in place from the input's shifted images (nn._ShiftedImages)
+SHIFTED = [
+    (6, 8, (17, 16), (3, 3), (2, 2), (1, 1), (1, 0, 1, 1), 1),  # strided, uneven pads
+    (3, 16, (23, 23), (7, 7), (2, 2), (1, 1), (3, 3, 3, 3), 1),  # a ResNet-style first conv
+    (4, 6, (12, 13), (3, 2), (1, 2), (1, 1), (0, 1, 2, 0), 1),  # rectangular kernel and stride
+    (5, 7, (14, 14), (3, 3), (1, 1), (2, 2), (2, 2, 2, 2), 1),  # dilated
+    (5, 7, (15, 14), (3, 3), (2, 2), (2, 1), (1, 1, 1, 1), 1),  # dilated rows on stride 2: one row phase
+    (8, 10, (11, 11), (5, 5), (1, 1), (1, 1), (2, 2, 2, 2), 2),  # grouped
+    (6, 9, (10, 10), (1, 1), (2, 2), (1, 1), (0, 0, 0, 0), 3),  # strided 1x1, grouped
+    (4, 5, (6, 5), (3, 3), (3, 3), (1, 1), (4, 4, 4, 4), 1),  # pads wider than the input
+]
+
+
+@pytest.mark.parametrize("case", SHIFTED, ids=[f"shifted{i}" for i in range(len(SHIFTED))])
+def test_shifted_images(monkeypatch: pytest.MonkeyPatch, case) -> None:
+    """Convs of every geometry whose columns the GEMM reads from the compiled routine's
+    shifted images give onnxruntime's result and the numpy kernels'."""
+    cin, cout, size, kernel, strides, dilations, pads, group = case
+    rng = np.random.default_rng(cin * size[0] + cout)
+    x = rng.standard_normal((2, cin) + size, dtype=np.float32)
+    w = numpy_helper.from_array(rng.standard_normal((cout, cin // group) + kernel, dtype=np.float32), "w")
+    node = helper.make_node(
+        "Conv", ["x", "w"], ["z"], kernel_shape=list(kernel), group=group, **_geometry_attrs(strides, dilations, pads)
+    )
     model = _one_node_model(node, x, 13)
     model.graph.initializer.append(w)
-    _compare(monkeypatch, "gather_runs", model, x, 1e-4, 1e-4)
+    _compare(monkeypatch, "shifted_images", model, x, 1e-4, 1e-4)
 
 
 @pytest.mark.parametrize("stride, size", [(1, 6), (2, 30)], ids=["stride1", "stride2-separable"])
