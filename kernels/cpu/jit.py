@@ -1066,21 +1066,46 @@ def _pack_panel(source, rows, k0, kc, first, end, panel):  # type: ignore[no-unt
 
 
 @numba.njit(cache=False, inline="always")
+def _whole_tile(a, a_row, b, b_row, kc, c, c_row, accumulate, epilogue, row_bias, extra, extra_row, lower, upper, ahead):  # type: ignore[no-untyped-def]
+    """One whole tile (``_tile_kernel``'s arguments), asking for the strip two tiles on when
+    ``ahead``. Addresses only: numba counts references to array arguments, which on every
+    tile cost 20-30 % of a small product."""
+    if ahead:
+        _tile_product_ahead(a, a_row, b, b_row, kc, c, c_row, accumulate, epilogue, row_bias, extra, extra_row, lower, upper)
+    else:
+        _tile_product(a, a_row, b, b_row, kc, c, c_row, accumulate, epilogue, row_bias, extra, extra_row, lower, upper)
+
+
+@numba.njit(cache=False, inline="always")
+def _ragged_tile(a, a_row, b, b_row, kc, y, i0, height, j0, width, accumulate, last, bias, residual, activation, low, high, scratch):  # type: ignore[no-untyped-def]
+    """A tile of fewer rows or columns: computed into ``scratch`` (its strip ``b`` a
+    zero-padded copy when narrow), then placed with the epilogue (``_place_tile``)."""
+    into, none = scratch.ctypes.data, scratch.ctypes.data  # no epilogue here: any address
+    inf = np.float32(np.inf)
+    if width > _LANES:
+        _tile_product(a, a_row, b, b_row, kc, into, _TILE_COLUMNS, 0, 0, none, none, _TILE_COLUMNS, -inf, inf)
+    else:
+        _narrow_tile_product(a, a_row, b, b_row, kc, into, _TILE_COLUMNS, 0, 0, none, none, _TILE_COLUMNS, -inf, inf)
+    _place_tile(scratch, y, i0, height, j0, width, accumulate, last, bias, residual, activation, low, high)
+
+
+@numba.njit(cache=False, inline="always")
 def _block_product(w, source, rows, y, top, bottom, left, right, bias, residual, activation, low, high):  # type: ignore[no-untyped-def]
     """y[top:bottom, left:right] = act(w[top:bottom] @ x[:, left:right] + bias + residual),
     x[k, j] = source[rows[k] + j] (``source`` 1-D, ``rows`` int64: a matrix's rows, or a
-    conv's column rows read in place from its images), ``w`` and ``y`` row-major 2-D arrays;
-    ``bias`` one value per row or empty, ``residual`` like ``y`` or empty, ``activation``
-    one of ``ACTIVATION_CODES``; tile by tile, the epilogue on each tile as its last block of
-    K lands. Whole tiles are written from the registers (the first tile of rows of a strip
-    read in place asks for the strip two tiles on), ragged ones through a scratch tile; a
-    ragged last tile of rows reads a zero-padded copy of its rows. (The tile code stays in
-    this loop: a helper taking the arrays cost 20-30 % on small products, numba's reference
-    counting of its array arguments on every tile.)
+    conv's column rows in its shifted images), ``w`` and ``y`` row-major 2-D arrays; ``bias``
+    one value per row or empty, ``residual`` like ``y`` or empty, ``activation`` one of
+    ``ACTIVATION_CODES``; tile by tile, the epilogue on each tile as its last block of K
+    lands. Whole tiles go from the registers to ``y``, ragged ones through a scratch tile; a
+    ragged last tile of rows reads a zero-padded copy of its rows, a ragged strip of columns
+    a zero-padded copy of its strip.
 
-    Products of ``_PACK_ROWS`` rows or more copy each panel of x into contiguous strips once
-    and sweep it with every tile of rows; shorter ones read x in place (a ragged strip of
-    columns from a zero-padded copy), rows in blocks of ``_ROW_BLOCK``."""
+    Small outputs go strip by strip, each strip of x (rows evenly spaced, read in place)
+    used by every tile of a row block while in L1. Outputs of ``_PANEL_OUTPUT`` or more go
+    panel by panel (``_PANEL_COLUMNS``), each tile of rows writing its panel's columns in
+    turn; products of ``_PACK_ROWS`` rows or more, and rows not evenly spaced (a conv's
+    shifted images), first copy each panel into contiguous strips (``_pack_panel``), which
+    every tile of rows then sweeps."""
     has_bias, has_residual = bias.shape[0] > 0, residual.shape[0] > 0
     finish = has_bias or has_residual or activation != _NO_ACTIVATION
     lower = low if activation == _CLIP else np.float32(0) if activation == _RELU else np.float32(-np.inf)
@@ -1100,31 +1125,49 @@ def _block_product(w, source, rows, y, top, bottom, left, right, bias, residual,
     for k in range(depth):
         evenly = evenly and rows[k] == rows[0] + k * stride
     packing = bottom - top >= _PACK_ROWS or not evenly
-    row_block_size = bottom - top if packing else _ROW_BLOCK
-    panel_size = _PANEL_COLUMNS if packing or (bottom - top) * (right - left) >= _PANEL_OUTPUT else _TILE_COLUMNS
-    # the copies exist only where they are used (zeroing them costs ~1 us a call)
+    panels = packing or (bottom - top) * (right - left) >= _PANEL_OUTPUT
     narrow = not packing and (right - left) % _TILE_COLUMNS != 0
+    # the copies exist only where they are used (zeroing them costs ~1 us a call)
     strips = np.zeros(block * (_PANEL_COLUMNS if packing else _TILE_COLUMNS if narrow else 0), np.float32)
     spare_rows = np.zeros(_TILE_ROWS * block if ragged < bottom else 0, np.float32)
     scratch = np.empty(_TILE_ROWS * _TILE_COLUMNS, np.float32)
+    # whole tiles' addresses: tile (i0, j0) of y at y_at + word·(i0·y_row + j0), and so on
+    x_at, y_at, y_row = source.ctypes.data + word * rows[0], y.ctypes.data, y.shape[1]
+    bias_at, bias_step = (bias.ctypes.data, word) if has_bias else (zeros.ctypes.data, 0)
+    extra_at, extra_row, extra_step = (residual.ctypes.data, residual.shape[1], word) if has_residual else (zeros.ctypes.data, _TILE_COLUMNS, 0)
+    row_step = bottom - top if packing else _ROW_BLOCK
     for k0 in range(0, depth, _DEPTH_BLOCK):
         kc = min(_DEPTH_BLOCK, depth - k0)
         accumulate = 1 if k0 > 0 else 0
         last = finish and k0 + kc == depth
+        epilogue = 1 if last else 0
         for i in range(bottom - ragged):
             for k in range(kc):
                 spare_rows[i * kc + k] = w[ragged + i, k0 + k]
-        for row_block in range(top, bottom, row_block_size):
-            for panel in range(left, right, panel_size):
-                end = min(right, panel + panel_size)
+        for row_block in range(top, bottom, row_step):
+            if not panels:  # strip by strip, the row block's tiles innermost
+                for j0 in range(left, right, _TILE_COLUMNS):
+                    width = min(_TILE_COLUMNS, right - j0)
+                    b, b_row = x_at + word * (k0 * stride + j0), stride
+                    if width < _TILE_COLUMNS:
+                        _pack_panel(source, rows, k0, kc, j0, right, strips)
+                        b, b_row = strips.ctypes.data, _TILE_COLUMNS
+                    for i0 in range(row_block, min(bottom, row_block + row_step), _TILE_ROWS):
+                        height = min(_TILE_ROWS, bottom - i0)
+                        a, a_row = (w.ctypes.data + word * (i0 * depth + k0), depth) if height == _TILE_ROWS else (spare_rows.ctypes.data, kc)
+                        if height == _TILE_ROWS and width == _TILE_COLUMNS:
+                            extra = extra_at + extra_step * (i0 * extra_row + j0)
+                            _whole_tile(a, a_row, b, b_row, kc, y_at + word * (i0 * y_row + j0), y_row, accumulate, epilogue, bias_at + bias_step * i0, extra, extra_row, lower, upper, i0 == row_block)
+                        else:
+                            _ragged_tile(a, a_row, b, b_row, kc, y, i0, height, j0, width, accumulate, last, bias, residual, activation, low, high, scratch)
+                continue
+            for panel in range(left, right, _PANEL_COLUMNS):  # panel by panel, its strips innermost
+                end = min(right, panel + _PANEL_COLUMNS)
                 if packing:
                     _pack_panel(source, rows, k0, kc, panel, end, strips)
-                for i0 in range(row_block, min(bottom, row_block + row_block_size), _TILE_ROWS):
+                for i0 in range(row_block, min(bottom, row_block + row_step), _TILE_ROWS):
                     height = min(_TILE_ROWS, bottom - i0)
-                    if height == _TILE_ROWS:
-                        a, a_row = w.ctypes.data + word * (i0 * depth + k0), depth
-                    else:
-                        a, a_row = spare_rows.ctypes.data, kc
+                    a, a_row = (w.ctypes.data + word * (i0 * depth + k0), depth) if height == _TILE_ROWS else (spare_rows.ctypes.data, kc)
                     for j0 in range(panel, end, _TILE_COLUMNS):
                         width = min(_TILE_COLUMNS, right - j0)
                         if packing:
@@ -1134,26 +1177,13 @@ def _block_product(w, source, rows, y, top, bottom, left, right, bias, residual,
                             if i0 == row_block:
                                 _pack_panel(source, rows, k0, kc, j0, right, strips)
                         else:
-                            b, b_row = source.ctypes.data + word * (rows[k0] + j0), stride
+                            b, b_row = x_at + word * (k0 * stride + j0), stride
                         if height == _TILE_ROWS and width == _TILE_COLUMNS:
-                            c = y.ctypes.data + word * (i0 * y.shape[1] + j0)
-                            row_bias = bias.ctypes.data + word * i0 if has_bias else zeros.ctypes.data
-                            extra, extra_row = zeros.ctypes.data, _TILE_COLUMNS
-                            if has_residual:
-                                extra, extra_row = residual.ctypes.data + word * (i0 * residual.shape[1] + j0), residual.shape[1]
-                            epilogue = 1 if last else 0
+                            extra = extra_at + extra_step * (i0 * extra_row + j0)
                             ahead = i0 == row_block and not packing
-                            if ahead:
-                                _tile_product_ahead(a, a_row, b, b_row, kc, c, y.shape[1], accumulate, epilogue, row_bias, extra, extra_row, lower, upper)
-                            else:
-                                _tile_product(a, a_row, b, b_row, kc, c, y.shape[1], accumulate, epilogue, row_bias, extra, extra_row, lower, upper)
-                            continue
-                        into, none = scratch.ctypes.data, zeros.ctypes.data
-                        if width > _LANES:
-                            _tile_product(a, a_row, b, b_row, kc, into, _TILE_COLUMNS, 0, 0, none, none, _TILE_COLUMNS, lower, upper)
+                            _whole_tile(a, a_row, b, b_row, kc, y_at + word * (i0 * y_row + j0), y_row, accumulate, epilogue, bias_at + bias_step * i0, extra, extra_row, lower, upper, ahead)
                         else:
-                            _narrow_tile_product(a, a_row, b, b_row, kc, into, _TILE_COLUMNS, 0, 0, none, none, _TILE_COLUMNS, lower, upper)
-                        _place_tile(scratch, y, i0, height, j0, width, accumulate, last, bias, residual, activation, low, high)
+                            _ragged_tile(a, a_row, b, b_row, kc, y, i0, height, j0, width, accumulate, last, bias, residual, activation, low, high, scratch)
 
 
 @numba.njit(cache=False, inline="always")
