@@ -943,7 +943,8 @@ outputs: a first conv's product 2.2 -> 0.75 ms, docs/benchmarks.md)."""
 _PANEL_OUTPUT = 65536
 """Least output (rows x columns of a part) swept panel by panel: below, the output stays in
 cache and each strip of the right operand in L1 while all the row block's tiles use it
-(shufflenet's 68 x 68 x 196 products 20 % faster strip by strip)."""
+(in-process A/B, one thread: shufflenet's 68 x 68 x 196 products 20-30 % slower panel by
+panel)."""
 
 _PACK_ROWS = 192
 """Rows from which a product copies each panel of its right operand into contiguous strips:

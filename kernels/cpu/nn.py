@@ -235,6 +235,7 @@ class _ShiftedImages:
 
 
 def _shifted_images_layout(window: _Window) -> _ShiftedImages:
+    """The shifted images a 2-D ``window`` reads: its row phases and how many rows each image has."""
     (kh, _), (sh, _), (dh, _) = window.kernel, window.strides, window.dilations
     row_phases = tuple(sorted({ky * dh % sh for ky in range(kh)}))
     tall = window.out[0] + (kh - 1) * dh // sh

@@ -21,11 +21,12 @@ PARTS = [1, 2] if CORES >= 2 else [1]
 
 # (rows, depth, columns): whole tiles, ragged rows (1-7 over 6), ragged columns (over 16 and 8),
 # depth 0, depth across blocks of 256 (and a last short block), rows across blocks of 96,
-# columns across panels of 128; from 192 rows (per part) the right operand is packed
+# columns across panels of 128 (outputs of 64K values per part, read in place: 100 x 1400,
+# with a ragged strip in each part), from 192 rows (per part) panels packed
 SHAPES = [
     (12, 32, 32), (1, 1, 1), (7, 5, 9), (13, 27, 17), (5, 3, 8), (6, 16, 196), (68, 68, 49),
     (4, 0, 10), (18, 300, 40), (9, 513, 23), (200, 40, 20), (30, 20, 300), (2, 700, 3),
-    (197, 300, 37), (400, 20, 300), (390, 9, 133),
+    (197, 300, 37), (400, 20, 300), (390, 9, 133), (100, 20, 1400),
 ]
 
 
