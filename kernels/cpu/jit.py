@@ -450,52 +450,54 @@ _SEPARABLE_WIDTH = 12  # output rows narrower than this are all loop overhead in
 
 @numba.njit(cache=False, inline="always")
 def _max_pool_stride2(x, kh, kw, top, left, y):  # type: ignore[no-untyped-def]
-    """A max window of stride 2 (dilation 1), separably: per output row, the window's input
-    rows are folded into one padded row (long contiguous loops), which is split into its even
-    and odd columns in one pass (a vectorized deinterleave), and the window's columns are
-    then folded from those with unit stride. (Average pools take ``_windows``, whose taps
-    ``_weighted_taps`` sums in registers: faster there.)"""
+    """A max window of stride 2 (dilation 1), separably, in three loops per output row: the
+    window's input rows folded into one padded row (contiguous, the three rows of a 3-high
+    window in one pass), that row split into its even and odd columns (a vectorized
+    deinterleave), and the window's columns folded from those with unit stride (window
+    column j reads even or odd column c + j // 2). Short loops cost more in their setup
+    than in their work here, so fewer, fuller loops win (docs/benchmarks.md). (Average
+    pools take ``_windows``, whose taps ``_weighted_taps`` sums in registers: faster there.)"""
     height, width = x.shape[2], x.shape[3]
     out_h, out_w = y.shape[2], y.shape[3]
     span = 2 * out_w + kw  # padded columns read, rounded up to an even count
     span += span % 2
+    half = _UINT(span // 2)
     fill = np.float32(-np.inf)
-    row = np.empty(span, np.float32)
+    row = np.full(span, fill, np.float32)  # columns outside [low, high) are padding: never written
     even, odd = np.empty(span // 2, np.float32), np.empty(span // 2, np.float32)
-    low, high = min(left, span), min(span, left + width)  # padded columns that hold input
+    low, high = _UINT(min(left, span)), _UINT(min(span, left + width))  # padded columns that hold input
     source, target = x.reshape(-1), y.reshape(-1)
     for plane in range(x.shape[0] * x.shape[1]):
-        plane_in = plane * height * width
         for r in range(out_h):
-            for k in range(low):
-                row[k] = fill
-            for k in range(high, span):
-                row[k] = fill
-            first = True
-            for i in range(kh):
-                q = 2 * r + i - top
-                if q < 0 or q >= height:
-                    continue
-                start = _UINT(plane_in + q * width) - _UINT(left)
-                if first:
-                    for k in range(_UINT(low), _UINT(high)):
-                        row[k] = source[start + k]
-                    first = False
-                else:
-                    for k in range(_UINT(low), _UINT(high)):
-                        row[k] = _fold(_MAXIMUM, row[k], source[start + k], np.float32(1))
-            if first:  # no window row inside the input
+            first, end = max(0, 2 * r - top), min(height, 2 * r - top + kh)  # window rows inside
+            a = _UINT((plane * height + first) * width) - _UINT(left)
+            if end - first == 3:
+                b, c = a + _UINT(width), a + _UINT(2 * width)
+                for k in range(low, high):
+                    row[k] = np.maximum(np.maximum(source[a + k], source[b + k]), source[c + k])
+            elif end > first:
+                for k in range(low, high):
+                    row[k] = source[a + k]
+                for q in range(1, end - first):
+                    b = a + _UINT(q * width)
+                    for k in range(low, high):
+                        row[k] = np.maximum(row[k], source[b + k])
+            else:  # no window row inside the input
                 for k in range(low, high):
                     row[k] = fill
-            for k in range(_UINT(span // 2)):
+            for k in range(half):
                 even[k], odd[k] = row[2 * k], row[2 * k + 1]
             into = _UINT((plane * out_h + r) * out_w)
+            if kw == 3:
+                for c in range(_UINT(out_w)):
+                    target[into + c] = np.maximum(np.maximum(even[c], odd[c]), even[c + 1])
+                continue
             for c in range(_UINT(out_w)):
                 target[into + c] = even[c]
             for j in range(1, kw):
                 phase, shift = (odd, _UINT(j // 2)) if j % 2 else (even, _UINT(j // 2))
                 for c in range(_UINT(out_w)):
-                    target[into + c] = _fold(_MAXIMUM, target[into + c], phase[c + shift], np.float32(1))
+                    target[into + c] = np.maximum(target[into + c], phase[c + shift])
 
 
 @_compile(_INPUT, *_GEOMETRY, _PLANE)
