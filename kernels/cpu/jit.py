@@ -969,8 +969,8 @@ strided ones: 1000 x 512 x 169 products 16 % faster, 2048 x 512 x 49 27 %; short
 lost up to 50 %)."""
 
 
-def _tile_kernel(columns: int, prefetch: bool) -> Any:
-    """An intrinsic computing one tile of ``_TILE_ROWS`` x ``columns`` (a multiple of
+def _tile_kernel(rows: int, columns: int, prefetch: bool) -> Any:
+    """An intrinsic computing one tile of ``rows`` x ``columns`` (a multiple of
     ``_LANES``): c[i, j] (+)= Σₖ a[i, k] · b[k, j] over float32 arrays at addresses ``a``,
     ``b``, ``c`` with row strides ``a_row``, ``b_row``, ``c_row`` (elements), summed over
     ``depth``, added to ``c`` when ``accumulate`` is nonzero. The accumulators stay in vector
@@ -997,18 +997,18 @@ def _tile_kernel(columns: int, prefetch: bool) -> Any:
             if prefetch:  # the strip two tiles on (see _tile_product_ahead)
                 _prefetch(builder, builder.gep(b_row_ptr, [ir.Constant(index, 2 * _TILE_COLUMNS)]))
             stepped = []
-            for i in range(_TILE_ROWS):
+            for i in range(rows):
                 element = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(ir.Constant(index, i), a_row), k)]), align=4)
                 splat = _splat(builder, element)
                 stepped += [builder.call(fma, [splat, column, sums[i * vectors + v]]) for v, column in enumerate(columns)]
             return stepped
 
-        results = _carried_sums(builder, depth, [zero] * (_TILE_ROWS * vectors), depth_step)
+        results = _carried_sums(builder, depth, [zero] * (rows * vectors), depth_step)
         bias_ptr, residual_ptr = (builder.inttoptr(at, f32.as_pointer()) for at in (bias_at, residual_at))
         adding = builder.icmp_signed("!=", accumulate, ir.Constant(index, 0))
         finishing = builder.icmp_signed("!=", finish, ir.Constant(index, 0))
         floor, ceiling = _splat(builder, lower), _splat(builder, upper)
-        for i in range(_TILE_ROWS):
+        for i in range(rows):
             c_row_ptr = builder.gep(c_ptr, [builder.mul(ir.Constant(index, i), c_row)])
             extra_row_ptr = builder.gep(residual_ptr, [builder.mul(ir.Constant(index, i), residual_row)])
             base = _splat(builder, builder.load(builder.gep(bias_ptr, [ir.Constant(index, i)]), align=4))
@@ -1034,13 +1034,15 @@ def _tile_kernel(columns: int, prefetch: bool) -> Any:
     return intrinsic(typer)
 
 
-_tile_product = _tile_kernel(_TILE_COLUMNS, prefetch=False)
-_tile_product_ahead = _tile_kernel(_TILE_COLUMNS, prefetch=True)
+_tile_product = _tile_kernel(_TILE_ROWS, _TILE_COLUMNS, prefetch=False)
+_tile_product_ahead = _tile_kernel(_TILE_ROWS, _TILE_COLUMNS, prefetch=True)
 """The tile kernel that also asks for the strip two tiles on, run on the first tile of rows
 of each strip: a column matrix far wider than deep (a first conv's: 27 rows 50 KB apart)
 reaches the core from L3 row by row, more streams than the hardware prefetcher follows.
 (Prefetching on every tile cost ResNet-50's deep products ~10 %.)"""
-_narrow_tile_product = _tile_kernel(_LANES, prefetch=False)  # a ragged strip of at most 8 columns: half the work
+_narrow_tile_product = _tile_kernel(_TILE_ROWS, _LANES, prefetch=False)  # a ragged strip of at most 8 columns: half the work
+_four_row_product = _tile_kernel(4, _TILE_COLUMNS, prefetch=False)
+_two_row_product = _tile_kernel(2, _TILE_COLUMNS, prefetch=False)  # last tiles of rows: see _short_rows
 
 
 @numba.njit(cache=False, inline="always")
@@ -1106,6 +1108,75 @@ def _ragged_tile(a, a_row, b, b_row, kc, y, i0, height, j0, width, accumulate, l
     _place_tile(scratch, y, i0, height, j0, width, accumulate, last, bias, residual, activation, low, high)
 
 
+_ZERO_TILE = np.zeros(_TILE_ROWS * _TILE_COLUMNS, np.float32)
+"""The bias and residual a tile kernel reads when a product has none. A global, so compiled
+code holds it as a constant: a local array read only through its address is freed after its
+last use by name, and its memory handed to the next allocation."""
+
+
+@numba.njit(cache=False, inline="always")
+def _epilogue(bias, residual, activation, low, high):  # type: ignore[no-untyped-def]
+    """The tile kernel's epilogue arguments for a product's part: (finish, lower, upper,
+    bias address, bias step per row, residual address, residual row stride, residual step per
+    element), ``_ZERO_TILE`` standing in for a missing bias or residual."""
+    word, zeros = 4, _ZERO_TILE
+    has_bias, has_residual = bias.shape[0] > 0, residual.shape[0] > 0
+    finish = has_bias or has_residual or activation != _NO_ACTIVATION
+    lower = low if activation == _CLIP else np.float32(0) if activation == _RELU else np.float32(-np.inf)
+    upper = high if activation == _CLIP else np.float32(np.inf)
+    bias_at, bias_step = (bias.ctypes.data, word) if has_bias else (zeros.ctypes.data, 0)
+    extra_at, extra_row, extra_step = (residual.ctypes.data, residual.shape[1], word) if has_residual else (zeros.ctypes.data, _TILE_COLUMNS, 0)
+    return finish, lower, upper, bias_at, bias_step, extra_at, extra_row, extra_step
+
+
+@numba.njit(cache=False, inline="always")
+def _row_stride(rows):  # type: ignore[no-untyped-def]
+    """(stride, evenly): the distance from x's first row to its second, and whether every row
+    keeps it (then x is read in place)."""
+    stride = rows[1] - rows[0] if rows.shape[0] > 1 else 0
+    evenly = True
+    for k in range(rows.shape[0]):
+        evenly = evenly and rows[k] == rows[0] + k * stride
+    return stride, evenly
+
+
+@numba.njit(cache=False)
+def _short_rows(w, source, rows, y, top, bottom, left, right, bias, residual, activation, low, high, strip, spare_rows, scratch):  # type: ignore[no-untyped-def]
+    """``_block_product`` for its last tile of rows when 4 or 2 high (channel counts are mostly
+    even), strip by strip with a kernel of that height, straight from the registers to ``y``
+    with the epilogue: through a scratch tile and a scalar placing these rows cost a 64-row
+    product ~20 % (64 x 16 x 3024 took longer than 66 x 16 x 3024). A function of its own:
+    inlined into ``_block_product``'s loops, the branch slowed whole tiles 5-10 %. Its copies
+    are ``_block_product``'s: ``strip`` (for a ragged or packed strip), ``spare_rows`` (the
+    rows zero-padded to a whole tile, for a ragged strip) and ``scratch``."""
+    height, depth, word = bottom - top, w.shape[1], 4
+    finish, lower, upper, bias_at, bias_step, extra_at, extra_row, extra_step = _epilogue(bias, residual, activation, low, high)
+    stride, evenly = _row_stride(rows)
+    x_at, w_at, y_at, y_row = source.ctypes.data + word * rows[0], w.ctypes.data, y.ctypes.data, y.shape[1]
+    for k0 in range(0, depth, _DEPTH_BLOCK):
+        kc = min(_DEPTH_BLOCK, depth - k0)
+        accumulate = 1 if k0 > 0 else 0
+        last = finish and k0 + kc == depth
+        for i in range(height):
+            for k in range(kc):
+                spare_rows[i * kc + k] = w[top + i, k0 + k]
+        for j0 in range(left, right, _TILE_COLUMNS):
+            width = min(_TILE_COLUMNS, right - j0)
+            b, b_row = x_at + word * (k0 * stride + j0), stride
+            if width < _TILE_COLUMNS or not evenly:
+                _pack_panel(source, rows, k0, kc, j0, j0 + width, strip)
+                b, b_row = strip.ctypes.data, _TILE_COLUMNS
+            if width < _TILE_COLUMNS:
+                _ragged_tile(spare_rows.ctypes.data, kc, b, b_row, kc, y, top, height, j0, width, accumulate, last, bias, residual, activation, low, high, scratch)
+                continue
+            a, c = w_at + word * (top * depth + k0), y_at + word * (top * y_row + j0)
+            extra, row_bias, epilogue = extra_at + extra_step * (top * extra_row + j0), bias_at + bias_step * top, 1 if last else 0
+            if height == 4:
+                _four_row_product(a, depth, b, b_row, kc, c, y_row, accumulate, epilogue, row_bias, extra, extra_row, lower, upper)
+            else:
+                _two_row_product(a, depth, b, b_row, kc, c, y_row, accumulate, epilogue, row_bias, extra, extra_row, lower, upper)
+
+
 @numba.njit(cache=False, inline="always")
 def _block_product(w, source, rows, y, top, bottom, left, right, bias, residual, activation, low, high):  # type: ignore[no-untyped-def]
     """y[top:bottom, left:right] = act(w[top:bottom] @ x[:, left:right] + bias + residual),
@@ -1113,9 +1184,10 @@ def _block_product(w, source, rows, y, top, bottom, left, right, bias, residual,
     conv's column rows in its shifted images), ``w`` and ``y`` row-major 2-D arrays; ``bias``
     one value per row or empty, ``residual`` like ``y`` or empty, ``activation`` one of
     ``ACTIVATION_CODES``; tile by tile, the epilogue on each tile as its last block of K
-    lands. Whole tiles go from the registers to ``y``, ragged ones through a scratch tile; a
-    ragged last tile of rows reads a zero-padded copy of its rows, a ragged strip of columns
-    a zero-padded copy of its strip.
+    lands. Whole tiles go from the registers to ``y``, and so does a last tile of rows 4 or 2
+    high (``_short_rows``); other ragged ones through a scratch tile, a ragged last tile of
+    rows reading a zero-padded copy of its rows, a ragged strip of columns a zero-padded copy
+    of its strip.
 
     Small outputs go strip by strip, each strip of x (rows evenly spaced, read in place)
     used by every tile of a row block while in L1. Outputs of ``_PANEL_OUTPUT`` or more go
@@ -1123,24 +1195,17 @@ def _block_product(w, source, rows, y, top, bottom, left, right, bias, residual,
     turn; products of ``_PACK_ROWS`` rows or more, and rows not evenly spaced (a conv's
     shifted images), first copy each panel into contiguous strips (``_pack_panel``), which
     every tile of rows then sweeps."""
-    has_bias, has_residual = bias.shape[0] > 0, residual.shape[0] > 0
-    finish = has_bias or has_residual or activation != _NO_ACTIVATION
-    lower = low if activation == _CLIP else np.float32(0) if activation == _RELU else np.float32(-np.inf)
-    upper = high if activation == _CLIP else np.float32(np.inf)
-    zeros = np.zeros(_TILE_ROWS * _TILE_COLUMNS, np.float32)  # bias and residual tile when there is none
     depth, word = w.shape[1], 4
     if depth == 0:  # an empty sum: the epilogue on zeros
         for i0 in range(top, bottom, _TILE_ROWS):
             for j0 in range(left, right, _TILE_COLUMNS):
                 height, width = min(_TILE_ROWS, bottom - i0), min(_TILE_COLUMNS, right - j0)
-                _place_tile(zeros, y, i0, height, j0, width, 0, True, bias, residual, activation, low, high)
+                _place_tile(_ZERO_TILE, y, i0, height, j0, width, 0, True, bias, residual, activation, low, high)
         return
+    finish, lower, upper, bias_at, bias_step, extra_at, extra_row, extra_step = _epilogue(bias, residual, activation, low, high)
     block = min(depth, _DEPTH_BLOCK)
     ragged = bottom - (bottom - top) % _TILE_ROWS  # first row of the ragged last tile
-    stride = rows[1] - rows[0] if depth > 1 else 0
-    evenly = True  # rows a constant stride apart: read in place
-    for k in range(depth):
-        evenly = evenly and rows[k] == rows[0] + k * stride
+    stride, evenly = _row_stride(rows)
     packing = bottom - top >= _PACK_ROWS or not evenly
     panels = packing or (bottom - top) * (right - left) >= _PANEL_OUTPUT
     narrow = not packing and (right - left) % _TILE_COLUMNS != 0
@@ -1148,10 +1213,11 @@ def _block_product(w, source, rows, y, top, bottom, left, right, bias, residual,
     strips = np.zeros(block * (_PANEL_COLUMNS if packing else _TILE_COLUMNS if narrow else 0), np.float32)
     spare_rows = np.zeros(_TILE_ROWS * block if ragged < bottom else 0, np.float32)
     scratch = np.empty(_TILE_ROWS * _TILE_COLUMNS, np.float32)
+    if bottom - ragged == 2 or bottom - ragged == 4:  # the last tile of rows, by its own kernel
+        _short_rows(w, source, rows, y, ragged, bottom, left, right, bias, residual, activation, low, high, strips, spare_rows, scratch)
+        bottom = ragged
     # whole tiles' addresses: tile (i0, j0) of y at y_at + word·(i0·y_row + j0), and so on
     x_at, y_at, y_row = source.ctypes.data + word * rows[0], y.ctypes.data, y.shape[1]
-    bias_at, bias_step = (bias.ctypes.data, word) if has_bias else (zeros.ctypes.data, 0)
-    extra_at, extra_row, extra_step = (residual.ctypes.data, residual.shape[1], word) if has_residual else (zeros.ctypes.data, _TILE_COLUMNS, 0)
     row_step = bottom - top if packing else _ROW_BLOCK
     for k0 in range(0, depth, _DEPTH_BLOCK):
         kc = min(_DEPTH_BLOCK, depth - k0)

@@ -19,14 +19,16 @@ jit = pytest.importorskip("edge.kernels.cpu.jit")
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 PARTS = [1, 2] if CORES >= 2 else [1]
 
-# (rows, depth, columns): whole tiles, ragged rows (1-7 over 6), ragged columns (over 16 and 8),
+# (rows, depth, columns): whole tiles, ragged rows (1-7 over 6; last tiles of 4 and 2 rows, which
+# have kernels of their own, at depth 16, where their scratch is as large as the zero tile that
+# stands in for a missing bias), ragged columns (over 16 and 8),
 # depth 0, depth across blocks of 256 (and a last short block), rows across blocks of 96,
 # columns across panels of 128 (outputs of 64K values per part, read in place: 100 x 1400,
 # with a ragged strip in each part), from 192 rows (per part) panels packed
 SHAPES = [
     (12, 32, 32), (1, 1, 1), (7, 5, 9), (13, 27, 17), (5, 3, 8), (6, 16, 196), (68, 68, 49),
     (4, 0, 10), (18, 300, 40), (9, 513, 23), (200, 40, 20), (30, 20, 300), (2, 700, 3),
-    (197, 300, 37), (400, 20, 300), (390, 9, 133), (100, 20, 1400),
+    (197, 300, 37), (400, 20, 300), (390, 9, 133), (100, 20, 1400), (4, 16, 40), (64, 16, 100), (34, 16, 50),
 ]
 
 
@@ -77,7 +79,7 @@ def test_non_finite_values_stay_in_their_rows_and_columns(parts: int) -> None:
 
 
 @pytest.mark.parametrize("activation", ["", "Relu", "Clip"])
-@pytest.mark.parametrize("rows, depth, columns", [(13, 300, 37), (6, 16, 32), (5, 0, 9), (400, 300, 37)])
+@pytest.mark.parametrize("rows, depth, columns", [(13, 300, 37), (6, 16, 32), (5, 0, 9), (400, 300, 37), (64, 16, 100), (8, 16, 40)])
 def test_epilogue_applied_once_per_output(parts: int, activation: str, rows: int, depth: int, columns: int) -> None:
     """gemm_blocks' conv epilogue, act(product + bias + residual), lands once on every output
     (after the last block of K, on whole and ragged tiles), NaN kept as numpy keeps it."""
