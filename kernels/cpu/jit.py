@@ -1213,12 +1213,12 @@ def _block_product(w, source, rows, y, top, bottom, left, right, bias, residual,
     strips = np.zeros(block * (_PANEL_COLUMNS if packing else _TILE_COLUMNS if narrow else 0), np.float32)
     spare_rows = np.zeros(_TILE_ROWS * block if ragged < bottom else 0, np.float32)
     scratch = np.empty(_TILE_ROWS * _TILE_COLUMNS, np.float32)
+    row_step = bottom - top if packing else _ROW_BLOCK
     if bottom - ragged == 2 or bottom - ragged == 4:  # the last tile of rows, by its own kernel
         _short_rows(w, source, rows, y, ragged, bottom, left, right, bias, residual, activation, low, high, strips, spare_rows, scratch)
         bottom = ragged
     # whole tiles' addresses: tile (i0, j0) of y at y_at + word·(i0·y_row + j0), and so on
     x_at, y_at, y_row = source.ctypes.data + word * rows[0], y.ctypes.data, y.shape[1]
-    row_step = bottom - top if packing else _ROW_BLOCK
     for k0 in range(0, depth, _DEPTH_BLOCK):
         kc = min(_DEPTH_BLOCK, depth - k0)
         accumulate = 1 if k0 > 0 else 0
