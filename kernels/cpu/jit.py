@@ -1111,6 +1111,17 @@ def _ragged_tile(a, a_row, b, b_row, kc, y, i0, height, j0, width, accumulate, l
     _place_tile(scratch, y, i0, height, j0, width, accumulate, last, bias, residual, activation, low, high)
 
 
+@numba.njit(cache=False, inline="always")
+def _strip_at(source, rows, k0, kc, j0, right, x_at, stride, evenly, strip):  # type: ignore[no-untyped-def]
+    """(address, row stride) of the strip of x at column ``j0`` for the block of K at ``k0``:
+    read in place when whole and x's rows are evenly spaced (``x_at`` its first row, ``stride``
+    apart), else a zero-padded copy made into ``strip``."""
+    if right - j0 < _TILE_COLUMNS or not evenly:
+        _pack_panel(source, rows, k0, kc, j0, min(right, j0 + _TILE_COLUMNS), strip)
+        return strip.ctypes.data, _TILE_COLUMNS
+    return x_at + 4 * (k0 * stride + j0), stride
+
+
 _ZERO_TILE = np.zeros(_TILE_ROWS * _TILE_COLUMNS, np.float32)
 """The bias and residual a tile kernel reads when a product has none. A global, so compiled
 code holds it as a constant: a local array read only through its address is freed after its
@@ -1165,10 +1176,7 @@ def _short_rows(w, source, rows, y, top, bottom, left, right, bias, residual, ac
                 spare_rows[i * kc + k] = w[top + i, k0 + k]
         for j0 in range(left, right, _TILE_COLUMNS):
             width = min(_TILE_COLUMNS, right - j0)
-            b, b_row = x_at + word * (k0 * stride + j0), stride
-            if width < _TILE_COLUMNS or not evenly:
-                _pack_panel(source, rows, k0, kc, j0, j0 + width, strip)
-                b, b_row = strip.ctypes.data, _TILE_COLUMNS
+            b, b_row = _strip_at(source, rows, k0, kc, j0, right, x_at, stride, evenly, strip)
             if width < _TILE_COLUMNS:
                 _ragged_tile(spare_rows.ctypes.data, kc, b, b_row, kc, y, top, height, j0, width, accumulate, last, bias, residual, activation, low, high, scratch)
                 continue
@@ -1234,10 +1242,7 @@ def _block_product(w, source, rows, y, top, bottom, left, right, bias, residual,
             if not panels:  # strip by strip, the row block's tiles innermost
                 for j0 in range(left, right, _TILE_COLUMNS):
                     width = min(_TILE_COLUMNS, right - j0)
-                    b, b_row = x_at + word * (k0 * stride + j0), stride
-                    if width < _TILE_COLUMNS:
-                        _pack_panel(source, rows, k0, kc, j0, right, strips)
-                        b, b_row = strips.ctypes.data, _TILE_COLUMNS
+                    b, b_row = _strip_at(source, rows, k0, kc, j0, right, x_at, stride, evenly, strips)
                     for i0 in range(row_block, min(bottom, row_block + row_step), _TILE_ROWS):
                         height = min(_TILE_ROWS, bottom - i0)
                         a, a_row = (w.ctypes.data + word * (i0 * depth + k0), depth) if height == _TILE_ROWS else (spare_rows.ctypes.data, kc)
