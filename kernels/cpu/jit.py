@@ -1073,15 +1073,17 @@ def _place_tile(scratch, y, i0, height, j0, width, accumulate, last, bias, resid
 def _pack_panel(source, rows, k0, kc, first, end, panel):  # type: ignore[no-untyped-def]
     """Copy columns [first, end) of rows k0..k0 + kc of x (x[k, j] = source[rows[k] + j]) into
     ``panel`` strip by strip, each strip kc rows of ``_TILE_COLUMNS`` contiguous values, the
-    columns past ``end`` zero."""
-    count = end - first
+    columns past ``end`` zero. Whole strips' rows go by memcpy of a constant 64 bytes (two
+    vector moves): indexed, the copy ran scalar, 4x slower, and cost a conv's product with
+    144-deep shifted columns a quarter of its time."""
+    count, word = end - first, 4
+    source_at, panel_at = source.ctypes.data, panel.ctypes.data
     for k in range(kc):
         start = rows[k0 + k] + first
         for s in range(0, count, _TILE_COLUMNS):
             into = s * kc + k * _TILE_COLUMNS
             if s + _TILE_COLUMNS <= count:
-                for j in range(_TILE_COLUMNS):
-                    panel[into + j] = source[start + s + j]
+                _copy_floats(panel_at + word * into, source_at + word * (start + s), _UINT(_TILE_COLUMNS))
             else:
                 for j in range(_TILE_COLUMNS):
                     panel[into + j] = source[start + s + j] if s + j < count else np.float32(0)
