@@ -1157,37 +1157,41 @@ def _row_stride(rows):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=False)
-def _short_rows(w, source, rows, y, top, bottom, left, right, bias, residual, activation, low, high, strip, spare_rows, scratch):  # type: ignore[no-untyped-def]
-    """``_block_product`` for its last tile of rows when 4 or 2 high (channel counts are mostly
-    even), strip by strip with a kernel of that height, straight from the registers to ``y``
-    with the epilogue: through a scratch tile and a scalar placing these rows cost a 64-row
-    product ~20 % (64 x 16 x 3024 took longer than 66 x 16 x 3024). A function of its own:
-    inlined into ``_block_product``'s loops, the branch slowed whole tiles 5-10 %. Its copies
-    are ``_block_product``'s: ``strip`` (for a ragged or packed strip), ``spare_rows`` (the
-    rows zero-padded to a whole tile, for a ragged strip) and ``scratch``."""
+def _short_rows(w, source, rows, y, top, bottom, left, right, k0, kc, packed, bias, residual, activation, low, high, strip, spare_rows, scratch):  # type: ignore[no-untyped-def]
+    """``_block_product``'s last tile of rows when 4 or 2 high (channel counts are mostly
+    even), for the block of K at ``k0``, strip by strip with a kernel of that height,
+    straight from the registers to ``y`` with the epilogue: through a scratch tile and a
+    scalar placing these rows cost a 64-row product ~20 % (64 x 16 x 3024 took longer than
+    66 x 16 x 3024). A function of its own: inlined into ``_block_product``'s loops, the
+    branch slowed whole tiles 5-10 %. ``packed``: columns [left, right) are the panel
+    ``_block_product`` has just packed into ``strip``, read from there (not copied twice);
+    otherwise each strip is read in place or copied into ``strip``. Its other copies are
+    ``_block_product``'s: ``spare_rows`` (the rows zero-padded to a whole tile, for a ragged
+    strip) and ``scratch``."""
     height, depth, word = bottom - top, w.shape[1], 4
     finish, lower, upper, bias_at, bias_step, extra_at, extra_row, extra_step = _epilogue(bias, residual, activation, low, high)
     stride, evenly = _row_stride(rows)
     x_at, w_at, y_at, y_row = source.ctypes.data + word * rows[0], w.ctypes.data, y.ctypes.data, y.shape[1]
-    for k0 in range(0, depth, _DEPTH_BLOCK):
-        kc = min(_DEPTH_BLOCK, depth - k0)
-        accumulate = 1 if k0 > 0 else 0
-        last = finish and k0 + kc == depth
-        for i in range(height):
-            for k in range(kc):
-                spare_rows[i * kc + k] = w[top + i, k0 + k]
-        for j0 in range(left, right, _TILE_COLUMNS):
-            width = min(_TILE_COLUMNS, right - j0)
+    accumulate = 1 if k0 > 0 else 0
+    last = finish and k0 + kc == depth
+    for i in range(height):
+        for k in range(kc):
+            spare_rows[i * kc + k] = w[top + i, k0 + k]
+    for j0 in range(left, right, _TILE_COLUMNS):
+        width = min(_TILE_COLUMNS, right - j0)
+        if packed:
+            b, b_row = strip.ctypes.data + word * (j0 - left) * kc, _TILE_COLUMNS
+        else:
             b, b_row = _strip_at(source, rows, k0, kc, j0, right, x_at, stride, evenly, strip)
-            if width < _TILE_COLUMNS:
-                _ragged_tile(spare_rows.ctypes.data, kc, b, b_row, kc, y, top, height, j0, width, accumulate, last, bias, residual, activation, low, high, scratch)
-                continue
-            a, c = w_at + word * (top * depth + k0), y_at + word * (top * y_row + j0)
-            extra, row_bias, epilogue = extra_at + extra_step * (top * extra_row + j0), bias_at + bias_step * top, 1 if last else 0
-            if height == 4:
-                _four_row_product(a, depth, b, b_row, kc, c, y_row, accumulate, epilogue, row_bias, extra, extra_row, lower, upper)
-            else:
-                _two_row_product(a, depth, b, b_row, kc, c, y_row, accumulate, epilogue, row_bias, extra, extra_row, lower, upper)
+        if width < _TILE_COLUMNS:
+            _ragged_tile(spare_rows.ctypes.data, kc, b, b_row, kc, y, top, height, j0, width, accumulate, last, bias, residual, activation, low, high, scratch)
+            continue
+        a, c = w_at + word * (top * depth + k0), y_at + word * (top * y_row + j0)
+        extra, row_bias, epilogue = extra_at + extra_step * (top * extra_row + j0), bias_at + bias_step * top, 1 if last else 0
+        if height == 4:
+            _four_row_product(a, depth, b, b_row, kc, c, y_row, accumulate, epilogue, row_bias, extra, extra_row, lower, upper)
+        else:
+            _two_row_product(a, depth, b, b_row, kc, c, y_row, accumulate, epilogue, row_bias, extra, extra_row, lower, upper)
 
 
 @numba.njit(cache=False, inline="always")
@@ -1227,8 +1231,9 @@ def _block_product(w, source, rows, y, top, bottom, left, right, bias, residual,
     spare_rows = np.zeros(_TILE_ROWS * block if ragged < bottom else 0, np.float32)
     scratch = np.empty(_TILE_ROWS * _TILE_COLUMNS, np.float32)
     row_step = bottom - top if packing else _ROW_BLOCK
-    if bottom - ragged == 2 or bottom - ragged == 4:  # the last tile of rows, by its own kernel
-        _short_rows(w, source, rows, y, ragged, bottom, left, right, bias, residual, activation, low, high, strips, spare_rows, scratch)
+    short = bottom - ragged == 2 or bottom - ragged == 4  # the last tile of rows, by its own kernel
+    end_short = bottom
+    if short:
         bottom = ragged
     # whole tiles' addresses: tile (i0, j0) of y at y_at + word·(i0·y_row + j0), and so on
     x_at, y_at, y_row = source.ctypes.data + word * rows[0], y.ctypes.data, y.shape[1]
@@ -1240,7 +1245,9 @@ def _block_product(w, source, rows, y, top, bottom, left, right, bias, residual,
         for i in range(bottom - ragged):
             for k in range(kc):
                 spare_rows[i * kc + k] = w[ragged + i, k0 + k]
-        for row_block in range(top, bottom, row_step):
+        if short and not packing:
+            _short_rows(w, source, rows, y, ragged, end_short, left, right, k0, kc, False, bias, residual, activation, low, high, strips, spare_rows, scratch)
+        for row_block in range(top, top + 1 if packing else bottom, row_step):  # packing: one block, maybe short rows alone
             if not panels:  # strip by strip, the row block's tiles innermost
                 for j0 in range(left, right, _TILE_COLUMNS):
                     width = min(_TILE_COLUMNS, right - j0)
@@ -1277,6 +1284,8 @@ def _block_product(w, source, rows, y, top, bottom, left, right, bias, residual,
                             _whole_tile(a, a_row, b, b_row, kc, y_at + word * (i0 * y_row + j0), y_row, accumulate, epilogue, bias_at + bias_step * i0, extra, extra_row, lower, upper, ahead)
                         else:
                             _ragged_tile(a, a_row, b, b_row, kc, y, i0, height, j0, width, accumulate, last, bias, residual, activation, low, high, scratch)
+                if short and packing:
+                    _short_rows(w, source, rows, y, ragged, end_short, panel, end, k0, kc, True, bias, residual, activation, low, high, strips, spare_rows, scratch)
 
 
 @numba.njit(cache=False, inline="always")

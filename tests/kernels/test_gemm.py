@@ -102,13 +102,14 @@ def test_epilogue_applied_once_per_output(parts: int, activation: str, rows: int
     assert np.isnan(y[0, 1, rows - 1, columns - 1])
 
 
-@pytest.mark.parametrize("height", [4, 7, 400])
-@pytest.mark.parametrize("depth, columns", [(27, 37), (300, 48), (9, 5)])
+@pytest.mark.parametrize("height", [4, 7, 64, 400])
+@pytest.mark.parametrize("depth, columns", [(27, 37), (300, 48), (9, 5), (27, 300)])
 def test_rows_read_in_place(parts: int, height: int, depth: int, columns: int) -> None:
     """gemm_blocks reads row k of the right operand at ``rows[k]`` in its source (as a conv's
     columns are read from its shifted images): rows in any order, overlapping or apart, give
     the product of the matrix they spell, on whole and ragged strips of columns, read in
-    place or packed (``height`` rows; 4: only a short last tile, packed)."""
+    place or packed (``height`` rows; 4: only a short last tile, packed; 64 and 400: a short
+    last tile computed panel by panel from the packed panels, 300 columns spanning three)."""
     rng = np.random.default_rng(depth + columns)
     source = rng.standard_normal((1, 1, 4 * depth * columns)).astype(np.float32)
     rows = rng.permutation(np.arange(0, 3 * depth * columns, 3 * columns // 2))[:depth].astype(np.int64)
