@@ -1,5 +1,5 @@
 """The numba kernels (depthwise conv, pools, conv columns and output, Winograd transforms,
-BatchNormalization) vs numpy and onnxruntime.
+BatchNormalization, Softmax) vs numpy and onnxruntime.
 
 Every case is a one- or two-node model built into an engine and run three times through one
 execution context (planned output buffers, reused scratch), once with the compiled kernels and
@@ -329,3 +329,25 @@ def test_batch_normalization(monkeypatch: pytest.MonkeyPatch, shape: tuple[int, 
     ops = [node.op_type for node in edge.build(model.SerializeToString()).graph.nodes]
     assert ops == ["FusedBatchNormalization" if activation else "BatchNormalization"], ops
     _compare(monkeypatch, "affine_channels", model, x, 1e-5, 1e-5)
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+@pytest.mark.parametrize(
+    "opset, shape, axis, compiled_runs",
+    [
+        (11, (2, 1000, 1, 1), 1, 1),  # a classifier's head, flattened to rows at axis 1
+        (13, (3, 4, 37), -1, 1),  # attention-like rows on the last axis
+        (13, (3, 4, 37), 1, 0),  # another axis: numpy's path
+    ],
+    ids=["opset11-head", "opset13-last", "opset13-middle"],
+)
+def test_softmax(monkeypatch: pytest.MonkeyPatch, op: str, opset: int, shape: tuple[int, ...], axis: int, compiled_runs: int) -> None:
+    """Softmax and LogSoftmax over the last axis run as one compiled pass per row
+    (softmax_rows): large logits (no overflow: the row's maximum comes off first) and -inf
+    entries (exp gives 0) included."""
+    rng = np.random.default_rng(opset + len(shape))
+    x = (rng.standard_normal(shape) * 30).astype(np.float32)
+    x.reshape(-1)[:: 7] = -np.inf
+    x.reshape(-1)[1] = 85.0
+    model = _one_node_model(helper.make_node(op, ["x"], ["z"], axis=axis), x, opset)
+    _compare(monkeypatch, "softmax_rows", model, x, 1e-5, 1e-6, per_run=compiled_runs)
