@@ -48,6 +48,15 @@ def same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
     return a.strides == b.strides or (a.flags.c_contiguous and b.flags.c_contiguous)
 
 
+def _same_arrays(kept: Sequence[Any], given: Sequence[Any]) -> bool:
+    """Whether ``given`` holds the very objects ``kept`` does, position by position (a loop,
+    not a generator: this runs on every call of a kernel with folded weights)."""
+    for a, b in zip(kept, given):
+        if a is not b:
+            return False
+    return True
+
+
 class Workspace:
     """Named scratch buffers a kernel reuses from run to run (im2col columns, padded inputs).
 
@@ -123,7 +132,7 @@ class OpContext:
         derived from and is recomputed when given others (a kernel called by another op's
         kernel on arrays it derived)."""
         cached = self.cache.get(key)  # only ever holds values derived from constants
-        if cached is not None and all(a is b for a, b in zip(cached[0], arrays)):
+        if cached is not None and _same_arrays(cached[0], arrays):
             return cached[1]
         inputs = self.node.inputs[1:]
         if not all(v is not None and v.is_const for v, a in zip(inputs, arrays) if a is not None):

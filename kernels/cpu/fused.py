@@ -27,8 +27,12 @@ from edge.kernels.registry import OpContext, register, register_shape
 __all__: list[str] = []  # kernels are reached through the registry
 
 
-def _activation(ctx: OpContext) -> tuple[str, list[float]]:
-    return ctx.attr("activation", ""), list(ctx.attr("activation_params", []) or [])
+def _activation(ctx: OpContext) -> tuple[str, tuple[float, ...]]:
+    """The node's fused (activation, params), read from its attributes once (node cache)."""
+    fused = ctx.cache.get("activation")
+    if fused is None:
+        fused = ctx.cache["activation"] = (ctx.attr("activation", ""), tuple(ctx.attr("activation_params", []) or ()))
+    return fused
 
 
 def _epilogue(ctx: OpContext, y: np.ndarray, residual: np.ndarray | None = None) -> np.ndarray:
