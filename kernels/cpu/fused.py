@@ -18,6 +18,7 @@ from scipy import special
 
 from edge.ir import EDGETRT_DOMAIN, Value
 from edge.kernels.cpu.activations import apply_activation
+from edge.kernels.cpu.compiled import compiled as _compiled
 from edge.kernels.cpu.linalg import gemm
 from edge.kernels.cpu.nn import conv_transpose, convolve
 from edge.kernels.cpu.normalization import batch_normalize
@@ -177,6 +178,10 @@ def channel_shuffle(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     groups = ctx.attr("groups")
     n, channels = x.shape[:2]
     y = ctx.output(0, x.shape, x.dtype)
+    compiled = _compiled()
+    if compiled is not None and x.dtype == np.float32:  # planes copied in parallel
+        compiled.shuffle_channels(np.ascontiguousarray(x).reshape(n, channels, -1), y.reshape(n, channels, -1), groups)
+        return y
     np.copyto(y.reshape(n, channels // groups, groups, -1), x.reshape(n, groups, channels // groups, -1).transpose(0, 2, 1, 3))
     return y
 

@@ -942,6 +942,22 @@ def affine_channels(x, factor, shift, activation, low, high, y, parts):  # type:
         _affine_channels(x, factor, shift, activation, low, high, y, first, last)
 
 
+@_pooled(_BLOCKS, numba.float32[:, :, ::1], _INT, _INT, work=_sizes(0))
+def shuffle_channels(x, y, groups, parts):  # type: ignore[no-untyped-def]
+    """y[n, j·g + i] = x[n, i·(C/g) + j] for (N, C, pixels) arrays: ShuffleNet's interleave of
+    ``groups`` (g) groups, one plane copy (memcpy) per channel, the channels split over the
+    parts; numpy's transposed copy ran on one thread."""
+    channels, plane = x.shape[1], x.shape[2]
+    per_group, total = channels // groups, x.shape[0] * channels
+    x_at, y_at, size = x.ctypes.data, y.ctypes.data, _UINT(plane)
+    for part in numba.prange(parts):
+        first, last = _share(total, part, parts)
+        for unit in range(first, last):
+            n, target = unit // channels, unit % channels
+            source = n * channels + target % groups * per_group + target // groups
+            _copy_floats(y_at + 4 * unit * plane, x_at + 4 * source * plane, size)
+
+
 @_pooled(_MATRIX, numba.float32[:, ::1], _INT, _INT, work=_sizes(0, weight=4))
 def softmax_rows(x, y, log, parts):  # type: ignore[no-untyped-def]
     """y[i] = softmax(x[i]) row by row, or its logarithm when ``log`` is nonzero: exp(x - the

@@ -351,3 +351,27 @@ def test_softmax(monkeypatch: pytest.MonkeyPatch, op: str, opset: int, shape: tu
     x.reshape(-1)[1] = 85.0
     model = _one_node_model(helper.make_node(op, ["x"], ["z"], axis=axis), x, opset)
     _compare(monkeypatch, "softmax_rows", model, x, 1e-5, 1e-6, per_run=compiled_runs)
+
+
+@pytest.mark.parametrize("batch, channels, groups, plane", [(2, 12, 3, (5, 6)), (1, 240, 4, (7, 7)), (1, 8, 8, (1, 1))])
+def test_channel_shuffle(monkeypatch: pytest.MonkeyPatch, batch: int, channels: int, groups: int, plane: tuple[int, int]) -> None:
+    """ShuffleNet's Reshape-Transpose-Reshape, which the optimizer makes one ChannelShuffle,
+    runs as compiled plane copies (shuffle_channels) split over the threads (every call
+    split, however small, where there are several)."""
+    monkeypatch.setattr(jit, "_PART_WORK", 1)
+    shape = (batch, channels, *plane)
+    x = np.random.default_rng(channels).standard_normal(shape, dtype=np.float32)
+    split = np.array([batch, groups, channels // groups, *plane], np.int64)
+    nodes = [
+        helper.make_node("Reshape", ["x", "split"], ["s"]),
+        helper.make_node("Transpose", ["s"], ["t"], perm=[0, 2, 1, 3, 4]),
+        helper.make_node("Reshape", ["t", "merge"], ["z"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(split, "split"), numpy_helper.from_array(np.array(shape, np.int64), "merge")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    assert [node.op_type for node in edge.build(model.SerializeToString()).graph.nodes] == ["ChannelShuffle"]
+    _compare(monkeypatch, "shuffle_channels", model, x, 0, 0)
