@@ -375,3 +375,17 @@ def test_channel_shuffle(monkeypatch: pytest.MonkeyPatch, batch: int, channels: 
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     assert [node.op_type for node in edge.build(model.SerializeToString()).graph.nodes] == ["ChannelShuffle"]
     _compare(monkeypatch, "shuffle_channels", model, x, 0, 0)
+
+
+def test_softmax_rows_keep_nan_and_infinities_like_numpy() -> None:
+    """A row holding NaN, or +inf, gives what numpy's formula gives (NaN where it does); the
+    other rows are untouched by them."""
+    x = np.array([[1.0, np.nan, 2.0], [np.inf, 0.0, 1.0], [-np.inf, 0.0, 1.0], [3.0, 1.0, 2.0]], np.float32)
+    for log in (0, 1):
+        y = np.empty_like(x)
+        jit.softmax_rows(x, y, log)
+        with np.errstate(invalid="ignore"):
+            shifted = x - x.max(axis=1, keepdims=True)
+            e = np.exp(shifted)
+            expected = shifted - np.log(e.sum(axis=1, keepdims=True)) if log else e / e.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-7, equal_nan=True)
