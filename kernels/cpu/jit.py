@@ -1214,17 +1214,14 @@ def _short_rows(w, source, rows, y, top, bottom, left, right, k0, kc, packed, bi
     branch slowed whole tiles 5-10 %. ``packed``: columns [left, right) are the panel
     ``_block_product`` has just packed into ``strip``, read from there (not copied twice);
     otherwise each strip is read in place or copied into ``strip``. Its other copies are
-    ``_block_product``'s: ``spare_rows`` (the rows zero-padded to a whole tile, for a ragged
-    strip) and ``scratch``."""
+    ``_block_product``'s: ``spare_rows`` (these rows of w for this block of K, which
+    ``_block_product`` has copied, read for a ragged strip) and ``scratch``."""
     height, depth, word = bottom - top, w.shape[1], 4
     finish, lower, upper, bias_at, bias_step, extra_at, extra_row, extra_step = _epilogue(bias, residual, activation, low, high)
     stride, evenly = _row_stride(rows)
     x_at, w_at, y_at, y_row = source.ctypes.data + word * rows[0], w.ctypes.data, y.ctypes.data, y.shape[1]
     accumulate = 1 if k0 > 0 else 0
     last = finish and k0 + kc == depth
-    for i in range(height):
-        for k in range(kc):
-            spare_rows[i * kc + k] = w[top + i, k0 + k]
     for j0 in range(left, right, _TILE_COLUMNS):
         width = min(_TILE_COLUMNS, right - j0)
         if packed:
@@ -1280,7 +1277,7 @@ def _block_product(w, source, rows, y, top, bottom, left, right, bias, residual,
     scratch = np.empty(_TILE_ROWS * _TILE_COLUMNS, np.float32)
     row_step = bottom - top if packing else _ROW_BLOCK
     short = bottom - ragged == 2 or bottom - ragged == 4  # the last tile of rows, by its own kernel
-    end_short = bottom
+    end_rows = bottom  # the ragged last tile's rows are [ragged, end_rows)
     if short:
         bottom = ragged
     # whole tiles' addresses: tile (i0, j0) of y at y_at + word·(i0·y_row + j0), and so on
@@ -1290,11 +1287,11 @@ def _block_product(w, source, rows, y, top, bottom, left, right, bias, residual,
         accumulate = 1 if k0 > 0 else 0
         last = finish and k0 + kc == depth
         epilogue = 1 if last else 0
-        for i in range(bottom - ragged):
+        for i in range(end_rows - ragged):  # once per block of K, for whichever routine takes them
             for k in range(kc):
                 spare_rows[i * kc + k] = w[ragged + i, k0 + k]
         if short and not packing:
-            _short_rows(w, source, rows, y, ragged, end_short, left, right, k0, kc, False, bias, residual, activation, low, high, strips, spare_rows, scratch)
+            _short_rows(w, source, rows, y, ragged, end_rows, left, right, k0, kc, False, bias, residual, activation, low, high, strips, spare_rows, scratch)
         for row_block in range(top, top + 1 if packing else bottom, row_step):  # packing: one block, maybe short rows alone
             if not panels:  # strip by strip, the row block's tiles innermost
                 for j0 in range(left, right, _TILE_COLUMNS):
@@ -1333,7 +1330,7 @@ def _block_product(w, source, rows, y, top, bottom, left, right, bias, residual,
                         else:
                             _ragged_tile(a, a_row, b, b_row, kc, y, i0, height, j0, width, accumulate, last, bias, residual, activation, low, high, scratch)
                 if short and packing:
-                    _short_rows(w, source, rows, y, ragged, end_short, panel, end, k0, kc, True, bias, residual, activation, low, high, strips, spare_rows, scratch)
+                    _short_rows(w, source, rows, y, ragged, end_rows, panel, end, k0, kc, True, bias, residual, activation, low, high, strips, spare_rows, scratch)
 
 
 @numba.njit(cache=False, inline="always")
