@@ -1,14 +1,20 @@
-"""Kernel registry: implementations keyed by (domain, op type, backend), versioned by opset.
+"""Kernel registry: implementations keyed by (domain, op type, backend, precision), versioned by opset.
 
-A kernel is a function ``fn(ctx, *inputs) -> array | tuple[array, ...]``. Registering the
-same op with a higher ``since`` adds a newer implementation; lookup picks the newest one
-whose ``since`` is not above the model's opset (the onnx reference evaluator's rule).
+A kernel's ``fn`` follows its backend's convention: on the host backends it is
+``fn(ctx, *inputs) -> array | tuple[array, ...]``; a device backend may register builders
+(see that backend). Registering the same op with a higher ``since`` adds a newer
+implementation; lookup picks the newest one whose ``since`` is not above the model's opset
+(the onnx reference evaluator's rule) among those that declare the step's precision.
+Each registration may also declare ``supports(node) -> Refusal | None`` (shapes, attributes
+or dtypes it cannot take), ``tactics(spec) -> [Tactic]`` (variants the builder times) and
+``inplace`` (output 0 may overwrite an input of its size and dtype that dies at the step).
 A shape function ``shape_fn(ctx, *input_values) -> [(dtype, shape), ...]`` may be registered
 beside a kernel for ops onnx's shape inference does not know (fused and custom ops).
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from edge.ir import Graph, Node, standard_domain
+from edge.kernels.tactics import Tactic
+from edge.refusal import Refusal
 
 __all__ = [
     "OpContext",
@@ -28,12 +36,15 @@ __all__ = [
     "register_shape",
     "register_custom_op",
     "lookup",
+    "resolve",
     "lookup_shape",
     "supported_ops",
     "same_bytes",
 ]
 
 KernelFn = Callable[..., Any]
+SupportsFn = Callable[[Node], "Refusal | None"]
+TacticsFn = Callable[..., "list[Tactic]"]
 ShapeFn = Callable[..., list[tuple[np.dtype, tuple]]]
 
 
@@ -93,9 +104,10 @@ class OpContext:
             input shapes (parsed windows, folded constants): key entries by what they
             depend on. Shared by threads running one schedule, so never scratch memory.
         workspace: scratch buffers of the running execution context (see Workspace).
+        tactic: the variant the builder chose for this step (None: the kernel's heuristic).
     """
 
-    __slots__ = ("node", "opset", "out", "cache", "workspace", "_run_subgraph")
+    __slots__ = ("node", "opset", "out", "cache", "workspace", "tactic", "_run_subgraph")
 
     def __init__(
         self,
@@ -105,12 +117,14 @@ class OpContext:
         out: list[np.ndarray | None] | None = None,
         cache: dict[Any, Any] | None = None,
         workspace: Workspace | None = None,
+        tactic: Tactic | None = None,
     ) -> None:
         self.node = node
         self.opset = opset
         self.out = out if out is not None else [None] * len(node.outputs)
         self.cache = cache if cache is not None else {}
         self.workspace = workspace if workspace is not None else Workspace()
+        self.tactic = tactic
         self._run_subgraph = run_subgraph
 
     def attr(self, name: str, default: Any = None) -> Any:
@@ -154,6 +168,8 @@ class OpContext:
 
 @dataclass(frozen=True)
 class Kernel:
+    """One registered implementation and what it declares about itself."""
+
     op_type: str
     domain: str
     backend: str
@@ -161,6 +177,15 @@ class Kernel:
     fn: KernelFn
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    supports: SupportsFn | None = field(default=None, compare=False)
+    tactics: TacticsFn | None = field(default=None, compare=False)
+    inplace: bool = False
+
+    @property
+    def name(self) -> str:
+        """The implementation's name as ``inspect`` shows it (``module.function``)."""
+        module = getattr(self.fn, "__module__", "") or ""
+        return f"{module.rsplit('.', 1)[-1]}.{getattr(self.fn, '__name__', self.op_type)}"
 
 
 _KERNELS: dict[tuple[str, str, str], list[Kernel]] = {}
@@ -173,15 +198,26 @@ def register(
     domain: str = "",
     since: int = 1,
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8"),
+    supports: SupportsFn | None = None,
+    tactics: TacticsFn | None = None,
+    inplace: bool = False,
     **meta: Any,
 ) -> Callable[[KernelFn], KernelFn]:
-    """Decorator: register ``fn`` as the kernel of every op in ``op_types``."""
+    """Decorator: register ``fn`` as the kernel of every op in ``op_types``.
+
+    Args:
+        precisions: layer precisions the kernel serves (lookup filters on them).
+        supports: ``fn(node) -> Refusal | None``, refusing nodes the kernel cannot take.
+        tactics: ``fn(spec) -> [Tactic]``, the variants applicable to a step, heuristic first.
+        inplace: output 0 may be written over an input of the same size and dtype that dies
+            at this step (elementwise ops, reshapes): the memory planner then shares them.
+    """
 
     def decorate(fn: KernelFn) -> KernelFn:
         for op_type in op_types:
             key = (standard_domain(domain), op_type, backend)
-            versions = [k for k in _KERNELS.get(key, []) if k.since != since]
-            versions.append(Kernel(op_type, key[0], backend, since, fn, precisions, dict(meta)))
+            versions = [k for k in _KERNELS.get(key, []) if (k.since, k.precisions) != (since, precisions)]
+            versions.append(Kernel(op_type, key[0], backend, since, fn, precisions, dict(meta), supports, tactics, inplace))
             _KERNELS[key] = sorted(versions, key=lambda k: k.since)
         return fn
 
@@ -217,15 +253,35 @@ def register_custom_op(
         register_shape(op_type, domain=domain)(shape_fn)
 
 
-def lookup(op_type: str, domain: str = "", backend: str = "cpu", opset: int | None = None) -> Kernel | None:
-    """The newest kernel whose ``since`` is not above ``opset`` (None: the newest)."""
+def lookup(
+    op_type: str, domain: str = "", backend: str = "cpu", opset: int | None = None, precision: str | None = None
+) -> Kernel | None:
+    """The newest kernel whose ``since`` is not above ``opset`` (None: the newest) among those
+    serving ``precision`` (None: any)."""
     _ensure_loaded(backend)
     versions = _KERNELS.get((standard_domain(domain), op_type, backend), [])
+    if precision is not None:
+        versions = [k for k in versions if precision in k.precisions]
     chosen = None
     for kernel in versions:
         if opset is None or kernel.since <= opset:
             chosen = kernel
     return chosen if chosen is not None else (versions[0] if versions else None)
+
+
+def resolve(node: Node, opset: int, backend: str, precision: str | None = None) -> Kernel | Refusal:
+    """The kernel ``backend`` runs ``node`` with at ``precision``, or why it cannot."""
+    kernel = lookup(node.op_type, node.domain, backend, opset, precision)
+    if kernel is None:
+        op = f"{node.domain}::{node.op_type}" if node.domain else node.op_type
+        if precision is not None and lookup(node.op_type, node.domain, backend, opset) is not None:
+            return Refusal("backend.precision", f"{op} '{node.name}': the {backend} backend has no {precision} kernel for {op}")
+        return Refusal("backend.no_kernel", f"{op} '{node.name}': the {backend} backend has no kernel for {op}")
+    if kernel.supports is not None:
+        refusal = kernel.supports(node)
+        if refusal is not None:
+            return refusal
+    return kernel
 
 
 def lookup_shape(op_type: str, domain: str = "") -> ShapeFn | None:
@@ -251,5 +307,8 @@ def _ensure_loaded(backend: str) -> None:
     if backend in _LOADED:
         return
     _LOADED.add(backend)
-    if backend == "cpu":
-        import edge.kernels.cpu  # noqa: F401  (registers on import)
+    try:
+        importlib.import_module(f"edge.kernels.{backend}")  # registers on import
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("edge.kernels"):
+            raise
