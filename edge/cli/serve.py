@@ -34,6 +34,14 @@ def serve_command(
     instances: int = typer.Option(1, "--instances", envvar="EDGETRT_INSTANCES", help="Execution contexts (threads) per model."),
     max_body_mb: float = typer.Option(64.0, "--max-body-mb", envvar="EDGETRT_MAX_BODY_MB", help="Largest request body; bigger gets 413."),
     max_queue: int = typer.Option(128, "--max-queue", envvar="EDGETRT_MAX_QUEUE", help="Queued requests per model before 503."),
+    max_connections: int = typer.Option(
+        1024, "--max-connections", envvar="EDGETRT_MAX_CONNECTIONS",
+        help="Open connections at most; past it the oldest idle one is closed to let a new client in.",
+    ),
+    header_timeout_s: float = typer.Option(
+        10.0, "--header-timeout-s", envvar="EDGETRT_HEADER_TIMEOUT_S",
+        help="Seconds a client may take to send a request header before its connection is closed.",
+    ),
 ) -> None:
     """Serve engines over HTTP with the KServe v2 / Triton protocol.
 
@@ -57,13 +65,16 @@ def serve_command(
         "--instances": instances >= 1,
         "--max-body-mb": max_body_mb > 0,
         "--max-queue": max_queue >= 1,
+        "--max-connections": max_connections >= 1,
+        "--header-timeout-s": header_timeout_s > 0,
     }
     bad = [flag for flag, ok in checks.items() if not ok]
     if bad:
-        raise EdgeError(f"{bad[0]} is out of range (port 0-65535, delay >= 0, body > 0, the rest >= 1)")
+        raise EdgeError(f"{bad[0]} is out of range (port 0-65535, delay >= 0, body and timeout > 0, the rest >= 1)")
     try:
         from edge.serve.app import ServeConfig
         from edge.serve.batcher import BatchingConfig
+        from edge.serve.connections import ConnectionLimits
         from edge.serve.model import ServedModel
         from edge.serve.server import serve
     except ImportError as exc:
@@ -82,6 +93,7 @@ def serve_command(
         port=port,
         batching=BatchingConfig(max_batch, max_queue_delay_ms / 1000, instances, max_queue),
         max_body_bytes=int(max_body_mb * (1 << 20)),
+        connections=ConnectionLimits(max_connections, header_timeout_s),
     )
 
     def announce(bound_host: str, bound_port: int) -> None:

@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 import edge
 from edge.serve.batcher import BatchingConfig, DynamicBatcher
+from edge.serve.connections import ConnectionLimits
 from edge.serve.metrics import ModelStats, TritonCollector, render_text
 from edge.serve.model import ServedModel
 from edge.serve.protocol import InferRequest, ServeError, decode_infer_request, encode_infer_response
@@ -41,6 +42,7 @@ class ServeConfig:
     port: int
     batching: BatchingConfig
     max_body_bytes: int
+    connections: ConnectionLimits
     drain_timeout_s: float = 30.0
 
 

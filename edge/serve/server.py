@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import socket
 import threading
@@ -12,10 +13,11 @@ import uvicorn
 
 from edge.serve import sdnotify
 from edge.serve.app import ServeConfig, create_app
+from edge.serve.connections import GuardedHttpProtocol, ensure_file_descriptors
 from edge.serve.model import ServedModel
 from edge.serve.protocol import ServeError
 
-__all__ = ["listen", "serve"]
+__all__ = ["listen", "serve", "uvicorn_config"]
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -29,6 +31,19 @@ def listen(host: str, port: int) -> socket.socket:
         return socket.create_server((host, port), family=family, backlog=2048)
     except OSError as exc:
         raise ServeError(500, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def uvicorn_config(app: object, config: ServeConfig) -> uvicorn.Config:
+    """uvicorn's settings for ``app``: guarded connections, no access log, graceful drain."""
+    return uvicorn.Config(
+        app,
+        http=functools.partial(GuardedHttpProtocol, limits=config.connections),
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=config.drain_timeout_s,
+    )
 
 
 class _Server(uvicorn.Server):
@@ -84,16 +99,9 @@ def serve(
     ``config.drain_timeout_s``), then returns normally, so a service stop exits 0.
     """
     app = create_app(models, config)  # checks the models before anything is bound
+    ensure_file_descriptors(config.connections.max_connections)
     sock = sock or listen(config.host, config.port)
-    uv_config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        server_header=False,
-        timeout_graceful_shutdown=config.drain_timeout_s,
-    )
-    server = _Server(uv_config, on_ready)
+    server = _Server(uvicorn_config(app, config), on_ready)
     in_main = threading.current_thread() is threading.main_thread()
     # uvicorn re-raises the signal it caught once it has drained; a no-op handler makes that
     # a normal return (exit 0) instead of death by SIGTERM.

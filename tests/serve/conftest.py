@@ -19,8 +19,9 @@ pytest.importorskip("tritonclient.http")
 
 from edge.serve.app import ServeConfig, create_app  # noqa: E402
 from edge.serve.batcher import BatchingConfig  # noqa: E402
+from edge.serve.connections import ConnectionLimits  # noqa: E402
 from edge.serve.model import ServedModel  # noqa: E402
-from edge.serve.server import listen  # noqa: E402
+from edge.serve.server import listen, uvicorn_config  # noqa: E402
 
 _RNG = np.random.default_rng(7)
 MLP_W = _RNG.standard_normal((16, 8)).astype(np.float32)
@@ -81,21 +82,28 @@ class RunningServer:
     app: object
 
 
-def _config(**batching: float) -> ServeConfig:
+def _config(max_connections: int = 256, header_timeout_s: float = 10.0, **batching: float) -> ServeConfig:
     knobs = {"max_batch": 8, "max_queue_delay_s": 0.002, "instances": 2, "max_queue": 64, **batching}
-    return ServeConfig(host="127.0.0.1", port=0, batching=BatchingConfig(**knobs), max_body_bytes=1 << 20)
+    return ServeConfig(
+        host="127.0.0.1",
+        port=0,
+        batching=BatchingConfig(**knobs),
+        max_body_bytes=1 << 20,
+        connections=ConnectionLimits(max_connections, header_timeout_s),
+    )
 
 
 @pytest.fixture(scope="session")
 def start_server(engine_files: dict[str, Path]) -> Iterator:
-    """Factory: start a real uvicorn server in a thread with the given batching knobs."""
+    """Factory: start a real uvicorn server in a thread with the given batching and connection knobs."""
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(**batching: float) -> RunningServer:
+    def start(**knobs: float) -> RunningServer:
         models = [ServedModel(edge.load(path), name) for name, path in engine_files.items()]
-        app = create_app(models, _config(**batching))
+        config = _config(**knobs)
+        app = create_app(models, config)
         sock = listen("127.0.0.1", 0)
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
+        server = uvicorn.Server(uvicorn_config(app, config))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
         while not server.started:
