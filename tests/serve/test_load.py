@@ -15,7 +15,7 @@ def test_16_clients_x_200_requests_with_10_percent_bad_ones(start_server):
     assert result.mismatches == []
     assert result.refused == 16 * 20
     assert len(result.latencies_s) == good
-    stats = server.app.state.edgetrt.stats["mlp"]
+    stats = server.app.state.edgetrt.stats_of("mlp")
     assert stats.success.count == good and stats.inference_count == good
     assert stats.failure["OTHER"].count == 16 * 20
     # Under 16 concurrent clients the batcher must actually have stacked requests.

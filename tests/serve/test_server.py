@@ -67,8 +67,9 @@ def test_model_metadata_and_config(client):
     assert pair["inputs"][0] == {"name": "a", "datatype": "INT32", "shape": [-1, -1]}
     config = client.get_model_config("mlp")
     assert config["max_batch_size"] == 8
-    assert config["input"] == [{"name": "x", "data_type": "TYPE_FP32", "dims": [16]}]
-    assert config["dynamic_batching"] == {"max_queue_delay_microseconds": 2000}
+    assert [(t["name"], t["data_type"], t["dims"]) for t in config["input"]] == [("x", "TYPE_FP32", [16])]
+    assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 2000
+    assert config["dynamic_batching"]["default_queue_policy"]["max_queue_size"] == 64
     assert config["instance_group"][0]["count"] == 2
 
 
