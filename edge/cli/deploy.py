@@ -11,8 +11,14 @@ from edge.errors import EdgeError
 
 __all__ = ["deploy_app"]
 
-deploy_app = typer.Typer(help="Write Docker/Compose or Kubernetes files that serve a model.", no_args_is_help=True)
-app.add_typer(deploy_app, name="deploy")
+deploy_app = typer.Typer(
+    name="deploy",
+    help="Write Docker/Compose or Kubernetes files that serve a model.\n\n"
+    "Examples:\n\n    edgetrt deploy docker model.onnx -o deploy/ --base cpu\n\n"
+    "    edgetrt deploy k8s model.onnx -o k8s/ --base cuda --image registry.local/model:1",
+    no_args_is_help=True,
+)
+app.add_typer(deploy_app)
 
 _MODEL = typer.Argument(..., help="ONNX model (built into an engine on the target) or engine file.", show_default=False)
 _OUT = typer.Option(..., "--output", "-o", help="Folder to write the files into.", show_default=False)
