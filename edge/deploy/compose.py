@@ -37,7 +37,7 @@ def compose(plan: DeployPlan) -> dict[str, Any]:
     elif plan.base.gpu == "cuda":
         server["deploy"] = {"resources": {"reservations": {"devices": [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]}}}
     return {
-        "name": f"edgetrt-{plan.name.lower().replace('.', '-')}",
+        "name": plan.slug,
         "services": {
             SERVER_SERVICE: server,
             "prometheus": {

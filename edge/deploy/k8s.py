@@ -30,11 +30,7 @@ class K8sOptions:
 
 
 def _labels(plan: DeployPlan) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "edgetrt", "app.kubernetes.io/instance": _resource_name(plan)}
-
-
-def _resource_name(plan: DeployPlan) -> str:
-    return f"edgetrt-{plan.name.lower().replace('_', '-').replace('.', '-')}"
+    return {"app.kubernetes.io/name": "edgetrt", "app.kubernetes.io/instance": plan.slug}
 
 
 def deployment(plan: DeployPlan, options: K8sOptions) -> dict[str, Any]:
@@ -79,7 +75,7 @@ def deployment(plan: DeployPlan, options: K8sOptions) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": _resource_name(plan), "labels": labels},
+        "metadata": {"name": plan.slug, "labels": labels},
         "spec": {
             "replicas": options.min_replicas,
             "selector": {"matchLabels": labels},
@@ -99,7 +95,7 @@ def service(plan: DeployPlan) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": _resource_name(plan), "labels": _labels(plan)},
+        "metadata": {"name": plan.slug, "labels": _labels(plan)},
         "spec": {
             "selector": _labels(plan),
             "ports": [
@@ -115,9 +111,9 @@ def autoscaler(plan: DeployPlan, options: K8sOptions) -> dict[str, Any]:
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": _resource_name(plan), "labels": _labels(plan)},
+        "metadata": {"name": plan.slug, "labels": _labels(plan)},
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": _resource_name(plan)},
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": plan.slug},
             "minReplicas": options.min_replicas,
             "maxReplicas": options.max_replicas,
             "metrics": [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import onnx
@@ -57,6 +57,11 @@ class DeployPlan:
     image: str
 
     @property
+    def slug(self) -> str:
+        """The model name as a DNS label, for compose project and Kubernetes resource names."""
+        return "edgetrt-" + self.name.lower().replace("_", "-").replace(".", "-")
+
+    @property
     def builds_on_target(self) -> bool:
         return self.source.suffix.lower() == ".onnx"
 
@@ -104,7 +109,8 @@ def make_plan(
         can_batch = _onnx_batchable(source)
     if profile is None:
         raise EdgeError(f"--base {base_name} needs --profile naming the Jetson module (see `edgetrt profiles list`)")
-    return DeployPlan(name, source, base, profile, build_flags, max_batch, can_batch, image or f"edgetrt-{name.lower()}:latest")
+    plan = DeployPlan(name, source, base, profile, build_flags, max_batch, can_batch, image or "")
+    return plan if image else replace(plan, image=f"{plan.slug}:latest")
 
 
 def _onnx_batchable(path: Path) -> bool:

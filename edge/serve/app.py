@@ -296,7 +296,7 @@ async def _unload(request: Request) -> Response:
     assert state.repository is not None
     name = request.path_params["name"]
     await _read_body(request, state.config.max_body_bytes)
-    if name not in state.models and name not in await run_in_threadpool(state.repository.names):
+    if name not in await run_in_threadpool(state.repository.names):  # engine-file models stay
         raise ServeError(400, f"failed to unload '{name}': it is not in the model repository")
     async with state.changing:
         await state.remove(name)
