@@ -91,20 +91,20 @@ class ServerState:
             batcher = DynamicBatcher(model, model.batching, model.stats)
             await batcher.start()
             started.append((model, batcher))
-        old = await self.remove(name, stop=False)
+        old = self._detach(name)  # no await between detach and attach: the swap is atomic
         self.models[name] = {m.version: m for m in models}
         for model, batcher in started:
             self.batchers[(name, model.version)] = batcher
         self.load_errors.pop(name, None)
         await asyncio.gather(*(b.stop() for b in old))
 
-    async def remove(self, name: str, stop: bool = True) -> list[DynamicBatcher]:
-        """Stop serving ``name``; its queued and running requests finish. Returns the batchers when ``stop`` is False."""
+    async def remove(self, name: str) -> None:
+        """Stop serving ``name``; its queued and running requests still finish."""
+        await asyncio.gather(*(b.stop() for b in self._detach(name)))
+
+    def _detach(self, name: str) -> list[DynamicBatcher]:
         versions = self.models.pop(name, {})
-        batchers = [self.batchers.pop((name, v)) for v in versions]
-        if stop:
-            await asyncio.gather(*(b.stop() for b in batchers))
-        return batchers
+        return [self.batchers.pop((name, v)) for v in versions]
 
 
 def create_app(
@@ -320,6 +320,7 @@ async def _infer(request: Request) -> Response:
     start = time.perf_counter_ns()
     state = _state(request)
     model = state.model(request)
+    batcher = state.batchers[(model.name, model.version)]  # taken now: an unload while reading the body gets 503
     stats = model.stats
     try:
         body = await _read_body(request, state.config.max_body_bytes)
@@ -327,7 +328,7 @@ async def _infer(request: Request) -> Response:
         json_length = _json_length(request.headers.get("inference-header-content-length"))
         parsed = await _offload(len(body), _decode, body, encoding, json_length, state.config.max_body_bytes)
         feeds = model.validate(parsed)
-        outputs = await state.batchers[(model.name, model.version)].submit(feeds)
+        outputs = await batcher.submit(feeds)
         size = sum(a.nbytes for a in outputs.values())
         content, header_length = await _offload(size, encode_infer_response, model.name, model.version, parsed, outputs, model.output_names)
     except ServeError as exc:
