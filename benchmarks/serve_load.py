@@ -76,7 +76,7 @@ def _serve(engine: Path, flags: list[str]) -> tuple[subprocess.Popen, int]:
     if "serving" not in line:
         proc.kill()
         raise SystemExit(f"server did not start: {line}{proc.stderr.read()}")
-    return proc, int(line.split("http://127.0.0.1:")[1].split()[0])
+    return proc, int(line.split("http://127.0.0.1:")[1].split(";")[0])
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from pathlib import Path
 from typing import IO
 
@@ -48,7 +49,7 @@ class Sampler(ABC):
         self.t0 = 0.0
         self.malformed = 0
         self.error: str | None = None
-        self._samples: list[Sample] = []
+        self._samples: list[Sample] | deque[Sample] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -85,6 +86,18 @@ class Sampler(ABC):
         """A copy of the samples collected so far."""
         with self._lock:
             return list(self._samples)
+
+    @property
+    def latest(self) -> Sample | None:
+        """The newest sample, None before the first one."""
+        with self._lock:
+            return self._samples[-1] if self._samples else None
+
+    def keep_last(self, count: int) -> Sampler:
+        """Keep only the newest ``count`` samples: a server samples for days, a benchmark keeps all."""
+        with self._lock:
+            self._samples = deque(self._samples, maxlen=count)
+        return self
 
     def start(self, t0: float | None = None) -> Sampler:
         """Start sampling; ``t0`` is the ``time.perf_counter()`` value that sample times count from."""

@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "edge.cli.compare",
     "edge.cli.doctor",
     "edge.cli.calibrate",
+    "edge.cli.deploy",
 )
 
 

@@ -15,13 +15,16 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge.errors import InputError
 from edge.serve.metrics import ModelStats
-from edge.serve.model import ServedModel
 from edge.serve.protocol import ServeError
+
+if TYPE_CHECKING:
+    from edge.serve.model import ServedModel
 
 __all__ = ["BatchingConfig", "DynamicBatcher"]
 
@@ -166,8 +169,7 @@ class DynamicBatcher:
                 if not p.future.done():
                     p.future.set_exception(ServeError(status, f"model '{self.model.name}': {exc}"))
         else:
-            queue_ns = sum(start_ns - p.enqueued_ns for p in batch)
-            self.stats.record_execution(sum(p.size for p in batch), len(batch), queue_ns, *timings)
+            self.stats.record_execution(sum(p.size for p in batch), [start_ns - p.enqueued_ns for p in batch], *timings)
             for p, outputs in zip(batch, results):
                 if not p.future.done():
                     p.future.set_result(outputs)

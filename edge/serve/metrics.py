@@ -21,9 +21,10 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-__all__ = ["Duration", "ModelStats", "TritonCollector", "render_text", "BATCH_BUCKETS", "FAILURE_REASONS"]
+__all__ = ["Duration", "Histogram", "ModelStats", "TritonCollector", "render_text", "BATCH_BUCKETS", "FAILURE_REASONS"]
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 FAILURE_REASONS = ("REJECTED", "BACKEND", "OTHER")
 
 
@@ -40,6 +41,32 @@ class Duration:
 
     def to_json(self) -> dict[str, int]:
         return {"count": self.count, "ns": self.ns}
+
+
+@dataclass
+class Histogram:
+    """Counts of durations per upper bound (seconds, cumulative when exported), and their sum."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS_S))
+    total: int = 0
+    sum_s: float = 0.0
+
+    def observe(self, ns: int) -> None:
+        seconds = ns / 1e9
+        self.total += 1
+        self.sum_s += seconds
+        for index, bound in enumerate(LATENCY_BUCKETS_S):
+            if seconds <= bound:
+                self.counts[index] += 1
+                break
+
+    def buckets(self) -> list[tuple[str, int]]:
+        """Prometheus' cumulative ``le`` buckets, ending with ``+Inf``."""
+        running, out = 0, []
+        for bound, count in zip(LATENCY_BUCKETS_S, self.counts):
+            running += count
+            out.append((floatToGoString(bound), running))
+        return [*out, ("+Inf", self.total)]
 
 
 @dataclass
@@ -60,20 +87,25 @@ class ModelStats:
     batches: dict[int, Duration] = field(default_factory=dict)
     pending: int = 0
     inflight: int = 0
+    request_latency: Histogram = field(default_factory=Histogram)
+    queue_latency: Histogram = field(default_factory=Histogram)
 
     def record_request(self, ns: int, failure_reason: str | None = None) -> None:
         """One HTTP inference request finished (successfully when ``failure_reason`` is None)."""
+        self.request_latency.observe(ns)
         if failure_reason is None:
             self.success.add(ns)
         else:
             self.failure[failure_reason].add(ns)
 
-    def record_execution(self, batch: int, requests: int, queue_ns: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
-        """One batch execution of ``batch`` inferences built from ``requests`` requests.
+    def record_execution(self, batch: int, queue_waits_ns: list[int], input_ns: int, infer_ns: int, output_ns: int) -> None:
+        """One batch execution of ``batch`` inferences built from requests that waited ``queue_waits_ns``.
 
-        Like Triton, every request in the batch is charged the batch's compute time, and
-        ``queue_ns`` is the summed queue time of those requests.
+        Like Triton, every request in the batch is charged the batch's compute time.
         """
+        requests, queue_ns = len(queue_waits_ns), sum(queue_waits_ns)
+        for wait in queue_waits_ns:
+            self.queue_latency.observe(wait)
         self.inference_count += batch
         self.execution_count += 1
         self.last_inference_ms = int(time.time() * 1000)
@@ -166,6 +198,15 @@ class TritonCollector:
         yield pending
         yield inflight
         yield batch
+        for name, doc, pick in (
+            ("edgetrt_inference_request_duration_seconds", "End-to-end inference request duration", lambda s: s.request_latency),
+            ("edgetrt_inference_queue_duration_seconds", "Time a request waited in the queue", lambda s: s.queue_latency),
+        ):
+            family = HistogramMetricFamily(name, doc, labels=labels)
+            for s in models:
+                histogram = pick(s)
+                family.add_metric((s.name, s.version), histogram.buckets(), sum_value=histogram.sum_s)
+            yield family
 
 
 def render_text(families: Iterable[Metric]) -> bytes:

@@ -3,11 +3,20 @@
 Framework-free on purpose: the HTTP layer hands in raw body bytes and gets bytes back, so
 the JSON and binary-tensor rules (``binary_data_size``, ``binary_data``,
 ``binary_data_output``, ``Inference-Header-Content-Length``) are testable without a server.
+
+JSON ``data`` must hold the element type the datatype names: numbers for FP*, integers for
+INT*/UINT*, ``true``/``false`` for BOOL; ``null``, strings such as ``"1.5"`` and booleans
+in number tensors are refused, never coerced. Non-finite floats travel as Triton writes and
+reads them (its rapidjson runs with ``kWriteNanAndInfFlag``/``kParseNanAndInfFlag``): the bare
+tokens ``NaN``, ``Infinity`` and ``-Infinity``, which Python's ``json`` (and so tritonclient)
+reads back as floats. Clients that need strict RFC 8259 JSON ask for binary outputs.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +51,18 @@ _DTYPES: dict[str, np.dtype] = {
     "FP64": np.dtype(np.float64),
 }
 _DATATYPES: dict[np.dtype, str] = {dtype: name for name, dtype in _DTYPES.items()}
+# Python types that JSON ``data`` elements may decode to, per numpy dtype kind.
+_JSON_ELEMENTS: dict[str, frozenset[type]] = {
+    "f": frozenset({int, float}),
+    "i": frozenset({int}),
+    "u": frozenset({int}),
+    "b": frozenset({bool}),
+}
+_JSON_NAMES: dict[type, str] = {
+    type(None): "null", bool: "a boolean", str: "a string", float: "a fractional number", int: "an integer",
+    dict: "an object", list: "a ragged nested list",
+}
+_NON_FINITE = {"nan": b"NaN", "inf": b"Infinity", "-inf": b"-Infinity"}
 
 
 class ServeError(EdgeError):
@@ -103,10 +124,7 @@ def decode_infer_request(body: bytes, json_length: int | None) -> InferRequest:
         if not 0 <= json_length <= len(body):
             raise ServeError(400, f"Inference-Header-Content-Length {json_length} is outside the body of {len(body)} bytes")
         header, blobs = body[:json_length], memoryview(body)[json_length:]
-    try:
-        doc = orjson.loads(header)
-    except orjson.JSONDecodeError as exc:
-        raise ServeError(400, f"malformed JSON in request: {exc}") from None
+    doc = _loads(header)
     if not isinstance(doc, dict):
         raise ServeError(400, "request must be a JSON object")
     request_id = doc.get("id")
@@ -152,6 +170,8 @@ def encode_infer_response(
     chosen = request.outputs or [RequestedOutput(name, None) for name in order]
     entries: list[dict[str, Any]] = []
     blobs: list[bytes] = []
+    spliced: list[bytes] = []  # outputs with NaN/inf, written into the header after orjson
+    nonce = secrets.token_hex(8)
     for want in chosen:
         array = outputs[want.name]
         entry: dict[str, Any] = {"name": want.name, "datatype": datatype_of(array.dtype), "shape": list(array.shape)}
@@ -160,15 +180,62 @@ def encode_infer_response(
             entry["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
         else:
-            entry["data"] = np.ascontiguousarray(array).reshape(-1)
+            data = _json_array(array)
+            if isinstance(data, bytes):
+                entry["data"] = _splice_marker(nonce, len(spliced))
+                spliced.append(data)
+            else:
+                entry["data"] = data
         entries.append(entry)
     doc: dict[str, Any] = {"model_name": model_name, "model_version": model_version, "outputs": entries}
     if request.id is not None:
         doc["id"] = request.id
     header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    for index, data in enumerate(spliced):
+        header = header.replace(orjson.dumps(_splice_marker(nonce, index)), data, 1)
     if not blobs:
         return header, None
     return b"".join([header, *blobs]), len(header)
+
+
+def _loads(header: bytes | memoryview) -> Any:
+    """Parse the JSON header; the slower stdlib parser is the fallback for NaN/Infinity tokens."""
+    try:
+        return orjson.loads(header)
+    except orjson.JSONDecodeError as exc:
+        error = exc
+    try:
+        return json.loads(bytes(header))
+    except (ValueError, RecursionError):
+        raise ServeError(400, f"malformed JSON in request: {error}") from None
+
+
+def _json_data(name: str, datatype: str, dtype: np.dtype, data: Any) -> np.ndarray:
+    """A JSON ``data`` value (flat or nested lists) as an array, refusing mistyped elements."""
+    try:
+        elements = np.asarray(data, dtype=object)
+    except ValueError:  # ragged nesting numpy cannot even hold as objects
+        raise ServeError(400, f"input '{name}': 'data' is a ragged nested list") from None
+    found = set(map(type, elements.reshape(-1)))
+    wrong = found - _JSON_ELEMENTS[dtype.kind]
+    if wrong:
+        what = _JSON_NAMES.get(next(iter(wrong)), "a non-number")
+        raise ServeError(400, f"input '{name}': 'data' holds {what}, expected {datatype} values")
+    try:
+        return np.asarray(data, dtype=dtype)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ServeError(400, f"input '{name}': 'data' does not fit {datatype} ({exc})") from None
+
+
+def _json_array(array: np.ndarray) -> bytes | np.ndarray:
+    """What goes in an output's ``data``: the array itself, or pre-encoded JSON when it has NaN/inf."""
+    flat = np.ascontiguousarray(array).reshape(-1)
+    if flat.dtype.kind != "f" or np.isfinite(flat).all():
+        return flat
+    tokens = orjson.dumps(flat, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")  # non-finite -> null
+    for index in np.flatnonzero(~np.isfinite(flat)):
+        tokens[index] = _NON_FINITE[str(flat[index])]
+    return b"[" + b",".join(tokens) + b"]"
 
 
 def _decode_input(entry: Any, blobs: memoryview, offset: int) -> tuple[str, str, np.ndarray, int]:
@@ -201,13 +268,15 @@ def _decode_input(entry: Any, blobs: memoryview, offset: int) -> tuple[str, str,
         return name, datatype, array.astype(dtype, copy=False), size
     if "data" not in entry:
         raise ServeError(400, f"input '{name}' has neither 'data' nor a binary_data_size parameter")
-    try:
-        array = np.asarray(entry["data"], dtype=dtype)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise ServeError(400, f"input '{name}': 'data' is not a list of {datatype} values ({exc})") from None
+    array = _json_data(name, datatype, dtype, entry["data"])
     if array.size != count:
         raise ServeError(400, f"input '{name}': shape {shape} holds {count} elements, 'data' has {array.size}")
     return name, datatype, array.reshape(shape), 0
+
+
+def _splice_marker(nonce: str, index: int) -> str:
+    # A random nonce per response, so no tensor name or request id can equal a marker.
+    return f"edgetrt-data-{nonce}-{index}"
 
 
 def _requested_outputs(doc: Any) -> list[RequestedOutput] | None:

@@ -19,8 +19,9 @@ pytest.importorskip("tritonclient.http")
 
 from edge.serve.app import ServeConfig, create_app  # noqa: E402
 from edge.serve.batcher import BatchingConfig  # noqa: E402
+from edge.serve.connections import ConnectionLimits  # noqa: E402
 from edge.serve.model import ServedModel  # noqa: E402
-from edge.serve.server import listen  # noqa: E402
+from edge.serve.server import listen, uvicorn_config  # noqa: E402
 
 _RNG = np.random.default_rng(7)
 MLP_W = _RNG.standard_normal((16, 8)).astype(np.float32)
@@ -32,8 +33,8 @@ def mlp_oracle(x: np.ndarray) -> np.ndarray:
     return np.maximum(x @ MLP_W + MLP_B, 0).astype(np.float32)
 
 
-def mlp_model() -> onnx.ModelProto:
-    """MatMul + Add + Relu on x[N, 16] -> y[N, 8] (dynamic batch dim N)."""
+def mlp_model(batch: str | int = "N") -> onnx.ModelProto:
+    """MatMul + Add + Relu on x[N, 16] -> y[N, 8] (dynamic batch dim N unless ``batch`` fixes it)."""
     graph = helper.make_graph(
         [
             helper.make_node("MatMul", ["x", "W"], ["h"]),
@@ -41,8 +42,8 @@ def mlp_model() -> onnx.ModelProto:
             helper.make_node("Relu", ["a"], ["y"]),
         ],
         "mlp",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 8])],
         [numpy_helper.from_array(MLP_W, "W"), numpy_helper.from_array(MLP_B, "b")],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -81,28 +82,36 @@ class RunningServer:
     app: object
 
 
-def _config(**batching: float) -> ServeConfig:
-    knobs = {"max_batch": 8, "max_queue_delay_s": 0.002, "instances": 2, "max_queue": 64, **batching}
-    return ServeConfig(host="127.0.0.1", port=0, batching=BatchingConfig(**knobs), max_body_bytes=1 << 20)
+def _config(max_connections: int = 256, header_timeout_s: float = 10.0) -> ServeConfig:
+    return ServeConfig(
+        host="127.0.0.1", port=0, max_body_bytes=1 << 20, connections=ConnectionLimits(max_connections, header_timeout_s)
+    )
+
+
+def start_uvicorn(app: object, config: ServeConfig, servers: list) -> int:
+    """Run ``app`` under uvicorn in a daemon thread; returns its port once it accepts requests."""
+    sock = listen("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn_config(app, config))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "server thread died during startup"
+        thread.join(0.01)
+    servers.append((server, thread))
+    return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
 def start_server(engine_files: dict[str, Path]) -> Iterator:
-    """Factory: start a real uvicorn server in a thread with the given batching knobs."""
+    """Factory: start a real uvicorn server in a thread with the given batching and connection knobs."""
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(**batching: float) -> RunningServer:
-        models = [ServedModel(edge.load(path), name) for name, path in engine_files.items()]
-        app = create_app(models, _config(**batching))
-        sock = listen("127.0.0.1", 0)
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        while not server.started:
-            assert thread.is_alive(), "server thread died during startup"
-            thread.join(0.01)
-        servers.append((server, thread))
-        port = sock.getsockname()[1]
+    def start(max_connections: int = 256, header_timeout_s: float = 10.0, **batching: float) -> RunningServer:
+        knobs = BatchingConfig(**{"max_batch": 8, "max_queue_delay_s": 0.002, "instances": 2, "max_queue": 64, **batching})
+        models = [ServedModel.from_engine(edge.load(path), name, knobs) for name, path in engine_files.items()]
+        config = _config(max_connections, header_timeout_s)
+        app = create_app(models, config)
+        port = start_uvicorn(app, config, servers)
         return RunningServer(f"127.0.0.1:{port}", port, app)
 
     yield start

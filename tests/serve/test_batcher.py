@@ -17,7 +17,7 @@ from tests.serve.conftest import mlp_oracle
 
 def _run(engine_file, config: BatchingConfig, requests: list[dict[str, np.ndarray]], extra=None):
     """Submit all requests at once to a fresh batcher; returns (results, stats, extra's result)."""
-    model = ServedModel(edge.load(engine_file), "m")
+    model = ServedModel.from_engine(edge.load(engine_file), "m", config)
     stats = ModelStats("m", "1")
 
     async def main():

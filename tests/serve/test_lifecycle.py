@@ -50,8 +50,8 @@ def test_sd_notify_and_sigterm_drains_in_flight_requests(engine_files, tmp_path)
     try:
         line = proc.stderr.readline()
         assert "serving mlp on http://127.0.0.1:" in line, line  # loopback unless --host says otherwise
-        assert "delay 1500 ms" in line
-        port = int(line.split("http://127.0.0.1:")[1].split()[0])
+        assert "mlp v1: dynamic batching up to 64, 1500 ms delay" in proc.stderr.readline()
+        port = int(line.split("http://127.0.0.1:")[1].split(";")[0])
         while "WATCHDOG=1" not in messages:
             receiver.join(0.01)
         assert messages[0].startswith("READY=1")

@@ -65,7 +65,7 @@ def test_all_json_response_has_no_header_length():
 @pytest.mark.parametrize(
     ("doc", "fragment"),
     [
-        ({"inputs": [{"name": "x", "shape": [2], "datatype": "UINT8", "data": [1, 300]}]}, "not a list of UINT8"),
+        ({"inputs": [{"name": "x", "shape": [2], "datatype": "UINT8", "data": [1, 300]}]}, "does not fit UINT8"),
         ({"inputs": [{"name": "x", "shape": [2], "datatype": "INT8", "data": [1, 2]}] * 2}, "given twice"),
         ({"inputs": [{"name": "x", "shape": [1], "datatype": "INT8"}]}, "neither 'data' nor"),
         ({"inputs": [{"name": "x", "shape": [1], "datatype": "INT8", "data": [1]}], "id": 5}, "'id' must be a string"),
@@ -83,3 +83,42 @@ def test_bad_documents_name_the_problem(doc, fragment):
     with pytest.raises(ServeError) as info:
         decode_infer_request(json.dumps(doc).encode(), None)
     assert info.value.status == 400 and fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "what"),
+    [
+        ("FP32", [None, 1.0], "holds null"),
+        ("FP32", [True, 1.0], "holds a boolean"),
+        ("FP32", ["1.5", 1.0], "holds a string"),
+        ("FP32", [[1.0], [2.0, 3.0]], "ragged"),
+        ("INT32", [1.5, 2], "holds a fractional number"),
+        ("BOOL", [1, 0], "holds an integer"),
+    ],
+)
+def test_json_data_of_the_wrong_element_type_is_refused(datatype, data, what):
+    doc = {"inputs": [{"name": "pixels", "shape": [2], "datatype": datatype, "data": data}]}
+    with pytest.raises(ServeError) as info:
+        decode_infer_request(json.dumps(doc).encode(), None)
+    message = str(info.value)
+    assert info.value.status == 400 and "\n" not in message
+    assert message.startswith("input 'pixels': ") and what in message and datatype in message
+
+
+def test_integers_are_valid_float_data_and_nan_tokens_are_read_as_triton_writes_them():
+    body = b'{"inputs":[{"name":"x","shape":[4],"datatype":"FP32","data":[1, NaN, Infinity, -Infinity]}]}'
+    x = decode_infer_request(body, None).inputs["x"]
+    assert x.dtype == np.float32 and x[0] == 1.0 and np.isnan(x[1]) and x[2] == np.inf and x[3] == -np.inf
+
+
+def test_non_finite_json_outputs_are_nan_and_infinity_tokens_read_back_by_tritonclient():
+    from tritonclient.http import InferResult
+
+    y = np.array([[np.nan, 1.25], [np.inf, -np.inf]], np.float32)
+    request = InferRequest(id="n", inputs={}, datatypes={}, outputs=None, binary_output=False)
+    body, header_length = encode_infer_response("m", "1", request, {"y": y, "ok": np.ones(2, np.float32)}, ["y", "ok"])
+    assert header_length is None
+    assert b'"data":[NaN,1.25,Infinity,-Infinity]' in body and b"null" not in body
+    result = InferResult.from_response_body(body)
+    np.testing.assert_array_equal(result.as_numpy("y"), y)  # assert_array_equal treats NaN == NaN
+    np.testing.assert_array_equal(result.as_numpy("ok"), np.ones(2, np.float32))

@@ -67,8 +67,9 @@ def test_model_metadata_and_config(client):
     assert pair["inputs"][0] == {"name": "a", "datatype": "INT32", "shape": [-1, -1]}
     config = client.get_model_config("mlp")
     assert config["max_batch_size"] == 8
-    assert config["input"] == [{"name": "x", "data_type": "TYPE_FP32", "dims": [16]}]
-    assert config["dynamic_batching"] == {"max_queue_delay_microseconds": 2000}
+    assert [(t["name"], t["data_type"], t["dims"]) for t in config["input"]] == [("x", "TYPE_FP32", [16])]
+    assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 2000
+    assert config["dynamic_batching"]["default_queue_policy"]["max_queue_size"] == 64
     assert config["instance_group"][0]["count"] == 2
 
 
@@ -156,7 +157,7 @@ _JSON_HEADER = b'{"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", 
         (b"[1, 2]", {}, "JSON object"),
         (b'{"inputs": []}', {}, "non-empty 'inputs'"),
         (b'{"inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32", "data": [1, 2]}]}', {}, "holds 16 elements"),
-        (b'{"inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32", "data": ["a"]}]}', {}, "not a list of FP32"),
+        (b'{"inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32", "data": ["a"]}]}', {}, "holds a string, expected FP32"),
         (b'{"inputs": [{"name": "x", "shape": [1, -16], "datatype": "FP32", "data": []}]}', {}, "non-negative integers"),
         (b'{"inputs": [{"name": "x", "shape": [1, 16], "datatype": "STRING", "data": []}]}', {}, "datatype 'STRING'"),
         (_BINARY_HEADER + b"\0" * 10, {"Inference-Header-Content-Length": str(len(_BINARY_HEADER))}, "binary data ends after"),
