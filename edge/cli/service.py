@@ -35,6 +35,9 @@ def install_command(
     user: str = typer.Option(None, "--user", help="Existing unprivileged user to run as [default: a systemd dynamic user]."),
     unit_dir: Path = typer.Option(UNIT_DIR, "--unit-dir", help="Where the unit file goes."),
     env_dir: Path = typer.Option(ENV_DIR, "--env-dir", help="Where the environment file goes."),
+    warm: bool = typer.Option(
+        True, "--warm/--no-warm", help="Compile the CPU kernels into the service's cache now, so its first start is not cold."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the files and systemctl calls; change nothing."),
 ) -> None:
     """Write a hardened systemd unit + environment file, then enable and (re)start the service.
@@ -61,10 +64,12 @@ def install_command(
         nvpmodel=find_tool("nvpmodel", Path("/usr/sbin/nvpmodel")),
         jetson_clocks_path=find_tool("jetson_clocks", Path("/usr/bin/jetson_clocks")),
     )
-    plan = plan_install(spec, unit_dir.absolute())
+    plan = plan_install(spec, unit_dir.absolute(), warm=warm)
     if dry_run:
         typer.echo(plan.describe(), nl=False)
         return
+    if warm:
+        console.print(f"compiling the CPU kernels into {plan.warm_env['NUMBA_CACHE_DIR']} (minutes the first time)")
     install(plan)
     console.print(f"installed and started [bold]{unit_name(name)}[/bold]: " + ", ".join(str(p) for p in plan.files))
 

@@ -19,11 +19,18 @@ from pathlib import Path, PurePath
 
 from edge.errors import EdgeError
 
-__all__ = ["ServiceSpec", "ServiceError", "check_unit_text", "unit_name", "render_unit", "render_env", "NAME_PATTERN"]
+__all__ = ["ServiceSpec", "ServiceError", "SYSTEM_CACHE_ROOT", "check_unit_text", "kernel_cache_dir", "unit_name", "render_unit", "render_env", "NAME_PATTERN"]
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}")
 _HOME_ROOTS = (PurePath("/home"), PurePath("/root"), PurePath("/run/user"))
 _WATCHDOG_SEC = 30
+# systemd resolves CacheDirectory= and %C under /var/cache for system units.
+SYSTEM_CACHE_ROOT = Path("/var/cache")
+CACHE_NAME = "edgetrt"
+KERNEL_CACHE = f"{CACHE_NAME}/numba"
+# File descriptors: one per connection, so the soft default of 1024 would let ~1,000 idle
+# clients lock the server out.
+_OPEN_FILES = 65536
 _DRAIN_SEC = 45  # > the server's 30 s drain, so systemd's SIGKILL never cuts a drain short
 
 
@@ -140,8 +147,11 @@ def render_unit(spec: ServiceSpec) -> str:
         *identity,
         # GPU and DLA device nodes on L4T belong to the video group.
         "SupplementaryGroups=video",
-        "CacheDirectory=edgetrt",
-        "Environment=CUDA_CACHE_PATH=%C/edgetrt",
+        # The sandbox makes the package folder read-only: compiled kernels (numba) and the CUDA
+        # JIT cache go to the service's own cache directory, which install warms.
+        f"CacheDirectory={CACHE_NAME}",
+        f"Environment=CUDA_CACHE_PATH=%C/{CACHE_NAME} NUMBA_CACHE_DIR=%C/{KERNEL_CACHE}",
+        f"LimitNOFILE={_OPEN_FILES}",
         "UMask=0077",
         "NoNewPrivileges=yes",
         f"CapabilityBoundingSet={caps}",
@@ -184,6 +194,11 @@ def render_env(spec: ServiceSpec) -> str:
             "",
         ]
     )
+
+
+def kernel_cache_dir(cache_root: Path = SYSTEM_CACHE_ROOT) -> Path:
+    """Where the unit's ``NUMBA_CACHE_DIR`` points (``%C/edgetrt/numba``) for a given ``%C``."""
+    return cache_root / KERNEL_CACHE
 
 
 def _under_home(path: Path) -> bool:
