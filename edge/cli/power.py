@@ -12,7 +12,7 @@ from rich.table import Table
 from edge.cli.app import app, console
 from edge.errors import EdgeError, PowerError, TelemetryError
 
-__all__ = ["show_command", "modes_command", "set_command", "clocks_command", "profile_command", "telemetry_report_command", "telemetry_record_command"]
+__all__ = ["power_controller", "show_command", "modes_command", "set_command", "clocks_command", "profile_command", "telemetry_report_command", "telemetry_record_command"]
 
 power_app = typer.Typer(
     help="Power modes (nvpmodel) and clocks (jetson_clocks) on a Jetson.\n\n"
@@ -31,11 +31,13 @@ _DRY_RUN = typer.Option(False, "--dry-run", help="Print the exact commands inste
 _PROFILE = typer.Option(None, "--profile", help="Device profile whose power modes to use (see `edgetrt profiles list`).")
 
 
-def _controller(dry_run: bool = False, profile: str | None = None):
+def power_controller(dry_run: bool = False, profile: str | None = None):
+    """The controller every command resolves and applies power modes with; ``profile`` names
+    the device profile whose mode table joins /etc/nvpmodel.conf (``cpu`` has none)."""
     from edge.power.control import PowerController
 
     loaded = None
-    if profile:
+    if profile and profile != "cpu":
         from edge.profiles import load_profile
 
         loaded = load_profile(profile)
@@ -58,7 +60,7 @@ def show_command() -> None:
 
     from edge.power.control import clocks_pinned
 
-    controller = _controller()
+    controller = power_controller()
     mode = controller.query_mode()
     console.print(f"power mode: {mode.name} (id {mode.id})")
     if os.geteuid() == 0:
@@ -76,7 +78,7 @@ def modes_command(profile: str = _PROFILE) -> None:
 
         edgetrt power modes --profile orin-nx-16gb
     """
-    controller = _controller(profile=profile)
+    controller = power_controller(profile=profile)
     modes = controller.list_modes()
     no_dla = controller.profile is not None and controller.profile.dla is None
     if not modes:
@@ -113,7 +115,7 @@ def set_command(
 
         edgetrt power set MAXN --dry-run
     """
-    target = _controller(dry_run, profile).set_mode(mode)
+    target = power_controller(dry_run, profile).set_mode(mode)
     if not dry_run:
         console.print(f"power mode set to {target.name} (id {target.id})")
 
@@ -136,7 +138,7 @@ def clocks_command(
 
         edgetrt power clocks on --dry-run
     """
-    controller = _controller(dry_run)
+    controller = power_controller(dry_run)
     if action == "on":
         controller.clocks_store(file)
         controller.clocks_lock()
@@ -191,7 +193,7 @@ def profile_command(
         raise EdgeError(f"--duration must be positive, got {duration}")
     engine = edge.load(engine_path)
     profile_name = engine.header.get("profile")
-    controller = _controller(profile=profile_name if profile_name not in (None, "cpu") else None)
+    controller = power_controller(profile=profile_name)
     on_jetson = controller.is_jetson()
     if (power_mode or lock_clocks) and not on_jetson:
         raise PowerError("--power-mode / --lock-clocks need a Jetson (nvpmodel and jetson_clocks exist only there)")

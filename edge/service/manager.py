@@ -41,6 +41,8 @@ ENV_DIR = Path("/etc/edgetrt")
 # Importing the compiled-kernel module compiles every routine once (minutes on a Jetson, cold);
 # with NUMBA_CACHE_DIR set, numba writes the result there and never into the package folder.
 _WARM_CODE = "import edge.kernels.cpu.jit"
+# The unit's PrivateTmp=yes gives the service empty /tmp and /var/tmp of its own.
+PRIVATE_TMP_DIRS = (Path("/tmp"), Path("/var/tmp"))
 STATUS_PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState", "MainPID", "NRestarts", "FragmentPath")
 
 
@@ -86,11 +88,13 @@ def plan_install(spec: ServiceSpec, unit_dir: Path = UNIT_DIR, *, warm: bool = T
     instead of compiling them for minutes inside its start timeout.
 
     Raises:
-        ServiceError: a missing engine, or one the service's dynamic user could not read.
+        ServiceError: a missing engine, one the service's dynamic user could not read, or one (or
+            edgetrt itself) under the /tmp that PrivateTmp=yes hides.
         EngineFormatError: a file that is not a loadable engine.
     """
     import edge
 
+    _refuse_private_tmp(spec)
     for engine in spec.engines:
         if not engine.is_file():
             raise ServiceError(f"engine file '{engine}' does not exist")
@@ -178,6 +182,36 @@ def systemctl(*args: str) -> str:
     if proc.returncode != 0:
         raise ServiceError(f"`systemctl {' '.join(args)}` failed with exit code {proc.returncode}: {_last_line(proc.stderr)}")
     return proc.stdout
+
+
+def _refuse_private_tmp(spec: ServiceSpec) -> None:
+    """Refuse engines, the edgetrt script or its interpreter (a virtualenv) under /tmp or /var/tmp:
+    with PrivateTmp=yes the service would not see them."""
+    needed = [("engine", path) for path in spec.engines] + [("edgetrt executable", spec.executable)]
+    interpreter = _shebang(spec.executable)
+    if interpreter is not None:
+        needed.append(("edgetrt's Python (its virtualenv)", interpreter))
+    for what, path in needed:
+        for seen in (path.absolute(), path.resolve()):
+            root = next((d for d in PRIVATE_TMP_DIRS if seen.is_relative_to(d)), None)
+            if root is not None:
+                raise ServiceError(
+                    f"{what} '{path}' lies under {root}, which the service cannot see (its unit has PrivateTmp=yes); "
+                    "move it to a permanent folder such as /opt or /srv"
+                )
+
+
+def _shebang(script: Path) -> Path | None:
+    """The interpreter named on a script's ``#!`` line, if it names an absolute path."""
+    try:
+        with script.open("rb") as handle:
+            first = handle.readline(4096)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode("utf-8", "replace").split()
+    return Path(words[0]) if words and words[0].startswith("/") else None
 
 
 def _last_line(stderr: str) -> str:

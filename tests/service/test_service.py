@@ -29,6 +29,12 @@ exit 0
 """
 
 
+@pytest.fixture(autouse=True)
+def tmp_is_visible(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These engines live under /tmp (tempfile's folders); the PrivateTmp refusal has its own tests."""
+    monkeypatch.setattr("edge.service.manager.PRIVATE_TMP_DIRS", ())
+
+
 @pytest.fixture(scope="module")
 def engine_file() -> Iterator[Path]:
     """A world-readable engine (a dynamic service user must read it) under a quoted-path dir."""
