@@ -25,12 +25,15 @@ from edge.fileio import write_atomic
 if TYPE_CHECKING:
     from edge.runtime.bench import BenchResult
 
-__all__ = ["BenchData", "align_bench", "summarize", "render_plots", "write_report", "format_summary"]
+__all__ = ["BenchData", "Throttling", "align_bench", "find_throttling", "summarize", "render_plots", "write_report", "format_summary"]
 
-# A clock counts as dropped when it falls below this fraction of its peak in the window while the
-# unit is busy (load at or above _BUSY_PCT) - an idle unit clocking down is not throttling.
+# A clock counts as dropped when it falls below this fraction of its typical busy clock (the 90th
+# percentile, so one stray sample cannot set it) while the unit is busy (load at or above
+# _BUSY_PCT) - an idle unit clocking down is not throttling - for at least _DROP_RUN busy samples
+# in a row, so one stray low sample is not a warning either.
 _DROP_FRACTION = 0.9
 _BUSY_PCT = 50.0
+_DROP_RUN = 2
 
 
 @dataclass
@@ -101,15 +104,51 @@ def _peak_temperature(samples: Sequence[Sample]) -> tuple[float | None, str | No
     return best
 
 
-def _clock_drop(samples: Sequence[Sample], label: str, clock, load) -> str | None:
-    busy = [(clock(s), s.time_s) for s in samples if clock(s) is not None and (load(s) or 0.0) >= _BUSY_PCT]
-    if len(busy) < 2:
-        return None
-    peak = max(c for c, _ in busy)
-    low, when = min(busy)
-    if peak > 0 and low < _DROP_FRACTION * peak:
-        return f"{label} clock dropped to {low:.0f} MHz at t={when:.1f} s while busy (peak {peak:.0f} MHz): throttling"
-    return None
+@dataclass
+class Throttling:
+    """Where a unit's clock dropped while it was busy: (start, end) spans in seconds, the lowest
+    clock and when it was seen, and the typical busy clock it is measured against (MHz)."""
+
+    label: str
+    spans: list[tuple[float, float]]
+    low_mhz: float
+    low_at_s: float
+    typical_mhz: float
+
+    def message(self) -> str:
+        return (
+            f"{self.label} clock dropped to {self.low_mhz:.0f} MHz at t={self.low_at_s:.1f} s while busy "
+            f"(typical {self.typical_mhz:.0f} MHz): throttling"
+        )
+
+
+# (label, clock, load) of the units whose clock drops are checked.
+_CHECKED_CLOCKS: tuple[tuple[str, Callable[[Sample], float | None], Callable[[Sample], float | None]], ...] = (
+    ("GPU", lambda s: s.gpu_freq_mhz, lambda s: s.gpu_load_pct),
+    ("CPU", Sample.cpu_freq_max_mhz, lambda s: max((c.load_pct or 0.0 for c in s.cpus), default=0.0)),
+)
+
+
+def find_throttling(samples: Sequence[Sample]) -> list[Throttling]:
+    """Every unit whose clock stayed below ``_DROP_FRACTION`` of its typical busy clock for
+    ``_DROP_RUN`` or more busy samples in a row (samples in time order)."""
+    found = []
+    for label, clock, load in _CHECKED_CLOCKS:
+        busy = [(s.time_s, clock(s)) for s in samples if clock(s) is not None and (load(s) or 0.0) >= _BUSY_PCT]
+        if len(busy) < _DROP_RUN:
+            continue
+        typical = float(np.percentile([c for _, c in busy], 90))
+        runs: list[list[tuple[float, float]]] = [[]]
+        for point in busy:
+            if point[1] < _DROP_FRACTION * typical:
+                runs[-1].append(point)
+            elif runs[-1]:
+                runs.append([])
+        runs = [run for run in runs if len(run) >= _DROP_RUN]
+        if typical > 0 and runs:
+            low_at, low = min((point for run in runs for point in run), key=lambda point: point[1])
+            found.append(Throttling(label, [(run[0][0], run[-1][0]) for run in runs], low, low_at, typical))
+    return found
 
 
 def summarize(
@@ -177,13 +216,7 @@ def summarize(
     _, cpu_load = _series(window_samples, Sample.cpu_load_mean_pct)
     summary["cpu_load_mean_pct"] = float(cpu_load.mean()) if cpu_load.size else None
 
-    for label, clock, load in (
-        ("GPU", lambda s: s.gpu_freq_mhz, lambda s: s.gpu_load_pct),
-        ("CPU", Sample.cpu_freq_max_mhz, lambda s: max((c.load_pct or 0.0 for c in s.cpus), default=0.0)),
-    ):
-        message = _clock_drop(window_samples, label, clock, load)
-        if message:
-            warnings.append(message)
+    warnings.extend(throttling.message() for throttling in find_throttling(window_samples))
     if any(u.startswith("nvml_throttle_reasons") for s in window_samples for u in s.unknown):
         warnings.append("NVML reported clock throttle reasons during the run")
     summary["power_mode_requested"] = power_mode_requested
@@ -328,6 +361,18 @@ def _html(summary: dict, plots: dict[str, bytes], meta: dict) -> str:
     )
 
 
+def _finite(value: object) -> object:
+    """``value`` with every NaN/inf float replaced by None: JSON has no such numbers, and a bare
+    ``Infinity`` breaks strict readers (jq, browsers' JSON.parse, most languages)."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
 def write_report(
     out_dir: str | Path,
     samples: Sequence[Sample],
@@ -360,6 +405,7 @@ def write_report(
         if bench is None
         else {**bench.extra, "latencies_ms": bench.latencies_ms.tolist(), "start_times_s": bench.start_times_s.tolist()},
     }
-    write_atomic(out / "report.json", json.dumps(document, indent=1, default=str).encode("utf-8"))
+    text = json.dumps(_finite(document), indent=1, default=str, allow_nan=False)
+    write_atomic(out / "report.json", text.encode("utf-8"))
     write_atomic(out / "report.html", _html(summary, plots, meta).encode("utf-8"))
     return summary

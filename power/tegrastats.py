@@ -38,6 +38,14 @@ INPUT_RAILS = ("VDD_IN", "POM_5V_IN", "VIN")
 CONSTANT_SENSORS = frozenset({"PMIC"})
 # tegrastats prints -256C for a thermal zone without a valid reading (CV0/GPU on AGX Orin, JetPack 5).
 _INVALID_TEMPERATURE_C = -200.0
+# What a Jetson can really report; a field outside its range means the line is not tegrastats
+# output (a corrupted or foreign line), so the whole line is refused rather than averaged in.
+# Power: the largest module budget is Thor's 130 W; 300 W leaves room without letting a
+# corrupted digit (6,016,986 W) through.
+_MAX_MHZ = 10_000.0
+_MAX_RAIL_MW = 300_000.0
+_MAX_MEMORY_MB = 2.0**21  # 2 TB
+_TEMPERATURE_RANGE_C = (-60.0, 200.0)
 
 _NUM = r"-?\d+(?:\.\d+)?"
 _END = r"(?=\s|$)"
@@ -252,11 +260,29 @@ _FIELDS = (
 )
 
 
+def _plausible(sample: Sample) -> bool:
+    """Whether every field of ``sample`` is something a Jetson could report."""
+    loads = [sample.gpu_load_pct, sample.emc_load_pct]
+    clocks = [sample.gpu_freq_mhz, sample.emc_freq_mhz, *sample.gpu_gpc_freqs_mhz]
+    for unit in (*sample.cpus, *sample.engines.values()):
+        loads.append(unit.load_pct)
+        clocks.append(unit.freq_mhz)
+    ranges = [(value, 0.0, 100.0) for value in loads] + [(value, 0.0, _MAX_MHZ) for value in clocks]
+    ranges += [(value, *_TEMPERATURE_RANGE_C) for value in sample.temperatures_c.values()]
+    ranges += [(value, 0.0, _MAX_RAIL_MW) for r in sample.rails.values() for value in (r.instant_mw, r.average_mw, r.third_mw)]
+    for used, total in ((sample.ram_used_mb, sample.ram_total_mb), (sample.swap_used_mb, sample.swap_total_mb)):
+        ranges += [(total, 0.0, _MAX_MEMORY_MB), (used, 0.0, _MAX_MEMORY_MB if total is None else total)]
+    ranges.append((sample.swap_cached_mb, 0.0, _MAX_MEMORY_MB if sample.swap_total_mb is None else sample.swap_total_mb))
+    return sample.ram_total_mb != 0.0 and all(value is None or low <= value <= high for value, low, high in ranges)
+
+
 def parse_line(line: str) -> Sample | None:
     """Parse one tegrastats line; ``None`` when it is not tegrastats output.
 
     A line counts as tegrastats output when it has a RAM block or a CPU block (every
-    generation prints both). Unrecognised tokens are kept in ``Sample.unknown``.
+    generation prints both) and every field is in range (loads 0-100 %, clocks up to 10 GHz,
+    rails up to 300 W, used memory within its total, temperatures -60..200 C); a corrupted
+    line is refused whole. Unrecognised tokens are kept in ``Sample.unknown``.
     """
     text = line.rstrip("\r\n")
     sample = Sample()
@@ -286,7 +312,7 @@ def parse_line(line: str) -> Sample | None:
                 end += 1
             sample.unknown.append(text[pos:end])
             pos = end
-    return sample if seen_anchor else None
+    return sample if seen_anchor and _plausible(sample) else None
 
 
 def parse_log(lines: Iterable[str], interval_s: float | None = None) -> TelemetryLog:
