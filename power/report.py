@@ -155,13 +155,15 @@ def summarize(
     samples: Sequence[Sample],
     bench: BenchData | None = None,
     *,
+    window: tuple[float, float] | None = None,
     power_mode_requested: str | None = None,
     power_mode_actual: str | None = None,
 ) -> dict:
     """The report's numbers and warnings.
 
-    Telemetry statistics use the samples inside the benchmark window (all samples when there
-    is no benchmark, or when no sample fell inside a very short run - a warning says so).
+    Telemetry statistics use the samples inside the benchmark window (or ``window``, in
+    seconds, for a recording without benchmark timings); all samples when there is neither,
+    or when no sample fell inside a very short run - a warning says so.
     """
     warnings: list[str] = []
     summary: dict = {"samples": len(samples)}
@@ -184,7 +186,9 @@ def summarize(
                 "p99": float(np.percentile(lat, 99)),
             },
         )
-        inside = [s for s in samples if start <= s.time_s <= end]
+        window = (start, end)
+    if window is not None:
+        inside = [s for s in samples if window[0] <= s.time_s <= window[1]]
         if inside:
             window_samples = inside
         elif samples:
@@ -241,26 +245,63 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
+# Engines whose load the report plots over time: DLA, PVA, video encode/decode, JPEG, VIC, OFA.
+_ACCELERATOR_PREFIXES = ("NVDLA", "DLA", "PVA", "NVENC", "NVDEC", "MSENC", "NVJPG", "VIC", "OFA")
+
+
+@dataclass
+class _Marks:
+    """What every telemetry plot marks: the benchmark window (shaded grey) and the spans where a
+    clock dropped while busy (shaded red)."""
+
+    window: tuple[float, float] | None
+    throttling: list[Throttling]
+
+    def draw(self, ax) -> None:
+        if self.window is not None:
+            ax.axvspan(*self.window, color="0.88", zorder=0, label="benchmark")
+        for throttling in self.throttling:
+            for index, span in enumerate(throttling.spans):
+                ax.axvspan(*span, color="red", alpha=0.25, zorder=0, label=f"{throttling.label} throttling" if index == 0 else None)
+
+
 def _lines_plot(
-    samples: Sequence[Sample], getters: dict[str, Callable[[Sample], float | None]], title: str, ylabel: str, **limits: object
+    samples: Sequence[Sample],
+    getters: dict[str, Callable[[Sample], float | None]],
+    title: str,
+    ylabel: str,
+    marks: _Marks,
+    styles: dict[str, str] | None = None,
+    **limits: object,
 ) -> bytes | None:
-    """One line per getter that has data over time, labelled by its key; None when none has."""
+    """One line per getter that has data over time, labelled by its key, over the marks; None
+    when no getter has data."""
     series = {label: _series(samples, getter) for label, getter in getters.items()}
     if not any(v.size for _, v in series.values()):
         return None
     fig, ax = _figure()
+    marks.draw(ax)
     for label, (t, v) in series.items():
         if v.size:
-            ax.plot(*_gapped(t, v), label=label)
+            ax.plot(*_gapped(t, v), (styles or {}).get(label, "-"), label=label)
     ax.set(title=title, xlabel="time (s)", ylabel=ylabel, **limits)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", ncol=2 if len(getters) > 4 else 1, loc="best")
     return _png(fig)
 
 
-def render_plots(samples: Sequence[Sample], bench: BenchData | None = None) -> dict[str, bytes]:
+def _accelerators(samples: Sequence[Sample]) -> list[str]:
+    """Engine names with a load reading that belong to the DLA/PVA/video/JPEG family."""
+    names = {name for s in samples for name, e in s.engines.items() if e.load_pct is not None}
+    return sorted(name for name in names if name.startswith(_ACCELERATOR_PREFIXES))
+
+
+def render_plots(samples: Sequence[Sample], bench: BenchData | None = None, window: tuple[float, float] | None = None) -> dict[str, bytes]:
     """PNG images keyed by plot name; a plot is made only when its data exists.
 
-    Names: latency, throughput (benchmark); power, temperature, clocks, utilization (telemetry).
+    Names: latency, throughput (benchmark); power, temperature, clocks, utilization,
+    accelerators (DLA/PVA/NVENC/NVDEC... load), memory (RAM, swap) (telemetry). Telemetry plots
+    shade the benchmark window (``bench``'s, else ``window``) grey and the spans where a clock
+    dropped while busy red.
     """
     plots: dict[str, bytes] = {}
     if bench is not None and bench.latencies_ms.size:
@@ -276,36 +317,29 @@ def render_plots(samples: Sequence[Sample], bench: BenchData | None = None) -> d
             ax.step(edges[:-1], counts, where="post")
         ax.set(title="Throughput (completed per 1 s bin)", xlabel="time (s)", ylabel="inferences/s")
         plots["throughput"] = _png(fig)
+    marks = _Marks(bench.window if bench is not None and bench.latencies_ms.size else window, find_throttling(samples))
     rail_names = sorted({name for s in samples for name in s.rails})
-    if rail_names:
-        fig, ax = _figure()
-        for name in rail_names:
-            t, mw = _series(samples, lambda s, n=name: s.rails[n].instant_mw if n in s.rails else None)
-            ax.plot(*_gapped(t, mw / 1000.0), label=name)
-        if len(rail_names) > 1 and not set(rail_names) & set(INPUT_RAILS):
-            # Boards without an input rail: the module total is the sum, worth its own line.
-            t, mw = _series(samples, Sample.total_power_mw)
-            ax.plot(*_gapped(t, mw / 1000.0), "k--", label="module total (sum)")
-        ax.set(title="Power per rail", xlabel="time (s)", ylabel="W")
-        ax.legend(fontsize="small")
-        plots["power"] = _png(fig)
+    power = {name: (lambda s, n=name: s.rails[n].instant_mw / 1000.0 if n in s.rails else None) for name in rail_names}
+    if len(rail_names) > 1 and not set(rail_names) & set(INPUT_RAILS):
+        # Boards without an input rail: the module total is the sum, worth its own line.
+        power["module total (sum)"] = lambda s: s.total_power_mw() / 1000.0 if s.rails else None
     sensors = sorted({name for s in samples for name in s.temperatures_c if name not in CONSTANT_SENSORS})
-    if sensors:
-        fig, ax = _figure()
-        for name in sensors:
-            ax.plot(*_gapped(*_series(samples, lambda s, n=name: s.temperatures_c.get(n))), label=name)
-        ax.set(title="Temperatures", xlabel="time (s)", ylabel="°C")
-        ax.legend(fontsize="small", ncol=2)
-        plots["temperature"] = _png(fig)
     clocks = {
         "GPU": lambda s: s.gpu_freq_mhz,
         "EMC": lambda s: s.emc_freq_mhz,
         "CPU (fastest core)": Sample.cpu_freq_max_mhz,
     }
     loads = {"GPU": lambda s: s.gpu_load_pct, "CPU (mean)": Sample.cpu_load_mean_pct, "EMC": lambda s: s.emc_load_pct}
+    engines = {name: (lambda s, n=name: s.engines[n].load_pct if n in s.engines else None) for name in _accelerators(samples)}
+    memory = {"RAM used": lambda s: s.ram_used_mb, "swap used": lambda s: s.swap_used_mb}
+    ram_total = max((s.ram_total_mb for s in samples if s.ram_total_mb), default=None)
     for key, png in (
-        ("clocks", _lines_plot(samples, clocks, "Clocks", "MHz")),
-        ("utilization", _lines_plot(samples, loads, "Utilization", "%", ylim=(0, 105))),
+        ("power", _lines_plot(samples, power, "Power per rail", "W", marks, {"module total (sum)": "k--"})),
+        ("temperature", _lines_plot(samples, {n: (lambda s, n=n: s.temperatures_c.get(n)) for n in sensors}, "Temperatures", "°C", marks)),
+        ("clocks", _lines_plot(samples, clocks, "Clocks", "MHz", marks)),
+        ("utilization", _lines_plot(samples, loads, "Utilization", "%", marks, ylim=(0, 105))),
+        ("accelerators", _lines_plot(samples, engines, "DLA, PVA and video engines: load", "%", marks, ylim=(0, 105))),
+        ("memory", _lines_plot(samples, memory, f"Memory (RAM total {ram_total:.0f} MB)" if ram_total else "Memory", "MB", marks, ylim=(0, ram_total * 1.05 if ram_total else None))),
     ):
         if png is not None:
             plots[key] = png
@@ -379,10 +413,12 @@ def write_report(
     bench: BenchData | None = None,
     *,
     meta: dict | None = None,
+    window: tuple[float, float] | None = None,
     power_mode_requested: str | None = None,
     power_mode_actual: str | None = None,
 ) -> dict:
-    """Write ``report.json`` and ``report.html`` into ``out_dir``; returns the summary.
+    """Write ``report.json`` and ``report.html`` into ``out_dir``; returns the summary
+    (``window``: see :func:`summarize`).
 
     Raises:
         TelemetryError: there is neither a sample nor a benchmark to report.
@@ -393,8 +429,8 @@ def write_report(
     if out.exists() and not out.is_dir():
         raise TelemetryError(f"report directory '{out}' is a file")
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(samples, bench, power_mode_requested=power_mode_requested, power_mode_actual=power_mode_actual)
-    plots = render_plots(samples, bench)
+    summary = summarize(samples, bench, window=window, power_mode_requested=power_mode_requested, power_mode_actual=power_mode_actual)
+    plots = render_plots(samples, bench, window)
     meta = dict(meta or {})
     document = {
         "summary": summary,

@@ -238,24 +238,80 @@ def telemetry_report_command(
     log: Path = typer.Argument(..., help="tegrastats log (tegrastats --logfile, or its redirected output).", show_default=False),
     report: Path = typer.Option(..., "--report", help="Directory for report.html and report.json."),
     interval: int = typer.Option(None, "--interval", help="Sampling period of the log in ms [default: from timestamps, else 1000]."),
+    session: int = typer.Option(
+        None, "--session", help="Which recording session of the log to report (1 = oldest); a pause over 10 min starts one [default: the last]."
+    ),
+    window: str = typer.Option(
+        None, "--window", help="Benchmark window START:END, seconds from the session's start: shaded on the plots, statistics inside it.", show_default=False
+    ),
 ) -> None:
     """Make the profiling report (telemetry only) from a tegrastats log recorded elsewhere.
+
+    A log that `tegrastats --logfile` appended to across runs holds several sessions; the
+    report covers one (the last unless --session says), never an average across the pauses.
 
     Examples:
 
         edgetrt telemetry report tegrastats.log --report out/
 
-        edgetrt telemetry report run.log --interval 100 --report out/
+        edgetrt telemetry report run.log --session 1 --window 10:70 --report out/
     """
-    from edge.power.report import write_report
+    from edge.power.report import summarize, write_report
     from edge.power.tegrastats import read_log
 
     recording = read_log(log, interval_ms=interval)
-    meta = {"title": f"edgetrt telemetry: {log.name}", "log": str(log), "malformed_lines": recording.malformed}
-    summary = write_report(report, recording.samples, meta=meta)
+    sessions = recording.sessions
+    chosen = len(sessions) if session is None else session
+    if not 1 <= chosen <= len(sessions):
+        raise TelemetryError(f"--session {session}: '{log}' holds {len(sessions)} session(s), numbered 1-{len(sessions)}")
+    bounds = _window(window)
+    overview = [_session_overview(index, samples, summarize(samples)) for index, samples in enumerate(sessions, start=1)]
+    meta = {
+        "title": f"edgetrt telemetry: {log.name}" + (f" (session {chosen} of {len(sessions)})" if len(sessions) > 1 else ""),
+        "log": str(log),
+        "malformed_lines": recording.malformed,
+        "session": chosen,
+        "sessions": overview,
+        "window_s": list(bounds) if bounds else None,
+    }
+    summary = write_report(report, sessions[chosen - 1], meta=meta, window=bounds)
     if recording.malformed:
         console.print(f"skipped {recording.malformed} lines that are not tegrastats output")
+    if len(sessions) > 1:
+        console.print(f"'{log.name}' holds {len(sessions)} recording sessions; reporting session {chosen} (pick one with --session):")
+        for entry in overview:
+            console.print(
+                f"  {entry['session']}: {entry['start']} .. {entry['end']}, {entry['samples']} samples, average power "
+                + ("n/a" if entry["avg_power_w"] is None else f"{entry['avg_power_w']:.2f} W"),
+                highlight=False,
+            )
     _print_summary(summary, report)
+
+
+def _window(text: str | None) -> tuple[float, float] | None:
+    """``"10:70"`` -> (10.0, 70.0)."""
+    if text is None:
+        return None
+    try:
+        start, end = (float(part) for part in text.split(":"))
+    except ValueError:
+        raise TelemetryError(f"--window '{text}' is not START:END in seconds (e.g. 10:70)") from None
+    if not 0 <= start < end:
+        raise TelemetryError(f"--window '{text}': START must be >= 0 and below END")
+    return start, end
+
+
+def _session_overview(index: int, samples: list, summary: dict) -> dict:
+    """One line of the sessions table: when it ran, how many samples, its own average power."""
+    stamps = [s.wallclock for s in samples if s.wallclock is not None]
+    return {
+        "session": index,
+        "start": stamps[0].isoformat(sep=" ") if stamps else None,
+        "end": stamps[-1].isoformat(sep=" ") if stamps else None,
+        "samples": len(samples),
+        "duration_s": samples[-1].time_s - samples[0].time_s,
+        "avg_power_w": summary["avg_power_w"],
+    }
 
 
 @telemetry_app.command("record")

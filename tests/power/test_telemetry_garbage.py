@@ -113,8 +113,9 @@ def test_a_real_log_with_garbage_mixed_in_reports_only_the_real_power(tmp_path: 
     # Stray single samples a naive peak/min rule reads as throttling: one very high clock, one low.
     strays = [_busy_line("04-27-2026 15:00:20", 9_999), _busy_line("04-27-2026 15:00:40", 300)]
     garbage = _impossible_lines(rng, real) + _noise_lines(rng)
-    mixed = real + strays + garbage
-    rng.shuffle(mixed)
+    mixed = real[:21] + strays[:1] + real[21:41] + strays[1:] + real[41:]  # in time order
+    for line in garbage:
+        mixed.insert(rng.randrange(len(mixed) + 1), line)
     log = tmp_path / "tegrastats.log"
     log.write_text("\n".join(mixed) + "\n")
     out = tmp_path / "report"
