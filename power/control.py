@@ -288,16 +288,22 @@ class PowerController:
         return [merged[k] for k in sorted(merged)]
 
     def resolve_mode(self, mode: str | int) -> ModeInfo:
-        """Find a mode by id or name (``15W`` matches ``MODE_15W``, case-insensitive)."""
+        """Find a mode by id or name (``15W`` matches ``MODE_15W``, case-insensitive): the one rule
+        for every ``--power-mode`` and ``power set``.
+
+        An id is taken as is only when no mode table is known (no profile, no nvpmodel.conf);
+        otherwise it must be one of the table's modes, so a typo is refused before anything runs.
+        """
         modes = self.list_modes()
         text = str(mode).strip()
         for candidate in modes:
             if (text.isdigit() and candidate.id == int(text)) or same_mode_name(candidate.name, text):
                 return candidate
-        if text.isdigit():
+        if text.isdigit() and not modes:
             return ModeInfo(id=int(text), name=text, source="command line")
         known = ", ".join(f"{m.id}={m.name}" for m in modes) or "none known (no profile, no /etc/nvpmodel.conf)"
-        raise ProfileError(f"unknown power mode '{text}'; modes: {known}")
+        where = f"profile {self.profile.name}" if self.profile is not None else "this board"
+        raise ProfileError(f"unknown power mode '{text}' for {where}; modes: {known}")
 
     def set_mode(self, mode: str | int) -> ModeInfo:
         """Switch to ``mode`` live; refuses modes that would need a reboot.

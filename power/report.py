@@ -25,12 +25,15 @@ from edge.fileio import write_atomic
 if TYPE_CHECKING:
     from edge.runtime.bench import BenchResult
 
-__all__ = ["BenchData", "align_bench", "summarize", "render_plots", "write_report", "format_summary"]
+__all__ = ["BenchData", "Throttling", "align_bench", "find_throttling", "summarize", "render_plots", "write_report", "format_summary"]
 
-# A clock counts as dropped when it falls below this fraction of its peak in the window while the
-# unit is busy (load at or above _BUSY_PCT) - an idle unit clocking down is not throttling.
+# A clock counts as dropped when it falls below this fraction of its typical busy clock (the 90th
+# percentile, so one stray sample cannot set it) while the unit is busy (load at or above
+# _BUSY_PCT) - an idle unit clocking down is not throttling - for at least _DROP_RUN busy samples
+# in a row, so one stray low sample is not a warning either.
 _DROP_FRACTION = 0.9
 _BUSY_PCT = 50.0
+_DROP_RUN = 2
 
 
 @dataclass
@@ -101,28 +104,66 @@ def _peak_temperature(samples: Sequence[Sample]) -> tuple[float | None, str | No
     return best
 
 
-def _clock_drop(samples: Sequence[Sample], label: str, clock, load) -> str | None:
-    busy = [(clock(s), s.time_s) for s in samples if clock(s) is not None and (load(s) or 0.0) >= _BUSY_PCT]
-    if len(busy) < 2:
-        return None
-    peak = max(c for c, _ in busy)
-    low, when = min(busy)
-    if peak > 0 and low < _DROP_FRACTION * peak:
-        return f"{label} clock dropped to {low:.0f} MHz at t={when:.1f} s while busy (peak {peak:.0f} MHz): throttling"
-    return None
+@dataclass
+class Throttling:
+    """Where a unit's clock dropped while it was busy: (start, end) spans in seconds, the lowest
+    clock and when it was seen, and the typical busy clock it is measured against (MHz)."""
+
+    label: str
+    spans: list[tuple[float, float]]
+    low_mhz: float
+    low_at_s: float
+    typical_mhz: float
+
+    def message(self) -> str:
+        return (
+            f"{self.label} clock dropped to {self.low_mhz:.0f} MHz at t={self.low_at_s:.1f} s while busy "
+            f"(typical {self.typical_mhz:.0f} MHz): throttling"
+        )
+
+
+# (label, clock, load) of the units whose clock drops are checked.
+_CHECKED_CLOCKS: tuple[tuple[str, Callable[[Sample], float | None], Callable[[Sample], float | None]], ...] = (
+    ("GPU", lambda s: s.gpu_freq_mhz, lambda s: s.gpu_load_pct),
+    ("CPU", Sample.cpu_freq_max_mhz, lambda s: max((c.load_pct or 0.0 for c in s.cpus), default=0.0)),
+)
+
+
+def find_throttling(samples: Sequence[Sample]) -> list[Throttling]:
+    """Every unit whose clock stayed below ``_DROP_FRACTION`` of its typical busy clock for
+    ``_DROP_RUN`` or more busy samples in a row (samples in time order)."""
+    found = []
+    for label, clock, load in _CHECKED_CLOCKS:
+        busy = [(s.time_s, clock(s)) for s in samples if clock(s) is not None and (load(s) or 0.0) >= _BUSY_PCT]
+        if len(busy) < _DROP_RUN:
+            continue
+        typical = float(np.percentile([c for _, c in busy], 90))
+        runs: list[list[tuple[float, float]]] = [[]]
+        for point in busy:
+            if point[1] < _DROP_FRACTION * typical:
+                runs[-1].append(point)
+            elif runs[-1]:
+                runs.append([])
+        runs = [run for run in runs if len(run) >= _DROP_RUN]
+        if typical > 0 and runs:
+            low_at, low = min((point for run in runs for point in run), key=lambda point: point[1])
+            found.append(Throttling(label, [(run[0][0], run[-1][0]) for run in runs], low, low_at, typical))
+    return found
 
 
 def summarize(
     samples: Sequence[Sample],
     bench: BenchData | None = None,
     *,
+    window: tuple[float, float] | None = None,
     power_mode_requested: str | None = None,
     power_mode_actual: str | None = None,
 ) -> dict:
     """The report's numbers and warnings.
 
-    Telemetry statistics use the samples inside the benchmark window (all samples when there
-    is no benchmark, or when no sample fell inside a very short run - a warning says so).
+    Telemetry statistics use the samples inside the benchmark window (or ``window``, in
+    seconds, for a recording without benchmark timings); all samples when there is neither,
+    or when no sample fell inside a very short run - a warning says so.
     """
     warnings: list[str] = []
     summary: dict = {"samples": len(samples)}
@@ -145,7 +186,9 @@ def summarize(
                 "p99": float(np.percentile(lat, 99)),
             },
         )
-        inside = [s for s in samples if start <= s.time_s <= end]
+        window = (start, end)
+    if window is not None:
+        inside = [s for s in samples if window[0] <= s.time_s <= window[1]]
         if inside:
             window_samples = inside
         elif samples:
@@ -177,13 +220,7 @@ def summarize(
     _, cpu_load = _series(window_samples, Sample.cpu_load_mean_pct)
     summary["cpu_load_mean_pct"] = float(cpu_load.mean()) if cpu_load.size else None
 
-    for label, clock, load in (
-        ("GPU", lambda s: s.gpu_freq_mhz, lambda s: s.gpu_load_pct),
-        ("CPU", Sample.cpu_freq_max_mhz, lambda s: max((c.load_pct or 0.0 for c in s.cpus), default=0.0)),
-    ):
-        message = _clock_drop(window_samples, label, clock, load)
-        if message:
-            warnings.append(message)
+    warnings.extend(throttling.message() for throttling in find_throttling(window_samples))
     if any(u.startswith("nvml_throttle_reasons") for s in window_samples for u in s.unknown):
         warnings.append("NVML reported clock throttle reasons during the run")
     summary["power_mode_requested"] = power_mode_requested
@@ -208,26 +245,63 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
+# Engines whose load the report plots over time: DLA, PVA, video encode/decode, JPEG, VIC, OFA.
+_ACCELERATOR_PREFIXES = ("NVDLA", "DLA", "PVA", "NVENC", "NVDEC", "MSENC", "NVJPG", "VIC", "OFA")
+
+
+@dataclass
+class _Marks:
+    """What every telemetry plot marks: the benchmark window (shaded grey) and the spans where a
+    clock dropped while busy (shaded red)."""
+
+    window: tuple[float, float] | None
+    throttling: list[Throttling]
+
+    def draw(self, ax) -> None:
+        if self.window is not None:
+            ax.axvspan(*self.window, color="0.88", zorder=0, label="benchmark")
+        for throttling in self.throttling:
+            for index, span in enumerate(throttling.spans):
+                ax.axvspan(*span, color="red", alpha=0.25, zorder=0, label=f"{throttling.label} throttling" if index == 0 else None)
+
+
 def _lines_plot(
-    samples: Sequence[Sample], getters: dict[str, Callable[[Sample], float | None]], title: str, ylabel: str, **limits: object
+    samples: Sequence[Sample],
+    getters: dict[str, Callable[[Sample], float | None]],
+    title: str,
+    ylabel: str,
+    marks: _Marks,
+    styles: dict[str, str] | None = None,
+    **limits: object,
 ) -> bytes | None:
-    """One line per getter that has data over time, labelled by its key; None when none has."""
+    """One line per getter that has data over time, labelled by its key, over the marks; None
+    when no getter has data."""
     series = {label: _series(samples, getter) for label, getter in getters.items()}
     if not any(v.size for _, v in series.values()):
         return None
     fig, ax = _figure()
+    marks.draw(ax)
     for label, (t, v) in series.items():
         if v.size:
-            ax.plot(*_gapped(t, v), label=label)
+            ax.plot(*_gapped(t, v), (styles or {}).get(label, "-"), label=label)
     ax.set(title=title, xlabel="time (s)", ylabel=ylabel, **limits)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", ncol=2 if len(getters) > 4 else 1, loc="best")
     return _png(fig)
 
 
-def render_plots(samples: Sequence[Sample], bench: BenchData | None = None) -> dict[str, bytes]:
+def _accelerators(samples: Sequence[Sample]) -> list[str]:
+    """Engine names with a load reading that belong to the DLA/PVA/video/JPEG family."""
+    names = {name for s in samples for name, e in s.engines.items() if e.load_pct is not None}
+    return sorted(name for name in names if name.startswith(_ACCELERATOR_PREFIXES))
+
+
+def render_plots(samples: Sequence[Sample], bench: BenchData | None = None, window: tuple[float, float] | None = None) -> dict[str, bytes]:
     """PNG images keyed by plot name; a plot is made only when its data exists.
 
-    Names: latency, throughput (benchmark); power, temperature, clocks, utilization (telemetry).
+    Names: latency, throughput (benchmark); power, temperature, clocks, utilization,
+    accelerators (DLA/PVA/NVENC/NVDEC... load), memory (RAM, swap) (telemetry). Telemetry plots
+    shade the benchmark window (``bench``'s, else ``window``) grey and the spans where a clock
+    dropped while busy red.
     """
     plots: dict[str, bytes] = {}
     if bench is not None and bench.latencies_ms.size:
@@ -243,36 +317,29 @@ def render_plots(samples: Sequence[Sample], bench: BenchData | None = None) -> d
             ax.step(edges[:-1], counts, where="post")
         ax.set(title="Throughput (completed per 1 s bin)", xlabel="time (s)", ylabel="inferences/s")
         plots["throughput"] = _png(fig)
+    marks = _Marks(bench.window if bench is not None and bench.latencies_ms.size else window, find_throttling(samples))
     rail_names = sorted({name for s in samples for name in s.rails})
-    if rail_names:
-        fig, ax = _figure()
-        for name in rail_names:
-            t, mw = _series(samples, lambda s, n=name: s.rails[n].instant_mw if n in s.rails else None)
-            ax.plot(*_gapped(t, mw / 1000.0), label=name)
-        if len(rail_names) > 1 and not set(rail_names) & set(INPUT_RAILS):
-            # Boards without an input rail: the module total is the sum, worth its own line.
-            t, mw = _series(samples, Sample.total_power_mw)
-            ax.plot(*_gapped(t, mw / 1000.0), "k--", label="module total (sum)")
-        ax.set(title="Power per rail", xlabel="time (s)", ylabel="W")
-        ax.legend(fontsize="small")
-        plots["power"] = _png(fig)
+    power = {name: (lambda s, n=name: s.rails[n].instant_mw / 1000.0 if n in s.rails else None) for name in rail_names}
+    if len(rail_names) > 1 and not set(rail_names) & set(INPUT_RAILS):
+        # Boards without an input rail: the module total is the sum, worth its own line.
+        power["module total (sum)"] = lambda s: s.total_power_mw() / 1000.0 if s.rails else None
     sensors = sorted({name for s in samples for name in s.temperatures_c if name not in CONSTANT_SENSORS})
-    if sensors:
-        fig, ax = _figure()
-        for name in sensors:
-            ax.plot(*_gapped(*_series(samples, lambda s, n=name: s.temperatures_c.get(n))), label=name)
-        ax.set(title="Temperatures", xlabel="time (s)", ylabel="°C")
-        ax.legend(fontsize="small", ncol=2)
-        plots["temperature"] = _png(fig)
     clocks = {
         "GPU": lambda s: s.gpu_freq_mhz,
         "EMC": lambda s: s.emc_freq_mhz,
         "CPU (fastest core)": Sample.cpu_freq_max_mhz,
     }
     loads = {"GPU": lambda s: s.gpu_load_pct, "CPU (mean)": Sample.cpu_load_mean_pct, "EMC": lambda s: s.emc_load_pct}
+    engines = {name: (lambda s, n=name: s.engines[n].load_pct if n in s.engines else None) for name in _accelerators(samples)}
+    memory = {"RAM used": lambda s: s.ram_used_mb, "swap used": lambda s: s.swap_used_mb}
+    ram_total = max((s.ram_total_mb for s in samples if s.ram_total_mb), default=None)
     for key, png in (
-        ("clocks", _lines_plot(samples, clocks, "Clocks", "MHz")),
-        ("utilization", _lines_plot(samples, loads, "Utilization", "%", ylim=(0, 105))),
+        ("power", _lines_plot(samples, power, "Power per rail", "W", marks, {"module total (sum)": "k--"})),
+        ("temperature", _lines_plot(samples, {n: (lambda s, n=n: s.temperatures_c.get(n)) for n in sensors}, "Temperatures", "°C", marks)),
+        ("clocks", _lines_plot(samples, clocks, "Clocks", "MHz", marks)),
+        ("utilization", _lines_plot(samples, loads, "Utilization", "%", marks, ylim=(0, 105))),
+        ("accelerators", _lines_plot(samples, engines, "DLA, PVA and video engines: load", "%", marks, ylim=(0, 105))),
+        ("memory", _lines_plot(samples, memory, f"Memory (RAM total {ram_total:.0f} MB)" if ram_total else "Memory", "MB", marks, ylim=(0, ram_total * 1.05 if ram_total else None))),
     ):
         if png is not None:
             plots[key] = png
@@ -328,16 +395,30 @@ def _html(summary: dict, plots: dict[str, bytes], meta: dict) -> str:
     )
 
 
+def _finite(value: object) -> object:
+    """``value`` with every NaN/inf float replaced by None: JSON has no such numbers, and a bare
+    ``Infinity`` breaks strict readers (jq, browsers' JSON.parse, most languages)."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
 def write_report(
     out_dir: str | Path,
     samples: Sequence[Sample],
     bench: BenchData | None = None,
     *,
     meta: dict | None = None,
+    window: tuple[float, float] | None = None,
     power_mode_requested: str | None = None,
     power_mode_actual: str | None = None,
 ) -> dict:
-    """Write ``report.json`` and ``report.html`` into ``out_dir``; returns the summary.
+    """Write ``report.json`` and ``report.html`` into ``out_dir``; returns the summary
+    (``window``: see :func:`summarize`).
 
     Raises:
         TelemetryError: there is neither a sample nor a benchmark to report.
@@ -348,8 +429,8 @@ def write_report(
     if out.exists() and not out.is_dir():
         raise TelemetryError(f"report directory '{out}' is a file")
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(samples, bench, power_mode_requested=power_mode_requested, power_mode_actual=power_mode_actual)
-    plots = render_plots(samples, bench)
+    summary = summarize(samples, bench, window=window, power_mode_requested=power_mode_requested, power_mode_actual=power_mode_actual)
+    plots = render_plots(samples, bench, window)
     meta = dict(meta or {})
     document = {
         "summary": summary,
@@ -360,6 +441,7 @@ def write_report(
         if bench is None
         else {**bench.extra, "latencies_ms": bench.latencies_ms.tolist(), "start_times_s": bench.start_times_s.tolist()},
     }
-    write_atomic(out / "report.json", json.dumps(document, indent=1, default=str).encode("utf-8"))
+    text = json.dumps(_finite(document), indent=1, default=str, allow_nan=False)
+    write_atomic(out / "report.json", text.encode("utf-8"))
     write_atomic(out / "report.html", _html(summary, plots, meta).encode("utf-8"))
     return summary

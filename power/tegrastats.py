@@ -29,6 +29,7 @@ __all__ = [
     "parse_line",
     "parse_log",
     "read_log",
+    "split_sessions",
 ]
 
 # Rails that measure the whole module input; when one is present the others are subsets of it
@@ -38,6 +39,18 @@ INPUT_RAILS = ("VDD_IN", "POM_5V_IN", "VIN")
 CONSTANT_SENSORS = frozenset({"PMIC"})
 # tegrastats prints -256C for a thermal zone without a valid reading (CV0/GPU on AGX Orin, JetPack 5).
 _INVALID_TEMPERATURE_C = -200.0
+# What a Jetson can really report; a field outside its range means the line is not tegrastats
+# output (a corrupted or foreign line), so the whole line is refused rather than averaged in.
+# Power: the largest module budget is Thor's 130 W; 300 W leaves room without letting a
+# corrupted digit (6,016,986 W) through.
+_MAX_MHZ = 10_000.0
+_MAX_RAIL_MW = 300_000.0
+_MAX_MEMORY_MB = 2.0**21  # 2 TB
+_TEMPERATURE_RANGE_C = (-60.0, 200.0)
+# `tegrastats --logfile` appends, so one file can hold runs days apart: a pause longer than ten minutes
+# and than _SESSION_GAP_PERIODS sampling periods, or a clock that jumps back, starts a new session.
+_SESSION_GAP_S = 600.0
+_SESSION_GAP_PERIODS = 20
 
 _NUM = r"-?\d+(?:\.\d+)?"
 _END = r"(?=\s|$)"
@@ -146,10 +159,12 @@ class Sample:
 
 @dataclass
 class TelemetryLog:
-    """Samples parsed from a recording plus how many lines were not tegrastats output."""
+    """Samples parsed from a recording, split into sessions, plus the lines that were not
+    tegrastats output. Each session's ``time_s`` counts from its own first sample."""
 
     samples: list[Sample]
     malformed_lines: list[int] = field(default_factory=list)
+    sessions: list[list[Sample]] = field(default_factory=list)
 
     @property
     def malformed(self) -> int:
@@ -252,11 +267,29 @@ _FIELDS = (
 )
 
 
+def _plausible(sample: Sample) -> bool:
+    """Whether every field of ``sample`` is something a Jetson could report."""
+    loads = [sample.gpu_load_pct, sample.emc_load_pct]
+    clocks = [sample.gpu_freq_mhz, sample.emc_freq_mhz, *sample.gpu_gpc_freqs_mhz]
+    for unit in (*sample.cpus, *sample.engines.values()):
+        loads.append(unit.load_pct)
+        clocks.append(unit.freq_mhz)
+    ranges = [(value, 0.0, 100.0) for value in loads] + [(value, 0.0, _MAX_MHZ) for value in clocks]
+    ranges += [(value, *_TEMPERATURE_RANGE_C) for value in sample.temperatures_c.values()]
+    ranges += [(value, 0.0, _MAX_RAIL_MW) for r in sample.rails.values() for value in (r.instant_mw, r.average_mw, r.third_mw)]
+    for used, total in ((sample.ram_used_mb, sample.ram_total_mb), (sample.swap_used_mb, sample.swap_total_mb)):
+        ranges += [(total, 0.0, _MAX_MEMORY_MB), (used, 0.0, _MAX_MEMORY_MB if total is None else total)]
+    ranges.append((sample.swap_cached_mb, 0.0, _MAX_MEMORY_MB if sample.swap_total_mb is None else sample.swap_total_mb))
+    return sample.ram_total_mb != 0.0 and all(value is None or low <= value <= high for value, low, high in ranges)
+
+
 def parse_line(line: str) -> Sample | None:
     """Parse one tegrastats line; ``None`` when it is not tegrastats output.
 
     A line counts as tegrastats output when it has a RAM block or a CPU block (every
-    generation prints both). Unrecognised tokens are kept in ``Sample.unknown``.
+    generation prints both) and every field is in range (loads 0-100 %, clocks up to 10 GHz,
+    rails up to 300 W, used memory within its total, temperatures -60..200 C); a corrupted
+    line is refused whole. Unrecognised tokens are kept in ``Sample.unknown``.
     """
     text = line.rstrip("\r\n")
     sample = Sample()
@@ -286,15 +319,15 @@ def parse_line(line: str) -> Sample | None:
                 end += 1
             sample.unknown.append(text[pos:end])
             pos = end
-    return sample if seen_anchor else None
+    return sample if seen_anchor and _plausible(sample) else None
 
 
 def parse_log(lines: Iterable[str], interval_s: float | None = None) -> TelemetryLog:
     """Parse a recording; lines that are not tegrastats output are counted and skipped.
 
     Blank lines and ``#`` comments are ignored without counting. Sample times come from
-    ``interval_s`` when given, else from the printed timestamps (JetPack 5+), else one
-    second apart (tegrastats' default period).
+    ``interval_s`` when given, else from the printed timestamps (JetPack 5+; then the log is
+    also split into sessions at long pauses), else one second apart (tegrastats' default period).
     """
     log = TelemetryLog(samples=[])
     for number, line in enumerate(lines, start=1):
@@ -308,14 +341,32 @@ def parse_log(lines: Iterable[str], interval_s: float | None = None) -> Telemetr
         log.samples.append(sample)
     stamps = [s.wallclock for s in log.samples]
     if interval_s is None and log.samples and all(stamps):
-        first = stamps[0]
-        for sample, stamp in zip(log.samples, stamps):
-            sample.time_s = (stamp - first).total_seconds()
+        log.sessions = split_sessions(log.samples)
+        for session in log.sessions:
+            first = session[0].wallclock
+            for sample in session:
+                sample.time_s = (sample.wallclock - first).total_seconds()
     else:
         step = 1.0 if interval_s is None else interval_s
         for index, sample in enumerate(log.samples):
             sample.time_s = index * step
+        log.sessions = [log.samples] if log.samples else []
     return log
+
+
+def split_sessions(samples: list[Sample]) -> list[list[Sample]]:
+    """Cut timestamped samples where the clock pauses for longer than ten minutes and 20 sampling
+    periods (the median step), or jumps back: each piece is one recording session."""
+    steps = [(b.wallclock - a.wallclock).total_seconds() for a, b in zip(samples, samples[1:])]
+    positive = sorted(step for step in steps if step > 0)
+    period = positive[len(positive) // 2] if positive else 1.0
+    limit = max(_SESSION_GAP_S, _SESSION_GAP_PERIODS * period)
+    sessions = [[samples[0]]]
+    for sample, step in zip(samples[1:], steps):
+        if step < 0 or step > limit:
+            sessions.append([])
+        sessions[-1].append(sample)
+    return sessions
 
 
 def read_log(path: str | Path, interval_ms: float | None = None) -> TelemetryLog:

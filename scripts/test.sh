@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Set up edgetrt with its test dependencies in a virtualenv and run the whole test suite.
-# GPU tests are marked `gpu` and skip themselves on machines without an NVIDIA GPU.
+# Changes nothing outside the virtualenv: system packages the tests use when present
+# (systemd-analyze, from Debian/Ubuntu's systemd package) are installed by .ci/run on CI.
+# GPU tests are marked `gpu` and skip themselves, naming what is missing, without an NVIDIA GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${EDGE_VENV:-.venv}"
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v systemd-analyze >/dev/null; then
-  # systemd-analyze verifies the generated service units (tests skip without it).
-  (apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd >/dev/null) || echo "note: systemd not installed"
+if [ -e "$VENV" ]; then
+  # Reuse an existing virtualenv only when it works; never paper over a broken one.
+  if ! "$VENV/bin/python" -c "import pip" >/dev/null 2>&1; then
+    echo "error: '$VENV' exists but is not a working virtualenv (its python or pip fails); remove it, or set EDGE_VENV to another folder" >&2
+    exit 1
+  fi
+else
+  python3 -m venv "$VENV"
 fi
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
 # Two pytest workers on two cores: one BLAS thread each, or OpenBLAS threads oversubscribe.

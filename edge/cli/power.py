@@ -12,7 +12,7 @@ from rich.table import Table
 from edge.cli.app import app, console
 from edge.errors import EdgeError, PowerError, TelemetryError
 
-__all__ = ["show_command", "modes_command", "set_command", "clocks_command", "profile_command", "telemetry_report_command", "telemetry_record_command"]
+__all__ = ["power_controller", "show_command", "modes_command", "set_command", "clocks_command", "profile_command", "telemetry_report_command", "telemetry_record_command"]
 
 power_app = typer.Typer(
     help="Power modes (nvpmodel) and clocks (jetson_clocks) on a Jetson.\n\n"
@@ -31,11 +31,13 @@ _DRY_RUN = typer.Option(False, "--dry-run", help="Print the exact commands inste
 _PROFILE = typer.Option(None, "--profile", help="Device profile whose power modes to use (see `edgetrt profiles list`).")
 
 
-def _controller(dry_run: bool = False, profile: str | None = None):
+def power_controller(dry_run: bool = False, profile: str | None = None):
+    """The controller every command resolves and applies power modes with; ``profile`` names
+    the device profile whose mode table joins /etc/nvpmodel.conf (``cpu`` has none)."""
     from edge.power.control import PowerController
 
     loaded = None
-    if profile:
+    if profile and profile != "cpu":
         from edge.profiles import load_profile
 
         loaded = load_profile(profile)
@@ -58,7 +60,7 @@ def show_command() -> None:
 
     from edge.power.control import clocks_pinned
 
-    controller = _controller()
+    controller = power_controller()
     mode = controller.query_mode()
     console.print(f"power mode: {mode.name} (id {mode.id})")
     if os.geteuid() == 0:
@@ -76,7 +78,7 @@ def modes_command(profile: str = _PROFILE) -> None:
 
         edgetrt power modes --profile orin-nx-16gb
     """
-    controller = _controller(profile=profile)
+    controller = power_controller(profile=profile)
     modes = controller.list_modes()
     no_dla = controller.profile is not None and controller.profile.dla is None
     if not modes:
@@ -113,7 +115,7 @@ def set_command(
 
         edgetrt power set MAXN --dry-run
     """
-    target = _controller(dry_run, profile).set_mode(mode)
+    target = power_controller(dry_run, profile).set_mode(mode)
     if not dry_run:
         console.print(f"power mode set to {target.name} (id {target.id})")
 
@@ -136,7 +138,7 @@ def clocks_command(
 
         edgetrt power clocks on --dry-run
     """
-    controller = _controller(dry_run)
+    controller = power_controller(dry_run)
     if action == "on":
         controller.clocks_store(file)
         controller.clocks_lock()
@@ -191,7 +193,7 @@ def profile_command(
         raise EdgeError(f"--duration must be positive, got {duration}")
     engine = edge.load(engine_path)
     profile_name = engine.header.get("profile")
-    controller = _controller(profile=profile_name if profile_name not in (None, "cpu") else None)
+    controller = power_controller(profile=profile_name)
     on_jetson = controller.is_jetson()
     if (power_mode or lock_clocks) and not on_jetson:
         raise PowerError("--power-mode / --lock-clocks need a Jetson (nvpmodel and jetson_clocks exist only there)")
@@ -236,24 +238,80 @@ def telemetry_report_command(
     log: Path = typer.Argument(..., help="tegrastats log (tegrastats --logfile, or its redirected output).", show_default=False),
     report: Path = typer.Option(..., "--report", help="Directory for report.html and report.json."),
     interval: int = typer.Option(None, "--interval", help="Sampling period of the log in ms [default: from timestamps, else 1000]."),
+    session: int = typer.Option(
+        None, "--session", help="Which recording session of the log to report (1 = oldest); a pause over 10 min starts one [default: the last]."
+    ),
+    window: str = typer.Option(
+        None, "--window", help="Benchmark window START:END, seconds from the session's start: shaded on the plots, statistics inside it.", show_default=False
+    ),
 ) -> None:
     """Make the profiling report (telemetry only) from a tegrastats log recorded elsewhere.
+
+    A log that `tegrastats --logfile` appended to across runs holds several sessions; the
+    report covers one (the last unless --session says), never an average across the pauses.
 
     Examples:
 
         edgetrt telemetry report tegrastats.log --report out/
 
-        edgetrt telemetry report run.log --interval 100 --report out/
+        edgetrt telemetry report run.log --session 1 --window 10:70 --report out/
     """
-    from edge.power.report import write_report
+    from edge.power.report import summarize, write_report
     from edge.power.tegrastats import read_log
 
     recording = read_log(log, interval_ms=interval)
-    meta = {"title": f"edgetrt telemetry: {log.name}", "log": str(log), "malformed_lines": recording.malformed}
-    summary = write_report(report, recording.samples, meta=meta)
+    sessions = recording.sessions
+    chosen = len(sessions) if session is None else session
+    if not 1 <= chosen <= len(sessions):
+        raise TelemetryError(f"--session {session}: '{log}' holds {len(sessions)} session(s), numbered 1-{len(sessions)}")
+    bounds = _window(window)
+    overview = [_session_overview(index, samples, summarize(samples)) for index, samples in enumerate(sessions, start=1)]
+    meta = {
+        "title": f"edgetrt telemetry: {log.name}" + (f" (session {chosen} of {len(sessions)})" if len(sessions) > 1 else ""),
+        "log": str(log),
+        "malformed_lines": recording.malformed,
+        "session": chosen,
+        "sessions": overview,
+        "window_s": list(bounds) if bounds else None,
+    }
+    summary = write_report(report, sessions[chosen - 1], meta=meta, window=bounds)
     if recording.malformed:
         console.print(f"skipped {recording.malformed} lines that are not tegrastats output")
+    if len(sessions) > 1:
+        console.print(f"'{log.name}' holds {len(sessions)} recording sessions; reporting session {chosen} (pick one with --session):")
+        for entry in overview:
+            console.print(
+                f"  {entry['session']}: {entry['start']} .. {entry['end']}, {entry['samples']} samples, average power "
+                + ("n/a" if entry["avg_power_w"] is None else f"{entry['avg_power_w']:.2f} W"),
+                highlight=False,
+            )
     _print_summary(summary, report)
+
+
+def _window(text: str | None) -> tuple[float, float] | None:
+    """``"10:70"`` -> (10.0, 70.0)."""
+    if text is None:
+        return None
+    try:
+        start, end = (float(part) for part in text.split(":"))
+    except ValueError:
+        raise TelemetryError(f"--window '{text}' is not START:END in seconds (e.g. 10:70)") from None
+    if not 0 <= start < end:
+        raise TelemetryError(f"--window '{text}': START must be >= 0 and below END")
+    return start, end
+
+
+def _session_overview(index: int, samples: list, summary: dict) -> dict:
+    """One line of the sessions table: when it ran, how many samples, its own average power."""
+    stamps = [s.wallclock for s in samples if s.wallclock is not None]
+    return {
+        "session": index,
+        "start": stamps[0].isoformat(sep=" ") if stamps else None,
+        "end": stamps[-1].isoformat(sep=" ") if stamps else None,
+        "samples": len(samples),
+        "duration_s": samples[-1].time_s - samples[0].time_s,
+        "avg_power_w": summary["avg_power_w"],
+    }
 
 
 @telemetry_app.command("record")

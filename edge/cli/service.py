@@ -28,13 +28,18 @@ app.add_typer(service_app)
 def install_command(
     engines: list[Path] = typer.Argument(..., help="Engine file(s) the service serves.", show_default=False),
     name: str = typer.Option(..., "--name", help="Service name; the unit is edgetrt-NAME.service.", show_default=False),
-    power_mode: int = typer.Option(None, "--power-mode", help="nvpmodel mode set (as root) before the server starts."),
+    power_mode: str = typer.Option(
+        None, "--power-mode", help="nvpmodel mode id or name (as `edgetrt power set` takes it), set as root before the server starts."
+    ),
     jetson_clocks: bool = typer.Option(False, "--jetson-clocks", help="Run jetson_clocks (as root) before the server starts."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address the server binds; anything but loopback exposes it."),
     port: int = typer.Option(8000, "--port", help="TCP port of the server."),
     user: str = typer.Option(None, "--user", help="Existing unprivileged user to run as [default: a systemd dynamic user]."),
     unit_dir: Path = typer.Option(UNIT_DIR, "--unit-dir", help="Where the unit file goes."),
     env_dir: Path = typer.Option(ENV_DIR, "--env-dir", help="Where the environment file goes."),
+    warm: bool = typer.Option(
+        True, "--warm/--no-warm", help="Compile the CPU kernels into the service's cache now, so its first start is not cold."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the files and systemctl calls; change nothing."),
 ) -> None:
     """Write a hardened systemd unit + environment file, then enable and (re)start the service.
@@ -48,25 +53,38 @@ def install_command(
 
         edgetrt service install model.engine --name cls --port 8080 --host 0.0.0.0 --dry-run
     """
+    engine_paths = tuple(p.absolute() for p in engines)
     spec = ServiceSpec(
         name=name,
-        engines=tuple(p.absolute() for p in engines),
+        engines=engine_paths,
         executable=edgetrt_executable(),
         env_file=(env_dir / f"{name}.env").absolute(),
         host=host,
         port=port,
         user=user,
-        power_mode=power_mode,
+        power_mode=None if power_mode is None else _power_mode_id(power_mode, engine_paths),
         jetson_clocks=jetson_clocks,
         nvpmodel=find_tool("nvpmodel", Path("/usr/sbin/nvpmodel")),
         jetson_clocks_path=find_tool("jetson_clocks", Path("/usr/bin/jetson_clocks")),
     )
-    plan = plan_install(spec, unit_dir.absolute())
+    plan = plan_install(spec, unit_dir.absolute(), warm=warm)
     if dry_run:
         typer.echo(plan.describe(), nl=False)
         return
+    if warm:
+        console.print(f"compiling the CPU kernels into {plan.warm_env['NUMBA_CACHE_DIR']} (minutes the first time)")
     install(plan)
     console.print(f"installed and started [bold]{unit_name(name)}[/bold]: " + ", ".join(str(p) for p in plan.files))
+
+
+def _power_mode_id(mode: str, engines: tuple[Path, ...]) -> int:
+    """The nvpmodel id for ``mode``, by `edgetrt power`'s rule, against this board's
+    /etc/nvpmodel.conf and the device profile the first engine was built for."""
+    import edge
+    from edge.cli.power import power_controller
+
+    profile = edge.load(engines[0]).header.get("profile") if engines[0].is_file() else None
+    return power_controller(profile=profile).resolve_mode(mode).id
 
 
 @service_app.command("uninstall")

@@ -13,16 +13,24 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from edge.errors import EdgeError
 
-__all__ = ["ServiceSpec", "ServiceError", "unit_name", "render_unit", "render_env", "NAME_PATTERN"]
+__all__ = ["ServiceSpec", "ServiceError", "SYSTEM_CACHE_ROOT", "check_unit_text", "kernel_cache_dir", "unit_name", "render_unit", "render_env", "NAME_PATTERN"]
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}")
 _HOME_ROOTS = (PurePath("/home"), PurePath("/root"), PurePath("/run/user"))
 _WATCHDOG_SEC = 30
+# systemd resolves CacheDirectory= and %C under /var/cache for system units.
+SYSTEM_CACHE_ROOT = Path("/var/cache")
+CACHE_NAME = "edgetrt"
+KERNEL_CACHE = f"{CACHE_NAME}/numba"
+# File descriptors: one per connection, so the soft default of 1024 would let ~1,000 idle
+# clients lock the server out.
+_OPEN_FILES = 65536
 _DRAIN_SEC = 45  # > the server's 30 s drain, so systemd's SIGKILL never cuts a drain short
 
 
@@ -61,6 +69,7 @@ class ServiceSpec:
             if not re.fullmatch(r"[A-Za-z0-9.\-]+", self.host):
                 raise ServiceError(f"--host '{self.host}' is neither an IP address nor a host name") from None
         for path in (*self.engines, self.executable, self.env_file, self.nvpmodel, self.jetson_clocks_path):
+            check_unit_text(str(path))
             if not path.is_absolute():
                 raise ServiceError(f"'{path}' must be an absolute path")
         if re.search(r"\s", str(self.env_file)):
@@ -80,6 +89,21 @@ class ServiceSpec:
     def models(self) -> list[str]:
         """``NAME=PATH`` arguments for ``edgetrt serve``: explicit, so a '=' in a path stays a path."""
         return [f"{path.stem}={path}" for path in self.engines]
+
+
+def check_unit_text(text: str) -> None:
+    """Refuse text a unit file cannot carry literally: control characters (a newline would end
+    the directive and start a new one, e.g. an injected ``[Install]`` block) and text that is
+    not valid UTF-8 (systemd rejects such unit files); everything else is escaped by quoting.
+
+    Raises:
+        ServiceError: naming the path with the offending character escaped.
+    """
+    for char in text:
+        if unicodedata.category(char).startswith("C"):
+            raise ServiceError(
+                f"path {ascii(text)} holds the character U+{ord(char):04X}, which a systemd unit cannot carry; rename it"
+            )
 
 
 def unit_name(name: str) -> str:
@@ -123,8 +147,11 @@ def render_unit(spec: ServiceSpec) -> str:
         *identity,
         # GPU and DLA device nodes on L4T belong to the video group.
         "SupplementaryGroups=video",
-        "CacheDirectory=edgetrt",
-        "Environment=CUDA_CACHE_PATH=%C/edgetrt",
+        # The sandbox makes the package folder read-only: compiled kernels (numba) and the CUDA
+        # JIT cache go to the service's own cache directory, which install warms.
+        f"CacheDirectory={CACHE_NAME}",
+        f"Environment=CUDA_CACHE_PATH=%C/{CACHE_NAME} NUMBA_CACHE_DIR=%C/{KERNEL_CACHE}",
+        f"LimitNOFILE={_OPEN_FILES}",
         "UMask=0077",
         "NoNewPrivileges=yes",
         f"CapabilityBoundingSet={caps}",
@@ -169,6 +196,11 @@ def render_env(spec: ServiceSpec) -> str:
     )
 
 
+def kernel_cache_dir(cache_root: Path = SYSTEM_CACHE_ROOT) -> Path:
+    """Where the unit's ``NUMBA_CACHE_DIR`` points (``%C/edgetrt/numba``) for a given ``%C``."""
+    return cache_root / KERNEL_CACHE
+
+
 def _under_home(path: Path) -> bool:
     return any(path.is_relative_to(root) for root in _HOME_ROOTS)
 
@@ -179,12 +211,25 @@ def _escape(text: str) -> str:
 
 
 def _command(argv: list[Path | str]) -> str:
-    """A command line in systemd's syntax: quote what needs it, escape ``%``, ``$`` and ``\\``."""
-    words = []
-    for arg in map(str, argv):
-        arg = _escape(arg).replace("$", "$$")
-        if re.fullmatch(r"[A-Za-z0-9_@%+=:,./\-$]+", arg):
-            words.append(arg)
-        else:
-            words.append('"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    """A command line in systemd's syntax (systemd.syntax(7) "Quoting", systemd.service(5)
+    "Command lines"): ``%%`` for a specifier sign everywhere; in the arguments also ``$$`` for a
+    variable sign, and every word that is not plain in double quotes with ``\\`` and ``\"``
+    escaped. The executable gets no variable expansion and may not hold a quote or a backslash
+    (systemd refuses such a unit: "Executable name contains special characters")."""
+    executable, *arguments = map(str, argv)
+    check_unit_text(executable)
+    if re.search(r"[\"'\\]", executable):
+        raise ServiceError(
+            f"executable {ascii(executable)} holds a quote or a backslash, which systemd refuses in ExecStart=; "
+            "install edgetrt under another folder"
+        )
+    words = [_quoted(_escape(executable))]
+    for arg in arguments:
+        check_unit_text(arg)
+        words.append(_quoted(_escape(arg).replace("$", "$$").replace("\\", "\\\\").replace('"', '\\"')))
     return " ".join(words)
+
+
+def _quoted(word: str) -> str:
+    """``word`` in double quotes unless it is plain (already escaped for inside quotes)."""
+    return word if re.fullmatch(r"[A-Za-z0-9_@%+=:,./\-$]+", word) else f'"{word}"'

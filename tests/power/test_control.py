@@ -64,6 +64,10 @@ TPC_POWER_GATING TPC_PG_MASK 0
 CPU_A78_0 MAX_FREQ 1497600
 GPU MAX_FREQ 816000000
 
+# No power-gating lines: the mask check cannot predict that this one needs a reboot.
+< POWER_MODEL ID=9 NAME=MODE_9 >
+CPU_ONLINE CORE_0 1
+
 # mandatory
 < PM_CONFIG DEFAULT=2 >
 """
@@ -174,7 +178,7 @@ def test_parse_query_and_conf():
     with pytest.raises(PowerError, match="cannot read"):
         parse_nvpmodel_query("NVPM ERROR: something\n")
     modes = {m.id: m for m in parse_nvpmodel_conf(CONF)}
-    assert [m.name for m in modes.values()] == ["MAXN", "MODE_15W", "MODE_30W", "MODE_50W"]
+    assert [m.name for m in modes.values()] == ["MAXN", "MODE_15W", "MODE_30W", "MODE_50W", "MODE_9"]
     assert modes[2].is_default and not modes[0].is_default
     maxn, low = modes[0], modes[1]
     assert (maxn.cpu_max_mhz, maxn.gpu_max_mhz, maxn.emc_max_mhz, maxn.tpc_pg_mask, maxn.online_cpus) == (None, None, None, 0, 2)
@@ -211,7 +215,7 @@ def test_mode_needing_reboot_is_refused_without_running_nvpmodel(board):
 
 
 def test_reboot_prompt_is_answered_no_and_reported(board):
-    # Mode 9 is not in nvpmodel.conf, so the mask check cannot predict it; nvpmodel prompts,
+    # Mode 9 has no TPC mask in nvpmodel.conf, so the mask check cannot predict it; nvpmodel prompts,
     # gets EOF on stdin (never a hang), and edgetrt reports the refusal.
     with pytest.raises(PowerError, match="needs a reboot"):
         _controller(board).set_mode(9)
@@ -221,6 +225,29 @@ def test_reboot_prompt_is_answered_no_and_reported(board):
 def test_unknown_mode_name(board):
     with pytest.raises(ProfileError, match="unknown power mode 'TURBO'.*0=MAXN"):
         _controller(board).set_mode("TURBO")
+
+
+def test_an_id_the_board_does_not_have_is_refused_before_nvpmodel_runs(board):
+    with pytest.raises(ProfileError, match=r"unknown power mode '99' for this board; modes: 0=MAXN, 1=MODE_15W"):
+        _controller(board).set_mode(99)
+    assert "nvpmodel -m 99" not in board.calls()
+    with pytest.raises(ProfileError, match="unknown power mode '99'"):
+        _controller(board, dry_run=True).set_mode("99")
+
+
+def test_cli_power_set_refuses_an_id_the_profile_lacks_also_in_dry_run(capsys):
+    assert main(["power", "set", "99", "--profile", "orin-nano-8gb", "--dry-run"]) == 1
+    captured = capsys.readouterr()
+    assert "unknown power mode '99' for profile orin-nano-8gb" in captured.err and "nvpmodel" not in captured.out
+    assert len(captured.err.strip().splitlines()) == 1
+    assert main(["power", "set", "1", "--profile", "orin-nano-8gb", "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["nvpmodel -m 1"]
+
+
+def test_a_bare_id_passes_only_when_no_mode_table_is_known(tmp_path):
+    assert PowerController(sysroot=tmp_path, dry_run=True, echo=lambda line: None).resolve_mode("7").id == 7
+    with pytest.raises(ProfileError, match="none known"):
+        PowerController(sysroot=tmp_path, dry_run=True, echo=lambda line: None).resolve_mode("MAXN")
 
 
 def test_session_restores_mode_and_clocks(board):

@@ -138,7 +138,7 @@ def test_telemetry_report_cli_from_a_recorded_log(tmp_path, capsys):
     assert main(["telemetry", "report", str(DATA / "orin_nano.log"), "--report", str(out)]) == 0
     doc = json.loads((out / "report.json").read_text())
     assert doc["bench"] is None and "inferences" not in doc["summary"]
-    assert doc["plots"] == ["power", "temperature", "clocks", "utilization"]
+    assert doc["plots"] == ["power", "temperature", "clocks", "utilization", "memory"]
     samples = read_log(DATA / "orin_nano.log").samples
     assert doc["summary"]["avg_power_w"] == pytest.approx(np.mean([s.rails["VDD_IN"].instant_mw for s in samples]) / 1000.0)
     assert doc["summary"]["peak_temperature_c"] == max(max(s.temperatures_c.values()) for s in samples)

@@ -29,6 +29,12 @@ exit 0
 """
 
 
+@pytest.fixture(autouse=True)
+def tmp_is_visible(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These engines live under /tmp (tempfile's folders); the PrivateTmp refusal has its own tests."""
+    monkeypatch.setattr("edge.service.manager.PRIVATE_TMP_DIRS", ())
+
+
 @pytest.fixture(scope="module")
 def engine_file() -> Iterator[Path]:
     """A world-readable engine (a dynamic service user must read it) under a quoted-path dir."""
@@ -125,7 +131,7 @@ def test_install_status_uninstall_end_to_end(engine_file, jetson_tools, tmp_path
     log = tmp_path / "systemctl.log"
     _systemctl(jetson_tools, log)
     units, envs = tmp_path / "units", tmp_path / "env"
-    args = ["service", "install", str(engine_file), "--name", "det", "--port", "8100", "--unit-dir", str(units), "--env-dir", str(envs)]
+    args = ["service", "install", str(engine_file), "--name", "det", "--port", "8100", "--unit-dir", str(units), "--env-dir", str(envs), "--no-warm"]
     assert main(args) == 0
     unit, env = units / "edgetrt-det.service", envs / "det.env"
     assert stat.S_IMODE(unit.stat().st_mode) == 0o644 and stat.S_IMODE(env.stat().st_mode) == 0o644
@@ -149,7 +155,7 @@ def test_install_status_uninstall_end_to_end(engine_file, jetson_tools, tmp_path
 
 def test_systemctl_failure_is_one_line(engine_file, jetson_tools, tmp_path, capsys):
     _systemctl(jetson_tools, tmp_path / "log", fail="Access denied")
-    args = ["service", "install", str(engine_file), "--name", "det", "--unit-dir", str(tmp_path / "u"), "--env-dir", str(tmp_path / "e")]
+    args = ["service", "install", str(engine_file), "--name", "det", "--unit-dir", str(tmp_path / "u"), "--env-dir", str(tmp_path / "e"), "--no-warm"]
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "`systemctl daemon-reload` failed with exit code 1: Access denied" in err and "Traceback" not in err
