@@ -1,6 +1,6 @@
 """Partition report: per-layer table, summary per power mode, concrete suggestions, notes; JSON and HTML.
 
-Suggestions come from what-if runs: for a layer refused for a fixable reason (a cubic
+Suggestions come from what-if runs: for a layer refused with a fixable refusal code (a cubic
 Resize, a GlobalAveragePool the DLA could run as an AveragePool, a dynamic shape, ...) the
 greedy placement is recomputed with the layer assumed eligible, and the report says how
 many layers after it would then share its DLA subgraph and how subgraphs and transitions
@@ -24,26 +24,35 @@ from edge.partitioner import PartitionOptions, PartitionPlan, plan_partition
 from edge.partitioner.partition import Analysis, evaluate, greedy
 from edge.partitioner.rules import node_label, reduce_axes
 from edge.profiles import DeviceProfile, load_profile
+from edge.refusal import Refusal
 
 __all__ = ["PartitionReport", "build_report", "FIXES"]
 
-FixFn = Callable[[Node, str], "tuple[str, str] | None"]
+FixFn = Callable[[Node], "tuple[str, str] | None"]
 
 
-def _fix_resize(node: Node, reason: str) -> tuple[str, str] | None:
+def _fix_dynamic_shape(node: Node) -> tuple[str, str]:
+    return "has a dynamic shape", "with fixed input shapes (--shapes)"
+
+
+def _fix_resize_sizes(node: Node) -> tuple[str, str]:
+    return "uses explicit output sizes", "with constant scales"
+
+
+def _fix_resize_bilinear_scale(node: Node) -> tuple[str, str]:
+    return "uses a bilinear scale above 4", "with nearest"
+
+
+def _fix_resize_mode(node: Node) -> tuple[str, str]:
     mode = node.attrs.get("mode", "nearest")
-    if "explicit output sizes" in reason:
-        return "uses explicit output sizes", "with constant scales"
-    if "bilinear scale" in reason:
-        return "uses a bilinear scale above 4", "with nearest"
-    if mode not in ("nearest", "linear") or "nearest only" in reason:
-        return f"uses {mode if mode != 'linear' else 'bilinear'} mode", "with nearest"
-    if "coordinates" in reason:
-        return f"uses {node.attrs.get('coordinate_transformation_mode', 'half_pixel')} coordinates", "with half_pixel"
-    return None
+    return f"uses {mode if mode != 'linear' else 'bilinear'} mode", "with nearest"
 
 
-def _fix_global_average(node: Node, reason: str) -> tuple[str, str] | None:
+def _fix_resize_coordinates(node: Node) -> tuple[str, str]:
+    return f"uses {node.attrs.get('coordinate_transformation_mode', 'half_pixel')} coordinates", "with half_pixel"
+
+
+def _fix_global_average(node: Node) -> tuple[str, str] | None:
     shape = node.inputs[0].shape
     if shape is None or len(shape) != 4 or not all(isinstance(d, int) for d in shape):
         return None
@@ -57,38 +66,34 @@ def _fix_global_average(node: Node, reason: str) -> tuple[str, str] | None:
     return "is a mean Reduce in TensorRT", f"as an AveragePool with a {h}x{w} window"
 
 
-def _fix_hardswish(node: Node, reason: str) -> tuple[str, str] | None:
-    if node.op_type in ("FusedConv", "FusedConvTranspose", "FusedGemm", "FusedBatchNormalization"):
-        activation = node.attrs.get("activation", "")
-        if activation != "HardSwish":
-            return None
+def _fix_hardswish(node: Node) -> tuple[str, str] | None:
+    if node.op_type != "HardSwish" and node.attrs.get("activation", "") != "HardSwish":
+        return None
     return "uses HardSwish, which TensorRT does not expose to the DLA", "rewritten as x * Clip(x + 3, 0, 6) * (1/6)"
 
 
-def _fix_qdq(node: Node, reason: str) -> tuple[str, str] | None:
+def _fix_qdq(node: Node) -> tuple[str, str]:
     return "uses explicit quantization (Q/DQ)", "with INT8 calibration instead"
 
 
 FIXES: dict[str, FixFn] = {
-    "Resize": _fix_resize,
-    "Upsample": _fix_resize,
-    "GlobalAveragePool": _fix_global_average,
-    "ReduceMean": _fix_global_average,
-    "HardSwish": _fix_hardswish,
-    "FusedConv": _fix_hardswish,
-    "FusedGemm": _fix_hardswish,
-    "FusedBatchNormalization": _fix_hardswish,
-    "QuantizeLinear": _fix_qdq,
-    "DequantizeLinear": _fix_qdq,
+    "dla.dynamic_shape": _fix_dynamic_shape,
+    "dla.resize_sizes": _fix_resize_sizes,
+    "dla.resize_bilinear_scale": _fix_resize_bilinear_scale,
+    "dla.resize_mode": _fix_resize_mode,
+    "dla.resize_coordinates": _fix_resize_coordinates,
+    "dla.global_average_pool": _fix_global_average,
+    "dla.reduce_mean": _fix_global_average,
+    "dla.not_exposed": _fix_hardswish,
+    "dla.activation_not_exposed": _fix_hardswish,
+    "dla.qdq": _fix_qdq,
 }
-"""Op type -> (problem, fix) phrases for refusals a model change can remove."""
+"""Refusal code -> (problem, fix) phrases for refusals a model change can remove."""
 
 
-def _fix_for(node: Node, reason: str) -> tuple[str, str] | None:
-    if "dynamic shape" in reason:
-        return "has a dynamic shape", "with fixed input shapes (--shapes)"
-    fix = FIXES.get(node.op_type)
-    return fix(node, reason) if fix is not None else None
+def _fix_for(node: Node, refusal: Refusal) -> tuple[str, str] | None:
+    fix = FIXES.get(refusal.code)
+    return fix(node) if fix is not None else None
 
 
 @dataclass
@@ -169,7 +174,8 @@ def build_report(graph: Graph, profile: DeviceProfile | str, options: PartitionO
         profile = load_profile(profile)
     plan = plan_partition(graph, profile, options)
     rows = [
-        {"layer": "+".join(layer.origin), "op": layer.op, "device": layer.device, "precision": layer.precision, "reason": layer.reason}
+        {"layer": "+".join(layer.origin), "op": layer.op, "device": layer.device, "precision": layer.precision, "reason": layer.reason,
+         "code": layer.code}
         for layer in plan.layers
     ]
     estimates = plan.estimates
