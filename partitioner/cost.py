@@ -8,7 +8,7 @@ published Jetson numbers, or refitted by ``edgetrt partition calibrate``). The t
   bytes / (bandwidth * memory_eff))``. Compute classes (conv, pointwise, depthwise, stem, gemm)
   scale the compute peak; memory classes (elementwise, pool, data, norm) scale the bandwidth.
   ``util`` is wave quantization: the GEMM view of a conv (M = N*H*W, N = Cout) is cut into
-  ``tile_m x tile_n`` tiles that run in waves of ``SMs * ctas_per_sm``; a batch-1 layer with a
+  tiles of at most ``tile_m x tile_n`` that run in waves of ``SMs * ctas_per_sm``; a batch-1 layer with a
   few tiles leaves most of the GPU idle, which is why GPU efficiency rises with batch. INT8
   reaches ``int8_factor`` of the FP16 efficiency.
 - DLA, per image (the DLA runs a batch image by image): per layer
@@ -316,9 +316,11 @@ class CostModel:
     def wave_util(self, work: WorkArrays) -> np.ndarray:
         """Fraction of the GPU a GEMM-shaped layer keeps busy: tile padding x wave quantization."""
         c = self.constants.gpu
-        tm, tn = c.tile_m.value, c.tile_n.value
         slots = max(1.0, round(self.profile.gpu.sms * self._tpc_share()) * c.ctas_per_sm.value)
         m, n = np.maximum(work.gemm_m, 1.0), np.maximum(work.gemm_n, 1.0)
+        # a tactic never picks a tile much larger than the problem: the power of two above it (>= 16)
+        tm = np.minimum(c.tile_m.value, np.maximum(16.0, 2.0 ** np.ceil(np.log2(m))))
+        tn = np.minimum(c.tile_n.value, np.maximum(16.0, 2.0 ** np.ceil(np.log2(n))))
         tiles_m, tiles_n = np.ceil(m / tm), np.ceil(n / tn)
         tiles = tiles_m * tiles_n
         waves = np.ceil(tiles / slots)

@@ -52,7 +52,7 @@ class ProfileMatch:
         self.groups = group(self.analysis, self.placement)
         self.trtexec = trtexec
         self.rows = self._match()
-        self._priced: int | None = None
+        self._priced: tuple[CostSpec | None] | None = None
 
     def _match(self) -> list[MatchedRow]:
         index: dict[str, int] = {}
@@ -79,10 +79,9 @@ class ProfileMatch:
 
     # -- prices -------------------------------------------------------------------------
     def _reprice(self, cost: CostSpec | None) -> None:
-        key = id(cost)
-        if self._priced != key:
+        if self._priced is None or self._priced[0] is not cost:  # identity: a fit passes a new spec per step
             self.analysis.reprice(CostModel(self.profile, self.mode, cost))
-            self._priced = key
+            self._priced = (cost,)
 
     def predicted(self, row: MatchedRow, cost: CostSpec | None = None) -> float | None:
         """The model's time for one matched row (None for transitions and unmatched rows)."""

@@ -24,7 +24,7 @@ from edge.profiles.schema import Constant, CostSpec, CpuSpec, DeviceProfile, Dla
 
 __all__ = [
     "CpuSpec", "DeviceProfile", "DlaSpec", "GpuSpec", "PowerMode", "ProfileError", "list_profiles", "load_profile",
-    "parse_profile", "cost_yaml", "replace_cost_section",
+    "parse_profile", "profile_text", "cost_yaml", "replace_cost_section",
 ]
 
 _SUFFIX = ".yaml"
@@ -43,20 +43,24 @@ def load_profile(name_or_path: str | os.PathLike) -> DeviceProfile:
     Raises:
         ProfileError: unknown name, unreadable or malformed file, or a schema violation.
     """
+    return parse_profile(*profile_text(name_or_path))
+
+
+def profile_text(name_or_path: str | os.PathLike) -> tuple[str, str]:
+    """(YAML text, source name) of a bundled profile or a profile file, comments and layout intact."""
     text_name = os.fspath(name_or_path)
     if os.sep in text_name or "/" in text_name or text_name.endswith((".yaml", ".yml")):
         path = Path(text_name)
         try:
-            text = path.read_text(encoding="utf-8")
+            return path.read_text(encoding="utf-8"), str(path)
         except FileNotFoundError:
             raise ProfileError(f"profile file '{path}' does not exist") from None
         except OSError as exc:
             raise ProfileError(f"profile file '{path}' cannot be read: {exc.strerror}") from None
-        return parse_profile(text, str(path))
     resource = files("edge.profiles").joinpath(text_name + _SUFFIX)
     if not resource.is_file():
         raise ProfileError(f"unknown profile '{text_name}' (profiles: {', '.join(list_profiles())}; or give a path to a .yaml file)")
-    return parse_profile(resource.read_text(encoding="utf-8"), text_name + _SUFFIX)
+    return resource.read_text(encoding="utf-8"), text_name + _SUFFIX
 
 
 def parse_profile(text: str, source: str) -> DeviceProfile:

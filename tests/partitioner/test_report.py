@@ -27,7 +27,7 @@ def test_yolo_report_suggests_nearest_resize() -> None:
     ]
     up1 = next(r for r in report.rows if r["layer"] == "up1")
     assert up1 == {"layer": "up1", "op": "Resize", "device": "gpu", "precision": "int8",
-                   "reason": "Resize 'up1': uses cubic mode; DLA resizes with nearest or bilinear only"}
+                   "reason": "Resize 'up1': uses cubic mode; DLA resizes with nearest or bilinear only", "code": "dla.resize_mode"}
     assert [row["mode"] for row in report.per_mode] == ["0 MAXN", "1 MODE_15W", "2 MODE_30W", "3 MODE_50W"]
     assert all(row["optimized"] <= row["greedy"] + 1e-9 for row in report.per_mode)
 
