@@ -173,19 +173,30 @@ def _print_rows(title: str, rows: list[dict[str, Any]]) -> None:
 
 
 def _load(model: Path, shapes: str | None, batch: int | None, optimized: bool) -> Graph:
-    """Import the model with --shapes / --batch applied, optimized as ``edgetrt build`` does."""
-    fixed: dict[str, tuple[Any, ...]] = dict(parse_shapes(shapes))
+    """Import the model with --shapes and --batch applied, optimized as ``edgetrt build`` does.
+
+    ``--batch N`` sets the leading dimension of every input not in --shapes (also a fixed
+    one: the model is re-batched, its outputs' batch left to shape inference)."""
+    fixed = parse_shapes(shapes)
+    source: Any = model
     if batch is not None:
         proto = load_model_proto(model)
         inits = {t.name for t in proto.graph.initializer}
         for value in proto.graph.input:
             if value.name in fixed or value.name in inits:
                 continue
-            dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in value.type.tensor_type.shape.dim]
+            dims = value.type.tensor_type.shape.dim
             if not dims:
                 raise EdgeError(f"--batch {batch}: input '{value.name}' is a scalar; give its shape with --shapes")
-            fixed[value.name] = (batch, *dims[1:])
-    graph = edge.load_onnx(model, input_shapes=fixed or None)
+            dims[0].Clear()
+            dims[0].dim_value = batch
+        for value in proto.graph.output:
+            if value.type.tensor_type.shape.dim:
+                value.type.tensor_type.shape.dim[0].Clear()
+                value.type.tensor_type.shape.dim[0].dim_param = "batch"
+        del proto.graph.value_info[:]
+        source = proto
+    graph = edge.load_onnx(source, input_shapes=fixed or None)
     if optimized:
         from edge.passes import optimize
 
