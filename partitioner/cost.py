@@ -169,7 +169,11 @@ class LayerWork:
         gemm_m / gemm_n: output rows and columns of the layer's GEMM view (0 when not a GEMM).
         sparse_eligible: a convolution 2:4 structured sparsity can speed up (C > 64).
         fused: an activation / bias / residual op TensorRT folds into the producing conv or
-            GEMM (its epilogue); it costs nothing of its own (see ``network_work``).
+            GEMM (its epilogue); it costs nothing of its own on the GPU (see ``network_work``).
+        dla_fused: the same on the DLA, which folds single-input activations, scales and the
+            residual Add but runs SiLU as a separate Sigmoid and elementwise product.
+        dla_extra_activations: elements a fused SiLU makes the DLA read and write on top (the
+            sigmoid written and read back, the conv output read again).
     """
 
     op_class: str
@@ -181,6 +185,8 @@ class LayerWork:
     gemm_n: float = 0.0
     sparse_eligible: bool = False
     fused: bool = False
+    dla_fused: bool = False
+    dla_extra_activations: float = 0.0
 
 
 def _conv_class(node: Node) -> tuple[str, float, float, bool]:
@@ -211,6 +217,7 @@ def layer_work(node: Node) -> LayerWork:
         batch = max(1, int(np.prod(outer, dtype=np.int64))) if outer else 1
     m = n = 0.0
     sparse = False
+    silu = 3.0 * _out(node) if node.attrs.get("activation") == "SiLU" else 0.0
     if node.op_type in _CONV_OPS:
         klass, m, n, sparse = _conv_class(node)
     elif node.op_type in _GEMM_OPS:
@@ -226,10 +233,11 @@ def layer_work(node: Node) -> LayerWork:
         klass = "norm"
     else:
         klass = "elementwise"
-    return LayerWork(klass, node_flops(node), activations, weights, batch, m, n, sparse)
+    return LayerWork(klass, node_flops(node), activations, weights, batch, m, n, sparse, dla_extra_activations=silu)
 
 
 _EPILOGUE_OPS = frozenset({"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "SiLU", "Add", "Mul", "BatchNormalization", "PRelu"})
+_DLA_UNFUSED = frozenset({"Sigmoid", "Mul", "SiLU"})  # the DLA runs SiLU as Sigmoid + elementwise product
 
 
 def network_work(nodes: Sequence[Node]) -> list[LayerWork]:
@@ -240,7 +248,7 @@ def network_work(nodes: Sequence[Node]) -> list[LayerWork]:
     folded: set[int] = set()  # ids of nodes TensorRT folds into their producer
     for i, node in enumerate(nodes):
         if id(node) in folded:
-            works[i] = dataclasses.replace(works[i], fused=True)
+            works[i] = dataclasses.replace(works[i], fused=True, dla_fused=node.op_type not in _DLA_UNFUSED)
         consumers = [c for v in node.outputs for c in v.consumers]
         head = works[i].op_class in COMPUTE_CLASSES or works[i].fused
         if head and consumers and all(c.op_type in _EPILOGUE_OPS for c in consumers):
@@ -262,6 +270,8 @@ class WorkArrays:
         self.gemm_n = np.array([w.gemm_n for w in works], dtype=np.float64)
         self.sparse_eligible = np.array([w.sparse_eligible for w in works], dtype=bool)
         self.fused = np.array([w.fused for w in works], dtype=bool)
+        self.dla_fused = np.array([w.dla_fused for w in works], dtype=bool)
+        self.dla_extra = np.array([w.dla_extra_activations for w in works], dtype=np.float64)
         self.compute = np.isin(self.op_class, [_CLASSES.index(c) for c in COMPUTE_CLASSES])
 
     def __len__(self) -> int:
@@ -353,8 +363,9 @@ class CostModel:
         size = np.array([PRECISION_BYTES[p] for p in precisions], dtype=np.float64)
         batch = np.maximum(work.batch, 1.0)
         compute = work.flops / batch / (peak * eff)
-        memory = (work.activations / batch + work.weights) * size / (c.bandwidth_gbps.value * 1e9 * self._emc_scale())
-        return np.where(work.fused, 0.0, 1e3 * np.maximum(compute, memory) + c.layer_ms.value)
+        activations = (work.activations + work.dla_extra) / batch
+        memory = (activations + work.weights) * size / (c.bandwidth_gbps.value * 1e9 * self._emc_scale())
+        return np.where(work.dla_fused, 0.0, 1e3 * np.maximum(compute, memory) + c.layer_ms.value)
 
     def dla_times(self, work: WorkArrays, precisions: Sequence[str], sparse: bool = False) -> np.ndarray:
         """Per-layer DLA time of one execution (the whole batch, image by image)."""

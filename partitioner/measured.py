@@ -3,13 +3,15 @@
 ``ProfileMatch`` partitions the graph as the flags say, then maps every trtexec layer to the
 IR layers it ran: a DLA subgraph ``{ForeignNode[first...last]}`` covers the DLA layers from
 ``first`` to ``last``; other names list fused ONNX node names (joined by " + " or inside
-``PWN(...)``); reformat / copy layers TensorRT inserted are the DLA<->GPU transitions. It
+``PWN(...)``); reformat / copy layers TensorRT inserted are the DLA<->GPU transitions. The plan
+is TensorRT's greedy placement, the one trtexec ran. It
 prices each row with the cost model (per layer, per DLA subgraph including its fixed costs,
 and all transitions together) and turns the rows into fit observations for ``calibrate``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -43,6 +45,7 @@ class ProfileMatch:
     """A trtexec profile matched to the plan of ``graph`` under ``options`` (see module docstring)."""
 
     def __init__(self, graph: Graph, profile: DeviceProfile, options: PartitionOptions, trtexec: TrtexecProfile) -> None:
+        options = dataclasses.replace(options, algorithm="greedy")  # trtexec places layers as TensorRT does
         self.profile = profile
         self.mode = profile.power_mode(options.power_mode)
         self.plan: PartitionPlan = plan_partition(graph, profile, options)

@@ -18,7 +18,7 @@ from edge.partitioner.plan import Estimate, LayerPlan, PartitionPlan
 from edge.partitioner.throughput import deployments
 from edge.passes import optimize
 from edge.profiles import load_profile, parse_profile, replace_cost_section
-from tests.partitioner.models import resnet50
+from tests.partitioner.models import resnet50, yolo_detector
 
 PROFILE = load_profile("agx-orin-64gb")
 MAXN = PROFILE.power_mode("MAXN")
@@ -66,6 +66,24 @@ def test_unfused_exports_cost_what_fused_engines_do() -> None:
     assert costs[0] == pytest.approx(costs[1], rel=0.05)
     works = network_work(raw.nodes)
     assert sum(w.fused for w in works) == 49 + 16  # every Relu and residual Add after a conv
+
+
+def test_dla_runs_silu_as_sigmoid_and_product() -> None:
+    """A conv fused with SiLU is one GPU kernel, but the DLA writes the sigmoid, reads it back and reads
+    the conv output again: 3 extra passes over the output on the DLA only."""
+    graph = edge.load_onnx(yolo_detector())
+    optimize(graph)
+    stem = graph.nodes[0]
+    assert stem.op_type == "FusedConv" and stem.attrs["activation"] == "SiLU"
+    work = network_work([stem])[0]
+    assert work.dla_extra_activations == 3 * 16 * 160 * 160
+    relu = dataclasses.replace(work, dla_extra_activations=0.0)
+    model = CostModel(PROFILE, MAXN)
+    gpu = model.gpu_times(WorkArrays([work, relu]), "int8")
+    dla = model.dla_times(WorkArrays([work, relu]), ["int8", "int8"])
+    assert gpu[0] == gpu[1]
+    extra = 3 * 16 * 160 * 160 / (PROFILE.cost.dla.bandwidth_gbps.value * 1e9) * 1e3
+    assert dla[0] - dla[1] == pytest.approx(extra, rel=0.01)  # the stem is memory-bound on the DLA
 
 
 def test_deployment_throughput_by_hand() -> None:
