@@ -19,7 +19,7 @@ from edge.ir import Graph
 from edge.partitioner import PartitionOptions, PartitionPlan, plan_partition
 from edge.partitioner.cost import CostModel
 from edge.partitioner.fit import Observation
-from edge.partitioner.partition import Analysis, _Edge, group
+from edge.partitioner.partition import Analysis, crossings, group
 from edge.partitioner.trtexec_profile import TrtexecProfile
 from edge.profiles import DeviceProfile
 from edge.profiles.schema import CostSpec
@@ -98,15 +98,7 @@ class ProfileMatch:
 
     def predicted_transitions(self, cost: CostSpec | None = None) -> float:
         self._reprice(cost)
-        return float(sum(e.transition_ms for e in self._crossing_edges()))
-
-    def _crossing_edges(self) -> list[_Edge]:
-        crossing = []
-        for edge in self.analysis.edges:
-            source = self.groups[edge.producer] if edge.producer >= 0 else -1
-            targets = {self.groups[c] for c in edge.consumers} | ({-1} if edge.is_output else set())
-            crossing.extend(edge for target in targets if target != source)
-        return crossing
+        return float(sum(e.transition_ms for e in crossings(self.analysis, self.groups)))
 
     # -- views --------------------------------------------------------------------------
     def layer_rows(self) -> list[dict]:
@@ -166,7 +158,7 @@ class ProfileMatch:
             if row.kind in ("gpu", "dla") and row.layers and row.measured_ms > 0:
                 found.append(Observation(f"{tag}#{k}", row.kind, row.measured_ms, lambda cost, row=row: self.predicted(row, cost)))
         measured = sum(r.measured_ms for r in self.rows if r.kind == "transition")
-        if measured > 0 and self._crossing_edges():
+        if measured > 0 and crossings(self.analysis, self.groups):
             found.append(Observation(f"{tag}#transitions", "transition", measured, self.predicted_transitions))
         return found
 

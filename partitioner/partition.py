@@ -31,7 +31,7 @@ from edge.partitioner.rules import RuleContext, check_node, dla_batch, dla_preci
 from edge.profiles import DeviceProfile, PowerMode
 from edge.refusal import Refusal
 
-__all__ = ["Analysis", "Placement", "group", "evaluate", "greedy", "optimize", "objective_key"]
+__all__ = ["Analysis", "Placement", "group", "crossings", "evaluate", "greedy", "optimize", "objective_key"]
 
 Placement = list[bool]
 _SHAPE_OPS = frozenset({"Shape", "Size"})
@@ -258,23 +258,25 @@ def group(an: Analysis, on_dla: Sequence[bool]) -> list[int]:
 
 # -- pricing ---------------------------------------------------------------------------
 
+def crossings(an: Analysis, groups: list[int]) -> list[_Edge]:
+    """Tensors crossing a DLA<->GPU boundary, once per subgraph (or the GPU) that reads them across it."""
+    found = []
+    for edge in an.edges:
+        source = groups[edge.producer] if edge.producer >= 0 else -1
+        targets = {groups[c] for c in edge.consumers} | ({-1} if edge.is_output else set())
+        found.extend(edge for target in targets if target != source)
+    return found
+
+
 def evaluate(an: Analysis, on_dla: Sequence[bool], groups: list[int] | None = None) -> tuple[Estimate, list[int]]:
     """Estimate of a placement and its subgraph numbering (see module docstring)."""
     if groups is None:
         groups = group(an, on_dla)
     mask = np.asarray(on_dla, dtype=bool)
     subgraphs = max(groups, default=-1) + 1
-    transitions = 0
-    transition_ms = 0.0
-    for edge in an.edges:
-        source = groups[edge.producer] if edge.producer >= 0 else -1
-        targets = {groups[c] for c in edge.consumers}
-        if edge.is_output:
-            targets.add(-1)
-        for target in targets:
-            if target != source:
-                transitions += 1
-                transition_ms += edge.transition_ms
+    crossing = crossings(an, groups)
+    transitions = len(crossing)
+    transition_ms = sum(edge.transition_ms for edge in crossing)
     gpu = float(an.gpu_ms[~mask].sum()) + transition_ms
     fixed = sum(an.cost.dla_subgraph_ms(b) for b in an.subgraph_batch(groups).values())
     dla = float(an.dla_ms[mask].sum()) + fixed if mask.any() else 0.0
