@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 import typer
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -168,7 +169,7 @@ def _print_rows(title: str, rows: list[dict[str, Any]]) -> None:
     for key in rows[0]:
         table.add_column(key, overflow="fold")
     for row in rows:
-        table.add_row(*("-" if v is None else str(v) for v in row.values()))
+        table.add_row(*("-" if v is None else escape(str(v)) for v in row.values()))  # trtexec names hold [...]
     console.print(table)
 
 

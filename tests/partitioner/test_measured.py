@@ -81,6 +81,9 @@ def test_measured_matches_predicted_per_layer_and_segment(model_file: Path, tmp_
     assert segments["transitions"]["ratio"] == pytest.approx(1.0, abs=2e-3)
     assert segments["total"]["measured_ms"] == pytest.approx(sum(r["averageMs"] for r in rows[1:]), rel=1e-4)
     assert data["unmatched_ir_layers"] == []
+    assert main(["partition", str(model_file), *FLAGS, "--measured", str(measured)]) == 0
+    out = capsys.readouterr().out
+    assert "{ForeignNode[stem...lat.silu]}" in out and "Measured vs predicted per segment" in out
 
 
 def test_calibrate_recovers_a_boards_constants(model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
