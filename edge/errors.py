@@ -18,6 +18,7 @@ __all__ = [
     "PowerError",
     "TelemetryError",
     "CalibrationError",
+    "TrtexecProfileError",
 ]
 
 
@@ -75,3 +76,7 @@ class TelemetryError(EdgeError):
 
 class CalibrationError(EdgeError):
     """Calibration data or a calibration cache is missing, malformed or does not fit the model."""
+
+
+class TrtexecProfileError(EdgeError):
+    """A trtexec --exportProfile file is unreadable or not in trtexec's layout."""

@@ -3,7 +3,8 @@
 ``partition(graph, profile, options)`` is the builder's entry point: it checks the flags
 against the profile the way trtexec does, places every layer, writes
 ``node.meta["device"]`` ("dla" / "gpu" / "cpu"), ``node.meta["precision"]`` ("fp16" /
-"int8" / "fp32") and, for layers kept off the DLA, ``node.meta["dla_reason"]``, and returns
+"int8" / "fp32") and, for layers kept off the DLA, ``node.meta["dla_reason"]`` (the sentence) and
+``node.meta["dla_reason_code"]`` (the refusal code), and returns
 the JSON-able PartitionPlan. ``plan_partition`` computes the same plan without touching
 the graph (the report uses it for what-if runs).
 """
@@ -15,6 +16,7 @@ from edge.ir import Graph
 from edge.partitioner.partition import Analysis, Placement, evaluate, greedy, optimize
 from edge.partitioner.plan import OBJECTIVES, Estimate, LayerPlan, PartitionOptions, PartitionPlan, SubgraphPlan
 from edge.profiles import DeviceProfile, load_profile
+from edge.refusal import Refusal
 
 __all__ = [
     "PartitionError",
@@ -77,7 +79,7 @@ def plan_partition(graph: Graph, profile: DeviceProfile | str, options: Partitio
     gpu_only: Placement = [False] * len(an.layers)
     # (estimate, subgraph numbering) per algorithm; each placement is evaluated once
     results = {"gpu_only": evaluate(an, gpu_only)}
-    reasons: dict[int, str] = {i: r for i, r in enumerate(an.reasons) if r is not None}
+    reasons: dict[int, Refusal] = {i: r for i, r in enumerate(an.reasons) if r is not None}
     notes: list[str] = []
     budget = options.latency_budget_ms
     applied = gpu_only
@@ -140,8 +142,10 @@ def partition(graph: Graph, profile: DeviceProfile | str, options: PartitionOpti
             node.meta.pop("dla_core", None)
         if layer.reason is not None and plan.dla_core is not None:
             node.meta["dla_reason"] = layer.reason
+            node.meta["dla_reason_code"] = layer.code
         else:
             node.meta.pop("dla_reason", None)
+            node.meta.pop("dla_reason_code", None)
     graph.meta["partition"] = plan.to_dict()
     return plan
 
@@ -151,7 +155,7 @@ def _dla_only(an: Analysis) -> tuple[Placement, tuple[Estimate, list[int]]]:
     naming the first layer that cannot be."""
     for reason in an.reasons:
         if reason is not None:
-            raise PartitionError(f"{reason} (add --gpu-fallback to run such layers on the GPU)")
+            raise PartitionError(f"{reason.detail} (add --gpu-fallback to run such layers on the GPU)")
     placement = [True] * len(an.layers)
     result = evaluate(an, placement)
     subgraphs = result[0].subgraphs
@@ -163,28 +167,29 @@ def _dla_only(an: Analysis) -> tuple[Placement, tuple[Estimate, list[int]]]:
     return placement, result
 
 
-def _kept_on_gpu_reasons(an: Analysis, groups: list[int], best: Placement) -> dict[int, str]:
+def _kept_on_gpu_reasons(an: Analysis, groups: list[int], best: Placement) -> dict[int, Refusal]:
     """Why the optimizer kept eligible layers on the GPU, per greedy subgraph (``groups``) it shrank."""
     moved: dict[int, list[int]] = {}
     for i, g in enumerate(groups):
         if g >= 0 and not best[i]:
             moved.setdefault(g, []).append(i)
-    reasons: dict[int, str] = {}
+    reasons: dict[int, Refusal] = {}
     for g, layers in moved.items():
         members = [i for i, h in enumerate(groups) if h == g]
         gpu = sum(an.gpu_ms[i] for i in layers)
         dla = sum(an.dla_ms[i] for i in layers)
         what = "the whole DLA subgraph" if len(layers) == len(members) else f"{len(layers)} of its {len(members)} layers"
         for i in layers:
-            reasons[i] = (
+            reasons[i] = Refusal(
+                "dla.kept_by_objective",
                 f"{an.layers[i].op_type} '{an.layers[i].origin[0]}': DLA-eligible, kept on the GPU by the "
                 f"{an.options.objective} objective ({what}: GPU {gpu:.3f} ms vs DLA {dla:.3f} ms "
-                f"+ {an.cost.dla_submit_ms:.3f} ms submission + transitions)"
+                f"+ {an.cost.dla_subgraph_ms(max(an.batch[layers[0]], 1)):.3f} ms submission + transitions)",
             )
     return reasons
 
 
-def _layer_plans(an: Analysis, placement: Placement, groups: list[int], reasons: dict[int, str]) -> list[LayerPlan]:
+def _layer_plans(an: Analysis, placement: Placement, groups: list[int], reasons: dict[int, Refusal]) -> list[LayerPlan]:
     index = {id(n): i for i, n in enumerate(an.layers)}
     host_device = "cpu"
     gpu_device = "gpu" if an.profile.gpu is not None else "cpu"
@@ -192,9 +197,10 @@ def _layer_plans(an: Analysis, placement: Placement, groups: list[int], reasons:
     for node in an.graph.nodes:
         i = index.get(id(node))
         if i is None:
-            plans.append(LayerPlan(node.name, node.op_type, list(node.origin), host_device, "fp32", "shape computation, folded at build time"))
+            plans.append(LayerPlan(node.name, node.op_type, list(node.origin), host_device, "fp32", "shape computation, folded at build time", code="host.folded"))
             continue
         on_dla = placement[i]
+        refusal = None if on_dla else reasons.get(i)
         float_out = all(v.dtype is None or v.dtype.kind == "f" for v in node.outputs)
         precision = an.dla_precisions[i] if on_dla else (an.gpu_precision if float_out else "fp32")
         plans.append(
@@ -204,7 +210,8 @@ def _layer_plans(an: Analysis, placement: Placement, groups: list[int], reasons:
                 origin=list(node.origin),
                 device="dla" if on_dla else gpu_device,
                 precision=precision,
-                reason=None if on_dla else reasons.get(i),
+                reason=None if refusal is None else refusal.detail,
+                code=None if refusal is None else refusal.code,
                 subgraph=groups[i] if on_dla else None,
                 gpu_ms=round(float(an.gpu_ms[i]), 6),
                 dla_ms=round(float(an.dla_ms[i]), 6) if an.eligible[i] else None,

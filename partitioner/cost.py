@@ -1,42 +1,56 @@
-"""Cost model: per-node FLOPs and bytes -> estimated GPU / DLA / CPU time and energy at a power mode.
+"""Cost model: per-layer work (FLOPs, bytes, GEMM shape) -> GPU / DLA / CPU time and energy at a power mode.
 
-Each layer costs ``max(flops / (eff * peak), bytes / (eff_bw * bandwidth)) + overhead``
-(a roofline), with peaks scaled from the profile by the power mode's clock caps and active
-GPU TPCs. Every DLA<->GPU transition adds a GPU reformat kernel over the tensor (DLA and GPU
-default formats differ) plus a synchronisation; every DLA subgraph adds a submission.
+The work of a layer (``LayerWork``) does not depend on any constant; the times do, and every
+constant comes from the profile's ``cost`` section (fitted by benchmarks/cost_model_fit.py to
+published Jetson numbers, or refitted by ``edgetrt partition calibrate``). The terms:
 
-The efficiencies and overheads below are estimates, not measurements: the DLA compute
-efficiency is fitted to NVIDIA's ResNet-50 figure (2 DLAs, INT8, MAXN: 2037 images/s ->
-~8.4 of 26.25 dense TOPS per core); the others are typical values. Calibrate them on the
-device with trtexec --exportProfile before trusting absolute numbers; ratios between
-placements are what the partitioner uses.
+- GPU, per kernel: ``launch_ms`` + a roofline ``max(flops / (peak * eff_class * util),
+  bytes / (bandwidth * memory_eff))``. Compute classes (conv, pointwise, depthwise, stem, gemm)
+  scale the compute peak; memory classes (elementwise, pool, data, norm) scale the bandwidth.
+  ``util`` is wave quantization: the GEMM view of a conv (M = N*H*W, N = Cout) is cut into
+  tiles of at most ``tile_m x tile_n`` that run in waves of ``SMs * ctas_per_sm``; a batch-1 layer with a
+  few tiles leaves most of the GPU idle, which is why GPU efficiency rises with batch. INT8
+  reaches ``int8_factor`` of the FP16 efficiency.
+- DLA, per image (the DLA runs a batch image by image): per layer
+  ``max(flops / (peak * eff_class * sparse), bytes / dla_bandwidth) + layer_ms``; per subgraph
+  ``submit_ms + batch * image_ms``. The DLA's DRAM rate scales with the EMC cap, not its own
+  clock, so memory-bound layers and fixed costs do not speed up with the DLA clock.
+- Boundaries: each DLA<->GPU tensor costs a GPU reformat kernel (read + write) plus
+  ``transition_sync_ms``.
+- Several engines at once (GPU + DLA0 + DLA1): each runs ``1 + concurrency_slowdown`` slower
+  per other busy engine (shared DRAM).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from edge.ir import Node, Value
 from edge.profiles import DeviceProfile, PowerMode
+from edge.profiles.schema import CostSpec
 
-__all__ = ["CostModel", "node_flops", "tensor_bytes", "FLOP_RULES", "PRECISION_BYTES"]
+__all__ = [
+    "CostModel",
+    "LayerWork",
+    "WorkArrays",
+    "layer_work",
+    "network_work",
+    "node_flops",
+    "tensor_bytes",
+    "FLOP_RULES",
+    "PRECISION_BYTES",
+    "COMPUTE_CLASSES",
+]
 
 PRECISION_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
-
-GPU_COMPUTE_EFF = 0.25  # batch-1 single stream; GPU/DLA ratio ~2x at MAXN as for YOLOv5s (dla.md section 8)
-GPU_MEMORY_EFF = 0.70
-GPU_LAUNCH_MS = 0.004  # per GPU kernel
-DLA_COMPUTE_EFF = 0.32  # fitted to ResNet-50 on AGX Orin (dla.md section 8)
-DLA_MEMORY_EFF = 0.40  # DLA's share of DRAM bandwidth
-DLA_LAYER_MS = 0.002  # per layer inside a loadable
-DLA_SUBMIT_MS = 0.040  # per DLA subgraph (task submission + completion signal)
-TRANSITION_SYNC_MS = 0.010  # per DLA<->GPU edge, on top of the reformat kernel
-CPU_COMPUTE_EFF = 0.25
-GPU_POWER_SHARE = 0.6  # fraction of the mode budget a busy GPU draws
-DLA_PERF_PER_WATT_GAIN = 4.0  # DLA is ~3-5x more images/s per watt than the GPU (dla.md section 8)
+COMPUTE_CLASSES = ("conv", "pointwise", "depthwise", "stem", "gemm")
+MEMORY_CLASSES = ("elementwise", "pool", "data", "norm")
+_CLASSES = COMPUTE_CLASSES + MEMORY_CLASSES
+_SPARSE_MIN_CHANNELS = 64  # 2:4 sparsity needs C > 64 on Orin's DLA (dla.md section 1)
 
 
 def _numel(value: Value | None) -> int:
@@ -126,6 +140,15 @@ FLOP_RULES: dict[str, Callable[[Node], float]] = {
 }
 """Op type -> FLOPs of one execution; ops not listed cost one FLOP per output element."""
 
+_CONV_OPS = frozenset({"Conv", "FusedConv", "ConvTranspose", "FusedConvTranspose"})
+_GEMM_OPS = frozenset({"Gemm", "FusedGemm", "MatMul", "Attention"})
+_POOL_OPS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax",
+                       "ReduceSum", "ReduceMin", "LRN"})
+_DATA_OPS = frozenset({"Concat", "Split", "Slice", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Resize",
+                       "Upsample", "Pad", "Gather", "ChannelShuffle", "DepthToSpace", "SpaceToDepth", "Cast"})
+_NORM_OPS = frozenset({"Softmax", "LayerNormalization", "GroupNormalization", "InstanceNormalization", "TopK",
+                       "NonMaxSuppression", "ArgMax", "ArgMin"})
+
 
 def node_flops(node: Node) -> float:
     """Floating-point operations of one execution of ``node`` (multiply-add = 2)."""
@@ -133,32 +156,150 @@ def node_flops(node: Node) -> float:
     return rule(node) if rule is not None else float(_out(node))
 
 
-def _node_bytes(node: Node, precision: str) -> float:
-    """Activations read and written plus weights, at the storage size of ``precision``."""
-    size = PRECISION_BYTES[precision]
-    elements = sum(_numel(v) for v in node.inputs if v is not None) + _out(node)
-    return float(elements * size)
-
-
 @dataclass(frozen=True)
-class CostModel:
-    """Time and energy estimates for one profile at one power mode (see module docstring)."""
+class LayerWork:
+    """What one layer asks of a device, independent of every cost constant.
 
-    profile: DeviceProfile
-    mode: PowerMode
+    Attributes:
+        op_class: one of conv, pointwise, depthwise, stem, gemm, elementwise, pool, data, norm.
+        flops: FLOPs of one execution (the whole batch).
+        activations: activation elements read and written (the whole batch).
+        weights: constant elements read (weights, biases).
+        batch: images in one execution (the leading dims, as the DLA counts them).
+        gemm_m / gemm_n: output rows and columns of the layer's GEMM view (0 when not a GEMM).
+        sparse_eligible: a convolution 2:4 structured sparsity can speed up (C > 64).
+        fused: an activation / bias / residual op TensorRT folds into the producing conv or
+            GEMM (its epilogue); it costs nothing of its own on the GPU (see ``network_work``).
+        dla_fused: the same on the DLA, which folds single-input activations, scales and the
+            residual Add but runs SiLU as a separate Sigmoid and elementwise product.
+        dla_extra_activations: elements a fused SiLU makes the DLA read and write on top (the
+            sigmoid written and read back, the conv output read again).
+    """
+
+    op_class: str
+    flops: float
+    activations: float
+    weights: float
+    batch: int = 1
+    gemm_m: float = 0.0
+    gemm_n: float = 0.0
+    sparse_eligible: bool = False
+    fused: bool = False
+    dla_fused: bool = False
+    dla_extra_activations: float = 0.0
+
+
+def _conv_class(node: Node) -> tuple[str, float, float, bool]:
+    weight, out = node.inputs[1], node.outputs[0]
+    if weight.shape is None or not weight.is_static or not out.is_static:
+        return "conv", 0.0, 0.0, False
+    groups = int(node.attrs.get("group", 1))
+    per_group_in = int(weight.shape[1])
+    kernel = tuple(int(d) for d in weight.shape[2:])
+    out_maps = int(out.shape[1])
+    rows = float(np.prod(out.shape, dtype=np.int64) / out_maps)
+    if groups > 1 and per_group_in == 1:
+        return "depthwise", rows, float(out_maps), False
+    if per_group_in <= 4 and node.op_type in ("Conv", "FusedConv"):
+        return "stem", rows, float(out_maps), False
+    klass = "pointwise" if all(k == 1 for k in kernel) else "conv"
+    return klass, rows, float(out_maps), per_group_in * groups > _SPARSE_MIN_CHANNELS
+
+
+def layer_work(node: Node) -> LayerWork:
+    """The ``LayerWork`` of one IR node (shapes must be static for non-zero work)."""
+    activations = float(sum(_numel(v) for v in node.inputs if v is not None and not v.is_const) + _out(node))
+    weights = float(sum(_numel(v) for v in node.inputs if v is not None and v.is_const))
+    first = node.outputs[0] if node.outputs else None
+    batch = 1
+    if first is not None and first.is_static and first.shape:
+        outer = first.shape[:-3] if len(first.shape) >= 3 else first.shape[:1]
+        batch = max(1, int(np.prod(outer, dtype=np.int64))) if outer else 1
+    m = n = 0.0
+    sparse = False
+    silu = 3.0 * _out(node) if node.attrs.get("activation") == "SiLU" else 0.0
+    if node.op_type in _CONV_OPS:
+        klass, m, n, sparse = _conv_class(node)
+    elif node.op_type in _GEMM_OPS:
+        klass = "gemm"
+        if first is not None and first.is_static and first.shape:
+            n = float(first.shape[-1])
+            m = float(_numel(first)) / max(n, 1.0)
+    elif node.op_type in _POOL_OPS:
+        klass = "pool"
+    elif node.op_type in _DATA_OPS:
+        klass = "data"
+    elif node.op_type in _NORM_OPS:
+        klass = "norm"
+    else:
+        klass = "elementwise"
+    return LayerWork(klass, node_flops(node), activations, weights, batch, m, n, sparse, dla_extra_activations=silu)
+
+
+_EPILOGUE_OPS = frozenset({"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "SiLU", "Add", "Mul", "BatchNormalization", "PRelu"})
+_DLA_UNFUSED = frozenset({"Sigmoid", "Mul", "SiLU"})  # the DLA runs SiLU as Sigmoid + elementwise product
+
+
+def network_work(nodes: Sequence[Node]) -> list[LayerWork]:
+    """``layer_work`` of every node, marking the epilogues TensorRT fuses into a conv or GEMM:
+    an activation, scale or residual Add whose input comes from a conv/GEMM (or an epilogue of
+    one) that feeds nothing but epilogue ops, so unfused exports cost what fused engines do."""
+    works = [layer_work(n) for n in nodes]
+    folded: set[int] = set()  # ids of nodes TensorRT folds into their producer
+    for i, node in enumerate(nodes):
+        if id(node) in folded:
+            works[i] = dataclasses.replace(works[i], fused=True, dla_fused=node.op_type not in _DLA_UNFUSED)
+        consumers = [c for v in node.outputs for c in v.consumers]
+        head = works[i].op_class in COMPUTE_CLASSES or works[i].fused
+        if head and consumers and all(c.op_type in _EPILOGUE_OPS for c in consumers):
+            folded.update(id(c) for c in consumers)
+    return works
+
+
+class WorkArrays:
+    """Columns of many ``LayerWork`` rows, so a whole network is costed in a few numpy operations."""
+
+    def __init__(self, works: Sequence[LayerWork]) -> None:
+        self.works = list(works)
+        self.op_class = np.array([_CLASSES.index(w.op_class) for w in works], dtype=np.int64)
+        self.flops = np.array([w.flops for w in works], dtype=np.float64)
+        self.activations = np.array([w.activations for w in works], dtype=np.float64)
+        self.weights = np.array([w.weights for w in works], dtype=np.float64)
+        self.batch = np.array([w.batch for w in works], dtype=np.float64)
+        self.gemm_m = np.array([w.gemm_m for w in works], dtype=np.float64)
+        self.gemm_n = np.array([w.gemm_n for w in works], dtype=np.float64)
+        self.sparse_eligible = np.array([w.sparse_eligible for w in works], dtype=bool)
+        self.fused = np.array([w.fused for w in works], dtype=bool)
+        self.dla_fused = np.array([w.dla_fused for w in works], dtype=bool)
+        self.dla_extra = np.array([w.dla_extra_activations for w in works], dtype=np.float64)
+        self.compute = np.isin(self.op_class, [_CLASSES.index(c) for c in COMPUTE_CLASSES])
+
+    def __len__(self) -> int:
+        return len(self.works)
+
+
+class CostModel:
+    """Time and energy estimates for one profile at one power mode (see module docstring).
+
+    ``constants`` defaults to the profile's ``cost`` section; the fit passes candidates.
+    """
+
+    def __init__(self, profile: DeviceProfile, mode: PowerMode, constants: CostSpec | None = None) -> None:
+        self.profile = profile
+        self.mode = mode
+        self.constants = constants if constants is not None else profile.cost
 
     # -- throughput at the mode's caps --------------------------------------------------
-    def _gpu_scale(self) -> float:
+    def _tpc_share(self) -> float:
         gpu = self.profile.gpu
-        clock = (self.mode.gpu_max_mhz or gpu.max_mhz) / gpu.max_mhz
-        tpcs = (self.mode.gpu_tpcs / gpu.tpcs) if (self.mode.gpu_tpcs and gpu.tpcs) else 1.0
-        return clock * tpcs
+        return (self.mode.gpu_tpcs / gpu.tpcs) if (self.mode.gpu_tpcs and gpu.tpcs) else 1.0
 
     def gpu_peak(self, precision: str) -> float:
-        """Ops/s of the whole GPU at this mode."""
+        """Ops/s of the whole GPU at this mode (clock cap x powered TPCs)."""
         gpu = self.profile.gpu
         tera = {"fp32": gpu.peak_fp32_tflops, "fp16": gpu.peak_fp16_tflops, "int8": gpu.peak_int8_tops}[precision]
-        return tera * 1e12 * self._gpu_scale()
+        clock = (self.mode.gpu_max_mhz or gpu.max_mhz) / gpu.max_mhz
+        return tera * 1e12 * clock * self._tpc_share()
 
     def dla_peak(self, precision: str) -> float:
         """Ops/s of one DLA core at this mode."""
@@ -166,46 +307,106 @@ class CostModel:
         tera = dla.peak_int8_tops if precision == "int8" else dla.peak_fp16_tflops
         return tera * 1e12 * (self.mode.dla_max_mhz or dla.max_mhz) / dla.max_mhz
 
+    def _emc_scale(self) -> float:
+        return min(1.0, self.mode.emc_max_mhz / self.profile.emc_max_mhz)
+
     def bandwidth(self) -> float:
         """DRAM bytes/s at this mode's EMC cap."""
-        scale = min(1.0, self.mode.emc_max_mhz / self.profile.emc_max_mhz)
-        return self.profile.memory_bandwidth_gbps * 1e9 * scale
+        return self.profile.memory_bandwidth_gbps * 1e9 * self._emc_scale()
 
     def cpu_peak(self) -> float:
         cpu = self.profile.cpu
         scale = (self.mode.online_cpus / cpu.cores) * (self.mode.cpu_max_mhz / cpu.max_mhz)
         return max(cpu.peak_fp32_gflops, 1.0) * 1e9 * scale
 
-    # -- per-layer times (milliseconds) --------------------------------------------------
+    # -- per-layer times (milliseconds), vectorized over a network ------------------------
+    def _class_eff(self, spec: object, names: Sequence[str]) -> np.ndarray:
+        return np.array([getattr(spec, f"eff_{name}").value for name in names])
+
+    def wave_util(self, work: WorkArrays) -> np.ndarray:
+        """Fraction of the GPU a GEMM-shaped layer keeps busy: tile padding x wave quantization."""
+        c = self.constants.gpu
+        slots = max(1.0, round(self.profile.gpu.sms * self._tpc_share()) * c.ctas_per_sm.value)
+        m, n = np.maximum(work.gemm_m, 1.0), np.maximum(work.gemm_n, 1.0)
+        # a tactic never picks a tile much larger than the problem: the power of two above it (>= 16)
+        tm = np.minimum(c.tile_m.value, np.maximum(16.0, 2.0 ** np.ceil(np.log2(m))))
+        tn = np.minimum(c.tile_n.value, np.maximum(16.0, 2.0 ** np.ceil(np.log2(n))))
+        tiles_m, tiles_n = np.ceil(m / tm), np.ceil(n / tn)
+        tiles = tiles_m * tiles_n
+        waves = np.ceil(tiles / slots)
+        util = (m * n) / (tiles_m * tm * tiles_n * tn) * tiles / (waves * slots)
+        return np.where(work.gemm_m > 0, util, 1.0)
+
+    def gpu_times(self, work: WorkArrays, precision: str) -> np.ndarray:
+        """Per-layer GPU time of one execution (the whole batch)."""
+        c = self.constants.gpu
+        eff = self._class_eff(c, _CLASSES)[work.op_class]
+        if precision == "int8":
+            eff = np.where(work.compute, eff * c.int8_factor.value, eff)
+        size = PRECISION_BYTES[precision]
+        peak = self.gpu_peak(precision)
+        bandwidth = self.bandwidth() * c.memory_eff.value
+        compute_eff = np.where(work.compute, eff * self.wave_util(work), 1.0)
+        memory_eff = np.where(work.compute, 1.0, eff)
+        compute = work.flops / (peak * compute_eff)
+        memory = (work.activations + work.weights) * size / (bandwidth * memory_eff)
+        return np.where(work.fused, 0.0, 1e3 * np.maximum(compute, memory) + c.launch_ms.value)
+
+    def dla_image_times(self, work: WorkArrays, precisions: Sequence[str], sparse: bool = False) -> np.ndarray:
+        """Per-layer DLA time of one image (a batch costs ``batch`` times this)."""
+        c = self.constants.dla
+        names = ("conv", "pointwise", "depthwise", "stem", "pointwise") + ("other",) * len(MEMORY_CLASSES)  # FC runs as a 1x1 conv
+        eff = self._class_eff(c, names)[work.op_class]
+        if sparse:
+            eff = np.where(work.sparse_eligible, eff * c.sparse_speedup.value, eff)
+        peak = np.array([self.dla_peak(p) for p in precisions])
+        size = np.array([PRECISION_BYTES[p] for p in precisions], dtype=np.float64)
+        batch = np.maximum(work.batch, 1.0)
+        compute = work.flops / batch / (peak * eff)
+        activations = (work.activations + work.dla_extra) / batch
+        memory = (activations + work.weights) * size / (c.bandwidth_gbps.value * 1e9 * self._emc_scale())
+        return np.where(work.dla_fused, 0.0, 1e3 * np.maximum(compute, memory) + c.layer_ms.value)
+
+    def dla_times(self, work: WorkArrays, precisions: Sequence[str], sparse: bool = False) -> np.ndarray:
+        """Per-layer DLA time of one execution (the whole batch, image by image)."""
+        return self.dla_image_times(work, precisions, sparse) * np.maximum(work.batch, 1.0)
+
+    def cpu_times(self, work: WorkArrays) -> np.ndarray:
+        compute = work.flops / (self.constants.cpu_eff.value * self.cpu_peak())
+        memory = (work.activations + work.weights) * 4 / self.bandwidth()
+        return 1e3 * np.maximum(compute, memory)
+
+    # -- single nodes --------------------------------------------------------------------
     def gpu_ms(self, node: Node, precision: str) -> float:
-        compute = node_flops(node) / (GPU_COMPUTE_EFF * self.gpu_peak(precision))
-        memory = _node_bytes(node, precision) / (GPU_MEMORY_EFF * self.bandwidth())
-        return 1e3 * max(compute, memory) + GPU_LAUNCH_MS
+        return float(self.gpu_times(WorkArrays([layer_work(node)]), precision)[0])
 
     def dla_ms(self, node: Node, precision: str) -> float:
-        compute = node_flops(node) / (DLA_COMPUTE_EFF * self.dla_peak(precision))
-        memory = _node_bytes(node, precision) / (DLA_MEMORY_EFF * self.bandwidth())
-        return 1e3 * max(compute, memory) + DLA_LAYER_MS
+        return float(self.dla_times(WorkArrays([layer_work(node)]), [precision])[0])
 
     def cpu_ms(self, node: Node) -> float:
-        compute = node_flops(node) / (CPU_COMPUTE_EFF * self.cpu_peak())
-        memory = _node_bytes(node, "fp32") / self.bandwidth()
-        return 1e3 * max(compute, memory)
+        return float(self.cpu_times(WorkArrays([layer_work(node)]))[0])
 
-    # -- boundaries -------------------------------------------------------------------
+    # -- subgraphs, boundaries, concurrency ----------------------------------------------
+    def dla_subgraph_ms(self, batch: int) -> float:
+        """Fixed cost of one DLA subgraph per execution: a submission plus a setup per image."""
+        c = self.constants.dla
+        return c.submit_ms.value + max(batch, 1) * c.image_ms.value
+
     def transition_ms(self, nbytes: float) -> float:
-        """One DLA<->GPU edge: a GPU reformat kernel (read + write) plus a sync."""
-        return 1e3 * 2 * nbytes / (GPU_MEMORY_EFF * self.bandwidth()) + GPU_LAUNCH_MS + TRANSITION_SYNC_MS
+        """One DLA<->GPU edge: a GPU reformat kernel (read + write) plus a synchronisation."""
+        gpu = self.constants.gpu
+        reformat = 1e3 * 2 * nbytes / (gpu.memory_eff.value * self.bandwidth()) + gpu.launch_ms.value
+        return reformat + self.constants.dla.transition_sync_ms.value
 
-    @property
-    def dla_submit_ms(self) -> float:
-        return DLA_SUBMIT_MS
+    def concurrent_factor(self, engines: int) -> float:
+        """Slow-down of each engine while ``engines`` run at once (shared DRAM)."""
+        return 1.0 + self.constants.concurrency_slowdown.value * max(0, engines - 1)
 
     # -- power ------------------------------------------------------------------------
     @property
     def gpu_power_w(self) -> float:
         budget = self.mode.budget_w or self.profile.max_power_w
-        return GPU_POWER_SHARE * budget
+        return self.constants.gpu_power_share.value * budget
 
     @property
     def dla_power_w(self) -> float:
@@ -213,10 +414,9 @@ class CostModel:
         if self.profile.dla is None or self.profile.gpu is None:
             return 0.0
         ratio = self.dla_peak("int8") / self.gpu_peak("int8")
-        return self.gpu_power_w * ratio / DLA_PERF_PER_WATT_GAIN
+        return self.gpu_power_w * ratio / self.constants.dla_perf_per_watt.value
 
 
 def tensor_bytes(value: Value, precision: str) -> float:
     """Bytes of ``value`` at the storage size of ``precision`` (0 when its shape is unknown)."""
     return float(_numel(value) * PRECISION_BYTES[precision])
-

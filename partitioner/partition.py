@@ -6,8 +6,8 @@ set aside as host ("cpu") work that TensorRT folds at build time. A placement is
 booleans (True = DLA). ``group`` turns a placement into DLA subgraphs the way TensorRT
 forms ForeignNodes: adjacent DLA layers join one subgraph unless that would create a cycle
 through an outside layer, change the batch size, or push the subgraph's intermediate
-tensors over the memory limit. ``evaluate`` prices a placement: layer times, one submission
-per subgraph and a reformat + sync per boundary tensor.
+tensors over the memory limit. ``evaluate`` prices a placement: layer times, a submission and a
+per-image setup per subgraph, and a reformat + sync per boundary tensor.
 
 The greedy baseline puts every eligible layer on the DLA and, past the loadable limit,
 sends the later subgraphs to the GPU. The optimizer runs a best-improvement local search
@@ -25,12 +25,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.ir import Graph, Node, Value
-from edge.partitioner.cost import CostModel, tensor_bytes
+from edge.partitioner.cost import CostModel, WorkArrays, network_work, tensor_bytes
 from edge.partitioner.plan import Estimate, PartitionOptions
 from edge.partitioner.rules import RuleContext, check_node, dla_batch, dla_precision
 from edge.profiles import DeviceProfile, PowerMode
+from edge.refusal import Refusal
 
-__all__ = ["Analysis", "Placement", "group", "evaluate", "greedy", "optimize", "objective_key"]
+__all__ = ["Analysis", "Placement", "group", "crossings", "evaluate", "greedy", "optimize", "objective_key"]
 
 Placement = list[bool]
 _SHAPE_OPS = frozenset({"Shape", "Size"})
@@ -44,7 +45,8 @@ class _Edge:
     producer: int
     consumers: list[int]
     is_output: bool
-    transition_ms: float
+    nbytes: float
+    transition_ms: float = 0.0
 
 
 class Analysis:
@@ -53,7 +55,7 @@ class Analysis:
     Attributes:
         layers: data nodes in topological order (the placement indexes these); the other
             nodes are shape computations (folded by TensorRT; run on the host CPU here).
-        reasons: per layer, None when DLA-eligible, else the refusal reason.
+        reasons: per layer, None when DLA-eligible, else the ``Refusal``.
         gpu_ms / dla_ms: per-layer time on each device (numpy arrays).
         preds: per layer, indices of the layers producing its inputs.
     """
@@ -72,21 +74,17 @@ class Analysis:
             self.preds.append(sorted(producers))
         has_dla = profile.dla is not None and profile.gpu is not None
         ctx = RuleContext(profile.dla.version if has_dla else 0, options.dla_precision, frozenset(folded), graph.opset.get("", 17))
-        self.reasons: list[str | None] = [check_node(n, ctx) if has_dla else "profile has no DLA" for n in self.layers]
+        no_dla = Refusal("dla.absent", "profile has no DLA")
+        self.reasons: list[Refusal | None] = [check_node(n, ctx) if has_dla else no_dla for n in self.layers]
         self.eligible: Placement = [r is None for r in self.reasons]
         self.dla_precisions = [dla_precision(n, options.dla_precision) for n in self.layers]
         self.gpu_precision = options.gpu_precision
-        if profile.gpu is not None:
-            self.gpu_ms = np.array([self.cost.gpu_ms(n, self.gpu_precision) for n in self.layers])
-        else:
-            self.gpu_ms = np.array([self.cost.cpu_ms(n) for n in self.layers])
-        if has_dla:
-            self.dla_ms = np.array([self.cost.dla_ms(n, p) if ok else np.inf for n, p, ok in zip(self.layers, self.dla_precisions, self.eligible)])
-        else:
-            self.dla_ms = np.full(len(self.layers), np.inf)
+        self.work = WorkArrays(network_work(self.layers))
+        self._price()
         self.batch = [_batch(n) for n in self.layers]
         self.memory = [sum(tensor_bytes(v, p) for v in n.outputs) for n, p in zip(self.layers, self.dla_precisions)]
         self.edges = self._edges(index, folded)
+        self._price_edges()
         self.succs: list[list[int]] = [[] for _ in self.layers]
         for i, preds in enumerate(self.preds):
             for p in preds:
@@ -104,8 +102,7 @@ class Analysis:
                 producer = index.get(id(value.producer), -2) if value.producer is not None else -1
                 if producer == -2:
                     return None
-                cost = self.cost.transition_ms(tensor_bytes(value, boundary_precision))
-                edges[id(value)] = _Edge(value, producer, [], id(value) in outputs, cost)
+                edges[id(value)] = _Edge(value, producer, [], id(value) in outputs, tensor_bytes(value, boundary_precision))
             return edges[id(value)]
 
         for i, node in enumerate(self.layers):
@@ -115,6 +112,39 @@ class Analysis:
         for value in self.graph.outputs:
             edge(value)
         return list(edges.values())
+
+    def _price(self) -> None:
+        """Per-layer times on each device from ``self.cost``."""
+        has_dla = self.profile.dla is not None and self.profile.gpu is not None
+        if self.profile.gpu is not None:
+            self.gpu_ms = self.cost.gpu_times(self.work, self.gpu_precision)
+        else:
+            self.gpu_ms = self.cost.cpu_times(self.work)
+        if has_dla:
+            dla = self.cost.dla_times(self.work, self.dla_precisions)
+            self.dla_ms = np.where(self.eligible, dla, np.inf)
+        else:
+            self.dla_ms = np.full(len(self.layers), np.inf)
+
+    def _price_edges(self) -> None:
+        if self.profile.dla is None or self.profile.gpu is None:
+            return
+        for edge in self.edges:
+            edge.transition_ms = self.cost.transition_ms(edge.nbytes)
+
+    def reprice(self, cost: CostModel) -> None:
+        """Recompute every time with other constants (the fit and ``calibrate`` use this)."""
+        self.cost = cost
+        self._price()
+        self._price_edges()
+
+    def subgraph_batch(self, groups: list[int]) -> dict[int, int]:
+        """Batch of each DLA subgraph (that of its first layer)."""
+        batches: dict[int, int] = {}
+        for i, g in enumerate(groups):
+            if g >= 0 and g not in batches:
+                batches[g] = max(self.batch[i], 1)
+        return batches
 
     def assume_eligible(self, i: int) -> Analysis:
         """A copy in which layer ``i`` passes the DLA rules (for what-if suggestions)."""
@@ -228,25 +258,28 @@ def group(an: Analysis, on_dla: Sequence[bool]) -> list[int]:
 
 # -- pricing ---------------------------------------------------------------------------
 
+def crossings(an: Analysis, groups: list[int]) -> list[_Edge]:
+    """Tensors crossing a DLA<->GPU boundary, once per subgraph (or the GPU) that reads them across it."""
+    found = []
+    for edge in an.edges:
+        source = groups[edge.producer] if edge.producer >= 0 else -1
+        targets = {groups[c] for c in edge.consumers} | ({-1} if edge.is_output else set())
+        found.extend(edge for target in targets if target != source)
+    return found
+
+
 def evaluate(an: Analysis, on_dla: Sequence[bool], groups: list[int] | None = None) -> tuple[Estimate, list[int]]:
     """Estimate of a placement and its subgraph numbering (see module docstring)."""
     if groups is None:
         groups = group(an, on_dla)
     mask = np.asarray(on_dla, dtype=bool)
     subgraphs = max(groups, default=-1) + 1
-    transitions = 0
-    transition_ms = 0.0
-    for edge in an.edges:
-        source = groups[edge.producer] if edge.producer >= 0 else -1
-        targets = {groups[c] for c in edge.consumers}
-        if edge.is_output:
-            targets.add(-1)
-        for target in targets:
-            if target != source:
-                transitions += 1
-                transition_ms += edge.transition_ms
+    crossing = crossings(an, groups)
+    transitions = len(crossing)
+    transition_ms = sum(edge.transition_ms for edge in crossing)
     gpu = float(an.gpu_ms[~mask].sum()) + transition_ms
-    dla = float(an.dla_ms[mask].sum()) + subgraphs * an.cost.dla_submit_ms if mask.any() else 0.0
+    fixed = sum(an.cost.dla_subgraph_ms(b) for b in an.subgraph_batch(groups).values())
+    dla = float(an.dla_ms[mask].sum()) + fixed if mask.any() else 0.0
     energy = gpu * an.cost.gpu_power_w + dla * an.cost.dla_power_w if an.profile.gpu is not None else gpu * an.profile.max_power_w
     estimate = Estimate(
         latency_ms=gpu + dla,
@@ -261,11 +294,11 @@ def evaluate(an: Analysis, on_dla: Sequence[bool], groups: list[int] | None = No
     return estimate, groups
 
 
-def greedy(an: Analysis) -> tuple[Placement, dict[int, str]]:
+def greedy(an: Analysis) -> tuple[Placement, dict[int, Refusal]]:
     """TensorRT's behaviour: every eligible layer on the DLA; subgraphs past the loadable limit
     go to the GPU. Returns the placement and the reasons of the layers the limit displaced."""
     placement = list(an.eligible)
-    displaced: dict[int, str] = {}
+    displaced: dict[int, Refusal] = {}
     limit = an.options.max_loadables
     while True:
         groups = group(an, placement)
@@ -274,9 +307,10 @@ def greedy(an: Analysis) -> tuple[Placement, dict[int, str]]:
         for i, g in enumerate(groups):
             if g >= limit:
                 placement[i] = False
-                displaced[i] = (
+                displaced[i] = Refusal(
+                    "dla.loadable_limit",
                     f"{an.layers[i].op_type} '{an.layers[i].origin[0]}': DLA supports only {limit} loadables per core; "
-                    "later subgraphs fall back to the GPU"
+                    "later subgraphs fall back to the GPU",
                 )
 
 

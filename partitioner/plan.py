@@ -77,7 +77,11 @@ class Estimate:
 
 @dataclass(frozen=True)
 class LayerPlan:
-    """Placement of one IR node; ``origin`` holds the original ONNX node names."""
+    """Placement of one IR node; ``origin`` holds the original ONNX node names.
+
+    ``reason`` is the sentence why the layer is not on the DLA and ``code`` its stable refusal
+    code (``edge.refusal.Refusal``); plans written before codes existed load with ``code`` None.
+    """
 
     name: str
     op: str
@@ -88,6 +92,7 @@ class LayerPlan:
     subgraph: int | None = None
     gpu_ms: float = 0.0
     dla_ms: float | None = None
+    code: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""Partition report: per-layer table, summary per power mode, concrete suggestions, notes; JSON and HTML.
+"""Partition report: per-layer table, summary per power mode, throughput per deployment (GPU,
+DLA, GPU + both DLAs), measured vs predicted from a trtexec profile, suggestions, notes; JSON and HTML.
 
-Suggestions come from what-if runs: for a layer refused for a fixable reason (a cubic
+Suggestions come from what-if runs: for a layer refused with a fixable refusal code (a cubic
 Resize, a GlobalAveragePool the DLA could run as an AveragePool, a dynamic shape, ...) the
 greedy placement is recomputed with the layer assumed eligible, and the report says how
 many layers after it would then share its DLA subgraph and how subgraphs and transitions
@@ -21,29 +22,42 @@ from typing import Any
 import edge
 from edge.ir import Graph, Node
 from edge.partitioner import PartitionOptions, PartitionPlan, plan_partition
+from edge.partitioner.cost import CostModel
+from edge.partitioner.measured import ProfileMatch
 from edge.partitioner.partition import Analysis, evaluate, greedy
+from edge.partitioner.throughput import deployments
+from edge.partitioner.trtexec_profile import TrtexecProfile
 from edge.partitioner.rules import node_label, reduce_axes
 from edge.profiles import DeviceProfile, load_profile
+from edge.refusal import Refusal
 
 __all__ = ["PartitionReport", "build_report", "FIXES"]
 
-FixFn = Callable[[Node, str], "tuple[str, str] | None"]
+FixFn = Callable[[Node], "tuple[str, str] | None"]
 
 
-def _fix_resize(node: Node, reason: str) -> tuple[str, str] | None:
+def _fix_dynamic_shape(node: Node) -> tuple[str, str]:
+    return "has a dynamic shape", "with fixed input shapes (--shapes)"
+
+
+def _fix_resize_sizes(node: Node) -> tuple[str, str]:
+    return "uses explicit output sizes", "with constant scales"
+
+
+def _fix_resize_bilinear_scale(node: Node) -> tuple[str, str]:
+    return "uses a bilinear scale above 4", "with nearest"
+
+
+def _fix_resize_mode(node: Node) -> tuple[str, str]:
     mode = node.attrs.get("mode", "nearest")
-    if "explicit output sizes" in reason:
-        return "uses explicit output sizes", "with constant scales"
-    if "bilinear scale" in reason:
-        return "uses a bilinear scale above 4", "with nearest"
-    if mode not in ("nearest", "linear") or "nearest only" in reason:
-        return f"uses {mode if mode != 'linear' else 'bilinear'} mode", "with nearest"
-    if "coordinates" in reason:
-        return f"uses {node.attrs.get('coordinate_transformation_mode', 'half_pixel')} coordinates", "with half_pixel"
-    return None
+    return f"uses {mode if mode != 'linear' else 'bilinear'} mode", "with nearest"
 
 
-def _fix_global_average(node: Node, reason: str) -> tuple[str, str] | None:
+def _fix_resize_coordinates(node: Node) -> tuple[str, str]:
+    return f"uses {node.attrs.get('coordinate_transformation_mode', 'half_pixel')} coordinates", "with half_pixel"
+
+
+def _fix_global_average(node: Node) -> tuple[str, str] | None:
     shape = node.inputs[0].shape
     if shape is None or len(shape) != 4 or not all(isinstance(d, int) for d in shape):
         return None
@@ -57,38 +71,34 @@ def _fix_global_average(node: Node, reason: str) -> tuple[str, str] | None:
     return "is a mean Reduce in TensorRT", f"as an AveragePool with a {h}x{w} window"
 
 
-def _fix_hardswish(node: Node, reason: str) -> tuple[str, str] | None:
-    if node.op_type in ("FusedConv", "FusedConvTranspose", "FusedGemm", "FusedBatchNormalization"):
-        activation = node.attrs.get("activation", "")
-        if activation != "HardSwish":
-            return None
+def _fix_hardswish(node: Node) -> tuple[str, str] | None:
+    if node.op_type != "HardSwish" and node.attrs.get("activation", "") != "HardSwish":
+        return None
     return "uses HardSwish, which TensorRT does not expose to the DLA", "rewritten as x * Clip(x + 3, 0, 6) * (1/6)"
 
 
-def _fix_qdq(node: Node, reason: str) -> tuple[str, str] | None:
+def _fix_qdq(node: Node) -> tuple[str, str]:
     return "uses explicit quantization (Q/DQ)", "with INT8 calibration instead"
 
 
 FIXES: dict[str, FixFn] = {
-    "Resize": _fix_resize,
-    "Upsample": _fix_resize,
-    "GlobalAveragePool": _fix_global_average,
-    "ReduceMean": _fix_global_average,
-    "HardSwish": _fix_hardswish,
-    "FusedConv": _fix_hardswish,
-    "FusedGemm": _fix_hardswish,
-    "FusedBatchNormalization": _fix_hardswish,
-    "QuantizeLinear": _fix_qdq,
-    "DequantizeLinear": _fix_qdq,
+    "dla.dynamic_shape": _fix_dynamic_shape,
+    "dla.resize_sizes": _fix_resize_sizes,
+    "dla.resize_bilinear_scale": _fix_resize_bilinear_scale,
+    "dla.resize_mode": _fix_resize_mode,
+    "dla.resize_coordinates": _fix_resize_coordinates,
+    "dla.global_average_pool": _fix_global_average,
+    "dla.reduce_mean": _fix_global_average,
+    "dla.not_exposed": _fix_hardswish,
+    "dla.activation_not_exposed": _fix_hardswish,
+    "dla.qdq": _fix_qdq,
 }
-"""Op type -> (problem, fix) phrases for refusals a model change can remove."""
+"""Refusal code -> (problem, fix) phrases for refusals a model change can remove."""
 
 
-def _fix_for(node: Node, reason: str) -> tuple[str, str] | None:
-    if "dynamic shape" in reason:
-        return "has a dynamic shape", "with fixed input shapes (--shapes)"
-    fix = FIXES.get(node.op_type)
-    return fix(node, reason) if fix is not None else None
+def _fix_for(node: Node, refusal: Refusal) -> tuple[str, str] | None:
+    fix = FIXES.get(refusal.code)
+    return fix(node) if fix is not None else None
 
 
 @dataclass
@@ -102,6 +112,9 @@ class PartitionReport:
     summary: dict[str, Any]
     per_mode: list[dict[str, Any]]
     suggestions: list[str]
+    batch: int = 1
+    throughput: list[dict[str, Any]] = field(default_factory=list)
+    measured: dict[str, Any] | None = None
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
 
     @property
@@ -119,6 +132,9 @@ class PartitionReport:
             "per_power_mode": self.per_mode,
             "suggestions": self.suggestions,
             "notes": self.notes,
+            "batch": self.batch,
+            "throughput": self.throughput,
+            "measured": self.measured,
             "layers": self.rows,
             "plan": self.plan.to_dict(),
         }
@@ -138,6 +154,11 @@ class PartitionReport:
             for r in self.rows
         )
         tips = "".join(f"<li>{esc(s)}</li>" for s in self.suggestions) or "<li>none</li>"
+        throughput = _html_table("Estimated throughput at batch " + str(self.batch), self.throughput)
+        measured = ""
+        if self.measured is not None:
+            measured = _html_table("Measured vs predicted per segment (ms)", self.measured["segments"])
+            measured += _html_table("Measured vs predicted per trtexec layer (ms)", self.measured["layers"])
         notes = f"<h2>Notes</h2><ul>{''.join(f'<li>{esc(n)}</li>' for n in self.notes)}</ul>\n" if self.notes else ""
         return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>edgetrt partition: {esc(self.model)}</title>
@@ -150,10 +171,19 @@ tr.dla td:nth-child(3){{color:#0a7d2c;font-weight:600}} tr.gpu td:nth-child(3){{
 <p>{esc(self.device)}; generated {esc(self.created)} by edgetrt {esc(edge.__version__)}. Latencies are cost-model estimates.</p>
 <h2>Summary</h2><table>{summary_rows}</table>
 <h2>Estimated latency per power mode (ms)</h2><table><tr>{mode_head}</tr>{mode_rows}</table>
-<h2>Suggestions</h2><ul>{tips}</ul>
+{throughput}{measured}<h2>Suggestions</h2><ul>{tips}</ul>
 {notes}<h2>Layers</h2><table><tr><th>layer</th><th>op</th><th>device</th><th>precision</th><th>reason</th></tr>{layer_rows}</table>
 </body></html>
 """
+
+
+def _html_table(title: str, rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    esc = html.escape
+    head = "".join(f"<th>{esc(k)}</th>" for k in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{esc(_fmt(v))}</td>" for v in row.values()) + "</tr>" for row in rows)
+    return f"<h2>{esc(title)}</h2><table><tr>{head}</tr>{body}</table>\n"
 
 
 def _fmt(value: Any) -> str:
@@ -162,14 +192,22 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def build_report(graph: Graph, profile: DeviceProfile | str, options: PartitionOptions | None = None, model: str = "model") -> PartitionReport:
-    """Partition ``graph`` (without modifying it) and assemble the report."""
+def build_report(
+    graph: Graph,
+    profile: DeviceProfile | str,
+    options: PartitionOptions | None = None,
+    model: str = "model",
+    measured: TrtexecProfile | None = None,
+) -> PartitionReport:
+    """Partition ``graph`` (without modifying it) and assemble the report; with ``measured``
+    (a trtexec --exportProfile run of the same model and flags) add measured vs predicted."""
     options = options or PartitionOptions()
     if isinstance(profile, str):
         profile = load_profile(profile)
     plan = plan_partition(graph, profile, options)
     rows = [
-        {"layer": "+".join(layer.origin), "op": layer.op, "device": layer.device, "precision": layer.precision, "reason": layer.reason}
+        {"layer": "+".join(layer.origin), "op": layer.op, "device": layer.device, "precision": layer.precision, "reason": layer.reason,
+         "code": layer.code}
         for layer in plan.layers
     ]
     estimates = plan.estimates
@@ -200,7 +238,34 @@ def build_report(graph: Graph, profile: DeviceProfile | str, options: PartitionO
         per_mode.append(row)
     suggestions = _suggestions(graph, profile, options) if options.dla_core is not None and profile.dla is not None else []
     device = f"{profile.module} ({profile.name}), power mode {plan.power_mode_name}"
-    return PartitionReport(model, device, plan, rows, summary, per_mode, suggestions)
+    batch = _batch(graph)
+    summary["batch"] = batch
+    comparison = None
+    if measured is not None:
+        match = ProfileMatch(graph, profile, options, measured)
+        comparison = {"source": measured.source, "segments": match.segment_rows(), "layers": match.layer_rows(),
+                      "unmatched_ir_layers": match.unmatched_ir_layers()}
+    return PartitionReport(model, device, plan, rows, summary, per_mode, suggestions, batch,
+                           _throughput(graph, profile, options, plan, batch), comparison)
+
+
+def _batch(graph: Graph) -> int:
+    """Leading dimension of the first graph input (1 when unknown)."""
+    shape = graph.inputs[0].shape if graph.inputs else None
+    return shape[0] if shape and isinstance(shape[0], int) and shape[0] > 0 else 1
+
+
+def _throughput(graph: Graph, profile: DeviceProfile, options: PartitionOptions, plan: PartitionPlan, batch: int) -> list[dict[str, Any]]:
+    """Deployments at this batch: GPU, one DLA core, all cores, GPU + all cores (DLA copies placed as TensorRT would)."""
+    if profile.gpu is None:
+        return []
+    dla = None
+    if profile.dla is not None:
+        dla_plan = plan if plan.dla_core is not None else plan_partition(graph, profile, _with(options, dla_core=0, gpu_fallback=True))
+        dla = dla_plan.estimates.get("greedy")
+    cost = CostModel(profile, profile.power_mode(options.power_mode))
+    found = deployments(plan.estimates["gpu_only"], dla, profile.dla_cores, batch, cost)
+    return [d.to_dict() for d in found]
 
 
 def _with(options: PartitionOptions, **changes: Any) -> PartitionOptions:

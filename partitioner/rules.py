@@ -2,10 +2,11 @@
 
 A rule is data: the DLA versions it exists on, the precisions the DLA runs it in, which
 inputs carry activations (the rest must be build-time constants), the tensor ranks it
-accepts, and a check function for attribute/shape limits that returns None or the problem.
+accepts, and a check function for attribute/shape limits that returns None or the problem as
+an ``edge.refusal.Refusal`` (a stable ``code`` such as ``dla.kernel_limit`` plus the sentence).
 ``check_node`` applies the general constraints (FP16/INT8 only, static shapes, C/H/W <=
-8192, batch <= 4096, ranks) and then the rule, and returns the full reason, e.g.
-"Conv 'stage3/conv2': kernel 35x35 exceeds DLA limit 32".
+8192, batch <= 4096, ranks) and then the rule, and returns the refusal whose detail names the
+layer, e.g. "Conv 'stage3/conv2': kernel 35x35 exceeds DLA limit 32".
 
 Limits come from shared/reference/dla.md (TensorRT's DLA layer restrictions, NvInfer.h
 8.6/10.7, NVIDIA's DLA operator matrix); reasons say "unverified" where that file does.
@@ -22,12 +23,14 @@ import numpy as np
 
 from edge.ir import EDGETRT_DOMAIN, Node, Value, standard_domain
 from edge.ir.dtypes import is_float
+from edge.refusal import Refusal
 
 __all__ = [
     "RuleContext",
     "DlaRule",
     "DLA_RULES",
     "GPU_ONLY",
+    "GPU_ONLY_CODES",
     "DLA_ACTIVATIONS",
     "MAX_DIM",
     "MAX_BATCH",
@@ -41,7 +44,7 @@ __all__ = [
 MAX_DIM = 8192
 MAX_BATCH = 4096
 
-CheckFn = Callable[[Node, "RuleContext"], "str | None"]
+CheckFn = Callable[[Node, "RuleContext"], "Refusal | None"]
 
 
 @dataclass(frozen=True)
@@ -130,17 +133,17 @@ def _dims(values: tuple[int, ...] | list[int]) -> str:
     return "x".join(str(v) for v in values)
 
 
-def _beyond(what: str, values: tuple[int, int], limit: int) -> str | None:
-    """The reason when a window attribute (kernel, stride, ...) is over a DLA limit."""
-    return f"{what} {_dims(values)} exceeds DLA limit {limit}" if max(values) > limit else None
+def _beyond(what: str, values: tuple[int, int], limit: int) -> Refusal | None:
+    """The refusal when a window attribute (kernel, stride, ...) is over a DLA limit."""
+    return Refusal(f"dla.{what}_limit", f"{what} {_dims(values)} exceeds DLA limit {limit}") if max(values) > limit else None
 
 
 # -- convolution family ----------------------------------------------------------------
 
-def _check_conv(node: Node, ctx: RuleContext) -> str | None:
+def _check_conv(node: Node, ctx: RuleContext) -> Refusal | None:
     weight = node.inputs[1]
     if weight.rank != 4:
-        return f"{weight.rank - 2}-D convolution; DLA supports 2-D only"
+        return Refusal("dla.conv_rank", f"{weight.rank - 2}-D convolution; DLA supports 2-D only")
     kernel = (int(weight.shape[2]), int(weight.shape[3]))
     strides = _pair(node.attrs.get("strides"), 1)
     dilations = _pair(node.attrs.get("dilations"), 1)
@@ -149,17 +152,17 @@ def _check_conv(node: Node, ctx: RuleContext) -> str | None:
         return reason
     pads = _conv_pads(node, kernel, strides, dilations)
     if max(pads) > 31:
-        return f"padding {max(pads)} exceeds DLA limit 31"
+        return Refusal("dla.padding_limit", f"padding {max(pads)} exceeds DLA limit 31")
     for axis, name in enumerate("HW"):
         pad = max(pads[axis], pads[axis + 2])
         if pad >= kernel[axis]:
-            return f"padding {pad} is not smaller than the kernel ({kernel[axis]}) along {name}"
+            return Refusal("dla.padding_kernel", f"padding {pad} is not smaller than the kernel ({kernel[axis]}) along {name}")
     maps = int(weight.shape[0])
     if maps > MAX_DIM:
-        return f"{maps} output maps exceed DLA limit {MAX_DIM}"
+        return Refusal("dla.output_maps", f"{maps} output maps exceed DLA limit {MAX_DIM}")
     groups = int(node.attrs.get("group", 1))
     if groups > MAX_DIM:
-        return f"{groups} groups exceed DLA limit {MAX_DIM}"
+        return Refusal("dla.groups_limit", f"{groups} groups exceed DLA limit {MAX_DIM}")
     return None
 
 
@@ -168,33 +171,33 @@ def _deconv_dims_ok(a: int, b: int) -> bool:
     return (a <= 32 and b <= 32) or (a in (64, 96, 128) and b == 1) or (b in (64, 96, 128) and a == 1)
 
 
-def _check_deconv(node: Node, ctx: RuleContext) -> str | None:
+def _check_deconv(node: Node, ctx: RuleContext) -> Refusal | None:
     weight = node.inputs[1]
     if weight.rank != 4:
-        return f"{weight.rank - 2}-D deconvolution; DLA supports 2-D only"
+        return Refusal("dla.conv_rank", f"{weight.rank - 2}-D deconvolution; DLA supports 2-D only")
     kernel = (int(weight.shape[2]), int(weight.shape[3]))
     if not _deconv_dims_ok(*kernel):
-        return f"kernel {_dims(kernel)} outside DLA limits (each 1..32, or 64/96/128 x 1)"
+        return Refusal("dla.kernel_limit", f"kernel {_dims(kernel)} outside DLA limits (each 1..32, or 64/96/128 x 1)")
     strides = _pair(node.attrs.get("strides"), 1)
     if not _deconv_dims_ok(*strides):
-        return f"stride {_dims(strides)} outside DLA limits (each 1..32, or 64/96/128 x 1)"
+        return Refusal("dla.stride_limit", f"stride {_dims(strides)} outside DLA limits (each 1..32, or 64/96/128 x 1)")
     if ctx.version >= 2:
         for what, dims in (("kernel", kernel), ("stride", strides)):
             if dims[0] == dims[1] and 23 <= dims[0] <= 32:
-                return f"square {what} {_dims(dims)} in 23..32 is disabled on Orin's DLA (unverified)"
+                return Refusal("dla.orin_square_disabled", f"square {what} {_dims(dims)} in 23..32 is disabled on Orin's DLA (unverified)")
     if node.attrs.get("auto_pad", "NOTSET") in ("SAME_UPPER", "SAME_LOWER"):
-        return f"auto_pad {node.attrs['auto_pad']} pads the output; DLA deconvolution needs padding 0"
+        return Refusal("dla.deconv_padding", f"auto_pad {node.attrs['auto_pad']} pads the output; DLA deconvolution needs padding 0")
     if any(int(p) for p in node.attrs.get("pads", [])) or any(int(p) for p in node.attrs.get("output_padding", [])):
-        return "padding must be 0 on DLA deconvolution"
+        return Refusal("dla.deconv_padding", "padding must be 0 on DLA deconvolution")
     if int(node.attrs.get("group", 1)) != 1:
-        return f"group {node.attrs['group']}; DLA deconvolution needs group 1"
+        return Refusal("dla.deconv_group", f"group {node.attrs['group']}; DLA deconvolution needs group 1")
     if _pair(node.attrs.get("dilations"), 1) != (1, 1):
-        return "dilation must be 1 on DLA deconvolution"
+        return Refusal("dla.deconv_dilation", "dilation must be 1 on DLA deconvolution")
     maps = int(weight.shape[1])  # group is 1 here
     if maps > MAX_DIM:
-        return f"{maps} output maps exceed DLA limit {MAX_DIM}"
+        return Refusal("dla.output_maps", f"{maps} output maps exceed DLA limit {MAX_DIM}")
     if int(weight.shape[0]) > MAX_DIM:
-        return f"{weight.shape[0]} input channels exceed DLA limit {MAX_DIM} (unverified)"
+        return Refusal("dla.input_channels", f"{weight.shape[0]} input channels exceed DLA limit {MAX_DIM} (unverified)")
     return None
 
 
@@ -202,53 +205,53 @@ DLA_ACTIVATIONS = frozenset({"", "Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh",
 """Activations a fused op may carry on the DLA (SiLU = Sigmoid + elementwise Prod)."""
 
 
-def _check_clip_max(upper: float | None) -> str | None:
+def _check_clip_max(upper: float | None) -> Refusal | None:
     if upper is not None and np.isfinite(upper) and not 1 <= upper <= 127:
-        return f"Clip max {upper:g} outside [1, 127] (reported DLA limit, unverified)"
+        return Refusal("dla.clip_range", f"Clip max {upper:g} outside [1, 127] (reported DLA limit, unverified)")
     return None
 
 
-def _check_activation(node: Node) -> str | None:
+def _check_activation(node: Node) -> Refusal | None:
     activation = node.attrs.get("activation", "")
     if activation not in DLA_ACTIVATIONS:
-        return f"fused activation {activation} is not exposed to the DLA by TensorRT"
+        return Refusal("dla.activation_not_exposed", f"fused activation {activation} is not exposed to the DLA by TensorRT")
     if activation == "Clip":
         params = list(node.attrs.get("activation_params", []))
         return _check_clip_max(float(params[1]) if len(params) > 1 else None)
     return None
 
 
-def _check_fused_conv(node: Node, ctx: RuleContext) -> str | None:
+def _check_fused_conv(node: Node, ctx: RuleContext) -> Refusal | None:
     return _check_conv(node, ctx) or _check_activation(node)
 
 
-def _check_fused_deconv(node: Node, ctx: RuleContext) -> str | None:
+def _check_fused_deconv(node: Node, ctx: RuleContext) -> Refusal | None:
     return _check_deconv(node, ctx) or _check_activation(node)
 
 
-def _check_fused_scale(node: Node, ctx: RuleContext) -> str | None:
+def _check_fused_scale(node: Node, ctx: RuleContext) -> Refusal | None:
     return _check_activation(node)
 
 
-def _check_fully_connected(node: Node, ctx: RuleContext) -> str | None:
+def _check_fully_connected(node: Node, ctx: RuleContext) -> Refusal | None:
     weight = node.inputs[1]
     if not ctx.is_build_const(weight):
-        return f"{node.op_type} with two runtime inputs is not supported on DLA (only constant weights)"
+        return Refusal("dla.runtime_weights", f"{node.op_type} with two runtime inputs is not supported on DLA (only constant weights)")
     if node.op_type in ("Gemm", "FusedGemm") and int(node.attrs.get("transA", 0)):
-        return "transA=1 is not supported on DLA"
+        return Refusal("dla.trans_a", "transA=1 is not supported on DLA")
     return _check_activation(node) if node.op_type == "FusedGemm" else None
 
 
 # -- activations and elementwise -------------------------------------------------------
 
-def _check_clip(node: Node, ctx: RuleContext) -> str | None:
+def _check_clip(node: Node, ctx: RuleContext) -> Refusal | None:
     if ctx.opset < 11:
         return _check_clip_max(node.attrs.get("max"))
     upper = node.input(2)
     if upper is None:
         return None
     if upper.const is None:
-        return "Clip bounds must be build-time constants"
+        return Refusal("dla.clip_bounds_runtime", "Clip bounds must be build-time constants")
     return _check_clip_max(float(np.asarray(upper.const).reshape(-1)[0]))
 
 
@@ -262,42 +265,43 @@ def _broadcast_ok(shape: tuple[int, ...], out: tuple[int, ...]) -> bool:
     return shape[2:] == (1, 1) and shape[1] in (1, out[1])
 
 
-def _check_elementwise(node: Node, ctx: RuleContext) -> str | None:
+def _check_elementwise(node: Node, ctx: RuleContext) -> Refusal | None:
     if len(node.inputs) != 2:
-        return f"{len(node.inputs)} operands; DLA elementwise layers take 2"
+        return Refusal("dla.operand_count", f"{len(node.inputs)} operands; DLA elementwise layers take 2")
     out = tuple(node.outputs[0].shape)
     for value in node.inputs:
         if value.shape is not None and not _broadcast_ok(tuple(value.shape), out):
-            return (
+            return Refusal(
+                "dla.broadcast",
                 f"broadcast of '{value.name}' [{_dims(value.shape)}] to [{_dims(out)}] is not supported "
-                "(DLA broadcasts only NCHW, NC11, N111; unverified)"
+                "(DLA broadcasts only NCHW, NC11, N111; unverified)",
             )
     return None
 
 
-def _check_comparison(node: Node, ctx: RuleContext) -> str | None:
+def _check_comparison(node: Node, ctx: RuleContext) -> Refusal | None:
     if ctx.precision != "int8":
-        return f"{node.op_type} runs on the DLA in INT8 only (build with --int8)"
+        return Refusal("dla.needs_int8", f"{node.op_type} runs on the DLA in INT8 only (build with --int8)")
     return _check_elementwise(node, ctx)
 
 
-def _check_prelu(node: Node, ctx: RuleContext) -> str | None:
+def _check_prelu(node: Node, ctx: RuleContext) -> Refusal | None:
     slope = node.inputs[1]
     if slope.shape is not None and not _broadcast_ok(tuple(slope.shape), tuple(node.outputs[0].shape)):
-        return f"slope shape [{_dims(slope.shape)}] is not per-tensor or per-channel"
+        return Refusal("dla.prelu_slope", f"slope shape [{_dims(slope.shape)}] is not per-tensor or per-channel")
     return None
 
 
-def _check_lrn(node: Node, ctx: RuleContext) -> str | None:
+def _check_lrn(node: Node, ctx: RuleContext) -> Refusal | None:
     size = int(node.attrs["size"])
     if size not in (3, 5, 7, 9):
-        return f"window {size}; DLA LRN supports 3, 5, 7 or 9"
+        return Refusal("dla.lrn_window", f"window {size}; DLA LRN supports 3, 5, 7 or 9")
     return None
 
 
 # -- pooling and reduction -------------------------------------------------------------
 
-def _check_pool(node: Node, ctx: RuleContext) -> str | None:
+def _check_pool(node: Node, ctx: RuleContext) -> Refusal | None:
     window = _pair(node.attrs.get("kernel_shape"), 1)
     strides = _pair(node.attrs.get("strides"), 1)
     reason = _beyond("window", window, 8) or _beyond("stride", strides, 16)
@@ -305,11 +309,11 @@ def _check_pool(node: Node, ctx: RuleContext) -> str | None:
         return reason
     pads = _conv_pads(node, window, strides, (1, 1))
     if max(pads, default=0) > 7:
-        return f"padding {max(pads)} exceeds DLA limit 7"
+        return Refusal("dla.padding_limit", f"padding {max(pads)} exceeds DLA limit 7")
     if _pair(node.attrs.get("dilations"), 1) != (1, 1):
-        return "dilated pooling is not supported on DLA"
+        return Refusal("dla.pool_dilation", "dilated pooling is not supported on DLA")
     if len(node.outputs) > 1 and not node.outputs[1].meta.get("omitted"):
-        return "the indices output is not supported on DLA"
+        return Refusal("dla.pool_indices", "the indices output is not supported on DLA")
     return None
 
 
@@ -324,10 +328,10 @@ def reduce_axes(node: Node) -> list[int] | None:
     return [int(a) % 4 for a in axes]
 
 
-def _check_reduce_max(node: Node, ctx: RuleContext) -> str | None:
+def _check_reduce_max(node: Node, ctx: RuleContext) -> Refusal | None:
     axes = reduce_axes(node)
     if axes is not None and 0 in axes:
-        return "reduces over the batch dimension; DLA reduces only over C, H, W"
+        return Refusal("dla.batch_axis", "reduces over the batch dimension; DLA reduces only over C, H, W")
     return None
 
 
@@ -336,7 +340,7 @@ def _check_reduce_max(node: Node, ctx: RuleContext) -> str | None:
 _RESHAPES = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
 
 
-def _check_reshape_neighbours(node: Node, ctx: RuleContext) -> str | None:
+def _check_reshape_neighbours(node: Node, ctx: RuleContext) -> Refusal | None:
     """TensorRT 10.3 (JetPack 6) log: reshape layers next to Slice or Concat split the subgraph."""
     if ctx.version < 2:
         return None
@@ -344,25 +348,25 @@ def _check_reshape_neighbours(node: Node, ctx: RuleContext) -> str | None:
     neighbours += [c for v in node.outputs for c in v.consumers]
     for other in neighbours:
         if other.op_type in ("Slice", "Split", "Concat"):
-            return f"this DLA version does not run a reshape directly connected to {other.op_type} '{other.origin[0]}'"
+            return Refusal("dla.reshape_next_to_slice_concat", f"this DLA version does not run a reshape directly connected to {other.op_type} '{other.origin[0]}'")
     return None
 
 
-def _check_reshape(node: Node, ctx: RuleContext) -> str | None:
+def _check_reshape(node: Node, ctx: RuleContext) -> Refusal | None:
     before, after = node.inputs[0].shape, node.outputs[0].shape
     if before[0] != after[0]:
-        return f"reshape [{_dims(before)}] -> [{_dims(after)}] involves the batch dimension"
+        return Refusal("dla.batch_axis", f"reshape [{_dims(before)}] -> [{_dims(after)}] involves the batch dimension")
     return _check_reshape_neighbours(node, ctx)
 
 
-def _check_transpose(node: Node, ctx: RuleContext) -> str | None:
+def _check_transpose(node: Node, ctx: RuleContext) -> Refusal | None:
     perm = [int(p) for p in node.attrs.get("perm", [3, 2, 1, 0])]
     if perm[0] != 0:
-        return f"perm {perm} moves the batch dimension"
+        return Refusal("dla.batch_axis", f"perm {perm} moves the batch dimension")
     return None
 
 
-def _check_slice(node: Node, ctx: RuleContext) -> str | None:
+def _check_slice(node: Node, ctx: RuleContext) -> Refusal | None:
     if ctx.opset < 10:
         axes = node.attrs.get("axes", list(range(len(node.attrs.get("starts", [])))))
         steps: list[int] = []
@@ -372,74 +376,74 @@ def _check_slice(node: Node, ctx: RuleContext) -> str | None:
         axes = axes_value.const.reshape(-1).tolist() if axes_value is not None and axes_value.const is not None else list(range(starts.shape[0]))
         steps = steps_value.const.reshape(-1).tolist() if steps_value is not None and steps_value.const is not None else []
     if any(int(s) != 1 for s in steps):
-        return f"steps {[int(s) for s in steps]}; DLA slices need stride 1"
+        return Refusal("dla.slice_stride", f"steps {[int(s) for s in steps]}; DLA slices need stride 1")
     if any(int(a) % 4 == 0 for a in axes):
-        return "slices the batch dimension"
+        return Refusal("dla.batch_axis", "slices the batch dimension")
     return None
 
 
-def _check_split(node: Node, ctx: RuleContext) -> str | None:
+def _check_split(node: Node, ctx: RuleContext) -> Refusal | None:
     if int(node.attrs.get("axis", 0)) % 4 == 0:
-        return "splits the batch dimension"
+        return Refusal("dla.batch_axis", "splits the batch dimension")
     return None
 
 
-def _check_concat(node: Node, ctx: RuleContext) -> str | None:
+def _check_concat(node: Node, ctx: RuleContext) -> Refusal | None:
     axis = int(node.attrs["axis"]) % 4
     if axis != 1:
-        return f"concatenation on axis {node.attrs['axis']}; DLA concatenates only on the channel axis"
+        return Refusal("dla.concat_axis", f"concatenation on axis {node.attrs['axis']}; DLA concatenates only on the channel axis")
     if len(node.inputs) < 2:
-        return "DLA concatenation needs at least 2 inputs"
+        return Refusal("dla.operand_count", "DLA concatenation needs at least 2 inputs")
     return None
 
 
 _NEAREST_MODES = {("asymmetric", "floor"), ("half_pixel", "round_prefer_floor"), ("half_pixel", "round_prefer_ceil")}
 
 
-def _check_resize(node: Node, ctx: RuleContext) -> str | None:
+def _check_resize(node: Node, ctx: RuleContext) -> Refusal | None:
     if node.op_type == "Resize" and ctx.opset >= 11 and node.input(3) is not None and node.inputs[3].shape != (0,):
-        return "uses explicit output sizes; DLA needs constant scales"
+        return Refusal("dla.resize_sizes", "uses explicit output sizes; DLA needs constant scales")
     before, after = node.inputs[0].shape, node.outputs[0].shape
     if before[0] != after[0] or before[1] != after[1]:
-        return "scales N or C; DLA resizes only H and W"
+        return Refusal("dla.resize_axes", "scales N or C; DLA resizes only H and W")
     scales = []
     for axis in (2, 3):
         ratio = after[axis] / before[axis]
         if ratio != int(ratio):
-            return f"scale {ratio:g} along {'HW'[axis - 2]} is not an integer"
+            return Refusal("dla.resize_scale", f"scale {ratio:g} along {'HW'[axis - 2]} is not an integer")
         scales.append(int(ratio))
     mode = node.attrs.get("mode", "nearest")
     legacy = node.op_type == "Upsample" or ctx.opset < 11
     coords = "asymmetric" if legacy else node.attrs.get("coordinate_transformation_mode", "half_pixel")
     if int(node.attrs.get("antialias", 0)):
-        return "antialiasing is not supported on DLA"
+        return Refusal("dla.resize_antialias", "antialiasing is not supported on DLA")
     if mode == "nearest":
         rounding = "floor" if legacy else node.attrs.get("nearest_mode", "round_prefer_floor")
         if (coords, rounding) not in _NEAREST_MODES:
-            return f"nearest with {coords} coordinates and {rounding} rounding is not supported on DLA"
+            return Refusal("dla.resize_coordinates", f"nearest with {coords} coordinates and {rounding} rounding is not supported on DLA")
         if max(scales) > 32:
-            return f"nearest scale {max(scales)} exceeds DLA limit 32"
+            return Refusal("dla.resize_scale", f"nearest scale {max(scales)} exceeds DLA limit 32")
         return None
     if mode == "linear":
         if ctx.version < 2:
-            return "uses bilinear mode; the Xavier DLA resizes with nearest only"
+            return Refusal("dla.resize_mode", "uses bilinear mode; the Xavier DLA resizes with nearest only")
         if coords != "half_pixel":
-            return f"bilinear with {coords} coordinates; DLA supports half_pixel only"
+            return Refusal("dla.resize_coordinates", f"bilinear with {coords} coordinates; DLA supports half_pixel only")
         if max(scales) > 4:
-            return f"bilinear scale {max(scales)} exceeds DLA limit 4"
+            return Refusal("dla.resize_bilinear_scale", f"bilinear scale {max(scales)} exceeds DLA limit 4")
         return None
-    return f"uses {mode} mode; DLA resizes with nearest or bilinear only"
+    return Refusal("dla.resize_mode", f"uses {mode} mode; DLA resizes with nearest or bilinear only")
 
 
-def _check_softmax(node: Node, ctx: RuleContext) -> str | None:
+def _check_softmax(node: Node, ctx: RuleContext) -> Refusal | None:
     shape = node.inputs[0].shape
     axis = int(node.attrs.get("axis", -1 if ctx.opset >= 13 else 1)) % 4
     if axis == 0:
-        return "softmax over the batch dimension"
+        return Refusal("dla.batch_axis", "softmax over the batch dimension")
     others = [shape[a] for a in (1, 2, 3) if a != axis]
     limit = MAX_DIM if all(d == 1 for d in others) else 1024
     if shape[axis] > limit:
-        return f"softmax axis size {shape[axis]} exceeds DLA limit {limit}"
+        return Refusal("dla.softmax_axis", f"softmax axis size {shape[axis]} exceeds DLA limit {limit}")
     return None
 
 
@@ -549,31 +553,43 @@ GPU_ONLY: dict[str, str] = {
 }
 """Op type -> why TensorRT keeps it off the DLA (dla.md section 2)."""
 
+GPU_ONLY_CODES: dict[str, str] = {
+    "GlobalAveragePool": "dla.global_average_pool",
+    "ReduceMean": "dla.reduce_mean",
+    "QuantizeLinear": "dla.qdq",
+    "DequantizeLinear": "dla.qdq",
+    **{op: "dla.not_exposed" for op, why in GPU_ONLY.items() if why == _NOT_EXPOSED},
+}
+"""Refusal codes of the ``GPU_ONLY`` ops a model change can fix; the others are ``dla.gpu_only``."""
 
-def check_node(node: Node, ctx: RuleContext) -> str | None:
-    """None when ``node`` can run on the DLA of ``ctx.version``, else the full reason."""
+
+def check_node(node: Node, ctx: RuleContext) -> Refusal | None:
+    """None when ``node`` can run on the DLA of ``ctx.version``, else the refusal; its detail
+    names the layer ("Conv 'stage3/conv2': kernel 35x35 exceeds DLA limit 32")."""
     problem = _problem(node, ctx)
-    return None if problem is None else f"{node_label(node)}: {problem}"
+    return None if problem is None else Refusal(problem.code, f"{node_label(node)}: {problem.detail}")
 
 
-def _problem(node: Node, ctx: RuleContext) -> str | None:
+def _problem(node: Node, ctx: RuleContext) -> Refusal | None:
     if standard_domain(node.domain) not in ("", EDGETRT_DOMAIN):
-        return f"custom op of domain '{node.domain}' (a plugin) runs on the GPU only"
+        return Refusal("dla.plugin", f"custom op of domain '{node.domain}' (a plugin) runs on the GPU only")
     rule = DLA_RULES.get(node.op_type)
     if rule is None:
-        return f"{GPU_ONLY.get(node.op_type, 'has no DLA implementation in TensorRT')}"
+        if node.op_type not in GPU_ONLY:
+            return Refusal("dla.no_implementation", "has no DLA implementation in TensorRT")
+        return Refusal(GPU_ONLY_CODES.get(node.op_type, "dla.gpu_only"), GPU_ONLY[node.op_type])
     if ctx.version < rule.min_version:
-        return f"not supported on DLA version {ctx.version} (Xavier); needs Orin's DLA"
+        return Refusal("dla.version", f"not supported on DLA version {ctx.version} (Xavier); needs Orin's DLA")
     present = [(i, v) for i, v in enumerate(node.inputs) if v is not None]
     data = [v for i, v in present if rule.data_inputs is None or i in rule.data_inputs]
     for index, value in present:
         if rule.data_inputs is not None and index not in rule.data_inputs and not ctx.is_build_const(value):
-            return f"input {index} ('{value.name}') must be a build-time constant"
+            return Refusal("dla.runtime_input", f"input {index} ('{value.name}') must be a build-time constant")
     data = [v for v in data if not ctx.is_build_const(v)]
     outputs = [v for v in node.outputs if not v.meta.get("omitted")]
     for value in data + ([] if rule.any_output_dtype else outputs):
         if value.dtype is not None and not is_float(value.dtype):
-            return f"tensor '{value.name}' is {value.dtype.name}; DLA computes in FP16/INT8 only"
+            return Refusal("dla.dtype", f"tensor '{value.name}' is {value.dtype.name}; DLA computes in FP16/INT8 only")
     for value in data + outputs:
         problem = _check_tensor(value, rule.ranks)
         if problem:
@@ -581,22 +597,22 @@ def _problem(node: Node, ctx: RuleContext) -> str | None:
     return rule.check(node, ctx) if rule.check is not None else None
 
 
-def _check_tensor(value: Value, ranks: tuple[int, ...]) -> str | None:
+def _check_tensor(value: Value, ranks: tuple[int, ...]) -> Refusal | None:
     """Static shape, accepted rank, C/H/W <= 8192 and batch (leading dims) <= 4096."""
     if value.shape is None or not value.is_static:
         dims = "?" if value.shape is None else _dims(tuple("?" if not isinstance(d, int) else d for d in value.shape))
-        return f"tensor '{value.name}' has dynamic shape [{dims}]; DLA needs static shapes (fix them with --shapes)"
+        return Refusal("dla.dynamic_shape", f"tensor '{value.name}' has dynamic shape [{dims}]; DLA needs static shapes (fix them with --shapes)")
     if len(value.shape) not in ranks:
         want = " or ".join(f"{r}-D" for r in ranks)
-        return f"tensor '{value.name}' has rank {len(value.shape)}; this DLA layer needs {want} tensors"
+        return Refusal("dla.rank", f"tensor '{value.name}' has rank {len(value.shape)}; this DLA layer needs {want} tensors")
     shape = tuple(int(d) for d in value.shape)
     inner = shape[-3:] if len(shape) >= 3 else shape[1:]
     for size in inner:
         if size > MAX_DIM:
-            return f"tensor '{value.name}' [{_dims(shape)}]: dimension {size} exceeds DLA limit {MAX_DIM}"
+            return Refusal("dla.dim_limit", f"tensor '{value.name}' [{_dims(shape)}]: dimension {size} exceeds DLA limit {MAX_DIM}")
     batch = dla_batch(shape)
     if batch > MAX_BATCH:
-        return f"tensor '{value.name}' [{_dims(shape)}]: batch {batch} exceeds DLA limit {MAX_BATCH}"
+        return Refusal("dla.batch_limit", f"tensor '{value.name}' [{_dims(shape)}]: batch {batch} exceeds DLA limit {MAX_BATCH}")
     return None
 
 

@@ -8,6 +8,10 @@ error always names the file, the dotted key and what was wrong ("agx.yaml: key
 Units: memory in GB, bandwidth in GB/s, clocks in MHz, power in W, throughput dense
 (TOPS / TFLOPS). GPU peaks are for the whole GPU at ``gpu.max_mhz`` with every TPC on; DLA
 peaks are **per core** at ``dla.max_mhz``. The cost model scales them by a power mode's caps.
+
+The ``cost`` section holds the cost model's constants (efficiencies, fixed costs), each a
+``{value, source}`` pair so every number says where it came from (a fit to published
+numbers, a board owner's ``edgetrt partition calibrate`` run, or an estimate).
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ from typing import Any, Union
 
 from edge.errors import ProfileError
 
-__all__ = ["CpuSpec", "GpuSpec", "DlaSpec", "PowerMode", "DeviceProfile", "build_profile", "same_mode_name"]
+__all__ = [
+    "CpuSpec", "GpuSpec", "DlaSpec", "PowerMode", "Constant", "GpuCost", "DlaCost", "CostSpec", "DeviceProfile",
+    "build_profile", "same_mode_name",
+]
 
 
 def same_mode_name(a: str, b: str) -> bool:
@@ -90,6 +97,71 @@ class PowerMode:
 
 
 @dataclass(frozen=True)
+class Constant:
+    """One cost-model constant and where it came from (fit, calibration run or estimate)."""
+
+    value: float
+    source: str
+
+
+@dataclass(frozen=True)
+class GpuCost:
+    """GPU terms of the cost model (see edge.partitioner.cost).
+
+    ``eff_*`` are the fractions of the roofline an op class reaches: of the compute peak for
+    conv (k x k), pointwise (1x1), depthwise, stem (<= 4 input channels) and gemm, of the DRAM
+    bandwidth for elementwise, pool, data (concat / reshape / reformat) and norm layers.
+    ``tile_m`` x ``tile_n`` output tiles, ``ctas_per_sm`` resident per SM: wave quantization.
+    """
+
+    launch_ms: Constant
+    memory_eff: Constant
+    int8_factor: Constant
+    eff_conv: Constant
+    eff_pointwise: Constant
+    eff_depthwise: Constant
+    eff_stem: Constant
+    eff_gemm: Constant
+    eff_elementwise: Constant
+    eff_pool: Constant
+    eff_data: Constant
+    eff_norm: Constant
+    tile_m: Constant
+    tile_n: Constant
+    ctas_per_sm: Constant
+
+
+@dataclass(frozen=True)
+class DlaCost:
+    """DLA terms: per-class compute efficiency, DRAM rate, and the fixed costs per layer and
+    image (a batch runs image by image) and per subgraph submission."""
+
+    eff_conv: Constant
+    eff_pointwise: Constant
+    eff_depthwise: Constant
+    eff_stem: Constant
+    eff_other: Constant
+    bandwidth_gbps: Constant
+    layer_ms: Constant
+    image_ms: Constant
+    submit_ms: Constant
+    sparse_speedup: Constant
+    transition_sync_ms: Constant
+
+
+@dataclass(frozen=True)
+class CostSpec:
+    """The cost model's constants for one module; ``gpu`` / ``dla`` present iff the module has one."""
+
+    cpu_eff: Constant
+    gpu_power_share: Constant
+    concurrency_slowdown: Constant
+    gpu: GpuCost | None = None
+    dla: DlaCost | None = None
+    dla_perf_per_watt: Constant | None = None
+
+
+@dataclass(frozen=True)
 class DeviceProfile:
     """Everything edgetrt knows about one target module."""
 
@@ -105,6 +177,7 @@ class DeviceProfile:
     power_modes: list[PowerMode]
     default_power_mode: int
     tegrastats_rails: list[str]
+    cost: CostSpec
     part_number: str = ""
     soc: str = ""
     total_power_rail: str | None = None
@@ -153,7 +226,7 @@ def _build(cls: type, data: Any, path: str, source: str) -> Any:
         where = f"key '{path}'" if path else "top level"
         raise ProfileError(f"{source}: {where}: expected a mapping, got {_describe(data)}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    fields = {f.name: f for f in dataclasses.fields(cls) if not (cls is DeviceProfile and f.name == "source")}
     for key in data:
         if key not in fields:
             raise ProfileError(f"{source}: unknown key '{_join(path, str(key))}' (known: {', '.join(fields)})")
@@ -247,6 +320,12 @@ def _check_consistency(p: DeviceProfile, source: str) -> None:
         raise ProfileError(
             f"{source}: key 'default_power_mode': {p.default_power_mode} is not a power mode id (ids: {sorted(seen)})"
         )
+    for unit, key in ((p.gpu, "gpu"), (p.dla, "dla")):
+        if (unit is None) != (getattr(p.cost, key) is None):
+            problem = f"set, but the profile has no {key.upper()}" if unit is None else f"required because the profile has a {key.upper()}"
+            raise ProfileError(f"{source}: key 'cost.{key}': {problem}")
+    if p.dla is not None and p.cost.dla_perf_per_watt is None:
+        raise ProfileError(f"{source}: key 'cost.dla_perf_per_watt': required because the profile has a DLA")
 
 
 def _join(path: str, key: str) -> str:

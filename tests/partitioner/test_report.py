@@ -27,7 +27,7 @@ def test_yolo_report_suggests_nearest_resize() -> None:
     ]
     up1 = next(r for r in report.rows if r["layer"] == "up1")
     assert up1 == {"layer": "up1", "op": "Resize", "device": "gpu", "precision": "int8",
-                   "reason": "Resize 'up1': uses cubic mode; DLA resizes with nearest or bilinear only"}
+                   "reason": "Resize 'up1': uses cubic mode; DLA resizes with nearest or bilinear only", "code": "dla.resize_mode"}
     assert [row["mode"] for row in report.per_mode] == ["0 MAXN", "1 MODE_15W", "2 MODE_30W", "3 MODE_50W"]
     assert all(row["optimized"] <= row["greedy"] + 1e-9 for row in report.per_mode)
 
@@ -133,3 +133,22 @@ def test_cli_profiles(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
 def test_help_has_examples(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*command, "--help"]) == 0
     assert "Examples" in capsys.readouterr().out
+
+
+def test_cli_batch_shapes_and_throughput(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "resnet50.onnx"
+    onnx.save(resnet50(), path)
+    assert main(["partition", str(path), "--batch", "4", "--dla", "0", "--gpu-fallback", "--int8", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["batch"] == 4 and data["summary"]["batch"] == 4
+    rows = {r["deployment"]: r for r in data["throughput"]}
+    assert list(rows) == ["GPU", "DLA0 + GPU fallback", "2xDLA", "GPU + 2xDLA"]
+    gpu_only = data["plan"]["estimates"]["gpu_only"]["latency_ms"]
+    assert rows["GPU"]["images_per_s"] == pytest.approx(4000 / gpu_only, rel=1e-3)
+    assert rows["GPU + 2xDLA"]["images_per_s"] > max(rows["GPU"]["images_per_s"], rows["2xDLA"]["images_per_s"])
+    dynamic = tmp_path / "resnet50-dynamic.onnx"
+    onnx.save(resnet50(batch="N"), dynamic)
+    assert main(["partition", str(dynamic), "--shapes", "input:2x3x224x224", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["batch"] == 2
+    assert main(["partition", str(path), "--batch", "2"]) == 0
+    assert "Estimated throughput at batch 2" in capsys.readouterr().out

@@ -7,6 +7,7 @@ import pytest
 
 from edge.ir import Node, Value
 from edge.partitioner.rules import DLA_RULES, GPU_ONLY, RuleContext, check_node, dla_precision
+from edge.refusal import Refusal
 
 
 def make(op: str, inputs: list, out_shape: tuple | list, domain: str = "", out_dtype=np.float32, **attrs) -> Node:
@@ -24,8 +25,14 @@ def make(op: str, inputs: list, out_shape: tuple | list, domain: str = "", out_d
     return Node(op, values, outputs, attrs, name=f"stage3/{op.lower()}", domain=domain)
 
 
-def check(node: Node, version: int = 2, precision: str = "fp16", opset: int = 17) -> str | None:
+def refusal(node: Node, version: int = 2, precision: str = "fp16", opset: int = 17) -> Refusal | None:
     return check_node(node, RuleContext(version, precision, frozenset(), opset))
+
+
+def check(node: Node, version: int = 2, precision: str = "fp16", opset: int = 17) -> str | None:
+    """The refusal's sentence (its code is checked in test_refusal_codes)."""
+    found = refusal(node, version, precision, opset)
+    return None if found is None else found.detail
 
 
 def w(*shape: int) -> np.ndarray:
@@ -416,3 +423,18 @@ def test_precision_int8_where_supported() -> None:
     assert dla_precision(conv(), "int8") == "int8"
     assert dla_precision(conv(), "fp16") == "fp16"
     assert dla_precision(make("Softmax", [(1, 8, 1, 1)], (1, 8, 1, 1)), "int8") == "fp16"
+
+
+def test_refusal_codes() -> None:
+    """Each refusal carries a stable code the report dispatches on, with the sentence unchanged."""
+    assert refusal(conv(k=35, pad=0)) == Refusal("dla.kernel_limit", "Conv 'stage3/conv': kernel 35x35 exceeds DLA limit 32")
+    assert refusal(conv(k=3, stride=9)).code == "dla.stride_limit"
+    assert refusal(conv(op="FusedConv", activation="HardSwish")).code == "dla.activation_not_exposed"
+    scales = np.array([1, 1, 2, 2], np.float32)
+    cubic = make("Resize", [(1, 8, 4, 4), None, scales], (1, 8, 8, 8), mode="cubic")
+    assert refusal(cubic).code == "dla.resize_mode"
+    assert refusal(make("GlobalAveragePool", [(1, 8, 7, 7)], (1, 8, 1, 1))).code == "dla.global_average_pool"
+    assert refusal(make("HardSwish", [(1, 8, 4, 4)], (1, 8, 4, 4))).code == "dla.not_exposed"
+    assert refusal(make("TopK", [(1, 8, 4, 4)], (1, 8, 4, 4))).code == "dla.gpu_only"
+    assert refusal(make("Relu", [(1, 8, "h", 4)], (1, 8, "h", 4))).code == "dla.dynamic_shape"
+    assert refusal(make("NoSuchOp", [(1, 8, 4, 4)], (1, 8, 4, 4))).code == "dla.no_implementation"
