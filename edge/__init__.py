@@ -8,7 +8,7 @@ Typical use::
     outputs = edge.load("model.engine").create_context().run({"input": x})
 """
 
-__version__ = "0.1.0"
+from edge.version import __version__
 
 from edge.api import *  # noqa: E402,F401,F403
 from edge.api import __all__ as _api_all  # noqa: E402

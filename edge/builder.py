@@ -1,7 +1,8 @@
 """``edge.build``: the build pipeline from an ONNX model to an Engine.
 
-import -> optimize -> precision -> partition -> memory plan -> Engine. Each stage reads and
-writes the one IR; its decisions land in node/value ``meta`` and in ``Engine.build``.
+import -> optimize -> precision -> partition -> execution plan (backends, kernels, transfers)
+-> tactics (timed, cached) -> memory plan per space -> Engine. Each stage reads and writes the
+one IR or the plan; its decisions land in node/value ``meta``, the plan and ``Engine.build``.
 """
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ from edge.engine import Engine, new_header
 from edge.errors import EdgeError, ProfileError
 from edge.frontend import load_onnx
 from edge.ir import Dim, Graph, verify
+from edge.kernels.autotune import TimingCache, select_tactics
+from edge.kernels.backend import BackendUnavailable, get_backend
 from edge.partitioner import PartitionOptions, partition
 from edge.passes import optimize
+from edge.plan import lower
 from edge.precision import PRECISIONS, assign_precision, round_weights
 from edge.profiles import load_profile
 from edge.quant import CALIBRATORS, apply_int8, calibration_for, onnx_layout
 from edge.runtime.arena import plan_engine_memory
+from edge.runtime.interpreter import Schedule
 from edge.runtime.profiles import validate_profiles
 
 __all__ = ["BuilderConfig", "build"]
@@ -48,6 +53,12 @@ class BuilderConfig:
         calibrator: "entropy2", "minmax" or "percentile"; None takes a cache's algorithm,
             else "entropy2".
         calib_batches: calibrate on at most this many batches.
+        backends: backend per partition device ("cpu", "gpu", "dla"), e.g. {"gpu": "cuda"};
+            unnamed devices take the default: the CUDA backend for the GPU where one is
+            usable, else the CPU backend emulating the device's numerics.
+        optimization_level: 0 takes each kernel's heuristic tactic; 1-5 time the candidate
+            tactics on this machine (trtexec's --builderOptimizationLevel; default 3).
+        timing_cache: JSON timing cache file, read before timing and updated after.
     """
 
     precision: str = "fp32"
@@ -64,6 +75,9 @@ class BuilderConfig:
     calib_cache: str | os.PathLike | None = None
     calibrator: str | None = None
     calib_batches: int | None = None
+    backends: dict[str, str] | None = None
+    optimization_level: int = 3
+    timing_cache: str | os.PathLike | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -75,6 +89,8 @@ class BuilderConfig:
             raise EdgeError("calibration data or cache given, but the build is not INT8 (add --int8)")
         if self.calib_batches is not None and self.calib_batches < 1:
             raise EdgeError(f"calib_batches must be at least 1, got {self.calib_batches}")
+        if not 0 <= self.optimization_level <= 5:
+            raise EdgeError(f"builder optimization level must be 0..5, got {self.optimization_level}")
 
 
 def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None = None) -> Engine:
@@ -137,15 +153,46 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
 
     verify(graph)
 
-    # memory plan (runtime helper): arena offsets for static shapes, one plan per profile otherwise
+    # execution plan: every layer on its device's backend, transfers at memory-space boundaries
     stage = time.perf_counter()
-    build_info["memory"] = plan_engine_memory(graph, profiles)
+    targets = _targets(device, config.backends)
+    plan = lower(graph, targets)
+    build_info["targets"] = targets
+    timings["plan"] = time.perf_counter() - stage
+
+    stage = time.perf_counter()
+    cache = TimingCache.load(config.timing_cache) if config.timing_cache else TimingCache()
+    build_info["tactics"] = select_tactics(graph, plan, config.optimization_level, cache)
+    if config.timing_cache:
+        cache.save(config.timing_cache)
+    timings["tactics"] = time.perf_counter() - stage
+
+    # memory plan: arena offsets per memory space for static shapes, one plan per profile otherwise
+    stage = time.perf_counter()
+    build_info["memory"] = plan_engine_memory(Schedule(graph, plan=plan), profiles)
     timings["memory"] = time.perf_counter() - stage
 
     build_info["timings_s"] = timings
     name = Path(model).stem if isinstance(model, (str, os.PathLike)) else graph.name
     header = new_header(name, profile=device.name, precision=config.precision)
-    return Engine(graph, header, build_info)
+    return Engine(graph, header, build_info, plan)
+
+
+def _targets(device: Any, chosen: dict[str, str] | None) -> dict[str, str]:
+    """Backend per partition device: the user's choice, else CUDA for the GPU where usable."""
+    targets = {"cpu": "cpu", "gpu": "cpu", "dla": "cpu"}
+    if device.gpu is not None and not (chosen and "gpu" in chosen):
+        try:
+            get_backend("cuda")
+            targets["gpu"] = "cuda"
+        except BackendUnavailable:
+            pass
+    for name, backend in (chosen or {}).items():
+        if name not in targets:
+            raise EdgeError(f"--backend {name}={backend}: '{name}' is not a device (cpu, gpu, dla)")
+        get_backend(backend)  # a clear one-line error now when it cannot run here
+        targets[name] = backend
+    return targets
 
 
 def _config_record(config: BuilderConfig) -> dict[str, Any]:
@@ -160,4 +207,7 @@ def _config_record(config: BuilderConfig) -> dict[str, Any]:
         "calib_data": None if config.calib_data is None else str(config.calib_data),
         "calib_cache": None if config.calib_cache is None else str(config.calib_cache),
         "calibrator": config.calibrator,
+        "backends": config.backends,
+        "optimization_level": config.optimization_level,
+        "timing_cache": None if config.timing_cache is None else str(config.timing_cache),
     }

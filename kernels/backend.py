@@ -98,14 +98,13 @@ class Backend(ABC):
         name: the registry's backend key ("cpu", "reference", "cuda").
         memory_space: where its tensors live; steps of two backends in one space share tensors
             without copies.
-        emulated: the plan devices this backend stands in for off-device (e.g. the CPU backend
-            emulating DLA numerics), shown by ``inspect``.
-        elidable_copies: whether host-style Concat elision (pieces written in place) holds.
+        half_storage: whether reduced-precision layers keep float tensors as float16 (a real
+            FP16 device) rather than float32 rounded to FP16 values (the CPU's emulation).
     """
 
     name: str = ""
     memory_space: str = "host"
-    elidable_copies: bool = True
+    half_storage: bool = False
 
     # -- memory ---------------------------------------------------------------------------
     @abstractmethod

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import edge
+from edge.version import __version__
 from edge.ir import Graph, Node
 from edge.partitioner import PartitionOptions, PartitionPlan, plan_partition
 from edge.partitioner.cost import CostModel
@@ -127,7 +127,7 @@ class PartitionReport:
             "model": self.model,
             "device": self.device,
             "created": self.created,
-            "edgetrt_version": edge.__version__,
+            "edgetrt_version": __version__,
             "summary": self.summary,
             "per_power_mode": self.per_mode,
             "suggestions": self.suggestions,
@@ -168,7 +168,7 @@ th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}} th
 tr.dla td:nth-child(3){{color:#0a7d2c;font-weight:600}} tr.gpu td:nth-child(3){{color:#1f4fbf}} tr.cpu td:nth-child(3){{color:#777}}
 </style></head><body>
 <h1>Partition of {esc(self.model)}</h1>
-<p>{esc(self.device)}; generated {esc(self.created)} by edgetrt {esc(edge.__version__)}. Latencies are cost-model estimates.</p>
+<p>{esc(self.device)}; generated {esc(self.created)} by edgetrt {esc(__version__)}. Latencies are cost-model estimates.</p>
 <h2>Summary</h2><table>{summary_rows}</table>
 <h2>Estimated latency per power mode (ms)</h2><table><tr>{mode_head}</tr>{mode_rows}</table>
 {throughput}{measured}<h2>Suggestions</h2><ul>{tips}</ul>

@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-import edge
+from edge.version import __version__
 
 __all__ = ["app", "console", "console_error"]
 
@@ -34,7 +34,7 @@ def console_error(message: str) -> None:
 
 def _version(value: bool) -> None:
     if value:
-        console.print(f"edgetrt {edge.__version__}")
+        console.print(f"edgetrt {__version__}")
         raise typer.Exit()
 
 

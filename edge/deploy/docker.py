@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shlex
 
-import edge
+from edge.version import __version__
 from edge.deploy.plan import HTTP_PORT, METRICS_PORT, USER_ID, DeployPlan
 
 __all__ = ["dockerfile", "dockerignore", "REPOSITORY_DIR", "WHEELS_DIR", "serve_command"]
@@ -42,10 +42,10 @@ def dockerfile(plan: DeployPlan) -> str:
     """The Dockerfile text, one instruction per line from the plan."""
     base = plan.base
     version_dir = f"{_MODELS}/{plan.name}/1"
-    spec = f"edgetrt[{base.extras}]=={edge.__version__}"
+    spec = f"edgetrt[{base.extras}]=={__version__}"
     lines = [
         "# syntax=docker/dockerfile:1",
-        f"# Written by `edgetrt deploy docker` {edge.__version__}: model '{plan.name}', base {base.name}, profile {plan.profile}.",
+        f"# Written by `edgetrt deploy docker` {__version__}: model '{plan.name}', base {base.name}, profile {plan.profile}.",
         f"ARG BUILD_IMAGE={base.build_image}",
         f"ARG RUNTIME_IMAGE={base.runtime_image}",
         "",

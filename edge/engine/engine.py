@@ -1,7 +1,7 @@
 """The Engine: an optimized graph plus the build's decisions, loadable and runnable.
 
 An Engine is what ``edge.build`` returns and what an ``.engine`` file holds. It owns the
-weights (shared by every execution context) and the compiled schedule; each
+weights (shared by every execution context), the execution plan and the compiled schedule; each
 :class:`~edge.runtime.context.ExecutionContext` it creates owns only per-run state.
 """
 
@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-import edge
 from edge.engine.format import BlobWriter, read_engine, write_engine
 from edge.engine.serialize import decode, encode, graph_from_document, graph_to_document
 from edge.errors import EngineFormatError
 from edge.ir import Dim, Graph
+from edge.plan import ExecutionPlan, lower
+from edge.version import __version__
 
 __all__ = ["TensorSpec", "Engine", "load"]
 
@@ -38,12 +39,16 @@ class TensorSpec:
 
 
 class Engine:
-    """A built model: graph, header (target, precision, versions) and build decisions."""
+    """A built model: graph, execution plan, header (target, precision, versions) and build
+    decisions. Without a plan (a hand-made Engine) every layer runs on the CPU backend."""
 
-    def __init__(self, graph: Graph, header: dict[str, Any], build: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, graph: Graph, header: dict[str, Any], build: dict[str, Any] | None = None, plan: ExecutionPlan | None = None
+    ) -> None:
         self.graph = graph
         self.header = dict(header)
         self.build = dict(build or {})
+        self.plan = plan if plan is not None else lower(graph, {})
         self._schedule = None
         self._lock = threading.Lock()
 
@@ -70,12 +75,12 @@ class Engine:
 
     # -- execution -------------------------------------------------------------------
     def schedule(self):  # -> edge.runtime.interpreter.Schedule
-        """The compiled schedule, built once and shared by all contexts."""
+        """The compiled schedule of the plan, built once and shared by all contexts."""
         with self._lock:
             if self._schedule is None:
                 from edge.runtime.interpreter import Schedule
 
-                self._schedule = Schedule(self.graph)
+                self._schedule = Schedule(self.graph, plan=self.plan)
             return self._schedule
 
     def create_context(self):  # -> edge.runtime.context.ExecutionContext
@@ -90,6 +95,7 @@ class Engine:
         blobs = BlobWriter()
         document = graph_to_document(self.graph, blobs)
         document["build"] = encode(self.build, blobs)
+        document["plan"] = self.plan.to_dict()
         write_engine(path, self.header, document, blobs.getvalue())
 
 
@@ -101,7 +107,7 @@ def new_header(name: str, profile: str, precision: str, **extra: Any) -> dict[st
     """Header fields every engine carries."""
     return {
         "name": name,
-        "edgetrt_version": edge.__version__,
+        "edgetrt_version": __version__,
         "profile": profile,
         "precision": precision,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -121,7 +127,18 @@ def load(path: str | os.PathLike, profile: str | None = None) -> Engine:
     """
     blob = read_engine(path)
     graph = graph_from_document(blob.document, blob)
-    engine = Engine(graph, blob.header, decode(blob.document.get("build", {}), blob))
+    plan = _plan(blob.document.get("plan"), path)
+    engine = Engine(graph, blob.header, decode(blob.document.get("build", {}), blob), plan)
     if profile is not None and engine.profile != profile:
         raise EngineFormatError(f"'{path}' was built for profile '{engine.profile}', not '{profile}'; rebuild it")
     return engine
+
+
+def _plan(record: Any, path: str | os.PathLike) -> ExecutionPlan | None:
+    """The stored execution plan (None in engines written before plans were stored)."""
+    if record is None:
+        return None
+    try:
+        return ExecutionPlan.from_dict(record)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EngineFormatError(f"'{path}' is corrupted: malformed execution plan ({exc})") from None

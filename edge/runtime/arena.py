@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import KernelError
-from edge.ir import Graph
+from edge.plan import HOST
 from edge.runtime.interpreter import Schedule, Step
 from edge.runtime.memory import ALIGNMENT, MemoryPlan, StepUse, plan_memory
 from edge.runtime.profiles import OptimizationProfile
@@ -60,7 +60,7 @@ def _assembled(schedule: Schedule, uses: Sequence[StepUse], offsets: dict[int, i
     output is complete before they run. Steps that round or quantize values are kept."""
     done = []
     for index, (step, use) in enumerate(zip(schedule.steps, uses)):
-        if not use.parts or len(use.parts) != len(use.reads) or step.convert_in or step.convert_out:
+        if not use.parts or len(use.parts) != len(use.reads) or not step.exact:
             continue
         base = offsets.get(use.writes[0])
         if base is not None and all(offsets.get(use.reads[pos]) == base + delta for pos, delta in use.parts):
@@ -68,35 +68,38 @@ def _assembled(schedule: Schedule, uses: Sequence[StepUse], offsets: dict[int, i
     return frozenset(done)
 
 
-def static_plan(schedule: Schedule) -> tuple[SlotPlan, MemoryPlan]:
-    """Plan every node output whose shape the IR knows statically."""
+def static_plan(schedule: Schedule, space: str = HOST) -> tuple[SlotPlan, MemoryPlan]:
+    """Plan every step output in ``space`` whose shape the IR knows statically."""
     layout = {}
-    for slot in schedule.arena_slots():
+    for slot in schedule.arena_slots(space):
         value = schedule.values[slot]
         if value.is_static and _storable(value.dtype):
             layout[slot] = (tuple(value.shape), value.dtype)  # type: ignore[arg-type]
-    return _slot_plan("static", schedule, layout)
+    return _slot_plan("static" if space == HOST else ("static", space), schedule, layout)
 
 
-def plan_from_record(schedule: Schedule, record: dict[str, Any] | None) -> SlotPlan | None:
-    """The static plan an engine file recorded, or None when absent or not this schedule's."""
-    if not record or not record.get("static"):
+def plan_from_record(schedule: Schedule, record: dict[str, Any] | None, space: str = HOST) -> SlotPlan | None:
+    """The static plan of ``space`` an engine file recorded, or None when absent or not this
+    schedule's."""
+    entry = None if not record else (record.get("static") if space == HOST else record.get("spaces", {}).get(space))
+    if not entry:
         return None
-    slots = schedule.arena_slots()
+    slots = schedule.arena_slots(space)
     candidates = {schedule.values[s].name: s for s in slots}
     if len(candidates) != len(slots):  # names must identify tensors unambiguously
         return None
     result = []
-    for name, offset, nbytes in record["static"].get("tensors", []):
+    for name, offset, nbytes in entry.get("tensors", []):
         slot = candidates.get(name)
         value = None if slot is None else schedule.values[slot]
         if value is None or not value.is_static or value.nbytes() != nbytes:
             return None
         result.append((slot, int(offset), tuple(value.shape), value.dtype))
-    summary = {k: v for k, v in record["static"].items() if k != "tensors"}
+    summary = {k: v for k, v in entry.items() if k != "tensors"}
     layout = {slot: (shape, dtype) for slot, _, shape, dtype in result}
     assembled = _assembled(schedule, schedule.uses(layout), {slot: offset for slot, offset, _, _ in result})
-    return SlotPlan("static", tuple(result), int(record["static"]["arena_bytes"]), summary, assembled)
+    key = "static" if space == HOST else ("static", space)
+    return SlotPlan(key, tuple(result), int(entry["arena_bytes"]), summary, assembled)
 
 
 def probe_run(
@@ -107,7 +110,7 @@ def probe_run(
 ) -> tuple[list[np.ndarray], SlotPlan]:
     """Run unplanned while recording every tensor's shape; plan the arena for those shapes."""
     layout: dict[int, tuple[tuple[int, ...], np.dtype]] = {}
-    wanted = set(schedule.arena_slots())
+    wanted = set(schedule.arena_slots(HOST))
 
     def record(step: Step, results: list[np.ndarray]) -> None:
         for slot, result in zip(step.outputs, results):
@@ -151,19 +154,29 @@ class Arena:
         return views
 
 
-def plan_engine_memory(graph: Graph, profiles: Sequence[OptimizationProfile] = ()) -> dict[str, Any]:
-    """The memory record an engine stores: static offsets, or one plan per profile at max shapes.
+def plan_engine_memory(schedule: Schedule, profiles: Sequence[OptimizationProfile] = ()) -> dict[str, Any]:
+    """The memory record an engine stores: static offsets per memory space, or one host plan
+    per profile at max shapes.
 
-    The top-level ``arena_bytes``/``naive_bytes``/``lower_bound_bytes`` are the static plan's,
-    or the largest over the profiles (what ``inspect`` reports).
+    ``static`` is the host arena's plan and ``spaces`` every other memory space's (a GPU's
+    device arena). The top-level ``arena_bytes``/``naive_bytes``/``lower_bound_bytes`` are
+    the host plan's, or the largest over the profiles (what ``inspect`` reports).
     """
-    schedule = Schedule(graph)
-    record: dict[str, Any] = {"alignment": ALIGNMENT, "static": None, "profiles": []}
+    graph = schedule.graph
+    record: dict[str, Any] = {"alignment": ALIGNMENT, "static": None, "spaces": {}, "profiles": []}
     if all(v.is_static for v in graph.inputs):
-        slot_plan, plan = static_plan(schedule)
-        tensors = [[schedule.values[s].name, o, plan.sizes[s]] for s, o, _, _ in slot_plan.entries]
-        record["static"] = {**slot_plan.summary, "tensors": tensors}
-        record.update({k: slot_plan.summary[k] for k in ("arena_bytes", "naive_bytes", "lower_bound_bytes")})
+        for space in sorted({s for s in schedule.space if s is not None}):
+            slot_plan, plan = static_plan(schedule, space)
+            tensors = [[schedule.values[s].name, o, plan.sizes[s]] for s, o, _, _ in slot_plan.entries]
+            entry = {**slot_plan.summary, "tensors": tensors}
+            if space == HOST:
+                record["static"] = entry
+                record.update({k: slot_plan.summary[k] for k in ("arena_bytes", "naive_bytes", "lower_bound_bytes")})
+            else:
+                record["spaces"][space] = entry
+        if record["static"] is None:
+            record["static"] = {**static_plan(schedule, HOST)[0].summary, "tensors": []}
+            record.update({k: record["static"][k] for k in ("arena_bytes", "naive_bytes", "lower_bound_bytes")})
         return record
     for index, profile in enumerate(profiles):
         shapes = profile.shapes("max")

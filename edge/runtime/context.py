@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edge.errors import InputError
-from edge.kernels.registry import Workspace
 from edge.kernels.threads import bind_calling_thread
+from edge.plan import HOST
 from edge.runtime.arena import Arena, SlotPlan, plan_from_record, probe_run, static_plan
-from edge.runtime.interpreter import Step
+from edge.runtime.interpreter import Schedule, Step
 from edge.runtime.profiles import OptimizationProfile, profiles_from_record, select_profile
 
 if TYPE_CHECKING:
@@ -25,9 +25,10 @@ StepHook = Callable[[Step, list[np.ndarray]], None]
 class ExecutionContext:
     """Runs an engine on named numpy arrays out of its own activation arena.
 
-    Several contexts on one engine share its weights and compiled schedule; each owns an
-    arena, so contexts may run concurrently, one per thread. Outputs are always fresh
-    arrays, never views of the arena.
+    Several contexts on one engine share its weights and compiled schedule; each owns its
+    arenas (one per memory space: host, and a GPU's device memory) and its backends' per-run
+    state (scratch, streams), so contexts may run concurrently, one per thread. Outputs are
+    always fresh arrays, never views of an arena.
 
     Attributes:
         profiler: optional ``fn(step, outputs)`` called after every layer (layer timing).
@@ -40,7 +41,8 @@ class ExecutionContext:
         self._specs = engine.inputs
         self._outputs = [spec.name for spec in engine.outputs]
         self._arena = Arena()
-        self._workspace = Workspace()
+        self._state = self._schedule.new_state()
+        self._device_views = _device_views(engine, self._schedule)
         self._profiles: list[OptimizationProfile] = profiles_from_record(engine.build.get("optimization_profiles"))
         self._profile_index: int | None = None
         self._static = _static_plan(engine, self._schedule) if all(_is_static(s) for s in self._specs) else None
@@ -95,19 +97,32 @@ class ExecutionContext:
                 schedule.plans.put(key, plan)
                 return dict(zip(self._outputs, results))
         buffers = self._arena.views(plan, schedule.num_slots)
-        results = schedule.run(
-            arrays,
-            on_step=self.profiler,
-            buffers=buffers,
-            arena=self._arena.array,
-            workspace=self._workspace,
-            assembled=plan.assembled,
-        )
+        if self._device_views:
+            buffers = [d if d is not None else h for h, d in zip(buffers, self._device_views)]
+        self._state.arena = self._arena.array
+        results = schedule.run(arrays, on_step=self.profiler, buffers=buffers, state=self._state, assembled=plan.assembled)
         return dict(zip(self._outputs, results))
 
 
 def _is_static(spec: TensorSpec) -> bool:
     return all(isinstance(d, int) for d in spec.shape)
+
+
+def _device_views(engine: Engine, schedule: Schedule) -> list | None:
+    """Per slot, the view of this context's device arena for tensors in a non-host memory
+    space (one allocation per space, sized by the engine's plan); None without such spaces."""
+    spaces = {s for s in schedule.space if s is not None and s != HOST}
+    if not spaces:
+        return None
+    views: list = [None] * schedule.num_slots
+    owners = {step.space: step.backend for step in schedule.steps}
+    for space in sorted(spaces):
+        plan = plan_from_record(schedule, engine.build.get("memory"), space) or static_plan(schedule, space)[0]
+        backend = owners[space]
+        buffer = backend.allocate(max(plan.arena_bytes, 1))
+        for slot, offset, shape, dtype in plan.entries:
+            views[slot] = backend.view(buffer, offset, shape, dtype)
+    return views
 
 
 def _static_plan(engine: Engine, schedule) -> SlotPlan:

@@ -1,109 +1,171 @@
-"""Executes IR graphs with registered kernels: the core every CPU-side run goes through.
+"""Executes execution plans with their backends' launches: the loop every run goes through.
 
-A graph is compiled once into a flat ``Schedule`` (kernel, input slots, output slots, and
-the slots to free after each step); running it is a loop over that list. The same code
-runs subgraphs (If/Loop bodies), constant folding and shape inference fallbacks.
+A graph and its :class:`~edge.plan.ExecutionPlan` are compiled once into a flat ``Schedule``
+(launch, input slots, output slots, and the slots to free after each step); running it is a
+loop over that list that knows nothing of ops, precisions or devices. Without a plan, every
+node runs on one backend (subgraphs of If/Loop, constant folding, shape inference fallbacks).
 
 A run may be given one preallocated output buffer per slot (views into an execution
-context's arena, see :mod:`edge.runtime.memory`): kernels may write into them through
-``ctx.out``, otherwise the result is copied in. A Schedule holds no per-run state besides
-each step's ``cache`` of pure facts derived from attributes and shapes, so several threads
-may run one Schedule at once; scratch memory comes from the caller's ``Workspace``.
+context's arenas, one per memory space): launches write into them. A Schedule holds no
+per-run state besides each host launch's ``cache`` of pure facts derived from attributes and
+shapes, so several threads may run one Schedule at once; per-run state (scratch memory,
+streams) comes from the caller's :class:`~edge.kernels.backend.RunState`.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.errors import EdgeError, KernelError
-from edge.ir import EDGETRT_DOMAIN, Graph, Node, Value, captured_values, standard_domain
-from edge.kernels.registry import Kernel, OpContext, Workspace, lookup, same_bytes
-from edge.precision import REDUCED, round_to_fp16
-from edge.quant.numerics import explicit_quantizer, input_quantizers
-from edge.runtime.memory import INPLACE_OPS, PlanCache, StepUse
+from edge.errors import KernelError
+from edge.ir import Graph, Node, Value, captured_values, standard_domain
+from edge.kernels.backend import Backend, Launch, RunState, StepSpec, TensorInfo, get_backend
+from edge.kernels.cpu.backend import HostLaunch, conversions_of, convert, detach
+from edge.kernels.registry import OpContext, lookup
+from edge.plan import HOST, ExecutionPlan, PlanStep, lower
+from edge.quant.numerics import explicit_quantizer
+from edge.runtime.memory import PlanCache, StepUse
 
 __all__ = ["Step", "Schedule", "evaluate_node", "run_graph"]
-
-Conversions = tuple[tuple[int, Callable[[np.ndarray], np.ndarray]], ...]
-"""(position, fn) pairs: how a reduced-precision layer's arrays are emulated (FP16 rounding,
-INT8 fake quantization), applied in order to the array at each position."""
 
 
 @dataclass
 class Step:
-    """One node of a compiled schedule."""
+    """One step of a compiled schedule.
+
+    ``node`` is the IR node of a kernel step, or a stand-in ``Copy``/``Cast`` node naming the
+    tensor a transfer or reformat moves (so profilers and error messages treat all alike).
+    """
 
     node: Node
-    kernel: Kernel
-    opset: int
+    plan: PlanStep
+    backend: Backend
+    spec: StepSpec
     inputs: list[int | None]
     outputs: list[int]
     free: list[int]
     reads: list[int] = field(default_factory=list)
-    cache: dict = field(default_factory=dict)
-    nested: bool = False
-    convert_in: Conversions = ()  # by input index, before the kernel
-    convert_out: Conversions = ()  # by output index, after the kernel
+    inplace: bool = False
+    exact: bool = True  # neither rounds nor quantizes: Concat elision may skip it
+    launch: Launch | None = None
+
+    @property
+    def space(self) -> str:
+        return self.backend.memory_space
 
 
 class Schedule:
-    """A graph compiled to slot indices, ready to run many times.
+    """A graph compiled to slot indices along its execution plan, ready to run many times.
 
-    Slots hold arrays: constants are preloaded, graph inputs and captured outer values are
-    bound per run, every node output gets its own slot, and a slot is cleared after its
-    last reader so memory follows liveness. Subgraph schedules (If/Loop bodies) are
-    compiled here too, so running never mutates shared state.
+    Slots hold tensors: host constants are preloaded, graph inputs and captured outer values
+    are bound per run, every step output gets its own slot, and a slot is cleared after its
+    last reader so memory follows liveness. Subgraph schedules (If/Loop bodies) are compiled
+    here too, so running never mutates shared state.
     """
 
-    def __init__(self, graph: Graph, backend: str = "cpu") -> None:
+    def __init__(self, graph: Graph, backend: str = "cpu", plan: ExecutionPlan | None = None) -> None:
         self.graph = graph
         self.backend = backend
-        self.slot: dict[int, int] = {}
+        self.plan = plan if plan is not None else lower(graph, {}, default=backend)
+        self.slot: dict[str, int] = {}
         self.values: list[Value] = []
+        self.space: list[str | None] = []
         self.constants: dict[int, np.ndarray] = {}
         self.subschedules: dict[int, Schedule] = {}
         self.plans = PlanCache()  # arena plans per input-shape signature, shared by contexts
         self.captured = captured_values(graph)
+        by_name = _values_by_name(graph)
+        self._by_name = by_name
         for value in [*graph.inputs, *self.captured]:
-            self._slot_of(value)
+            self._slot_of(value.name, HOST)
+        nodes = {node.name: node for node in graph.nodes}
         self.steps: list[Step] = []
-        for node in graph.nodes:
-            kernel = lookup(node.op_type, node.domain, backend, graph.opset.get(standard_domain(node.domain)))
-            if kernel is None:
-                raise KernelError(f"node '{node.name}': no {backend} kernel for {node.op_type}")
-            ins = [None if v is None else self._slot_of(v) for v in node.inputs]
-            outs = [self._slot_of(v) for v in node.outputs]
-            opset = graph.opset.get(standard_domain(node.domain), 1)
-            convert_in, convert_out = _conversions(node)
-            reads = [s for s in ins if s is not None]
-            nested = False
-            for sub in node.subgraphs():
-                nested = True
-                self.subschedules[id(sub)] = Schedule(sub, backend)
-                reads += [self.slot[id(v)] for v in captured_values(sub) if id(v) in self.slot]
-            self.steps.append(
-                Step(node, kernel, opset, ins, outs, [], reads, nested=nested, convert_in=convert_in, convert_out=convert_out)
-            )
-        self.convert_inputs: Conversions = tuple(
-            (self.slot[id(v)], q) for v in graph.inputs if (q := explicit_quantizer(v)) is not None
+        for plan_step in self.plan.steps:
+            self.steps.append(self._compile(plan_step, nodes))
+        self.convert_inputs = tuple(
+            (self.slot[v.name], q) for v in graph.inputs if (q := explicit_quantizer(v)) is not None
         )
-        self.output_slots = [self._slot_of(v) for v in graph.outputs]
-        self.input_slots = [self.slot[id(v)] for v in graph.inputs]
-        self.captured_slots = [(id(v), self.slot[id(v)]) for v in self.captured]
+        outputs = self.plan.outputs or [v.name for v in graph.outputs]
+        self.output_slots = [self._slot_of(name, HOST) for name in outputs]
+        self.input_slots = [self.slot[v.name] for v in graph.inputs]
+        self.captured_slots = [(id(v), self.slot[v.name]) for v in self.captured]
         self._preloaded: list[np.ndarray | None] = [self.constants.get(s) for s in range(self.num_slots)]
+        self._nested = any(True for step in self.steps for _ in step.node.subgraphs())
+        self._prepared = False
+        self._lock = threading.Lock()
         self._plan_frees()
 
-    def _slot_of(self, value: Value) -> int:
-        key = id(value)
-        if key not in self.slot:
-            self.slot[key] = len(self.slot)
+    # -- compilation ---------------------------------------------------------------------
+    def _slot_of(self, name: str, space: str | None) -> int:
+        if name not in self.slot:
+            self.slot[name] = len(self.values)
+            value = self._by_name.get(name)
+            if value is None:
+                value = self._copy_value(name)
             self.values.append(value)
+            self.space.append(None if value.is_const else space)
             if value.is_const:
-                self.constants[self.slot[key]] = value.const
-        return self.slot[key]
+                self.constants[self.slot[name]] = value.const
+        return self.slot[name]
+
+    def _copy_value(self, name: str) -> Value:
+        """The stand-in Value of a plan tensor made by a transfer or reformat."""
+        for tensor in self.plan.tensors:
+            if tensor.name == name:
+                source = self.values[self.slot[tensor.source]]
+                value = Value(name, np.dtype(tensor.dtype), source.shape)
+                self._by_name[name] = value
+                return value
+        raise KernelError(f"execution plan reads tensor '{name}' that nothing produces")
+
+    def _compile(self, plan_step: PlanStep, nodes: Mapping[str, Node]) -> Step:
+        backend = get_backend(plan_step.backend)
+        space = backend.memory_space
+        host = space == HOST
+        ins: list[int | None] = []
+        for name in plan_step.inputs:
+            if name is None:
+                ins.append(None)
+                continue
+            slot = self._slot_of(name, self.plan.spaces.get(name, space))
+            ins.append(None if (slot in self.constants and not host) else slot)
+        outs = [self._slot_of(name, self.plan.spaces.get(name, space)) for name in plan_step.outputs]
+        if plan_step.kind == "kernel":
+            node = nodes[plan_step.node]
+        else:  # a stand-in node: a Cast to the reformatted dtype, or a Copy
+            source = self.values[self.slot[plan_step.inputs[0]]]
+            reading = Value(source.name, source.dtype, source.shape)  # unlinked: the IR's use lists stay as they are
+            attrs = {"to": _onnx_type(self.values[outs[0]].dtype)} if plan_step.kind == "reformat" else {}
+            node = Node(plan_step.op, [reading], [self.values[outs[0]]], attrs, name=f"{plan_step.kind}:{source.name}")
+        reads = [s for s in ins if s is not None]
+        for sub in node.subgraphs():
+            self.subschedules[id(sub)] = Schedule(sub, plan_step.backend)
+            reads += [self.slot[v.name] for v in captured_values(sub) if v.name in self.slot]
+        spec = StepSpec(
+            node=node,
+            opset=self.graph.opset.get(standard_domain(node.domain), 1),
+            precision=plan_step.precision,
+            tactic=plan_step.tactic,
+            layout=plan_step.layout,
+            inputs=[None if n is None else self._info(n) for n in plan_step.inputs],
+            outputs=[self._info(n) for n in plan_step.outputs],
+            device=plan_step.device,
+        )
+        kernel = lookup(node.op_type, node.domain, plan_step.backend, spec.opset) if plan_step.kind == "kernel" else None
+        convert_in, convert_out = conversions_of(node) if host and plan_step.kind == "kernel" else ((), ())
+        return Step(
+            node, plan_step, backend, spec, ins, outs, [], reads,
+            inplace=bool(kernel is not None and kernel.inplace),
+            exact=not (convert_in or convert_out),
+        )
+
+    def _info(self, name: str) -> TensorInfo:
+        value = self.values[self.slot[name]]
+        shape = None if value.shape is None else tuple(value.shape)
+        return TensorInfo(name, value.dtype, shape, value.const if value.is_const else None)  # type: ignore[arg-type]
 
     def _plan_frees(self) -> None:
         keep = set(self.constants) | set(self.output_slots)
@@ -117,43 +179,70 @@ class Schedule:
             if slot not in keep:
                 self.steps[index].free.append(slot)
 
+    def prepare(self) -> None:
+        """Have every step's backend prepare its launch (once; compiles device kernels)."""
+        if self._prepared:
+            return
+        with self._lock:
+            if self._prepared:
+                return
+            for step in self.steps:
+                if step.plan.kind == "transfer":
+                    step.launch = _transfer(step.backend, self.space[step.outputs[0]] == HOST)
+                else:
+                    step.launch = step.backend.prepare(step.spec)
+            self._prepared = True
+
+    # -- what the memory planner sees ------------------------------------------------------
     @property
     def num_slots(self) -> int:
-        return len(self.slot)
+        return len(self.values)
 
-    def arena_slots(self) -> list[int]:
-        """Slots the memory planner may place: node outputs (not inputs, weights or omitted)."""
-        return [s for step in self.steps for s in step.outputs if not self.values[s].meta.get("omitted")]
+    def backends(self) -> list[Backend]:
+        """The backends this schedule's steps run on, in first-use order."""
+        return list({id(s.backend): s.backend for s in self.steps}.values())
+
+    def arena_slots(self, space: str = HOST) -> list[int]:
+        """Slots the memory planner may place in ``space``: step outputs there (not inputs,
+        weights or omitted outputs)."""
+        return [
+            s for step in self.steps for s in step.outputs
+            if self.space[s] == space and not self.values[s].meta.get("omitted")
+        ]
 
     def uses(self, layout: Mapping[int, tuple[tuple[int, ...], np.dtype]] | None = None) -> list[StepUse]:
         """The execution order as the memory planner sees it (slots read/written per step).
 
-        With ``layout`` (the planned slots' shapes and dtypes), a Concat whose pieces are
+        With ``layout`` (the planned slots' shapes and dtypes), a host Concat whose pieces are
         contiguous slices of its output (every dim before the axis is 1) offers them as parts.
         """
         uses = []
         for step in self.steps:
             inplace: tuple[tuple[int, int], ...] = ()
-            key = step.node.op_type if standard_domain(step.node.domain) in ("", EDGETRT_DOMAIN) else None
-            if key in INPLACE_OPS and step.outputs:
+            if step.inplace and step.outputs:
                 dtype = self.values[step.outputs[0]].dtype
                 inplace = tuple(
                     (0, position)
                     for position, slot in enumerate(step.reads)
-                    if dtype is not None and self.values[slot].dtype == dtype
+                    if dtype is not None and self.values[slot].dtype == dtype and self.space[slot] == step.space
                 )
-            parts = _concat_parts(step, self.values, layout) if key == "Concat" and layout else ()
+            concat = step.plan.kind == "kernel" and step.plan.op == "Concat" and step.space == HOST
+            parts = _concat_parts(step, self.values, layout) if concat and layout else ()
             uses.append(StepUse(tuple(step.reads), tuple(step.outputs), inplace, parts))
         return uses
+
+    # -- execution -------------------------------------------------------------------------
+    def new_state(self, arena: np.ndarray | None = None) -> RunState:
+        """Per-context state: every backend's scratch (workspaces, streams)."""
+        return RunState({b.name: b.new_state() for b in self.backends()}, arena)
 
     def run(
         self,
         inputs: Sequence[np.ndarray | None],
         captured: Mapping[int, np.ndarray] | None = None,
-        on_step: Callable[[Step, list[np.ndarray]], None] | None = None,
-        buffers: Sequence[np.ndarray | None] | None = None,
-        arena: np.ndarray | None = None,
-        workspace: Workspace | None = None,
+        on_step: Callable[[Step, list], None] | None = None,
+        buffers: Sequence[object | None] | None = None,
+        state: RunState | None = None,
         assembled: frozenset[int] = frozenset(),
     ) -> list[np.ndarray]:
         """Run on arrays given in ``graph.inputs`` order; returns ``graph.outputs`` arrays.
@@ -163,45 +252,95 @@ class Schedule:
             captured: arrays for outer-scope values, keyed by ``id(value)`` (subgraphs).
             on_step: called after each step with its outputs (profiling, debugging).
             buffers: per slot, the planned output buffer (an arena view) or None.
-            arena: the memory ``buffers`` view; results that would alias it without a
-                planned buffer are copied out, and so are the returned outputs.
-            workspace: kernels' scratch buffers, reused across runs by one caller at a
-                time (an execution context); a fresh one per run when None.
+            state: the execution context's per-run state (its host arena, scratch, streams);
+                a fresh one per run when None.
             assembled: indices of steps whose planned output ``buffers`` already hold their
                 result (see ``edge.runtime.arena.SlotPlan``): they are not run.
         """
-        if workspace is None:
-            workspace = Workspace()
+        if not self._prepared:
+            self.prepare()
+        if state is None:
+            state = self.new_state()
+        arena = state.arena
         slots = list(self._preloaded)
         for slot, array in zip(self.input_slots, inputs):
             slots[slot] = array
-        _convert(slots, self.convert_inputs)
+        convert(slots, self.convert_inputs)
         if captured:
             for key, slot in self.captured_slots:
                 if key in captured:
                     slots[slot] = captured[key]
+        if self._nested:
+            state.subgraph = self._subgraph_runner(slots)
         for index, step in enumerate(self.steps):
             out = None if buffers is None else [buffers[s] for s in step.outputs]
             if out is not None and index in assembled:
                 results = out
             else:
-                args = [None if s is None else slots[s] for s in step.inputs]
-                if step.convert_in:
-                    _convert(args, step.convert_in)
-                results = _call(step, args, self, slots, out, workspace)
-                if step.convert_out:
-                    _convert(results, step.convert_out)
-                if out is not None:
-                    results = [_place(r, view, arena) for r, view in zip(results, out)]
+                results = step.launch([None if s is None else slots[s] for s in step.inputs], out, state)  # type: ignore[misc]
             for slot, result in zip(step.outputs, results):
                 slots[slot] = result
             if on_step is not None:
                 on_step(step, results)
             for slot in step.free:
                 slots[slot] = None
+        for backend in self.backends():
+            backend.synchronize(state)
         if arena is None:
             return [slots[s] for s in self.output_slots]  # type: ignore[misc]
-        return [_detach(slots[s], arena) for s in self.output_slots]  # type: ignore[arg-type]
+        return [detach(slots[s], arena) for s in self.output_slots]  # type: ignore[arg-type]
+
+    def _subgraph_runner(self, slots: list) -> Callable[[Graph, Sequence[np.ndarray | None]], list[np.ndarray]]:
+        """Runs a subgraph attribute with this run's outer values visible to it."""
+
+        def run_subgraph(graph: Graph, sub_inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+            sub = self.subschedules.get(id(graph))
+            if sub is None or sub.graph is not graph:  # a graph no node holds: compile it now
+                sub = Schedule(graph, self.backend)
+            outer = {id(v): slots[self.slot[v.name]] for v in sub.captured if v.name in self.slot}
+            return sub.run(sub_inputs, outer)
+
+        return run_subgraph
+
+
+def _onnx_type(dtype: np.dtype) -> int:
+    """ONNX's TensorProto code of ``dtype`` (a Cast node's ``to`` attribute)."""
+    from onnx.helper import np_dtype_to_tensor_dtype
+
+    return int(np_dtype_to_tensor_dtype(np.dtype(dtype)))
+
+
+def _values_by_name(graph: Graph) -> dict[str, Value]:
+    """Every value a top-level step may name: inputs, node outputs, constants, captured."""
+    table = {v.name: v for v in captured_values(graph)}
+    for value in graph.inputs:
+        table[value.name] = value
+    for node in graph.nodes:
+        for value in node.inputs:
+            if value is not None:
+                table.setdefault(value.name, value)
+        for value in node.outputs:
+            table[value.name] = value
+    return table
+
+
+def _transfer(backend: Backend, to_host: bool) -> Launch:
+    """The launch of a transfer: the device side's ``backend`` copies out of or into its space."""
+    if to_host:
+
+        def copy_out(args: list, out: list | None, state: RunState) -> list:
+            array = backend.copy_out(args[0], state)
+            if out is not None and out[0] is not None:
+                np.copyto(out[0], array)
+                return [out[0]]
+            return [array]
+
+        return copy_out
+
+    def copy_in(args: list, out: list | None, state: RunState) -> list:
+        return [backend.copy_in(None if out is None else out[0], args[0], state)]
+
+    return copy_in
 
 
 def _concat_parts(
@@ -227,86 +366,16 @@ def _concat_parts(
     return tuple(parts)
 
 
-def _conversions(node: Node) -> tuple[Conversions, Conversions]:
-    """How a layer's precision is emulated: an INT8 layer with scales fake-quantizes its
-    activation inputs; another FP16/INT8 layer rounds every input and output to FP16; an
-    output that is an explicit Q/DQ tensor is quantized where produced, at any precision."""
-    convert_in: Conversions = input_quantizers(node)
-    convert_out: Conversions = ()
-    if not convert_in and node.meta.get("precision") in REDUCED:
-        convert_in = tuple((i, round_to_fp16) for i, v in enumerate(node.inputs) if v is not None)
-        convert_out = tuple((i, round_to_fp16) for i in range(len(node.outputs)))
-    explicit = tuple((i, q) for i, v in enumerate(node.outputs) if (q := explicit_quantizer(v)) is not None)
-    return convert_in, convert_out + explicit
-
-
-def _convert(arrays: list, conversions: Conversions) -> None:
-    """Apply ``conversions`` to ``arrays`` in place, skipping positions that hold no array."""
-    for index, convert in conversions:
-        if index < len(arrays) and arrays[index] is not None:
-            arrays[index] = convert(arrays[index])
-
-
-def _place(result: np.ndarray, view: np.ndarray | None, arena: np.ndarray | None) -> np.ndarray:
-    """Put a kernel's result into its planned buffer (or keep it off the arena)."""
-    if result is view:
-        return result
-    if view is not None and result.shape == view.shape and result.dtype == view.dtype:
-        if not same_bytes(result, view):  # an aliasing op (Reshape) planned over its input
-            np.copyto(view, result)
-        return view
-    # no buffer, or a data-dependent shape the plan did not foresee: the result must not
-    # alias arena bytes that a later step will overwrite
-    return _detach(result, arena)
-
-
-def _detach(array: np.ndarray, arena: np.ndarray | None) -> np.ndarray:
-    return array.copy() if arena is not None and np.may_share_memory(array, arena) else array
-
-
-def _call(
-    step: Step,
-    args: list[np.ndarray | None],
-    schedule: Schedule,
-    slots: list,
-    out: list | None = None,
-    workspace: Workspace | None = None,
-) -> list[np.ndarray]:
-    """Invoke a step's kernel, normalising its result to a list and naming the node on failure."""
-    run_subgraph = None
-    if step.nested:
-
-        def run_subgraph(graph: Graph, sub_inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
-            sub = schedule.subschedules.get(id(graph))
-            if sub is None or sub.graph is not graph:  # a graph the node does not hold: compile it now
-                sub = Schedule(graph, schedule.backend)
-            outer = {id(v): slots[schedule.slot[id(v)]] for v in sub.captured if id(v) in schedule.slot}
-            return sub.run(sub_inputs, outer)
-
-    ctx = OpContext(step.node, step.opset, run_subgraph, out, step.cache, workspace)
-    try:
-        result = step.kernel.fn(ctx, *args)
-    except EdgeError:
-        raise
-    except Exception as exc:
-        shapes = ", ".join("None" if a is None else f"{a.dtype}{list(np.shape(a))}" for a in args)
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise KernelError(f"node '{step.node.name}' ({step.node.op_type}) failed on inputs ({shapes}): {message}") from exc
-    if type(result) is np.ndarray:
-        return [result]
-    results = list(result) if isinstance(result, (tuple, list)) else [result]
-    return [np.asarray(r) if not isinstance(r, np.ndarray) else r for r in results]
-
-
 def evaluate_node(node: Node, inputs: Sequence[np.ndarray | None], opset: int, backend: str = "cpu") -> list[np.ndarray]:
-    """Run one node on concrete arrays (constant folding, shape inference)."""
+    """Run one node on concrete arrays in FP32 (constant folding, shape inference)."""
     kernel = lookup(node.op_type, node.domain, backend, opset)
     if kernel is None:
         raise KernelError(f"node '{node.name}': no {backend} kernel for {node.op_type}")
-    step = Step(node, kernel, opset, [], [], [], nested=any(True for _ in node.subgraphs()))
-    empty = Schedule(Graph(), backend)
-    empty.subschedules = {id(sub): Schedule(sub, backend) for sub in node.subgraphs()}
-    return _call(step, list(inputs), empty, [])
+    spec = StepSpec(node, opset, "fp32", None, "nchw", [], [])
+    launch = HostLaunch(spec, kernel.fn, backend)
+    launch.convert_in = launch.convert_out = ()  # the node as written, whatever its layer precision
+    state = RunState({backend: None}, subgraph=lambda graph, sub_inputs: Schedule(graph, backend).run(sub_inputs))
+    return launch(list(inputs), None, state)
 
 
 def run_graph(graph: Graph, feeds: Mapping[str, np.ndarray], backend: str = "cpu") -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-import edge
+from edge.version import __version__
 from edge.serve.batcher import DynamicBatcher
 from edge.serve.connections import ConnectionLimits
 from edge.serve.metrics import ModelStats, TritonCollector, render_text
@@ -212,7 +212,7 @@ async def _ready(request: Request) -> Response:
 
 async def _server_metadata(request: Request) -> Response:
     extensions = EXTENSIONS + (["model_repository"] if _state(request).repository is not None else [])
-    return _json({"name": "edgetrt", "version": edge.__version__, "extensions": extensions})
+    return _json({"name": "edgetrt", "version": __version__, "extensions": extensions})
 
 
 async def _model_metadata(request: Request) -> Response:

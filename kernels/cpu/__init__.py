@@ -17,3 +17,10 @@ from edge.kernels.cpu import (  # noqa: F401  (imported for registration)
     recurrent,
     control,
 )
+
+
+def create_backend():  # -> edge.kernels.cpu.backend.HostBackend
+    """The fast CPU backend (numba kernels, the register-tile GEMM, threads)."""
+    from edge.kernels.cpu.backend import HostBackend
+
+    return HostBackend("cpu")

@@ -1,0 +1,233 @@
+"""Build-time tactic selection: time each applicable tactic of a step on the target, keep the fastest.
+
+For every kernel step whose kernel registers ``tactics``, the candidates are run on random
+inputs of the step's shapes (weights as they are) by the step's backend, checked against the
+heuristic's result, and timed with the backend's clock (median of a few calls after a
+warm-up). The winner goes into the plan step. A :class:`TimingCache` keyed by device and op
+signature (op, attributes, shapes, dtypes, precision, layout) makes a rebuild time nothing;
+trtexec's ``--timingCacheFile`` works the same way. Optimization level 0 takes the heuristic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.errors import EdgeError
+from edge.fileio import write_atomic
+from edge.ir import Graph
+from edge.kernels.backend import Backend, RunState, StepSpec, TensorInfo
+from edge.kernels.registry import lookup
+from edge.kernels.tactics import Tactic
+from edge.plan.model import ExecutionPlan
+
+__all__ = ["CACHE_FORMAT", "TimingCache", "TimingCacheError", "op_signature", "select_tactics"]
+
+CACHE_FORMAT = 1
+REPEATS = {1: 2, 2: 3, 3: 5, 4: 7, 5: 11}
+"""Timed calls per candidate by optimization level (after one warm-up call)."""
+
+
+class TimingCacheError(EdgeError):
+    """A timing cache file that cannot be read as one (not JSON, wrong structure)."""
+
+
+class TimingCache:
+    """Measured seconds per (backend, op signature, tactic), for the devices it was made on.
+
+    Attributes:
+        notes: one-line notes on parts of a loaded file that were ignored (another device or
+            format version), for the builder to print.
+        timed: how many candidate timings this cache was asked to record (a warm rebuild
+            records none).
+    """
+
+    def __init__(self) -> None:
+        self.devices: dict[str, dict[str, Any]] = {}
+        self.entries: dict[str, dict[str, dict[str, float]]] = {}
+        self.notes: list[str] = []
+        self.timed = 0
+        self._stored: tuple[dict[str, Any], dict[str, Any]] = ({}, {})  # a loaded file's, matched per device
+
+    # -- persistence ----------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TimingCache:
+        """Read ``path`` (a missing file is an empty cache that ``save`` will create)."""
+        cache = cls()
+        target = Path(path)
+        if not target.exists():
+            return cache
+        if not target.is_file():
+            raise TimingCacheError(f"timing cache '{target}' is not a regular file")
+        try:
+            data = json.loads(target.read_text(encoding="utf-8"))
+            version = data["format_version"]
+            devices = data["devices"]
+            entries = data["entries"]
+            if not isinstance(devices, dict) or not isinstance(entries, dict):
+                raise TypeError("devices/entries are not objects")
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            raise TimingCacheError(f"timing cache '{target}' is corrupted ({type(exc).__name__}); delete it to rebuild it") from None
+        if version != CACHE_FORMAT:
+            cache.notes.append(f"timing cache '{target}' has format {version}, not {CACHE_FORMAT}: ignored, timing anew")
+            return cache
+        cache._stored = (devices, entries)
+        return cache
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the cache as JSON, atomically."""
+        devices, entries = dict(self.devices), {k: dict(v) for k, v in self.entries.items()}
+        stored_devices, stored_entries = self._stored
+        for name, signature in stored_devices.items():  # keep other devices' timings
+            if name not in devices:
+                devices[name] = signature
+                entries[name] = stored_entries.get(name, {})
+        document = {"format_version": CACHE_FORMAT, "devices": devices, "entries": entries}
+        write_atomic(path, (json.dumps(document, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+
+    def _table(self, backend: Backend) -> dict[str, dict[str, float]]:
+        """This device's entries, adopting the loaded file's when its signature matches."""
+        key = _device_key(backend)
+        if key not in self.devices:
+            self.devices[key] = backend.device_signature()
+            stored_devices, stored_entries = self._stored
+            self.entries[key] = dict(stored_entries.get(key, {})) if stored_devices.get(key) == self.devices[key] else {}
+            if key not in stored_devices and stored_devices:
+                self.notes.append(f"timing cache holds no timings for this {backend.name} device: ignored its other entries")
+        return self.entries[key]
+
+    # -- lookups ----------------------------------------------------------------------------
+    def lookup(self, backend: Backend, signature: str, tactic: str) -> float | None:
+        return self._table(backend).get(signature, {}).get(tactic)
+
+    def record(self, backend: Backend, signature: str, tactic: str, seconds: float) -> None:
+        self.timed += 1
+        self._table(backend).setdefault(signature, {})[tactic] = seconds
+
+
+def _device_key(backend: Backend) -> str:
+    signature = json.dumps(backend.device_signature(), sort_keys=True)
+    return f"{backend.name}:{hashlib.sha256(signature.encode()).hexdigest()[:16]}"
+
+
+def op_signature(spec: StepSpec) -> str:
+    """What a step's timing depends on: op, attributes, shapes/dtypes (constness), precision, layout."""
+    node = spec.node
+    attrs = {k: _attr_key(v) for k, v in sorted(node.attrs.items())}
+    tensors = [None if t is None else [t.dtype.str, list(t.shape or ()), t.const is not None] for t in spec.inputs]
+    outputs = [[t.dtype.str, list(t.shape or ())] for t in spec.outputs]
+    key = {"op": f"{node.domain}::{node.op_type}", "attrs": attrs, "in": tensors, "out": outputs,
+           "precision": spec.precision, "layout": spec.layout}
+    return json.dumps(key, sort_keys=True, separators=(",", ":"))
+
+
+def _attr_key(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return {"tensor": [value.dtype.str, list(value.shape)]}
+    if isinstance(value, Graph):
+        return {"graph": value.name}
+    if isinstance(value, (list, tuple)):
+        return [_attr_key(v) for v in value]
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def select_tactics(graph: Graph, plan: ExecutionPlan, level: int, cache: TimingCache) -> dict[str, Any]:
+    """Choose a tactic for every plan step whose kernel offers some; returns the build record
+    (counts, notes) and writes ``step.tactic``."""
+    from edge.runtime.interpreter import Schedule  # the runtime's view of each step (its tensors)
+
+    counts = {"heuristic": 0, "timed": 0, "cached": 0, "rejected": 0}
+    before = cache.timed
+    for step in Schedule(graph, plan=plan).steps:
+        if step.plan.kind != "kernel":
+            continue
+        spec = step.spec
+        kernel = lookup(spec.node.op_type, spec.node.domain, step.plan.backend, spec.opset, spec.precision)
+        if kernel is None or kernel.tactics is None:
+            continue
+        candidates = list(kernel.tactics(spec))
+        if not candidates:
+            continue
+        static = all(t is None or (t.shape is not None and all(isinstance(d, int) for d in t.shape)) for t in spec.inputs)
+        if level == 0 or len(candidates) == 1 or not static:
+            step.plan.tactic = candidates[0]
+            counts["heuristic"] += 1
+            continue
+        chosen, source = _fastest(step.backend, spec, candidates, REPEATS[level], cache)
+        step.plan.tactic = chosen
+        counts[source] += 1
+    counts["timings"] = cache.timed - before
+    return {**counts, "level": level, "notes": list(cache.notes)}
+
+
+def _fastest(backend: Backend, spec: StepSpec, candidates: list[Tactic], repeat: int, cache: TimingCache) -> tuple[Tactic, str]:
+    """The candidate with the least median time ("cached" when every time came from the cache)."""
+    signature = op_signature(spec)
+    known = {c.name: cache.lookup(backend, signature, c.name) for c in candidates}
+    if all(t is not None for t in known.values()):
+        best = min(candidates, key=lambda c: known[c.name])  # type: ignore[arg-type,return-value]
+        return best, "cached"
+    state = RunState({backend.name: backend.new_state()})
+    rng = np.random.default_rng(0)
+    device = backend.memory_space != "host"
+    inputs = [None if t is None or (t.const is not None and device) else _stage(backend, t, rng, state) for t in spec.inputs]
+    outputs = [_placed(backend, t) for t in spec.outputs] if device else None
+    reference = None
+    best, best_time, rejected = candidates[0], math.inf, 0
+    for candidate in candidates:
+        seconds = known[candidate.name]
+        if seconds is None:
+            launch = backend.prepare(dataclasses.replace(spec, tactic=candidate))
+            results = [backend.copy_out(r, state) for r in launch(list(inputs), outputs, state)]
+            if reference is None:
+                reference = results
+            elif not all(_close(a, b) for a, b in zip(results, reference)):
+                seconds = math.inf  # a wrong tactic never wins
+                rejected += 1
+            if seconds is None:
+                seconds = float(np.median(backend.time_launch(launch, list(inputs), outputs, state, repeat)))
+            cache.record(backend, signature, candidate.name, seconds)
+        if seconds < best_time:
+            best, best_time = candidate, seconds
+    return best, "rejected" if rejected and best_time == math.inf else "timed"
+
+
+def _stage(backend: Backend, info: TensorInfo, rng: np.random.Generator, state: RunState) -> Any:
+    """A random (or constant) input of ``info``'s shape placed in the backend's memory."""
+    if info.const is not None:
+        array = info.const
+    elif info.dtype.kind == "f":
+        array = rng.standard_normal(info.shape).astype(info.dtype)
+    else:
+        array = np.zeros(info.shape, info.dtype)
+    if backend.memory_space == "host":
+        return array
+    return backend.copy_in(_placed(backend, TensorInfo(info.name, array.dtype, array.shape)), array, state)
+
+
+def _placed(backend: Backend, info: TensorInfo) -> Any:
+    """An output buffer of ``info``'s shape in the backend's memory."""
+    shape = tuple(info.shape or ())
+    buffer = backend.allocate(max(int(np.prod(shape, dtype=np.int64)) * info.dtype.itemsize, 1))
+    return backend.view(buffer, 0, shape, info.dtype)
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    """Tactics agree when they differ by float rounding only (relative to the output's scale)."""
+    if a.shape != b.shape:
+        return False
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    scale = max(float(np.max(np.abs(b64), initial=0.0)), 1e-6)
+    tolerance = 1e-2 if a.dtype == np.float16 else 1e-4
+    return bool(np.all(np.abs(a64 - b64) <= tolerance * scale))
