@@ -9,8 +9,9 @@ from typing import Any
 from edge.engine import MAGIC, Engine, load
 from edge.frontend import load_onnx
 from edge.ir import Graph, Value
+from edge.plan import ExecutionPlan
 
-__all__ = ["describe", "layer_rows", "is_engine_file"]
+__all__ = ["describe", "layer_rows", "segment_rows", "is_engine_file"]
 
 
 def is_engine_file(path: str | os.PathLike) -> bool:
@@ -29,10 +30,18 @@ def _value(value: Value | None) -> dict[str, Any] | None:
     }
 
 
-def layer_rows(graph: Graph) -> list[dict[str, Any]]:
-    """One JSON-able row per node: name, op, I/O tensors, device, precision, origin."""
+def layer_rows(graph: Graph, plan: ExecutionPlan | None = None) -> list[dict[str, Any]]:
+    """One JSON-able row per node: name, op, I/O tensors, device, precision, origin, and with
+    an engine's plan the backend, kernel and tactic that run it (and why not on its device)."""
+    steps = {s.node: s for s in plan.steps if s.kind == "kernel"} if plan is not None else {}
+    emulated = {}
+    if plan is not None:
+        for segment in plan.segments:
+            for index in range(*segment.steps):
+                emulated[plan.steps[index].node] = segment.emulated
     rows = []
     for node in graph.nodes:
+        step = steps.get(node.name)
         rows.append(
             {
                 "name": node.name,
@@ -42,8 +51,28 @@ def layer_rows(graph: Graph) -> list[dict[str, Any]]:
                 "device": node.meta.get("device"),
                 "precision": node.meta.get("precision"),
                 "precision_note": node.meta.get("precision_note"),
-                "tactic": node.meta.get("tactic"),
+                "backend": None if step is None else step.backend,
+                "kernel": None if step is None else step.kernel,
+                "tactic": None if step is None or step.tactic is None else step.tactic.name,
+                "emulated": bool(emulated.get(node.name, False)),
+                "fallback": None if step is None else step.fallback,
                 "origin": node.origin,
+            }
+        )
+    return rows
+
+
+def segment_rows(plan: ExecutionPlan) -> list[dict[str, Any]]:
+    """One row per plan segment: device, backend, layer and transfer counts, boundary tensors."""
+    rows = []
+    for segment in plan.segments:
+        steps = plan.steps[segment.steps[0] : segment.steps[1]]
+        rows.append(
+            {
+                **segment.to_dict(),
+                "layers": sum(s.kind == "kernel" for s in steps),
+                "transfers": sum(s.kind == "transfer" for s in steps),
+                "reformats": sum(s.kind == "reformat" for s in steps),
             }
         )
     return rows
@@ -51,9 +80,10 @@ def layer_rows(graph: Graph) -> list[dict[str, Any]]:
 
 def describe(path: str | os.PathLike) -> dict[str, Any]:
     """Header (engines only), inputs, outputs and layer rows of a model or engine file."""
+    plan = None
     if is_engine_file(path):
         engine: Engine = load(path)
-        graph, header, build = engine.graph, engine.header, engine.build
+        graph, header, build, plan = engine.graph, engine.header, engine.build, engine.plan
         kind = "engine"
     else:
         graph, header, build, kind = load_onnx(path), {}, {}, "onnx"
@@ -61,9 +91,10 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         "file": str(Path(path)),
         "kind": kind,
         "header": header,
-        "build": {k: v for k, v in build.items() if k in ("config", "timings_s", "optimizer", "memory", "partition_summary")},
+        "build": {k: v for k, v in build.items() if k in ("config", "timings_s", "optimizer", "memory", "partition_summary", "tactics", "targets")},
         "inputs": [_value(v) for v in graph.inputs],
         "outputs": [_value(v) for v in graph.outputs],
         "op_counts": graph.op_types(),
-        "layers": layer_rows(graph),
+        "layers": layer_rows(graph, plan),
+        "segments": [] if plan is None else segment_rows(plan),
     }

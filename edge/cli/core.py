@@ -21,6 +21,7 @@ from edge.cli.options import (
     POWER_MODE,
     SHAPES,
     THREADS,
+    parse_backends,
     parse_input_files,
     parse_shapes,
     precision_from_flags,
@@ -56,6 +57,9 @@ def build_command(
     calib_data: Path = typer.Option(None, "--calib-data", help="Folder of .npy/.npz calibration inputs (INT8 scales)."),
     calib_cache: Path = typer.Option(None, "--calib", "--calib-cache", help="Calibration cache: read if it fits, else written after calibrating."),
     calibrator: str = typer.Option(None, "--calibrator", help="entropy2 (default), minmax or percentile."),
+    backends: str = typer.Option(None, "--backend", help="Backend per device, e.g. gpu=cuda,dla=cpu [default: cuda for the GPU where usable, else cpu emulation]."),
+    timing_cache: Path = typer.Option(None, "--timing-cache", "--timingCacheFile", help="JSON timing cache: tactics found in it are not timed again; updated after the build."),
+    optimization_level: int = typer.Option(3, "--builder-optimization-level", "--builderOptimizationLevel", min=0, max=5, help="0: each kernel's heuristic tactic; 1-5: time candidate tactics, more calls per candidate."),
 ) -> None:
     """Build an ONNX model into an engine file.
 
@@ -89,8 +93,13 @@ def build_command(
         calib_data=calib_data,
         calib_cache=calib_cache,
         calibrator=calibrator,
+        backends=parse_backends(backends),
+        timing_cache=timing_cache,
+        optimization_level=optimization_level,
     )
     engine = edge.build(model, config)
+    for note in engine.build.get("tactics", {}).get("notes", []):
+        console.print(f"note: {note}")
     target = output or model.with_suffix(".engine")
     engine.save(target)
     if verbose:
@@ -121,6 +130,17 @@ def _print_build_details(engine: edge.Engine) -> None:
             f"calibration: {calibration['calibrator']} scales for {calibration['tensors']} tensors from "
             + ("the cache" if calibration["source"] == "cache" else f"{calibration['batches']} batches")
         )
+    tactics = engine.build.get("tactics")
+    if tactics:
+        console.print(
+            f"tactics (level {tactics['level']}): {tactics['timed']} layers timed ({tactics['timings']} timings), "
+            f"{tactics['cached']} from the timing cache, {tactics['heuristic']} by heuristic"
+        )
+    table = Table("segment", "device", "backend", "steps", "inputs", "outputs", title="execution plan")
+    for segment in engine.plan.segments:
+        label = segment.backend + (" (emulated)" if segment.emulated else "")
+        table.add_row(str(segment.index), segment.device, label, f"{segment.steps[1] - segment.steps[0]}", ", ".join(segment.inputs), ", ".join(segment.outputs))
+    console.print(table)
     devices: dict[str, int] = {}
     for node in engine.graph.nodes:
         key = f"{node.meta.get('device', 'cpu')}/{precision_label(node.meta)}"
@@ -214,7 +234,9 @@ def inspect_command(
             io.add_row(kind[:-1], value["name"], str(value["dtype"]), _shape(value["shape"]))
     console.print(io)
     is_engine = info["kind"] == "engine"
-    columns = ["#", "layer", "op", "inputs", "outputs", "dtype"] + (["device", "precision", "from ONNX nodes"] if is_engine else [])
+    columns = ["#", "layer", "op", "inputs", "outputs", "dtype"] + (
+        ["device", "precision", "backend", "kernel / tactic", "from ONNX nodes"] if is_engine else []
+    )
     layers = Table(*columns, title=f"{len(info['layers'])} layers")
     for index, row in enumerate(info["layers"]):
         ins = ", ".join(_shape(v["shape"]) for v in row["inputs"] if v is not None and not v["const"])
@@ -223,7 +245,11 @@ def inspect_command(
         cells = [str(index), row["name"], row["op"], ins, outs, str(dtype)]
         if is_engine:
             origin = row["origin"]
-            cells += [str(row["device"] or "cpu"), precision_label(row), ", ".join(origin) if origin != [row["name"]] else ""]
+            backend = (row["backend"] or "cpu") + (" (emulated)" if row["emulated"] else "")
+            if row["fallback"]:
+                backend += f" (fallback: {row['fallback']['backend']} {row['fallback']['code']})"
+            kernel = (row["kernel"] or "-") + (f" / {row['tactic']}" if row["tactic"] else "")
+            cells += [str(row["device"] or "cpu"), precision_label(row), backend, kernel, ", ".join(origin) if origin != [row["name"]] else ""]
         layers.add_row(*cells)
     console.print(layers)
 

@@ -19,6 +19,7 @@ __all__ = [
     "POWER_MODE",
     "SHAPES",
     "THREADS",
+    "parse_backends",
     "parse_input_files",
     "parse_shapes",
     "precision_from_flags",
@@ -58,6 +59,19 @@ def parse_shapes(text: str | None) -> dict[str, tuple[int, ...]]:
         if any(d < 0 for d in shapes[name]):
             raise EdgeError(f"--shapes entry '{item}': dims must be non-negative")
     return shapes
+
+
+def parse_backends(text: str | None) -> dict[str, str] | None:
+    """``"gpu=cuda,dla=cpu"`` -> ``{"gpu": "cuda", "dla": "cpu"}`` (None when not given)."""
+    if not text:
+        return None
+    backends: dict[str, str] = {}
+    for item in text.split(","):
+        device, sep, backend = item.strip().partition("=")
+        if not sep or not device or not backend:
+            raise EdgeError(f"--backend entry '{item}' is not DEVICE=BACKEND (e.g. gpu=cuda)")
+        backends[device] = backend
+    return backends
 
 
 def parse_input_files(items: list[str]) -> dict[str, np.ndarray]:

@@ -5,7 +5,8 @@ records every planned tensor's offset and the runtime uses them as they are. Eng
 dynamic inputs are planned once per distinct input-shape signature at run time: the first
 run with new shapes runs unplanned while recording each tensor's size, later runs with the
 same shapes run out of the arena. At build, each optimization profile is planned at its max
-shapes so the engine knows the arena it needs.
+shapes, from the inputs' symbolic dims and without running the model, so the engine knows
+the arena it needs. Each memory space (host, a GPU's device memory) gets its own plan.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from edge.errors import KernelError
 from edge.plan import HOST
 from edge.runtime.interpreter import Schedule, Step
 from edge.runtime.memory import ALIGNMENT, MemoryPlan, StepUse, plan_memory
@@ -154,9 +154,30 @@ class Arena:
         return views
 
 
+def _symbolic_layout(schedule: Schedule, shapes: dict[str, tuple[int, ...]]) -> tuple[Layout, int]:
+    """Host tensor shapes at the given input shapes, found by binding the inputs' symbolic dims
+    (no model execution); tensors whose dims do not follow from those symbols stay unplanned
+    (sized at run time). Returns the layout and how many tensors it leaves out."""
+    symbols: dict[str, int] = {}
+    for value in schedule.graph.inputs:
+        for dim, size in zip(value.shape or (), shapes.get(value.name, ())):
+            if isinstance(dim, str):
+                symbols[dim] = int(size)
+    layout: Layout = {}
+    unplanned = 0
+    for slot in schedule.arena_slots(HOST):
+        value = schedule.values[slot]
+        dims = None if value.shape is None else [symbols.get(d) if isinstance(d, str) else d for d in value.shape]
+        if dims is None or any(d is None for d in dims) or not _storable(value.dtype):
+            unplanned += 1
+            continue
+        layout[slot] = (tuple(dims), value.dtype)  # type: ignore[arg-type]
+    return layout, unplanned
+
+
 def plan_engine_memory(schedule: Schedule, profiles: Sequence[OptimizationProfile] = ()) -> dict[str, Any]:
     """The memory record an engine stores: static offsets per memory space, or one host plan
-    per profile at max shapes.
+    per profile at max shapes (from the shapes' symbols, never by running the model).
 
     ``static`` is the host arena's plan and ``spaces`` every other memory space's (a GPU's
     device arena). The top-level ``arena_bytes``/``naive_bytes``/``lower_bound_bytes`` are
@@ -180,13 +201,9 @@ def plan_engine_memory(schedule: Schedule, profiles: Sequence[OptimizationProfil
         return record
     for index, profile in enumerate(profiles):
         shapes = profile.shapes("max")
-        inputs = [np.zeros(shapes.get(v.name, v.shape), v.dtype) for v in graph.inputs]
         entry: dict[str, Any] = {"index": index, "max_shapes": {k: list(v) for k, v in shapes.items()}}
-        try:
-            with np.errstate(all="ignore"):  # zeros make 0/0 and log(0) harmless here
-                entry.update(probe_run(schedule, inputs, ("profile", index))[1].summary)
-        except KernelError as exc:  # zero-filled probe inputs can be invalid data; plan at run time then
-            entry["error"] = str(exc)
+        layout, unplanned = _symbolic_layout(schedule, shapes)
+        entry.update(_slot_plan(("profile", index), schedule, layout)[0].summary, unplanned_tensors=unplanned)
         record["profiles"].append(entry)
     for key in ("arena_bytes", "naive_bytes", "lower_bound_bytes"):
         record[key] = max((p[key] for p in record["profiles"] if key in p), default=None)

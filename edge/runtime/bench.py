@@ -184,14 +184,17 @@ class LayerProfiler:
         total = sum(sum(t) for t in self.times.values()) or 1.0
         rows = []
         for key in self.order:
-            node, times = self.steps[key].node, self.times[key]
+            step, times = self.steps[key], self.times[key]
+            node = step.node
             rows.append(
                 {
                     "name": node.name,
                     "op": node.op_type if not node.domain else f"{node.domain}::{node.op_type}",
                     "origin": node.origin,
-                    "device": node.meta.get("device", "cpu"),
-                    "precision": node.meta.get("precision", "fp32"),
+                    "device": step.plan.device,
+                    "backend": step.plan.backend,
+                    "tactic": None if step.plan.tactic is None else step.plan.tactic.name,
+                    "precision": step.plan.precision,
                     "total_ms": float(sum(times)),
                     "ms_per_run": float(sum(times)) / runs,
                     "median_ms": float(np.median(times)),

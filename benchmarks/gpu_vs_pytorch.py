@@ -1,0 +1,176 @@
+"""GPU benchmark: edgetrt's CUDA backend against PyTorch on the same card, same run.
+
+Builds torchvision ResNet-50 / ResNet-18 / MobileNetV2 and a BERT-base-sized encoder (random
+weights, BatchNorm given random running statistics) exported to ONNX, checks edgetrt's
+outputs against onnxruntime (CPU) and times edgetrt's context.run against PyTorch eager and
+CUDA-graph replay. Prints a table of medians (ms) and ratios; ``--json`` writes the rows.
+
+    python benchmarks/gpu_vs_pytorch.py --models resnet18,resnet50 --batches 1 --precisions fp32,fp16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe  # noqa: E402
+
+MODELS = ("resnet50", "resnet18", "mobilenet_v2", "bert")
+
+
+def torch_model(name: str, batch: int):
+    """(module, example inputs, ONNX input names) with random weights and BN statistics."""
+    import torch
+
+    torch.manual_seed(0)
+    if name == "bert":
+        from transformers import BertConfig, BertModel
+
+        config = BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
+        module = BertModel(config).eval()
+        ids = torch.randint(0, config.vocab_size, (batch, 128))
+        return module, (ids,), ["input_ids"]
+    import torchvision
+
+    module = getattr(torchvision.models, name)(weights=None).eval()
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.BatchNorm2d):
+            layer.running_mean.uniform_(-0.2, 0.2)
+            layer.running_var.uniform_(0.5, 1.5)
+    return module, (torch.randn(batch, 3, 224, 224),), ["input"]
+
+
+def export(module, example, names: list[str], path: Path) -> None:
+    import torch
+
+    torch.onnx.export(module, example, str(path), input_names=names, opset_version=17, dynamo=False)
+
+
+def cuda_median_ms(fn, iters: int) -> float:
+    """Median of CUDA-event timings of ``fn`` after warm-up (PyTorch side)."""
+    import torch
+
+    for _ in range(5):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def wall_median_ms(fn, iters: int) -> float:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def pytorch_times(module, example, precision: str, iters: int) -> tuple[float, float]:
+    """(eager ms, CUDA-graph replay ms) on the GPU."""
+    import torch
+
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    model = module.to("cuda", dtype=dtype)
+    inputs = [x.to("cuda") if x.dtype == torch.int64 else x.to("cuda", dtype=dtype) for x in example]
+    torch.backends.cudnn.benchmark = True
+    with torch.inference_mode():
+        eager = cuda_median_ms(lambda: model(*inputs), iters)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                model(*inputs)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            model(*inputs)
+        replay = cuda_median_ms(graph.replay, iters)
+    module.to("cpu", dtype=torch.float32)
+    return eager, replay
+
+
+def check(outputs: list[np.ndarray], reference: list[np.ndarray], precision: str) -> tuple[float, float, bool]:
+    """(max relative error, cosine, pass) of the first output against onnxruntime."""
+    a, b = outputs[0].astype(np.float64).ravel(), reference[0].astype(np.float64).ravel()
+    rel = float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12))
+    cosine = float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
+    ok = rel <= 1e-3 if precision == "fp32" else cosine >= 0.999
+    return rel, cosine, ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--batches", default="1")
+    parser.add_argument("--precisions", default="fp32,fp16")
+    parser.add_argument("--iters", type=int, default=50)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    import onnxruntime as ort
+    import torch
+
+    import edge
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}; host {describe()}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            for batch in (int(b) for b in args.batches.split(",")):
+                module, example, names = torch_model(name, batch)
+                path = Path(tmp) / f"{name}_b{batch}.onnx"
+                export(module, example, names, path)
+                feeds = {n: x.numpy() for n, x in zip(names, example)}
+                reference = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+                for precision in args.precisions.split(","):
+                    row = {"model": name, "batch": batch, "precision": precision}
+                    try:
+                        start = time.perf_counter()
+                        engine = edge.build(str(path), edge.BuilderConfig(profile="desktop-cuda", precision=precision))
+                        row["build_s"] = round(time.perf_counter() - start, 2)
+                        context = engine.create_context()
+                        outputs = list(context.run(feeds).values())
+                        row["max_rel_err"], row["cosine"], row["ok"] = check(outputs, reference, precision)
+                        row["edgetrt_ms"] = wall_median_ms(lambda: context.run(feeds), args.iters)
+                        row["gpu_steps"] = sum(s.backend == "cuda" for s in engine.plan.steps if s.kind == "kernel")
+                        row["cpu_steps"] = sum(s.backend != "cuda" for s in engine.plan.steps if s.kind == "kernel")
+                    except Exception as exc:  # noqa: BLE001  (a benchmark row reports its failure and goes on)
+                        row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+                    row["torch_eager_ms"], row["torch_graph_ms"] = pytorch_times(module, example, precision, args.iters)
+                    if "edgetrt_ms" in row:
+                        row["vs_graph"] = row["edgetrt_ms"] / row["torch_graph_ms"]
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    print(f"\n{'model':<13}{'prec':<6}{'batch':>5}{'edgetrt ms':>12}{'eager ms':>10}{'graph ms':>10}{'vs graph':>9}  check")
+    for r in rows:
+        mine = f"{r['edgetrt_ms']:.3f}" if "edgetrt_ms" in r else "error"
+        ratio = f"{r['vs_graph']:.2f}x" if "vs_graph" in r else "-"
+        verdict = r.get("error") or (f"{'ok' if r['ok'] else 'FAIL'} rel {r['max_rel_err']:.1e} cos {r['cosine']:.5f}")
+        print(f"{r['model']:<13}{r['precision']:<6}{r['batch']:>5}{mine:>12}{r['torch_eager_ms']:>10.3f}{r['torch_graph_ms']:>10.3f}{ratio:>9}  {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
