@@ -1,0 +1,143 @@
+"""CUDA builders of the matrix products: Gemm, MatMul (batched, broadcasting batch dims) and
+edgetrt::FusedGemm (activation in the epilogue). Tactics: "tiled" (float accumulation in
+shared-memory tiles, fp32 and fp16) and, for fp16, "wmma" (tensor cores). TF32 is never used,
+so fp32 results match the CPU reference. Issue 20's cuBLASLt algorithms join as further
+tactics of the same registrations."""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from edge.ir import EDGETRT_DOMAIN, Node
+from edge.kernels.backend import StepSpec
+from edge.kernels.cuda.launch import Body, Dims, Step, activation_code, broadcast_strides, float_suffix, merge_axes, static_refusal
+from edge.kernels.registry import register
+from edge.kernels.tactics import Tactic
+from edge.refusal import Refusal
+
+__all__ = ["GemmGeometry", "matmul_geometry", "gemm_geometry", "gemm_grid", "gemm_tactics"]
+
+FLOATS = (np.float32, np.float16)
+PRECISIONS = ("fp32", "fp16")
+TILE = 64
+"""Rows and columns of the output per block (GEMM_BM / GEMM_BN)."""
+MAX_BATCH = 65535
+"""Batches per launch (the grid's z limit)."""
+
+
+class GemmGeometry(ctypes.Structure):
+    """``struct Gemm`` of gemm.cu."""
+
+    _fields_ = [(name, ctypes.c_int64) for name in "m n k a_sm a_sk b_sk b_sn c_sm c_sn".split()] + [
+        ("batch_dims", ctypes.c_int32),
+        ("batch_shape", Dims),
+        ("a_batch", Dims),
+        ("b_batch", Dims),
+        ("alpha", ctypes.c_float),
+        ("beta", ctypes.c_float),
+        ("act", ctypes.c_int32),
+        ("p0", ctypes.c_float),
+        ("p1", ctypes.c_float),
+    ]
+
+    @property
+    def batches(self) -> int:
+        return math.prod(self.batch_shape.v[: self.batch_dims]) if self.batch_dims else 1
+
+
+def matmul_geometry(a_shape: Sequence[int], b_shape: Sequence[int]) -> GemmGeometry:
+    """numpy.matmul's product as a batched GEMM: 1-D operands promoted, batch dims broadcast."""
+    a = (1, *a_shape) if len(a_shape) == 1 else tuple(a_shape)
+    b = (*b_shape, 1) if len(b_shape) == 1 else tuple(b_shape)
+    m, k = a[-2:]
+    n = b[-1]
+    batch = tuple(np.broadcast_shapes(a[:-2], b[:-2]))
+    a_strides = [s * m * k for s in broadcast_strides(a[:-2], batch)]
+    b_strides = [s * k * n for s in broadcast_strides(b[:-2], batch)]
+    shape, (a_batch, b_batch) = merge_axes(batch, a_strides, b_strides) if batch else ((), [(), ()])
+    g = GemmGeometry(m, n, k, k, 1, n, 1, 0, 0)
+    g.batch_dims = len(shape) if math.prod(shape) > 1 else 0
+    g.batch_shape, g.a_batch, g.b_batch = Dims.of(shape), Dims.of(a_batch), Dims.of(b_batch)
+    g.alpha, g.beta = 1.0, 0.0
+    return g
+
+
+def gemm_geometry(node: Node, a_shape: Sequence[int], b_shape: Sequence[int], c_shape: Sequence[int] | None) -> GemmGeometry:
+    """ONNX Gemm: alpha * op(A) op(B) + beta * C with transA/transB read as strides."""
+    trans_a, trans_b = node.attrs.get("transA", 0), node.attrs.get("transB", 0)
+    m, k = (a_shape[1], a_shape[0]) if trans_a else tuple(a_shape)
+    n = b_shape[0] if trans_b else b_shape[1]
+    a_sm, a_sk = (1, m) if trans_a else (k, 1)
+    b_sk, b_sn = (1, k) if trans_b else (n, 1)
+    c_sm, c_sn = broadcast_strides(c_shape, (m, n)) if c_shape is not None else (0, 0)
+    g = GemmGeometry(m, n, k, a_sm, a_sk, b_sk, b_sn, c_sm, c_sn)
+    g.batch_dims = 0
+    g.alpha, g.beta = float(node.attrs.get("alpha", 1.0)), float(node.attrs.get("beta", 1.0))
+    return g
+
+
+def gemm_grid(g: GemmGeometry, tactic: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(grid, block) of a GEMM tactic: one block per 64x64 output tile per batch."""
+    grid = (-(-g.n // TILE), -(-g.m // TILE), g.batches)
+    return grid, ((128, 1, 1) if tactic == "wmma" else (256, 1, 1))
+
+
+def gemm_tactics(spec: StepSpec) -> list[Tactic]:
+    """Tensor cores first for fp16 tensors; fp32 has the tiled kernel only (no TF32)."""
+    if np.dtype(spec.inputs[0].dtype) == np.float16:
+        return [Tactic("wmma"), Tactic("tiled")]
+    return [Tactic("tiled")]
+
+
+def _gemm_body(step: Step, g: GemmGeometry, addend: int | None) -> Body:
+    dtype = step.input(0).dtype
+    tactic = step.spec.tactic.name if step.spec.tactic is not None else gemm_tactics(step.spec)[0].name
+    fn = step.function("gemm", f"gemm_{tactic}_{float_suffix(dtype)}")
+    grid, block = gemm_grid(g, tactic)
+    step.constants_as(dtype, 0, 1, 2)
+
+    def body(inputs: list, outputs: list, state) -> None:
+        c = inputs[addend] if addend is not None and addend < len(inputs) else None
+        fn(state, grid, block, inputs[0], inputs[1], c, outputs[0], g)
+
+    return body
+
+
+def _matmul_refusal(node: Node) -> Refusal | None:
+    refusal = static_refusal(node, FLOATS)
+    if refusal is None:
+        a, b = node.inputs[0].shape, node.inputs[1].shape
+        if math.prod(np.broadcast_shapes(a[:-2], b[:-2])) > MAX_BATCH:
+            return Refusal("cuda.shape", f"{node.op_type} '{node.name}': more than {MAX_BATCH} batches")
+    return refusal
+
+
+@register("MatMul", backend="cuda", precisions=PRECISIONS, supports=_matmul_refusal, tactics=gemm_tactics)
+def matmul(step: Step) -> Body:
+    return _gemm_body(step, matmul_geometry(step.input(0).shape, step.input(1).shape), None)
+
+
+def _gemm_builder(fused: bool):
+    def build(step: Step) -> Body:
+        c = step.input(2)
+        g = gemm_geometry(step.node, step.input(0).shape, step.input(1).shape, None if c is None else c.shape)
+        if fused:
+            g.act, g.p0, g.p1 = activation_code(step.attr("activation", ""), step.attr("activation_params", ()) or ())
+        return _gemm_body(step, g, 2)
+
+    build.__name__ = "fused_gemm" if fused else "gemm"
+    return build
+
+
+def _gemm_refusal(node: Node) -> Refusal | None:
+    return static_refusal(node, FLOATS)
+
+
+register("Gemm", backend="cuda", precisions=PRECISIONS, supports=_gemm_refusal, tactics=gemm_tactics)(_gemm_builder(False))
+register("FusedGemm", backend="cuda", domain=EDGETRT_DOMAIN, precisions=PRECISIONS, supports=_gemm_refusal, tactics=gemm_tactics)(
+    _gemm_builder(True)
+)
