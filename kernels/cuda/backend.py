@@ -94,8 +94,9 @@ class CudaBackend(Backend):
     memory_space = "device"
     elidable_copies = False
 
-    def __init__(self, ordinal: int = 0) -> None:
-        self.device = open_device(ordinal)
+    def __init__(self, ordinal: int = 0, device: Device | None = None) -> None:
+        """Open GPU ``ordinal`` (``device``: an already opened one, or a stand-in in tests)."""
+        self.device = device if device is not None else open_device(ordinal)
         self.arch = self.device.arch
         self._modules: dict[str, Any] = {}
         self._functions: dict[tuple[str, str], Function] = {}
