@@ -126,6 +126,7 @@ class CudaBackend(Backend):
         buffer = self.allocate(host.nbytes)
         tensor = DeviceTensor(buffer.ptr, tuple(host.shape), host.dtype, buffer)
         self.device.call("cuMemcpyHtoD", tensor.ptr, host.ctypes.data, host.nbytes)
+        self.device.call("cuCtxSynchronize")  # a pageable copy may still be in flight on return
         with self._lock:
             self._weights[id(array)] = (array, tensor)
         return tensor
@@ -206,10 +207,23 @@ class CudaBackend(Backend):
             "gpu": self.device.name,
             "compute_capability": f"{major}.{minor}",
             "sm_count": self.device.attribute("MULTIPROCESSOR_COUNT"),
-            "driver": self.device.driver_version(),
+            "cuda": self.device.driver_version(),
+            "driver": _driver_release(),
             "cuda_bindings": bindings_version,
             "nvrtc": compiler.nvrtc_version(),
         }
+
+
+def _driver_release() -> str:
+    """The NVIDIA driver's release ("580.159") from NVML, or "unknown" without nvidia-ml-py."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        release = pynvml.nvmlSystemGetDriverVersion()
+        return release.decode() if isinstance(release, bytes) else str(release)
+    except Exception:  # no nvidia-ml-py or no NVML library: the signature still holds the CUDA version
+        return "unknown"
 
 
 def _cuda(state: RunState) -> CudaState:

@@ -102,8 +102,8 @@ def nvrtc_version() -> str:
 
 
 def compile_options(arch: str, debug: bool = False) -> list[str]:
-    """NVRTC options for ``arch`` ("sm_87"): C++17, fast math off (results match the CPU
-    reference), the include folders."""
+    """NVRTC options for ``arch`` ("sm_87"): C++17, IEEE math (no --use_fast_math, so results
+    match the CPU reference; multiply-adds may fuse), the include folders."""
     options = [f"--gpu-architecture={arch}", "--std=c++17", "-default-device", "--fmad=true"]
     options += ["-lineinfo"] if debug else []
     options += [f"--include-path={path}" for path in include_dirs()]

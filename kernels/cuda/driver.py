@@ -109,6 +109,7 @@ class Device:
         return f"sm_{major}{minor}"
 
     def driver_version(self) -> str:
+        """The CUDA version the installed driver supports ("13.0")."""
         version = _check(self.driver, self.driver.cuDriverGetVersion(), "cuDriverGetVersion")
         return f"{version // 1000}.{version % 1000 // 10}"
 
