@@ -15,6 +15,7 @@ import numpy as np
 from edge.ir import EDGETRT_DOMAIN, Node
 from edge.kernels.backend import StepSpec
 from edge.kernels.cuda.launch import Body, Dims, Step, activation_code, broadcast_strides, float_suffix, merge_axes, static_refusal
+from edge.kernels.cuda.sources import TacticSource, add_source, build_tactic, family_tactics
 from edge.kernels.registry import register
 from edge.kernels.tactics import Tactic
 from edge.refusal import Refusal
@@ -86,18 +87,17 @@ def gemm_grid(g: GemmGeometry, tactic: str) -> tuple[tuple[int, int, int], tuple
     return grid, ((128, 1, 1) if tactic == "wmma" else (256, 1, 1))
 
 
-def gemm_tactics(spec: StepSpec) -> list[Tactic]:
+def nvrtc_gemm_candidates(spec: StepSpec) -> list[Tactic]:
     """Tensor cores first for fp16 tensors; fp32 has the tiled kernel only (no TF32)."""
     if np.dtype(spec.inputs[0].dtype) == np.float16:
         return [Tactic("wmma"), Tactic("tiled")]
     return [Tactic("tiled")]
 
 
-def _gemm_body(step: Step, g: GemmGeometry, addend: int | None) -> Body:
+def _nvrtc_gemm(step: Step, tactic: Tactic, g: GemmGeometry, addend: int | None) -> Body:
     dtype = step.input(0).dtype
-    tactic = step.spec.tactic.name if step.spec.tactic is not None else gemm_tactics(step.spec)[0].name
-    fn = step.function("gemm", f"gemm_{tactic}_{float_suffix(dtype)}")
-    grid, block = gemm_grid(g, tactic)
+    fn = step.function("gemm", f"gemm_{tactic.name}_{float_suffix(dtype)}")
+    grid, block = gemm_grid(g, tactic.name)
     step.constants_as(dtype, 0, 1, 2)
 
     def body(inputs: list, outputs: list, state) -> None:
@@ -105,6 +105,10 @@ def _gemm_body(step: Step, g: GemmGeometry, addend: int | None) -> Body:
         fn(state, grid, block, inputs[0], inputs[1], c, outputs[0], g)
 
     return body
+
+
+add_source("gemm", TacticSource("nvrtc", nvrtc_gemm_candidates, _nvrtc_gemm))
+gemm_tactics = family_tactics("gemm")
 
 
 def _matmul_refusal(node: Node) -> Refusal | None:
@@ -118,7 +122,7 @@ def _matmul_refusal(node: Node) -> Refusal | None:
 
 @register("MatMul", backend="cuda", precisions=PRECISIONS, supports=_matmul_refusal, tactics=gemm_tactics)
 def matmul(step: Step) -> Body:
-    return _gemm_body(step, matmul_geometry(step.input(0).shape, step.input(1).shape), None)
+    return build_tactic("gemm", step, matmul_geometry(step.input(0).shape, step.input(1).shape), None)
 
 
 def _gemm_builder(fused: bool):
@@ -127,7 +131,7 @@ def _gemm_builder(fused: bool):
         g = gemm_geometry(step.node, step.input(0).shape, step.input(1).shape, None if c is None else c.shape)
         if fused:
             g.act, g.p0, g.p1 = activation_code(step.attr("activation", ""), step.attr("activation_params", ()) or ())
-        return _gemm_body(step, g, 2)
+        return build_tactic("gemm", step, g, 2)
 
     build.__name__ = "fused_gemm" if fused else "gemm"
     return build

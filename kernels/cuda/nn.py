@@ -14,6 +14,7 @@ from edge.ir import EDGETRT_DOMAIN, Node
 from edge.kernels.backend import StepSpec
 from edge.kernels.cpu.nn import _window as resolve_window
 from edge.kernels.cuda.launch import BLOCK, Body, Step, activation_code, float_suffix, grid_1d, static_refusal
+from edge.kernels.cuda.sources import TacticSource, add_source, build_tactic, family_tactics
 from edge.kernels.registry import OpContext, register
 from edge.kernels.tactics import Tactic
 from edge.refusal import Refusal
@@ -73,8 +74,8 @@ def conv_grid(g: Conv2d, tactic: str) -> tuple[tuple[int, int, int], tuple[int, 
     return grid_1d(g.n * g.m * g.oh * g.ow), (BLOCK, 1, 1)
 
 
-def conv_tactics(spec: StepSpec) -> list[Tactic]:
-    """Both kernels; the direct one first for depthwise-like convs (few channels per group),
+def nvrtc_conv_candidates(spec: StepSpec) -> list[Tactic]:
+    """Both NVRTC kernels; the direct one first for depthwise-like convs (few channels per group),
     the implicit GEMM first otherwise."""
     x, w = spec.inputs[0].shape, spec.inputs[1].shape
     group = spec.node.attrs.get("group", 1)
@@ -83,12 +84,11 @@ def conv_tactics(spec: StepSpec) -> list[Tactic]:
     return [Tactic(name) for name in order]
 
 
-def _conv_body(step: Step, activation: str, params) -> Body:
+def _nvrtc_conv(step: Step, tactic: Tactic, activation: str, params) -> Body:
     dtype = step.input(0).dtype
     g = conv_geometry(step.node, step.spec.opset, tuple(step.input(0).shape), tuple(step.input(1).shape), activation, params)
-    tactic = step.spec.tactic.name if step.spec.tactic is not None else conv_tactics(step.spec)[0].name
-    fn = step.function("conv", f"conv2d_{tactic}_{float_suffix(dtype)}")
-    grid, block = conv_grid(g, tactic)
+    fn = step.function("conv", f"conv2d_{tactic.name}_{float_suffix(dtype)}")
+    grid, block = conv_grid(g, tactic.name)
     step.constants_as(dtype, 1, 2, 3)
 
     def body(inputs: list, outputs: list, state) -> None:
@@ -99,15 +99,19 @@ def _conv_body(step: Step, activation: str, params) -> Body:
     return body
 
 
+add_source("conv", TacticSource("nvrtc", nvrtc_conv_candidates, _nvrtc_conv))
+conv_tactics = family_tactics("conv")
+
+
 @register("Conv", backend="cuda", precisions=PRECISIONS, supports=_window_refusal, tactics=conv_tactics)
 def conv(step: Step) -> Body:
-    return _conv_body(step, "", ())
+    return build_tactic("conv", step, "", ())
 
 
 @register("FusedConv", backend="cuda", domain=EDGETRT_DOMAIN, precisions=PRECISIONS, supports=_window_refusal, tactics=conv_tactics)
 def fused_conv(step: Step) -> Body:
     """act(Conv(X, W, B) + Z) in the convolution's epilogue."""
-    return _conv_body(step, step.attr("activation", ""), step.attr("activation_params", ()) or ())
+    return build_tactic("conv", step, step.attr("activation", ""), step.attr("activation_params", ()) or ())
 
 
 def pool_geometry(node: Node, opset: int, x_shape: tuple[int, ...], is_max: bool) -> Pool2d:

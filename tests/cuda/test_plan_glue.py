@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edge.kernels import registry
 from edge.kernels.backend import RunState
 from edge.kernels.cuda.launch import DeviceTensor
 from edge.kernels.tactics import Tactic
@@ -126,8 +127,30 @@ def test_device_tensor_sizes():
 
 def test_static_refusal_keeps_dynamic_shapes_on_the_cpu():
     from edge.ir import Node, Value
-    from edge.kernels import registry
 
     node = Node("Relu", [Value("x", F32, ("batch", 3))], [Value("y", F32, ("batch", 3))])
     refusal = registry.resolve(node, 17, "cuda", "fp32")
     assert refusal.code == "cuda.dynamic_shape" and "'x'" in refusal.detail
+
+
+def test_tactics_of_every_source_are_offered_and_built(fake_backend, monkeypatch):
+    from edge.kernels.cuda import sources
+
+    backend, device = fake_backend
+    spec = make_step("Conv", [("x", F16, (1, 32, 8, 8)), np.zeros((32, 32, 1, 1), np.float32)], [(F16, (1, 32, 8, 8))], {},
+                     precision="fp16")
+    kernel = registry.lookup("Conv", backend="cuda", precision="fp16")
+    assert [(t.name, t.params["source"]) for t in kernel.tactics(spec)] == [("igemm", "nvrtc"), ("direct", "nvrtc")]
+
+    built = []
+    monkeypatch.setitem(sources._SOURCES, "conv", list(sources._SOURCES["conv"]))
+    sources.add_source("conv", sources.TacticSource("other", lambda s: [Tactic("plan", {"index": 3})],
+                                                    lambda step, tactic, *args: built.append(tactic) or (lambda i, o, s: None)))
+    offered = kernel.tactics(spec)
+    assert offered[-1] == Tactic("plan", {"index": 3, "source": "other"})
+    spec.tactic = offered[-1]
+    backend.prepare(spec)
+    assert built == [offered[-1]]
+    spec.tactic = Tactic("plan", {"source": "missing"})
+    with pytest.raises(ValueError, match="source 'missing'"):
+        backend.prepare(spec)
