@@ -139,6 +139,8 @@ def broadcast_plan(shapes: list[tuple[int, ...]], out: tuple[int, ...]) -> tuple
 def _binary_refusal(node: Node) -> Refusal | None:
     if len([v for v in node.inputs if v is not None]) != 2:
         return Refusal("cuda.arity", f"{node.op_type} '{node.name}': the cuda kernel takes exactly two inputs")
+    if node.inputs[0].dtype != node.inputs[1].dtype:
+        return Refusal("cuda.dtype", f"{node.op_type} '{node.name}': inputs of {node.inputs[0].dtype} and {node.inputs[1].dtype}")
     if node.op_type == "Mod" and not node.attrs.get("fmod", 0):
         return Refusal("cuda.attribute", f"Mod '{node.name}': only fmod=1 runs on the cuda backend")
     return _float_refusal(node)
@@ -180,7 +182,7 @@ register("Sum", backend="cuda", precisions=PRECISIONS, supports=_binary_refusal,
 
 def _where_refusal(node: Node) -> Refusal | None:
     refusal = static_refusal(node)
-    if refusal is None and node.inputs[1].dtype not in [np.dtype(d) for d in FLOATS]:
+    if refusal is None and (node.inputs[1].dtype not in [np.dtype(d) for d in FLOATS] or node.inputs[1].dtype != node.inputs[2].dtype):
         return Refusal("cuda.dtype", f"Where '{node.name}': the cuda backend selects float tensors only")
     return refusal
 

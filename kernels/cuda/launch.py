@@ -245,6 +245,8 @@ def static_refusal(node: Node, dtypes: Sequence[np.dtype] | None = None) -> Refu
             return Refusal("cuda.dynamic_shape", f"{node.op_type} '{node.name}': tensor '{value.name}' has no static shape")
         if value is not None and value.shape is not None and len(value.shape) > MAX_DIMS:
             return Refusal("cuda.rank", f"{node.op_type} '{node.name}': tensor '{value.name}' has more than {MAX_DIMS} axes")
+        if value is not None and value.dtype is not None and (value.dtype.kind not in "biuf" or value.dtype.itemsize not in (1, 2, 4, 8)):
+            return Refusal("cuda.dtype", f"{node.op_type} '{node.name}': tensor '{value.name}' is {value.dtype}, which the cuda backend does not hold")
     first = node.inputs[0] if node.inputs else None
     if dtypes is not None and first is not None and first.dtype not in [np.dtype(d) for d in dtypes]:
         return Refusal("cuda.dtype", f"{node.op_type} '{node.name}': the cuda backend has no {first.dtype} kernel")

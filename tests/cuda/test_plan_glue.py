@@ -154,3 +154,21 @@ def test_tactics_of_every_source_are_offered_and_built(fake_backend, monkeypatch
     spec.tactic = Tactic("plan", {"source": "missing"})
     with pytest.raises(ValueError, match="source 'missing'"):
         backend.prepare(spec)
+
+
+@pytest.mark.parametrize(
+    "op,inputs,why",
+    [
+        ("Pow", [("x", F32, (3,)), ("e", np.int64, (1,))], "cuda.dtype"),
+        ("Relu", [("x", np.float64, (3,))], "cuda.dtype"),
+        ("Transpose", [("x", np.complex128, (3, 2))], "cuda.dtype"),
+        ("Relu", [("x", F32, (1,) * 9)], "cuda.rank"),
+        ("Clip", [("x", F32, (3,)), ("lo", F32, ())], "cuda.dynamic_attribute"),
+    ],
+)
+def test_unhandled_nodes_are_refused_with_a_code(op, inputs, why):
+    from edge.ir import Node, Value
+
+    node = Node(op, [Value(n, d, s) for n, d, s in inputs], [Value("y", inputs[0][1], inputs[0][2])], name="n")
+    refusal = registry.resolve(node, 17, "cuda", "fp32")
+    assert getattr(refusal, "code", None) == why, refusal
