@@ -101,7 +101,14 @@ class CudaBackend(Backend):
         self._modules: dict[str, Any] = {}
         self._functions: dict[tuple[str, str], Function] = {}
         self._weights: dict[int, tuple[np.ndarray, DeviceTensor]] = {}
+        self._embedded: dict[str, bytes] = {}
         self._lock = threading.Lock()
+
+    def add_cubins(self, cubins: dict[str, bytes]) -> None:
+        """Cubins an engine carries ("<module>.<arch>" -> bytes, see ``compiler.embed_cubins``):
+        modules for this GPU's arch load from them instead of being compiled."""
+        with self._lock:
+            self._embedded.update(cubins)
 
     # -- memory ---------------------------------------------------------------------------
     def allocate(self, nbytes: int) -> DeviceBuffer:
@@ -157,7 +164,8 @@ class CudaBackend(Backend):
                 return found
             loaded = self._modules.get(module)
             if loaded is None:
-                loaded = self._modules[module] = self.device.load_module(compiler.compile_module(module, self.arch))
+                cubin = self._embedded.get(f"{module}.{self.arch}") or compiler.compile_module(module, self.arch)
+                loaded = self._modules[module] = self.device.load_module(cubin)
             found = self._functions[(module, name)] = Function(self, self.device.function(loaded, name), name)
             return found
 

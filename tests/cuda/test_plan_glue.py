@@ -172,3 +172,18 @@ def test_unhandled_nodes_are_refused_with_a_code(op, inputs, why):
     node = Node(op, [Value(n, d, s) for n, d, s in inputs], [Value("y", inputs[0][1], inputs[0][2])], name="n")
     refusal = registry.resolve(node, 17, "cuda", "fp32")
     assert getattr(refusal, "code", None) == why, refusal
+
+
+def test_embedded_cubins_load_without_compiling(fake_backend, cubins, monkeypatch):
+    from edge.kernels.cuda import compiler
+
+    backend, device = fake_backend
+    backend.add_cubins({"pool.sm_90": cubins[("pool", "sm_90")]})
+
+    def no_compile(*args, **kwargs):
+        raise AssertionError("compiled although the engine carries the cubin")
+
+    monkeypatch.setattr(compiler, "compile_module", no_compile)
+    spec = make_step("MaxPool", [("x", F32, (1, 1, 4, 4))], [(F32, (1, 1, 2, 2))], {"kernel_shape": [2, 2], "strides": [2, 2]})
+    backend.prepare(spec)
+    assert backend.function("pool", "pool2d_f16").name == "pool2d_f16"
