@@ -152,9 +152,6 @@ class Device:
     def copy_d2d(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
         self.call("cuMemcpyDtoDAsync", dst, src, nbytes, stream)
 
-    def memset(self, dst: int, nbytes: int, stream: Any) -> None:
-        self.call("cuMemsetD8Async", dst, 0, nbytes, stream)
-
     # -- streams and events --------------------------------------------------------------
     def stream(self) -> Any:
         return self.call("cuStreamCreate", int(self.driver.CUstream_flags.CU_STREAM_NON_BLOCKING))
