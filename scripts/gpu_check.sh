@@ -7,6 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
 export EDGE_CACHE_DIR="$OUT/cache"
 
 "$PYTHON" -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1 \
@@ -45,7 +46,7 @@ except (OSError, ET.ParseError) as exc:
 rows = defaultdict(lambda: [0, 0, 0])
 failed = []
 for case in root.iter("testcase"):
-    group = case.get("classname", "").rsplit(".", 1)[-1] + "::" + case.get("name", "").split("[")[0]
+    group = case.get("classname", "").rsplit(".", 1)[-1]
     if case.find("failure") is not None or case.find("error") is not None:
         rows[group][1] += 1
         failed.append(case.get("name"))
@@ -53,11 +54,11 @@ for case in root.iter("testcase"):
         rows[group][2] += 1
     else:
         rows[group][0] += 1
-print(f"\n{'test':60s} {'pass':>5s} {'fail':>5s} {'skip':>5s}")
+print(f"\n{'tests/cuda file':28s} {'pass':>5s} {'fail':>5s} {'skip':>5s}")
 for group, (ok, bad, skip) in sorted(rows.items()):
-    print(f"{group:60s} {ok:5d} {bad:5d} {skip:5d}")
+    print(f"{group:28s} {ok:5d} {bad:5d} {skip:5d}")
 total = [sum(r[i] for r in rows.values()) for i in range(3)]
-print(f"{'total':60s} {total[0]:5d} {total[1]:5d} {total[2]:5d}")
+print(f"{'total':28s} {total[0]:5d} {total[1]:5d} {total[2]:5d}")
 if failed:
     print("failed: " + ", ".join(failed[:40]) + (" ..." if len(failed) > 40 else ""))
 PY
