@@ -49,7 +49,18 @@ class CudaState:
         self._staging: list[tuple[int, np.ndarray]] = []
         self._used = 0
         self._retired: list[tuple[int, np.ndarray]] = []
+        self._workspace: DeviceBuffer | None = None
         weakref.finalize(self, _free_state, device, self.stream, self._staging, self._retired)
+
+    def workspace(self, backend: CudaBackend, nbytes: int) -> int:
+        """Device scratch of at least ``nbytes`` for one step's intermediates (attention
+        scores), shared by the context's steps, which run one after another on its stream.
+        It grows on the first run that needs more, so capture a graph after a warm-up run."""
+        if self._workspace is None or self._workspace.nbytes < nbytes:
+            if self._workspace is not None:
+                self.device.sync_stream(self.stream)  # the old scratch may still be read
+            self._workspace = backend.allocate(nbytes)
+        return self._workspace.ptr
 
     def stage(self, nbytes: int) -> tuple[int, np.ndarray]:
         """Pinned host bytes for one copy: (address, uint8 view)."""

@@ -2,7 +2,8 @@
 edgetrt::FusedGemm (activation in the epilogue). Tactics: "tiled" (float accumulation in
 shared-memory tiles, fp32 and fp16) and, for fp16, "wmma" (tensor cores). TF32 is never used,
 so fp32 results match the CPU reference. Issue 20's cuBLASLt algorithms join as further
-tactics of the same registrations."""
+tactics of the same registrations. edgetrt::Attention runs as two of these products around a row
+softmax."""
 
 from __future__ import annotations
 
@@ -14,13 +15,27 @@ import numpy as np
 
 from edge.ir import EDGETRT_DOMAIN, Node
 from edge.kernels.backend import StepSpec
-from edge.kernels.cuda.launch import Body, Dims, Step, activation_code, broadcast_strides, float_suffix, merge_axes, static_refusal
+from edge.kernels.cuda.elementwise import BINARY_CODES, broadcast_plan
+from edge.kernels.cuda.launch import (
+    BLOCK,
+    Body,
+    DeviceTensor,
+    Dims,
+    Step,
+    activation_code,
+    broadcast_strides,
+    float_suffix,
+    grid_1d,
+    merge_axes,
+    static_refusal,
+)
+from edge.kernels.cuda.reduce import reduce_threads
 from edge.kernels.cuda.sources import TacticSource, add_source, build_tactic, family_tactics
 from edge.kernels.registry import register
 from edge.kernels.tactics import Tactic
 from edge.refusal import Refusal
 
-__all__ = ["GemmGeometry", "matmul_geometry", "gemm_geometry", "gemm_grid", "gemm_tactics"]
+__all__ = ["GemmGeometry", "matmul_geometry", "gemm_geometry", "gemm_grid", "gemm_tactics", "attention_geometries"]
 
 FLOATS = (np.float32, np.float16)
 PRECISIONS = ("fp32", "fp16")
@@ -145,3 +160,56 @@ register("Gemm", backend="cuda", precisions=PRECISIONS, supports=_gemm_refusal, 
 register("FusedGemm", backend="cuda", domain=EDGETRT_DOMAIN, precisions=PRECISIONS, supports=_gemm_refusal, tactics=gemm_tactics)(
     _gemm_builder(True)
 )
+
+
+def attention_geometries(q: Sequence[int], k: Sequence[int], v: Sequence[int], scale: float) -> tuple[GemmGeometry, GemmGeometry]:
+    """The two products of softmax(Q Kᵀ scale + mask) V: scores = scale * Q Kᵀ, with Kᵀ read
+    through K's strides, and scores V."""
+    keys_t = (*k[:-2], k[-1], k[-2])
+    scores = matmul_geometry(q, keys_t)
+    scores.b_sk, scores.b_sn = 1, k[-1]
+    scores.alpha = float(scale)
+    score_shape = (*np.broadcast_shapes(tuple(q[:-2]), tuple(k[:-2])), q[-2], k[-2])
+    return scores, matmul_geometry(score_shape, v)
+
+
+def _attention_refusal(node: Node) -> Refusal | None:
+    refusal = static_refusal(node, FLOATS)
+    if refusal is None and any(len(node.inputs[i].shape) < 2 for i in range(3)):
+        return Refusal("cuda.rank", f"Attention '{node.name}': Q, K and V need at least two axes")
+    return refusal
+
+
+@register("Attention", backend="cuda", domain=EDGETRT_DOMAIN, precisions=PRECISIONS, supports=_attention_refusal)
+def attention(step: Step) -> Body:
+    """softmax(Q·Kᵀ·scale + mask)·V as GEMM, broadcast add, row softmax and GEMM, the scores
+    in the context's workspace (in the step's dtype)."""
+    q, k, v = (tuple(step.input(i).shape) for i in range(3))
+    dtype = np.dtype(step.input(0).dtype)
+    suffix = float_suffix(dtype)
+    scores_g, output_g = attention_geometries(q, k, v, step.attr("scale", 1.0))
+    score_shape = (*np.broadcast_shapes(q[:-2], k[:-2]), q[-2], k[-2])
+    nbytes = math.prod(score_shape) * dtype.itemsize
+    tactic = nvrtc_gemm_candidates(step.spec)[0].name
+    gemm = step.function("gemm", f"gemm_{tactic}_{suffix}")
+    grids = [gemm_grid(g, tactic) for g in (scores_g, output_g)]
+    softmax = step.function("reduce", f"softmax_{suffix}")
+    rows, length = math.prod(score_shape[:-1]), score_shape[-1]
+    softmax_args = (ctypes.c_int64(length), ctypes.c_int64(1), ctypes.c_int32(0))
+    mask = step.input(3)
+    if mask is not None:
+        add = step.function("elementwise", f"binary_bcast_{suffix}")
+        shape, (s_scores, s_mask) = broadcast_plan([score_shape, tuple(mask.shape)], score_shape)
+        add_args = (ctypes.c_int64(math.prod(score_shape)), ctypes.c_int32(BINARY_CODES["Add"]), ctypes.c_int32(len(shape)),
+                    Dims.of(shape), Dims.of(s_scores), Dims.of(s_mask))
+    step.constants_as(dtype, 0, 1, 2, 3)
+
+    def body(inputs: list, outputs: list, state) -> None:
+        scores = DeviceTensor(state.workspace(step.backend, nbytes), score_shape, dtype)
+        gemm(state, *grids[0], inputs[0], inputs[1], None, scores, scores_g)
+        if mask is not None:
+            add(state, grid_1d(scores.size), (BLOCK, 1, 1), scores, inputs[3], scores, *add_args)
+        softmax(state, (rows, 1, 1), (reduce_threads(length), 1, 1), scores, scores, *softmax_args)
+        gemm(state, *grids[1], scores, inputs[2], None, outputs[0], output_g)
+
+    return body

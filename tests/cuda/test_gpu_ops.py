@@ -194,6 +194,9 @@ CASES = [
     Case("FusedGemm", [rand(4, 64), const(rand(64, 100, low=-0.3, high=0.3)), const(rand(100))], {"activation": "Relu"}, domain=EDGETRT_DOMAIN),
     Case("MatMul", [rand(2, 3, 65, 40, low=-1, high=1), rand(3, 40, 66, low=-1, high=1)], id="MatMul-batched-broadcast"),
     Case("MatMul", [rand(128, 768, low=-1, high=1), const(rand(768, 96, low=-0.1, high=0.1))], id="MatMul-bert-like"),
+    Case("Attention", [rand(2, 12, 128, 64, low=-1, high=1), rand(2, 12, 128, 64, low=-1, high=1), rand(2, 12, 128, 64), rand(2, 1, 1, 128, low=-4, high=0)],
+         {"scale": 0.125}, domain=EDGETRT_DOMAIN, id="Attention-bert-like"),
+    Case("Attention", [rand(3, 5, 8), rand(3, 7, 8), rand(3, 7, 4)], {"scale": 0.5}, domain=EDGETRT_DOMAIN, id="Attention-no-mask"),
 ]
 
 FLOAT_ONLY = {"Cast", "QuantizeLinear", "DequantizeLinear", "Gather"}

@@ -12,7 +12,7 @@ import pytest
 from edge.ir import Node, Value
 from edge.kernels import registry
 from edge.kernels.cuda import launch
-from edge.kernels.cuda.linalg import gemm_geometry, gemm_grid, matmul_geometry
+from edge.kernels.cuda.linalg import attention_geometries, gemm_geometry, gemm_grid, matmul_geometry
 from edge.kernels.cuda.nn import conv_geometry, conv_grid
 from edge.kernels.cuda.reduce import reduce_threads, reduction_plan, softmax_rows
 from edge.kernels.cuda.tensor import resize_taps, slice_plan, transpose_plan
@@ -184,3 +184,11 @@ def test_resize_taps_reproduce_the_cpu_resize(attrs, scales):
     rows = np.einsum("ot,ncotw->ncow", wy, x[:, :, iy, :])
     got = np.einsum("pt,ncopt->ncop", wx, rows[:, :, :, ix])
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_geometries_compute_scaled_scores_and_output():
+    q, k, v = [RNG.standard_normal(s).astype(np.float32) for s in ((2, 3, 5, 8), (2, 3, 7, 8), (2, 3, 7, 4))]
+    scores_g, output_g = attention_geometries(q.shape, k.shape, v.shape, 0.25)
+    scores = _gemm_by_strides(q, k, scores_g) * scores_g.alpha
+    np.testing.assert_allclose(scores.reshape(2, 3, 5, 7), 0.25 * q @ np.swapaxes(k, -1, -2), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_gemm_by_strides(scores, v, output_g).reshape(2, 3, 5, 4), scores.reshape(2, 3, 5, 7) @ v, rtol=1e-5, atol=1e-5)

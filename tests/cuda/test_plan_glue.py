@@ -40,6 +40,8 @@ STEPS = [
     ("FusedGemm", [("a", F16, (4, 8)), RNG.standard_normal((8, 16)).astype(np.float32), np.zeros(16, np.float32)],
      [(F16, (4, 16))], {"activation": "Relu"}, "edgetrt"),
     ("MatMul", [("a", F32, (2, 4, 8)), ("b", F32, (8, 3))], [(F32, (2, 4, 3))], {}, ""),
+    ("Attention", [("q", F16, (2, 4, 9, 16)), ("k", F16, (2, 4, 9, 16)), ("v", F16, (2, 4, 9, 16)), ("m", F16, (2, 1, 1, 9))],
+     [(F16, (2, 4, 9, 16))], {"scale": 0.25}, "edgetrt"),
 ]
 
 
