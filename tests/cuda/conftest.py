@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,4 +172,4 @@ def run_on(backend, spec: StepSpec, arrays: list[np.ndarray | None]) -> list[np.
     return [backend.copy_out(o, state) for o in outs]
 
 
-__all__ = ["ARCHES", "FakeDevice", "make_step", "run_on", "Path"]
+__all__ = ["ARCHES", "FakeDevice", "make_step", "run_on"]
