@@ -25,7 +25,7 @@ import importlib, importlib.resources as res, importlib.util
 for name in ("edge", "edge.ir", "edge.frontend", "edge.engine", "edge.runtime", "edge.cli",
              "edge.passes", "edge.partitioner", "edge.kernels", "edge.kernels.cpu", "edge.power",
              "edge.profiles", "edge.serve", "edge.service", "edge.quant", "edge.compare", "edge.doctor",
-             "edge.runtime.bench"):
+             "edge.runtime.bench", "edge.kernels.cuda", "edge.plan"):
     importlib.import_module(name)
 import edge
 assert edge.__file__.startswith(SITE), edge.__file__
@@ -35,6 +35,8 @@ assert jit is not None and jit.origin.startswith(SITE), jit
 profiles = [p.name for p in res.files("edge.profiles").iterdir() if p.name.endswith(".yaml")]
 assert len(profiles) >= 2, profiles
 assert res.files("edge").joinpath("py.typed").is_file()
+assert res.files("edge.kernels.cuda").joinpath("common.cuh").is_file()
+assert len([p for p in res.files("edge.kernels.cuda").iterdir() if p.name.endswith(".cu")]) >= 8
 print("ok", len(profiles))
 """
 

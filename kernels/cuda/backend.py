@@ -1,0 +1,252 @@
+"""``CudaBackend``: the backend protocol on one NVIDIA GPU through the driver API.
+
+Memory: ``allocate`` gives each execution context one device arena; constants (weights and
+what builders derive from them) live in a weights region owned by the backend and shared by
+every context. Each context's ``CudaState`` holds its stream, its events and a pinned
+staging area for host copies, so contexts on separate streams run concurrently.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge.errors import KernelError
+from edge.kernels import registry
+from edge.kernels.backend import Backend, Launch, RunState, StepSpec
+from edge.kernels.cuda import compiler
+from edge.kernels.cuda.driver import Device, open_device
+from edge.kernels.cuda.launch import DeviceTensor, Function, Step
+
+__all__ = ["CudaBackend", "CudaState", "DeviceBuffer"]
+
+
+@dataclass(frozen=True)
+class DeviceBuffer:
+    """One device allocation (a context's arena); freed when the last reference goes."""
+
+    ptr: int
+    nbytes: int
+    finalizer: Any = field(default=None, compare=False, repr=False)
+
+
+class CudaState:
+    """One execution context's stream, timing events and pinned host staging.
+
+    Staging is a bump area: each ``copy_in`` takes a fresh slice, so copies queued before a
+    synchronize never overwrite each other; it is reset (and grown, if a run needed more)
+    at ``synchronize``.
+    """
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+        self.stream = device.stream()
+        self.start, self.end = device.event(), device.event()
+        self._staging: list[tuple[int, np.ndarray]] = []
+        self._used = 0
+        self._retired: list[tuple[int, np.ndarray]] = []
+        self._workspace: DeviceBuffer | None = None
+        weakref.finalize(self, _free_state, device, self.stream, self._staging, self._retired)
+
+    def workspace(self, backend: CudaBackend, nbytes: int) -> int:
+        """Device scratch of at least ``nbytes`` for one step's intermediates (attention
+        scores), shared by the context's steps, which run one after another on its stream.
+        It grows on the first run that needs more, so capture a graph after a warm-up run."""
+        if self._workspace is None or self._workspace.nbytes < nbytes:
+            if self._workspace is not None:
+                self.device.sync_stream(self.stream)  # the old scratch may still be read
+            self._workspace = backend.allocate(nbytes)
+        return self._workspace.ptr
+
+    def stage(self, nbytes: int) -> tuple[int, np.ndarray]:
+        """Pinned host bytes for one copy: (address, uint8 view)."""
+        aligned = -(-nbytes // 256) * 256
+        if not self._staging or self._used + aligned > self._staging[-1][1].size:
+            if self._staging:
+                self._retired.append(self._staging.pop())
+            self._staging.append(self.device.alloc_host(max(aligned, 2 * (self._used + aligned), 1 << 20)))
+            self._used = 0
+        pointer, view = self._staging[-1]
+        start = self._used
+        self._used += aligned
+        return pointer + start, view[start : start + nbytes]
+
+    def synchronize(self) -> None:
+        self.device.sync_stream(self.stream)
+        self._used = 0
+        while self._retired:
+            self.device.free_host(self._retired.pop()[0])
+
+
+def _free_state(device: Device, stream: Any, staging: list, retired: list) -> None:
+    try:
+        device.call("cuStreamDestroy", stream)
+        for pointer, _ in staging + retired:
+            device.free_host(pointer)
+    except Exception:  # interpreter shutdown: the driver may already be gone
+        pass
+
+
+def _free_device(device: Device, pointer: int) -> None:
+    try:
+        device.free(pointer)
+    except Exception:  # interpreter shutdown
+        pass
+
+
+class CudaBackend(Backend):
+    """Runs plan steps on GPU ``ordinal`` with the NVRTC kernels of this package."""
+
+    name = "cuda"
+    memory_space = "device"
+    elidable_copies = False
+
+    def __init__(self, ordinal: int = 0, device: Device | None = None) -> None:
+        """Open GPU ``ordinal`` (``device``: an already opened one, or a stand-in in tests)."""
+        self.device = device if device is not None else open_device(ordinal)
+        self.arch = self.device.arch
+        self._modules: dict[str, Any] = {}
+        self._functions: dict[tuple[str, str], Function] = {}
+        self._weights: dict[int, tuple[np.ndarray, DeviceTensor]] = {}
+        self._embedded: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def add_cubins(self, cubins: dict[str, bytes]) -> None:
+        """Cubins an engine carries ("<module>.<arch>" -> bytes, see ``compiler.embed_cubins``):
+        modules for this GPU's arch load from them instead of being compiled."""
+        with self._lock:
+            self._embedded.update(cubins)
+
+    # -- memory ---------------------------------------------------------------------------
+    def allocate(self, nbytes: int) -> DeviceBuffer:
+        pointer = self.device.alloc(nbytes)
+        buffer = DeviceBuffer(pointer, int(nbytes))
+        object.__setattr__(buffer, "finalizer", weakref.finalize(buffer, _free_device, self.device, pointer))
+        return buffer
+
+    def view(self, buffer: DeviceBuffer, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> DeviceTensor:
+        tensor = DeviceTensor(buffer.ptr + int(offset), tuple(int(d) for d in shape), np.dtype(dtype), buffer)
+        if offset < 0 or int(offset) + tensor.nbytes > buffer.nbytes:
+            raise KernelError(f"view of {tensor.nbytes} bytes at offset {offset} lies outside a {buffer.nbytes}-byte device buffer")
+        return tensor
+
+    def upload(self, array: np.ndarray) -> DeviceTensor:
+        """``array`` in the weights region (once per array object; shared by all contexts)."""
+        with self._lock:
+            kept = self._weights.get(id(array))
+            if kept is not None and kept[0] is array:
+                return kept[1]
+        host = np.ascontiguousarray(array)
+        buffer = self.allocate(host.nbytes)
+        tensor = DeviceTensor(buffer.ptr, tuple(host.shape), host.dtype, buffer)
+        self.device.call("cuMemcpyHtoD", tensor.ptr, host.ctypes.data, host.nbytes)
+        self.device.call("cuCtxSynchronize")  # a pageable copy may still be in flight on return
+        with self._lock:
+            self._weights[id(array)] = (array, tensor)
+        return tensor
+
+    def copy_in(self, dst: DeviceTensor, src: np.ndarray, state: RunState) -> DeviceTensor:
+        cuda = _cuda(state)
+        host = np.ascontiguousarray(src, dtype=dst.dtype)
+        if host.nbytes != dst.nbytes:
+            raise KernelError(f"copy of {host.nbytes} bytes into a {dst.nbytes}-byte device tensor {dst.shape}")
+        pointer, staging = cuda.stage(host.nbytes)
+        staging[:] = host.reshape(-1).view(np.uint8)
+        self.device.copy_h2d(dst.ptr, pointer, host.nbytes, cuda.stream)
+        return dst
+
+    def copy_out(self, src: DeviceTensor, state: RunState) -> np.ndarray:
+        cuda = _cuda(state)
+        pointer, staging = cuda.stage(src.nbytes)
+        self.device.copy_d2h(pointer, src.ptr, src.nbytes, cuda.stream)
+        cuda.synchronize()
+        return staging.view(src.dtype).reshape(src.shape).copy()
+
+    # -- execution ------------------------------------------------------------------------
+    def function(self, module: str, name: str) -> Function:
+        """Kernel ``name`` of ``module``.cu compiled for this GPU (compiled/loaded once)."""
+        with self._lock:
+            found = self._functions.get((module, name))
+            if found is not None:
+                return found
+            loaded = self._modules.get(module)
+            if loaded is None:
+                cubin = self._embedded.get(f"{module}.{self.arch}") or compiler.compile_module(module, self.arch)
+                loaded = self._modules[module] = self.device.load_module(cubin)
+            found = self._functions[(module, name)] = Function(self, self.device.function(loaded, name), name)
+            return found
+
+    def prepare(self, spec: StepSpec) -> Launch:
+        node = spec.node
+        kernel = registry.lookup(node.op_type, node.domain, "cuda", spec.opset, spec.precision)
+        if kernel is None:
+            raise KernelError(f"{node.op_type} '{node.name}': the cuda backend has no {spec.precision} kernel")
+        step = Step(spec, self)
+        body = kernel.fn(step)
+        constants = dict(step.constants)
+
+        def launch(inputs: list, outputs: list | None, state: RunState) -> list:
+            tensors = list(inputs)
+            for index, tensor in constants.items():
+                tensors[index] = tensor
+            body(tensors, outputs, _cuda(state))
+            return outputs
+
+        return launch
+
+    def new_state(self) -> CudaState:
+        return CudaState(self.device)
+
+    def synchronize(self, state: RunState) -> None:
+        _cuda(state).synchronize()
+
+    def time_launch(self, launch: Launch, inputs: list, outputs: list | None, state: RunState, repeat: int) -> list[float]:
+        """Seconds per call from CUDA events around each call, after one warm-up call."""
+        cuda = _cuda(state)
+        launch(inputs, outputs, state)
+        times = []
+        for _ in range(repeat):
+            self.device.record(cuda.start, cuda.stream)
+            launch(inputs, outputs, state)
+            self.device.record(cuda.end, cuda.stream)
+            times.append(self.device.elapsed_seconds(cuda.start, cuda.end))
+        cuda.synchronize()
+        return times
+
+    def device_signature(self) -> dict[str, Any]:
+        from cuda.bindings import __version__ as bindings_version
+
+        major, minor = self.device.compute_capability
+        return {
+            "backend": self.name,
+            "gpu": self.device.name,
+            "compute_capability": f"{major}.{minor}",
+            "sm_count": self.device.attribute("MULTIPROCESSOR_COUNT"),
+            "cuda": self.device.driver_version(),
+            "driver": _driver_release(),
+            "cuda_bindings": bindings_version,
+            "nvrtc": compiler.nvrtc_version(),
+        }
+
+
+def _driver_release() -> str:
+    """The NVIDIA driver's release ("580.159") from NVML, or "unknown" without nvidia-ml-py."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        release = pynvml.nvmlSystemGetDriverVersion()
+        return release.decode() if isinstance(release, bytes) else str(release)
+    except Exception:  # no nvidia-ml-py or no NVML library: the signature still holds the CUDA version
+        return "unknown"
+
+
+def _cuda(state: RunState) -> CudaState:
+    cuda = state.scratch.get("cuda")
+    if cuda is None:
+        raise KernelError("no CUDA state in this run: the execution context did not call CudaBackend.new_state()")
+    return cuda

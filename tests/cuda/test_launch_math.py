@@ -1,0 +1,194 @@
+"""GPU-free: the index math the CUDA launchers hand to their kernels, replayed in numpy
+(strides through as_strided) against numpy's own broadcasting, slicing, transposes,
+reductions and products, and the CPU kernels' resize."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from edge.ir import Node, Value
+from edge.kernels import registry
+from edge.kernels.cuda import launch
+from edge.kernels.cuda.linalg import attention_geometries, gemm_geometry, gemm_grid, matmul_geometry
+from edge.kernels.cuda.nn import conv_geometry, conv_grid
+from edge.kernels.cuda.reduce import reduce_threads, reduction_plan, softmax_rows
+from edge.kernels.cuda.tensor import resize_taps, slice_plan, transpose_plan
+from edge.kernels.registry import OpContext
+
+RNG = np.random.default_rng(19)
+
+
+def read(flat: np.ndarray, shape, strides, offset: int = 0) -> np.ndarray:
+    """What a kernel reads: ``shape`` elements at element ``strides`` from ``offset``."""
+    item = flat.itemsize
+    base = flat[offset:] if offset else flat
+    return np.lib.stride_tricks.as_strided(base, tuple(shape), tuple(s * item for s in strides)).copy()
+
+
+@pytest.mark.parametrize("shape,out", [((3, 1), (2, 3, 4)), ((4,), (2, 3, 4)), ((1,), (5,)), ((2, 1, 4), (2, 3, 4)), ((), (2, 2))])
+def test_broadcast_strides_match_numpy(shape, out):
+    a = np.arange(max(math.prod(shape), 1), dtype=np.float32).reshape(shape)
+    expected = np.broadcast_to(a, out)
+    assert np.array_equal(read(a.reshape(-1), out, launch.broadcast_strides(shape, out)), expected)
+
+
+def test_merged_axes_read_the_same_elements():
+    for _ in range(20):
+        rank = int(RNG.integers(1, 6))
+        shape = tuple(int(v) for v in RNG.integers(1, 4, rank))
+        x = RNG.standard_normal(shape).astype(np.float32)
+        perm = RNG.permutation(rank)
+        out, src = transpose_plan(shape, perm)
+        merged, (src_m, dst_m) = launch.merge_axes(out, src, launch.contiguous_strides(out))
+        assert len(merged) <= max(rank, 1)
+        assert np.array_equal(read(x.reshape(-1), merged, src_m).reshape(-1), np.transpose(x, perm).reshape(-1))
+        if math.prod(merged) > 1:
+            assert dst_m == launch.contiguous_strides(merged)
+
+
+@pytest.mark.parametrize(
+    "starts,ends,axes,steps",
+    [([1], [3], [0], None), ([0, -1], [10, -100], [1, 2], [2, -1]), ([-2], [2**62], [-1], [1]), ([5], [0], [2], [-2]), ([3], [3], [0], None)],
+)
+def test_slice_plan_matches_numpy_slicing(starts, ends, axes, steps):
+    x = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    index = [slice(None)] * 3
+    for i, axis in enumerate(axes):
+        index[axis] = slice(starts[i], ends[i], None if steps is None else steps[i])
+    expected = x[tuple(index)]
+    out, src, offset = slice_plan(x.shape, starts, ends, axes, steps)
+    assert out == expected.shape
+    if expected.size:
+        assert np.array_equal(read(x.reshape(-1), out, src, offset), expected)
+
+
+@pytest.mark.parametrize("shape,axes", [((2, 3, 4), (1,)), ((2, 3, 4, 5), (0, 2)), ((6,), (0,)), ((2, 3, 4), (0, 1, 2)), ((3, 4, 5), (-1,))])
+def test_reduction_plan_covers_each_output_once(shape, axes):
+    x = RNG.standard_normal(shape).astype(np.float32)
+    kshape, kstride, rshape, rstride = reduction_plan(shape, axes)
+    flat = x.reshape(-1)
+    got = []
+    for o in range(math.prod(kshape)):
+        offset = int(np.dot(np.unravel_index(o, kshape), kstride)) if kshape else 0
+        got.append(read(flat, rshape, rstride, offset).sum())
+    expected = x.sum(axis=tuple(a % len(shape) for a in axes))
+    np.testing.assert_allclose(np.array(got).reshape(expected.shape), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_reduce_threads_are_warp_multiples():
+    assert [reduce_threads(n) for n in (1, 32, 33, 500, 10**6)] == [32, 32, 64, 512, 512]
+
+
+def test_softmax_rows():
+    assert softmax_rows((2, 3, 4), -1, False) == (6, 4, 1)
+    assert softmax_rows((2, 3, 4), 1, False) == (8, 3, 4)
+    assert softmax_rows((2, 3, 4), 1, True) == (2, 12, 1)
+
+
+def _gemm_by_strides(a: np.ndarray, b: np.ndarray, g) -> np.ndarray:
+    """The kernel's product: A(m, k) and B(k, n) read through the geometry's strides per batch."""
+    out = []
+    for batch in range(g.batches):
+        shape = tuple(g.batch_shape.v[: g.batch_dims])
+        index = np.unravel_index(batch, shape) if shape else ()
+        a_off = int(np.dot(index, g.a_batch.v[: g.batch_dims])) if shape else 0
+        b_off = int(np.dot(index, g.b_batch.v[: g.batch_dims])) if shape else 0
+        am = read(a.reshape(-1), (g.m, g.k), (g.a_sm, g.a_sk), a_off)
+        bm = read(b.reshape(-1), (g.k, g.n), (g.b_sk, g.b_sn), b_off)
+        out.append(am @ bm)
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((2, 1, 3, 4), (5, 4, 6)), ((4,), (2, 4, 3)), ((2, 3, 4), (4,))])
+def test_matmul_geometry_matches_numpy(a_shape, b_shape):
+    a = RNG.standard_normal(a_shape).astype(np.float32)
+    b = RNG.standard_normal(b_shape).astype(np.float32)
+    expected = np.matmul(a, b)
+    g = matmul_geometry(a_shape, b_shape)
+    np.testing.assert_allclose(_gemm_by_strides(a, b, g).reshape(expected.shape), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (1, 0), (0, 1), (1, 1)])
+def test_gemm_geometry_reads_transposes_and_broadcast_bias(trans_a, trans_b):
+    a = RNG.standard_normal((4, 3) if trans_a else (3, 4)).astype(np.float32)
+    b = RNG.standard_normal((5, 4) if trans_b else (4, 5)).astype(np.float32)
+    node = Node("Gemm", [Value("a"), Value("b")], [Value("y")], {"transA": trans_a, "transB": trans_b, "alpha": 0.5, "beta": 2.0})
+    c = RNG.standard_normal((5,)).astype(np.float32)
+    g = gemm_geometry(node, a.shape, b.shape, c.shape)
+    product = _gemm_by_strides(a, b, g)[0] * g.alpha + g.beta * read(c, (g.m, g.n), (g.c_sm, g.c_sn))
+    expected = 0.5 * ((a.T if trans_a else a) @ (b.T if trans_b else b)) + 2.0 * c
+    np.testing.assert_allclose(product, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_gemm_grid_covers_the_output():
+    g = matmul_geometry((3, 130, 70), (70, 65))
+    grid, block = gemm_grid(g, "tiled")
+    assert grid == (2, 3, 3) and block == (256, 1, 1)
+    assert gemm_grid(g, "wmma")[1] == (128, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "attrs,x_shape,w_shape",
+    [
+        ({"pads": [1, 1, 1, 1], "strides": [2, 2]}, (1, 3, 9, 9), (8, 3, 3, 3)),
+        ({"auto_pad": "SAME_UPPER", "strides": [2, 2], "group": 4}, (2, 4, 8, 7), (4, 1, 3, 3)),
+        ({"dilations": [2, 2], "group": 2}, (1, 4, 10, 10), (6, 2, 3, 3)),
+        ({"pads": [2, 1]}, (1, 3, 11), (5, 3, 4)),
+    ],
+)
+def test_conv_geometry_matches_the_cpu_output_shape(attrs, x_shape, w_shape):
+    x, w = Value("x", np.float32, x_shape), Value("w", np.float32, w_shape)
+    node = Node("Conv", [x, w], [Value("y")], attrs)
+    ((_, expected),) = registry.lookup_shape("FusedConv", "edgetrt")(OpContext(node, 17), x, w)
+    g = conv_geometry(node, 17, x_shape, w_shape)
+    assert (g.n, g.m, *(([g.oh] if len(x_shape) == 4 else []) + [g.ow])) == expected
+    grid, block = conv_grid(g, "igemm")
+    assert grid[0] * 64 >= g.n * g.oh * g.ow and grid[1] * 64 >= g.m // g.groups and grid[2] == g.groups
+    assert block == (256, 1, 1)
+
+
+def test_grid_1d_caps_and_never_zero():
+    assert launch.grid_1d(1) == (1, 1, 1)
+    assert launch.grid_1d(257) == (2, 1, 1)
+    assert launch.grid_1d(10**12)[0] == 65535 * 8
+
+
+def test_activation_defaults_follow_the_cpu():
+    assert launch.activation_code("LeakyRelu", []) == (3, 0.01, 0.0)
+    assert launch.activation_code("Clip", [0.0, 6.0]) == (2, 0.0, 6.0)
+    assert launch.activation_code("", []) == (0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    "attrs,scales",
+    [
+        ({"mode": "nearest"}, [1, 1, 2.0, 1.5]),
+        ({"mode": "linear", "coordinate_transformation_mode": "half_pixel"}, [1, 1, 0.5, 1.75]),
+        ({"mode": "linear", "coordinate_transformation_mode": "align_corners"}, [1, 1, 2.0, 2.0]),
+        ({"mode": "cubic"}, [1, 1, 1.5, 0.8]),
+        ({"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}, [1, 1, 3.0, 0.5]),
+    ],
+)
+def test_resize_taps_reproduce_the_cpu_resize(attrs, scales):
+    x = RNG.standard_normal((2, 3, 6, 5)).astype(np.float32)
+    scales = np.array(scales, np.float32)
+    node = Node("Resize", [Value("x"), None, Value("s", const=scales)], [Value("y")], attrs)
+    expected = registry.lookup("Resize", backend="cpu", opset=13).fn(OpContext(node, 13), x, None, scales)
+    oh, ow = expected.shape[2:]
+    inputs = [None, None, scales]
+    iy, wy = resize_taps(node, 13, 2, 6, oh, inputs)
+    ix, wx = resize_taps(node, 13, 3, 5, ow, inputs)
+    rows = np.einsum("ot,ncotw->ncow", wy, x[:, :, iy, :])
+    got = np.einsum("pt,ncopt->ncop", wx, rows[:, :, :, ix])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_geometries_compute_scaled_scores_and_output():
+    q, k, v = [RNG.standard_normal(s).astype(np.float32) for s in ((2, 3, 5, 8), (2, 3, 7, 8), (2, 3, 7, 4))]
+    scores_g, output_g = attention_geometries(q.shape, k.shape, v.shape, 0.25)
+    scores = _gemm_by_strides(q, k, scores_g) * scores_g.alpha
+    np.testing.assert_allclose(scores.reshape(2, 3, 5, 7), 0.25 * q @ np.swapaxes(k, -1, -2), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_gemm_by_strides(scores, v, output_g).reshape(2, 3, 5, 4), scores.reshape(2, 3, 5, 7) @ v, rtol=1e-5, atol=1e-5)
