@@ -321,6 +321,8 @@ def _values_by_name(graph: Graph) -> dict[str, Value]:
                 table.setdefault(value.name, value)
         for value in node.outputs:
             table[value.name] = value
+    for value in graph.outputs:  # a constant output that no node reads
+        table.setdefault(value.name, value)
     return table
 
 
