@@ -103,7 +103,7 @@ class CudaBackend(Backend):
 
     name = "cuda"
     memory_space = "device"
-    elidable_copies = False
+    half_storage = True
 
     def __init__(self, ordinal: int = 0, device: Device | None = None) -> None:
         """Open GPU ``ordinal`` (``device``: an already opened one, or a stand-in in tests)."""
