@@ -20,7 +20,7 @@ from edge.ir import EDGETRT_DOMAIN, Value
 from edge.kernels.cpu.activations import apply_activation
 from edge.kernels.cpu.compiled import compiled as _compiled
 from edge.kernels.cpu.linalg import gemm
-from edge.kernels.cpu.nn import conv_transpose, convolve
+from edge.kernels.cpu.nn import conv_tactics, conv_transpose, convolve
 from edge.kernels.cpu.normalization import batch_normalize
 from edge.kernels.cpu.precision import widen_half
 from edge.kernels.registry import OpContext, register, register_shape
@@ -42,7 +42,7 @@ def _epilogue(ctx: OpContext, y: np.ndarray, residual: np.ndarray | None = None)
     return apply_activation(y, *_activation(ctx))
 
 
-@register("FusedConv", domain=EDGETRT_DOMAIN)
+@register("FusedConv", domain=EDGETRT_DOMAIN, tactics=conv_tactics)
 @widen_half
 def fused_conv(
     ctx: OpContext, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, z: np.ndarray | None = None
