@@ -73,7 +73,7 @@ def fused_batch_normalization(
     return batch_normalize(ctx, x, scale, bias, mean, var, *_activation(ctx))
 
 
-@register("SiLU", domain=EDGETRT_DOMAIN)
+@register("SiLU", domain=EDGETRT_DOMAIN, inplace=True)
 def silu(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     """x · sigmoid(x) (a.k.a. Swish with beta 1)."""
     return x * special.expit(x)
