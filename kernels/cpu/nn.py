@@ -34,6 +34,7 @@ import numpy as np
 from edge.kernels.cpu.activations import apply_activation
 from edge.kernels.cpu.compiled import compiled as _compiled
 from edge.kernels.cpu.gemm import grouped_matmul
+from edge.ir.opinfo import resolve_pads
 from edge.kernels.backend import StepSpec
 from edge.kernels.cpu.precision import HALF_FLOATS, widen_half
 from edge.kernels.registry import OpContext, register
@@ -93,15 +94,10 @@ def _window(attrs: dict[str, Any], size_in: tuple[int, ...], kernel: tuple[int, 
     strides = tuple(attrs.get("strides") or (1,) * rank)
     dilations = tuple(attrs.get("dilations") or (1,) * rank)
     auto_pad = attrs.get("auto_pad", "NOTSET")
-    effective = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+    begin, end = resolve_pads(auto_pad, attrs.get("pads"), size_in, kernel, strides, dilations)
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        out = tuple(-(-i // s) for i, s in zip(size_in, strides))
-        total = [max(0, (o - 1) * s + e - i) for o, s, e, i in zip(out, strides, effective, size_in)]
-        begin = tuple(t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in total)
-        end = tuple(t - b for t, b in zip(total, begin))
-        return _Window(kernel, strides, dilations, begin, end, out)
-    pads = (0,) * (2 * rank) if auto_pad == "VALID" else tuple(attrs.get("pads") or (0,) * (2 * rank))
-    begin, end = pads[:rank], pads[rank:]
+        return _Window(kernel, strides, dilations, begin, end, tuple(-(-i // s) for i, s in zip(size_in, strides)))
+    effective = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
     out = []
     for i, b, e, k, s in zip(size_in, begin, end, effective, strides):
         span = i + b + e - k
@@ -109,7 +105,7 @@ def _window(attrs: dict[str, Any], size_in: tuple[int, ...], kernel: tuple[int, 
         if ceil_mode and (count - 1) * s >= i + b:  # a last window starting in the right padding is dropped
             count -= 1
         out.append(count)
-    return _Window(kernel, strides, dilations, tuple(begin), tuple(end), tuple(out))
+    return _Window(kernel, strides, dilations, begin, end, tuple(out))
 
 
 def _padded(x: np.ndarray, window: _Window, fill: float | int, ctx: OpContext | None = None) -> np.ndarray:
