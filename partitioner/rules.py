@@ -15,7 +15,6 @@ Version 1 is Xavier's first-generation DLA, version 2 Orin's.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ import numpy as np
 
 from edge.ir import EDGETRT_DOMAIN, Node, Value, standard_domain
 from edge.ir.dtypes import is_float
+from edge.ir.opinfo import DLA_ACTIVATIONS, resolve_pads
 from edge.refusal import Refusal
 
 __all__ = [
@@ -115,18 +115,8 @@ def _hw(value: Value) -> tuple[int, int]:
 
 def _conv_pads(node: Node, kernel: tuple[int, int], strides: tuple[int, int], dilations: tuple[int, int]) -> list[int]:
     """[top, left, bottom, right] after resolving auto_pad against the static input shape."""
-    auto_pad = node.attrs.get("auto_pad", "NOTSET")
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        pads = [0, 0, 0, 0]
-        for axis, size in enumerate(_hw(node.inputs[0])):
-            out = math.ceil(size / strides[axis])
-            total = max((out - 1) * strides[axis] + (kernel[axis] - 1) * dilations[axis] + 1 - size, 0)
-            small, large = total // 2, total - total // 2
-            pads[axis], pads[axis + 2] = (small, large) if auto_pad == "SAME_UPPER" else (large, small)
-        return pads
-    if auto_pad == "VALID":
-        return [0, 0, 0, 0]
-    return [int(p) for p in node.attrs.get("pads", [0, 0, 0, 0])]
+    begin, end = resolve_pads(node.attrs.get("auto_pad", "NOTSET"), node.attrs.get("pads"), _hw(node.inputs[0]), kernel, strides, dilations)
+    return [*begin, *end]
 
 
 def _dims(values: tuple[int, ...] | list[int]) -> str:
@@ -199,10 +189,6 @@ def _check_deconv(node: Node, ctx: RuleContext) -> Refusal | None:
     if int(weight.shape[0]) > MAX_DIM:
         return Refusal("dla.input_channels", f"{weight.shape[0]} input channels exceed DLA limit {MAX_DIM} (unverified)")
     return None
-
-
-DLA_ACTIVATIONS = frozenset({"", "Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "SiLU"})
-"""Activations a fused op may carry on the DLA (SiLU = Sigmoid + elementwise Prod)."""
 
 
 def _check_clip_max(upper: float | None) -> Refusal | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge.ir import EDGETRT_DOMAIN, Graph, Node, Value, standard_domain
+from edge.ir.opinfo import ACTIVATIONS
 from edge.passes.common import opset_of, same_shape
 from edge.passes.rewrite import Builder, Match, Op, Rule, RuleSet, Var
 
@@ -29,7 +30,7 @@ _FUSED = {
     "Gemm": "FusedGemm",
     "BatchNormalization": "FusedBatchNormalization",
 }
-_ACTIVATION_OPS = ("Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Gelu", "Tanh")
+_ACTIVATION_OPS = tuple(name for name, a in ACTIVATIONS.items() if a.domain == "")  # SiLU has its own rules
 
 
 def activation_of(graph: Graph, node: Node) -> tuple[str, list[float]] | None:
@@ -39,14 +40,8 @@ def activation_of(graph: Graph, node: Node) -> tuple[str, list[float]] | None:
         return ("SiLU", []) if op == "SiLU" else None
     if standard_domain(node.domain) != "":
         return None
-    if op in ("Relu", "Sigmoid", "HardSwish", "Tanh"):
-        return op, []
     if op == "Gelu":
         return ("Gelu", []) if node.attrs.get("approximate", "none") == "none" else None
-    if op == "LeakyRelu":
-        return op, [float(node.attrs.get("alpha", 0.01))]
-    if op == "HardSigmoid":
-        return op, [float(node.attrs.get("alpha", 0.2)), float(node.attrs.get("beta", 0.5))]
     if op == "Clip":
         if opset_of(graph, node) < 11:
             return op, [float(node.attrs.get("min", -_FLOAT_MAX)), float(node.attrs.get("max", _FLOAT_MAX))]
@@ -60,6 +55,8 @@ def activation_of(graph: Graph, node: Node) -> tuple[str, list[float]] | None:
             else:
                 return None
         return op, bounds
+    if op in _ACTIVATION_OPS:
+        return op, [float(node.attrs.get(attr, default)) for attr, default in ACTIVATIONS[op].params]
     return None
 
 

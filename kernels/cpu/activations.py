@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy import special
 
+from edge.ir.opinfo import activation_params
 from edge.kernels.cpu.elementwise import relu_into
 
 __all__ = ["ACTIVATIONS", "apply_activation"]
@@ -26,7 +27,7 @@ def _clip(y: np.ndarray, params: Sequence[float]) -> None:
 
 
 def _leaky_relu(y: np.ndarray, params: Sequence[float]) -> None:
-    alpha = params[0] if params else 0.01
+    alpha = params[0] if params else activation_params("LeakyRelu")[0]
     np.multiply(y, np.asarray(alpha, y.dtype), out=y, where=y < 0)
 
 
@@ -35,7 +36,7 @@ def _sigmoid(y: np.ndarray, params: Sequence[float]) -> None:
 
 
 def _hard_sigmoid(y: np.ndarray, params: Sequence[float]) -> None:
-    alpha, beta = (params[0], params[1]) if len(params) >= 2 else (0.2, 0.5)
+    alpha, beta = (params[0], params[1]) if len(params) >= 2 else activation_params("HardSigmoid", params)
     y *= np.asarray(alpha, y.dtype)
     y += np.asarray(beta, y.dtype)
     np.clip(y, 0, 1, out=y)
@@ -74,7 +75,7 @@ ACTIVATIONS: dict[str, Callable[[np.ndarray, Sequence[float]], None]] = {
     "Gelu": _gelu,
     "Tanh": _tanh,
 }
-"""Epilogue activations by the name used in the ``activation`` attribute, each in place."""
+"""Epilogue activations by the name used in the ``activation`` attribute (``edge.ir.opinfo.ACTIVATIONS``), each in place."""
 
 
 def apply_activation(y: np.ndarray, name: str, params: Sequence[float] = ()) -> np.ndarray:

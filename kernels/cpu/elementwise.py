@@ -43,13 +43,13 @@ def relu_into(x: np.ndarray, out: np.ndarray) -> np.ndarray:
     return np.maximum(x, zeros_view(x.shape, x.dtype), out=out)
 
 
-def _unary(op_type: str, fn) -> None:
+def _unary(op_type: str, fn, inplace: bool) -> None:
     """Register a kernel that applies ``fn`` to its one input (half floats run in float32)."""
-    register(op_type)(widen_half(lambda ctx, x: fn(x)))
+    register(op_type, inplace=inplace)(widen_half(lambda ctx, x: fn(x)))
 
 
-def _binary(op_type: str, fn) -> None:
-    register(op_type)(lambda ctx, a, b: fn(a, b))
+def _binary(op_type: str, fn, inplace: bool) -> None:
+    register(op_type, inplace=inplace)(lambda ctx, a, b: fn(a, b))
 
 
 for _name, _fn in {
@@ -66,6 +66,16 @@ for _name, _fn in {
     "Sin": np.sin,
     "Cos": np.cos,
     "Tan": np.tan,
+    "Tanh": np.tanh,
+    "Erf": special.erf,
+    "Not": np.logical_not,
+    "Softsign": lambda x: x / (1 + np.abs(x)),
+    "Softplus": lambda x: np.logaddexp(0, x),
+    "Mish": lambda x: x * np.tanh(np.logaddexp(0, x)),
+}.items():
+    _unary(_name, _fn, inplace=True)
+
+for _name, _fn in {  # kept out of place as the memory planner always had them
     "Asin": np.arcsin,
     "Acos": np.arccos,
     "Atan": np.arctan,
@@ -74,21 +84,19 @@ for _name, _fn in {
     "Asinh": np.arcsinh,
     "Acosh": np.arccosh,
     "Atanh": np.arctanh,
-    "Tanh": np.tanh,
-    "Erf": special.erf,
     "IsNaN": np.isnan,
-    "Not": np.logical_not,
     "BitwiseNot": np.invert,
-    "Softsign": lambda x: x / (1 + np.abs(x)),
-    "Softplus": lambda x: np.logaddexp(0, x),
-    "Mish": lambda x: x * np.tanh(np.logaddexp(0, x)),
 }.items():
-    _unary(_name, _fn)
+    _unary(_name, _fn, inplace=False)
 
 for _name, _fn in {
     "And": np.logical_and,
     "Or": np.logical_or,
     "Xor": np.logical_xor,
+}.items():
+    _binary(_name, _fn, inplace=True)
+
+for _name, _fn in {
     "Equal": np.equal,
     "Less": np.less,
     "LessOrEqual": np.less_equal,
@@ -98,7 +106,7 @@ for _name, _fn in {
     "BitwiseOr": np.bitwise_or,
     "BitwiseXor": np.bitwise_xor,
 }.items():
-    _binary(_name, _fn)
+    _binary(_name, _fn, inplace=False)
 
 
 def _into(ctx: OpContext, ufunc: np.ufunc, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -112,22 +120,22 @@ def _into(ctx: OpContext, ufunc: np.ufunc, a: np.ndarray, b: np.ndarray) -> np.n
     return ufunc(a, b, out=ctx.output(0, shape, a.dtype))
 
 
-@register("Add")
+@register("Add", inplace=True)
 def add(ctx: OpContext, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _into(ctx, np.add, a, b)
 
 
-@register("Sub")
+@register("Sub", inplace=True)
 def sub(ctx: OpContext, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _into(ctx, np.subtract, a, b)
 
 
-@register("Mul")
+@register("Mul", inplace=True)
 def mul(ctx: OpContext, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _into(ctx, np.multiply, a, b)
 
 
-@register("Div")
+@register("Div", inplace=True)
 def div(ctx: OpContext, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Float division; integer division truncates toward zero (C semantics, as onnxruntime)."""
     if np.issubdtype(a.dtype, np.integer):
@@ -137,7 +145,7 @@ def div(ctx: OpContext, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(a, b)
 
 
-@register("Pow")
+@register("Pow", inplace=True)
 @widen_half
 def pow_(ctx: OpContext, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The result has the base's dtype whatever the exponent's type (opset 12+ allows mixing)."""
@@ -148,7 +156,7 @@ def pow_(ctx: OpContext, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.power(x, y.astype(x.dtype, copy=False))
 
 
-@register("Mod")
+@register("Mod", inplace=True)
 def mod(ctx: OpContext, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``fmod=1``: sign of the dividend (C fmod); ``fmod=0``: sign of the divisor (Python %)."""
     if ctx.attr("fmod", 0):
@@ -162,22 +170,22 @@ def bit_shift(ctx: OpContext, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return shift(x, y.astype(x.dtype, copy=False))
 
 
-@register("Max")
+@register("Max", inplace=True)
 def variadic_max(ctx: OpContext, *xs: np.ndarray) -> np.ndarray:
     return functools.reduce(np.maximum, xs)
 
 
-@register("Min")
+@register("Min", inplace=True)
 def variadic_min(ctx: OpContext, *xs: np.ndarray) -> np.ndarray:
     return functools.reduce(np.minimum, xs)
 
 
-@register("Sum")
+@register("Sum", inplace=True)
 def variadic_sum(ctx: OpContext, *xs: np.ndarray) -> np.ndarray:
     return functools.reduce(np.add, xs)
 
 
-@register("Mean")
+@register("Mean", inplace=True)
 def variadic_mean(ctx: OpContext, *xs: np.ndarray) -> np.ndarray:
     total = functools.reduce(np.add, xs)
     return (total / len(xs)).astype(total.dtype, copy=False)
@@ -192,56 +200,56 @@ def is_inf(ctx: OpContext, x: np.ndarray) -> np.ndarray:
 # ---- activations ----------------------------------------------------------------------------
 
 
-@register("Relu")
+@register("Relu", inplace=True)
 def relu(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     if x.dtype.kind != "f":
         return np.maximum(x, np.zeros((), x.dtype))
     return relu_into(x, ctx.output(0, x.shape, x.dtype))
 
 
-@register("LeakyRelu")
+@register("LeakyRelu", inplace=True)
 @widen_half
 def leaky_relu(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, x, x * ctx.attr("alpha", 0.01))
 
 
-@register("PRelu")
+@register("PRelu", inplace=True)
 @widen_half
 def prelu(ctx: OpContext, x: np.ndarray, slope: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, x, x * slope).astype(x.dtype, copy=False)
 
 
-@register("Sigmoid")
+@register("Sigmoid", inplace=True)
 @widen_half
 def sigmoid(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     return special.expit(x)
 
 
-@register("Swish")
+@register("Swish", inplace=True)
 @widen_half
 def swish(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     return x * special.expit(x * ctx.attr("alpha", 1.0))
 
 
-@register("HardSigmoid")
+@register("HardSigmoid", inplace=True)
 @widen_half
 def hard_sigmoid(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     return np.clip(x * ctx.attr("alpha", 0.2) + ctx.attr("beta", 0.5), 0, 1)
 
 
-@register("HardSwish")
+@register("HardSwish", inplace=True)
 @widen_half
 def hard_swish(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     return x * np.clip(x * (1 / 6) + 0.5, 0, 1)
 
 
-@register("Elu")
+@register("Elu", inplace=True)
 @widen_half
 def elu(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     return np.where(x > 0, x, np.expm1(x) * ctx.attr("alpha", 1.0))
 
 
-@register("Selu")
+@register("Selu", inplace=True)
 @widen_half
 def selu(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     alpha = ctx.attr("alpha", 1.67326319217681884765625)
@@ -249,14 +257,14 @@ def selu(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     return np.where(x > 0, x * gamma, np.expm1(x) * (alpha * gamma))
 
 
-@register("Celu")
+@register("Celu", inplace=True)
 @widen_half
 def celu(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     alpha = ctx.attr("alpha", 1.0)
     return np.maximum(x, 0) + np.minimum(np.expm1(x / alpha) * alpha, 0)
 
 
-@register("Gelu")
+@register("Gelu", inplace=True)
 @widen_half
 def gelu(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     """``approximate="none"``: x·Φ(x) through erf; ``"tanh"``: the tanh approximation."""
@@ -266,13 +274,13 @@ def gelu(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     return x * 0.5 * (1 + special.erf(x * math.sqrt(0.5)))
 
 
-@register("ThresholdedRelu")
+@register("ThresholdedRelu", inplace=True)
 @widen_half
 def thresholded_relu(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     return np.where(x > ctx.attr("alpha", 1.0), x, np.zeros((), x.dtype))
 
 
-@register("Shrink")
+@register("Shrink", inplace=True)
 @widen_half
 def shrink(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     bias, lambd = ctx.attr("bias", 0.0), ctx.attr("lambd", 0.5)
@@ -289,14 +297,14 @@ def _clip(x: np.ndarray, low: np.ndarray | float | None, high: np.ndarray | floa
     return x
 
 
-@register("Clip", since=1)
+@register("Clip", since=1, inplace=True)
 @widen_half
 def clip_attrs(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     """Opset < 11: bounds are float attributes."""
     return _clip(x, ctx.attr("min"), ctx.attr("max"))
 
 
-@register("Clip", since=11)
+@register("Clip", since=11, inplace=True)
 @widen_half
 def clip(ctx: OpContext, x: np.ndarray, low: np.ndarray | None = None, high: np.ndarray | None = None) -> np.ndarray:
     """Opset 11+: bounds are optional scalar inputs."""

@@ -17,10 +17,11 @@ import numpy as np
 from scipy import special
 
 from edge.ir import EDGETRT_DOMAIN, Value
+from edge.ir.opinfo import resolve_pads
 from edge.kernels.cpu.activations import apply_activation
 from edge.kernels.cpu.compiled import compiled as _compiled
 from edge.kernels.cpu.linalg import gemm
-from edge.kernels.cpu.nn import conv_transpose, convolve
+from edge.kernels.cpu.nn import conv_tactics, conv_transpose, convolve
 from edge.kernels.cpu.normalization import batch_normalize
 from edge.kernels.cpu.precision import widen_half
 from edge.kernels.registry import OpContext, register, register_shape
@@ -42,7 +43,7 @@ def _epilogue(ctx: OpContext, y: np.ndarray, residual: np.ndarray | None = None)
     return apply_activation(y, *_activation(ctx))
 
 
-@register("FusedConv", domain=EDGETRT_DOMAIN)
+@register("FusedConv", domain=EDGETRT_DOMAIN, tactics=conv_tactics)
 @widen_half
 def fused_conv(
     ctx: OpContext, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, z: np.ndarray | None = None
@@ -73,7 +74,7 @@ def fused_batch_normalization(
     return batch_normalize(ctx, x, scale, bias, mean, var, *_activation(ctx))
 
 
-@register("SiLU", domain=EDGETRT_DOMAIN)
+@register("SiLU", domain=EDGETRT_DOMAIN, inplace=True)
 def silu(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     """x · sigmoid(x) (a.k.a. Swish with beta 1)."""
     return x * special.expit(x)
@@ -108,17 +109,15 @@ def _conv_out(ctx: OpContext, x: Value, w: Value) -> tuple | None:
     spatial = x.shape[2:]
     strides = tuple(ctx.attr("strides") or (1,) * rank)
     dilations = tuple(ctx.attr("dilations") or (1,) * rank)
-    auto_pad = ctx.attr("auto_pad", "NOTSET")
-    pads = tuple(ctx.attr("pads") or (0,) * (2 * rank)) if auto_pad == "NOTSET" else (0,) * (2 * rank)
+    auto_pad, pads = ctx.attr("auto_pad", "NOTSET"), ctx.attr("pads")
     out = []
     for i, size in enumerate(spatial):
         if not isinstance(size, int) or not isinstance(kernel[i], int):
             out.append(None)
-        elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-            out.append(-(-size // strides[i]))
-        else:
-            span = size + pads[i] + pads[i + rank] - ((kernel[i] - 1) * dilations[i] + 1)
-            out.append(span // strides[i] + 1)
+            continue
+        dim_pads = None if not pads else (pads[i], pads[i + rank])
+        (begin,), (end,) = resolve_pads(auto_pad, dim_pads, (size,), kernel[i : i + 1], strides[i : i + 1], dilations[i : i + 1])
+        out.append((size + begin + end - ((kernel[i] - 1) * dilations[i] + 1)) // strides[i] + 1)
     return (x.shape[0], w.shape[0], *out)
 
 

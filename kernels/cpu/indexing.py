@@ -77,7 +77,7 @@ def scatter_nd(ctx: OpContext, data: np.ndarray, indices: np.ndarray, updates: n
     return _scatter(data.copy(), _nd_index(data.shape, indices, 0), updates, ctx.attr("reduction", "none"))
 
 
-@register("Where")
+@register("Where", inplace=True)
 def where(ctx: OpContext, condition: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(condition, x, y)
 

@@ -34,10 +34,13 @@ import numpy as np
 from edge.kernels.cpu.activations import apply_activation
 from edge.kernels.cpu.compiled import compiled as _compiled
 from edge.kernels.cpu.gemm import grouped_matmul
-from edge.kernels.cpu.precision import widen_half
+from edge.ir.opinfo import resolve_pads
+from edge.kernels.backend import StepSpec
+from edge.kernels.cpu.precision import HALF_FLOATS, widen_half
 from edge.kernels.registry import OpContext, register
+from edge.kernels.tactics import Tactic
 
-__all__: list[str] = []  # kernels are reached through the registry
+__all__ = ["CONV_MODES", "conv_tactics"]  # kernels are reached through the registry
 
 
 def _compiled_2d(x: np.ndarray, kernel: tuple[int, ...]) -> ModuleType | None:
@@ -85,21 +88,16 @@ class _Window:
             )
 
 
-def _window(ctx: OpContext, size_in: tuple[int, ...], kernel: tuple[int, ...], ceil_mode: bool = False) -> _Window:
-    """Resolve strides, dilations, pads / auto_pad (and ceil_mode) into output sizes."""
+def _window(attrs: dict[str, Any], size_in: tuple[int, ...], kernel: tuple[int, ...], ceil_mode: bool = False) -> _Window:
+    """Resolve a node's strides, dilations, pads / auto_pad (and ceil_mode) into output sizes."""
     rank = len(kernel)
-    strides = tuple(ctx.attr("strides") or (1,) * rank)
-    dilations = tuple(ctx.attr("dilations") or (1,) * rank)
-    auto_pad = ctx.attr("auto_pad", "NOTSET")
-    effective = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+    strides = tuple(attrs.get("strides") or (1,) * rank)
+    dilations = tuple(attrs.get("dilations") or (1,) * rank)
+    auto_pad = attrs.get("auto_pad", "NOTSET")
+    begin, end = resolve_pads(auto_pad, attrs.get("pads"), size_in, kernel, strides, dilations)
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        out = tuple(-(-i // s) for i, s in zip(size_in, strides))
-        total = [max(0, (o - 1) * s + e - i) for o, s, e, i in zip(out, strides, effective, size_in)]
-        begin = tuple(t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in total)
-        end = tuple(t - b for t, b in zip(total, begin))
-        return _Window(kernel, strides, dilations, begin, end, out)
-    pads = (0,) * (2 * rank) if auto_pad == "VALID" else tuple(ctx.attr("pads") or (0,) * (2 * rank))
-    begin, end = pads[:rank], pads[rank:]
+        return _Window(kernel, strides, dilations, begin, end, tuple(-(-i // s) for i, s in zip(size_in, strides)))
+    effective = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
     out = []
     for i, b, e, k, s in zip(size_in, begin, end, effective, strides):
         span = i + b + e - k
@@ -107,7 +105,7 @@ def _window(ctx: OpContext, size_in: tuple[int, ...], kernel: tuple[int, ...], c
         if ceil_mode and (count - 1) * s >= i + b:  # a last window starting in the right padding is dropped
             count -= 1
         out.append(count)
-    return _Window(kernel, strides, dilations, tuple(begin), tuple(end), tuple(out))
+    return _Window(kernel, strides, dilations, begin, end, tuple(out))
 
 
 def _padded(x: np.ndarray, window: _Window, fill: float | int, ctx: OpContext | None = None) -> np.ndarray:
@@ -294,40 +292,109 @@ class _ConvPlan:
     rows: np.ndarray | None = None
 
 
+CONV_MODES = ("pointwise", "winograd", "tap-sum", "shifted", "gather", "im2col")
+"""Every way ``convolve`` can run a conv (see ``_ConvPlan``); each is one of Conv's tactics."""
+
+
+@dataclass(frozen=True)
+class _ConvSetting:
+    """What a conv's mode depends on, derived from its attributes and input shapes/dtypes."""
+
+    window: _Window
+    group: int
+    cg: int
+    mg: int
+    depthwise: bool
+    compiled: ModuleType | None
+    dtype: np.dtype
+    phases: _Phases | None
+
+    def modes(self, size_in: tuple[int, ...]) -> tuple[str, ...]:
+        """The modes that can run this conv, the heuristic's choice first.
+
+        The heuristic: pointwise when the input is the column matrix; Winograd for 3x3
+        stride-1 convs with enough channels (``_winograd_fits``); tap-sum when outputs are at
+        most half the inputs; the compiled GEMM reading shifted images; else gather or
+        im2col copies. A compiled depthwise conv runs one compiled loop whatever the mode,
+        so it has only the heuristic's."""
+        window, compiled, phases, kernel = self.window, self.compiled, self.phases, self.window.kernel
+        applicable = ["im2col"]
+        if window.taps == 1 and window.strides == (1,) * len(kernel) and window.out == size_in:
+            applicable.append("pointwise")
+        if phases is not None:
+            applicable += ["gather", "tap-sum"]
+        if compiled is not None and not self.depthwise:
+            applicable.append("shifted")
+            if kernel == (3, 3) and window.strides == (1, 1) and window.dilations == (1, 1) and self.group == 1:
+                applicable.append("winograd")
+        if "pointwise" in applicable:
+            heuristic = "pointwise"
+        elif compiled is not None and _winograd_fits(window, self.group, self.cg, self.mg):
+            heuristic = "winograd"
+        elif phases is not None and 2 * self.mg <= self.cg:
+            heuristic = "tap-sum"
+        elif "shifted" in applicable:
+            heuristic = "shifted"
+        else:
+            heuristic = "im2col" if phases is None else "gather"
+        if compiled is not None and self.depthwise:
+            return (heuristic,)
+        return (heuristic, *(mode for mode in CONV_MODES if mode in applicable and mode != heuristic))
+
+
+def _conv_setting(
+    attrs: dict[str, Any], x_shape: tuple[int, ...], x_dtype: np.dtype, w_shape: tuple[int, ...], w_dtype: np.dtype
+) -> _ConvSetting:
+    group = attrs.get("group", 1)
+    kernel = tuple(attrs.get("kernel_shape") or w_shape[2:])
+    dtype = np.result_type(x_dtype, w_dtype)
+    compiled = _compiled() if dtype == x_dtype == np.float32 and len(kernel) == 2 else None
+    window = _window(attrs, x_shape[2:], kernel)
+    cg, mg = x_shape[1] // group, w_shape[0] // group
+    depthwise = cg == 1 and group > 1 and len(kernel) == 2
+    return _ConvSetting(window, group, cg, mg, depthwise, compiled, dtype, _phases(window))
+
+
+def conv_tactics(spec: StepSpec) -> list[Tactic]:
+    """Conv's tactics for one step: the modes that can run its shapes, the heuristic's first
+    (none when the input or weight shapes are unknown at build time)."""
+    x, w = spec.inputs[0], spec.inputs[1]
+    if x is None or w is None or x.shape is None or w.shape is None or len(x.shape) < 3:
+        return []
+    widened = [np.float32 if np.dtype(t.dtype) in HALF_FLOATS else t.dtype for t in (x, w)]  # as ``widen_half`` runs it
+    setting = _conv_setting(spec.node.attrs, tuple(x.shape), widened[0], tuple(w.shape), widened[1])
+    return [Tactic(mode) for mode in setting.modes(tuple(x.shape[2:]))]
+
+
 def _conv_plan(ctx: OpContext, x: np.ndarray, w: np.ndarray, has_bias: bool) -> _ConvPlan:
-    """The node's plan for these shapes; whether the compiled kernels take it is decided here,
-    when the node first runs at these shapes."""
-    key = ("conv", x.shape, x.dtype, w.shape, w.dtype, has_bias)
+    """The node's plan for these shapes, decided when the node first runs at them: the
+    step's tactic when it is one of the modes that can run them, else the heuristic's mode."""
+    key = ("conv", x.shape, x.dtype, w.shape, w.dtype, has_bias, ctx.tactic)
     plan = ctx.cache.get(key)
     if plan is None:
-        group = ctx.attr("group", 1)
-        kernel = _kernel_shape(ctx, w)
-        dtype = np.result_type(x.dtype, w.dtype)
-        compiled = _compiled_2d(x, kernel) if dtype == x.dtype else None
-        window = _window(ctx, x.shape[2:], kernel)
-        cg, mg = x.shape[1] // group, w.shape[0] // group
-        depthwise = cg == 1 and group > 1 and len(kernel) == 2
-        phases = shifted = rows = None
-        if window.taps == 1 and window.strides == (1,) * len(kernel) and window.out == x.shape[2:]:
-            mode = "pointwise"
-            rows = None if compiled is None else compiled.dense_rows(cg, math.prod(window.out))
-        elif compiled is not None and _winograd_fits(window, group, cg, mg):
-            mode = "winograd"
-        elif (phases := _phases(window)) is not None and 2 * mg <= cg:
-            mode = "tap-sum"
-        elif compiled is not None and not depthwise:
-            mode, phases = "shifted", None
-            shifted = _shifted_images_layout(window)
-            rows = _shifted_rows(shifted, window, cg)
-        else:
-            mode = "im2col" if phases is None else "gather"
-        if compiled is not None:
-            bias_row = has_bias and depthwise
-        else:
-            bias_row = has_bias and mode in ("gather", "im2col")
-        plan = _ConvPlan(window, group, cg, mg, mode, bias_row, depthwise, phases, compiled, dtype, shifted, rows)
-        ctx.cache[key] = plan
+        plan = ctx.cache[key] = _new_conv_plan(ctx, x, w, has_bias)
     return plan
+
+
+def _new_conv_plan(ctx: OpContext, x: np.ndarray, w: np.ndarray, has_bias: bool) -> _ConvPlan:
+    setting = _conv_setting(ctx.node.attrs, x.shape, x.dtype, w.shape, w.dtype)
+    window, compiled, cg = setting.window, setting.compiled, setting.cg
+    modes = setting.modes(x.shape[2:])
+    mode = ctx.tactic.name if ctx.tactic is not None and ctx.tactic.name in modes else modes[0]
+    phases = setting.phases if mode in ("tap-sum", "gather") else None
+    shifted = rows = None
+    if mode == "pointwise" and compiled is not None:
+        rows = compiled.dense_rows(cg, math.prod(window.out))
+    elif mode == "shifted":
+        shifted = _shifted_images_layout(window)
+        rows = _shifted_rows(shifted, window, cg)
+    if compiled is not None:
+        bias_row = has_bias and setting.depthwise
+    else:
+        bias_row = has_bias and mode in ("gather", "im2col")
+    return _ConvPlan(
+        window, setting.group, cg, setting.mg, mode, bias_row, setting.depthwise, phases, compiled, setting.dtype, shifted, rows
+    )
 
 
 def _conv_weights(ctx: OpContext, plan: _ConvPlan, w: np.ndarray, b: np.ndarray | None) -> tuple[Any, np.ndarray | None]:
@@ -361,7 +428,7 @@ def _fold_weights(plan: _ConvPlan, w: np.ndarray, b: np.ndarray | None) -> tuple
     return np.ascontiguousarray(weights), bias
 
 
-@register("Conv")
+@register("Conv", tactics=conv_tactics)
 @widen_half
 def conv(ctx: OpContext, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     """N-d grouped convolution (cross-correlation) of (N, C, *S) by (M, C/group, *K)."""
@@ -751,7 +818,7 @@ def _pool_window(ctx: OpContext, x: np.ndarray) -> tuple[_Window, list[tuple[sli
     cached = ctx.cache.get(key)
     if cached is None:
         kernel = tuple(ctx.attr("kernel_shape"))
-        window = _window(ctx, x.shape[2:], kernel, bool(ctx.attr("ceil_mode", 0)))
+        window = _window(ctx.node.attrs, x.shape[2:], kernel, bool(ctx.attr("ceil_mode", 0)))
         cached = ctx.cache[key] = (window, [taps for _, taps in window.tap_slices()])
     return cached
 

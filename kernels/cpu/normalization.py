@@ -30,7 +30,7 @@ def _stash_dtype(ctx: OpContext, x: np.ndarray) -> np.dtype:
     return np.dtype(np.float32)
 
 
-@register("BatchNormalization")
+@register("BatchNormalization", inplace=True)
 def batch_normalization(
     ctx: OpContext, x: np.ndarray, scale: np.ndarray, bias: np.ndarray, mean: np.ndarray, var: np.ndarray
 ) -> np.ndarray | tuple[np.ndarray, ...]:

@@ -8,14 +8,16 @@ round to nearest even and, with ``saturate=1``, clamp to the largest finite valu
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import ml_dtypes
 import numpy as np
 
 from edge.ir.dtypes import from_onnx
 from edge.kernels.cpu.nn import conv
-from edge.kernels.registry import OpContext, register
+from edge.kernels.registry import KernelFn, OpContext, register
 
-__all__: list[str] = []  # kernels are reached through the registry
+__all__ = ["integer_convs"]  # kernels are reached through the registry
 
 
 def _broadcast_scale(ctx: OpContext, scale: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -132,50 +134,56 @@ def qlinear_matmul(
     return _requantize(acc, multiplier, y_zero_point)
 
 
-def _conv_integer(
-    ctx: OpContext, x: np.ndarray, x_zero_point, w: np.ndarray, w_zero_point, w_input: int
-) -> np.ndarray:
-    """int32 convolution of (x - x_zp) by (w - w_zp), w_zp scalar or one per output channel.
+def integer_convs(convolution: Callable[[OpContext, np.ndarray, np.ndarray], np.ndarray]) -> tuple[KernelFn, KernelFn]:
+    """The ConvInteger and QLinearConv kernels of a backend whose float-or-int Conv is
+    ``convolution(ctx, x, w)`` (each backend keeps its own convolution, the zero-point and
+    requantization arithmetic is shared)."""
 
-    W is node input ``w_input`` and its zero point the input two later; when both are
-    constants the centered W is made once per node (and Conv's weight fold then caches too).
-    """
-    channel = (-1,) + (1,) * (w.ndim - 1)
-    sources: list[np.ndarray | None] = [None] * (w_input + 2)
-    sources[w_input - 1], sources[w_input + 1] = w, w_zero_point
-    centered_w = ctx.from_constants(("centered-w",), sources, lambda: _centered(w, w_zero_point, channel))
-    return conv(ctx, _centered(x, x_zero_point), centered_w)
+    def centered_conv(ctx: OpContext, x: np.ndarray, x_zero_point, w: np.ndarray, w_zero_point, w_input: int) -> np.ndarray:
+        """int32 convolution of (x - x_zp) by (w - w_zp), w_zp scalar or one per output channel.
+
+        W is node input ``w_input`` and its zero point the input two later; when both are
+        constants the centered W is made once per node (and Conv's weight fold then caches too).
+        """
+        channel = (-1,) + (1,) * (w.ndim - 1)
+        sources: list[np.ndarray | None] = [None] * (w_input + 2)
+        sources[w_input - 1], sources[w_input + 1] = w, w_zero_point
+        centered_w = ctx.from_constants(("centered-w",), sources, lambda: _centered(w, w_zero_point, channel))
+        return convolution(ctx, _centered(x, x_zero_point), centered_w)
+
+    def conv_integer(
+        ctx: OpContext,
+        x: np.ndarray,
+        w: np.ndarray,
+        x_zero_point: np.ndarray | None = None,
+        w_zero_point: np.ndarray | None = None,
+    ) -> np.ndarray:
+        return centered_conv(ctx, x, x_zero_point, w, w_zero_point, 1)
+
+    def qlinear_conv(
+        ctx: OpContext,
+        x: np.ndarray,
+        x_scale: np.ndarray,
+        x_zero_point: np.ndarray,
+        w: np.ndarray,
+        w_scale: np.ndarray,
+        w_zero_point: np.ndarray,
+        y_scale: np.ndarray,
+        y_zero_point: np.ndarray,
+        bias: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """ConvInteger plus an int32 bias, requantized by x_scale·w_scale/y_scale (w_scale per channel)."""
+        acc = centered_conv(ctx, x, x_zero_point, w, w_zero_point, 3)
+        if bias is not None:
+            acc = acc + bias.astype(np.int32).reshape((-1,) + (1,) * (acc.ndim - 2))
+        channel = (-1,) + (1,) * (acc.ndim - 2)
+        w_factor = w_scale.astype(np.float64).reshape(channel) if w_scale.ndim else w_scale.astype(np.float64)
+        multiplier = x_scale.astype(np.float64) * w_factor / y_scale.astype(np.float64)
+        return _requantize(acc, multiplier, y_zero_point)
+
+    return conv_integer, qlinear_conv
 
 
-@register("ConvInteger")
-def conv_integer(
-    ctx: OpContext,
-    x: np.ndarray,
-    w: np.ndarray,
-    x_zero_point: np.ndarray | None = None,
-    w_zero_point: np.ndarray | None = None,
-) -> np.ndarray:
-    return _conv_integer(ctx, x, x_zero_point, w, w_zero_point, 1)
-
-
-@register("QLinearConv")
-def qlinear_conv(
-    ctx: OpContext,
-    x: np.ndarray,
-    x_scale: np.ndarray,
-    x_zero_point: np.ndarray,
-    w: np.ndarray,
-    w_scale: np.ndarray,
-    w_zero_point: np.ndarray,
-    y_scale: np.ndarray,
-    y_zero_point: np.ndarray,
-    bias: np.ndarray | None = None,
-) -> np.ndarray:
-    """ConvInteger plus an int32 bias, requantized by x_scale·w_scale/y_scale (w_scale per channel)."""
-    acc = _conv_integer(ctx, x, x_zero_point, w, w_zero_point, 3)
-    if bias is not None:
-        acc = acc + bias.astype(np.int32).reshape((-1,) + (1,) * (acc.ndim - 2))
-    channel = (-1,) + (1,) * (acc.ndim - 2)
-    w_factor = w_scale.astype(np.float64).reshape(channel) if w_scale.ndim else w_scale.astype(np.float64)
-    multiplier = x_scale.astype(np.float64) * w_factor / y_scale.astype(np.float64)
-    return _requantize(acc, multiplier, y_zero_point)
+_conv_integer, _qlinear_conv = integer_convs(conv)
+register("ConvInteger")(_conv_integer)
+register("QLinearConv")(_qlinear_conv)

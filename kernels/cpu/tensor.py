@@ -29,17 +29,17 @@ def _reshape(data: np.ndarray, shape: list[int], allowzero: int) -> np.ndarray:
     return np.reshape(data, target)
 
 
-@register("Reshape")
+@register("Reshape", inplace=True)
 def reshape_v1(ctx: OpContext, data: np.ndarray) -> np.ndarray:
     return _reshape(data, list(ctx.attr("shape", [])), 0)
 
 
-@register("Reshape", since=5)
+@register("Reshape", since=5, inplace=True)
 def reshape(ctx: OpContext, data: np.ndarray, shape: np.ndarray) -> np.ndarray:
     return _reshape(data, _ints(shape), ctx.attr("allowzero", 0))
 
 
-@register("Flatten")
+@register("Flatten", inplace=True)
 def flatten(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     axis = ctx.attr("axis", 1)
     axis = axis + x.ndim if axis < 0 else axis
@@ -62,12 +62,12 @@ def _squeeze(x: np.ndarray, axes: list[int] | None) -> np.ndarray:
     return np.squeeze(x, axis=tuple(normalize_axes(axes, x.ndim)))
 
 
-@register("Squeeze")
+@register("Squeeze", inplace=True)
 def squeeze_v1(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     return _squeeze(x, ctx.attr("axes"))
 
 
-@register("Squeeze", since=13)
+@register("Squeeze", since=13, inplace=True)
 def squeeze(ctx: OpContext, x: np.ndarray, axes: np.ndarray | None = None) -> np.ndarray:
     return _squeeze(x, _ints(axes))
 
@@ -84,12 +84,12 @@ def _unsqueezed_shape(shape: tuple[int, ...], axes: list[int]) -> list[int]:
     return out
 
 
-@register("Unsqueeze")
+@register("Unsqueeze", inplace=True)
 def unsqueeze_v1(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     return _unsqueeze(x, list(ctx.attr("axes")))
 
 
-@register("Unsqueeze", since=13)
+@register("Unsqueeze", since=13, inplace=True)
 def unsqueeze(ctx: OpContext, x: np.ndarray, axes: np.ndarray) -> np.ndarray:
     return _unsqueeze(x, _ints(axes))
 
@@ -345,7 +345,7 @@ def constant_of_shape(ctx: OpContext, shape: np.ndarray) -> np.ndarray:
     return np.full(tuple(_ints(shape)), fill[0], dtype=fill.dtype)
 
 
-@register("Identity")
+@register("Identity", inplace=True)
 def identity(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     return x
 
@@ -361,12 +361,12 @@ def _dropout(ctx: OpContext, x: np.ndarray, ratio: float, training: bool) -> tup
     return (out, mask)[: ctx.num_outputs]
 
 
-@register("Dropout")
+@register("Dropout", inplace=True)
 def dropout_v1(ctx: OpContext, x: np.ndarray) -> tuple[np.ndarray, ...]:
     return _dropout(ctx, x, ctx.attr("ratio", 0.5), False)
 
 
-@register("Dropout", since=12)
+@register("Dropout", since=12, inplace=True)
 def dropout(
     ctx: OpContext, x: np.ndarray, ratio: np.ndarray | None = None, training_mode: np.ndarray | None = None
 ) -> tuple[np.ndarray, ...]:
