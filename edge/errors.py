@@ -18,6 +18,7 @@ __all__ = [
     "PowerError",
     "TelemetryError",
     "CalibrationError",
+    "FileWriteError",
 ]
 
 
@@ -75,3 +76,7 @@ class TelemetryError(EdgeError):
 
 class CalibrationError(EdgeError):
     """Calibration data or a calibration cache is missing, malformed or does not fit the model."""
+
+
+class FileWriteError(EdgeError):
+    """An output file cannot be written (a folder in its place, no permission, disk full)."""
