@@ -16,4 +16,7 @@ from edge.kernels.cpu import (  # noqa: F401  (imported for registration)
     resize,
     recurrent,
     control,
+    loss,
+    signal,
+    strings,
 )
