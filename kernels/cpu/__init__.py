@@ -19,4 +19,5 @@ from edge.kernels.cpu import (  # noqa: F401  (imported for registration)
     loss,
     signal,
     strings,
+    sampling,
 )
