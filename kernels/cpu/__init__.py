@@ -20,4 +20,5 @@ from edge.kernels.cpu import (  # noqa: F401  (imported for registration)
     signal,
     strings,
     sampling,
+    selection,
 )
