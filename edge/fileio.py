@@ -129,7 +129,7 @@ def read_arrays(path: str | os.PathLike, error: type[Exception], mmap: bool = Fa
     target = Path(path)
     where = f"'{target}'"
     if not target.exists():
-        raise error(f"{where} does not exist")
+        raise error(f"file {where} does not exist")
     if not target.is_file():
         raise error(f"{where} is not a regular file (a FIFO, device or folder); give a saved .npy/.npz file")
     try:
