@@ -1,5 +1,6 @@
 """GridSample: sample an N-d input at normalised grid coordinates (nearest, linear, cubic),
-with zeros / border / reflection padding, vectorised over every output point."""
+with zeros / border / reflection padding, vectorised over every output point; AffineGrid
+builds such a grid from affine matrices."""
 
 from __future__ import annotations
 
@@ -103,3 +104,22 @@ def grid_sample(ctx: OpContext, x: np.ndarray, grid: np.ndarray) -> np.ndarray:
             result += weight[..., None] * sampler.fetch(positions)
     out = np.moveaxis(result, -1, 1).reshape((n, channels) + grid.shape[1:-1])
     return out.astype(x.dtype)
+
+
+def _normalised_positions(size: int, align: bool) -> np.ndarray:
+    """Pixel centres (or corners, with align_corners) of one axis in [-1, 1]."""
+    if align:
+        return np.linspace(-1, 1, size) if size > 1 else np.zeros(1)
+    return (2 * np.arange(size) + 1) / size - 1
+
+
+@register("AffineGrid", since=20)
+def affine_grid(ctx: OpContext, theta: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """The sampling grid GridSample reads: each output pixel's (x, y[, z]) through ``theta``."""
+    align = bool(ctx.attr("align_corners", 0))
+    n, spatial = int(size[0]), [int(s) for s in size[2:]]
+    axes = [_normalised_positions(s, align) for s in spatial]
+    mesh = np.meshgrid(*axes, indexing="ij")  # first spatial dim first
+    base = np.stack([*reversed(mesh), np.ones(tuple(spatial))], axis=-1).reshape(-1, len(spatial) + 1)
+    grid = np.einsum("pk,nik->npi", base, theta.astype(np.float64))
+    return grid.reshape((n, *spatial, len(spatial))).astype(theta.dtype)
