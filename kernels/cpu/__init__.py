@@ -21,5 +21,5 @@ from edge.kernels.cpu import (  # noqa: F401  (imported for registration)
     strings,
     sampling,
     selection,
-    positional,
+    transformer,
 )

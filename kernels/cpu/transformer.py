@@ -1,8 +1,10 @@
-"""RotaryEmbedding (RoPE): rotate pairs of each head's features by position-dependent angles."""
+"""Transformer-block ops: RotaryEmbedding (RoPE) and the SwiGLU gated activation."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from scipy import special
 
 from edge.kernels.registry import OpContext, register
 
@@ -35,3 +37,11 @@ def rotary_embedding(
         turned = np.concatenate([real, imag], axis=-1)
     out = np.concatenate([turned, kept], axis=-1).astype(x.dtype)
     return np.transpose(out, (0, 2, 1, 3)).copy() if four_d else out.reshape(x.shape)
+
+
+@register("SwiGLU", since=28)
+def swiglu(ctx: OpContext, gate: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Swish(gate) * value, Swish(a) = a * sigmoid(alpha * a)."""
+    work = gate.astype(np.float32) if gate.dtype == np.float16 else gate
+    alpha = np.asarray(ctx.attr("alpha", 1.0), work.dtype)
+    return (work * special.expit(alpha * work) * value).astype(gate.dtype)
