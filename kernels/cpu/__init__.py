@@ -22,4 +22,5 @@ from edge.kernels.cpu import (  # noqa: F401  (imported for registration)
     sampling,
     selection,
     transformer,
+    detection,
 )
