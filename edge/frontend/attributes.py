@@ -33,6 +33,7 @@ WINDOW_OPS = frozenset(
 """(domain, op type) of the ops whose window attributes are checked."""
 
 _AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+_GROWING_OPS = {"ConvTranspose", "FusedConvTranspose", "MaxUnpool"}  # outputs larger than inputs: no fit check
 _WEIGHT_INPUT = {"QLinearConv": 3}  # other convolutions take their weight as input 1
 
 
@@ -80,7 +81,7 @@ def _node_problem(node: Node) -> str | None:
     auto_pad = node.attrs.get("auto_pad", "NOTSET")
     if auto_pad not in _AUTO_PADS:
         return f"attribute auto_pad={auto_pad!r} is not one of {list(_AUTO_PADS)}"
-    if kernel is not None and auto_pad in ("NOTSET", "VALID") and not node.op_type.endswith("ConvTranspose"):
+    if kernel is not None and auto_pad in ("NOTSET", "VALID") and node.op_type not in _GROWING_OPS:
         return _window_fits(node, kernel, lists, auto_pad)
     return None
 
