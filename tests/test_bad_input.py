@@ -287,3 +287,17 @@ def test_control_characters_in_names_are_escaped(tmp_path: Path, capsys: pytest.
     capsys.readouterr()
     err = _one_line_error(capsys, main(["build", str(path)]), r"evil\\x1b\[2J\\x0dname\[/bold\]")
     assert "\x1b[2J" not in err and "\r" not in err
+
+
+def test_inspect_escapes_markup_and_control_characters(built, capsys: pytest.CaptureFixture[str]) -> None:
+    """A crafted header name with rich markup and an ANSI escape prints as written, no crash."""
+    from edge.engine.format import read_engine, write_engine
+
+    blob = read_engine(built[1])
+    header = {k: v for k, v in blob.header.items() if k not in ("format_version", "body_length")}
+    header["name"] = "[/]\x1b[31mred[bold]"
+    write_engine(built[1], header, blob.document, bytes(blob.blobs))
+    capsys.readouterr()
+    assert main(["inspect", str(built[1])]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b[31m" not in out and "[/]\\x1b[31mred[bold]" in out
