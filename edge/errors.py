@@ -19,6 +19,7 @@ __all__ = [
     "TelemetryError",
     "CalibrationError",
     "TrtexecProfileError",
+    "FileWriteError",
 ]
 
 
@@ -80,3 +81,7 @@ class CalibrationError(EdgeError):
 
 class TrtexecProfileError(EdgeError):
     """A trtexec --exportProfile file is unreadable or not in trtexec's layout."""
+
+
+class FileWriteError(EdgeError):
+    """An output file cannot be written (a folder in its place, no permission, disk full)."""

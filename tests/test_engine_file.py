@@ -107,7 +107,7 @@ def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(OSError):
+    with pytest.raises(edge.errors.FileWriteError, match="disk full; nothing was written"):
         engine.save(tmp_path / "out.engine")
     assert list(tmp_path.iterdir()) == []
 

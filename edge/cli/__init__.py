@@ -34,13 +34,14 @@ def _load_commands() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
+    from edge.cli.text import terminal_text
     from edge.errors import EdgeError
 
     _load_commands()
     try:
         code = app(args=argv, standalone_mode=False)  # click returns typer.Exit's code here
     except EdgeError as exc:
-        console_error(str(exc))
+        console_error(terminal_text(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         console_error("interrupted")

@@ -11,6 +11,7 @@ from rich.table import Table
 
 import edge
 from edge.cli.app import app, console
+from edge.cli.text import terminal_text
 from edge.cli.options import (
     BEST,
     DLA_CORE,
@@ -29,6 +30,7 @@ from edge.cli.options import (
 from edge.errors import EdgeError
 from edge.fileio import atomic_path
 from edge.inspect import describe
+from edge.kernels.cpu.control import DEFAULT_MAX_LOOP_ITERATIONS, set_max_loop_iterations
 from edge.quant import precision_label
 from edge.runtime.inputs import random_inputs
 from edge.runtime.profiles import profiles_from_shape_options
@@ -106,7 +108,7 @@ def build_command(
         _print_build_details(engine)
     size = target.stat().st_size
     console.print(
-        f"built [bold]{target}[/bold] ({size / 1e6:.2f} MB): {len(engine.graph.nodes)} layers, "
+        f"built [bold]{terminal_text(target)}[/bold] ({size / 1e6:.2f} MB): {len(engine.graph.nodes)} layers, "
         f"precision {engine.precision}, profile {engine.profile}"
     )
 
@@ -153,9 +155,12 @@ def run_command(
     engine_path: Path = typer.Argument(..., metavar="ENGINE", help="Engine file to run.", show_default=False),
     inputs: list[str] = typer.Option([], "--input", "-i", help="NAME=FILE.npy; repeat per input. Missing inputs are random."),
     output: Path = typer.Option(None, "--output", "-o", help="Write all outputs to this .npz file."),
-    seed: int = typer.Option(0, "--seed", help="Seed for random inputs."),
-    batch: int = typer.Option(1, "--batch", help="Size for symbolic dims of random inputs."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed for random inputs."),
+    batch: int = typer.Option(1, "--batch", min=1, help="Size for symbolic dims of random inputs."),
     threads: int = THREADS,
+    max_loop_iterations: int = typer.Option(
+        DEFAULT_MAX_LOOP_ITERATIONS, "--max-loop-iterations", min=1, help="Refuse a Loop that runs longer than this."
+    ),
 ) -> None:
     """Run an engine once and print its outputs.
 
@@ -171,21 +176,22 @@ def run_command(
     """
     if threads is not None:
         edge.set_intra_op_threads(threads)
+    set_max_loop_iterations(max_loop_iterations)
     engine = edge.load(engine_path)
     feeds = parse_input_files(inputs)
     missing = [s for s in engine.inputs if s.name not in feeds]
     feeds.update(random_inputs(missing, seed, symbolic=batch))
     results = engine.create_context().run(feeds)
-    table = Table("output", "dtype", "shape", "first values", "mean", title=f"{engine.name}")
+    table = Table("output", "dtype", "shape", "first values", "mean", title=terminal_text(engine.name))
     for name, array in results.items():
         flat = np.asarray(array).reshape(-1)
         head = ", ".join(f"{v:.5g}" if np.issubdtype(flat.dtype, np.floating) else str(v) for v in flat[:5])
         mean = f"{flat.astype(np.float64).mean():.6g}" if flat.size and np.issubdtype(flat.dtype, np.number) else "-"
-        table.add_row(name, str(array.dtype), "x".join(map(str, array.shape)), head, mean)
+        table.add_row(terminal_text(name), str(array.dtype), "x".join(map(str, array.shape)), head, mean)
     console.print(table)
     if output is not None:
         _save_npz(output, results)
-        console.print(f"outputs written to {output}")
+        console.print(f"outputs written to {terminal_text(output)}")
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -219,7 +225,7 @@ def inspect_command(
     if info["header"]:
         header = Table("field", "value", title="engine header")
         for key, value in info["header"].items():
-            header.add_row(key, str(value))
+            header.add_row(terminal_text(key), terminal_text(value))
         console.print(header)
     memory = info["build"].get("memory")
     if memory and memory.get("arena_bytes") is not None:
@@ -231,7 +237,7 @@ def inspect_command(
     io = Table("kind", "name", "dtype", "shape", title="inputs / outputs")
     for kind in ("inputs", "outputs"):
         for value in info[kind]:
-            io.add_row(kind[:-1], value["name"], str(value["dtype"]), _shape(value["shape"]))
+            io.add_row(kind[:-1], terminal_text(value["name"]), str(value["dtype"]), terminal_text(_shape(value["shape"])))
     console.print(io)
     is_engine = info["kind"] == "engine"
     columns = ["#", "layer", "op", "inputs", "outputs", "dtype"] + (
@@ -250,7 +256,7 @@ def inspect_command(
                 backend += f" (fallback: {row['fallback']['backend']} {row['fallback']['code']})"
             kernel = (row["kernel"] or "-") + (f" / {row['tactic']}" if row["tactic"] else "")
             cells += [str(row["device"] or "cpu"), precision_label(row), backend, kernel, ", ".join(origin) if origin != [row["name"]] else ""]
-        layers.add_row(*cells)
+        layers.add_row(*(terminal_text(cell) for cell in cells))
     console.print(layers)
 
 

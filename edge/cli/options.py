@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from edge.errors import EdgeError
+from edge.errors import EdgeError, InputError
+from edge.fileio import read_arrays
 
 __all__ = [
     "BEST",
@@ -82,15 +83,8 @@ def parse_input_files(items: list[str]) -> dict[str, np.ndarray]:
         if not sep or not name or not file:
             raise EdgeError(f"--input '{item}' is not NAME=FILE.npy")
         path = Path(file)
-        if not path.is_file():
-            raise EdgeError(f"--input '{name}': file '{path}' does not exist")
-        try:
-            loaded = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise EdgeError(f"--input '{name}': '{path}' is not a .npy/.npz file ({exc})") from None
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            if len(loaded.files) != 1:
-                raise EdgeError(f"--input '{name}': '{path}' holds {len(loaded.files)} arrays, expected one")
-            loaded = loaded[loaded.files[0]]
-        feeds[name] = loaded
+        loaded = read_arrays(path, InputError)
+        if len(loaded) != 1:
+            raise InputError(f"--input '{name}': '{path}' holds {len(loaded)} arrays, expected one")
+        feeds[name] = next(iter(loaded.values()))
     return feeds

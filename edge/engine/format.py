@@ -5,18 +5,22 @@ Layout (little endian)::
     magic        8 bytes   b"EDGETRT\\0"
     version      u32       container format version
     header_len   u32
-    header       JSON      edgetrt version, target profile, precision, body length + SHA-256
+    header       JSON      edgetrt version, target profile, precision, body length
     body         bytes     u64 doc_len, JSON document (graph, plan, build info), zero padding
                            to 64 bytes, then every tensor blob at a 64-byte aligned offset
+    checksum     32 bytes  SHA-256 of every byte before it (prefix and header included)
 
-Files are data only (never pickle). Reading checks, in order: length, magic, version,
-header, body length, checksum — and names the first thing that is wrong.
+Files are data only (never pickle) and untrusted: reading checks, in order, length, magic,
+version, checksum, the header against its schema, body length, the document against its
+schema (:mod:`edge.engine.schema`), and names the first thing that is wrong. Format 1 kept
+the header outside the checksum; it is refused with a request to rebuild.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -25,13 +29,16 @@ from typing import Any
 
 import numpy as np
 
+from edge.engine.schema import validate_document, validate_header
 from edge.errors import EngineFormatError
 from edge.fileio import write_atomic
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "BlobWriter", "EngineBlob", "write_engine", "read_engine"]
 
 MAGIC = b"EDGETRT\0"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_DIGEST = 32
+_MAX_JSON_DEPTH = 64
 _PREFIX = struct.Struct("<8sII")
 _ALIGN = 64
 
@@ -72,9 +79,9 @@ class EngineBlob:
         """The array a :class:`BlobWriter` reference points at (zero-copy, read-only)."""
         dtype = np.dtype(ref["dtype"])
         shape = tuple(ref["shape"])
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)
         end = ref["offset"] + count * dtype.itemsize
-        if end > len(self.blobs):
+        if dtype.hasobject or end > len(self.blobs):
             raise EngineFormatError(f"engine is corrupted: tensor data at offset {ref['offset']} runs past the file end")
         return np.frombuffer(self.blobs, dtype=dtype, count=count, offset=ref["offset"]).reshape(shape)
 
@@ -86,18 +93,22 @@ def write_engine(path: str | os.PathLike, header: dict[str, Any], document: dict
     doc_part += b"\0" * ((-len(doc_part)) % _ALIGN)
     body = doc_part + blobs
     full_header = dict(header)
-    full_header.update(format_version=FORMAT_VERSION, body_length=len(body), body_sha256=hashlib.sha256(body).hexdigest())
+    full_header.update(format_version=FORMAT_VERSION, body_length=len(body))
     head = json.dumps(full_header, sort_keys=True).encode("utf-8")
-    write_atomic(path, _PREFIX.pack(MAGIC, FORMAT_VERSION, len(head)) + head + body)
+    content = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(head)) + head + body
+    write_atomic(path, content + hashlib.sha256(content).digest())
 
 
 def read_engine(path: str | os.PathLike) -> EngineBlob:
     """Parse and verify an engine file; raise EngineFormatError with a one-line reason."""
     target = Path(path)
-    if not target.is_file():
-        raise EngineFormatError(f"engine file '{target}' does not exist")
-    data = target.read_bytes()
     name = f"'{target}'"
+    if not target.is_file():
+        raise EngineFormatError(f"engine file {name} does not exist or is not a regular file")
+    try:
+        data = target.read_bytes()
+    except OSError as exc:
+        raise EngineFormatError(f"engine file {name} cannot be read: {exc.strerror or exc}") from None
     if len(data) < _PREFIX.size:
         raise EngineFormatError(f"{name} is truncated: {len(data)} bytes, shorter than the {_PREFIX.size}-byte prefix")
     magic, version, head_len = _PREFIX.unpack_from(data)
@@ -107,25 +118,56 @@ def read_engine(path: str | os.PathLike) -> EngineBlob:
         raise EngineFormatError(
             f"{name} has engine format {version}, newer than this edgetrt reads ({FORMAT_VERSION}); upgrade edgetrt"
         )
-    if version < 1:
-        raise EngineFormatError(f"{name} has invalid engine format version {version}")
+    if version < FORMAT_VERSION:
+        raise EngineFormatError(
+            f"{name} has engine format {version}, older than this edgetrt reads ({FORMAT_VERSION}); "
+            "rebuild it from the ONNX model with `edgetrt build`"
+        )
     head_end = _PREFIX.size + head_len
-    if len(data) < head_end:
-        raise EngineFormatError(f"{name} is truncated inside its header ({len(data)} of {head_end} bytes)")
-    try:
-        header = json.loads(data[_PREFIX.size : head_end].decode("utf-8"))
-        body_length = int(header["body_length"])
-        checksum = str(header["body_sha256"])
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise EngineFormatError(f"{name} is corrupted: its header is not valid") from None
-    body = memoryview(data)[head_end:]
-    if len(body) < body_length:
-        raise EngineFormatError(f"{name} is truncated: body has {len(body)} of {body_length} bytes")
-    if len(body) > body_length:
-        raise EngineFormatError(f"{name} is corrupted: {len(body) - body_length} unexpected bytes after the body")
-    if hashlib.sha256(body).hexdigest() != checksum:
+    if len(data) < head_end + _DIGEST:
+        raise EngineFormatError(f"{name} is truncated inside its header ({len(data)} of {head_end + _DIGEST} bytes)")
+    if hashlib.sha256(memoryview(data)[:-_DIGEST]).digest() != data[-_DIGEST:]:
         raise EngineFormatError(f"{name} is corrupted: checksum mismatch")
+    header = _json(data[_PREFIX.size : head_end], f"{name} header")
+    validate_header(header, name)
+    if header["format_version"] != version:
+        raise EngineFormatError(f"{name} is corrupted: header says format {header['format_version']}, prefix {version}")
+    body = memoryview(data)[head_end:-_DIGEST]
+    if len(body) != header["body_length"]:
+        raise EngineFormatError(f"{name} is corrupted: body has {len(body)} bytes, the header says {header['body_length']}")
+    if len(body) < 8:
+        raise EngineFormatError(f"{name} is truncated: no document length")
     (doc_len,) = struct.unpack_from("<Q", body)
-    document = json.loads(bytes(body[8 : 8 + doc_len]).decode("utf-8"))
+    if doc_len > len(body) - 8:
+        raise EngineFormatError(f"{name} is corrupted: document length {doc_len} exceeds the body's {len(body) - 8} bytes")
+    document = _json(bytes(body[8 : 8 + doc_len]), f"{name} document")
+    validate_document(document, name)
     blob_start = 8 + doc_len + ((-(8 + doc_len)) % _ALIGN)
     return EngineBlob(header, document, body[blob_start:])
+
+
+def _json(raw: bytes, what: str) -> Any:
+    """Parse JSON that must not nest deeper than the engine writer ever does."""
+    try:
+        text = raw.decode("utf-8")
+        item = json.loads(text)
+    except RecursionError:
+        raise EngineFormatError(f"{what} is corrupted: JSON nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EngineFormatError(f"{what} is corrupted: not valid UTF-8 JSON ({str(exc)[:120]})") from None
+    if _depth(item) > _MAX_JSON_DEPTH:
+        raise EngineFormatError(f"{what} is corrupted: JSON nested deeper than {_MAX_JSON_DEPTH} levels")
+    return item
+
+
+def _depth(item: Any) -> int:
+    """Nesting depth of a parsed JSON item, without recursion."""
+    deepest, stack = 0, [(item, 1)]
+    while stack:
+        current, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(current, dict):
+            stack.extend((v, level + 1) for v in current.values())
+        elif isinstance(current, list):
+            stack.extend((v, level + 1) for v in current)
+    return deepest

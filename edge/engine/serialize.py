@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from edge.engine.format import BlobWriter, EngineBlob
-from edge.errors import EngineFormatError
+from edge.engine.checks import check_engine_graph
+from edge.errors import EdgeError, EngineFormatError
 from edge.ir import Graph, Node, Value
 
 __all__ = ["graph_to_document", "graph_from_document", "encode", "decode"]
@@ -152,13 +153,23 @@ class _Reader:
 
 
 def graph_from_document(document: dict[str, Any], blob: EngineBlob) -> Graph:
-    """Rebuild the IR from :func:`graph_to_document`'s output."""
+    """Rebuild the IR from :func:`graph_to_document`'s output (a document that passed the
+    schema) and check it against itself (:mod:`edge.engine.checks`)."""
     try:
-        return _Reader(document, blob).graph(document["graph"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise EngineFormatError(f"engine is corrupted: malformed graph description ({exc})") from None
+        graph = _Reader(document, blob).graph(document["graph"])
+    except EdgeError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError, MemoryError) as exc:
+        raise EngineFormatError(f"engine is corrupted: malformed graph description ({type(exc).__name__}: {str(exc)[:200]})") from None
+    check_engine_graph(graph, document)
+    return graph
 
 
 def decode(item: Any, blob: EngineBlob) -> Any:
     """Inverse of :func:`encode`."""
-    return _Reader({"values": []}, blob).decode(item)
+    try:
+        return _Reader({"values": []}, blob).decode(item)
+    except EdgeError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, RecursionError, MemoryError) as exc:
+        raise EngineFormatError(f"engine is corrupted: malformed build record ({type(exc).__name__}: {str(exc)[:200]})") from None

@@ -17,6 +17,8 @@ import onnx
 from onnx import AttributeProto, GraphProto, ModelProto, numpy_helper
 
 from edge.errors import ModelImportError, UnsupportedOperatorError
+from edge.frontend.attributes import window_attribute_problem
+from edge.frontend.budget import format_bytes, oversized_tensor, physical_memory, tensor_bytes
 from edge.frontend.shapes import infer_missing_shapes
 from edge.ir import Dim, Graph, Node, Shape, Value, standard_domain
 from edge.ir.dtypes import from_onnx
@@ -111,6 +113,12 @@ def import_model(
     opset = {standard_domain(o.domain): o.version for o in model.opset_import}
     opset.setdefault("", 1)
     graph = _GraphImporter(opset).convert(model.graph, scope={})
+    problem = window_attribute_problem(graph)
+    if problem is not None:
+        raise ModelImportError(f"invalid model: {problem}")
+    problem = oversized_tensor(graph)
+    if problem is not None:
+        raise ModelImportError(f"model cannot be built here: {problem}")
     graph.meta["producer"] = f"{model.producer_name} {model.producer_version}".strip()
     graph.meta["ir_version"] = model.ir_version
     infer_missing_shapes(graph)
@@ -150,7 +158,7 @@ def _override_input_shapes(model: ModelProto, shapes: Mapping[str, Sequence[Dim]
                 f"--shapes gives input '{name}' rank {len(shape)} ({_dims(shape)}), the model has rank {len(dims)}"
             )
         for index, (dim, new) in enumerate(zip(dims, shape)):
-            if dim.HasField("dim_value") and isinstance(new, int) and dim.dim_value != new:
+            if dim.HasField("dim_value") and dim.dim_value >= 0 and isinstance(new, int) and dim.dim_value != new:
                 raise ModelImportError(
                     f"--shapes sets input '{name}' dim {index} to {new}, but the model fixes it to {dim.dim_value}"
                 )
@@ -251,28 +259,64 @@ class _GraphImporter:
         if attr.type == AttributeProto.SPARSE_TENSOR:
             return _sparse_to_dense(attr.sparse_tensor)
         value = onnx.helper.get_attribute_value(attr)
-        if isinstance(value, bytes):
-            return value.decode("utf-8")
-        if isinstance(value, list):
-            return [v.decode("utf-8") if isinstance(v, bytes) else v for v in value]
+        try:
+            if isinstance(value, bytes):
+                return value.decode("utf-8")
+            if isinstance(value, list):
+                return [v.decode("utf-8") if isinstance(v, bytes) else v for v in value]
+        except UnicodeDecodeError:
+            raise ModelImportError(f"attribute '{_printable(attr.name)}' holds a string that is not valid UTF-8") from None
         if attr.type == AttributeProto.TYPE_PROTO:
             return int(value.tensor_type.elem_type)
         return value
 
 
 def _to_array(tensor: onnx.TensorProto) -> np.ndarray:
-    array = numpy_helper.to_array(tensor)
+    """The tensor's data; a declared size that is too large or disagrees with the stored
+    data, an unknown element type or an undecodable string is a one-line error."""
+    label = f"tensor '{_printable(tensor.name)}'"
+    if any(d < 0 for d in tensor.dims):
+        raise ModelImportError(f"{label} has negative dims {list(tensor.dims)}")
+    nbytes = tensor_bytes(tuple(tensor.dims), _element_dtype(tensor.data_type, label))
+    if nbytes is not None and nbytes > physical_memory():
+        raise ModelImportError(f"{label} {list(tensor.dims)} would need {format_bytes(nbytes)}, more than this machine's RAM")
+    try:
+        array = numpy_helper.to_array(tensor)
+    except UnicodeDecodeError:
+        raise ModelImportError(f"{label} holds strings that are not valid UTF-8") from None
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise ModelImportError(f"{label} cannot be read: {_first_line(exc)}") from None
     return array if array.flags.c_contiguous else array.copy(order="C")
 
 
 def _sparse_to_dense(sparse: onnx.SparseTensorProto) -> np.ndarray:
-    """Densify a COO sparse tensor (linear or per-dimension indices)."""
-    values = numpy_helper.to_array(sparse.values)
-    full = np.zeros(tuple(sparse.dims), values.dtype)
-    indices = numpy_helper.to_array(sparse.indices)
-    flat = indices.reshape(-1) if indices.ndim == 1 else np.ravel_multi_index(tuple(indices.T), full.shape)
-    full.reshape(-1)[flat] = values
+    """Densify a COO sparse tensor (linear or per-dimension indices), refusing one whose
+    dense form would not fit in RAM or whose indices fall outside its dims."""
+    label = f"sparse tensor '{_printable(sparse.values.name)}'"
+    values = _to_array(sparse.values)
+    dims = tuple(sparse.dims)
+    nbytes = tensor_bytes(dims, values.dtype)
+    if any(d < 0 for d in dims) or nbytes is None or nbytes > physical_memory():
+        raise ModelImportError(f"{label} has dims {list(dims)}: its dense form would need {format_bytes(max(nbytes or 0, 0))}, more than this machine's RAM")
+    indices = _to_array(sparse.indices)
+    full = np.zeros(dims, values.dtype)
+    try:
+        flat = indices.reshape(-1) if indices.ndim == 1 else np.ravel_multi_index(tuple(indices.T), full.shape)
+        full.reshape(-1)[flat] = values
+    except (ValueError, IndexError) as exc:
+        raise ModelImportError(f"{label}: indices do not fit dims {list(dims)} ({_first_line(exc)})") from None
     return full
+
+
+def _element_dtype(elem_type: int, label: str) -> np.dtype:
+    try:
+        return from_onnx(elem_type)
+    except (KeyError, ValueError, TypeError):
+        raise ModelImportError(f"{label} has ONNX element type {elem_type}, which is not a known type") from None
+
+
+def _printable(name: str) -> str:
+    return name.encode("unicode_escape").decode("ascii") if not name.isprintable() else name
 
 
 def _constant_value(node: onnx.NodeProto, name: str) -> np.ndarray:
@@ -290,21 +334,24 @@ def _constant_value(node: onnx.NodeProto, name: str) -> np.ndarray:
             return np.array(attr.i, np.int64)
         if attr.name == "value_ints":
             return np.array(list(attr.ints), np.int64)
-        if attr.name == "value_string":
-            return np.array(attr.s.decode("utf-8"), dtype=object)
-        if attr.name == "value_strings":
-            return np.array([s.decode("utf-8") for s in attr.strings], dtype=object)
+        try:
+            if attr.name == "value_string":
+                return np.array(attr.s.decode("utf-8"), dtype=object)
+            if attr.name == "value_strings":
+                return np.array([s.decode("utf-8") for s in attr.strings], dtype=object)
+        except UnicodeDecodeError:
+            raise ModelImportError(f"Constant node '{name}' holds a string that is not valid UTF-8") from None
     raise ModelImportError(f"Constant node '{name}' carries no value attribute")
 
 
 def _typed_value(vi: onnx.ValueInfoProto) -> Value:
     tensor_type = vi.type.tensor_type
-    dtype = from_onnx(tensor_type.elem_type) if tensor_type.elem_type else None
+    dtype = _element_dtype(tensor_type.elem_type, f"tensor '{_printable(vi.name)}'") if tensor_type.elem_type else None
     shape: Shape | None = None
     if tensor_type.HasField("shape"):
         dims: list[Dim] = []
         for dim in tensor_type.shape.dim:
-            if dim.HasField("dim_value"):
+            if dim.HasField("dim_value") and dim.dim_value >= 0:  # exporters store a dynamic dim as -1
                 dims.append(int(dim.dim_value))
             elif dim.HasField("dim_param"):
                 dims.append(dim.dim_param)

@@ -9,10 +9,13 @@ because each folded output immediately makes its consumers foldable.
 
 Not folded: random ops (a fresh value per run), nodes with subgraphs, outputs that are graph
 outputs (the interface keeps a producing node), and results above ``MAX_FOLD_BYTES`` that
-would bloat the engine more than they save.
+would bloat the engine more than they save (checked from the declared output shapes before
+running the kernel, so an oversized constant is never allocated).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -43,7 +46,7 @@ def fold_constants(graph: Graph) -> int:
             continue
         arrays = _known_result(node) if node.op_type in ("Shape", "Size") else None
         if arrays is None:
-            if not _foldable(node):
+            if not _foldable(node) or _estimated_bytes(node) > MAX_FOLD_BYTES:
                 continue
             try:
                 arrays = evaluate_node(
@@ -66,6 +69,20 @@ def _foldable(node: Node) -> bool:
     if node.op_type in _NONDETERMINISTIC or any(True for _ in node.subgraphs()):
         return False
     return all(v is None or v.is_const for v in node.inputs)
+
+
+def _estimated_bytes(node: Node) -> int:
+    """Bytes the node's outputs would take, known before running it (0 when unknown), so a
+    ConstantOfShape of 8 GB is left to the runtime instead of being allocated here."""
+    total = 0
+    for value in node.outputs:
+        shape = value.shape
+        if node.op_type == "ConstantOfShape" and node.inputs and node.inputs[0] is not None:
+            shape = tuple(int(d) for d in np.asarray(node.inputs[0].const).reshape(-1))
+        if shape is not None and all(isinstance(d, int) for d in shape):
+            itemsize = value.dtype.itemsize if value.dtype is not None else 8
+            total += math.prod(max(d, 0) for d in shape) * itemsize
+    return total
 
 
 def _known_result(node: Node) -> list[np.ndarray] | None:

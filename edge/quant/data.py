@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import CalibrationError
+from edge.fileio import read_arrays
 from edge.ir import Value
 
 __all__ = ["load_calibration_data"]
@@ -38,15 +39,9 @@ def _read(folder: Path, inputs: Sequence[Value]) -> dict[str, list[tuple[Path, n
     names = [v.name for v in inputs]
     found: dict[str, list[tuple[Path, np.ndarray]]] = {name: [] for name in names}
     for path in files:
-        try:
-            if path.suffix == ".npz":
-                with np.load(path, allow_pickle=False) as archive:
-                    arrays = {key: archive[key] for key in archive.files}
-            else:
-                array = np.load(path, mmap_mode="r", allow_pickle=False)
-                arrays = {names[0] if len(names) == 1 else _stem(path): array}
-        except (OSError, ValueError) as exc:
-            raise CalibrationError(f"calibration file '{path}' cannot be read: {exc}") from None
+        arrays = read_arrays(path, CalibrationError, mmap=True)
+        if path.suffix == ".npy":
+            arrays = {names[0] if len(names) == 1 else _stem(path): arrays[""]}
         for key, array in arrays.items():
             if key not in found:
                 raise CalibrationError(f"calibration file '{path}' holds '{key}', which is not a model input {names}")

@@ -16,6 +16,13 @@ from edge.kernels.cpu import (  # noqa: F401  (imported for registration)
     resize,
     recurrent,
     control,
+    loss,
+    signal,
+    strings,
+    sampling,
+    selection,
+    transformer,
+    detection,
 )
 
 

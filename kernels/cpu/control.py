@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge.errors import KernelError
 from edge.kernels.registry import OpContext, register
 
-__all__: list[str] = []
+__all__ = ["DEFAULT_MAX_LOOP_ITERATIONS", "set_max_loop_iterations"]
+
+DEFAULT_MAX_LOOP_ITERATIONS = 10_000
+_max_loop_iterations = DEFAULT_MAX_LOOP_ITERATIONS
+
+
+def set_max_loop_iterations(limit: int) -> None:
+    """Bound every Loop to ``limit`` iterations (a Loop with no trip count whose condition
+    never turns false, or a huge trip count, is refused instead of running forever)."""
+    global _max_loop_iterations
+    if limit < 1:
+        raise KernelError(f"--max-loop-iterations must be at least 1, got {limit}")
+    _max_loop_iterations = limit
 
 
 @register("If")
@@ -39,6 +52,11 @@ def loop(ctx: OpContext, trip_count: np.ndarray | None, cond: np.ndarray | None,
     scans: list[list[np.ndarray]] | None = None
     i = 0
     while keep_going and (limit is None or i < limit):
+        if i >= _max_loop_iterations:
+            raise KernelError(
+                f"node '{ctx.node.name}' (Loop) did not end within {_max_loop_iterations} iterations "
+                f"(trip count {'none' if limit is None else limit}); raise --max-loop-iterations if the model needs more"
+            )
         results = ctx.run_subgraph(body, [np.array(i, np.int64), np.array(keep_going), *carried])
         keep_going = bool(np.asarray(results[0]).reshape(-1)[0])
         carried = results[1 : 1 + len(carried)]
