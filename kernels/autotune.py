@@ -121,11 +121,15 @@ def op_signature(spec: StepSpec) -> str:
     """What a step's timing depends on: op, attributes, shapes/dtypes (constness), precision, layout."""
     node = spec.node
     attrs = {k: _attr_key(v) for k, v in sorted(node.attrs.items())}
-    tensors = [None if t is None else [t.dtype.str, list(t.shape or ()), t.const is not None] for t in spec.inputs]
-    outputs = [[t.dtype.str, list(t.shape or ())] for t in spec.outputs]
+    tensors = [None if t is None else [_dtype_key(t), list(t.shape or ()), t.const is not None] for t in spec.inputs]
+    outputs = [[_dtype_key(t), list(t.shape or ())] for t in spec.outputs]
     key = {"op": f"{node.domain}::{node.op_type}", "attrs": attrs, "in": tensors, "out": outputs,
            "precision": spec.precision, "layout": spec.layout}
     return json.dumps(key, sort_keys=True, separators=(",", ":"))
+
+
+def _dtype_key(info: TensorInfo) -> str | None:
+    return None if info.dtype is None else np.dtype(info.dtype).str
 
 
 def _attr_key(value: Any) -> Any:
@@ -159,7 +163,10 @@ def select_tactics(graph: Graph, plan: ExecutionPlan, level: int, cache: TimingC
         candidates = list(kernel.tactics(spec))
         if not candidates:
             continue
-        static = all(t is None or (t.shape is not None and all(isinstance(d, int) for d in t.shape)) for t in spec.inputs)
+        static = all(
+            t is None or (t.dtype is not None and t.shape is not None and all(isinstance(d, int) for d in t.shape))
+            for t in [*spec.inputs, *spec.outputs]
+        )
         if level == 0 or len(candidates) == 1 or not static:
             step.plan.tactic = candidates[0]
             counts["heuristic"] += 1

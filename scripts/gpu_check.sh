@@ -21,7 +21,7 @@ PY
 )
 if [ -n "$missing" ]; then echo "missing Python packages (no network here): $missing"; exit 1; fi
 
-timeout 450 "$PYTHON" -m pytest -q -p no:cacheprovider -o addopts="" tests/cuda \
+timeout "${TEST_TIMEOUT:-450}" "$PYTHON" -m pytest -q -p no:cacheprovider -o addopts="" ${TESTS:-tests/cuda} \
     --junitxml="$OUT/cuda.xml" >"$OUT/pytest.log" 2>&1
 status=$?
 tail -40 "$OUT/pytest.log"

@@ -21,7 +21,10 @@ from edge.errors import EngineFormatError, GraphError
 from edge.frontend.attributes import window_attribute_problem
 from edge.frontend.budget import format_bytes, oversized_tensor, physical_memory
 from edge.ir import EDGETRT_DOMAIN, Graph, standard_domain, verify
+from edge.kernels.backend import get_backend
 from edge.kernels.registry import lookup
+from edge.plan import ExecutionPlan
+from edge.runtime.interpreter import Schedule
 
 __all__ = ["SECTION_CHECKS", "check_engine_graph"]
 
@@ -112,7 +115,38 @@ def _check_memory(graph: Graph, document: dict[str, Any]) -> None:
                 f"engine cannot run here: its memory plan needs an arena of {format_bytes(arena)}, "
                 f"more than this machine's {format_bytes(ram)} of RAM"
             )
-    check_memory_record(graph, record)
+    check_memory_record(_plan_schedule(graph, document), record)
+
+
+def _plan_schedule(graph: Graph, document: dict[str, Any]) -> Schedule:
+    """The engine's execution plan compiled against its graph (the plan the memory record
+    describes); engines without a plan run every layer on the CPU backend."""
+    record = document.get("plan")
+    plan = ExecutionPlan.from_dict(record) if record is not None else None
+    return Schedule(graph, plan=plan)
+
+
+def _check_plan(graph: Graph, document: dict[str, Any]) -> None:
+    """Every step names a layer of the graph, tensors something produces, a known backend."""
+    record = document.get("plan")
+    if record is None:
+        return
+    plan = ExecutionPlan.from_dict(record)
+    nodes = {node.name for node in graph.nodes}
+    known = {v.name for v in graph.inputs} | {v.name for node in graph.nodes for v in node.inputs if v is not None}
+    known |= {v.name for node in graph.nodes for v in node.outputs} | {v.name for v in graph.outputs}
+    known |= {t.name for t in plan.tensors}
+    for index, step in enumerate(plan.steps):
+        if step.kind == "kernel" and step.node not in nodes:
+            raise EngineFormatError(f"engine is corrupted: plan step {index} runs layer '{step.node}', which the graph lacks")
+        for name in [*step.inputs, *step.outputs]:
+            if name is not None and name not in known:
+                raise EngineFormatError(f"engine is corrupted: plan step {index} names tensor '{name}', which nothing defines")
+    covered = [i for segment in plan.segments for i in range(*segment.steps)]
+    if covered != list(range(len(plan.steps))):
+        raise EngineFormatError("engine is corrupted: the plan's segments do not cover its steps in order")
+    for backend in plan.backends():
+        get_backend(backend)  # a backend this machine cannot run is a one-line BackendUnavailable
 
 
 SECTION_CHECKS: list[Callable[[Graph, dict[str, Any]], None]] = [
@@ -120,6 +154,7 @@ SECTION_CHECKS: list[Callable[[Graph, dict[str, Any]], None]] = [
     _check_kernels,
     _check_attribute_types,
     _check_attributes,
+    _check_plan,
     _check_memory,
 ]
 """Checks run in order on every loaded engine: (graph, raw document) -> None or raise."""

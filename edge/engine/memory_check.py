@@ -14,7 +14,6 @@ from collections.abc import Hashable
 from typing import Any
 
 from edge.errors import EngineFormatError
-from edge.ir import Graph
 from edge.runtime.interpreter import Schedule
 from edge.runtime.memory import StepUse, align
 
@@ -25,14 +24,18 @@ def _fail(reason: str) -> None:
     raise EngineFormatError(f"engine is corrupted: memory plan {reason}")
 
 
-def check_memory_record(graph: Graph, record: dict[str, Any]) -> None:
-    """Raise EngineFormatError when the recorded static plan does not fit ``graph``."""
-    static = record.get("static")
+def check_memory_record(schedule: Schedule, record: dict[str, Any]) -> None:
+    """Raise EngineFormatError when a recorded static plan (the host's, and every other memory
+    space's) does not fit ``schedule`` (the engine's execution plan compiled)."""
+    _check_space(schedule, record.get("static"), record["alignment"], "host")
+    for space, entry in (record.get("spaces") or {}).items():
+        _check_space(schedule, entry, record["alignment"], space)
+
+
+def _check_space(schedule: Schedule, static: dict[str, Any] | None, alignment: int, space: str) -> None:
     if not static:
         return
-    alignment = record["alignment"]
-    schedule = Schedule(graph)
-    slots = {schedule.values[s].name: s for s in schedule.arena_slots()}
+    slots = {schedule.values[s].name: s for s in schedule.arena_slots(space)}
     placed: dict[int, tuple[int, int]] = {}
     for name, offset, nbytes in static.get("tensors", []):
         slot = slots.get(name)

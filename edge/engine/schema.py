@@ -192,10 +192,65 @@ _DEFS: dict[str, Any] = {
     },
 }
 
+_OPTIONAL_NAME = {"anyOf": [{"type": "null"}, _NAME]}
+_NAMES = {"type": "array", "items": _NAME}
+_DEFS["plan_step"] = {
+    "type": "object",
+    "required": ["kind", "op", "device", "backend", "inputs", "outputs"],
+    "properties": {
+        "kind": {"enum": ["kernel", "transfer", "reformat"]},
+        "op": _NAME,
+        "device": {"enum": ["cpu", "gpu", "dla"]},
+        "backend": _NAME,
+        "inputs": {"type": "array", "items": _OPTIONAL_NAME},
+        "outputs": _NAMES,
+        "node": _OPTIONAL_NAME,
+        "kernel": _OPTIONAL_NAME,
+        "tactic": {"anyOf": [{"type": "null"}, {"type": "object", "required": ["name"], "properties": {"name": _NAME, "params": {"type": "object"}}}]},
+        "precision": {"enum": ["fp32", "fp16", "int8"]},
+        "layout": _NAME,
+        "fallback": {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": {"type": "string"}}]},
+    },
+    "additionalProperties": False,
+}
+_DEFS["plan"] = {
+    "type": "object",
+    "required": ["steps", "segments", "tensors", "spaces", "outputs"],
+    "properties": {
+        "steps": {"type": "array", "items": {"$ref": "#/$defs/plan_step"}},
+        "segments": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["index", "device", "backend", "space", "emulated", "steps"],
+                "properties": {
+                    "index": _COUNT, "device": _NAME, "backend": _NAME, "space": _NAME, "emulated": {"type": "boolean"},
+                    "steps": {"type": "array", "prefixItems": [_COUNT, _COUNT], "minItems": 2, "maxItems": 2},
+                    "inputs": _NAMES, "outputs": _NAMES,
+                },
+                "additionalProperties": False,
+            },
+        },
+        "tensors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "source", "space", "dtype"],
+                "properties": {"name": _NAME, "source": _NAME, "space": _NAME, "dtype": _NAME},
+                "additionalProperties": False,
+            },
+        },
+        "spaces": {"type": "object", "additionalProperties": _NAME},
+        "outputs": _NAMES,
+    },
+    "additionalProperties": False,
+}
+
 DOCUMENT_SECTIONS: dict[str, dict[str, Any]] = {
     "values": {"type": "array", "items": {"$ref": "#/$defs/value"}},
     "graph": {"$ref": "#/$defs/graph"},
     "build": {"$ref": "#/$defs/build"},
+    "plan": {"$ref": "#/$defs/plan"},
 }
 """Top-level document keys and their schemas (all required); add a section here."""
 

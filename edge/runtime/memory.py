@@ -23,27 +23,9 @@ from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ALIGNMENT", "INPLACE_OPS", "StepUse", "MemoryPlan", "PlanCache", "plan_memory", "align"]
+__all__ = ["ALIGNMENT", "StepUse", "MemoryPlan", "PlanCache", "plan_memory", "align"]
 
 ALIGNMENT = 64
-
-INPLACE_OPS = frozenset(
-    {
-        # unary math and activations: output element i depends only on input element i
-        "Abs", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Floor", "Ceil", "Round", "Sign",
-        "Sin", "Cos", "Tan", "Tanh", "Sigmoid", "Relu", "LeakyRelu", "Elu", "Selu", "Celu",
-        "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Gelu", "Erf", "Mish", "Clip",
-        "ThresholdedRelu", "Shrink", "Not", "Identity", "Dropout", "PRelu", "SiLU", "Swish",
-        # binary/variadic elementwise with broadcasting: in place only over an input of the output's size
-        "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Where",
-        "And", "Or", "Xor", "Mod",
-        # per-channel affine (inference form)
-        "BatchNormalization",
-        # same bytes, new shape: the output aliases the input
-        "Reshape", "Flatten", "Squeeze", "Unsqueeze",
-    }
-)
-"""Op types whose output 0 may overwrite an input of the same dtype and size that dies there."""
 
 
 def align(nbytes: int, alignment: int = ALIGNMENT) -> int:

@@ -15,7 +15,7 @@ from edge.kernels.backend import StepSpec
 from edge.kernels.cpu.nn import _window as resolve_window
 from edge.kernels.cuda.launch import BLOCK, Body, Step, activation_code, float_suffix, grid_1d, static_refusal
 from edge.kernels.cuda.sources import TacticSource, add_source, build_tactic, family_tactics
-from edge.kernels.registry import OpContext, register
+from edge.kernels.registry import register
 from edge.kernels.tactics import Tactic
 from edge.refusal import Refusal
 
@@ -57,7 +57,7 @@ def _window_refusal(node: Node) -> Refusal | None:
 def conv_geometry(node: Node, opset: int, x_shape: tuple[int, ...], w_shape: tuple[int, ...], activation: str = "", params=()) -> Conv2d:
     """The kernel's geometry struct for a (1-D or 2-D) convolution node."""
     kernel = tuple(node.attrs.get("kernel_shape") or w_shape[2:])
-    window = resolve_window(OpContext(node, opset), tuple(x_shape[2:]), kernel)
+    window = resolve_window(node.attrs, tuple(x_shape[2:]), kernel)
     (h, w), (oh, ow) = _as_2d(tuple(x_shape[2:]), 1), _as_2d(window.out, 1)
     (kh, kw), (sh, sw) = _as_2d(kernel, 1), _as_2d(window.strides, 1)
     (ph, pw), (dh, dw) = _as_2d(window.pad_begin, 0), _as_2d(window.dilations, 1)
@@ -117,7 +117,7 @@ def fused_conv(step: Step) -> Body:
 def pool_geometry(node: Node, opset: int, x_shape: tuple[int, ...], is_max: bool) -> Pool2d:
     """The kernel's geometry struct for a (1-D or 2-D) MaxPool/AveragePool node."""
     kernel = tuple(node.attrs["kernel_shape"])
-    window = resolve_window(OpContext(node, opset), tuple(x_shape[2:]), kernel, bool(node.attrs.get("ceil_mode", 0)))
+    window = resolve_window(node.attrs, tuple(x_shape[2:]), kernel, bool(node.attrs.get("ceil_mode", 0)))
     (h, w), (oh, ow) = _as_2d(tuple(x_shape[2:]), 1), _as_2d(window.out, 1)
     (kh, kw), (sh, sw) = _as_2d(kernel, 1), _as_2d(window.strides, 1)
     (ph, pw), (dh, dw) = _as_2d(window.pad_begin, 0), _as_2d(window.dilations, 1)
