@@ -25,6 +25,14 @@ from edge.profiles import load_profile
 from edge.profiles.schema import CostSpec
 from tests.partitioner.models import yolo_detector
 
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables printed at a fixed, wide width: names are not cut whatever the terminal is."""
+    from edge.cli.app import console
+
+    monkeypatch.setattr(console, "width", 400)
+
 OPTIONS = PartitionOptions(dla_core=0, gpu_fallback=True, precision="int8", objective="latency", algorithm="greedy")
 FLAGS = ["--dla", "0", "--gpu-fallback", "--int8", "--no-optimize", "--power-mode", "MAXN"]
 
