@@ -33,6 +33,7 @@ def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(console, "width", 400)
 
+
 OPTIONS = PartitionOptions(dla_core=0, gpu_fallback=True, precision="int8", objective="latency", algorithm="greedy")
 FLAGS = ["--dla", "0", "--gpu-fallback", "--int8", "--no-optimize", "--power-mode", "MAXN"]
 
