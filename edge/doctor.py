@@ -250,7 +250,60 @@ def _gpu_checks(path: str | None, jetson: bool) -> list[Check]:
     cuda = _version("cuda", ("cuda-python", "cuda-bindings"))
     checks.append(Check("gpu", "cuda-python", OK if cuda else MISSING, cuda or "not installed", "" if cuda else "pip install 'edgetrt[cuda]' for the CUDA backend"))
     checks.append(_desktop_cuda_check(jetson))
+    checks.append(_cuda_backend_check())
+    for name, distributions in (("cudnn", ("nvidia-cudnn-cu13", "nvidia-cudnn-cu12")), ("cublas", ("nvidia-cublas", "nvidia-cublas-cu12"))):
+        found = _distribution_version(distributions)
+        checks.append(Check("gpu", name, OK if found else NA, found or "no PyPI wheel (JetPack's system library on a Jetson)",
+                            "" if found else "not used by the CUDA backend yet"))
     return checks
+
+
+def _distribution_version(distributions: tuple[str, ...]) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for distribution in distributions:
+        try:
+            return f"{distribution} {version(distribution)}"
+        except PackageNotFoundError:
+            continue
+    return None
+
+
+def _cuda_backend_check() -> Check:
+    """Open the CUDA backend and run a tiny Add + Relu engine on it against numpy (the self-test)."""
+    from edge.kernels.backend import BackendUnavailable, get_backend
+
+    try:
+        signature = get_backend("cuda").device_signature()
+    except BackendUnavailable as exc:
+        return Check("gpu", "cuda backend", MISSING, str(exc), "engines run on the CPU backend here")
+    detail = (f"{signature['gpu']} (sm {signature['compute_capability']}, {signature['sm_count']} SMs), CUDA {signature['cuda']}, "
+              f"driver {signature['driver']}, NVRTC {signature['nvrtc']}, cuda-bindings {signature['cuda_bindings']}")
+    try:
+        error = _cuda_self_test()
+    except Exception as exc:  # noqa: BLE001  (a failing self-test is a report line, not a crash)
+        return Check("gpu", "cuda backend", MISSING, f"{detail}; self-test failed: {exc}", "report this with `edgetrt doctor --json`")
+    status = OK if error == 0.0 else MISSING
+    return Check("gpu", "cuda backend", status, f"{detail}; self-test Add+Relu max error {error:g}")
+
+
+def _cuda_self_test() -> float:
+    import numpy as np
+    from onnx import TensorProto, helper
+
+    import edge
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "y"], ["s"]), helper.make_node("Relu", ["s"], ["out"])], "self_test",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, (2, 257)) for n in ("x", "y")],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, (2, 257))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    engine = edge.build(model.SerializeToString(), edge.BuilderConfig(profile="desktop-cuda", backends={"gpu": "cuda"}, optimize=False))
+    rng = np.random.default_rng(0)
+    x, y = (rng.standard_normal((2, 257)).astype(np.float32) for _ in range(2))
+    out = engine.create_context().run({"x": x, "y": y})["out"]
+    return float(np.max(np.abs(out - np.maximum(x + y, 0))))
 
 
 def _desktop_cuda_check(jetson: bool) -> Check:
