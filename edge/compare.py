@@ -1,7 +1,7 @@
 """``edge.compare``: run a model in an independent reference and in an engine on the same inputs, and diff them.
 
 The reference is onnxruntime (CPU provider) running the original ONNX file; without
-onnxruntime it is edgetrt's own CPU interpreter on the *unoptimized* imported graph, and the
+onnxruntime it is edgetrt's ``reference`` backend (plain numpy) on the *unoptimized* imported graph, and the
 result says which one was used. The engine is given or built from the model.
 
 An element passes when ``|engine - reference| <= atol + rtol * |reference|`` (numpy's
@@ -232,7 +232,7 @@ def compare(
         rtol, atol: tolerances; None takes the engine's defaults from :data:`TOLERANCES`.
         layerwise: also locate the first engine layer whose output diverges.
         reference: "auto" (onnxruntime if installed, else edgetrt), "onnxruntime" or "edgetrt"
-            (the CPU interpreter on the unoptimized graph).
+            (the reference backend on the unoptimized graph).
 
     Raises:
         EdgeError: unreadable model or engine, an engine whose inputs/outputs are not the
@@ -337,16 +337,17 @@ def _run_onnxruntime(
 
 
 def _run_interpreter(graph: Graph, feeds: Mapping[str, np.ndarray], layerwise: bool) -> tuple[str, dict[str, np.ndarray]]:
-    """Outputs (and every tensor) of edgetrt's CPU interpreter on the unoptimized graph."""
+    """Outputs (and every tensor) of edgetrt's ``reference`` backend (plain numpy) on the
+    unoptimized graph."""
     values: dict[str, np.ndarray] = {}
 
     def keep(step: Step, results: list[np.ndarray]) -> None:
         for value, array in zip(step.node.outputs, results):
             values[value.name] = np.array(array, copy=True)
 
-    outputs = Schedule(graph).run([feeds[v.name] for v in graph.inputs], on_step=keep if layerwise else None)
+    outputs = Schedule(graph, "reference").run([feeds[v.name] for v in graph.inputs], on_step=keep if layerwise else None)
     values.update({v.name: a for v, a in zip(graph.outputs, outputs)})
-    return "edgetrt CPU reference (unoptimized graph)", values
+    return "edgetrt reference backend (plain numpy, unoptimized graph)", values
 
 
 class _LayerTracker:

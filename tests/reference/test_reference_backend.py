@@ -34,12 +34,12 @@ def no_compiled_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _run_reference(model: onnx.ModelProto, feeds: dict[str, np.ndarray], optimize: bool) -> dict[str, np.ndarray]:
-    """The model run on the reference backend: as imported, or as the builder optimized it."""
+    """The model run on the reference backend: as imported, or built (optimized) for it."""
     if optimize:
-        graph = edge.build(model.SerializeToString()).graph
-    else:
-        graph = load_onnx(model)
-    return run_graph(graph, feeds, backend="reference")
+        engine = edge.build(model.SerializeToString(), edge.BuilderConfig(backends={"cpu": "reference"}))
+        assert {s.backend for s in engine.plan.steps} == {"reference"}
+        return engine.create_context().run(feeds)
+    return run_graph(load_onnx(model), feeds, backend="reference")
 
 
 def test_reference_registers_every_cpu_op() -> None:
