@@ -129,7 +129,7 @@ def test_layerwise_finds_a_late_wrong_layer(model_file: Path) -> None:
 def test_edgetrt_reference_without_onnxruntime(model: onnx.ModelProto, broken_engine, monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
-    assert compare(model).reference.startswith("edgetrt CPU reference")
+    assert compare(model).reference.startswith("edgetrt reference backend")
     path, layer = broken_engine
     result = compare(model, engine=path, layerwise=True)
     assert "onnxruntime is not installed" in result.reference
