@@ -94,6 +94,8 @@ class Schedule:
         self.captured_slots = [(id(v), self.slot[v.name]) for v in self.captured]
         self._preloaded: list[np.ndarray | None] = [self.constants.get(s) for s in range(self.num_slots)]
         self._nested = any(True for step in self.steps for _ in step.node.subgraphs())
+        self._backends = list({id(s.backend): s.backend for s in self.steps}.values())
+        self._devices = [b for b in self._backends if b.memory_space != HOST]  # synchronized after a run
         self._prepared = False
         self._lock = threading.Lock()
         self._plan_frees()
@@ -200,7 +202,7 @@ class Schedule:
 
     def backends(self) -> list[Backend]:
         """The backends this schedule's steps run on, in first-use order."""
-        return list({id(s.backend): s.backend for s in self.steps}.values())
+        return list(self._backends)
 
     def arena_slots(self, space: str = HOST) -> list[int]:
         """Slots the memory planner may place in ``space``: step outputs there (not inputs,
@@ -284,7 +286,7 @@ class Schedule:
                 on_step(step, results)
             for slot in step.free:
                 slots[slot] = None
-        for backend in self.backends():
+        for backend in self._devices:
             backend.synchronize(state)
         if arena is None:
             return [slots[s] for s in self.output_slots]  # type: ignore[misc]
