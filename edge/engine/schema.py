@@ -242,6 +242,7 @@ _DEFS["plan"] = {
         },
         "spaces": {"type": "object", "additionalProperties": _NAME},
         "outputs": _NAMES,
+        "storage": {"type": "object", "additionalProperties": {"enum": ["float16", "float32", "int8"]}},
     },
     "additionalProperties": False,
 }

@@ -170,7 +170,13 @@ def lower(graph: Graph, targets: Mapping[str, str], default: str = FALLBACK_BACK
     outputs = lowering.finish()
     steps = lowering.steps
     spaces = {name: space for name, space in lowering.spaces.items()}
-    return ExecutionPlan(steps, _segments(steps, outputs, set(spaces)), lowering.tensors, spaces, outputs=outputs)
+    copies = {t.name for t in lowering.tensors}
+    storage = {
+        value.name: lowering.dtypes[value.name].name
+        for node in graph.nodes for value in node.outputs
+        if value.dtype is not None and value.name not in copies and lowering.dtypes.get(value.name, value.dtype) != np.dtype(value.dtype)
+    }
+    return ExecutionPlan(steps, _segments(steps, outputs, set(spaces)), lowering.tensors, spaces, outputs=outputs, storage=storage)
 
 
 def _segments(steps: list[PlanStep], graph_outputs: list[str], activations: set[str]) -> list[Segment]:

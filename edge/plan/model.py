@@ -116,6 +116,8 @@ class ExecutionPlan:
         spaces: memory space of every plan tensor that is not a constant ("host" for graph
             inputs and outputs, which users hand over and get back as numpy arrays).
         outputs: the plan tensor holding each graph output on the host, in graph order.
+        storage: the dtype a backend keeps an IR tensor in where it is not the IR's (float16
+            outputs of reduced-precision layers on half-storage backends).
 
     The memory plan per space lives beside it in the engine's build record
     (``build["memory"]``, see :func:`edge.runtime.arena.plan_engine_memory`).
@@ -126,6 +128,7 @@ class ExecutionPlan:
     tensors: list[PlanTensor]
     spaces: dict[str, str]
     outputs: list[str] = field(default_factory=list)
+    storage: dict[str, str] = field(default_factory=dict)
 
     def backends(self) -> list[str]:
         """Backends the plan uses, in first-use order."""
@@ -144,6 +147,7 @@ class ExecutionPlan:
             "tensors": [dataclasses.asdict(t) for t in self.tensors],
             "spaces": dict(self.spaces),
             "outputs": list(self.outputs),
+            "storage": dict(self.storage),
         }
 
     @classmethod
@@ -154,4 +158,5 @@ class ExecutionPlan:
             tensors=[PlanTensor(**t) for t in data["tensors"]],
             spaces=dict(data["spaces"]),
             outputs=list(data.get("outputs", [])),
+            storage=dict(data.get("storage", {})),
         )

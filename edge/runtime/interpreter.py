@@ -25,7 +25,7 @@ from edge.ir import Graph, Node, Value, captured_values, standard_domain
 from edge.kernels.backend import Backend, Launch, RunState, StepSpec, TensorInfo, get_backend
 from edge.kernels.cpu.backend import HostLaunch, conversions_of, convert, detach
 from edge.kernels.registry import OpContext, lookup
-from edge.plan import HOST, ExecutionPlan, PlanStep, lower
+from edge.plan import HOST, ExecutionPlan, PlanStep, lower, storage_dtype
 from edge.quant.numerics import explicit_quantizer
 from edge.runtime.memory import PlanCache, StepUse
 
@@ -76,6 +76,7 @@ class Schedule:
         self.constants: dict[int, np.ndarray] = {}
         self.subschedules: dict[int, Schedule] = {}
         self.plans = PlanCache()  # arena plans per input-shape signature, shared by contexts
+        self._stored: dict[tuple[str, str], np.ndarray] = {}  # constants converted for a device's storage
         self.captured = captured_values(graph)
         by_name = _values_by_name(graph)
         self._by_name = by_name
@@ -107,6 +108,8 @@ class Schedule:
             value = self._by_name.get(name)
             if value is None:
                 value = self._copy_value(name)
+            elif name in self.plan.storage:  # kept in another dtype by its backend (fp16 storage)
+                value = Value(name, np.dtype(self.plan.storage[name]), value.shape)
             self.values.append(value)
             self.space.append(None if value.is_const else space)
             if value.is_const:
@@ -152,7 +155,7 @@ class Schedule:
             precision=plan_step.precision,
             tactic=plan_step.tactic,
             layout=plan_step.layout,
-            inputs=[None if n is None else self._info(n) for n in plan_step.inputs],
+            inputs=[None if n is None else self._info(n, plan_step.precision, backend) for n in plan_step.inputs],
             outputs=[self._info(n) for n in plan_step.outputs],
             device=plan_step.device,
         )
@@ -164,10 +167,22 @@ class Schedule:
             exact=not (convert_in or convert_out),
         )
 
-    def _info(self, name: str) -> TensorInfo:
+    def _info(self, name: str, precision: str = "fp32", backend: Backend | None = None) -> TensorInfo:
+        """What a step's kernel is told about tensor ``name``; a constant read by a device
+        backend is given in the dtype that backend stores it in (float16 weights of fp16 layers
+        on half-storage backends; converted once per constant and dtype)."""
         value = self.values[self.slot[name]]
         shape = None if value.shape is None else tuple(value.shape)
-        return TensorInfo(name, value.dtype, shape, value.const if value.is_const else None)  # type: ignore[arg-type]
+        if not value.is_const:
+            return TensorInfo(name, value.dtype, shape)  # type: ignore[arg-type]
+        const = value.const
+        if backend is not None and backend.memory_space != HOST:
+            dtype = storage_dtype(value, precision, backend)
+            key = (name, dtype.str)
+            if key not in self._stored:
+                self._stored[key] = np.ascontiguousarray(const, dtype=dtype)
+            const = self._stored[key]
+        return TensorInfo(name, const.dtype, shape, const)
 
     def _plan_frees(self) -> None:
         keep = set(self.constants) | set(self.output_slots)
@@ -252,7 +267,8 @@ class Schedule:
         Args:
             inputs: one array per graph input.
             captured: arrays for outer-scope values, keyed by ``id(value)`` (subgraphs).
-            on_step: called after each step with its outputs (profiling, debugging).
+            on_step: called after each step with its outputs (profiling, debugging); a device
+                step's outputs are copied to the host first (the hook then costs a sync).
             buffers: per slot, the planned output buffer (an arena view) or None.
             state: the execution context's per-run state (its host arena, scratch, streams);
                 a fresh one per run when None.
@@ -283,7 +299,7 @@ class Schedule:
             for slot, result in zip(step.outputs, results):
                 slots[slot] = result
             if on_step is not None:
-                on_step(step, results)
+                on_step(step, [r if self.space[s] == HOST or r is None else step.backend.copy_out(r, state) for s, r in zip(step.outputs, results)])
             for slot in step.free:
                 slots[slot] = None
         for backend in self._devices:

@@ -187,6 +187,7 @@ class CudaBackend(Backend):
             raise KernelError(f"{node.op_type} '{node.name}': the cuda backend has no {spec.precision} kernel")
         step = Step(spec, self)
         body = kernel.fn(step)
+        step.bind_constants()
         constants = dict(step.constants)
 
         def launch(inputs: list, outputs: list | None, state: RunState) -> list:

@@ -224,13 +224,12 @@ class Step:
         tensor = self.constants[index] = self.backend.upload(array)
         return tensor
 
-    def constants_as(self, dtype: np.dtype, *indices: int) -> None:
-        """Upload those of ``indices`` that are constant inputs, cast to ``dtype`` (an fp16
-        step's weights in half), to stand in for them at launch."""
-        for index in indices:
-            array = self.const(index)
-            if array is not None:
-                self.constants[index] = self.upload(np.asarray(array).astype(dtype, copy=False))
+    def bind_constants(self) -> None:
+        """Upload every constant input the builder has not placed itself (they come in the
+        dtype the backend stores them in), to stand in for the runtime's None at launch."""
+        for index, info in enumerate(self.spec.inputs):
+            if info is not None and info.const is not None and index not in self.constants:
+                self.weight(index)
 
     def upload(self, array: np.ndarray) -> DeviceTensor:
         """A derived constant (folded BatchNorm factors, resize taps) in the weights region."""

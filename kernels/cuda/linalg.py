@@ -113,7 +113,6 @@ def _nvrtc_gemm(step: Step, tactic: Tactic, g: GemmGeometry, addend: int | None)
     dtype = step.input(0).dtype
     fn = step.function("gemm", f"gemm_{tactic.name}_{float_suffix(dtype)}")
     grid, block = gemm_grid(g, tactic.name)
-    step.constants_as(dtype, 0, 1, 2)
 
     def body(inputs: list, outputs: list, state) -> None:
         c = inputs[addend] if addend is not None and addend < len(inputs) else None
@@ -202,7 +201,6 @@ def attention(step: Step) -> Body:
         shape, (s_scores, s_mask) = broadcast_plan([score_shape, tuple(mask.shape)], score_shape)
         add_args = (ctypes.c_int64(math.prod(score_shape)), ctypes.c_int32(BINARY_CODES["Add"]), ctypes.c_int32(len(shape)),
                     Dims.of(shape), Dims.of(s_scores), Dims.of(s_mask))
-    step.constants_as(dtype, 0, 1, 2, 3)
 
     def body(inputs: list, outputs: list, state) -> None:
         scores = DeviceTensor(state.workspace(step.backend, nbytes), score_shape, dtype)

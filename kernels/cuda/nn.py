@@ -89,7 +89,6 @@ def _nvrtc_conv(step: Step, tactic: Tactic, activation: str, params) -> Body:
     g = conv_geometry(step.node, step.spec.opset, tuple(step.input(0).shape), tuple(step.input(1).shape), activation, params)
     fn = step.function("conv", f"conv2d_{tactic.name}_{float_suffix(dtype)}")
     grid, block = conv_grid(g, tactic.name)
-    step.constants_as(dtype, 1, 2, 3)
 
     def body(inputs: list, outputs: list, state) -> None:
         bias = inputs[2] if len(inputs) > 2 else None

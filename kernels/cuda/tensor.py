@@ -209,7 +209,6 @@ def concat(step: Step) -> Body:
         if math.prod(shape):
             copies.append((index, StridedCopy(step, info.dtype, shape, contiguous_strides(shape), dst, dst_offset=start * dst[axis])))
         start += shape[axis]
-    step.constants_as(step.output(0).dtype, *range(len(step.spec.inputs)))
 
     def body(inputs: list, outputs: list, state) -> None:
         for index, copy in copies:
@@ -317,9 +316,6 @@ def gather(step: Step) -> Body:
     count = math.prod(step.input(1).shape)
     index_kind = "i64" if np.dtype(step.input(1).dtype) == np.int64 else "i32"
     fn = step.function("copy", f"gather_{index_kind}_{bytes_suffix(step.input(0).dtype)}")
-    step.constants_as(step.input(0).dtype, 0)
-    if step.const(1) is not None:
-        step.weight(1)
     args = (ctypes.c_int64(outer), ctypes.c_int64(dim), ctypes.c_int64(inner), ctypes.c_int64(count))
     grid = grid_1d(outer * count * inner)
 

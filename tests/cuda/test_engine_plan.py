@@ -4,6 +4,7 @@ transfers, the device arena and a context run go through the real CudaBackend co
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import edge
@@ -43,6 +44,12 @@ def test_models_plan_onto_the_cuda_backend(stand_in, make, precision):
         for name in step.outputs:
             assert plan.spaces[name] == "device"
     assert "device" in engine.build["memory"]["spaces"]
+    # What each GPU kernel is handed: an fp16 layer reads and writes float16 storage only, so
+    # the kernels (chosen by their tensors' dtype) and the arena views agree on element size.
+    for step in engine.schedule().steps:
+        if step.plan.kind == "kernel" and step.plan.backend == "cuda":
+            floats = {np.dtype(t.dtype) for t in [*step.spec.inputs, *step.spec.outputs] if t is not None and np.dtype(t.dtype).kind == "f"}
+            assert floats <= ({np.dtype(np.float16)} if step.plan.precision == "fp16" else {np.dtype(np.float32)}), (step.plan.node, floats)
     context = engine.create_context()
     context.run(random_feeds(model))  # the stand-in computes nothing: this checks the plumbing
     assert stand_in.launches and any(kind == "h2d" for kind, *_ in stand_in.copies)
