@@ -78,11 +78,15 @@ class RunState:
             backend name; created once per execution context by ``Backend.new_state``.
         arena: the host arena of the context (host launches copy results that would alias it).
         subgraph: runs a subgraph attribute (If/Loop bodies) with the current outer values.
+        graphs: the context's captured device graphs by first step index (None: capture off).
+        warm: a run has completed (workspaces are sized, so a run may now be captured).
     """
 
     scratch: dict[str, Any] = field(default_factory=dict)
     arena: np.ndarray | None = None
     subgraph: Callable[[Graph, Sequence[Any]], list[Any]] | None = None
+    graphs: dict[int, Any] | None = None
+    warm: bool = False
 
 
 Launch = Callable[[list, "list | None", RunState], list]
@@ -100,11 +104,14 @@ class Backend(ABC):
             without copies.
         half_storage: whether reduced-precision layers keep float tensors as float16 (a real
             FP16 device) rather than float32 rounded to FP16 values (the CPU's emulation).
+        can_capture: whether ``capture``/``replay`` record and replay runs of its steps
+            (CUDA graphs), so a run costs one launch instead of one per kernel.
     """
 
     name: str = ""
     memory_space: str = "host"
     half_storage: bool = False
+    can_capture: bool = False
 
     # -- memory ---------------------------------------------------------------------------
     @abstractmethod
@@ -135,6 +142,15 @@ class Backend(ABC):
 
     def synchronize(self, state: RunState) -> None:
         """Wait for everything launched with ``state`` to finish (no-op on the host)."""
+
+    def capture(self, enqueue: Callable[[], None], state: RunState) -> Any:
+        """Record what ``enqueue`` launches on ``state``'s stream, without running it, as a
+        replayable graph (backends with ``can_capture``)."""
+        raise NotImplementedError(f"backend '{self.name}' cannot capture graphs")
+
+    def replay(self, graph: Any, state: RunState) -> None:
+        """Launch a graph from ``capture`` on ``state``'s stream."""
+        raise NotImplementedError(f"backend '{self.name}' cannot capture graphs")
 
     def time_launch(self, launch: Launch, inputs: list, outputs: list | None, state: RunState, repeat: int) -> list[float]:
         """Seconds per call of ``launch`` over ``repeat`` calls, after one warm-up (the tactic

@@ -83,11 +83,12 @@ class Engine:
                 self._schedule = Schedule(self.graph, plan=self.plan)
             return self._schedule
 
-    def create_context(self):  # -> edge.runtime.context.ExecutionContext
-        """A new execution context; use one per thread."""
+    def create_context(self, cuda_graph: bool = True):  # -> edge.runtime.context.ExecutionContext
+        """A new execution context; use one per thread. ``cuda_graph``: replay captured CUDA
+        graphs of the GPU steps once warm (static shapes)."""
         from edge.runtime.context import ExecutionContext
 
-        return ExecutionContext(self)
+        return ExecutionContext(self, cuda_graph=cuda_graph)
 
     # -- persistence -----------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:

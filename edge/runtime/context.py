@@ -34,7 +34,9 @@ class ExecutionContext:
         profiler: optional ``fn(step, outputs)`` called after every layer (layer timing).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, cuda_graph: bool = True) -> None:
+        """``cuda_graph``: capture the device part of a run once warm and replay it (static
+        shapes; the runs of steps a backend can capture), like trtexec's --useCudaGraph."""
         self.engine = engine
         self.profiler: StepHook | None = None
         self._schedule = engine.schedule()
@@ -46,6 +48,8 @@ class ExecutionContext:
         self._profiles: list[OptimizationProfile] = profiles_from_record(engine.build.get("optimization_profiles"))
         self._profile_index: int | None = None
         self._static = _static_plan(engine, self._schedule) if all(_is_static(s) for s in self._specs) else None
+        if cuda_graph and self._static is not None and any(b.can_capture for b in self._schedule.backends()):
+            self._state.graphs = {}
 
     # -- optimization profiles -----------------------------------------------------------
     @property

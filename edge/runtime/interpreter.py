@@ -100,6 +100,7 @@ class Schedule:
         self._prepared = False
         self._lock = threading.Lock()
         self._plan_frees()
+        self._groups = self._capture_groups()
 
     # -- compilation ---------------------------------------------------------------------
     def _slot_of(self, name: str, space: str | None) -> int:
@@ -290,23 +291,79 @@ class Schedule:
                     slots[slot] = captured[key]
         if self._nested:
             state.subgraph = self._subgraph_runner(slots)
-        for index, step in enumerate(self.steps):
-            out = None if buffers is None else [buffers[s] for s in step.outputs]
-            if out is not None and index in assembled:
-                results = out
-            else:
-                results = step.launch([None if s is None else slots[s] for s in step.inputs], out, state)  # type: ignore[misc]
-            for slot, result in zip(step.outputs, results):
-                slots[slot] = result
-            if on_step is not None:
-                on_step(step, [r if self.space[s] == HOST or r is None else step.backend.copy_out(r, state) for s, r in zip(step.outputs, results)])
-            for slot in step.free:
-                slots[slot] = None
+        graphs = buffers is not None and on_step is None
+        index = 0
+        while index < len(self.steps):
+            group = self._groups.get(index) if graphs and state.graphs is not None else None
+            if group is not None and self._replay(index, group, slots, buffers, state):  # type: ignore[arg-type]
+                index = group[0]
+                continue
+            self._launch(index, slots, buffers, state, assembled, on_step)
+            index += 1
         for backend in self._devices:
             backend.synchronize(state)
+        state.warm = True
         if arena is None:
             return [slots[s] for s in self.output_slots]  # type: ignore[misc]
         return [detach(slots[s], arena) for s in self.output_slots]  # type: ignore[arg-type]
+
+    def _launch(self, index: int, slots: list, buffers, state: RunState, assembled: frozenset[int], on_step) -> None:
+        """Run step ``index`` on the values in ``slots`` and record its results there."""
+        step = self.steps[index]
+        out = None if buffers is None else [buffers[s] for s in step.outputs]
+        if out is not None and index in assembled:
+            results = out
+        else:
+            results = step.launch([None if s is None else slots[s] for s in step.inputs], out, state)  # type: ignore[misc]
+        for slot, result in zip(step.outputs, results):
+            slots[slot] = result
+        if on_step is not None:
+            on_step(step, [r if self.space[s] == HOST or r is None else step.backend.copy_out(r, state) for s, r in zip(step.outputs, results)])
+        for slot in step.free:
+            slots[slot] = None
+
+    def _replay(self, start: int, group: tuple[int, Backend], slots: list, buffers: Sequence, state: RunState) -> bool:
+        """Run the capturable steps [start, end) as one device graph: captured on the first
+        warm run, replayed after. False when they must run step by step (not warm yet, an
+        unplanned output, or a capture the backend refused: capture is then off for the context)."""
+        end, backend = group
+        graphs = state.graphs
+        graph = graphs.get(start)  # type: ignore[union-attr]
+        steps = self.steps[start:end]
+        if graph is None:
+            if not state.warm or any(buffers[s] is None for step in steps for s in step.outputs):
+                return False
+            before = list(slots)
+            try:
+                graph = backend.capture(lambda: [self._launch(i, slots, buffers, state, frozenset(), None) for i in range(start, end)], state)
+            except KernelError:  # nothing ran: the steps run one by one from the same values
+                slots[:] = before
+                state.graphs = None
+                return False
+            graphs[start] = graph  # type: ignore[index]
+        backend.replay(graph, state)
+        for step in steps:
+            for slot in step.outputs:
+                slots[slot] = buffers[slot]
+            for slot in step.free:
+                slots[slot] = None
+        return True
+
+    def _capture_groups(self) -> dict[int, tuple[int, Backend]]:
+        """Maximal runs of two or more consecutive steps on one capturing backend that stay in
+        its memory space (kernels and reformats; transfers stage host memory per run): start
+        index -> (end, backend)."""
+        groups: dict[int, tuple[int, Backend]] = {}
+        index = 0
+        while index < len(self.steps):
+            backend = self.steps[index].backend
+            end = index
+            while end < len(self.steps) and self.steps[end].backend is backend and backend.can_capture and self.steps[end].plan.kind != "transfer":
+                end += 1
+            if end - index >= 2:
+                groups[index] = (end, backend)
+            index = max(end, index + 1)
+        return groups
 
     def _subgraph_runner(self, slots: list) -> Callable[[Graph, Sequence[np.ndarray | None]], list[np.ndarray]]:
         """Runs a subgraph attribute with this run's outer values visible to it."""

@@ -22,7 +22,7 @@ from edge.kernels.cuda import compiler
 from edge.kernels.cuda.driver import Device, open_device
 from edge.kernels.cuda.launch import DeviceTensor, Function, Step
 
-__all__ = ["CudaBackend", "CudaState", "DeviceBuffer"]
+__all__ = ["CapturedGraph", "CudaBackend", "CudaState", "DeviceBuffer"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,22 @@ def _free_state(device: Device, stream: Any, staging: list, retired: list) -> No
         pass
 
 
+class CapturedGraph:
+    """A captured CUDA graph and its executable instance (destroyed with this object)."""
+
+    def __init__(self, device: Device, graph: Any, executable: Any) -> None:
+        self.graph, self.executable = graph, executable
+        weakref.finalize(self, _free_graph, device, graph, executable)
+
+
+def _free_graph(device: Device, graph: Any, executable: Any) -> None:
+    try:
+        device.call("cuGraphExecDestroy", executable)
+        device.call("cuGraphDestroy", graph)
+    except Exception:  # interpreter shutdown
+        pass
+
+
 def _free_device(device: Device, pointer: int) -> None:
     try:
         device.free(pointer)
@@ -104,6 +120,7 @@ class CudaBackend(Backend):
     name = "cuda"
     memory_space = "device"
     half_storage = True
+    can_capture = True
 
     def __init__(self, ordinal: int = 0, device: Device | None = None) -> None:
         """Open GPU ``ordinal`` (``device``: an already opened one, or a stand-in in tests)."""
@@ -204,6 +221,22 @@ class CudaBackend(Backend):
 
     def synchronize(self, state: RunState) -> None:
         _cuda(state).synchronize()
+
+    def capture(self, enqueue, state: RunState) -> CapturedGraph:
+        """Stream capture (thread-local mode, so other contexts' threads are not affected) of
+        what ``enqueue`` launches, instantiated for replay."""
+        cuda = _cuda(state)
+        driver = self.device.driver
+        self.device.call("cuStreamBeginCapture", cuda.stream, driver.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+        try:
+            enqueue()
+        finally:
+            graph = self.device.call("cuStreamEndCapture", cuda.stream)
+        executable = self.device.call("cuGraphInstantiate", graph, 0)
+        return CapturedGraph(self.device, graph, executable)
+
+    def replay(self, graph: CapturedGraph, state: RunState) -> None:
+        self.device.call("cuGraphLaunch", graph.executable, _cuda(state).stream)
 
     def time_launch(self, launch: Launch, inputs: list, outputs: list | None, state: RunState, repeat: int) -> list[float]:
         """Seconds per call from CUDA events around each call, after one warm-up call."""

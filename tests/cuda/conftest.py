@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -45,6 +46,7 @@ class FakeDevice:
     def __init__(self, cubins: dict[tuple[str, str], bytes]) -> None:
         self.cubins = {blob: module for (module, arch), blob in cubins.items() if arch == self.arch}
         self.launches: list[tuple[str, tuple, tuple, int]] = []
+        self.calls: list[str] = []
         self.uploads = 0
         self.copies: list[tuple[str, int, int, int]] = []
         self._next = 1 << 32
@@ -67,7 +69,10 @@ class FakeDevice:
     def free(self, pointer: int) -> None:
         pass
 
+    driver = SimpleNamespace(CUstreamCaptureMode=SimpleNamespace(CU_STREAM_CAPTURE_MODE_THREAD_LOCAL=2))
+
     def call(self, name: str, *args) -> None:
+        self.calls.append(name)
         if name == "cuMemcpyHtoD":
             self.uploads += 1
 

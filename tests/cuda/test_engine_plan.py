@@ -54,3 +54,26 @@ def test_models_plan_onto_the_cuda_backend(stand_in, make, precision):
     context.run(random_feeds(model))  # the stand-in computes nothing: this checks the plumbing
     assert stand_in.launches and any(kind == "h2d" for kind, *_ in stand_in.copies)
     assert any(kind == "d2h" for kind, *_ in stand_in.copies)
+
+
+def test_warm_runs_replay_one_captured_graph(stand_in):
+    """Run 1 launches kernel by kernel, run 2 captures them into one graph and replays it,
+    run 3 only replays; a context without CUDA graphs keeps launching every kernel."""
+    model = resnet_block_cnn()
+    engine = edge.build(model.SerializeToString(), edge.BuilderConfig(profile="agx-orin-64gb", precision="fp16", backends={"gpu": "cuda"}, optimization_level=0))
+    feeds = random_feeds(model)
+    context = engine.create_context()
+    per_run = []
+    for _ in range(3):
+        launches, calls = len(stand_in.launches), len(stand_in.calls)
+        context.run(feeds)
+        per_run.append((len(stand_in.launches) - launches, stand_in.calls[calls:]))
+    kernels = per_run[0][0]
+    assert kernels > 5 and "cuGraphLaunch" not in per_run[0][1]
+    assert per_run[1][0] == kernels and per_run[1][1].count("cuStreamBeginCapture") == 1 and per_run[1][1].count("cuGraphLaunch") == 1
+    assert per_run[2][0] == 0 and per_run[2][1].count("cuGraphLaunch") == 1 and "cuStreamBeginCapture" not in per_run[2][1]
+    plain = engine.create_context(cuda_graph=False)
+    for _ in range(2):
+        launches = len(stand_in.launches)
+        plain.run(feeds)
+        assert len(stand_in.launches) - launches == kernels
