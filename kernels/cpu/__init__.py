@@ -16,6 +16,7 @@ from edge.kernels.cpu import (  # noqa: F401  (imported for registration)
     resize,
     recurrent,
     control,
+    sequence,
     loss,
     signal,
     strings,
