@@ -1,4 +1,5 @@
-"""Transformer-block ops: RotaryEmbedding (RoPE) and the SwiGLU gated activation."""
+"""Transformer-block ops: scaled dot-product Attention, RotaryEmbedding (RoPE) and the
+SwiGLU gated activation."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import numpy as np
 
 from scipy import special
 
+from edge.ir.dtypes import from_onnx
+from edge.kernels.cpu.precision import HALF_FLOATS
 from edge.kernels.registry import OpContext, register
 
 __all__: list[str] = []
@@ -45,3 +48,116 @@ def swiglu(ctx: OpContext, gate: np.ndarray, value: np.ndarray) -> np.ndarray:
     work = gate.astype(np.float32) if gate.dtype == np.float16 else gate
     alpha = np.asarray(ctx.attr("alpha", 1.0), work.dtype)
     return (work * special.expit(alpha * work) * value).astype(gate.dtype)
+
+
+def _heads(x: np.ndarray, heads: int) -> np.ndarray:
+    """[batch, seq, heads * size] -> [batch, heads, seq, size]."""
+    return x.reshape(x.shape[0], x.shape[1], heads, -1).transpose(0, 2, 1, 3)
+
+
+def _allowed_keys(ctx: OpContext, q_len: int, kv_len: int, offset: int | np.ndarray) -> np.ndarray | None:
+    """The causal frontier and the sliding window as one boolean [.., q, kv] mask (None: every
+    key allowed). Query ``i`` sits at absolute position ``i + offset`` (the keys before its
+    block: the past cache length, or ``nonpad_kv_seqlen - q_len`` per batch)."""
+    left, right = ctx.attr("left_window_size", -1), ctx.attr("right_window_size", -1)
+    causal = ctx.attr("is_causal", 0)
+    if not causal and left < 0 and right < 0:
+        return None
+    position = np.arange(q_len)[:, None] + np.reshape(offset, (-1, 1, 1, 1))  # [batch or 1, 1, q, 1]
+    distance = position - np.arange(kv_len)  # query position minus key position
+    allowed = np.ones(distance.shape, bool)
+    if causal:
+        allowed &= distance >= 0
+    if left >= 0:
+        allowed &= distance <= left
+    if right >= 0:
+        allowed &= -distance <= right
+    return allowed
+
+
+def _attention_bias(
+    ctx: OpContext, mask: np.ndarray | None, q_len: int, kv_len: int, offset: int | np.ndarray, nonpad: np.ndarray | None, dtype: np.dtype
+) -> np.ndarray:
+    """The additive bias of the scores: a float mask plus -inf wherever a boolean mask, the
+    causal frontier, the window or the padding (``nonpad_kv_seqlen``) disallows a key. A
+    mask shorter than the keys is padded with disallowed positions."""
+    allowed = _allowed_keys(ctx, q_len, kv_len, offset)
+    bias = np.zeros((q_len, kv_len), dtype)
+    if mask is not None:
+        pad = [(0, 0)] * (mask.ndim - 1) + [(0, kv_len - mask.shape[-1])]
+        if mask.dtype == np.bool_:
+            mask = np.pad(mask, pad, constant_values=False)
+            allowed = mask if allowed is None else allowed & mask
+        else:
+            bias = bias + np.pad(mask.astype(dtype), pad, constant_values=-np.inf)
+    if nonpad is not None:
+        unpadded = (np.arange(kv_len) < nonpad.reshape(-1, 1, 1, 1))
+        allowed = unpadded if allowed is None else allowed & unpadded
+    if allowed is not None:
+        bias = bias + np.where(allowed, dtype.type(0), dtype.type(-np.inf))
+    return bias
+
+
+def _guarded_softmax(logits: np.ndarray, masked_rows: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis; a row whose keys are all disallowed gives zeros (not NaN)."""
+    peak = np.max(logits, axis=-1, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, 0)
+    weights = np.exp(logits - peak)
+    total = np.sum(weights, axis=-1, keepdims=True)
+    weights = weights / np.where(total == 0, 1, total)
+    return np.where(masked_rows, 0, weights)
+
+
+@register("Attention", since=23)
+def attention(
+    ctx: OpContext,
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    attn_mask: np.ndarray | None = None,
+    past_key: np.ndarray | None = None,
+    past_value: np.ndarray | None = None,
+    nonpad_kv_seqlen: np.ndarray | None = None,
+) -> tuple[np.ndarray, ...]:
+    """ONNX Attention (opsets 23-25): softmax(softcap(Q·Kᵀ·scale) + bias)·V over MHA, GQA or
+    MQA heads, 3-D inputs split by ``q_num_heads``/``kv_num_heads``, the KV cache grown by
+    ``past_key``/``past_value``, and the optional 4th output chosen by ``qk_matmul_output_mode``
+    (0 raw scores, 1 after softcap, 2 with the bias, 3 the probabilities). Half floats run in
+    float32 (the softmax in ``softmax_precision`` when that is wider)."""
+    dtype = q.dtype
+    work = np.dtype(np.float32) if dtype in HALF_FLOATS else dtype
+    three_d = q.ndim == 3
+    if three_d:
+        q, k, v = _heads(q, ctx.attr("q_num_heads")), _heads(k, ctx.attr("kv_num_heads")), _heads(v, ctx.attr("kv_num_heads"))
+    present_key = k if past_key is None else np.concatenate([past_key, k], axis=2)
+    present_value = v if past_value is None else np.concatenate([past_value, v], axis=2)
+    groups = q.shape[1] // present_key.shape[1]
+    keys = np.repeat(present_key, groups, axis=1).astype(work)
+    values = np.repeat(present_value, groups, axis=1).astype(work)
+    scale = ctx.attr("scale") or 1.0 / np.sqrt(q.shape[-1])
+    scores = np.matmul(q.astype(work), np.swapaxes(keys, -1, -2)) * work.type(scale)
+    raw = scores
+    softcap = ctx.attr("softcap", 0.0)
+    if softcap > 0:
+        scores = work.type(softcap) * np.tanh(scores / work.type(softcap))
+    q_len, kv_len = q.shape[2], keys.shape[2]
+    if past_key is not None:
+        offset: int | np.ndarray = past_key.shape[2]
+    elif nonpad_kv_seqlen is not None:
+        offset = nonpad_kv_seqlen.astype(np.int64) - q_len
+    else:
+        offset = 0
+    bias = _attention_bias(ctx, attn_mask, q_len, kv_len, offset, nonpad_kv_seqlen, work)
+    logits = scores + bias
+    precision = ctx.attr("softmax_precision")
+    if precision is not None and from_onnx(precision).itemsize > work.itemsize:
+        logits = logits.astype(from_onnx(precision))
+    masked_rows = np.isneginf(np.max(bias, axis=-1, keepdims=True))
+    probs = _guarded_softmax(logits, masked_rows).astype(work)
+    y = np.matmul(probs, values)
+    if three_d:
+        y = y.transpose(0, 2, 1, 3).reshape(y.shape[0], y.shape[2], -1)
+    mode = ctx.attr("qk_matmul_output_mode", 0)
+    qk = {0: raw, 1: scores, 2: logits, 3: probs}[mode]
+    outputs = (y.astype(dtype), present_key, present_value, qk.astype(dtype))
+    return outputs[: ctx.num_outputs]
