@@ -23,6 +23,7 @@ from edge.kernels.cpu import (  # noqa: F401  (imported for registration)
     sampling,
     selection,
     transformer,
+    stateful,
     detection,
 )
 
