@@ -20,6 +20,7 @@ from edge.kernels.cpu import (  # noqa: F401  (imported for registration)
     loss,
     signal,
     strings,
+    ml,
     sampling,
     selection,
     transformer,

@@ -148,3 +148,23 @@ def test_tensor_scatter_matches_onnxruntime(mode: str) -> None:
     model = _model([node], feeds, [("y", F32, 4)], 24)
     (want,) = _onnxruntime(model, feeds)
     np.testing.assert_array_equal(run_graph(load_onnx(model), feeds)["y"], want)
+
+
+def test_deform_conv_matches_onnxruntime() -> None:
+    """Two offset groups, two convolution groups, a mask, stride, padding and dilation,
+    with offsets large enough to send samples off the image."""
+    feeds = {
+        "x": RNG.standard_normal((2, 4, 7, 6)).astype(np.float32),
+        "w": RNG.standard_normal((6, 2, 3, 2)).astype(np.float32),
+        "offset": (3 * RNG.standard_normal((2, 2 * 3 * 2 * 2, 4, 3))).astype(np.float32),
+        "b": RNG.standard_normal(6).astype(np.float32),
+        "mask": RNG.uniform(0, 1, (2, 2 * 3 * 2, 4, 3)).astype(np.float32),
+    }
+    node = helper.make_node(
+        "DeformConv", list(feeds), ["y"], group=2, offset_group=2, strides=[2, 2], pads=[1, 0, 1, 1], dilations=[1, 2],
+    )
+    model = _model([node], feeds, [("y", F32, 4)], 22)
+    (want,) = _onnxruntime(model, feeds)
+    got = run_graph(load_onnx(model), feeds)["y"]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
