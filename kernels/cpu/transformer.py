@@ -161,3 +161,24 @@ def attention(
     qk = {0: raw, 1: scores, 2: logits, 3: probs}[mode]
     outputs = (y.astype(dtype), present_key, present_value, qk.astype(dtype))
     return outputs[: ctx.num_outputs]
+
+
+@register("FlexAttention", domain="ai.onnx.preview", since=1)
+def flex_attention(ctx: OpContext, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """softmax(score_mod(Q·Kᵀ·scale))·V with ``prob_mod`` applied to the probabilities, both
+    optional body graphs on [batch, q_heads, q_len, kv_len] tensors of the softmax precision
+    (float32, or double for double inputs); K/V heads shared by contiguous query heads."""
+    precision = ctx.attr("softmax_precision")
+    work = from_onnx(precision) if precision is not None else np.dtype(np.float64 if q.dtype == np.float64 else np.float32)
+    groups = q.shape[1] // k.shape[1]
+    keys, values = np.repeat(k, groups, axis=1).astype(work), np.repeat(v, groups, axis=1).astype(work)
+    scale = ctx.attr("scale") or 1.0 / np.sqrt(q.shape[-1])
+    scores = np.matmul(q.astype(work), np.swapaxes(keys, -1, -2)) * work.type(scale)
+    score_mod, prob_mod = ctx.attr("score_mod"), ctx.attr("prob_mod")
+    if score_mod is not None:
+        scores = np.asarray(ctx.run_subgraph(score_mod, [scores])[0], work)
+    weights = np.exp(scores - np.max(scores, axis=-1, keepdims=True))
+    probs = weights / np.sum(weights, axis=-1, keepdims=True)
+    if prob_mod is not None:
+        probs = np.asarray(ctx.run_subgraph(prob_mod, [probs])[0], work)
+    return np.matmul(probs, values).astype(q.dtype)
