@@ -21,6 +21,7 @@ from edge.kernels.cpu import (  # noqa: F401  (imported for registration)
     signal,
     strings,
     ml,
+    training,
     sampling,
     selection,
     transformer,
