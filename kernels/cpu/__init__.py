@@ -22,6 +22,7 @@ from edge.kernels.cpu import (  # noqa: F401  (imported for registration)
     strings,
     ml,
     training,
+    image,
     sampling,
     selection,
     transformer,
