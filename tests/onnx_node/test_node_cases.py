@@ -6,7 +6,9 @@ as an explicit skip naming the missing operators, so the count is honest. Expect
 failures come from every ``xfail_*.txt`` file beside this module (``case_name  # reason``),
 applied strictly so a case that starts passing must be taken off its list. A summary test
 prints passed / all generated cases and passed / cases run, and requires at least 98 % of
-the cases run to pass.
+the cases run and 95 % of all generated cases (skips count as not passed) to pass. Sequence
+inputs and outputs are lists in the data sets (``TensorSequence`` at run time), an empty
+optional is None.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from edge.runtime.interpreter import run_graph
 
 HERE = Path(__file__).parent
 REQUIRED_PASS_RATE = 0.98
+REQUIRED_SHARE_OF_GENERATED = 0.95
 
 
 def _load_xfails() -> dict[str, str]:
@@ -190,3 +193,5 @@ def test_node_case_summary() -> None:
     unknown = sorted(name for name in XFAILS if name not in _all_cases())
     assert not unknown, f"xfail entries naming no ONNX node case: {unknown}"
     assert rate >= REQUIRED_PASS_RATE, f"pass rate {rate:.1%} below {REQUIRED_PASS_RATE:.0%}"
+    share = passed / generated
+    assert share >= REQUIRED_SHARE_OF_GENERATED, f"{share:.1%} of all generated cases pass, below {REQUIRED_SHARE_OF_GENERATED:.0%}"
