@@ -55,6 +55,15 @@ def _heads(x: np.ndarray, heads: int) -> np.ndarray:
     return x.reshape(x.shape[0], x.shape[1], heads, -1).transpose(0, 2, 1, 3)
 
 
+def _scaled_scores(ctx: OpContext, q: np.ndarray, k: np.ndarray, v: np.ndarray, work: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Q·Kᵀ·``scale`` (1/√head_size by default) and V, in ``work`` precision, each K/V head
+    repeated for the contiguous group of query heads that shares it."""
+    groups = q.shape[1] // k.shape[1]
+    keys, values = np.repeat(k, groups, axis=1).astype(work), np.repeat(v, groups, axis=1).astype(work)
+    scale = ctx.attr("scale") or 1.0 / np.sqrt(q.shape[-1])
+    return np.matmul(q.astype(work), np.swapaxes(keys, -1, -2)) * work.type(scale), values
+
+
 def _allowed_keys(ctx: OpContext, q_len: int, kv_len: int, offset: int | np.ndarray) -> np.ndarray | None:
     """The causal frontier and the sliding window as one boolean [.., q, kv] mask (None: every
     key allowed). Query ``i`` sits at absolute position ``i + offset`` (the keys before its
@@ -131,16 +140,12 @@ def attention(
         q, k, v = _heads(q, ctx.attr("q_num_heads")), _heads(k, ctx.attr("kv_num_heads")), _heads(v, ctx.attr("kv_num_heads"))
     present_key = k if past_key is None else np.concatenate([past_key, k], axis=2)
     present_value = v if past_value is None else np.concatenate([past_value, v], axis=2)
-    groups = q.shape[1] // present_key.shape[1]
-    keys = np.repeat(present_key, groups, axis=1).astype(work)
-    values = np.repeat(present_value, groups, axis=1).astype(work)
-    scale = ctx.attr("scale") or 1.0 / np.sqrt(q.shape[-1])
-    scores = np.matmul(q.astype(work), np.swapaxes(keys, -1, -2)) * work.type(scale)
+    scores, values = _scaled_scores(ctx, q, present_key, present_value, work)
     raw = scores
     softcap = ctx.attr("softcap", 0.0)
     if softcap > 0:
         scores = work.type(softcap) * np.tanh(scores / work.type(softcap))
-    q_len, kv_len = q.shape[2], keys.shape[2]
+    q_len, kv_len = q.shape[2], present_key.shape[2]
     if past_key is not None:
         offset: int | np.ndarray = past_key.shape[2]
     elif nonpad_kv_seqlen is not None:
@@ -170,10 +175,7 @@ def flex_attention(ctx: OpContext, q: np.ndarray, k: np.ndarray, v: np.ndarray) 
     (float32, or double for double inputs); K/V heads shared by contiguous query heads."""
     precision = ctx.attr("softmax_precision")
     work = from_onnx(precision) if precision is not None else np.dtype(np.float64 if q.dtype == np.float64 else np.float32)
-    groups = q.shape[1] // k.shape[1]
-    keys, values = np.repeat(k, groups, axis=1).astype(work), np.repeat(v, groups, axis=1).astype(work)
-    scale = ctx.attr("scale") or 1.0 / np.sqrt(q.shape[-1])
-    scores = np.matmul(q.astype(work), np.swapaxes(keys, -1, -2)) * work.type(scale)
+    scores, values = _scaled_scores(ctx, q, k, v, work)
     score_mod, prob_mod = ctx.attr("score_mod"), ctx.attr("prob_mod")
     if score_mod is not None:
         scores = np.asarray(ctx.run_subgraph(score_mod, [scores])[0], work)
