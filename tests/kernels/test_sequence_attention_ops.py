@@ -6,12 +6,14 @@ regions), and a sequence model built into an engine, saved, loaded and run."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import edge
 from edge.builder import BuilderConfig
+from edge.cli import main
 from edge.errors import KernelError
 from edge.frontend import load_onnx
 from edge.runtime.interpreter import run_graph
@@ -63,6 +65,18 @@ def test_sequence_ops_match_onnxruntime_in_a_saved_engine(tmp_path) -> None:
     for name, expected in zip(("stacked", "second_last", "count"), want):
         assert got[name].dtype == expected.dtype and got[name].shape == expected.shape
         np.testing.assert_array_equal(got[name], expected)
+
+
+def test_a_sequence_graph_output_is_refused_by_build_in_one_line(tmp_path, capsys) -> None:
+    x = helper.make_tensor_value_info("x", F32, [2, 3])
+    columns = helper.make_tensor_sequence_value_info("columns", F32, None)
+    graph = helper.make_graph([helper.make_node("SplitToSequence", ["x"], ["columns"], axis=1)], "g", [x], [columns])
+    path = tmp_path / "seq.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    assert main(["build", str(path), "-o", str(tmp_path / "seq.engine")]) != 0
+    err = capsys.readouterr().err
+    assert "graph output 'columns' is a sequence" in err and "Traceback" not in err
+    assert not (tmp_path / "seq.engine").exists()
 
 
 def test_sequence_position_out_of_range_is_a_one_line_error() -> None:
