@@ -114,55 +114,67 @@ def _post_transform(scores: np.ndarray, code: int) -> np.ndarray:
     return scores
 
 
-def _tree_leaves(ctx: OpContext, x: np.ndarray, root: int, sets: dict[int, np.ndarray]) -> np.ndarray:
-    """The leaf index every sample of ``x`` [N, F] reaches from ``root``: all samples step
-    down together, one level per pass."""
-    modes = np.asarray(ctx.attr("nodes_modes")).astype(np.int64).reshape(-1)
-    features = np.asarray(ctx.attr("nodes_featureids"), np.int64)
-    splits = np.asarray(ctx.attr("nodes_splits"), np.float64).reshape(-1)
-    true_ids, false_ids = np.asarray(ctx.attr("nodes_truenodeids"), np.int64), np.asarray(ctx.attr("nodes_falsenodeids"), np.int64)
-    true_leaf, false_leaf = np.asarray(ctx.attr("nodes_trueleafs"), bool), np.asarray(ctx.attr("nodes_falseleafs"), bool)
-    missing_true = np.asarray(ctx.attr("nodes_missing_value_tracks_true") or np.zeros(len(modes)), bool)
-    current = np.full(len(x), root, np.int64)
-    leaf = np.full(len(x), -1, np.int64)
-    active = np.ones(len(x), bool)
-    for _ in range(len(modes) + 1):
-        if not active.any():
-            return leaf
-        for node in np.unique(current[active]):
-            rows = np.flatnonzero(active & (current == node))
-            value = x[rows, features[node]].astype(np.float64)
-            branch = np.where(np.isnan(value), missing_true[node], _goes_true(int(modes[node]), value, splits[node], sets.get(int(node))))
-            target = np.where(branch, true_ids[node], false_ids[node])
-            to_leaf = np.where(branch, true_leaf[node], false_leaf[node])
-            leaf[rows[to_leaf]] = target[to_leaf]
-            active[rows[to_leaf]] = False
-            current[rows] = target
-    raise KernelError(f"node '{ctx.node.name}' (TreeEnsemble): tree at root {root} has a cycle")
+class _Forest:
+    """TreeEnsemble's node and leaf tables, parsed once from the attributes."""
+
+    def __init__(self, ctx: OpContext) -> None:
+        self.modes = np.asarray(ctx.attr("nodes_modes")).astype(np.int64).reshape(-1)
+        self.features = np.asarray(ctx.attr("nodes_featureids"), np.int64)
+        self.splits = np.asarray(ctx.attr("nodes_splits"), np.float64).reshape(-1)
+        self.true_ids = np.asarray(ctx.attr("nodes_truenodeids"), np.int64)
+        self.false_ids = np.asarray(ctx.attr("nodes_falsenodeids"), np.int64)
+        self.true_leaf = np.asarray(ctx.attr("nodes_trueleafs"), bool)
+        self.false_leaf = np.asarray(ctx.attr("nodes_falseleafs"), bool)
+        missing = ctx.attr("nodes_missing_value_tracks_true")
+        self.missing_true = np.asarray(missing if missing is not None else np.zeros(len(self.modes)), bool)
+        self.sets = _member_sets(self.modes, ctx.attr("membership_values"))
+        self.weights = np.asarray(ctx.attr("leaf_weights"), np.float64).reshape(-1)
+        self.targets = np.asarray(ctx.attr("leaf_targetids"), np.int64)
+
+    def leaves(self, ctx: OpContext, x: np.ndarray, root: int) -> np.ndarray:
+        """The leaf index every sample of ``x`` [N, F] reaches from ``root``: all samples
+        step down together, one level per pass. A NaN feature takes the true branch when
+        its comparison holds (only BRANCH_NEQ's does) or the node tracks missing values to
+        true, as onnxruntime and ONNX's reference decide."""
+        current = np.full(len(x), root, np.int64)
+        leaf = np.full(len(x), -1, np.int64)
+        active = np.ones(len(x), bool)
+        for _ in range(len(self.modes) + 1):
+            if not active.any():
+                return leaf
+            for node in np.unique(current[active]).tolist():
+                rows = np.flatnonzero(active & (current == node))
+                value = x[rows, self.features[node]].astype(np.float64)
+                test = _goes_true(int(self.modes[node]), value, self.splits[node], self.sets.get(node))
+                branch = test | (np.isnan(value) & self.missing_true[node])
+                target = np.where(branch, self.true_ids[node], self.false_ids[node])
+                to_leaf = np.where(branch, self.true_leaf[node], self.false_leaf[node])
+                leaf[rows[to_leaf]] = target[to_leaf]
+                active[rows[to_leaf]] = False
+                current[rows] = target
+        raise KernelError(f"node '{ctx.node.name}' (TreeEnsemble): the tree at root {root} has a cycle")
 
 
 @register("TreeEnsemble", domain=ML, since=5)
 def tree_ensemble(ctx: OpContext, x: np.ndarray) -> np.ndarray:
     """[N, n_targets]: each tree's reached leaf adds its weight to its target, aggregated by
     ``aggregate_function`` (SUM, AVERAGE over trees, MIN, MAX), then ``post_transform``."""
+    forest = ctx.from_constants("forest", (), lambda: _Forest(ctx))
     roots: Sequence[int] = ctx.attr("tree_roots")
-    sets = _member_sets(np.asarray(ctx.attr("nodes_modes")).reshape(-1), ctx.attr("membership_values"))
-    weights = np.asarray(ctx.attr("leaf_weights"), np.float64).reshape(-1)
-    targets = np.asarray(ctx.attr("leaf_targetids"), np.int64)
     aggregate = ctx.attr("aggregate_function", _SUM)
     start = {_MIN: np.inf, _MAX: -np.inf}.get(aggregate, 0.0)
     scores = np.full((len(x), ctx.attr("n_targets")), start)
     touched = np.zeros(scores.shape, bool)
     rows = np.arange(len(x))
     for root in roots:
-        leaves = _tree_leaves(ctx, x, int(root), sets)
-        where = (rows, targets[leaves])
+        leaves = forest.leaves(ctx, x, int(root))
+        where = (rows, forest.targets[leaves])
         if aggregate == _MIN:
-            np.minimum.at(scores, where, weights[leaves])
+            np.minimum.at(scores, where, forest.weights[leaves])
         elif aggregate == _MAX:
-            np.maximum.at(scores, where, weights[leaves])
+            np.maximum.at(scores, where, forest.weights[leaves])
         else:
-            np.add.at(scores, where, weights[leaves])
+            np.add.at(scores, where, forest.weights[leaves])
         touched[where] = True
     if aggregate == _AVERAGE:
         scores /= len(roots)
