@@ -38,5 +38,8 @@ class TensorSequence(Sequence[np.ndarray]):
         return iter(self._tensors)
 
     def __repr__(self) -> str:
-        return "TensorSequence[" + ", ".join(f"{t.dtype}{list(t.shape)}" for t in self._tensors) + "]"
+        """``sequence of 2 [float32[2, 3], float32[2, 1]]`` (the first three tensors listed)."""
+        shown = ", ".join(f"{t.dtype}{list(t.shape)}" for t in self._tensors[:3])
+        more = ", ..." if len(self._tensors) > 3 else ""
+        return f"sequence of {len(self._tensors)} [{shown}{more}]"
 

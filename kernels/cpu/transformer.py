@@ -132,7 +132,7 @@ def attention(
     MQA heads, 3-D inputs split by ``q_num_heads``/``kv_num_heads``, the KV cache grown by
     ``past_key``/``past_value``, and the optional 4th output chosen by ``qk_matmul_output_mode``
     (0 raw scores, 1 after softcap, 2 with the bias, 3 the probabilities). Half floats run in
-    float32 (the softmax in ``softmax_precision`` when that is wider)."""
+    float32; the softmax runs in ``softmax_precision`` when given."""
     dtype = q.dtype
     work = np.dtype(np.float32) if dtype in HALF_FLOATS else dtype
     three_d = q.ndim == 3
@@ -154,11 +154,13 @@ def attention(
         offset = 0
     bias = _attention_bias(ctx, attn_mask, q_len, kv_len, offset, nonpad_kv_seqlen, work)
     logits = scores + bias
-    precision = ctx.attr("softmax_precision")
-    if precision is not None and from_onnx(precision).itemsize > work.itemsize:
-        logits = logits.astype(from_onnx(precision))
+    softmax_dtype = from_onnx(ctx.attr("softmax_precision")) if ctx.attr("softmax_precision") is not None else work
     masked_rows = np.isneginf(np.max(bias, axis=-1, keepdims=True))
-    probs = _guarded_softmax(logits, masked_rows).astype(work)
+    if softmax_dtype in HALF_FLOATS:  # rounded to the half type, computed in float32, rounded again
+        probs = _guarded_softmax(logits.astype(softmax_dtype).astype(np.float32), masked_rows).astype(softmax_dtype)
+    else:
+        probs = _guarded_softmax(logits.astype(softmax_dtype), masked_rows)
+    probs = probs.astype(work)
     y = np.matmul(probs, values)
     if three_d:
         y = y.transpose(0, 2, 1, 3).reshape(y.shape[0], y.shape[2], -1)
