@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.engine import Engine, new_header
-from edge.errors import EdgeError, ProfileError
+from edge.errors import EdgeError, ModelImportError, ProfileError
 from edge.frontend import load_onnx
 from edge.ir import Dim, Graph, verify
 from edge.kernels.autotune import TimingCache, select_tactics
@@ -93,12 +93,26 @@ class BuilderConfig:
             raise EdgeError(f"builder optimization level must be 0..5, got {self.optimization_level}")
 
 
+def _refuse_container_io(graph: Graph) -> None:
+    """Engines take and return tensors (as TensorRT's do): a sequence or optional graph input
+    or output is refused; inside the graph such values run on the host."""
+    for kind, values in (("input", graph.inputs), ("output", graph.outputs)):
+        for value in values:
+            container = value.meta.get("container")
+            if container is not None:
+                raise ModelImportError(
+                    f"graph {kind} '{value.name}' is a {container}, but engine inputs and outputs are tensors "
+                    "(convert it inside the model: SequenceAt / ConcatFromSequence / OptionalGetElement)"
+                )
+
+
 def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None = None) -> Engine:
     """Build an engine from an ONNX model (path, bytes, ModelProto) or an imported Graph."""
     config = config or BuilderConfig()
     timings: dict[str, float] = {}
     start = time.perf_counter()
     graph = model if isinstance(model, Graph) else load_onnx(model, input_shapes=config.input_shapes)
+    _refuse_container_io(graph)
     timings["import"] = time.perf_counter() - start
     build_info: dict[str, Any] = {"config": _config_record(config)}
     profiles = validate_profiles(graph.inputs, config.optimization_profiles)

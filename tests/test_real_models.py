@@ -1,7 +1,7 @@
 """Trained models shipped in PyPI wheels, through edgetrt's CPU engine against onnxruntime.
 
-rapidocr-onnxruntime ships PaddleOCR's PP-OCRv4 text detector and the mobile v2 direction
-classifier (dynamic batch stored as -1); silero-vad ships its voice-activity detector in
+rapidocr-onnxruntime ships PaddleOCR's PP-OCRv4 text detector and recognizer and the mobile
+v2 direction classifier (dynamic batch stored as -1); silero-vad ships its voice-activity detector in
 several exports. A test skips when its wheel is not installed (silero-vad depends on torch,
 so it is not in the dev extra: ``pip install --no-deps silero-vad`` brings just the models).
 """
@@ -80,6 +80,19 @@ def test_ppocr_direction_classifier_with_batch_stored_as_minus_one(tmp_path: Pat
     (got,) = edge.load(engine_path).create_context().run({"x": x}).values()
     (want,) = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_ppocr_v4_recognition_matches_onnxruntime() -> None:
+    """The SVTR text recognizer (attention blocks over a conv stem): per-step character
+    probabilities agree with onnxruntime and so does the decoded best path."""
+    model = shipped("rapidocr-onnxruntime", "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx")
+    x = text_image(48, 160)
+    engine = edge.build(str(model), edge.BuilderConfig(input_shapes={"x": (1, 3, 48, 160)}))
+    (got,) = engine.create_context().run({"x": x}).values()
+    (want,) = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(got.argmax(-1), want.argmax(-1))
 
 
 @pytest.mark.parametrize("name", ["silero_vad.onnx", "silero_vad_16k_op15.onnx", "silero_vad_op18_ifless.onnx", "silero_vad_half.onnx"])

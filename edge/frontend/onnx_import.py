@@ -240,6 +240,7 @@ class _GraphImporter:
                 raise ModelImportError(f"graph output '{vi.name}' is never produced")
             value = scope[vi.name]
             typed = _typed_value(vi)
+            value.meta.update(typed.meta)
             if value.dtype is None:
                 value.dtype = typed.dtype
             if value.shape is None or (typed.shape is not None and _more_specific(typed.shape, value.shape)):
@@ -358,7 +359,11 @@ def _typed_value(vi: onnx.ValueInfoProto) -> Value:
             else:
                 dims.append(None)
         shape = tuple(dims)
-    return Value(vi.name, dtype, shape)
+    value = Value(vi.name, dtype, shape)
+    kind = vi.type.WhichOneof("value")
+    if kind in ("sequence_type", "optional_type"):  # run as TensorSequence / None (edge.ir.sequence)
+        value.meta["container"] = kind.removesuffix("_type")
+    return value
 
 
 def _more_specific(a: Shape, b: Shape) -> bool:

@@ -40,6 +40,8 @@ def infer_missing_shapes(graph: Graph) -> None:
                 arrays = evaluate_node(node, [_probe(v) for v in node.inputs], opset)
             except EdgeError:
                 continue
+            if not all(isinstance(a, np.ndarray) for a in arrays):
+                continue  # a sequence or an empty optional: typed by onnx or not at all
             results = [(a.dtype, a.shape) for a in arrays]
         else:
             continue

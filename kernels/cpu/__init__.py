@@ -16,12 +16,17 @@ from edge.kernels.cpu import (  # noqa: F401  (imported for registration)
     resize,
     recurrent,
     control,
+    sequence,
     loss,
     signal,
     strings,
+    ml,
+    training,
+    image,
     sampling,
     selection,
     transformer,
+    stateful,
     detection,
 )
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from edge.errors import EdgeError, KernelError
-from edge.ir import Node
+from edge.ir import Node, TensorSequence
 from edge.kernels.backend import Backend, RunState, StepSpec
 from edge.kernels.registry import OpContext, Workspace, lookup, same_bytes
 from edge.precision import REDUCED, round_to_fp16
@@ -41,9 +41,10 @@ def conversions_of(node: Node) -> tuple[Conversions, Conversions]:
 
 
 def convert(arrays: list, conversions: Conversions) -> None:
-    """Apply ``conversions`` to ``arrays`` in place, skipping positions that hold no array."""
+    """Apply ``conversions`` to ``arrays`` in place, skipping positions that hold no tensor
+    (an omitted input, an empty optional, a sequence)."""
     for index, fn in conversions:
-        if index < len(arrays) and arrays[index] is not None:
+        if index < len(arrays) and isinstance(arrays[index], np.ndarray):
             arrays[index] = fn(arrays[index])
 
 
@@ -79,14 +80,14 @@ class HostLaunch:
         except EdgeError:
             raise
         except Exception as exc:
-            shapes = ", ".join("None" if a is None else f"{a.dtype}{list(np.shape(a))}" for a in args)
+            shapes = ", ".join(_describe(a) for a in args)
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise KernelError(f"node '{self.node.name}' ({self.node.op_type}) failed on inputs ({shapes}): {message}") from exc
         if type(result) is np.ndarray:
             results = [result]
         else:
             results = list(result) if isinstance(result, (tuple, list)) else [result]
-            results = [r if isinstance(r, np.ndarray) else np.asarray(r) for r in results]
+            results = [r if r is None or isinstance(r, (np.ndarray, TensorSequence)) else np.asarray(r) for r in results]
         if self.convert_out:
             convert(results, self.convert_out)
         if out is not None:
@@ -95,8 +96,9 @@ class HostLaunch:
 
 
 def _place(result: np.ndarray, view: np.ndarray | None, arena: np.ndarray | None) -> np.ndarray:
-    """Put a kernel's result into its planned buffer (or keep it off the arena)."""
-    if result is view:
+    """Put a kernel's result into its planned buffer (or keep it off the arena); a sequence
+    or an empty optional is never planned."""
+    if result is view or not isinstance(result, np.ndarray):
         return result
     if view is not None and result.shape == view.shape and result.dtype == view.dtype:
         if not same_bytes(result, view):  # an aliasing op (Reshape) planned over its input
@@ -108,8 +110,18 @@ def _place(result: np.ndarray, view: np.ndarray | None, arena: np.ndarray | None
 
 
 def detach(array: np.ndarray, arena: np.ndarray | None) -> np.ndarray:
-    """``array``, copied when it views ``arena`` (whose bytes later steps overwrite)."""
-    return array.copy() if arena is not None and np.may_share_memory(array, arena) else array
+    """``array``, copied when it views ``arena`` (whose bytes later steps overwrite); a
+    sequence holds its own copies."""
+    if arena is not None and isinstance(array, np.ndarray) and np.may_share_memory(array, arena):
+        return array.copy()
+    return array
+
+
+def _describe(value: object) -> str:
+    """An argument as an error message shows it: ``float32[2, 3]``, a sequence, or None."""
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype}{list(value.shape)}"
+    return repr(value)
 
 
 class HostBackend(Backend):

@@ -1,4 +1,4 @@
-"""Object-detection post-processing: NonMaxSuppression (greedy, per batch and class)."""
+"""Object-detection ops: NonMaxSuppression (greedy, per batch and class) and RoiAlign."""
 
 from __future__ import annotations
 
@@ -63,3 +63,59 @@ def non_max_suppression(
                     kept.append(int(index))
             selected += [(batch, klass, index) for index in kept]
     return np.array(selected, np.int64).reshape(-1, 3)
+
+
+def _bilinear_taps(start: float, bin_size: float, bins: int, grid: int, size: int) -> tuple[np.ndarray, ...]:
+    """Along one axis, for each of the ``bins * grid`` sample points of a RoiAlign window:
+    the two neighbouring pixel indices, their weights, and whether the point is inside
+    [-1, size] (outside ones contribute nothing). A point past the last pixel clamps to it."""
+    offsets = (np.arange(grid) + 0.5) * bin_size / grid
+    points = start + (np.arange(bins)[:, None] * bin_size + offsets[None, :]).reshape(-1)
+    inside = (points >= -1.0) & (points <= size)
+    points = np.maximum(points, 0.0)
+    low = np.floor(points).astype(np.int64)
+    edge = low >= size - 1
+    low = np.where(edge, size - 1, low)
+    high = np.where(edge, size - 1, low + 1)
+    frac = np.where(edge, 0.0, points - low)
+    return low, high, 1.0 - frac, frac, inside
+
+
+@register("RoiAlign", since=10)
+def roi_align(ctx: OpContext, x: np.ndarray, rois: np.ndarray, batch_indices: np.ndarray) -> np.ndarray:
+    """Pool each [x1, y1, x2, y2] region of image ``batch_indices[r]`` into output_height x
+    output_width bins, each the average (or, mode "max", the maximum of the weighted
+    corner values) of ``sampling_ratio``² bilinear samples (adaptive when 0). Opset 16's
+    "half_pixel" shifts coordinates by half a pixel; "output_half_pixel" (and opset 10)
+    does not and makes every region at least 1 x 1."""
+    out_h, out_w = ctx.attr("output_height", 1), ctx.attr("output_width", 1)
+    ratio, scale = ctx.attr("sampling_ratio", 0), ctx.attr("spatial_scale", 1.0)
+    half_pixel = ctx.opset >= 16 and ctx.attr("coordinate_transformation_mode", "half_pixel") == "half_pixel"
+    use_max = ctx.attr("mode", "avg") == "max"
+    channels, height, width = x.shape[1:]
+    out = np.zeros((rois.shape[0], channels, out_h, out_w), x.dtype)
+    shift = 0.5 if half_pixel else 0.0
+    for r, (box, image) in enumerate(zip(rois.astype(np.float64), batch_indices.astype(np.int64))):
+        x1, y1, x2, y2 = box * scale - shift
+        roi_h, roi_w = y2 - y1, x2 - x1
+        if not half_pixel:
+            roi_h, roi_w = max(roi_h, 1.0), max(roi_w, 1.0)
+        grid_h = ratio if ratio > 0 else int(np.ceil(roi_h / out_h))
+        grid_w = ratio if ratio > 0 else int(np.ceil(roi_w / out_w))
+        if grid_h == 0 or grid_w == 0:
+            continue
+        y_low, y_high, y_wlow, y_whigh, y_in = _bilinear_taps(y1, roi_h / out_h, out_h, grid_h, height)
+        x_low, x_high, x_wlow, x_whigh, x_in = _bilinear_taps(x1, roi_w / out_w, out_w, grid_w, width)
+        inside = y_in[:, None] & x_in[None, :]
+        plane = x[image]
+        terms = [
+            plane[:, ys][:, :, xs] * np.where(inside, wy[:, None] * wx[None, :], 0.0)
+            for ys, wy in ((y_low, y_wlow), (y_high, y_whigh))
+            for xs, wx in ((x_low, x_wlow), (x_high, x_whigh))
+        ]
+        shape = (channels, out_h, grid_h, out_w, grid_w)
+        if use_max:
+            out[r] = np.maximum.reduce(terms).reshape(shape).max(axis=(2, 4))
+        else:
+            out[r] = sum(terms).reshape(shape).sum(axis=(2, 4)) / (grid_h * grid_w)
+    return out

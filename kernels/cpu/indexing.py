@@ -1,9 +1,11 @@
-"""Indexing kernels: gather/scatter families, Where, NonZero, OneHot, ReverseSequence."""
+"""Indexing kernels: gather/scatter families, Where, NonZero, OneHot, ReverseSequence,
+TensorScatter (KV-cache writes)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from edge.errors import KernelError
 from edge.kernels.registry import OpContext, register
 
 __all__: list[str] = []
@@ -113,3 +115,24 @@ def reverse_sequence(ctx: OpContext, x: np.ndarray, sequence_lens: np.ndarray) -
     shape[time_axis], shape[batch_axis] = x.shape[time_axis], x.shape[batch_axis]
     grid[time_axis] = source.reshape(shape) if time_axis < batch_axis else source.T.reshape(shape)
     return np.ascontiguousarray(x[tuple(grid)])
+
+
+@register("TensorScatter", since=24)
+def tensor_scatter(ctx: OpContext, past: np.ndarray, update: np.ndarray, write_indices: np.ndarray | None = None) -> np.ndarray:
+    """A KV-cache write: each batch entry's ``update`` rows go into a copy of ``past`` along
+    ``axis`` from its write index on (wrapping around the cache with mode "circular")."""
+    axis = ctx.attr("axis", -2) % past.ndim
+    capacity, length = past.shape[axis], update.shape[axis]
+    starts = np.zeros(past.shape[0], np.int64) if write_indices is None else write_indices.astype(np.int64).reshape(-1)
+    circular = ctx.attr("mode", "linear") == "circular"
+    present = past.copy()
+    for batch, start in enumerate(starts):
+        rows = start + np.arange(length)
+        if circular:
+            rows %= capacity
+        elif length and (start < 0 or rows[-1] >= capacity):
+            raise KernelError(
+                f"node '{ctx.node.name}' (TensorScatter): batch {batch} writes positions {start}..{rows[-1]}, the cache holds {capacity}"
+            )
+        np.moveaxis(present[batch], axis - 1, 0)[rows] = np.moveaxis(update[batch], axis - 1, 0)
+    return present

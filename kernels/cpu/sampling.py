@@ -1,6 +1,7 @@
 """GridSample: sample an N-d input at normalised grid coordinates (nearest, linear, cubic),
 with zeros / border / reflection padding, vectorised over every output point; AffineGrid
-builds such a grid from affine matrices."""
+builds such a grid from affine matrices; DeformConv convolves over learned, bilinearly
+sampled positions."""
 
 from __future__ import annotations
 
@@ -64,6 +65,17 @@ class _Sampler:
         return values
 
 
+def _interpolate(sampler: _Sampler, base: list[np.ndarray], taps: list[list[tuple[int, np.ndarray]]]) -> np.ndarray:
+    """Values [N, P, C]: the sum over every combination of per-dim taps (offset from
+    ``base``, weight) of the weighted input values there."""
+    result = 0.0
+    for combo in itertools.product(*taps):
+        weight = np.prod([w for _, w in combo], axis=0)
+        positions = [(b + offset).astype(np.int64) for b, (offset, _) in zip(base, combo)]
+        result = result + weight[..., None] * sampler.fetch(positions)
+    return result  # type: ignore[return-value]
+
+
 def _coordinates(grid: np.ndarray, sizes: tuple[int, ...], padding: str, align: bool) -> list[np.ndarray]:
     """Grid [N, P, r] (x first) -> input-space coordinates per spatial dim (first dim first)."""
     coords = []
@@ -97,11 +109,7 @@ def grid_sample(ctx: OpContext, x: np.ndarray, grid: np.ndarray) -> np.ndarray:
             taps = [[(0, 1 - t), (1, t)] for t in frac]
         else:
             taps = [list(zip((-1, 0, 1, 2), _cubic_weights(t))) for t in frac]
-        result = np.zeros(points.shape[:2] + (channels,))
-        for combo in itertools.product(*taps):
-            weight = np.prod([w for _, w in combo], axis=0)
-            positions = [(b + offset).astype(np.int64) for b, (offset, _) in zip(base, combo)]
-            result += weight[..., None] * sampler.fetch(positions)
+        result = _interpolate(sampler, base, taps)
     out = np.moveaxis(result, -1, 1).reshape((n, channels) + grid.shape[1:-1])
     return out.astype(x.dtype)
 
@@ -123,3 +131,38 @@ def affine_grid(ctx: OpContext, theta: np.ndarray, size: np.ndarray) -> np.ndarr
     base = np.stack([*reversed(mesh), np.ones(tuple(spatial))], axis=-1).reshape(-1, len(spatial) + 1)
     grid = np.einsum("pk,nik->npi", base, theta.astype(np.float64))
     return grid.reshape((n, *spatial, len(spatial))).astype(theta.dtype)
+
+
+@register("DeformConv", since=19)
+def deform_conv(
+    ctx: OpContext, x: np.ndarray, w: np.ndarray, offset: np.ndarray, b: np.ndarray | None = None, mask: np.ndarray | None = None
+) -> np.ndarray:
+    """N-d deformable convolution (v1, and v2 with ``mask``): every kernel tap of every
+    output position reads the input linearly interpolated (zeros outside) at its regular
+    position plus its learned offset, one offset set per ``offset_group`` of channels,
+    scaled by the mask; then a grouped convolution of those samples with ``w``."""
+    n, channels, sizes = x.shape[0], x.shape[1], x.shape[2:]
+    rank, kernel = len(sizes), tuple(w.shape[2:])
+    strides = ctx.attr("strides") or [1] * rank
+    dilations = ctx.attr("dilations") or [1] * rank
+    pads = ctx.attr("pads") or [0] * (2 * rank)
+    out = tuple((i + pads[d] + pads[d + rank] - (k - 1) * dilations[d] - 1) // strides[d] + 1 for d, (i, k) in enumerate(zip(sizes, kernel)))
+    offset_groups, groups = ctx.attr("offset_group", 1), ctx.attr("group", 1)
+    taps, points = int(np.prod(kernel)), int(np.prod(out))
+    tap_grid = np.indices(kernel).reshape(rank, taps, 1)
+    out_grid = np.indices(out).reshape(rank, 1, points)
+    regular = out_grid * np.reshape(strides, (rank, 1, 1)) - np.reshape(pads[:rank], (rank, 1, 1)) + tap_grid * np.reshape(dilations, (rank, 1, 1))
+    shifts = offset.astype(np.float64).reshape(n, offset_groups, taps, rank, points)
+    coords = [(regular[d] + shifts[:, :, :, d]).reshape(n * offset_groups, taps * points) for d in range(rank)]
+    sampler = _Sampler(x.astype(np.float64).reshape(n * offset_groups, channels // offset_groups, *sizes), "zeros", False)
+    base = [np.floor(c) for c in coords]
+    samples = _interpolate(sampler, base, [[(0, 1 - (c - f)), (1, c - f)] for c, f in zip(coords, base)])
+    if mask is not None:
+        samples = samples * mask.astype(np.float64).reshape(n * offset_groups, taps * points, 1)
+    columns = samples.reshape(n, offset_groups, taps, points, -1).transpose(0, 1, 4, 2, 3)  # [n, og, c/og, taps, points]
+    columns = columns.reshape(n, groups, (channels // groups) * taps, points)
+    weights = w.astype(np.float64).reshape(groups, w.shape[0] // groups, -1)
+    y = np.einsum("gok,ngkp->ngop", weights, columns).reshape(n, w.shape[0], *out)
+    if b is not None:
+        y = y + b.reshape(1, -1, *([1] * rank))
+    return y.astype(x.dtype)
