@@ -30,8 +30,8 @@ __all__ = ["compare_command"]
 @app.command("compare")
 def compare_command(
     model: Path = typer.Argument(..., metavar="MODEL.onnx", help="ONNX model (the reference runs it as is).", show_default=False),
-    engine_path: Path = typer.Option(None, "--engine", help="Engine to check [default: build one from MODEL with the flags below]."),
-    profile: str = typer.Option(None, "--profile", help="Device profile to build for [default: cpu]."),
+    engine_path: Path = typer.Option(None, "--engine", help="Engine to check \\[default: build one from MODEL with the flags below]."),
+    profile: str = typer.Option(None, "--profile", help="Device profile to build for \\[default: cpu]."),
     fp16: bool = FP16,
     int8: bool = INT8,
     best: bool = BEST,
@@ -40,8 +40,8 @@ def compare_command(
     shapes: str = SHAPES,
     inputs: list[str] = typer.Option([], "--input", "-i", help="NAME=FILE.npy; repeat per input. Missing inputs are seeded random."),
     seed: int = typer.Option(0, "--seed", help="Seed for random inputs."),
-    rtol: float = typer.Option(None, "--rtol", help="Relative tolerance [default: by precision, see below]."),
-    atol: float = typer.Option(None, "--atol", help="Absolute tolerance [default: by precision, see below]."),
+    rtol: float = typer.Option(None, "--rtol", help="Relative tolerance \\[default: by precision, see below]."),
+    atol: float = typer.Option(None, "--atol", help="Absolute tolerance \\[default: by precision, see below]."),
     layerwise: bool = typer.Option(False, "--layerwise", help="Find the first engine layer whose output diverges."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:

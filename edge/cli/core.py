@@ -41,7 +41,7 @@ __all__ = ["build_command", "run_command", "inspect_command"]
 @app.command("build")
 def build_command(
     model: Path = typer.Argument(..., help="ONNX model to build.", show_default=False),
-    output: Path = typer.Option(None, "--output", "-o", "--saveEngine", help="Engine file to write [default: MODEL.engine]."),
+    output: Path = typer.Option(None, "--output", "-o", "--saveEngine", help="Engine file to write \\[default: MODEL.engine]."),
     profile: str = typer.Option("cpu", "--profile", help="Device profile name or YAML path (see `edgetrt profiles list`)."),
     fp16: bool = FP16,
     int8: bool = INT8,
@@ -59,7 +59,7 @@ def build_command(
     calib_data: Path = typer.Option(None, "--calib-data", help="Folder of .npy/.npz calibration inputs (INT8 scales)."),
     calib_cache: Path = typer.Option(None, "--calib", "--calib-cache", help="Calibration cache: read if it fits, else written after calibrating."),
     calibrator: str = typer.Option(None, "--calibrator", help="entropy2 (default), minmax or percentile."),
-    backends: str = typer.Option(None, "--backend", help="Backend per device, e.g. gpu=cuda,dla=cpu [default: cuda for the GPU where usable, else cpu emulation]."),
+    backends: str = typer.Option(None, "--backend", help="Backend per device, e.g. gpu=cuda,dla=cpu \\[default: cuda for the GPU where usable, else cpu emulation]."),
     timing_cache: Path = typer.Option(None, "--timing-cache", "--timingCacheFile", help="JSON timing cache: tactics found in it are not timed again; updated after the build."),
     optimization_level: int = typer.Option(3, "--builder-optimization-level", "--builderOptimizationLevel", min=0, max=5, help="0: each kernel's heuristic tactic; 1-5: time candidate tactics, more calls per candidate."),
 ) -> None:
@@ -71,7 +71,7 @@ def build_command(
 
         edgetrt build yolo.onnx --fp16 --shapes images:1x3x640x640
 
-        edgetrt build model.onnx --int8 --dla 0 --gpu-fallback --profile orin-agx-64gb
+        edgetrt build model.onnx --int8 --dla 0 --gpu-fallback --profile agx-orin-64gb
 
         edgetrt build model.onnx --int8 --calib-data imgs/ --calib model.calib
 

@@ -33,7 +33,7 @@ BEST = typer.Option(False, "--best", help="Allow every precision (same as --fp16
 DLA_CORE = typer.Option(None, "--dla", "--useDLACore", help="Place eligible layers on this DLA core.")
 GPU_FALLBACK = typer.Option(False, "--gpu-fallback", "--allowGPUFallback", help="Let layers the DLA refuses run on the GPU.")
 DLA_OBJECTIVE = typer.Option("offload", "--dla-objective", help="Partitioner goal: latency, offload (least GPU time, no slower than greedy) or energy.")
-POWER_MODE = typer.Option(None, "--power-mode", help="nvpmodel mode id or name the partition is costed for [default: the profile's].")
+POWER_MODE = typer.Option(None, "--power-mode", help="nvpmodel mode id or name the partition is costed for \\[default: the profile's].")
 SHAPES = typer.Option(None, "--shapes", help="Fixed input shapes: name:1x3x224x224,other:1x128.")
 # Run flags shared by `run` and `bench` (onnxruntime's intra_op_num_threads)
 THREADS = typer.Option(None, "--threads", min=1, help="CPU threads per layer (the compiled kernels' pool, else the BLAS pool); all cores when not given.")
