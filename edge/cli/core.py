@@ -258,6 +258,8 @@ def inspect_command(
             cells += [str(row["device"] or "cpu"), precision_label(row), backend, kernel, ", ".join(origin) if origin != [row["name"]] else ""]
         layers.add_row(*(terminal_text(cell) for cell in cells))
     console.print(layers)
+    if info["emulation"]:
+        console.print(f"note: {info['emulation']}", highlight=False)
 
 
 def _size(nbytes: int) -> str:
