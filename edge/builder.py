@@ -22,7 +22,7 @@ from edge.kernels.backend import BackendUnavailable, get_backend
 from edge.partitioner import PartitionOptions, partition
 from edge.passes import optimize
 from edge.plan import lower
-from edge.precision import PRECISIONS, assign_precision, round_weights
+from edge.precision import PRECISIONS, assign_precision, layer_precisions, round_weights
 from edge.profiles import load_profile
 from edge.quant import CALIBRATORS, apply_int8, calibration_for, onnx_layout
 from edge.runtime.arena import plan_engine_memory
@@ -149,6 +149,8 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
             node.meta["device"] = "cpu"
     build_info["int8"] = apply_int8(graph, calibration.scales if calibration else None, layout)
     round_weights(graph)
+    build_info["layer_precisions"] = layer_precisions(graph)
+    build_info["warnings"] = _precision_warnings(config, build_info["int8"], build_info["layer_precisions"])
     timings["precision_and_placement"] = time.perf_counter() - stage
 
     verify(graph)
@@ -176,6 +178,20 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
     name = Path(model).stem if isinstance(model, (str, os.PathLike)) else graph.name
     header = new_header(name, profile=device.name, precision=config.precision)
     return Engine(graph, header, build_info, plan)
+
+
+def _precision_warnings(config: BuilderConfig, int8: dict[str, Any], layers: dict[str, int]) -> list[str]:
+    """Requested precisions the build could not give (trtexec warns the same way when INT8
+    has no calibrator: the build goes on, for timing, but the numbers are not INT8's)."""
+    if config.precision != "int8" or int8["int8_layers"]:
+        return []
+    used = ", ".join(f"{n} {p}" for p, n in sorted(layers.items()))
+    if config.calib_data or config.calib_cache:
+        return [f"INT8 requested but calibration gave no layer all its scales: no layer runs INT8 (layers: {used})"]
+    return [
+        "INT8 requested without calibration data or cache (--calib-data / --calib): no layer has INT8 scales, "
+        f"so no layer runs INT8 (layers: {used}); accuracy and speed are FP16's, not INT8's"
+    ]
 
 
 def _targets(device: Any, chosen: dict[str, str] | None) -> dict[str, str]:

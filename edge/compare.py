@@ -155,16 +155,20 @@ def _finite(data: Any) -> Any:
 
 
 def default_tolerances(engine: Engine) -> tuple[str, float, float]:
-    """The numerics class of an engine ("fp32", "fp16", "dla", "int8") and its (rtol, atol)."""
-    explicit_int8 = any(
-        "int8_scale" in value.meta for node in engine.graph.nodes for value in node.inputs if value is not None
-    )
-    if engine.precision == "int8" or (explicit_int8 and engine.precision != "fp32"):
+    """The numerics class of an engine ("fp32", "fp16", "dla", "int8") and its (rtol, atol).
+
+    The class follows the precision its layers actually compute in, not the one requested:
+    an ``--int8`` build without scales runs FP16 and gets FP16 (or DLA) tolerances.
+    """
+    nodes = engine.graph.nodes
+    used = {node.meta.get("precision") or "fp32" for node in nodes}
+    explicit_int8 = any("int8_scale" in value.meta for node in nodes for value in node.inputs if value is not None)
+    if "int8" in used or (explicit_int8 and engine.precision != "fp32"):
         numerics = "int8"
-    elif any(node.meta.get("device") == "dla" for node in engine.graph.nodes):
+    elif any(node.meta.get("device") == "dla" for node in nodes):
         numerics = "dla"
     else:
-        numerics = "fp16" if engine.precision == "fp16" else "fp32"
+        numerics = "fp16" if "fp16" in used else "fp32"
     return (numerics, *TOLERANCES[numerics])
 
 

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 import edge
-from edge.cli.app import app, console
+from edge.cli.app import app, console, console_warning
 from edge.cli.text import terminal_text
 from edge.cli.options import (
     BEST,
@@ -102,6 +102,8 @@ def build_command(
     engine = edge.build(model, config)
     for note in engine.build.get("tactics", {}).get("notes", []):
         console.print(f"note: {note}")
+    for warning in engine.build.get("warnings", []):
+        console_warning(warning)
     target = output or model.with_suffix(".engine")
     engine.save(target)
     if verbose:
@@ -109,8 +111,16 @@ def build_command(
     size = target.stat().st_size
     console.print(
         f"built [bold]{terminal_text(target)}[/bold] ({size / 1e6:.2f} MB): {len(engine.graph.nodes)} layers, "
-        f"precision {engine.precision}, profile {engine.profile}"
+        f"precision {engine.precision}{_precisions_used(engine)}, profile {engine.profile}"
     )
+
+
+def _precisions_used(engine: edge.Engine) -> str:
+    """`` (layers: 12 fp16, 3 fp32)`` when the layers do not all run the requested precision."""
+    used = engine.build.get("layer_precisions") or {}
+    if set(used) <= {engine.precision}:
+        return ""
+    return " (layers: " + ", ".join(f"{n} {p}" for p, n in sorted(used.items())) + ")"
 
 
 def _print_build_details(engine: edge.Engine) -> None:
