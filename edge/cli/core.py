@@ -30,6 +30,7 @@ from edge.cli.options import (
 from edge.errors import EdgeError
 from edge.fileio import atomic_path
 from edge.inspect import describe
+from edge.validate import non_finite_warning
 from edge.kernels.cpu.control import DEFAULT_MAX_LOOP_ITERATIONS, set_max_loop_iterations
 from edge.quant import precision_label
 from edge.runtime.inputs import random_inputs
@@ -191,7 +192,8 @@ def run_command(
     feeds = parse_input_files(inputs)
     missing = [s for s in engine.inputs if s.name not in feeds]
     feeds.update(random_inputs(missing, seed, symbolic=batch))
-    results = engine.create_context().run(feeds)
+    with np.errstate(all="ignore"):  # overflow is reported per output below, not as numpy's warning
+        results = engine.create_context().run(feeds)
     table = Table("output", "dtype", "shape", "first values", "mean", title=terminal_text(engine.name))
     for name, array in results.items():
         flat = np.asarray(array).reshape(-1)
@@ -199,6 +201,10 @@ def run_command(
         mean = f"{flat.astype(np.float64).mean():.6g}" if flat.size and np.issubdtype(flat.dtype, np.number) else "-"
         table.add_row(terminal_text(name), str(array.dtype), "x".join(map(str, array.shape)), head, mean)
     console.print(table)
+    for name, array in results.items():
+        warning = non_finite_warning(name, array, engine.precision)
+        if warning:
+            console_warning(terminal_text(warning))
     if output is not None:
         _save_npz(output, results)
         console.print(f"outputs written to {terminal_text(output)}")
