@@ -20,20 +20,24 @@ from edge.cli.options import (
     GPU_FALLBACK,
     INT8,
     POWER_MODE,
+    SAVED_DATA,
     SHAPES,
     THREADS,
     parse_backends,
     parse_input_files,
+    parse_per_output,
     parse_shapes,
     precision_from_flags,
 )
 from edge.errors import EdgeError
 from edge.fileio import atomic_path
 from edge.inspect import describe
-from edge.validate import non_finite_warning
+from edge.cli.saved import report_non_finite, saved_feeds
+from edge.compare import compare_outputs, default_tolerances, per_output
+from edge.runtime.feeds import guessed_shape_notes, iteration_feeds
+from edge.saved_data import read_outputs, write_inputs, write_outputs
 from edge.kernels.cpu.control import DEFAULT_MAX_LOOP_ITERATIONS, set_max_loop_iterations
 from edge.quant import precision_label
-from edge.runtime.inputs import random_inputs
 from edge.runtime.profiles import profiles_from_shape_options
 
 __all__ = ["build_command", "run_command", "inspect_command"]
@@ -165,17 +169,30 @@ def _print_build_details(engine: edge.Engine) -> None:
 def run_command(
     engine_path: Path = typer.Argument(..., metavar="ENGINE", help="Engine file to run.", show_default=False),
     inputs: list[str] = typer.Option([], "--input", "-i", help="NAME=FILE.npy; repeat per input. Missing inputs are random."),
-    output: Path = typer.Option(None, "--output", "-o", help="Write all outputs to this .npz file."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed for random inputs."),
-    batch: int = typer.Option(1, "--batch", min=1, help="Size for symbolic dims of random inputs."),
+    output: Path = typer.Option(None, "--output", "-o", help="Write all outputs to this .npz file (the last iteration's)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed for random inputs (iteration i uses seed + i)."),
+    shapes: str = typer.Option(None, "--shapes", help="Shapes of dynamic inputs: name:1x3x224x224,other:1x128 \\[default: the optimization profile's opt shape]."),
+    batch: int = typer.Option(None, "--batch", min=1, help="Leading dim of random inputs whose leading dim is dynamic."),
+    iterations: int = SAVED_DATA["iterations"],
+    save_inputs: Path = SAVED_DATA["save_inputs"],
+    load_inputs: Path = SAVED_DATA["load_inputs"],
+    save_outputs: Path = SAVED_DATA["save_outputs"],
+    load_outputs: Path = SAVED_DATA["load_outputs"],
+    data_loader_script: str = SAVED_DATA["data_loader_script"],
+    validate: bool = SAVED_DATA["validate"],
+    rtol: list[str] = typer.Option([], "--rtol", help="With --load-outputs: relative tolerance, or OUTPUT:VALUE \\[default: by precision]."),
+    atol: list[str] = typer.Option([], "--atol", help="With --load-outputs: absolute tolerance, or OUTPUT:VALUE \\[default: by precision]."),
     threads: int = THREADS,
     max_loop_iterations: int = typer.Option(
         DEFAULT_MAX_LOOP_ITERATIONS, "--max-loop-iterations", min=1, help="Refuse a Loop that runs longer than this."
     ),
 ) -> None:
-    """Run an engine once and print its outputs.
+    """Run an engine and print its outputs.
 
-    Inputs not given with --input are seeded random arrays (normal for floats).
+    Inputs not given with --input, --load-inputs or --data-loader-script are seeded random
+    arrays (normal for floats); dynamic dims take --shapes, else the optimization profile's
+    opt shape. NaN or inf in an output is warned about (--validate makes it an error).
+    --load-outputs checks the outputs against saved ones (Polygraphy's workflow).
 
     Examples:
 
@@ -183,31 +200,71 @@ def run_command(
 
         edgetrt run resnet50.engine --input data=img.npy --output out.npz
 
-        edgetrt run resnet50.engine --threads 1
+        edgetrt run bert.engine --shapes ids:1x128,mask:1x128
+
+        edgetrt run model.engine --load-inputs inputs.json --load-outputs onnx_outputs.json --atol 1e-3
+
+        edgetrt run model.engine --data-loader-script data.py:load_data --save-outputs outputs.json --validate
     """
     if threads is not None:
         edge.set_intra_op_threads(threads)
     set_max_loop_iterations(max_loop_iterations)
     engine = edge.load(engine_path)
-    feeds = parse_input_files(inputs)
-    missing = [s for s in engine.inputs if s.name not in feeds]
-    feeds.update(random_inputs(missing, seed, symbolic=batch))
-    with np.errstate(all="ignore"):  # overflow is reported per output below, not as numpy's warning
-        results = engine.create_context().run(feeds)
-    table = Table("output", "dtype", "shape", "first values", "mean", title=terminal_text(engine.name))
-    for name, array in results.items():
-        flat = np.asarray(array).reshape(-1)
-        head = ", ".join(f"{v:.5g}" if np.issubdtype(flat.dtype, np.floating) else str(v) for v in flat[:5])
-        mean = f"{flat.astype(np.float64).mean():.6g}" if flat.size and np.issubdtype(flat.dtype, np.number) else "-"
-        table.add_row(terminal_text(name), str(array.dtype), "x".join(map(str, array.shape)), head, mean)
-    console.print(table)
-    for name, array in results.items():
-        warning = non_finite_warning(name, array, engine.precision)
-        if warning:
-            console_warning(terminal_text(warning))
+    given = parse_input_files(inputs)
+    run_shapes = parse_shapes(shapes) or None
+    feeds = iteration_feeds(engine, iterations, given, saved_feeds(load_inputs, data_loader_script, iterations), run_shapes, seed, batch)
+    loaded = set(feeds[0]) if load_inputs or data_loader_script else set()
+    for note in guessed_shape_notes(engine, feeds[0], set(given) | loaded, run_shapes):
+        console_warning(terminal_text(note))
+    context = engine.create_context()
+    runs = []
+    for feed in feeds:
+        with np.errstate(all="ignore"):  # overflow is reported per output below, not as numpy's warning
+            runs.append(context.run(feed))
+    for index, results in enumerate(runs):
+        title = terminal_text(engine.name) + (f", iteration {index}" if len(runs) > 1 else "")
+        table = Table("output", "dtype", "shape", "first values", "mean", title=title)
+        for name, array in results.items():
+            flat = np.asarray(array).reshape(-1)
+            head = ", ".join(f"{v:.5g}" if np.issubdtype(flat.dtype, np.floating) else str(v) for v in flat[:5])
+            with np.errstate(all="ignore"):
+                mean = f"{flat.astype(np.float64).mean():.6g}" if flat.size and np.issubdtype(flat.dtype, np.number) else "-"
+            table.add_row(terminal_text(name), str(array.dtype), "x".join(map(str, array.shape)), head, mean)
+        console.print(table)
+    invalid = report_non_finite(runs, engine.precision)
+    if save_inputs is not None:
+        write_inputs(save_inputs, feeds)
+        console.print(f"inputs written to {terminal_text(save_inputs)}")
+    if save_outputs is not None:
+        write_outputs(save_outputs, {"edgetrt-runner": runs})
+        console.print(f"outputs written to {terminal_text(save_outputs)}")
     if output is not None:
-        _save_npz(output, results)
+        _save_npz(output, runs[-1])
         console.print(f"outputs written to {terminal_text(output)}")
+    if load_outputs is not None:
+        _check_saved_outputs(engine, runs, load_outputs, parse_per_output(rtol, "--rtol"), parse_per_output(atol, "--atol"))
+    elif rtol or atol:
+        raise EdgeError("--rtol/--atol apply to --load-outputs (or use `edgetrt compare`)")
+    if validate and invalid:
+        raise EdgeError(f"--validate: {invalid} output(s) hold NaN or inf")
+
+
+def _check_saved_outputs(engine: edge.Engine, runs: list[dict[str, np.ndarray]], path: Path, rtol: dict | None, atol: dict | None) -> None:
+    """Polygraphy's ``run --load-outputs``: every iteration's outputs against the saved ones."""
+    runner, expected = next(iter(read_outputs(path).items()))
+    label = f"'{path}' (runner {runner})"
+    _, default_rtol, default_atol = default_tolerances(engine)
+    rows = compare_outputs(runs, expected, label, per_output(rtol, default_rtol), per_output(atol, default_atol))
+    for row in rows:
+        console.print(
+            terminal_text(row.name) + (f" (iteration {row.iteration})" if len(runs) > 1 else "")
+            + f" vs {terminal_text(label)}: max abs {row.max_abs:.3g}, max rel {row.max_rel:.3g}, rtol {row.rtol:g}, atol {row.atol:g}: "
+            + ("[green]PASS[/green]" if row.passed else f"[red]FAIL[/red] ({row.mismatches} el.)"),
+            highlight=False,
+        )
+    failed = list(dict.fromkeys(row.name for row in rows if not row.passed))
+    if failed:
+        raise EdgeError(f"{len(failed)} output(s) differ from {label}: {', '.join(failed)}")
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
