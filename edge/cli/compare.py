@@ -138,7 +138,7 @@ def compare_command(
     for path, what in ((save_inputs, "inputs"), (save_outputs, "outputs")):
         if path is not None and not as_json:
             console.print(f"{what} written to {terminal_text(path)}", highlight=False)
-    invalid = report_non_finite(result.runs["engine"], "fp32" if result.numerics == "fp32" else "reduced")
+    invalid = report_non_finite(result.runs["engine"], result.numerics)
     if not result.passed:
         raise EdgeError(f"{len(result.failed)} of {len(result.outputs)} outputs outside tolerance: {', '.join(result.failed)}")
     if validate and invalid:
