@@ -15,6 +15,7 @@ from typing import Any
 
 from edge.engine import Engine, new_header
 from edge.errors import EdgeError, ModelImportError, ProfileError
+from edge.fp16_range import fp16_overflow_warning, layer_peaks, probe_inputs
 from edge.frontend import load_onnx
 from edge.ir import Dim, Graph, verify
 from edge.kernels.autotune import TimingCache, select_tactics
@@ -22,9 +23,9 @@ from edge.kernels.backend import BackendUnavailable, get_backend
 from edge.partitioner import PartitionOptions, partition
 from edge.passes import optimize
 from edge.plan import lower
-from edge.precision import PRECISIONS, assign_precision, round_weights
+from edge.precision import PRECISIONS, REDUCED, assign_precision, layer_precisions, round_weights
 from edge.profiles import load_profile
-from edge.quant import CALIBRATORS, apply_int8, calibration_for, onnx_layout
+from edge.quant import CALIBRATORS, apply_int8, calibration_for, load_calibration_data, onnx_layout
 from edge.runtime.arena import plan_engine_memory
 from edge.runtime.interpreter import Schedule
 from edge.runtime.profiles import validate_profiles
@@ -138,6 +139,12 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
         timings["optimize"] = time.perf_counter() - stage
         build_info["optimizer"] = report.to_dict()
 
+    peaks = None
+    if config.precision in REDUCED:
+        stage = time.perf_counter()
+        peaks = _fp16_range_probe(graph, config, build_info)
+        timings["fp16_range"] = time.perf_counter() - stage
+
     stage = time.perf_counter()
     device = load_profile(config.profile)
     assign_precision(graph, config.precision)
@@ -163,6 +170,11 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
             node.meta["device"] = "cpu"
     build_info["int8"] = apply_int8(graph, calibration.scales if calibration else None, layout)
     round_weights(graph)
+    build_info["layer_precisions"] = layer_precisions(graph)
+    build_info["warnings"] = _precision_warnings(config, build_info["int8"], build_info["layer_precisions"])
+    if peaks is not None:
+        overflow = fp16_overflow_warning(graph.nodes, peaks, build_info["fp16_range"]["inputs"])
+        build_info["warnings"] += [overflow] if overflow else []
     timings["precision_and_placement"] = time.perf_counter() - stage
 
     verify(graph)
@@ -190,6 +202,34 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
     name = Path(model).stem if isinstance(model, (str, os.PathLike)) else graph.name
     header = new_header(name, profile=device.name, precision=config.precision)
     return Engine(graph, header, build_info, plan)
+
+
+def _fp16_range_probe(graph: Graph, config: BuilderConfig, build_info: dict[str, Any]) -> dict[str, float] | None:
+    """Each layer's FP32 peak |output| on one input batch (see edge.fp16_range); None, with the
+    reason in the build record, when that batch cannot run."""
+    batches = load_calibration_data(config.calib_data, graph.inputs, 1) if config.calib_data else None
+    try:
+        inputs, source = probe_inputs(graph, batches)
+        peaks = layer_peaks(graph, inputs)
+    except EdgeError as exc:
+        build_info["fp16_range"] = {"inputs": None, "skipped": str(exc)}
+        return None
+    build_info["fp16_range"] = {"inputs": source}
+    return peaks
+
+
+def _precision_warnings(config: BuilderConfig, int8: dict[str, Any], layers: dict[str, int]) -> list[str]:
+    """Requested precisions the build could not give (trtexec warns the same way when INT8
+    has no calibrator: the build goes on, for timing, but the numbers are not INT8's)."""
+    if config.precision != "int8" or int8["int8_layers"]:
+        return []
+    used = ", ".join(f"{n} {p}" for p, n in sorted(layers.items()))
+    if config.calib_data or config.calib_cache:
+        return [f"INT8 requested but calibration gave no layer all its scales: no layer runs INT8 (layers: {used})"]
+    return [
+        "INT8 requested without calibration data or cache (--calib-data / --calib): no layer has INT8 scales, "
+        f"so no layer runs INT8 (layers: {used}); accuracy and speed are FP16's, not INT8's"
+    ]
 
 
 def _targets(device: Any, chosen: dict[str, str] | None) -> dict[str, str]:

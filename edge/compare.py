@@ -22,6 +22,14 @@ fp32 engine of an explicitly quantized (Q/DQ) model gets fp32 tolerances (the en
 re-applies every Q/DQ scale exactly); an fp16 one gets int8 tolerances, because FP16
 rounding ahead of a quantizer can move a value to the neighbouring INT8 level.
 
+Polygraphy's checks are there too: tolerances per output (``{"": default, "out": 1e-3}``),
+and ``error_stat`` "max", "mean" or "median" instead of "elemwise": an output then fails when
+that statistic of the absolute error exceeds atol *and* the same statistic of the relative
+error exceeds rtol (Polygraphy's rule). Several iterations run on several feeds (saved ones,
+a data-loader script's, or seeded random with ``seed + i``); saved reference outputs
+(``expected``) replace the reference run. Every output row carries a histogram of its
+absolute errors, and a note when it holds NaN or inf.
+
 Layerwise mode (Polygraphy's ``--onnx-outputs mark all`` / ``--trt-outputs mark all``) marks
 every ONNX tensor as an output of the reference and records every engine layer's output. An
 engine layer is matched to the ONNX tensor of the same name, else (fused layers get new
@@ -34,7 +42,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -48,10 +56,11 @@ from edge.frontend import load_model_proto, load_onnx
 from edge.ir import Graph, Node
 from edge.quant import onnx_tensor
 from edge.runtime.context import check_inputs
-from edge.runtime.inputs import random_inputs
+from edge.runtime.feeds import guessed_shape_notes, iteration_feeds
 from edge.runtime.interpreter import Schedule, Step
 
 __all__ = [
+    "ERROR_STATS",
     "TOLERANCES",
     "CompareResult",
     "LayerDivergence",
@@ -59,6 +68,8 @@ __all__ = [
     "OutputComparison",
     "compare",
     "compare_arrays",
+    "compare_outputs",
+    "per_output",
     "default_tolerances",
 ]
 
@@ -71,6 +82,11 @@ TOLERANCES: dict[str, tuple[float, float]] = {
 """Default (rtol, atol) per numerics class; see the module docstring for the reasons."""
 
 REFERENCES = ("auto", "onnxruntime", "edgetrt")
+ERROR_STATS = ("elemwise", "max", "mean", "median")
+HISTOGRAM_BINS = 10
+
+PerOutput = float | Mapping[str, float] | None
+"""A tolerance for every output, or per output name with "" as the default for the rest."""
 
 
 @dataclass
@@ -90,6 +106,14 @@ class OutputComparison:
     mismatches: int
     passed: bool
     note: str = ""
+    iteration: int = 0
+    rtol: float | None = None
+    atol: float | None = None
+    error_stat: str = "elemwise"
+    non_finite: str = ""
+    median_abs: float | None = None
+    histogram: list[tuple[float, float, int]] = field(default_factory=list)
+    """Counts of |engine - reference| in equal-width bins from 0 to max abs: (low, high, count)."""
 
 
 @dataclass
@@ -128,6 +152,12 @@ class CompareResult:
     outputs: list[OutputComparison]
     layerwise: LayerwiseResult | None = None
     inputs: dict[str, list[int]] = field(default_factory=dict)
+    iterations: int = 1
+    notes: list[str] = field(default_factory=list)
+    feeds: list[dict[str, np.ndarray]] = field(default_factory=list, repr=False)
+    """The inputs of every iteration (for --save-inputs); not part of :meth:`to_dict`."""
+    runs: dict[str, list[dict[str, np.ndarray]]] = field(default_factory=dict, repr=False)
+    """Outputs per runner ("reference", "engine") and iteration (for --save-outputs)."""
 
     @property
     def passed(self) -> bool:
@@ -135,11 +165,12 @@ class CompareResult:
 
     @property
     def failed(self) -> list[str]:
-        return [o.name for o in self.outputs if not o.passed]
+        names = [o.name if self.iterations == 1 else f"{o.name} (iteration {o.iteration})" for o in self.outputs if not o.passed]
+        return list(dict.fromkeys(names))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (non-finite errors become the strings "inf" / "nan")."""
-        data = _finite(asdict(self))
+        data = _finite({k: v for k, v in asdict(self).items() if k not in ("feeds", "runs")})
         data["passed"] = self.passed
         return data
 
@@ -155,25 +186,34 @@ def _finite(data: Any) -> Any:
 
 
 def default_tolerances(engine: Engine) -> tuple[str, float, float]:
-    """The numerics class of an engine ("fp32", "fp16", "dla", "int8") and its (rtol, atol)."""
-    explicit_int8 = any(
-        "int8_scale" in value.meta for node in engine.graph.nodes for value in node.inputs if value is not None
-    )
-    if engine.precision == "int8" or (explicit_int8 and engine.precision != "fp32"):
+    """The numerics class of an engine ("fp32", "fp16", "dla", "int8") and its (rtol, atol).
+
+    The class follows the precision its layers actually compute in, not the one requested:
+    an ``--int8`` build without scales runs FP16 and gets FP16 (or DLA) tolerances.
+    """
+    nodes = engine.graph.nodes
+    used = {node.meta.get("precision") or "fp32" for node in nodes}
+    explicit_int8 = any("int8_scale" in value.meta for node in nodes for value in node.inputs if value is not None)
+    if "int8" in used or (explicit_int8 and engine.precision != "fp32"):
         numerics = "int8"
-    elif any(node.meta.get("device") == "dla" for node in engine.graph.nodes):
+    elif any(node.meta.get("device") == "dla" for node in nodes):
         numerics = "dla"
     else:
-        numerics = "fp16" if engine.precision == "fp16" else "fp32"
+        numerics = "fp16" if "fp16" in used else "fp32"
     return (numerics, *TOLERANCES[numerics])
 
 
-def compare_arrays(name: str, actual: np.ndarray, expected: np.ndarray, rtol: float, atol: float) -> OutputComparison:
-    """Elementwise errors of ``actual`` against ``expected`` and the pass/fail verdict.
+def compare_arrays(
+    name: str, actual: np.ndarray, expected: np.ndarray, rtol: float, atol: float, error_stat: str = "elemwise"
+) -> OutputComparison:
+    """Errors of ``actual`` against ``expected`` and the pass/fail verdict (see the module doc
+    for ``error_stat``).
 
     The worst element is the one furthest outside its tolerance (or least inside it when all
     pass): ``|a - e| / (atol + rtol * |e|)`` is largest there; NaN/Inf mismatches rank first.
     """
+    if error_stat not in ERROR_STATS:
+        raise EdgeError(f"error statistic '{error_stat}' is not one of {list(ERROR_STATS)}")
     actual = np.asarray(actual)
     expected = np.asarray(expected)
     shape, ref_shape = tuple(actual.shape), tuple(expected.shape)
@@ -194,20 +234,87 @@ def compare_arrays(name: str, actual: np.ndarray, expected: np.ndarray, rtol: fl
     flat = int(np.argmax(excess))
     index = tuple(int(i) for i in np.unravel_index(flat, shape))
     bad = int(np.count_nonzero(excess > 1.0))
+    stats = {"max": (float(diff.max()), float(rel.max())), "mean": (float(diff.mean()), float(rel.mean())),
+             "median": (float(np.median(diff)), float(np.median(rel)))}
+    if error_stat == "elemwise":
+        passed = bad == 0
+    else:
+        abs_stat, rel_stat = stats[error_stat]
+        passed = not (abs_stat > atol and (np.isnan(rel_stat) or rel_stat > rtol))
     return OutputComparison(
         name=name,
         shape=shape,
         reference_shape=ref_shape,
         dtype=str(actual.dtype),
-        max_abs=float(diff.max()),
-        max_rel=float(rel.max()),
-        mean_abs=float(diff.mean()),
+        max_abs=stats["max"][0],
+        max_rel=stats["max"][1],
+        mean_abs=stats["mean"][0],
         worst_index=index,
         worst_actual=float(a.reshape(-1)[flat]),
         worst_expected=float(e.reshape(-1)[flat]),
         mismatches=bad,
-        passed=bad == 0,
+        passed=passed,
+        non_finite=_non_finite_note(a, e),
+        rtol=rtol,
+        atol=atol,
+        error_stat=error_stat,
+        median_abs=stats["median"][0],
+        histogram=_histogram(diff),
     )
+
+
+def _histogram(diff: np.ndarray) -> list[tuple[float, float, int]]:
+    finite = diff[np.isfinite(diff)]
+    top = float(finite.max()) if finite.size else 0.0
+    counts, edges = np.histogram(finite, bins=HISTOGRAM_BINS, range=(0.0, top or 1.0))
+    rows = [(float(lo), float(hi), int(n)) for lo, hi, n in zip(edges[:-1], edges[1:], counts)]
+    if finite.size < diff.size:
+        rows.append((np.inf, np.inf, int(diff.size - finite.size)))  # NaN/inf on one side only
+    return rows
+
+
+def _non_finite_note(actual: np.ndarray, expected: np.ndarray) -> str:
+    found = [f"{side} has {int(np.count_nonzero(~np.isfinite(x)))} NaN/inf" for side, x in (("engine", actual), ("reference", expected)) if not np.isfinite(x).all()]
+    return "; ".join(found)
+
+
+def compare_outputs(
+    actuals: Sequence[Mapping[str, np.ndarray]],
+    expected: Sequence[Mapping[str, np.ndarray]],
+    label: str,
+    rtol: Callable[[str], float],
+    atol: Callable[[str], float],
+    error_stat: Callable[[str], str] = lambda name: "elemwise",
+) -> list[OutputComparison]:
+    """Compare every output of every iteration with ``expected`` (tolerances by output name).
+
+    Raises:
+        EdgeError: ``expected`` has fewer iterations, or an iteration lacks an output.
+    """
+    if len(expected) < len(actuals):
+        raise EdgeError(f"{label} hold {len(expected)} iteration(s), fewer than the {len(actuals)} run")
+    rows = []
+    for index, (actual, wanted) in enumerate(zip(actuals, expected)):
+        for out, array in actual.items():
+            if out not in wanted:
+                raise EdgeError(f"{label} iteration {index} lack output '{out}' of the engine")
+            row = compare_arrays(out, array, wanted[out], float(rtol(out)), float(atol(out)), str(error_stat(out)))
+            row.iteration = index
+            rows.append(row)
+    return rows
+
+
+def per_output(value: PerOutput | str | Mapping[str, str], default: Any) -> Callable[[str], Any]:
+    """``value`` (one for all outputs, or by name with "" for the rest) as a lookup by output name."""
+    return lambda name: _per_output(value, name, default)
+
+
+def _per_output(value: PerOutput, name: str, default: Any) -> Any:
+    if value is None:
+        return default
+    if isinstance(value, Mapping):
+        return value.get(name, value.get("", default))
+    return value
 
 
 def compare(
@@ -216,10 +323,17 @@ def compare(
     config: BuilderConfig | None = None,
     inputs: Mapping[str, np.ndarray] | None = None,
     seed: int = 0,
-    rtol: float | None = None,
-    atol: float | None = None,
+    rtol: PerOutput = None,
+    atol: PerOutput = None,
     layerwise: bool = False,
     reference: str = "auto",
+    *,
+    shapes: Mapping[str, tuple[int, ...]] | None = None,
+    iterations: int = 1,
+    feeds: Sequence[Mapping[str, np.ndarray]] | None = None,
+    expected: Sequence[Mapping[str, np.ndarray]] | None = None,
+    expected_label: str = "saved outputs",
+    error_stat: str | Mapping[str, str] = "elemwise",
 ) -> CompareResult:
     """Run ``model`` in the reference and in ``engine`` on the same inputs and compare every output.
 
@@ -227,12 +341,20 @@ def compare(
         model: the ONNX model (path, serialized bytes or ModelProto) the engine was built from.
         engine: an Engine or engine file; None builds one from ``model`` with ``config``.
         config: build settings when ``engine`` is None (its input_shapes also shape the reference).
-        inputs: arrays by input name; inputs not given are seeded random (as ``edgetrt run``).
-        seed: seed for the random inputs.
-        rtol, atol: tolerances; None takes the engine's defaults from :data:`TOLERANCES`.
-        layerwise: also locate the first engine layer whose output diverges.
+        inputs: arrays by input name, used in every iteration; inputs not given are seeded
+            random (as ``edgetrt run``), dynamic dims at ``shapes`` else the profile's opt shape.
+        seed: seed for the random inputs (iteration i uses seed + i).
+        rtol, atol: tolerances, one for all outputs or per output name ("" for the rest);
+            None takes the engine's defaults from :data:`TOLERANCES`.
+        layerwise: also locate the first engine layer whose output diverges (first iteration).
         reference: "auto" (onnxruntime if installed, else edgetrt), "onnxruntime" or "edgetrt"
             (the reference backend on the unoptimized graph).
+        shapes: shapes of dynamic inputs for random data.
+        iterations: how many feeds to compare (ignored when ``feeds`` is given).
+        feeds: one input feed per iteration (saved inputs, a data loader's).
+        expected: saved reference outputs per iteration, compared instead of running the model.
+        expected_label: what ``expected`` is, for the report.
+        error_stat: "elemwise", "max", "mean" or "median", for all outputs or per output.
 
     Raises:
         EdgeError: unreadable model or engine, an engine whose inputs/outputs are not the
@@ -242,47 +364,71 @@ def compare(
         raise EdgeError(f"reference '{reference}' is not one of {list(REFERENCES)}")
     if engine is not None and config is not None:
         raise EdgeError("give either an engine or build settings, not both (the engine is already built)")
+    if iterations < 1:
+        raise EdgeError(f"iterations must be at least 1, got {iterations}")
     proto = load_model_proto(model)
     if engine is None:
         engine = build(proto.SerializeToString(), config or BuilderConfig())
     elif not isinstance(engine, Engine):
         engine = load(engine)
     numerics, default_rtol, default_atol = default_tolerances(engine)
-    rtol = default_rtol if rtol is None else float(rtol)
-    atol = default_atol if atol is None else float(atol)
-    if rtol < 0 or atol < 0:
-        raise EdgeError(f"tolerances must be non-negative (rtol {rtol}, atol {atol})")
+    for label, value in (("rtol", rtol), ("atol", atol)):
+        values = value.values() if isinstance(value, Mapping) else [value]
+        if any(v is not None and float(v) < 0 for v in values):
+            raise EdgeError(f"tolerances must be non-negative ({label} {value})")
+    output_names = [spec.name for spec in engine.outputs]
+    for label, value in (("rtol", rtol), ("atol", atol), ("error statistic", error_stat)):
+        unknown = [k for k in (value if isinstance(value, Mapping) else {}) if k and k not in output_names]
+        if unknown:
+            raise EdgeError(f"{label} for '{unknown[0]}': not an output of the engine ({output_names})")
 
     _check_interfaces(proto, engine)
     graph = _reference_graph(proto, engine, config)
-    feeds = dict(inputs or {})
-    feeds.update(random_inputs([s for s in engine.inputs if s.name not in feeds], seed))
-    check_inputs(engine.inputs, feeds)
+    run_feeds = iteration_feeds(engine, iterations, inputs, feeds, shapes, seed)
+    for feed in run_feeds:
+        check_inputs(engine.inputs, feed)
+    if expected is not None and layerwise:
+        raise EdgeError("layerwise comparison runs the reference model; it cannot use saved outputs")
+    notes = guessed_shape_notes(engine, run_feeds[0], set(inputs or {}) | set(feeds[0] if feeds else {}), shapes)
 
-    use_ort = reference == "onnxruntime" or (reference == "auto" and importlib.util.find_spec("onnxruntime") is not None)
-    if use_ort:
-        name, expected = _run_onnxruntime(proto, graph, feeds, layerwise)
+    references: list[dict[str, np.ndarray]] = []
+    if expected is not None:
+        name = expected_label
+        references = [dict(item) for item in expected[: len(run_feeds)]]
     else:
-        name, expected = _run_interpreter(graph, feeds, layerwise)
-        if reference == "auto":
+        use_ort = reference == "onnxruntime" or (reference == "auto" and importlib.util.find_spec("onnxruntime") is not None)
+        for index, feed in enumerate(run_feeds):
+            keep_all = layerwise and index == 0
+            name, values = _run_onnxruntime(proto, graph, feed, keep_all) if use_ort else _run_interpreter(graph, feed, keep_all)
+            references.append(values)
+        if not use_ort and reference == "auto":
             name += " (onnxruntime is not installed)"
 
     context = engine.create_context()
-    tracker = _LayerTracker(graph, engine.graph, expected, rtol, atol) if layerwise else None
-    if tracker is not None:
-        context.profiler = tracker.on_step
-    actual = context.run(feeds)
-    outputs = [compare_arrays(spec.name, actual[spec.name], expected[spec.name], rtol, atol) for spec in engine.outputs]
+    tracker = None
+    actuals: list[dict[str, np.ndarray]] = []
+    for index, feed in enumerate(run_feeds):
+        if layerwise and index == 0:
+            tracker = _LayerTracker(graph, engine.graph, references[0], _per_output(rtol, "", default_rtol), _per_output(atol, "", default_atol))
+            context.profiler = tracker.on_step
+        with np.errstate(all="ignore"):
+            actuals.append(context.run(feed))
+        context.profiler = None
+    rows = compare_outputs(actuals, references, name, per_output(rtol, default_rtol), per_output(atol, default_atol), per_output(error_stat, "elemwise"))
     return CompareResult(
         reference=name,
         engine=engine.name,
         numerics=numerics,
-        rtol=rtol,
-        atol=atol,
+        rtol=float(_per_output(rtol, "", default_rtol)),
+        atol=float(_per_output(atol, "", default_atol)),
         seed=seed,
-        outputs=outputs,
+        outputs=rows,
         layerwise=tracker.result() if tracker is not None else None,
-        inputs={k: list(np.shape(v)) for k, v in feeds.items()},
+        inputs={k: list(np.shape(v)) for k, v in run_feeds[0].items()},
+        iterations=len(run_feeds),
+        notes=notes,
+        feeds=run_feeds,
+        runs={"reference": [{k: v[k] for k in output_names} for v in references], "engine": actuals},
     )
 
 

@@ -239,10 +239,11 @@ def _jetson_checks(root: Path, path: str | None, euid: int, jetson: bool) -> lis
 
 # -- GPU -----------------------------------------------------------------------------------------
 def _gpu_checks(path: str | None, jetson: bool) -> list[Check]:
+    # edgetrt has no TensorRT backend (plans are not handed to TensorRT yet): the module is
+    # reported for the record, never suggested
     trt = _version("tensorrt", ("tensorrt", "tensorrt-cu12"))
     checks = [
-        Check("gpu", "tensorrt", OK if trt else MISSING, trt or "python module not importable",
-              "" if trt else ("install JetPack's python3-libnvinfer to hand plans to TensorRT" if jetson else "optional off-Jetson; pip install tensorrt"))
+        Check("gpu", "tensorrt", NA, f"{trt or 'not installed'}; not used: edgetrt has no TensorRT backend, engines run on its own backends")
     ]
     smi = shutil.which("nvidia-smi", path=path)
     checks.append(Check("gpu", "nvidia-smi", OK if smi else (NA if jetson else MISSING), smi or "not on PATH",

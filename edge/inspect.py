@@ -9,9 +9,10 @@ from typing import Any
 from edge.engine import MAGIC, Engine, load
 from edge.frontend import load_onnx
 from edge.ir import Graph, Value
-from edge.plan import ExecutionPlan
+from edge.plan import HOST, ExecutionPlan
+from edge.precision import REDUCED
 
-__all__ = ["describe", "layer_rows", "segment_rows", "is_engine_file"]
+__all__ = ["describe", "emulation_note", "layer_rows", "segment_rows", "is_engine_file"]
 
 
 def is_engine_file(path: str | os.PathLike) -> bool:
@@ -78,15 +79,44 @@ def segment_rows(plan: ExecutionPlan) -> list[dict[str, Any]]:
     return rows
 
 
+def emulation_note(engine: Engine) -> str | None:
+    """One line saying which layers this machine only emulates, or None when none are.
+
+    A layer is emulated when its device (GPU, DLA) is run by a host backend standing in for
+    it, or when a host backend computes its FP16/INT8 in FP32 with rounding (the CPU has no
+    FP16/INT8 math). Its outputs follow the target's numerics; its time is not the target's.
+    """
+    devices: dict[str, int] = {}
+    precisions: dict[str, int] = {}
+    for segment in engine.plan.segments:
+        kernels = [s for s in engine.plan.steps[segment.steps[0] : segment.steps[1]] if s.kind == "kernel"]
+        if segment.emulated and kernels:
+            devices[segment.device] = devices.get(segment.device, 0) + len(kernels)
+        if segment.space == HOST:
+            for step in kernels:
+                if step.precision in REDUCED:
+                    precisions[step.precision] = precisions.get(step.precision, 0) + 1
+    if not devices and not precisions:
+        return None
+    parts = []
+    if devices:
+        counts = ", ".join(f"{n} {device.upper()}" for device, n in sorted(devices.items()))
+        parts.append(f"{counts} layer(s) run on the CPU backend standing in for the device")
+    if precisions:
+        counts = ", ".join(f"{n} {precision.upper()}" for precision, n in sorted(precisions.items()))
+        parts.append(f"{counts} layer(s) computed in FP32 and rounded to their precision")
+    return "emulated here: " + "; ".join(parts) + ". Outputs follow the target's numerics; times are this CPU's, not the target's"
+
+
 def describe(path: str | os.PathLike) -> dict[str, Any]:
     """Header (engines only), inputs, outputs and layer rows of a model or engine file."""
     plan = None
     if is_engine_file(path):
         engine: Engine = load(path)
         graph, header, build, plan = engine.graph, engine.header, engine.build, engine.plan
-        kind = "engine"
+        kind, emulation = "engine", emulation_note(engine)
     else:
-        graph, header, build, kind = load_onnx(path), {}, {}, "onnx"
+        graph, header, build, kind, emulation = load_onnx(path), {}, {}, "onnx", None
     return {
         "file": str(Path(path)),
         "kind": kind,
@@ -97,4 +127,5 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         "op_counts": graph.op_types(),
         "layers": layer_rows(graph, plan),
         "segments": [] if plan is None else segment_rows(plan),
+        "emulation": emulation,
     }

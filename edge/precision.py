@@ -11,7 +11,7 @@ import numpy as np
 
 from edge.ir import Graph, Node
 
-__all__ = ["PRECISIONS", "REDUCED", "assign_precision", "computes_in_float", "round_to_fp16", "round_weights"]
+__all__ = ["PRECISIONS", "REDUCED", "assign_precision", "computes_in_float", "layer_precisions", "round_to_fp16", "round_weights"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 REDUCED = ("fp16", "int8")
@@ -56,3 +56,12 @@ def round_weights(graph: Graph) -> None:
                 rounded = round_to_fp16(value.const)
                 if not np.array_equal(rounded, value.const):
                     node.set_input(index, graph.make_const(value.name + "_fp16", rounded))
+
+
+def layer_precisions(graph: Graph) -> dict[str, int]:
+    """How many layers compute in each precision, as settled by the build (not as requested)."""
+    counts: dict[str, int] = {}
+    for node in graph.nodes:
+        precision = str(node.meta.get("precision") or "fp32")
+        counts[precision] = counts.get(precision, 0) + 1
+    return counts

@@ -110,3 +110,14 @@ def test_broken_core_exits_1(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
     assert main(["doctor"]) == 1
     err = capsys.readouterr().err
     assert err.strip().count("\n") == 0 and "onnx missing or broken" in err
+
+
+@pytest.mark.parametrize("jetson", [False, True])
+def test_no_hint_suggests_tensorrt(tmp_path: Path, jetson: bool) -> None:
+    """edgetrt has no TensorRT backend: doctor must not send users to install one."""
+    root = tmp_path / "root"
+    if jetson:
+        _fake_jetson(root, "NVIDIA Jetson AGX Orin Developer Kit", 64_300_000)
+    report = run_checks(sysroot=root, path=str(tmp_path))
+    assert report.get("tensorrt").status == NA
+    assert not [c for c in report.checks if "tensorrt" in c.hint.lower() or "libnvinfer" in c.hint]

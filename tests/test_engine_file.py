@@ -87,6 +87,16 @@ def test_foreign_file_is_refused(tmp_path: Path) -> None:
         edge.load(onnx_file)
 
 
+@pytest.mark.parametrize("content", [b"hello\n", b"\x00" * 6, b""])
+def test_short_foreign_file_is_not_called_truncated(tmp_path: Path, content: bytes) -> None:
+    """A file shorter than the prefix that does not start with the magic is some other file."""
+    path = tmp_path / "notes.engine"
+    path.write_bytes(content)
+    with pytest.raises(edge.EngineFormatError, match="not an edgetrt engine") as caught:
+        edge.load(path)
+    assert "truncated" not in str(caught.value)
+
+
 def test_newer_format_is_refused(engine_file: Path) -> None:
     data = bytearray(engine_file.read_bytes())
     struct.pack_into("<I", data, len(MAGIC), FORMAT_VERSION + 1)

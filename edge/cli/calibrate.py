@@ -29,9 +29,9 @@ __all__ = ["calibrate_command"]
 def calibrate_command(
     model: Path = typer.Argument(..., metavar="MODEL.onnx", help="ONNX model to calibrate.", show_default=False),
     calib_data: Path = typer.Option(..., "--calib-data", help="Folder of .npy/.npz inputs, samples stacked along axis 0.", show_default=False),
-    output: Path = typer.Option(None, "--output", "-o", help="Cache file to write [default: MODEL.calib]."),
+    output: Path = typer.Option(None, "--output", "-o", help="Cache file to write \\[default: MODEL.calib]."),
     calibrator: str = typer.Option("entropy2", "--calibrator", help="entropy2, minmax or percentile."),
-    batches: int = typer.Option(None, "--batches", help="Use at most this many batches [default: all]."),
+    batches: int = typer.Option(None, "--batches", help="Use at most this many batches \\[default: all]."),
     percentile: float = typer.Option(DEFAULT_PERCENTILE, "--percentile", help="Percentile of |x| for --calibrator percentile."),
     trt_version: int = typer.Option(TRT_VERSION, "--trt-version", help="Version token of the cache header (8602 = TensorRT 8.6.2, 100300 = 10.3.0)."),
     shapes: str = typer.Option(None, "--shapes", help="Fixed input shapes: name:1x3x224x224 (the calibration batch shape)."),

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 import edge
-from edge.cli.app import app, console
+from edge.cli.app import app, console, console_warning
 from edge.cli.text import terminal_text
 from edge.cli.options import (
     BEST,
@@ -20,19 +20,24 @@ from edge.cli.options import (
     GPU_FALLBACK,
     INT8,
     POWER_MODE,
+    SAVED_DATA,
     SHAPES,
     THREADS,
     parse_backends,
     parse_input_files,
+    parse_per_output,
     parse_shapes,
     precision_from_flags,
 )
 from edge.errors import EdgeError
 from edge.fileio import atomic_path
 from edge.inspect import describe
+from edge.cli.saved import report_non_finite, saved_feeds
+from edge.compare import compare_outputs, default_tolerances, per_output
+from edge.runtime.feeds import guessed_shape_notes, iteration_feeds
+from edge.saved_data import read_outputs, write_inputs, write_outputs
 from edge.kernels.cpu.control import DEFAULT_MAX_LOOP_ITERATIONS, set_max_loop_iterations
 from edge.quant import precision_label
-from edge.runtime.inputs import random_inputs
 from edge.runtime.profiles import profiles_from_shape_options
 
 __all__ = ["build_command", "run_command", "inspect_command"]
@@ -41,7 +46,7 @@ __all__ = ["build_command", "run_command", "inspect_command"]
 @app.command("build")
 def build_command(
     model: Path = typer.Argument(..., help="ONNX model to build.", show_default=False),
-    output: Path = typer.Option(None, "--output", "-o", "--saveEngine", help="Engine file to write [default: MODEL.engine]."),
+    output: Path = typer.Option(None, "--output", "-o", "--saveEngine", help="Engine file to write \\[default: MODEL.engine]."),
     profile: str = typer.Option("cpu", "--profile", help="Device profile name or YAML path (see `edgetrt profiles list`)."),
     fp16: bool = FP16,
     int8: bool = INT8,
@@ -59,7 +64,7 @@ def build_command(
     calib_data: Path = typer.Option(None, "--calib-data", help="Folder of .npy/.npz calibration inputs (INT8 scales)."),
     calib_cache: Path = typer.Option(None, "--calib", "--calib-cache", help="Calibration cache: read if it fits, else written after calibrating."),
     calibrator: str = typer.Option(None, "--calibrator", help="entropy2 (default), minmax or percentile."),
-    backends: str = typer.Option(None, "--backend", help="Backend per device, e.g. gpu=cuda,dla=cpu [default: cuda for the GPU where usable, else cpu emulation]."),
+    backends: str = typer.Option(None, "--backend", help="Backend per device, e.g. gpu=cuda,dla=cpu \\[default: cuda for the GPU where usable, else cpu emulation]."),
     timing_cache: Path = typer.Option(None, "--timing-cache", "--timingCacheFile", help="JSON timing cache: tactics found in it are not timed again; updated after the build."),
     optimization_level: int = typer.Option(3, "--builder-optimization-level", "--builderOptimizationLevel", min=0, max=5, help="0: each kernel's heuristic tactic; 1-5: time candidate tactics, more calls per candidate."),
 ) -> None:
@@ -71,7 +76,7 @@ def build_command(
 
         edgetrt build yolo.onnx --fp16 --shapes images:1x3x640x640
 
-        edgetrt build model.onnx --int8 --dla 0 --gpu-fallback --profile orin-agx-64gb
+        edgetrt build model.onnx --int8 --dla 0 --gpu-fallback --profile agx-orin-64gb
 
         edgetrt build model.onnx --int8 --calib-data imgs/ --calib model.calib
 
@@ -102,6 +107,8 @@ def build_command(
     engine = edge.build(model, config)
     for note in engine.build.get("tactics", {}).get("notes", []):
         console.print(f"note: {note}")
+    for warning in engine.build.get("warnings", []):
+        console_warning(warning)
     target = output or model.with_suffix(".engine")
     engine.save(target)
     if verbose:
@@ -109,8 +116,16 @@ def build_command(
     size = target.stat().st_size
     console.print(
         f"built [bold]{terminal_text(target)}[/bold] ({size / 1e6:.2f} MB): {len(engine.graph.nodes)} layers, "
-        f"precision {engine.precision}, profile {engine.profile}"
+        f"precision {engine.precision}{_precisions_used(engine)}, profile {engine.profile}"
     )
+
+
+def _precisions_used(engine: edge.Engine) -> str:
+    """`` (layers: 12 fp16, 3 fp32)`` when the layers do not all run the requested precision."""
+    used = engine.build.get("layer_precisions") or {}
+    if set(used) <= {engine.precision}:
+        return ""
+    return " (layers: " + ", ".join(f"{n} {p}" for p, n in sorted(used.items())) + ")"
 
 
 def _print_build_details(engine: edge.Engine) -> None:
@@ -154,17 +169,30 @@ def _print_build_details(engine: edge.Engine) -> None:
 def run_command(
     engine_path: Path = typer.Argument(..., metavar="ENGINE", help="Engine file to run.", show_default=False),
     inputs: list[str] = typer.Option([], "--input", "-i", help="NAME=FILE.npy; repeat per input. Missing inputs are random."),
-    output: Path = typer.Option(None, "--output", "-o", help="Write all outputs to this .npz file."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed for random inputs."),
-    batch: int = typer.Option(1, "--batch", min=1, help="Size for symbolic dims of random inputs."),
+    output: Path = typer.Option(None, "--output", "-o", help="Write all outputs to this .npz file (the last iteration's)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed for random inputs (iteration i uses seed + i)."),
+    shapes: str = typer.Option(None, "--shapes", help="Shapes of dynamic inputs: name:1x3x224x224,other:1x128 \\[default: the optimization profile's opt shape]."),
+    batch: int = typer.Option(None, "--batch", min=1, help="Leading dim of random inputs whose leading dim is dynamic."),
+    iterations: int = SAVED_DATA["iterations"],
+    save_inputs: Path = SAVED_DATA["save_inputs"],
+    load_inputs: Path = SAVED_DATA["load_inputs"],
+    save_outputs: Path = SAVED_DATA["save_outputs"],
+    load_outputs: Path = SAVED_DATA["load_outputs"],
+    data_loader_script: str = SAVED_DATA["data_loader_script"],
+    validate: bool = SAVED_DATA["validate"],
+    rtol: list[str] = typer.Option([], "--rtol", help="With --load-outputs: relative tolerance, or OUTPUT:VALUE \\[default: by precision]."),
+    atol: list[str] = typer.Option([], "--atol", help="With --load-outputs: absolute tolerance, or OUTPUT:VALUE \\[default: by precision]."),
     threads: int = THREADS,
     max_loop_iterations: int = typer.Option(
         DEFAULT_MAX_LOOP_ITERATIONS, "--max-loop-iterations", min=1, help="Refuse a Loop that runs longer than this."
     ),
 ) -> None:
-    """Run an engine once and print its outputs.
+    """Run an engine and print its outputs.
 
-    Inputs not given with --input are seeded random arrays (normal for floats).
+    Inputs not given with --input, --load-inputs or --data-loader-script are seeded random
+    arrays (normal for floats); dynamic dims take --shapes, else the optimization profile's
+    opt shape. NaN or inf in an output is warned about (--validate makes it an error).
+    --load-outputs checks the outputs against saved ones (Polygraphy's workflow).
 
     Examples:
 
@@ -172,26 +200,71 @@ def run_command(
 
         edgetrt run resnet50.engine --input data=img.npy --output out.npz
 
-        edgetrt run resnet50.engine --threads 1
+        edgetrt run bert.engine --shapes ids:1x128,mask:1x128
+
+        edgetrt run model.engine --load-inputs inputs.json --load-outputs onnx_outputs.json --atol 1e-3
+
+        edgetrt run model.engine --data-loader-script data.py:load_data --save-outputs outputs.json --validate
     """
     if threads is not None:
         edge.set_intra_op_threads(threads)
     set_max_loop_iterations(max_loop_iterations)
     engine = edge.load(engine_path)
-    feeds = parse_input_files(inputs)
-    missing = [s for s in engine.inputs if s.name not in feeds]
-    feeds.update(random_inputs(missing, seed, symbolic=batch))
-    results = engine.create_context().run(feeds)
-    table = Table("output", "dtype", "shape", "first values", "mean", title=terminal_text(engine.name))
-    for name, array in results.items():
-        flat = np.asarray(array).reshape(-1)
-        head = ", ".join(f"{v:.5g}" if np.issubdtype(flat.dtype, np.floating) else str(v) for v in flat[:5])
-        mean = f"{flat.astype(np.float64).mean():.6g}" if flat.size and np.issubdtype(flat.dtype, np.number) else "-"
-        table.add_row(terminal_text(name), str(array.dtype), "x".join(map(str, array.shape)), head, mean)
-    console.print(table)
+    given = parse_input_files(inputs)
+    run_shapes = parse_shapes(shapes) or None
+    feeds = iteration_feeds(engine, iterations, given, saved_feeds(load_inputs, data_loader_script, iterations), run_shapes, seed, batch)
+    loaded = set(feeds[0]) if load_inputs or data_loader_script else set()
+    for note in guessed_shape_notes(engine, feeds[0], set(given) | loaded, run_shapes):
+        console_warning(terminal_text(note))
+    context = engine.create_context()
+    runs = []
+    for feed in feeds:
+        with np.errstate(all="ignore"):  # overflow is reported per output below, not as numpy's warning
+            runs.append(context.run(feed))
+    for index, results in enumerate(runs):
+        title = terminal_text(engine.name) + (f", iteration {index}" if len(runs) > 1 else "")
+        table = Table("output", "dtype", "shape", "first values", "mean", title=title)
+        for name, array in results.items():
+            flat = np.asarray(array).reshape(-1)
+            head = ", ".join(f"{v:.5g}" if np.issubdtype(flat.dtype, np.floating) else str(v) for v in flat[:5])
+            with np.errstate(all="ignore"):
+                mean = f"{flat.astype(np.float64).mean():.6g}" if flat.size and np.issubdtype(flat.dtype, np.number) else "-"
+            table.add_row(terminal_text(name), str(array.dtype), "x".join(map(str, array.shape)), head, mean)
+        console.print(table)
+    invalid = report_non_finite(runs, engine.precision)
+    if save_inputs is not None:
+        write_inputs(save_inputs, feeds)
+        console.print(f"inputs written to {terminal_text(save_inputs)}")
+    if save_outputs is not None:
+        write_outputs(save_outputs, {"edgetrt-runner": runs})
+        console.print(f"outputs written to {terminal_text(save_outputs)}")
     if output is not None:
-        _save_npz(output, results)
+        _save_npz(output, runs[-1])
         console.print(f"outputs written to {terminal_text(output)}")
+    if load_outputs is not None:
+        _check_saved_outputs(engine, runs, load_outputs, parse_per_output(rtol, "--rtol"), parse_per_output(atol, "--atol"))
+    elif rtol or atol:
+        raise EdgeError("--rtol/--atol apply to --load-outputs (or use `edgetrt compare`)")
+    if validate and invalid:
+        raise EdgeError(f"--validate: {invalid} output(s) hold NaN or inf")
+
+
+def _check_saved_outputs(engine: edge.Engine, runs: list[dict[str, np.ndarray]], path: Path, rtol: dict | None, atol: dict | None) -> None:
+    """Polygraphy's ``run --load-outputs``: every iteration's outputs against the saved ones."""
+    runner, expected = next(iter(read_outputs(path).items()))
+    label = f"'{path}' (runner {runner})"
+    _, default_rtol, default_atol = default_tolerances(engine)
+    rows = compare_outputs(runs, expected, label, per_output(rtol, default_rtol), per_output(atol, default_atol))
+    for row in rows:
+        console.print(
+            terminal_text(row.name) + (f" (iteration {row.iteration})" if len(runs) > 1 else "")
+            + f" vs {terminal_text(label)}: max abs {row.max_abs:.3g}, max rel {row.max_rel:.3g}, rtol {row.rtol:g}, atol {row.atol:g}: "
+            + ("[green]PASS[/green]" if row.passed else f"[red]FAIL[/red] ({row.mismatches} el.)"),
+            highlight=False,
+        )
+    failed = list(dict.fromkeys(row.name for row in rows if not row.passed))
+    if failed:
+        raise EdgeError(f"{len(failed)} output(s) differ from {label}: {', '.join(failed)}")
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -258,6 +331,8 @@ def inspect_command(
             cells += [str(row["device"] or "cpu"), precision_label(row), backend, kernel, ", ".join(origin) if origin != [row["name"]] else ""]
         layers.add_row(*(terminal_text(cell) for cell in cells))
     console.print(layers)
+    if info["emulation"]:
+        console.print(f"note: {info['emulation']}", highlight=False)
 
 
 def _size(nbytes: int) -> str:

@@ -18,10 +18,12 @@ __all__ = [
     "GPU_FALLBACK",
     "INT8",
     "POWER_MODE",
+    "SAVED_DATA",
     "SHAPES",
     "THREADS",
     "parse_backends",
     "parse_input_files",
+    "parse_per_output",
     "parse_shapes",
     "precision_from_flags",
 ]
@@ -33,8 +35,18 @@ BEST = typer.Option(False, "--best", help="Allow every precision (same as --fp16
 DLA_CORE = typer.Option(None, "--dla", "--useDLACore", help="Place eligible layers on this DLA core.")
 GPU_FALLBACK = typer.Option(False, "--gpu-fallback", "--allowGPUFallback", help="Let layers the DLA refuses run on the GPU.")
 DLA_OBJECTIVE = typer.Option("offload", "--dla-objective", help="Partitioner goal: latency, offload (least GPU time, no slower than greedy) or energy.")
-POWER_MODE = typer.Option(None, "--power-mode", help="nvpmodel mode id or name the partition is costed for [default: the profile's].")
+POWER_MODE = typer.Option(None, "--power-mode", help="nvpmodel mode id or name the partition is costed for \\[default: the profile's].")
 SHAPES = typer.Option(None, "--shapes", help="Fixed input shapes: name:1x3x224x224,other:1x128.")
+# Polygraphy's saved-data flags shared by `run` and `compare` (its spellings)
+SAVED_DATA = {
+    "save_inputs": typer.Option(None, "--save-inputs", help="Write the input feeds of every iteration (.json as Polygraphy writes it, or .npz)."),
+    "load_inputs": typer.Option(None, "--load-inputs", help="Read input feeds, one per iteration (Polygraphy .json or .npz)."),
+    "save_outputs": typer.Option(None, "--save-outputs", help="Write the outputs of every iteration (Polygraphy RunResults .json, or .npz)."),
+    "load_outputs": typer.Option(None, "--load-outputs", help="Compare against saved outputs (Polygraphy RunResults .json or .npz) instead of running a reference."),
+    "data_loader_script": typer.Option(None, "--data-loader-script", help="FILE.py[:FUNCTION] whose function (default load_data) yields {input: array} feeds."),
+    "iterations": typer.Option(1, "--iterations", min=1, help="Feeds to run (saved feeds and data loaders give their own count)."),
+    "validate": typer.Option(False, "--validate", help="Fail when an output holds NaN or inf."),
+}
 # Run flags shared by `run` and `bench` (onnxruntime's intra_op_num_threads)
 THREADS = typer.Option(None, "--threads", min=1, help="CPU threads per layer (the compiled kernels' pool, else the BLAS pool); all cores when not given.")
 
@@ -88,3 +100,17 @@ def parse_input_files(items: list[str]) -> dict[str, np.ndarray]:
             raise InputError(f"--input '{name}': '{path}' holds {len(loaded)} arrays, expected one")
         feeds[name] = next(iter(loaded.values()))
     return feeds
+
+
+def parse_per_output(items: list[str], option: str, cast: type = float) -> dict[str, object] | None:
+    """Polygraphy's per-output values: ``["1e-5", "out:1e-3,logits:1e-2"]`` ->
+    ``{"": 1e-5, "out": 1e-3, "logits": 1e-2}`` ("" is every other output); None when empty."""
+    values: dict[str, object] = {}
+    for item in items:
+        for part in item.split(","):
+            name, _, text = part.strip().rpartition(":")
+            try:
+                values[name] = cast(text)
+            except ValueError:
+                raise EdgeError(f"{option} '{part}' is not [OUTPUT:]VALUE (e.g. {option} out:1e-3)") from None
+    return values or None

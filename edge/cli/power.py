@@ -123,7 +123,7 @@ def set_command(
 @power_app.command("clocks")
 def clocks_command(
     action: str = typer.Argument(..., help="on | off | restore | show", metavar="on|off|restore|show"),
-    file: Path = typer.Option(None, "--file", help="Snapshot file for on/restore [default: /var/lib/edgetrt/jetson_clocks.conf]."),
+    file: Path = typer.Option(None, "--file", help="Snapshot file for on/restore \\[default: /var/lib/edgetrt/jetson_clocks.conf]."),
     dry_run: bool = _DRY_RUN,
 ) -> None:
     """Pin clocks to the mode's maxima (on), undo it (off), restore a snapshot, or show them.
@@ -237,9 +237,9 @@ def profile_command(
 def telemetry_report_command(
     log: Path = typer.Argument(..., help="tegrastats log (tegrastats --logfile, or its redirected output).", show_default=False),
     report: Path = typer.Option(..., "--report", help="Directory for report.html and report.json."),
-    interval: int = typer.Option(None, "--interval", help="Sampling period of the log in ms [default: from timestamps, else 1000]."),
+    interval: int = typer.Option(None, "--interval", help="Sampling period of the log in ms \\[default: from timestamps, else 1000]."),
     session: int = typer.Option(
-        None, "--session", help="Which recording session of the log to report (1 = oldest); a pause over 10 min starts one [default: the last]."
+        None, "--session", help="Which recording session of the log to report (1 = oldest); a pause over 10 min starts one \\[default: the last]."
     ),
     window: str = typer.Option(
         None, "--window", help="Benchmark window START:END, seconds from the session's start: shaded on the plots, statistics inside it.", show_default=False

@@ -34,7 +34,7 @@ def install_command(
     jetson_clocks: bool = typer.Option(False, "--jetson-clocks", help="Run jetson_clocks (as root) before the server starts."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address the server binds; anything but loopback exposes it."),
     port: int = typer.Option(8000, "--port", help="TCP port of the server."),
-    user: str = typer.Option(None, "--user", help="Existing unprivileged user to run as [default: a systemd dynamic user]."),
+    user: str = typer.Option(None, "--user", help="Existing unprivileged user to run as \\[default: a systemd dynamic user]."),
     unit_dir: Path = typer.Option(UNIT_DIR, "--unit-dir", help="Where the unit file goes."),
     env_dir: Path = typer.Option(ENV_DIR, "--env-dir", help="Where the environment file goes."),
     warm: bool = typer.Option(

@@ -109,11 +109,16 @@ def read_engine(path: str | os.PathLike) -> EngineBlob:
         data = target.read_bytes()
     except OSError as exc:
         raise EngineFormatError(f"engine file {name} cannot be read: {exc.strerror or exc}") from None
+    # the magic is checked on what there is first: a short file that does not start like an
+    # engine is some other file, not a truncated engine
+    magic = data[: len(MAGIC)]
+    if not data:
+        raise EngineFormatError(f"{name} is empty (0 bytes), not an edgetrt engine")
+    if not MAGIC.startswith(magic):
+        raise EngineFormatError(f"{name} is not an edgetrt engine (starts with {magic!r}, expected {MAGIC!r})")
     if len(data) < _PREFIX.size:
         raise EngineFormatError(f"{name} is truncated: {len(data)} bytes, shorter than the {_PREFIX.size}-byte prefix")
-    magic, version, head_len = _PREFIX.unpack_from(data)
-    if magic != MAGIC:
-        raise EngineFormatError(f"{name} is not an edgetrt engine (magic {magic!r}, expected {MAGIC!r})")
+    _, version, head_len = _PREFIX.unpack_from(data)
     if version > FORMAT_VERSION:
         raise EngineFormatError(
             f"{name} has engine format {version}, newer than this edgetrt reads ({FORMAT_VERSION}); upgrade edgetrt"
