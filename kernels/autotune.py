@@ -89,6 +89,8 @@ class TimingCache:
             if name not in devices:
                 devices[name] = signature
                 entries[name] = stored_entries.get(name, {})
+        entries = {name: {sig: {t: (None if math.isinf(v) else v) for t, v in times.items()} for sig, times in table.items()}
+                   for name, table in entries.items()}  # a rejected tactic is null: JSON has no infinity
         document = {"format_version": CACHE_FORMAT, "devices": devices, "entries": entries}
         write_atomic(path, (json.dumps(document, indent=1, sort_keys=True) + "\n").encode("utf-8"))
 
@@ -98,7 +100,8 @@ class TimingCache:
         if key not in self.devices:
             self.devices[key] = backend.device_signature()
             stored_devices, stored_entries = self._stored
-            self.entries[key] = dict(stored_entries.get(key, {})) if stored_devices.get(key) == self.devices[key] else {}
+            stored = stored_entries.get(key, {}) if stored_devices.get(key) == self.devices[key] else {}
+            self.entries[key] = {sig: {t: (math.inf if v is None else v) for t, v in times.items()} for sig, times in stored.items()}
             if key not in stored_devices and stored_devices:
                 self.notes.append(f"timing cache holds no timings for this {backend.name} device: ignored its other entries")
         return self.entries[key]
@@ -195,8 +198,15 @@ def _fastest(backend: Backend, spec: StepSpec, candidates: list[Tactic], repeat:
     for candidate in candidates:
         seconds = known[candidate.name]
         if seconds is None:
-            launch = backend.prepare(dataclasses.replace(spec, tactic=candidate))
-            results = [backend.copy_out(r, state) for r in launch(list(inputs), outputs, state)]
+            try:
+                launch = backend.prepare(dataclasses.replace(spec, tactic=candidate))
+                results = [backend.copy_out(r, state) for r in launch(list(inputs), outputs, state)]
+            except Exception:  # a library tactic that cannot serve this step (the heuristic's choice must)
+                if candidate is candidates[0]:
+                    raise
+                cache.record(backend, signature, candidate.name, math.inf)
+                rejected += 1
+                continue
             if reference is None:
                 reference = results
             elif not all(_close(a, b) for a, b in zip(results, reference)):

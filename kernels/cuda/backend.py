@@ -18,7 +18,7 @@ import numpy as np
 from edge.errors import KernelError
 from edge.kernels import registry
 from edge.kernels.backend import Backend, Launch, RunState, StepSpec
-from edge.kernels.cuda import compiler
+from edge.kernels.cuda import compiler, cublaslt, cudnn_conv
 from edge.kernels.cuda.driver import Device, open_device
 from edge.kernels.cuda.launch import DeviceTensor, Function, Step
 
@@ -264,6 +264,8 @@ class CudaBackend(Backend):
             "driver": _driver_release(),
             "cuda_bindings": bindings_version,
             "nvrtc": compiler.nvrtc_version(),
+            "cublaslt": cublaslt.library_version() or "none",
+            "cudnn": cudnn_conv.library_version() or "none",
         }
 
 

@@ -1,8 +1,8 @@
 """CUDA builders of the matrix products: Gemm, MatMul (batched, broadcasting batch dims) and
 edgetrt::FusedGemm (activation in the epilogue). Tactics: "tiled" (float accumulation in
-shared-memory tiles, fp32 and fp16) and, for fp16, "wmma" (tensor cores). TF32 is never used,
-so fp32 results match the CPU reference. Issue 20's cuBLASLt algorithms join as further
-tactics of the same registrations. edgetrt::Attention runs as two of these products around a row
+shared-memory tiles, fp32 and fp16), for fp16 "wmma" (tensor cores), and cuBLASLt's heuristic
+algorithms where nvmath-python is installed (:mod:`.cublaslt`). TF32 is never used, so fp32
+results match the CPU reference. edgetrt::Attention runs as two of these products around a row
 softmax."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 
 from edge.ir import EDGETRT_DOMAIN, Node
 from edge.kernels.backend import StepSpec
+from edge.kernels.cuda import cublaslt
 from edge.kernels.cuda.elementwise import BINARY_CODES, broadcast_plan
 from edge.kernels.cuda.launch import (
     BLOCK,
@@ -121,7 +122,21 @@ def _nvrtc_gemm(step: Step, tactic: Tactic, g: GemmGeometry, addend: int | None)
     return body
 
 
+def gemm_problem(spec: StepSpec) -> tuple[GemmGeometry, int | None]:
+    """(geometry, index of the addend input or None) of a MatMul, Gemm or FusedGemm step."""
+    node = spec.node
+    a, b = tuple(spec.inputs[0].shape), tuple(spec.inputs[1].shape)
+    if node.op_type == "MatMul":
+        return matmul_geometry(a, b), None
+    c = spec.inputs[2] if len(spec.inputs) > 2 else None
+    g = gemm_geometry(node, a, b, None if c is None else tuple(c.shape))
+    if node.op_type == "FusedGemm":
+        g.act, g.p0, g.p1 = activation_code(node.attrs.get("activation", ""), node.attrs.get("activation_params", ()) or ())
+    return g, 2
+
+
 add_source("gemm", TacticSource("nvrtc", nvrtc_gemm_candidates, _nvrtc_gemm))
+add_source("gemm", TacticSource("cublaslt", lambda spec: cublaslt.lt_candidates(spec, *gemm_problem(spec)), cublaslt.build_lt_gemm))
 gemm_tactics = family_tactics("gemm")
 
 
@@ -134,31 +149,20 @@ def _matmul_refusal(node: Node) -> Refusal | None:
     return refusal
 
 
-@register("MatMul", backend="cuda", precisions=PRECISIONS, supports=_matmul_refusal, tactics=gemm_tactics)
-def matmul(step: Step) -> Body:
-    return build_tactic("gemm", step, matmul_geometry(step.input(0).shape, step.input(1).shape), None)
+def gemm_product(step: Step) -> Body:
+    """MatMul, Gemm and FusedGemm: one product with its addend and activation, by the chosen tactic."""
+    return build_tactic("gemm", step, *gemm_problem(step.spec))
 
 
-def _gemm_builder(fused: bool):
-    def build(step: Step) -> Body:
-        c = step.input(2)
-        g = gemm_geometry(step.node, step.input(0).shape, step.input(1).shape, None if c is None else c.shape)
-        if fused:
-            g.act, g.p0, g.p1 = activation_code(step.attr("activation", ""), step.attr("activation_params", ()) or ())
-        return build_tactic("gemm", step, g, 2)
-
-    build.__name__ = "fused_gemm" if fused else "gemm"
-    return build
+register("MatMul", backend="cuda", precisions=PRECISIONS, supports=_matmul_refusal, tactics=gemm_tactics)(gemm_product)
 
 
 def _gemm_refusal(node: Node) -> Refusal | None:
     return static_refusal(node, FLOATS)
 
 
-register("Gemm", backend="cuda", precisions=PRECISIONS, supports=_gemm_refusal, tactics=gemm_tactics)(_gemm_builder(False))
-register("FusedGemm", backend="cuda", domain=EDGETRT_DOMAIN, precisions=PRECISIONS, supports=_gemm_refusal, tactics=gemm_tactics)(
-    _gemm_builder(True)
-)
+register("Gemm", backend="cuda", precisions=PRECISIONS, supports=_gemm_refusal, tactics=gemm_tactics)(gemm_product)
+register("FusedGemm", backend="cuda", domain=EDGETRT_DOMAIN, precisions=PRECISIONS, supports=_gemm_refusal, tactics=gemm_tactics)(gemm_product)
 
 
 def attention_geometries(q: Sequence[int], k: Sequence[int], v: Sequence[int], scale: float) -> tuple[GemmGeometry, GemmGeometry]:

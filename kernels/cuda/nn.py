@@ -13,6 +13,7 @@ import numpy as np
 from edge.ir import EDGETRT_DOMAIN, Node
 from edge.kernels.backend import StepSpec
 from edge.kernels.cpu.nn import _window as resolve_window
+from edge.kernels.cuda import cudnn_conv
 from edge.kernels.cuda.launch import BLOCK, Body, Step, activation_code, float_suffix, grid_1d, static_refusal
 from edge.kernels.cuda.sources import TacticSource, add_source, build_tactic, family_tactics
 from edge.kernels.registry import register
@@ -98,19 +99,27 @@ def _nvrtc_conv(step: Step, tactic: Tactic, activation: str, params) -> Body:
     return body
 
 
+def conv_epilogue(node: Node) -> tuple[str, tuple]:
+    """(activation, its parameters) fused into a Conv / FusedConv node's epilogue."""
+    if node.op_type != "FusedConv":
+        return "", ()
+    return node.attrs.get("activation", ""), tuple(node.attrs.get("activation_params", ()) or ())
+
+
+def _spec_geometry(spec: StepSpec) -> Conv2d:
+    return conv_geometry(spec.node, spec.opset, tuple(spec.inputs[0].shape), tuple(spec.inputs[1].shape), *conv_epilogue(spec.node))
+
+
 add_source("conv", TacticSource("nvrtc", nvrtc_conv_candidates, _nvrtc_conv))
+add_source("conv", TacticSource("cudnn", lambda spec: cudnn_conv.conv_candidates(spec, _spec_geometry(spec)), cudnn_conv.build_cudnn_conv))
 conv_tactics = family_tactics("conv")
 
 
 @register("Conv", backend="cuda", precisions=PRECISIONS, supports=_window_refusal, tactics=conv_tactics)
-def conv(step: Step) -> Body:
-    return build_tactic("conv", step, "", ())
-
-
 @register("FusedConv", backend="cuda", domain=EDGETRT_DOMAIN, precisions=PRECISIONS, supports=_window_refusal, tactics=conv_tactics)
-def fused_conv(step: Step) -> Body:
-    """act(Conv(X, W, B) + Z) in the convolution's epilogue."""
-    return build_tactic("conv", step, step.attr("activation", ""), step.attr("activation_params", ()) or ())
+def conv(step: Step) -> Body:
+    """act(Conv(X, W, B) + Z), the activation and residual fused into the epilogue."""
+    return build_tactic("conv", step, *conv_epilogue(step.node))
 
 
 def pool_geometry(node: Node, opset: int, x_shape: tuple[int, ...], is_max: bool) -> Pool2d:

@@ -56,7 +56,8 @@ def _cpu(case: Case, arrays: list) -> list[np.ndarray]:
     return results
 
 
-def _check(case: Case, dtype: np.dtype, gpu) -> None:
+def _spec(case: Case, dtype: np.dtype) -> tuple:
+    """(the step's spec, its runtime inputs, the CPU's outputs) of ``case`` in ``dtype``."""
     arrays = []
     for item in case.inputs:
         if item is None:
@@ -78,6 +79,11 @@ def _check(case: Case, dtype: np.dtype, gpu) -> None:
     spec = make_step(case.op, spec_inputs, [(e.dtype, e.shape) for e in expected], case.attrs, case.domain, case.opset,
                      "fp16" if dtype == F16 else "fp32", case.tactic)
     runtime = [None if isinstance(item, const) or item is None else a for item, a in zip(case.inputs, arrays)]
+    return spec, runtime, expected
+
+
+def _check(case: Case, dtype: np.dtype, gpu) -> None:
+    spec, runtime, expected = _spec(case, dtype)
     got = run_on(gpu, spec, runtime)
     for g, e in zip(got, expected):
         assert g.shape == e.shape and g.dtype == e.dtype, f"{case.id}: {g.dtype}{g.shape} != {e.dtype}{e.shape}"
@@ -214,6 +220,25 @@ def test_op_matches_cpu(gpu, case, dtype):
 def test_fp16_tensor_core_tactic(gpu, case):
     wmma = Case(case.op, case.inputs, case.attrs, case.domain, case.opset, tactic=Tactic("wmma"), id=f"{case.id}-wmma")
     _check(wmma, F16, gpu)
+
+
+LIBRARY_OPS = ("MatMul", "Gemm", "FusedGemm", "Conv", "FusedConv")
+
+
+@pytest.mark.parametrize("dtype", [F32, F16], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("case", [c for c in CASES if c.op in LIBRARY_OPS], ids=lambda c: c.id)
+def test_library_tactics_match_cpu(gpu, case, dtype):
+    """Every cuBLASLt / cuDNN tactic the auto-tuner may pick computes what the CPU does."""
+    spec, _, _ = _spec(case, dtype)
+    kernel = registry.lookup(case.op, case.domain, "cuda", case.opset, spec.precision)
+    offered = [t for t in kernel.tactics(spec) if t.params.get("source") != "nvrtc"]
+    if not offered:
+        pytest.skip("no cuBLASLt/cuDNN tactic applies (library not installed, or not this product)")
+    for tactic in offered:
+        try:
+            _check(Case(case.op, case.inputs, case.attrs, case.domain, case.opset, tactic=tactic, id=f"{case.id}-{tactic.name}"), dtype, gpu)
+        except ValueError as exc:  # a plan rank past the ones that build: the auto-tuner passes over it too
+            assert "no cuDNN execution plan" in str(exc) or "no algorithm" in str(exc), exc
 
 
 def test_every_cuda_op_has_a_case():

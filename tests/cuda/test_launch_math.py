@@ -192,3 +192,56 @@ def test_attention_geometries_compute_scaled_scores_and_output():
     scores = _gemm_by_strides(q, k, scores_g) * scores_g.alpha
     np.testing.assert_allclose(scores.reshape(2, 3, 5, 7), 0.25 * q @ np.swapaxes(k, -1, -2), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(_gemm_by_strides(scores, v, output_g).reshape(2, 3, 5, 4), scores.reshape(2, 3, 5, 7) @ v, rtol=1e-5, atol=1e-5)
+
+
+def _column_major(flat: np.ndarray, rows: int, cols: int, ld: int, trans: int, batch: int, stride: int) -> np.ndarray:
+    """What cuBLASLt reads for one operand: ``batch`` column-major rows x cols matrices (leading
+    dimension ``ld``, ``stride`` elements apart), transposed when ``trans``."""
+    mats = np.stack([read(flat, (rows, cols), (1, ld), b * stride) for b in range(batch)])
+    return mats.transpose(0, 2, 1) if trans else mats
+
+
+@pytest.mark.parametrize(
+    "op, a_shape, b_shape, attrs",
+    [
+        ("MatMul", (5, 7), (7, 3), {}),
+        ("MatMul", (4, 5, 7), (4, 7, 3), {}),
+        ("MatMul", (4, 5, 7), (7, 3), {}),
+        ("Gemm", (7, 5), (7, 3), {"transA": 1}),
+        ("Gemm", (5, 7), (3, 7), {"transB": 1, "alpha": 0.5}),
+        ("Gemm", (7, 5), (3, 7), {"transA": 1, "transB": 1}),
+    ],
+)
+def test_cublaslt_problem_is_the_row_major_product(op, a_shape, b_shape, attrs):
+    """The column-major Dᵀ = Bᵀ·Aᵀ that cuBLASLt is asked for, replayed on the raw buffers,
+    is numpy's row-major product (transposes and the strided batch included)."""
+    from edge.kernels.cuda import cublaslt
+    from edge.kernels.cuda.linalg import gemm_problem
+    from tests.cuda.conftest import make_step
+
+    a, b = RNG.standard_normal(a_shape).astype(np.float32), RNG.standard_normal(b_shape).astype(np.float32)
+    ta, tb = attrs.get("transA", 0), attrs.get("transB", 0)
+    want = attrs.get("alpha", 1.0) * np.matmul(a.T if ta else a, b.T if tb else b)
+    spec = make_step(op, [("a", np.float32, a_shape), ("b", np.float32, b_shape)], [(np.float32, want.shape)], attrs)
+    geometry, addend = gemm_problem(spec)
+    p = cublaslt._problem(geometry, spec, addend)
+    assert p is not None
+    first = _column_major(b.ravel(), *p["a"], p["trans_a"], p["batches"], p["a_batch"])   # cuBLASLt's A is our B
+    second = _column_major(a.ravel(), *p["b"], p["trans_b"], p["batches"], p["b_batch"])  # and its B our A
+    d = p["alpha"] * (first @ second)  # column-major n x m per batch
+    got = np.stack([m.T for m in d]).reshape(want.shape)  # read back row-major m x n
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_cublaslt_declines_what_it_cannot_compute():
+    from edge.kernels.cuda import cublaslt
+    from edge.kernels.cuda.linalg import gemm_problem
+    from tests.cuda.conftest import make_step
+
+    column = make_step("Gemm", [("a", np.float32, (5, 7)), ("b", np.float32, (7, 3)), ("c", np.float32, (5, 1))], [(np.float32, (5, 3))])
+    assert cublaslt._problem(gemm_problem(column)[0], column, 2) is None  # a per-row addend: no epilogue for it
+    gelu = make_step("FusedGemm", [("a", np.float32, (5, 7)), ("b", np.float32, (7, 3))], [(np.float32, (5, 3))],
+                     {"activation": "Gelu"}, domain="edgetrt")
+    assert cublaslt._problem(gemm_problem(gelu)[0], gelu, 2) is None  # cuBLASLt's GELU is the tanh form, not ONNX's erf
+    two_batch_axes = make_step("MatMul", [("a", np.float32, (2, 3, 5, 7)), ("b", np.float32, (3, 7, 4))], [(np.float32, (2, 3, 5, 4))])
+    assert cublaslt._problem(gemm_problem(two_batch_axes)[0], two_batch_axes, None) is None
