@@ -12,10 +12,12 @@ ended by Ctrl-C) stops the streams and returns the samples taken so far.
 from __future__ import annotations
 
 import inspect
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -134,12 +136,16 @@ class BenchConfig:
 def latency_stats(latencies_ms: np.ndarray, percentiles: tuple[float, ...] = PERCENTILES) -> dict[str, float]:
     """min / max / mean / median / pN of a sample in ms, in trtexec's order.
 
-    A percentile is trtexec's: the smallest sample with at least N % of the samples at or
-    below it (numpy's ``inverted_cdf``), so p99 of 100 runs is a measured run, not a blend.
+    A percentile is trtexec's (nearest rank): the smallest sample with at least N % of the
+    samples at or below it, so p99 of 100 runs is a measured run, not a blend of two. The
+    rank is computed exactly (99.9 % of 1000 runs is rank 999, not 1000 by rounding).
     """
     sample = np.asarray(latencies_ms, dtype=np.float64)
-    stats = {"min": float(sample.min()), "max": float(sample.max()), "mean": float(sample.mean()), "median": float(np.median(sample))}
-    stats.update({_percentile_key(p): float(np.percentile(sample, p, method="inverted_cdf")) for p in percentiles})
+    ordered = np.sort(sample)
+    stats = {"min": float(ordered[0]), "max": float(ordered[-1]), "mean": float(sample.mean()), "median": float(np.median(sample))}
+    for p in percentiles:
+        rank = math.ceil(Fraction(str(p)) * len(ordered) / 100)
+        stats[_percentile_key(p)] = float(ordered[max(rank - 1, 0)])
     return stats
 
 
