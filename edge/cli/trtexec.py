@@ -33,12 +33,12 @@ from edge.cli.core import builder_config, report_build
 from edge.cli.options import BEST, DLA_CORE, FP16, GPU_FALLBACK, INT8, SHAPES, THREADS, parse_shapes
 from edge.errors import EdgeError
 from edge.runtime.bench import BenchConfig, BenchResult
+from edge.runtime.exports import write_layer_info
 from edge.version import __version__
 
 __all__ = ["trtexec_command", "performance_summary"]
 
 _DEFAULT_WARMUP_MS = 200.0  # trtexec's --warmUp default
-_PASSED = "&&&& PASSED edgetrt.trtexec"
 # What each line of the summary means (printed with --verbose), in edgetrt's words.
 _EXPLANATIONS = (
     "Throughput: queries finished per second of Total Host Walltime.",
@@ -103,13 +103,9 @@ def trtexec_command(
         raise EdgeError("give one of --onnx=MODEL.onnx (build, then benchmark) or --loadEngine=FILE.engine")
     if threads is not None:
         edge.set_intra_op_threads(threads)
-    _log(f"&&&& RUNNING edgetrt.trtexec [edgetrt v{__version__}]", prefix=False)
-    started = time.perf_counter()
-    if load_engine is not None:
-        engine = edge.load(load_engine)
-        _log(f"Engine loaded in {time.perf_counter() - started:.5g} sec.")
-    else:
-        config = builder_config(
+    build = None
+    if onnx is not None:
+        build = builder_config(
             fp16=fp16,
             int8=int8,
             best=best,
@@ -123,13 +119,6 @@ def trtexec_command(
             verbose=verbose,
             timing_cache=timing_cache,
         )
-        engine = edge.build(onnx, config)
-        report_build(engine, save_engine, verbose)
-        _log(f"Engine built in {time.perf_counter() - started:.5g} sec.")
-    if skip_inference:
-        _log("Skipped inference phase since --skipInference was added.")
-        _log(_PASSED, prefix=False)
-        return
     bench = BenchConfig(
         warmup=0,
         warmup_ms=warmup_ms,
@@ -145,8 +134,39 @@ def trtexec_command(
         spin_wait=use_spin_wait,
         cuda_graph=use_cuda_graph,
     )
-    _log("Starting inference")
-    result = measure(engine, bench, export_times, export_profile, export_layer_info)
+    _log(f"&&&& RUNNING edgetrt.trtexec [edgetrt v{__version__}]", prefix=False)
+    try:
+        engine = _engine(onnx, build, load_engine, save_engine, verbose)
+        if export_layer_info is not None:
+            write_layer_info(engine, export_layer_info)
+        if skip_inference:
+            _log("Skipped inference phase since --skipInference was added.")
+        else:
+            _log("Starting inference")
+            result = measure(engine, bench, export_times, export_profile)
+            _report(result, verbose, dump_profile)
+            if result.interrupted and not bench.until_interrupted:
+                raise typer.Exit(130)
+    except EdgeError:
+        _log("&&&& FAILED edgetrt.trtexec", prefix=False)
+        raise
+    _log("&&&& PASSED edgetrt.trtexec", prefix=False)
+
+
+def _engine(onnx: Path | None, build: edge.BuilderConfig | None, load_engine: Path | None, save_engine: Path | None, verbose: bool) -> edge.Engine:
+    """Load --loadEngine, or build --onnx (and save it to --saveEngine)."""
+    started = time.perf_counter()
+    if load_engine is not None:
+        engine = edge.load(load_engine)
+        _log(f"Engine loaded in {time.perf_counter() - started:.5g} sec.")
+        return engine
+    engine = edge.build(onnx, build)
+    report_build(engine, save_engine, verbose)
+    _log(f"Engine built in {time.perf_counter() - started:.5g} sec.")
+    return engine
+
+
+def _report(result: BenchResult, verbose: bool, dump_profile: bool) -> None:
     for note in no_effect_notes(result, trtexec_spelling=True):
         _log(note, level="W")
     if result.interrupted:
@@ -159,9 +179,6 @@ def trtexec_command(
         _log(line, level="V")
     if dump_profile:
         _print_profile(result)
-    if result.interrupted and not bench.until_interrupted:
-        raise typer.Exit(130)
-    _log(_PASSED, prefix=False)
 
 
 def performance_summary(result: BenchResult) -> list[str]:

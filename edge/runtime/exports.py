@@ -25,7 +25,8 @@ from edge.plan import HOST
 
 if TYPE_CHECKING:
     from edge.engine import Engine
-    from edge.ir import Node
+    from edge.ir import Node, Value
+    from edge.plan.model import PlanTensor
     from edge.runtime.bench import BenchResult
 
 __all__ = ["write_layer_info", "write_profile", "write_times"]
@@ -42,8 +43,6 @@ _FORMATS = {
     "bool": "Row major linear BOOL",
     "float64": "Double",
 }
-# Storage of float32 tensors that layers of a reduced precision write.
-_REDUCED_STORAGE = {"fp16": "float16", "int8": "int8"}
 # TensorRT layer kinds (ParameterType) of the ONNX ops (and edgetrt fusions) that have one.
 _PARAMETER_TYPES = {
     **dict.fromkeys(("Conv", "FusedConv"), "Convolution"),
@@ -124,21 +123,34 @@ def write_profile(result: BenchResult, path: str | os.PathLike) -> None:
 
 
 def write_layer_info(engine: Engine, path: str | os.PathLike) -> None:
-    """The engine's layers in TensorRT's engine inspector layout (trtexec ``--exportLayerInfo``)."""
-    nodes = {node.name: node for node in engine.graph.nodes}
+    """The engine's layers in TensorRT's engine inspector layout (trtexec ``--exportLayerInfo``).
+
+    A tensor's format is its storage as the plan keeps it: a CPU layer that emulates FP16
+    numerics on float32 storage shows FP32, as TensorRT shows what the memory holds.
+    """
+    graph, plan = engine.graph, engine.plan
+    nodes = {node.name: node for node in graph.nodes}
+    values = {value.name: value for value in graph.values()}
+    copies = {tensor.name: tensor for tensor in plan.tensors} if plan is not None else {}
     spaces = _spaces(engine)
     layers = []
-    for row in layer_rows(engine.graph, engine.plan):
+    for row in layer_rows(graph, plan):
         node = nodes[row["name"]]
-        location = "Host" if spaces.get(row["name"], HOST) == HOST else "Device"
+        step = plan.kernel_step(node.name) if plan is not None else None
+        location = "Host" if spaces.get(node.name, HOST) == HOST else "Device"
+
+        def tensors(names: list[str]) -> list[dict[str, Any]]:
+            return [_tensor(values, copies, name, location) for name in names if not values[copies[name].source if name in copies else name].is_const]
+
         layer: dict[str, Any] = {
-            "Name": row["name"],
+            "Name": node.name,
             "LayerType": row["kernel"] or row["op"],
-            "Inputs": [_tensor(v, row["precision"], location) for v in row["inputs"] if v is not None and not v["const"]],
-            "Outputs": [_tensor(v, row["precision"], location) for v in row["outputs"]],
+            "Inputs": tensors(step.inputs if step else [v.name for v in node.inputs if v is not None]),
+            "Outputs": tensors(step.outputs if step else [v["name"] for v in row["outputs"]]),
         }
         kind = _PARAMETER_TYPES.get(node.op_type)
-        convolution = kind == "Convolution" and _conv_fields(node)
+        storage = {copies[name].source: copies[name].dtype for name in (step.inputs if step else []) if name in copies}
+        convolution = _conv_fields(node, storage) if kind == "Convolution" else None
         if kind and (kind != "Convolution" or convolution):
             layer["ParameterType"] = kind
             layer.update(convolution or {})
@@ -146,7 +158,7 @@ def write_layer_info(engine: Engine, path: str | os.PathLike) -> None:
         layer["StreamId"] = 0
         layer["Metadata"] = "\x1e".join(f"[ONNX Layer: {name}]" for name in row["origin"])
         layers.append(layer)
-    bindings = [v.name for v in (*engine.graph.inputs, *engine.graph.outputs)]
+    bindings = [v.name for v in (*graph.inputs, *graph.outputs)]
     _write_json(path, {"Layers": layers, "Bindings": bindings})
 
 
@@ -158,21 +170,23 @@ def _spaces(engine: Engine) -> dict[str, str]:
     return {plan.steps[i].node: segment.space for segment in plan.segments for i in range(*segment.steps) if plan.steps[i].kind == "kernel"}
 
 
-def _tensor(value: dict[str, Any], precision: str | None, location: str) -> dict[str, Any]:
-    dtype = value["dtype"] or "float32"
-    if dtype == "float32":
-        dtype = _REDUCED_STORAGE.get(precision or "", dtype)
+def _tensor(values: dict[str, Value], copies: dict[str, PlanTensor], name: str, location: str) -> dict[str, Any]:
+    """One tensor of a layer: a graph value, or a copy the plan made of one (its own dtype)."""
+    copy = copies.get(name)
+    value = values[copy.source if copy else name]
+    dtype = copy.dtype if copy else (np.dtype(value.dtype).name if value.dtype is not None else "float32")
     return {
-        "Name": value["name"],
+        "Name": name,
         "Location": location,
-        "Dimensions": [d if isinstance(d, int) else -1 for d in (value["shape"] or [])],
-        "Format/Datatype": _FORMATS.get(dtype, "Unknown format"),
+        "Dimensions": [d if isinstance(d, int) else -1 for d in (value.shape or ())],
+        "Format/Datatype": _FORMATS.get(np.dtype(dtype).name, "Unknown format"),
     }
 
 
-def _conv_fields(node: Node) -> dict[str, Any] | None:
+def _conv_fields(node: Node, storage: dict[str, str]) -> dict[str, Any] | None:
     """The attributes trex reads of a 2-D convolution (None for other ranks: TensorRT's own
-    inspector and trex's convolution analysis describe 2-D ones)."""
+    inspector and trex's convolution analysis describe 2-D ones); ``storage``: the dtype of
+    weights the plan keeps in another one, by value name."""
     weight = node.inputs[1] if len(node.inputs) > 1 else None
     if weight is None or weight.shape is None or len(weight.shape) != 4:
         return None
@@ -188,16 +202,16 @@ def _conv_fields(node: Node) -> dict[str, Any] | None:
         "Dilation": list(node.attrs.get("dilations", [1, 1])),
         "OutMaps": out_maps,
         "Groups": int(node.attrs.get("group", 1)),
-        "Weights": _weights(weight),
+        "Weights": _weights(weight, storage),
         "HasBias": int(bias is not None),
     }
     if bias is not None:
-        fields["Bias"] = _weights(bias)
+        fields["Bias"] = _weights(bias, storage)
     return fields
 
 
-def _weights(value) -> dict[str, Any]:
-    dtype = np.dtype(value.dtype).name if value.dtype is not None else "float32"
+def _weights(value: Value, storage: dict[str, str]) -> dict[str, Any]:
+    dtype = storage.get(value.name) or (np.dtype(value.dtype).name if value.dtype is not None else "float32")
     return {"Type": _WEIGHT_TYPES.get(dtype, "Float"), "Count": int(np.prod(value.shape))}
 
 
