@@ -24,11 +24,11 @@ from edge.runtime.exports import write_layer_info, write_profile, write_times
 __all__ = ["bench_command", "measure", "no_effect_notes", "parse_percentiles"]
 
 # Options shared with `edgetrt trtexec` (trtexec's spelling next to edgetrt's where they differ).
-ITERATIONS = typer.Option(None, "--iterations", min=1, help="Timed runs per stream (at least) [default: 10 with the 3 s duration].")
-DURATION = typer.Option(None, "--duration", help="Time each stream at least this many seconds; -1: until Ctrl-C [default: 3 with 10 iterations].")
+ITERATIONS = typer.Option(None, "--iterations", min=1, help="Timed runs per stream (at least) (default: 10, with the 3 s duration).")
+DURATION = typer.Option(None, "--duration", help="Time each stream at least this many seconds; -1: until Ctrl-C (default: 3, with 10 iterations).")
 STREAMS = typer.Option(1, "--streams", min=1, help="Concurrent execution contexts, one thread each.")
 AVG_RUNS = typer.Option(10, "--avgRuns", "--avg-runs", min=1, help="Runs per averaged row of the trace details.")
-PERCENTILE = typer.Option(None, "--percentile", help="Latency percentiles to report, comma-separated [default: 90,95,99].")
+PERCENTILE = typer.Option(None, "--percentile", help="Latency percentiles to report, comma-separated (default: 90,95,99).")
 NO_DATA_TRANSFERS = typer.Option(False, "--no-data-transfers", "--noDataTransfers", help="Do not copy inputs and outputs to and from the device (GPU backends).")
 USE_SPIN_WAIT = typer.Option(False, "--use-spin-wait", "--useSpinWait", help="Busy-wait for the device instead of blocking (GPU backends).")
 USE_CUDA_GRAPH = typer.Option(False, "--use-cuda-graph", "--useCudaGraph", help="Replay runs as a captured CUDA graph (GPU backends).")

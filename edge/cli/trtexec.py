@@ -30,7 +30,7 @@ from edge.cli.bench import (
     parse_percentiles,
 )
 from edge.cli.core import builder_config, report_build
-from edge.cli.options import BEST, DLA_CORE, FP16, GPU_FALLBACK, INT8, SHAPES, THREADS, parse_shapes
+from edge.cli.options import BEST, DLA_CORE, FP16, GPU_FALLBACK, INT8, SHAPES, parse_shapes
 from edge.errors import EdgeError
 from edge.runtime.bench import BenchConfig, BenchResult
 from edge.runtime.exports import write_layer_info
@@ -67,6 +67,8 @@ def trtexec_command(
     max_shapes: str = typer.Option(None, "--maxShapes", help="Optimization profile max shapes."),
     device_profile: str = typer.Option("cpu", "--deviceProfile", help="edgetrt device profile to build for (edgetrt's --profile of build)."),
     timing_cache: Path = typer.Option(None, "--timingCacheFile", help="JSON timing cache, read and updated by the build."),
+    calib_cache: Path = typer.Option(None, "--calib", help="INT8 calibration cache (TensorRT's text format)."),
+    optimization_level: int = typer.Option(3, "--builderOptimizationLevel", min=0, max=5, help="0: each kernel's heuristic tactic; 1-5: time candidate tactics."),
     iterations: int = ITERATIONS,
     duration: float = DURATION,
     warmup_ms: float = typer.Option(_DEFAULT_WARMUP_MS, "--warmUp", min=0, help="Warm up each stream for this many ms."),
@@ -83,7 +85,8 @@ def trtexec_command(
     separate_profile_run: bool = typer.Option(False, "--separateProfileRun", help="Accepted: layer profiles always come from runs apart from the timed ones."),
     skip_inference: bool = typer.Option(False, "--skipInference", help="Build (and save) only."),
     verbose: bool = typer.Option(False, "--verbose", help="Print the build's details and what each summary line means."),
-    threads: int = THREADS,
+    independent_threads: bool = typer.Option(False, "--threads", help="Accepted: every stream always runs on its own thread."),
+    cpu_threads: int = typer.Option(None, "--cpuThreads", min=1, help="CPU threads per layer (edgetrt's --threads of run and bench) (default: all cores)."),
 ) -> None:
     """Build and benchmark in one step, with trtexec's flags and output.
 
@@ -101,8 +104,8 @@ def trtexec_command(
     """
     if (onnx is None) == (load_engine is None):
         raise EdgeError("give one of --onnx=MODEL.onnx (build, then benchmark) or --loadEngine=FILE.engine")
-    if threads is not None:
-        edge.set_intra_op_threads(threads)
+    if cpu_threads is not None:
+        edge.set_intra_op_threads(cpu_threads)
     build = None
     if onnx is not None:
         build = builder_config(
@@ -118,6 +121,8 @@ def trtexec_command(
             max_shapes=[max_shapes] if max_shapes else [],
             verbose=verbose,
             timing_cache=timing_cache,
+            calib_cache=calib_cache,
+            optimization_level=optimization_level,
         )
     bench = BenchConfig(
         warmup=0,
