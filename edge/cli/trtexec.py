@@ -38,7 +38,10 @@ from edge.version import __version__
 
 __all__ = ["trtexec_command", "performance_summary"]
 
-_DEFAULT_WARMUP_MS = 200.0  # trtexec's --warmUp default
+# trtexec's defaults, each on its own: --iterations=100 still runs at least 3 s.
+_DEFAULT_WARMUP_MS = 200.0
+_DEFAULT_ITERATIONS = 10
+_DEFAULT_DURATION_S = 3.0
 # What each line of the summary means (printed with --verbose), in edgetrt's words.
 _EXPLANATIONS = (
     "Throughput: queries finished per second of Total Host Walltime.",
@@ -90,7 +93,8 @@ def trtexec_command(
 ) -> None:
     """Build and benchmark in one step, with trtexec's flags and output.
 
-    Takes trtexec's --flag=value spelling. Layer profiles (--exportProfile, --dumpProfile)
+    Takes trtexec's --flag=value spelling and defaults (at least 10 iterations and at
+    least 3 s, 200 ms of warm-up). Layer profiles (--exportProfile, --dumpProfile)
     come from separate runs after the timed ones. GPU-only flags (--useCudaGraph,
     --noDataTransfers, --useSpinWait) say "no effect on this backend" on the CPU.
 
@@ -127,12 +131,12 @@ def trtexec_command(
     bench = BenchConfig(
         warmup=0,
         warmup_ms=warmup_ms,
-        iterations=iterations,
-        duration_s=duration,
+        iterations=_DEFAULT_ITERATIONS if iterations is None else iterations,
+        duration_s=_DEFAULT_DURATION_S if duration is None else duration,
         streams=streams,
         shapes=parse_shapes(shapes) or None,
         profile_layers=export_profile is not None or dump_profile,
-        profile_runs=iterations or 10,
+        profile_runs=_DEFAULT_ITERATIONS if iterations is None else iterations,
         percentiles=parse_percentiles(percentile),
         avg_runs=avg_runs,
         data_transfers=not no_data_transfers,
