@@ -40,7 +40,9 @@ __all__ = [
     "PERCENTILES",
     "benchmark",
     "bench_inputs",
+    "coefficient_of_variance",
     "latency_stats",
+    "uses_device",
 ]
 
 _DEFAULT_ITERATIONS = 10
@@ -456,16 +458,14 @@ def benchmark(
                 if (iterations is None or len(out) >= iterations) and done >= duration:
                     return
         except threading.BrokenBarrierError:
-            return  # another stream failed before timing began; its error is reported
+            return  # another stream failed, or Ctrl-C came, before timing began
         except BaseException as exc:  # re-raised in the caller's thread
             errors.append(exc)
             stop.set()
             barrier.abort()
 
     threads = [threading.Thread(target=stream, args=(i,), name=f"edgetrt-bench-{i}") for i in range(config.streams)]
-    for thread in threads:
-        thread.start()
-    interrupted = _join(threads, stop)
+    interrupted = _run_streams(threads, stop, barrier)
     if errors:
         raise errors[0]
     if not any(records):
@@ -487,17 +487,22 @@ def _warm_up(context: ExecutionContext, feed: Mapping[str, np.ndarray], kwargs: 
     return runs
 
 
-def _join(threads: list[threading.Thread], stop: threading.Event) -> bool:
-    """Wait for the streams; on Ctrl-C tell them to stop after their current run and wait
-    for that. Returns whether it was interrupted."""
+def _run_streams(threads: list[threading.Thread], stop: threading.Event, barrier: threading.Barrier) -> bool:
+    """Start the streams and wait for them; on Ctrl-C tell them to stop after their current
+    run (or not to begin, if some had not started) and wait for that. Returns whether it was
+    interrupted."""
     try:
+        for thread in threads:
+            thread.start()
         for thread in threads:
             thread.join()
         return False
     except KeyboardInterrupt:
         stop.set()
+        barrier.abort()
         for thread in threads:
-            thread.join()
+            if thread.ident is not None:
+                thread.join()
         return True
 
 
