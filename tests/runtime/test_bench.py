@@ -185,7 +185,15 @@ def test_duration_keeps_running_past_the_iteration_minimum(cnn_engine) -> None:
     assert result.iterations >= 1
 
 
-def test_ctrl_c_returns_the_runs_taken(cnn_engine) -> None:
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt in the main thread, whatever the test runner set."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_returns_the_runs_taken(cnn_engine, ctrl_c_raises) -> None:
     def interrupt(stream: int, iteration: int, latency_ms: float) -> None:
         if iteration == 3:
             os.kill(os.getpid(), signal.SIGINT)
@@ -260,7 +268,7 @@ def test_cli_text_output_and_bad_input(encoder_engine, capsys) -> None:
     assert "--percentile '50,abc' is not a comma-separated list" in capsys.readouterr().err
 
 
-def test_cli_ctrl_c_prints_the_summary_of_the_runs_taken(monkeypatch, cnn_engine, capsys) -> None:
+def test_cli_ctrl_c_prints_the_summary_of_the_runs_taken(monkeypatch, cnn_engine, capsys, ctrl_c_raises) -> None:
     real = bench_module.benchmark
 
     def interrupted_after_three(engine, config, on_iteration=None):
