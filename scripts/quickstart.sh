@@ -20,7 +20,7 @@ echo "== inspect (first layers)"
 "$EDGETRT" inspect "$OUT/resnet50.engine" | head -n 40
 if "$EDGETRT" bench --help >/dev/null 2>&1; then
   echo "== bench"
-  "$EDGETRT" bench "$OUT/resnet50.engine" --warmup 2 --iterations 10
+  "$EDGETRT" bench "$OUT/resnet50.engine" --warmup-runs 2 --iterations 10
 fi
 if "$EDGETRT" partition --help >/dev/null 2>&1; then
   echo "== partition for Jetson AGX Orin, DLA core 0 with GPU fallback"

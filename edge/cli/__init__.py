@@ -17,6 +17,7 @@ _COMMAND_MODULES = (
     "edge.cli.core",
     "edge.cli.partition",
     "edge.cli.bench",
+    "edge.cli.trtexec",
     "edge.cli.power",
     "edge.cli.serve",
     "edge.cli.service",

@@ -40,7 +40,7 @@ from edge.kernels.cpu.control import DEFAULT_MAX_LOOP_ITERATIONS, set_max_loop_i
 from edge.quant import precision_label
 from edge.runtime.profiles import profiles_from_shape_options
 
-__all__ = ["build_command", "run_command", "inspect_command"]
+__all__ = ["build_command", "builder_config", "report_build", "run_command", "inspect_command"]
 
 
 @app.command("build")
@@ -82,19 +82,19 @@ def build_command(
 
         edgetrt build bert.onnx --min-shapes ids:1x1 --opt-shapes ids:1x128 --max-shapes ids:8x512
     """
-    precision = precision_from_flags(fp16, int8, best)
-    config = edge.BuilderConfig(
-        precision=precision,
+    config = builder_config(
+        fp16=fp16,
+        int8=int8,
+        best=best,
         profile=profile,
-        dla_core=dla,
+        dla=dla,
         gpu_fallback=gpu_fallback,
+        shapes=shapes,
+        min_shapes=min_shapes,
+        opt_shapes=opt_shapes,
+        max_shapes=max_shapes,
         dla_objective=dla_objective,
         power_mode=power_mode,
-        input_shapes=parse_shapes(shapes) or None,
-        optimization_profiles=profiles_from_shape_options(
-            [parse_shapes(t) for t in min_shapes], [parse_shapes(t) for t in opt_shapes], [parse_shapes(t) for t in max_shapes]
-        )
-        or None,
         optimize=not no_optimize,
         verbose=verbose,
         calib_data=calib_data,
@@ -105,19 +105,50 @@ def build_command(
         optimization_level=optimization_level,
     )
     engine = edge.build(model, config)
+    report_build(engine, output or model.with_suffix(".engine"), verbose)
+
+
+def builder_config(
+    *,
+    fp16: bool,
+    int8: bool,
+    best: bool,
+    profile: str,
+    dla: int | None,
+    gpu_fallback: bool,
+    shapes: str | None,
+    min_shapes: list[str],
+    opt_shapes: list[str],
+    max_shapes: list[str],
+    **options,
+) -> edge.BuilderConfig:
+    """The BuilderConfig of the flags `build` and `trtexec` share (``options``: the rest)."""
+    profiles = profiles_from_shape_options(
+        [parse_shapes(t) for t in min_shapes], [parse_shapes(t) for t in opt_shapes], [parse_shapes(t) for t in max_shapes]
+    )
+    return edge.BuilderConfig(
+        precision=precision_from_flags(fp16, int8, best),
+        profile=profile,
+        dla_core=dla,
+        gpu_fallback=gpu_fallback,
+        input_shapes=parse_shapes(shapes) or None,
+        optimization_profiles=profiles or None,
+        **options,
+    )
+
+
+def report_build(engine: edge.Engine, target: Path | None, verbose: bool) -> None:
+    """Print the build's notes (and with ``verbose`` its details), save to ``target`` if given."""
     for note in engine.build.get("tactics", {}).get("notes", []):
         console.print(f"note: {note}")
     for warning in engine.build.get("warnings", []):
         console_warning(warning)
-    target = output or model.with_suffix(".engine")
-    engine.save(target)
+    if target is not None:
+        engine.save(target)
     if verbose:
         _print_build_details(engine)
-    size = target.stat().st_size
-    console.print(
-        f"built [bold]{terminal_text(target)}[/bold] ({size / 1e6:.2f} MB): {len(engine.graph.nodes)} layers, "
-        f"precision {engine.precision}{_precisions_used(engine)}, profile {engine.profile}"
-    )
+    where = "in memory" if target is None else f"[bold]{terminal_text(target)}[/bold] ({target.stat().st_size / 1e6:.2f} MB)"
+    console.print(f"built {where}: {len(engine.graph.nodes)} layers, precision {engine.precision}{_precisions_used(engine)}, profile {engine.profile}")
 
 
 def _precisions_used(engine: edge.Engine) -> str:

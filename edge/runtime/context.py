@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ from edge.plan import HOST
 from edge.runtime.arena import Arena, SlotPlan, plan_from_record, probe_run, static_plan
 from edge.runtime.interpreter import Schedule, Step
 from edge.runtime.profiles import OptimizationProfile, profiles_from_record, select_profile
+from edge.runtime.timing import RunTimes
 
 if TYPE_CHECKING:
     from edge.engine import Engine, TensorSpec
@@ -32,6 +34,7 @@ class ExecutionContext:
 
     Attributes:
         profiler: optional ``fn(step, outputs)`` called after every layer (layer timing).
+        last_times: what the latest :meth:`run` took (None before the first).
     """
 
     def __init__(self, engine: Engine, cuda_graph: bool = True) -> None:
@@ -39,6 +42,7 @@ class ExecutionContext:
         shapes; the runs of steps a backend can capture), like trtexec's --useCudaGraph."""
         self.engine = engine
         self.profiler: StepHook | None = None
+        self.last_times: RunTimes | None = None
         self._schedule = engine.schedule()
         self._specs = engine.inputs
         self._outputs = [spec.name for spec in engine.outputs]
@@ -86,6 +90,16 @@ class ExecutionContext:
             InputError: unknown, missing, mistyped or misshaped input, or a shape outside the
                 optimization profiles, naming the input, its shape and the allowed range.
         """
+        start = time.perf_counter()
+        outputs = self._execute(feeds)
+        host_ms = (time.perf_counter() - start) * 1000.0
+        # Host-only schedules do their work inside the call: compute (and enqueue) is the call.
+        # Schedules with device segments leave what only the device can time unmeasured here.
+        on_host = self._device_views is None
+        self.last_times = RunTimes(host_ms if on_host else None, None, host_ms if on_host else None, None, host_ms)
+        return outputs
+
+    def _execute(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_inputs(self._specs, feeds)
         arrays = [np.asarray(feeds[s.name], order="C") for s in self._specs]
         bind_calling_thread()  # the pool's team size is kept per thread
