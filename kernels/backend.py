@@ -80,6 +80,9 @@ class RunState:
         subgraph: runs a subgraph attribute (If/Loop bodies) with the current outer values.
         graphs: the context's captured device graphs by first step index (None: capture off).
         warm: a run has completed (workspaces are sized, so a run may now be captured).
+        timing: time each run's phases with device events; ``times`` then holds the last
+            run's milliseconds per phase (see ``Schedule.run``).
+        spin_wait: device backends busy-wait for their streams instead of blocking.
     """
 
     scratch: dict[str, Any] = field(default_factory=dict)
@@ -87,6 +90,9 @@ class RunState:
     subgraph: Callable[[Graph, Sequence[Any]], list[Any]] | None = None
     graphs: dict[int, Any] | None = None
     warm: bool = False
+    timing: bool = False
+    times: dict[str, float] = field(default_factory=dict)
+    spin_wait: bool = False
 
 
 Launch = Callable[[list, "list | None", RunState], list]
@@ -151,6 +157,13 @@ class Backend(ABC):
     def replay(self, graph: Any, state: RunState) -> None:
         """Launch a graph from ``capture`` on ``state``'s stream."""
         raise NotImplementedError(f"backend '{self.name}' cannot capture graphs")
+
+    def mark(self, state: RunState, phase: str) -> None:
+        """Record on ``state``'s stream that ``phase`` starts here (device backends)."""
+
+    def phase_times(self, state: RunState) -> dict[str, float]:
+        """Milliseconds per phase between the marks since the last call (after a synchronize)."""
+        return {}
 
     def time_launch(self, launch: Launch, inputs: list, outputs: list | None, state: RunState, repeat: int) -> list[float]:
         """Seconds per call of ``launch`` over ``repeat`` calls, after one warm-up (the tactic

@@ -52,8 +52,10 @@ class ExecutionContext:
         self._profiles: list[OptimizationProfile] = profiles_from_record(engine.build.get("optimization_profiles"))
         self._profile_index: int | None = None
         self._static = _static_plan(engine, self._schedule) if all(_is_static(s) for s in self._specs) else None
-        if cuda_graph and self._static is not None and any(b.can_capture for b in self._schedule.backends()):
+        self._graphs_possible = self._static is not None and any(b.can_capture for b in self._schedule.backends())
+        if cuda_graph and self._graphs_possible:
             self._state.graphs = {}
+        self._state.timing = self._device_views is not None
 
     # -- optimization profiles -----------------------------------------------------------
     @property
@@ -83,23 +85,44 @@ class ExecutionContext:
         return self._arena.array
 
     # -- execution -------------------------------------------------------------------------
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(
+        self, feeds: Mapping[str, np.ndarray], *, transfers: bool = True, spin_wait: bool = False, cuda_graph: bool | None = None
+    ) -> dict[str, np.ndarray]:
         """Run once; returns outputs by name (fresh arrays the caller owns).
+
+        Args:
+            transfers: False (trtexec's --noDataTransfers) skips, once warm, the copies between
+                host and device: the device computes on the inputs copied in last, and outputs
+                that stay on the device are left out of the result.
+            spin_wait: busy-wait for the device instead of blocking (--useSpinWait).
+            cuda_graph: override the context's CUDA-graph setting for this run.
 
         Raises:
             InputError: unknown, missing, mistyped or misshaped input, or a shape outside the
                 optimization profiles, naming the input, its shape and the allowed range.
         """
         start = time.perf_counter()
-        outputs = self._execute(feeds)
+        state = self._state
+        state.spin_wait = spin_wait
+        saved_graphs = state.graphs
+        if cuda_graph is False:
+            state.graphs = None
+        elif cuda_graph and saved_graphs is None and self._graphs_possible:
+            state.graphs = saved_graphs = {}
+        try:
+            outputs = self._execute(feeds, transfers)
+        finally:
+            if cuda_graph is False:
+                state.graphs = saved_graphs
         host_ms = (time.perf_counter() - start) * 1000.0
-        # Host-only schedules do their work inside the call: compute (and enqueue) is the call.
-        # Schedules with device segments leave what only the device can time unmeasured here.
-        on_host = self._device_views is None
-        self.last_times = RunTimes(host_ms if on_host else None, None, host_ms if on_host else None, None, host_ms)
+        if self._device_views is None:  # host work happens inside the call: compute is the call
+            self.last_times = RunTimes(host_ms, None, host_ms, None, host_ms)
+        else:
+            times = state.times
+            self.last_times = RunTimes(times.get("enqueue"), times.get("h2d"), times.get("compute"), times.get("d2h"), host_ms)
         return outputs
 
-    def _execute(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _execute(self, feeds: Mapping[str, np.ndarray], transfers: bool = True) -> dict[str, np.ndarray]:
         check_inputs(self._specs, feeds)
         arrays = [np.asarray(feeds[s.name], order="C") for s in self._specs]
         bind_calling_thread()  # the pool's team size is kept per thread
@@ -118,8 +141,8 @@ class ExecutionContext:
         if self._device_views:
             buffers = [d if d is not None else h for h, d in zip(buffers, self._device_views)]
         self._state.arena = self._arena.array
-        results = schedule.run(arrays, on_step=self.profiler, buffers=buffers, state=self._state, assembled=plan.assembled)
-        return dict(zip(self._outputs, results))
+        results = schedule.run(arrays, on_step=self.profiler, buffers=buffers, state=self._state, assembled=plan.assembled, transfers=transfers)
+        return {name: result for name, result in zip(self._outputs, results) if result is not None}
 
 
 def _is_static(spec: TensorSpec) -> bool:

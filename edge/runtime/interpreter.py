@@ -15,6 +15,7 @@ streams) comes from the caller's :class:`~edge.kernels.backend.RunState`.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -101,6 +102,7 @@ class Schedule:
         self._lock = threading.Lock()
         self._plan_frees()
         self._groups = self._capture_groups()
+        self._phases = [_phase(step, self.space) for step in self.steps]
 
     # -- compilation ---------------------------------------------------------------------
     def _slot_of(self, name: str, space: str | None) -> int:
@@ -262,6 +264,7 @@ class Schedule:
         buffers: Sequence[object | None] | None = None,
         state: RunState | None = None,
         assembled: frozenset[int] = frozenset(),
+        transfers: bool = True,
     ) -> list[np.ndarray]:
         """Run on arrays given in ``graph.inputs`` order; returns ``graph.outputs`` arrays.
 
@@ -275,6 +278,12 @@ class Schedule:
                 a fresh one per run when None.
             assembled: indices of steps whose planned output ``buffers`` already hold their
                 result (see ``edge.runtime.arena.SlotPlan``): they are not run.
+            transfers: False skips, once warm, the host<->device copies and what reads their
+                results (trtexec's --noDataTransfers): the device works on the last inputs
+                copied in, and outputs left on the device come back as None.
+
+        With ``state.timing``, the first device backend's events time the run's phases
+        (``state.times``: "h2d", "compute", "d2h" in ms, and "enqueue", the host's launch time).
         """
         if not self._prepared:
             self.prepare()
@@ -292,17 +301,43 @@ class Schedule:
         if self._nested:
             state.subgraph = self._subgraph_runner(slots)
         graphs = buffers is not None and on_step is None
+        timer = self._devices[0] if state.timing and self._devices else None
+        skipping = not transfers and state.warm
+        skipped: set[int] = set()
+        phase, enqueue = None, 0.0
         index = 0
         while index < len(self.steps):
+            step = self.steps[index]
+            if skipping and self._phases[index] == "h2d" and buffers is not None:
+                for slot in step.outputs:  # the device buffer still holds the last inputs
+                    slots[slot] = buffers[slot]
+                index += 1
+                continue
+            if skipping and (self._phases[index] == "d2h" or any(s in skipped for s in step.inputs if s is not None)):
+                skipped.update(step.outputs)  # outputs stay on the device
+                index += 1
+                continue
+            if timer is not None and self._phases[index] != phase:
+                phase = self._phases[index]
+                timer.mark(state, phase)
+            began = time.perf_counter()
             group = self._groups.get(index) if graphs and state.graphs is not None else None
             if group is not None and self._replay(index, group, slots, buffers, state):  # type: ignore[arg-type]
                 index = group[0]
-                continue
-            self._launch(index, slots, buffers, state, assembled, on_step)
-            index += 1
+            else:
+                self._launch(index, slots, buffers, state, assembled, on_step)
+                index += 1
+            if phase == "compute":
+                enqueue += time.perf_counter() - began
+        if timer is not None:
+            timer.mark(state, "end")
         for backend in self._devices:
             backend.synchronize(state)
+        if timer is not None:
+            state.times = {**timer.phase_times(state), "enqueue": enqueue * 1e3}
         state.warm = True
+        if skipped:
+            return [None if s in skipped else slots[s] for s in self.output_slots]  # type: ignore[misc]
         if arena is None:
             return [slots[s] for s in self.output_slots]  # type: ignore[misc]
         return [detach(slots[s], arena) for s in self.output_slots]  # type: ignore[arg-type]
@@ -383,6 +418,13 @@ def _onnx_type(dtype: np.dtype) -> int:
     from onnx.helper import np_dtype_to_tensor_dtype
 
     return int(np_dtype_to_tensor_dtype(np.dtype(dtype)))
+
+
+def _phase(step: Step, space: list[str | None]) -> str:
+    """What a step counts as in a timed run: "h2d"/"d2h" copies, device "compute", or "host"."""
+    if step.plan.kind == "transfer":
+        return "d2h" if space[step.outputs[0]] == HOST else "h2d"
+    return "host" if step.backend.memory_space == HOST else "compute"
 
 
 def _values_by_name(graph: Graph) -> dict[str, Value]:

@@ -50,6 +50,8 @@ class CudaState:
         self._used = 0
         self._retired: list[tuple[int, np.ndarray]] = []
         self._workspace: DeviceBuffer | None = None
+        self.marks: list[tuple[str, Any]] = []  # (phase, event) recorded this run
+        self.mark_events: list[Any] = []
         weakref.finalize(self, _free_state, device, self.stream, self._staging, self._retired)
 
     def workspace(self, backend: CudaBackend, nbytes: int) -> int:
@@ -75,8 +77,9 @@ class CudaState:
         self._used += aligned
         return pointer + start, view[start : start + nbytes]
 
-    def synchronize(self) -> None:
-        self.device.sync_stream(self.stream)
+    def synchronize(self, spin: bool = False) -> None:
+        """Wait for the stream (``spin``: busy-wait polling it, trtexec's --useSpinWait)."""
+        self.device.sync_stream(self.stream, spin)
         self._used = 0
         while self._retired:
             self.device.free_host(self._retired.pop()[0])
@@ -180,7 +183,7 @@ class CudaBackend(Backend):
         cuda = _cuda(state)
         pointer, staging = cuda.stage(src.nbytes)
         self.device.copy_d2h(pointer, src.ptr, src.nbytes, cuda.stream)
-        cuda.synchronize()
+        cuda.synchronize(state.spin_wait)
         return staging.view(src.dtype).reshape(src.shape).copy()
 
     # -- execution ------------------------------------------------------------------------
@@ -220,7 +223,7 @@ class CudaBackend(Backend):
         return CudaState(self.device)
 
     def synchronize(self, state: RunState) -> None:
-        _cuda(state).synchronize()
+        _cuda(state).synchronize(state.spin_wait)
 
     def capture(self, enqueue, state: RunState) -> CapturedGraph:
         """Stream capture (thread-local mode, so other contexts' threads are not affected) of
@@ -237,6 +240,22 @@ class CudaBackend(Backend):
 
     def replay(self, graph: CapturedGraph, state: RunState) -> None:
         self.device.call("cuGraphLaunch", graph.executable, _cuda(state).stream)
+
+    def mark(self, state: RunState, phase: str) -> None:
+        cuda = _cuda(state)
+        if len(cuda.marks) == len(cuda.mark_events):
+            cuda.mark_events.append(self.device.event())  # created in the first runs, reused after
+        event = cuda.mark_events[len(cuda.marks)]
+        self.device.record(event, cuda.stream)
+        cuda.marks.append((phase, event))
+
+    def phase_times(self, state: RunState) -> dict[str, float]:
+        cuda = _cuda(state)
+        times: dict[str, float] = {}
+        for (phase, start), (_, end) in zip(cuda.marks, cuda.marks[1:]):
+            times[phase] = times.get(phase, 0.0) + self.device.elapsed_seconds(start, end) * 1e3
+        cuda.marks.clear()
+        return times
 
     def time_launch(self, launch: Launch, inputs: list, outputs: list | None, state: RunState, repeat: int) -> list[float]:
         """Seconds per call from CUDA events around each call, after one warm-up call."""

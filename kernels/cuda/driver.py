@@ -156,8 +156,17 @@ class Device:
     def stream(self) -> Any:
         return self.call("cuStreamCreate", int(self.driver.CUstream_flags.CU_STREAM_NON_BLOCKING))
 
-    def sync_stream(self, stream: Any) -> None:
-        self.call("cuStreamSynchronize", stream)
+    def sync_stream(self, stream: Any, spin: bool = False) -> None:
+        """Wait for ``stream``; ``spin`` polls it instead of blocking (lower wake-up latency)."""
+        if not spin:
+            self.call("cuStreamSynchronize", stream)
+            return
+        not_ready = self.driver.CUresult.CUDA_ERROR_NOT_READY
+        while True:
+            (status,) = self.driver.cuStreamQuery(stream)
+            if status != not_ready:
+                _check(self.driver, (status,), "cuStreamQuery")
+                return
 
     def event(self) -> Any:
         return self.call("cuEventCreate", int(self.driver.CUevent_flags.CU_EVENT_DEFAULT))

@@ -91,7 +91,13 @@ class FakeDevice:
     def event(self) -> str:
         return "event"
 
-    def sync_stream(self, stream) -> None:
+    def record(self, event, stream) -> None:
+        self.calls.append("cuEventRecord")
+
+    def elapsed_seconds(self, start, end) -> float:
+        return 1e-3
+
+    def sync_stream(self, stream, spin: bool = False) -> None:
         pass
 
     def alloc_host(self, nbytes: int):

@@ -77,3 +77,20 @@ def test_warm_runs_replay_one_captured_graph(stand_in):
         launches = len(stand_in.launches)
         plain.run(feeds)
         assert len(stand_in.launches) - launches == kernels
+
+
+def test_gpu_runs_time_their_phases_and_can_skip_transfers(stand_in):
+    """A GPU engine's run reports H2D / compute / D2H from device events and the host's
+    launch time; warm runs without transfers make no copies and return no device outputs."""
+    model = resnet_block_cnn()
+    engine = edge.build(model.SerializeToString(), edge.BuilderConfig(profile="agx-orin-64gb", precision="fp32", backends={"gpu": "cuda"}, optimization_level=0))
+    feeds = random_feeds(model)
+    context = engine.create_context()
+    assert set(context.run(feeds)) == {v.name for v in model.graph.output}
+    times = context.last_times
+    assert times.h2d_ms == times.compute_ms == times.d2h_ms == 1.0  # one interval each at the stand-in's 1 ms
+    assert times.enqueue_ms is not None and times.host_ms >= times.enqueue_ms
+    copies = len(stand_in.copies)
+    assert context.run(feeds, transfers=False) == {}
+    assert len(stand_in.copies) == copies and context.last_times.h2d_ms is None and context.last_times.compute_ms == 1.0
+    assert set(context.run(feeds, spin_wait=True)) == {v.name for v in model.graph.output}
