@@ -252,10 +252,25 @@ def _gpu_checks(path: str | None, jetson: bool) -> list[Check]:
     checks.append(Check("gpu", "cuda-python", OK if cuda else MISSING, cuda or "not installed", "" if cuda else "pip install 'edgetrt[cuda]' for the CUDA backend"))
     checks.append(_desktop_cuda_check(jetson))
     checks.append(_cuda_backend_check())
-    for name, distributions in (("cudnn", ("nvidia-cudnn-cu13", "nvidia-cudnn-cu12")), ("cublas", ("nvidia-cublas", "nvidia-cublas-cu12"))):
-        found = _distribution_version(distributions)
-        checks.append(Check("gpu", name, OK if found else NA, found or "no PyPI wheel (JetPack's system library on a Jetson)",
-                            "" if found else "not used by the CUDA backend yet"))
+    checks.extend(_library_tactic_checks())
+    return checks
+
+
+def _library_tactic_checks() -> list[Check]:
+    """cuDNN (conv) and cuBLASLt (GEMM) as tactic sources: the library version loaded through
+    its Python binding, or what to install."""
+    from edge.kernels.cuda import cublaslt, cudnn_conv
+
+    checks = []
+    for name, module, binding, extra in (("cudnn", cudnn_conv, ("nvidia-cudnn-frontend",), "cudnn"),
+                                         ("cublaslt", cublaslt, ("nvmath-python",), "cublas")):
+        loaded, wrapper = module.library_version(), _distribution_version(binding)
+        if loaded:
+            checks.append(Check("gpu", name, OK, f"{name} {loaded} via {wrapper}; its tactics join the auto-tuner"))
+        else:
+            missing = "its library does not load" if wrapper else f"{binding[0]} is not installed"
+            checks.append(Check("gpu", name, NA, f"{missing}: the NVRTC kernels serve these layers",
+                                f"pip install 'edgetrt[{extra}]' (on a Jetson, with JetPack's own library)"))
     return checks
 
 
