@@ -68,7 +68,7 @@ def trtexec_command(
     min_shapes: str = typer.Option(None, "--minShapes", help="Optimization profile min shapes: name:1x3x224x224,..."),
     opt_shapes: str = typer.Option(None, "--optShapes", help="Optimization profile opt shapes."),
     max_shapes: str = typer.Option(None, "--maxShapes", help="Optimization profile max shapes."),
-    device_profile: str = typer.Option("cpu", "--deviceProfile", help="edgetrt device profile to build for (edgetrt's --profile of build)."),
+    device_profile: str = typer.Option("cpu", "--deviceProfile", help="edgetrt device profile to build for, as build's --profile NAME takes it."),
     timing_cache: Path = typer.Option(None, "--timingCacheFile", help="JSON timing cache, read and updated by the build."),
     calib_cache: Path = typer.Option(None, "--calib", help="INT8 calibration cache (TensorRT's text format)."),
     optimization_level: int = typer.Option(3, "--builderOptimizationLevel", min=0, max=5, help="0: each kernel's heuristic tactic; 1-5: time candidate tactics."),
