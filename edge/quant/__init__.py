@@ -21,9 +21,11 @@ from edge.quant.calibration import (
     TensorRange,
     calibrate,
     calibration_for,
+    calibration_progress,
 )
 from edge.quant.calibrators import CALIBRATORS, entropy_threshold, percentile_threshold
-from edge.quant.data import load_calibration_data
+from edge.quant.data import CalibrationData, load_calibration_data
+from edge.quant.images import Preprocess
 from edge.quant.numerics import Quantizer, quantize_weight, quantizer_of
 
 __all__ = [
@@ -33,11 +35,14 @@ __all__ = [
     "TRT_VERSION",
     "Calibration",
     "CalibrationCache",
+    "CalibrationData",
+    "Preprocess",
     "Quantizer",
     "TensorRange",
     "apply_int8",
     "calibrate",
     "calibration_for",
+    "calibration_progress",
     "entropy_threshold",
     "load_calibration_data",
     "mark_explicit",
