@@ -64,8 +64,8 @@ def describe_memory(result: Calibration) -> str:
     text = f"peak memory {result.peak_memory / 2**20:.1f} MiB, batch {batch}"
     if result.sizing:
         text += (
-            f" (auto: {result.sizing['per_sample'] / 2**20:.1f} MiB per sample + {result.sizing['fixed'] / 2**20:.1f} MiB, "
-            f"budget {result.sizing['budget'] / 2**20:.0f} MiB)"
+            f" (auto: {result.sizing['per_sample'] / 2**20:.2f} MiB per sample, predicted peak "
+            f"{result.sizing['predicted_peak'] / 2**20:.1f} MiB, budget {result.sizing['budget'] / 2**20:.0f} MiB)"
         )
     return text
 

@@ -68,6 +68,7 @@ class Calibration:
     batches: int = 0
     batch: int | None = None
     peak_memory: int = 0
+    run_memory: int = 0  # the peak while running the model (the part that grows with the batch)
     sizing: dict[str, int] = field(default_factory=dict)
 
 
@@ -111,8 +112,8 @@ _PROGRESS: ContextVar[ProgressFn | None] = ContextVar("calibration_progress", de
 
 
 @contextmanager
-def calibration_progress(report: ProgressFn) -> Iterator[None]:
-    """Calibrations run inside the block report their progress to ``report`` (the CLI's bar)."""
+def calibration_progress(report: ProgressFn | None) -> Iterator[None]:
+    """Calibrations run inside the block report their progress to ``report`` (the CLI's bar; None: nowhere)."""
     token = _PROGRESS.set(report)
     try:
         yield
@@ -169,9 +170,11 @@ def calibrate(
             raise CalibrationError("calibration needs at least one batch")
         amax = first.amax
         thresholds = dict(amax)
+        memory.mark("max pass")
         if calibrator != "minmax":
             second = _Statistics(amax)
             _run(graph, batches, second, tick)
+            memory.mark("histogram pass")
             thresholds = {}
             for name, peak in amax.items():
                 if name not in second.hist:
@@ -183,24 +186,30 @@ def calibrate(
                     thresholds[name] = percentile_threshold(second.hist[name], width, percentile)
     ranges = {name: TensorRange(amax[name], thresholds.get(name, 0.0)) for name in amax}
     scales = {name: r.scale for name, r in ranges.items() if r.threshold > 0}
-    return Calibration(calibrator, scales, "calibrated", ranges, count, getattr(batches, "batch", None), memory.peak)
+    running = max(memory.phases["max pass"], memory.phases.get("histogram pass", 0))
+    return Calibration(calibrator, scales, "calibrated", ranges, count, getattr(batches, "batch", None), memory.peak, running)
 
 
-def _auto_batch(graph: Graph, data: CalibrationData, memory_bytes: float | None) -> tuple[CalibrationData, dict[str, int]]:
+def _auto_batch(
+    graph: Graph, data: CalibrationData, memory_bytes: float | None, calibrator: str, percentile: float
+) -> tuple[CalibrationData, dict[str, int]]:
     """``data`` re-cut into the largest batch whose calibration peak fits the device (see
-    edge.quant.memory), and how it was chosen; a source with a fixed batch is kept."""
+    edge.quant.memory), and how it was chosen; a source with a fixed batch is kept. The
+    probe is a whole calibration of the first samples, after one unmeasured warm-up run
+    (first runs compile kernels)."""
     if not isinstance(data, SampleData) or model_batch(graph.inputs) is not None:
         return data, {}
     device = memory_bytes if memory_bytes is not None else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     budget = int(CALIBRATION_MEMORY_SHARE * device) - resident_bytes()
 
-    def peak_of(samples: int) -> int:
-        with measure_peak() as memory:
-            _run(graph, [data.read(0, samples)], _Statistics())
-        return memory.peak
+    def probe(samples: int) -> tuple[int, int]:
+        result = calibrate(graph, [data.read(0, samples)], calibrator, percentile)
+        return result.run_memory, result.peak_memory
 
-    batch, fixed, per_sample = auto_batch(peak_of, budget, data.samples)
-    return data.with_batch(batch), {"budget": budget, "fixed": fixed, "per_sample": per_sample, "predicted_peak": fixed + batch * per_sample}
+    with calibration_progress(None):
+        probe(1)
+        batch, per_sample, predicted = auto_batch(probe, budget, data.samples)
+    return data.with_batch(batch), {"budget": budget, "per_sample": per_sample, "predicted_peak": predicted}
 
 
 def calibration_for(
@@ -244,7 +253,7 @@ def calibration_for(
     batches = load_calibration_data(data, graph.inputs, max_batches, None if batch == "auto" else batch, preprocess)
     sizing: dict[str, int] = {}
     if batch == "auto":
-        batches, sizing = _auto_batch(graph, batches, memory_bytes)
+        batches, sizing = _auto_batch(graph, batches, memory_bytes, calibrator or "entropy2", percentile)
     result = calibrate(graph, batches, calibrator or "entropy2", percentile)
     result.sizing = sizing
     if cache is not None:

@@ -35,6 +35,10 @@ CALIBRATORS: dict[str, str] = {
 TensorRT knows the first two; a percentile cache is edgetrt's own."""
 
 
+_CHUNK = 128
+"""Candidates scored per step: bounds the work arrays to _CHUNK x 129 (about 130 KB each)."""
+
+
 def _xlogx(x: np.ndarray) -> np.ndarray:
     return np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0)), 0.0)
 
@@ -68,6 +72,18 @@ def entropy_threshold(hist: np.ndarray, bin_width: float) -> float:
     cum_plogp = np.concatenate([[0.0], np.cumsum(_xlogx(hist))])
 
     ends = np.arange(QUANTIZED_BINS, bins + 1)
+    divergence = np.concatenate([
+        _divergences(hist, total, cum, cum_nonzero, cum_plogp, ends[start : start + _CHUNK])
+        for start in range(0, len(ends), _CHUNK)
+    ])
+    best = len(ends) - 1 - int(np.argmin(divergence[::-1]))  # the last among ties
+    return int(ends[best]) * bin_width
+
+
+def _divergences(
+    hist: np.ndarray, total: float, cum: np.ndarray, cum_nonzero: np.ndarray, cum_plogp: np.ndarray, ends: np.ndarray
+) -> np.ndarray:
+    """KL(P || Q) of the candidate end bins ``ends`` (see ``entropy_threshold``)."""
     groups = np.arange(QUANTIZED_BINS + 1)
     bounds = (groups[None, :] * ends[:, None] + QUANTIZED_BINS - 1) // QUANTIZED_BINS  # first bin of each group
     group_total = cum[bounds[:, 1:]] - cum[bounds[:, :-1]]
@@ -75,17 +91,15 @@ def entropy_threshold(hist: np.ndarray, bin_width: float) -> float:
     tail = total - cum[ends]
     mass = group_total.copy()
     mass[:, -1] += tail
+    kept_last = hist[ends - 1]
+    kept = cum[ends]
     with np.errstate(divide="ignore", invalid="ignore"):
-        per_bin = np.log(group_total / occupied)
-        plogq = np.where(mass > 0, mass * per_bin, 0.0).sum(axis=1)
-        kept_last = hist[ends - 1]
+        plogq = np.where(mass > 0, mass * np.log(group_total / occupied), 0.0).sum(axis=1)
         plogp = cum_plogp[ends - 1] + _xlogx(kept_last + tail)
-        kept = cum[ends]
         divergence = (plogp - plogq) / total + np.log(kept / total)
     divergence[(kept_last == 0) & (tail > 0)] = np.inf
     divergence[kept <= 0] = np.inf
-    best = len(ends) - 1 - int(np.argmin(divergence[::-1]))  # the last among ties
-    return int(ends[best]) * bin_width
+    return divergence
 
 
 def percentile_threshold(hist: np.ndarray, bin_width: float, percentile: float) -> float:

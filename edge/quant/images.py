@@ -3,8 +3,8 @@
 Each image becomes one sample of a one-input image model: converted to RGB (or grayscale
 for a one-channel input), its shorter side resized to ``resize`` pixels (bilinear; default
 the crop's longer side), center-cropped to the model's height x width, multiplied by
-``scale`` (1/255: pixels in [0, 1]), normalized ``(x - mean) / std`` per channel, channels
-reordered for ``channels: bgr``, and laid out NCHW or NHWC (from ``layout``, else from the
+``scale`` (1/255: pixels in [0, 1]), channels reordered for ``channels: bgr``, normalized
+``(x - mean) / std`` per input channel (mean and std in the input's channel order), and laid out NCHW or NHWC (from ``layout``, else from the
 input shape: channels of 1 or 3 at dim 1 or dim 3). A uint8 input gets the raw pixels.
 The same settings come from command-line flags or a small YAML file::
 
