@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+
+import edge
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -24,9 +26,11 @@ from edge.quant import (
     Preprocess,
     calibration_for,
     calibration_progress,
+    load_calibration_data,
     scale_to_hex,
     write_cache,
 )
+from edge.quant.accuracy import top1_agreement
 from edge.quant.calibration import Calibration
 
 __all__ = ["calib_batch", "calibrate_command", "calibration_bar", "describe_memory"]
@@ -99,6 +103,7 @@ def calibrate_command(
     std: str = typer.Option(None, "--std", help="Images: per-channel std, e.g. 0.229,0.224,0.225."),
     channels: str = typer.Option(None, "--channels", help="Images: rgb or bgr [default: rgb]."),
     layout: str = typer.Option(None, "--layout", help="Images: nchw or nhwc [default: from the input shape]."),
+    eval_data: Path = typer.Option(None, "--eval-data", help="After calibrating, build FP32 and INT8 engines and report their top-1 agreement and output cosine on this data (same forms as --calib-data)."),
 ) -> None:
     """Calibrate a model for INT8 and write a TensorRT calibration cache.
 
@@ -117,6 +122,8 @@ def calibrate_command(
         edgetrt calibrate yolo.onnx --calib-data data.py:batches --calibrator minmax --batches 100
 
         edgetrt calibrate model.onnx --calib-data arrays/ --trt-version 100300 -o model.calib
+
+        edgetrt calibrate classifier.onnx --calib-data train/ --eval-data test/
     """
     if calibrator not in CALIBRATORS:
         raise EdgeError(f"--calibrator '{calibrator}' is not one of {list(CALIBRATORS)}")
@@ -143,3 +150,13 @@ def calibrate_command(
     console.print(table)
     console.print(describe_memory(result))
     console.print(f"wrote [bold]{target}[/bold]: {len(result.scales)} tensors")
+    if eval_data is not None:
+        config = {"input_shapes": parse_shapes(shapes) or None}
+        fp32 = edge.build(model, edge.BuilderConfig(**config))
+        int8 = edge.build(model, edge.BuilderConfig(precision="int8", calib_cache=target, **config))
+        data = load_calibration_data(eval_data, graph.inputs, batch=result.batch, preprocess=settings)
+        found = top1_agreement(fp32.create_context(), int8.create_context(), data)
+        console.print(
+            f"INT8 vs FP32 on '{eval_data}': top-1 agreement {100 * found.top1:.1f} % of {found.samples} rows of "
+            f"'{found.output}', output cosine {found.cosine:.5f}"
+        )

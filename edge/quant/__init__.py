@@ -1,5 +1,6 @@
 """INT8 quantization: calibration data, calibrators, TensorRT calibration caches, and the INT8 build stage."""
 
+from edge.quant.accuracy import Agreement, top1_agreement
 from edge.quant.apply import (
     NO_SCALES,
     apply_int8,
@@ -29,6 +30,7 @@ from edge.quant.images import Preprocess
 from edge.quant.numerics import Quantizer, quantize_weight, quantizer_of
 
 __all__ = [
+    "Agreement",
     "CALIBRATORS",
     "DEFAULT_PERCENTILE",
     "NO_SCALES",
@@ -54,5 +56,6 @@ __all__ = [
     "quantizer_of",
     "read_cache",
     "scale_to_hex",
+    "top1_agreement",
     "write_cache",
 ]
