@@ -11,7 +11,6 @@ rounding boundary (float32 sums in onnxruntime, exact integer sums in edgetrt).
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import onnx
