@@ -51,7 +51,7 @@ class BuilderConfig:
             a callable giving batches, or a ``module:function`` spec (see edge.quant.data).
         calib_cache: TensorRT calibration cache file: read when it exists and fits the model
             and calibrator, else written after calibrating on ``calib_data``.
-        calibrator: "entropy2", "minmax" or "percentile"; None takes a cache's algorithm,
+        calibrator: "entropy2", "minmax", "percentile" or "mse"; None takes a cache's algorithm,
             else "entropy2".
         calib_batches: calibrate on at most this many batches.
         calib_batch: samples per calibration batch when the model's batch dim is symbolic,

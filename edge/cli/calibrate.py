@@ -89,7 +89,7 @@ def calibrate_command(
     model: Path = typer.Argument(..., metavar="MODEL.onnx", help="ONNX model to calibrate.", show_default=False),
     calib_data: Path = typer.Option(..., "--calib-data", help=CALIB_DATA_HELP, show_default=False),
     output: Path = typer.Option(None, "--output", "-o", help="Cache file to write [default: MODEL.calib]."),
-    calibrator: str = typer.Option("entropy2", "--calibrator", help="entropy2, minmax or percentile."),
+    calibrator: str = typer.Option("entropy2", "--calibrator", help="entropy2, minmax, percentile or mse."),
     batches: int = typer.Option(None, "--batches", help="Use at most this many batches [default: all]."),
     batch: str = typer.Option(None, "--calib-batch", help=CALIB_BATCH_HELP),
     profile: str = typer.Option(None, "--profile", help="Device profile whose memory bounds --calib-batch auto [default: this machine]."),

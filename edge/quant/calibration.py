@@ -29,6 +29,7 @@ from edge.quant.calibrators import (
     CALIBRATORS,
     HISTOGRAM_BINS,
     entropy_threshold,
+    mse_threshold,
     percentile_threshold,
 )
 from edge.quant.data import CalibrationData, CalibrationSource, SampleData, load_calibration_data, model_batch
@@ -182,6 +183,8 @@ def calibrate(
                 width = peak / HISTOGRAM_BINS
                 if calibrator == "entropy2":
                     thresholds[name] = entropy_threshold(second.hist[name], width)
+                elif calibrator == "mse":
+                    thresholds[name] = mse_threshold(second.hist[name], width)
                 else:
                     thresholds[name] = percentile_threshold(second.hist[name], width, percentile)
     ranges = {name: TensorRange(amax[name], thresholds.get(name, 0.0)) for name in amax}

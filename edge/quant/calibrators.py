@@ -6,6 +6,10 @@
 - ``minmax`` (IInt8MinMaxCalibrator): max |x| over all batches, no clipping.
 - ``percentile``: the edge pytorch-quantization's percentile method returns, the left edge
   of the bin where the CDF of |x| reaches the percentile (not a TensorRT calibrator).
+- ``mse``: the histogram bin centre (from the 128th bin on) that, taken as amax, gives the
+  smallest mean squared error between the bin centres and their symmetric INT8
+  quantization, weighted by the bins' counts (pytorch-quantization's MSE method in
+  outline; not a TensorRT calibrator).
 
 The scale TensorRT stores is threshold / 127.
 """
@@ -14,11 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge.quant.numerics import SYMMETRIC_MAX
+
 __all__ = [
     "CALIBRATORS",
     "HISTOGRAM_BINS",
     "QUANTIZED_BINS",
     "entropy_threshold",
+    "mse_threshold",
     "percentile_threshold",
 ]
 
@@ -30,9 +37,10 @@ CALIBRATORS: dict[str, str] = {
     "entropy2": "EntropyCalibration2",
     "minmax": "MinMaxCalibration",
     "percentile": "PercentileCalibration",
+    "mse": "MSECalibration",
 }
 """Calibrator name -> the algorithm token of its cache header (``TRT-<version>-<token>``).
-TensorRT knows the first two; a percentile cache is edgetrt's own."""
+TensorRT knows the first two; percentile and mse caches are edgetrt's own."""
 
 
 _CHUNK = 128
@@ -111,3 +119,21 @@ def percentile_threshold(hist: np.ndarray, bin_width: float, percentile: float) 
         return 0.0
     cdf = np.cumsum(hist / total)
     return int(np.searchsorted(cdf, percentile / 100.0)) * bin_width
+
+
+def mse_threshold(hist: np.ndarray, bin_width: float) -> float:
+    """The bin centre c_i (i >= 127) minimizing Σ_j count_j · (c_j - q_i(c_j))², q_i the
+    symmetric INT8 fake quantization with amax c_i (clip to ±127 steps of c_i / 127); the
+    first among ties."""
+    counts = np.asarray(hist, np.float64)
+    centres = (np.arange(len(counts)) + 0.5) * bin_width
+    candidates = centres[QUANTIZED_BINS - 1 :]
+    if counts.sum() <= 0 or not len(candidates):
+        return len(counts) * bin_width
+    errors = []
+    for start in range(0, len(candidates), _CHUNK):
+        amax = candidates[start : start + _CHUNK, None]
+        step = amax / SYMMETRIC_MAX
+        quantized = np.clip(np.rint(centres[None, :] / step), -SYMMETRIC_MAX, SYMMETRIC_MAX) * step
+        errors.append(((quantized - centres[None, :]) ** 2 * counts[None, :]).sum(axis=1))
+    return float(candidates[int(np.argmin(np.concatenate(errors)))])

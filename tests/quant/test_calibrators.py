@@ -10,6 +10,7 @@ from scipy import stats
 from edge.errors import CalibrationError
 from edge.frontend import load_onnx
 from edge.quant import calibrate, entropy_threshold, percentile_threshold
+from edge.quant.calibrators import mse_threshold
 from tests.models import resnet_block_cnn
 
 
@@ -97,6 +98,28 @@ def test_calibrate_minmax_and_percentile_exact_on_a_model() -> None:
     assert 0 <= np.percentile(values, 99.99, method="inverted_cdf") - percentile.ranges["image"].threshold <= width + 1e-6
     entropy = calibrate(graph, batches, "entropy2")
     assert all(0 < r.threshold <= r.amax + 1e-9 for r in entropy.ranges.values())
+
+
+def test_mse_is_the_centre_with_the_least_squared_error() -> None:
+    """Each candidate written out: quantize every bin centre to 255 levels over ±amax, weigh
+    the squared errors by the counts; and on uniform data nothing is worth clipping."""
+    rng = np.random.default_rng(5)
+    heavy = np.abs(rng.standard_t(3, 20000))
+    hist, edges = np.histogram(heavy, bins=400, range=(0, heavy.max()))
+    centres = (edges[:-1] + edges[1:]) / 2
+    errors = {}
+    for i in range(127, 400):
+        step = centres[i] / 127
+        codes = np.minimum(np.round(centres / step), 127)
+        errors[i] = float(np.dot(hist, (codes * step - centres) ** 2))
+    best = min(errors, key=lambda i: (errors[i], i))
+    assert mse_threshold(hist, edges[1]) == pytest.approx(centres[best], rel=1e-12)
+    uniform = rng.uniform(0, 1, 50000)
+    hist, edges = np.histogram(uniform, bins=2048, range=(0, 1))
+    assert mse_threshold(hist, edges[1]) > 0.99
+    graph = load_onnx(resnet_block_cnn())
+    result = calibrate(graph, [[rng.standard_normal((1, 3, 16, 16)).astype(np.float32)]], "mse")
+    assert result.calibrator == "mse" and all(0 < r.threshold <= r.amax for r in result.ranges.values() if r.threshold)
 
 
 def test_unknown_calibrator() -> None:
