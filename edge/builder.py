@@ -25,7 +25,7 @@ from edge.passes import optimize
 from edge.plan import lower
 from edge.precision import PRECISIONS, REDUCED, assign_precision, layer_precisions, round_weights
 from edge.profiles import load_profile
-from edge.quant import CALIBRATORS, apply_int8, calibration_for, load_calibration_data, onnx_layout
+from edge.quant import CALIBRATORS, Preprocess, apply_int8, calibration_for, load_calibration_data, onnx_layout
 from edge.runtime.arena import plan_engine_memory
 from edge.runtime.interpreter import Schedule
 from edge.runtime.profiles import validate_profiles
@@ -48,12 +48,16 @@ class BuilderConfig:
         optimization_profiles: list of {input: (min, opt, max)} shape ranges for dynamic inputs.
         optimize: run the graph optimizer.
         verbose: record per-pass details for printing.
-        calib_data: folder of .npy/.npz calibration inputs (INT8 scales; see edge.quant.data).
+        calib_data: calibration inputs (INT8 scales): a folder of .npy/.npz files or images,
+            a callable giving batches, or a ``module:function`` spec (see edge.quant.data).
         calib_cache: TensorRT calibration cache file: read when it exists and fits the model
             and calibrator, else written after calibrating on ``calib_data``.
-        calibrator: "entropy2", "minmax" or "percentile"; None takes a cache's algorithm,
+        calibrator: "entropy2", "minmax", "percentile" or "mse"; None takes a cache's algorithm,
             else "entropy2".
         calib_batches: calibrate on at most this many batches.
+        calib_batch: samples per calibration batch when the model's batch dim is symbolic,
+            or "auto": the largest whose calibration peak fits the profile's memory.
+        calib_preprocess: how image folders become input samples (edge.quant.Preprocess).
         backends: backend per partition device ("cpu", "gpu", "dla"), e.g. {"gpu": "cuda"};
             unnamed devices take the default: the CUDA backend for the GPU where one is
             usable, else the CPU backend emulating the device's numerics.
@@ -76,6 +80,8 @@ class BuilderConfig:
     calib_cache: str | os.PathLike | None = None
     calibrator: str | None = None
     calib_batches: int | None = None
+    calib_batch: int | str | None = None
+    calib_preprocess: Preprocess | None = None
     backends: dict[str, str] | None = None
     optimization_level: int = 3
     timing_cache: str | os.PathLike | None = None
@@ -124,13 +130,18 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
     calibration = None
     if config.precision == "int8" and (config.calib_data or config.calib_cache):
         stage = time.perf_counter()
-        calibration = calibration_for(graph, config.calib_data, config.calib_cache, config.calibrator, config.calib_batches)
+        calibration = calibration_for(
+            graph, config.calib_data, config.calib_cache, config.calibrator, config.calib_batches,
+            config.calib_batch, load_profile(config.profile).memory_gb * 1e9, config.calib_preprocess,
+        )
         timings["calibration"] = time.perf_counter() - stage
         build_info["calibration"] = {
             "calibrator": calibration.calibrator,
             "source": calibration.source,
             "tensors": len(calibration.scales),
             "batches": calibration.batches,
+            "batch": calibration.batch,
+            "peak_memory": calibration.peak_memory,
         }
 
     if config.optimize:
@@ -207,9 +218,12 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
 def _fp16_range_probe(graph: Graph, config: BuilderConfig, build_info: dict[str, Any]) -> dict[str, float] | None:
     """Each layer's FP32 peak |output| on one input batch (see edge.fp16_range); None, with the
     reason in the build record, when that batch cannot run."""
-    batches = load_calibration_data(config.calib_data, graph.inputs, 1) if config.calib_data else None
     try:
-        inputs, source = probe_inputs(graph, batches)
+        first = None
+        if config.calib_data:
+            data = load_calibration_data(config.calib_data, graph.inputs, 1, preprocess=config.calib_preprocess)
+            first = next(iter(data), None)
+        inputs, source = probe_inputs(graph, first)
         peaks = layer_peaks(graph, inputs)
     except EdgeError as exc:
         build_info["fp16_range"] = {"inputs": None, "skipped": str(exc)}
@@ -258,7 +272,7 @@ def _config_record(config: BuilderConfig) -> dict[str, Any]:
         "dla_objective": config.dla_objective,
         "power_mode": config.power_mode,
         "optimize": config.optimize,
-        "calib_data": None if config.calib_data is None else str(config.calib_data),
+        "calib_data": None if config.calib_data is None else getattr(config.calib_data, "__name__", str(config.calib_data)),
         "calib_cache": None if config.calib_cache is None else str(config.calib_cache),
         "calibrator": config.calibrator,
         "backends": config.backends,

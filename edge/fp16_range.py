@@ -22,10 +22,11 @@ __all__ = ["FP16_MAX", "fp16_overflow_warning", "layer_peaks", "probe_inputs"]
 FP16_MAX = float(np.finfo(np.float16).max)
 
 
-def probe_inputs(graph: Graph, batches: Sequence[list[np.ndarray]] | None, seed: int = 0) -> tuple[list[np.ndarray], str]:
-    """Inputs for the range run, in ``graph.inputs`` order, and what they are."""
-    if batches:
-        return list(batches[0]), "the first calibration batch"
+def probe_inputs(graph: Graph, first_batch: list[np.ndarray] | None, seed: int = 0) -> tuple[list[np.ndarray], str]:
+    """Inputs for the range run, in ``graph.inputs`` order (the first calibration batch if
+    given, else seeded random inputs), and what they are."""
+    if first_batch:
+        return list(first_batch), "the first calibration batch"
     specs = [TensorSpec(v.name, np.dtype(v.dtype), tuple(v.shape or ())) for v in graph.inputs]
     feeds = random_inputs(specs, seed)
     return [feeds[v.name] for v in graph.inputs], f"seeded random inputs (seed {seed})"

@@ -257,9 +257,12 @@ def lookup(
     op_type: str, domain: str = "", backend: str = "cpu", opset: int | None = None, precision: str | None = None
 ) -> Kernel | None:
     """The newest kernel whose ``since`` is not above ``opset`` (None: the newest) among those
-    serving ``precision`` (None: any)."""
+    serving ``precision`` (None: FP32's, or any where no kernel serves FP32: an op's INT8-only
+    kernel is never what a caller without a precision means)."""
     _ensure_loaded(backend)
     versions = _KERNELS.get((standard_domain(domain), op_type, backend), [])
+    if precision is None and any("fp32" in k.precisions for k in versions):
+        precision = "fp32"
     if precision is not None:
         versions = [k for k in versions if precision in k.precisions]
     chosen = None

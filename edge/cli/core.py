@@ -11,6 +11,8 @@ from rich.table import Table
 
 import edge
 from edge.cli.app import app, console, console_warning
+from edge.cli.calibrate import CALIB_BATCH_HELP, CALIB_DATA_HELP, calibration_bar, preprocess_from
+from edge.cli.calibrate import calib_batch as calib_batch_option
 from edge.cli.text import terminal_text
 from edge.cli.options import (
     BEST,
@@ -61,9 +63,11 @@ def build_command(
     max_shapes: list[str] = typer.Option([], "--max-shapes", "--maxShapes", help="Optimization profile max shapes (repeat per profile)."),
     no_optimize: bool = typer.Option(False, "--no-optimize", help="Skip the graph optimizer."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print what each build stage did."),
-    calib_data: Path = typer.Option(None, "--calib-data", help="Folder of .npy/.npz calibration inputs (INT8 scales)."),
+    calib_data: Path = typer.Option(None, "--calib-data", help=CALIB_DATA_HELP),
+    calib_batch: str = typer.Option(None, "--calib-batch", help=CALIB_BATCH_HELP),
+    calib_preprocess: Path = typer.Option(None, "--calib-preprocess", help="YAML file of image preprocessing for --calib-data images (see `edgetrt calibrate --help`)."),
     calib_cache: Path = typer.Option(None, "--calib", "--calib-cache", help="Calibration cache: read if it fits, else written after calibrating."),
-    calibrator: str = typer.Option(None, "--calibrator", help="entropy2 (default), minmax or percentile."),
+    calibrator: str = typer.Option(None, "--calibrator", help="entropy2 (default), minmax, percentile or mse."),
     backends: str = typer.Option(None, "--backend", help="Backend per device, e.g. gpu=cuda,dla=cpu \\[default: cuda for the GPU where usable, else cpu emulation]."),
     timing_cache: Path = typer.Option(None, "--timing-cache", "--timingCacheFile", help="JSON timing cache: tactics found in it are not timed again; updated after the build."),
     optimization_level: int = typer.Option(3, "--builder-optimization-level", "--builderOptimizationLevel", min=0, max=5, help="0: each kernel's heuristic tactic; 1-5: time candidate tactics, more calls per candidate."),
@@ -100,11 +104,14 @@ def build_command(
         calib_data=calib_data,
         calib_cache=calib_cache,
         calibrator=calibrator,
+        calib_batch=calib_batch_option(calib_batch),
+        calib_preprocess=preprocess_from(calib_preprocess),
         backends=parse_backends(backends),
         timing_cache=timing_cache,
         optimization_level=optimization_level,
     )
-    engine = edge.build(model, config)
+    with calibration_bar():
+        engine = edge.build(model, config)
     report_build(engine, output or model.with_suffix(".engine"), verbose)
 
 
@@ -176,7 +183,7 @@ def _print_build_details(engine: edge.Engine) -> None:
     if calibration:
         console.print(
             f"calibration: {calibration['calibrator']} scales for {calibration['tensors']} tensors from "
-            + ("the cache" if calibration["source"] == "cache" else f"{calibration['batches']} batches")
+            + ("the cache" if calibration["source"] == "cache" else f"{calibration['batches']} batches of {calibration['batch']}, peak memory {calibration['peak_memory'] / 2**20:.1f} MiB")
         )
     tactics = engine.build.get("tactics")
     if tactics:

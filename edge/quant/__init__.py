@@ -1,5 +1,6 @@
 """INT8 quantization: calibration data, calibrators, TensorRT calibration caches, and the INT8 build stage."""
 
+from edge.quant.accuracy import Agreement, top1_agreement
 from edge.quant.apply import (
     NO_SCALES,
     apply_int8,
@@ -21,23 +22,29 @@ from edge.quant.calibration import (
     TensorRange,
     calibrate,
     calibration_for,
+    calibration_progress,
 )
 from edge.quant.calibrators import CALIBRATORS, entropy_threshold, percentile_threshold
-from edge.quant.data import load_calibration_data
+from edge.quant.data import CalibrationData, load_calibration_data
+from edge.quant.images import Preprocess
 from edge.quant.numerics import Quantizer, quantize_weight, quantizer_of
 
 __all__ = [
+    "Agreement",
     "CALIBRATORS",
     "DEFAULT_PERCENTILE",
     "NO_SCALES",
     "TRT_VERSION",
     "Calibration",
     "CalibrationCache",
+    "CalibrationData",
+    "Preprocess",
     "Quantizer",
     "TensorRange",
     "apply_int8",
     "calibrate",
     "calibration_for",
+    "calibration_progress",
     "entropy_threshold",
     "load_calibration_data",
     "mark_explicit",
@@ -49,5 +56,6 @@ __all__ = [
     "quantizer_of",
     "read_cache",
     "scale_to_hex",
+    "top1_agreement",
     "write_cache",
 ]

@@ -10,8 +10,10 @@ execution order, produces that tensor. Each matched tensor gets ``meta["int8_sca
 A layer asked to run INT8 does so only when every float activation it reads and every
 float tensor it writes has a scale (TensorRT's rule); otherwise it runs FP16 and
 ``meta["precision_note"]`` says why, for ``inspect`` and ``build --verbose``. INT8 layers get
-per-output-channel fake-quantized copies of their weights; biases and other constants stay
-float32.
+per-output-channel fake-quantized copies of their weights whose ``meta`` keeps the INT8
+codes and scales (integer kernels use those); biases and other constants stay float32. A
+tensor an INT8 layer writes and only INT8 layers read is marked ``meta["int8_output"]``: the
+layer requantizes it to its scale, as INT8 hardware stores it.
 
 Explicit Q/DQ scales (the optimizer's Q/DQ pass) are honoured at every build precision:
 those tensors are marked ``meta["int8_source"] = "qdq"`` and quantized where produced.
@@ -26,7 +28,7 @@ import numpy as np
 
 from edge.ir import Graph, Node, Value
 from edge.precision import computes_in_float
-from edge.quant.numerics import quantize_weight, quantizer_of, weight_axis
+from edge.quant.numerics import has_int8_scales, quantizer_of, weight_axis, weight_codes
 
 __all__ = ["NO_SCALES", "OnnxLayout", "apply_int8", "mark_explicit", "onnx_layout", "precision_label"]
 
@@ -86,18 +88,40 @@ def _attach_scales(graph: Graph, scales: Mapping[str, float], layout: OnnxLayout
     return attached
 
 
-def _has_scales(node: Node) -> bool:
-    activations = [v for v in node.inputs if v is not None and not v.is_const and v.dtype is not None and v.dtype.kind == "f"]
-    outputs = [v for v in node.outputs if not v.meta.get("omitted") and v.dtype is not None and v.dtype.kind == "f"]
-    return all(quantizer_of(v.meta) is not None for v in activations + outputs)
-
-
 def _quantize_weights(graph: Graph, node: Node) -> None:
     for index, value in enumerate(node.inputs):
         axis = weight_axis(node.op_type, index, node.attrs)
         if value is None or axis is None or not value.is_const or value.dtype != np.float32 or "int8_weight" in value.meta:
             continue
-        node.set_input(index, graph.make_const(value.name + "_int8", quantize_weight(value.const, axis)))
+        codes, scale = weight_codes(value.const, axis)
+        weight = graph.make_const(value.name + "_int8", (codes * scale).astype(np.float32))
+        weight.meta.update(
+            int8_weight=codes, int8_scale=scale.reshape(-1), int8_zero_point=np.zeros((), np.int8), int8_axis=axis % codes.ndim
+        )
+        node.set_input(index, weight)
+
+
+def _mark_int8_outputs(graph: Graph) -> int:
+    """Mark the tensors INT8 layers write as INT8 (requantized to their own scale): those with
+    a calibrated scale whose every reader is an INT8 layer. A network output, or a tensor a
+    float layer reads, is written in float, as TensorRT writes them unless told otherwise."""
+    outputs = {id(v) for v in graph.outputs}
+    marked = 0
+    for node in graph.walk():
+        if node.meta.get("precision") != "int8":
+            continue
+        for value in node.outputs:
+            readers = value.consumers
+            if (
+                readers
+                and id(value) not in outputs
+                and value.meta.get("int8_source") != "qdq"
+                and quantizer_of(value.meta) is not None
+                and all(reader.meta.get("precision") == "int8" for reader in readers)
+            ):
+                value.meta["int8_output"] = True
+                marked += 1
+    return marked
 
 
 def apply_int8(graph: Graph, scales: Mapping[str, float] | None, layout: OnnxLayout) -> dict[str, Any]:
@@ -112,11 +136,18 @@ def apply_int8(graph: Graph, scales: Mapping[str, float] | None, layout: OnnxLay
     for node in graph.walk():
         if node.meta.get("precision") != "int8":
             continue
-        if computes_in_float(node) and _has_scales(node):
+        if computes_in_float(node) and has_int8_scales(node):
             _quantize_weights(graph, node)
             int8 += 1
         else:
             node.meta["precision"] = "fp16"
             node.meta["precision_note"] = NO_SCALES
             fallback.append(node.name)
-    return {"explicit_tensors": explicit, "scaled_tensors": attached, "int8_layers": int8, "fp16_fallback": fallback}
+    requantized = _mark_int8_outputs(graph)
+    return {
+        "explicit_tensors": explicit,
+        "scaled_tensors": attached,
+        "int8_layers": int8,
+        "int8_outputs": requantized,
+        "fp16_fallback": fallback,
+    }

@@ -6,14 +6,17 @@ model (and trtexec). Every float network input and float node output gets a scal
 that are zero on every batch get none (their layers fall back to FP16).
 
 Pass 1 records max |x| per tensor (all ``minmax`` needs); histogram calibrators run the
-batches again to fill 2048 bins over [0, max |x|].
+batches again to fill 2048 bins over [0, max |x|]. Batches stream through both passes: only
+the batch being run, the live activations of one run and the histograms are ever held.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sized
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,15 +29,18 @@ from edge.quant.calibrators import (
     CALIBRATORS,
     HISTOGRAM_BINS,
     entropy_threshold,
+    mse_threshold,
     percentile_threshold,
 )
-from edge.quant.data import load_calibration_data
+from edge.quant.data import CalibrationData, CalibrationSource, SampleData, load_calibration_data, model_batch
+from edge.quant.images import Preprocess
+from edge.quant.memory import CALIBRATION_MEMORY_SHARE, auto_batch, measure_peak, resident_bytes
 from edge.quant.numerics import SYMMETRIC_MAX
 
 if TYPE_CHECKING:
     from edge.runtime.interpreter import Step
 
-__all__ = ["DEFAULT_PERCENTILE", "Calibration", "TensorRange", "calibrate", "calibration_for"]
+__all__ = ["DEFAULT_PERCENTILE", "Calibration", "ProgressFn", "TensorRange", "calibrate", "calibration_for", "calibration_progress"]
 
 DEFAULT_PERCENTILE = 99.99
 
@@ -53,13 +59,18 @@ class TensorRange:
 
 @dataclass
 class Calibration:
-    """Scales for a model, where they came from, and (after calibrating) each tensor's range."""
+    """Scales for a model, where they came from, and (after calibrating) each tensor's range,
+    the batches run, their size, the peak bytes allocated and how an auto batch was sized."""
 
     calibrator: str
     scales: dict[str, float]
     source: str  # "calibrated" or "cache"
     ranges: dict[str, TensorRange] | None = None
     batches: int = 0
+    batch: int | None = None
+    peak_memory: int = 0
+    run_memory: int = 0  # the peak while running the model (the part that grows with the batch)
+    sizing: dict[str, int] = field(default_factory=dict)
 
 
 def _is_float(value: Value) -> bool:
@@ -95,63 +106,133 @@ class _Statistics:
                 self.add(value.name, array)
 
 
-def _run(graph: Graph, batches: Sequence[list[np.ndarray]], stats: _Statistics) -> None:
+ProgressFn = Callable[[int, "int | None"], None]
+"""``fn(batches run, total or None)``, called after every calibration batch of every pass."""
+
+_PROGRESS: ContextVar[ProgressFn | None] = ContextVar("calibration_progress", default=None)
+
+
+@contextmanager
+def calibration_progress(report: ProgressFn | None) -> Iterator[None]:
+    """Calibrations run inside the block report their progress to ``report`` (the CLI's bar; None: nowhere)."""
+    token = _PROGRESS.set(report)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
+def _run(graph: Graph, batches: Iterable[list[np.ndarray]], stats: _Statistics, tick: Callable[[], None] = lambda: None) -> int:
+    """Run every batch through ``graph`` into ``stats``; returns the number of batches."""
     # imported here: the runtime itself imports edge.quant.numerics
     from edge.runtime.interpreter import Schedule
 
     schedule = Schedule(graph)
+    count = 0
     for batch in batches:
         for value, array in zip(graph.inputs, batch):
             if _is_float(value):
                 stats.add(value.name, array)
         schedule.run(batch, on_step=stats.on_step)
+        count += 1
+        tick()
+    return count
 
 
 def calibrate(
     graph: Graph,
-    batches: Sequence[list[np.ndarray]],
+    batches: Iterable[list[np.ndarray]],
     calibrator: str = "entropy2",
     percentile: float = DEFAULT_PERCENTILE,
 ) -> Calibration:
-    """Calibrate the (unfused, FP32) ``graph`` on input batches given in ``graph.inputs`` order."""
+    """Calibrate the (unfused, FP32) ``graph`` on input batches given in ``graph.inputs`` order.
+
+    ``batches`` is iterated once per pass (twice for histogram calibrators), so only one
+    batch and the per-tensor statistics are in memory at a time; the result records the
+    peak bytes allocated while calibrating.
+    """
     if calibrator not in CALIBRATORS:
         raise CalibrationError(f"calibrator '{calibrator}' is not one of {list(CALIBRATORS)}")
-    if not batches:
-        raise CalibrationError("calibration needs at least one batch")
-    first = _Statistics()
-    _run(graph, batches, first)
-    amax = first.amax
-    if calibrator == "minmax":
+    passes = 1 if calibrator == "minmax" else 2
+    total = passes * len(batches) if isinstance(batches, Sized) else None
+    report = _PROGRESS.get()
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if report is not None:
+            report(done, total)
+
+    with measure_peak() as memory:
+        first = _Statistics()
+        count = _run(graph, batches, first, tick)
+        if count == 0:
+            raise CalibrationError("calibration needs at least one batch")
+        amax = first.amax
         thresholds = dict(amax)
-    else:
-        second = _Statistics(amax)
-        _run(graph, batches, second)
-        thresholds = {}
-        for name, peak in amax.items():
-            if name not in second.hist:
-                continue
-            width = peak / HISTOGRAM_BINS
-            if calibrator == "entropy2":
-                thresholds[name] = entropy_threshold(second.hist[name], width)
-            else:
-                thresholds[name] = percentile_threshold(second.hist[name], width, percentile)
+        memory.mark("max pass")
+        if calibrator != "minmax":
+            second = _Statistics(amax)
+            _run(graph, batches, second, tick)
+            memory.mark("histogram pass")
+            thresholds = {}
+            for name, peak in amax.items():
+                if name not in second.hist:
+                    continue
+                width = peak / HISTOGRAM_BINS
+                if calibrator == "entropy2":
+                    thresholds[name] = entropy_threshold(second.hist[name], width)
+                elif calibrator == "mse":
+                    thresholds[name] = mse_threshold(second.hist[name], width)
+                else:
+                    thresholds[name] = percentile_threshold(second.hist[name], width, percentile)
     ranges = {name: TensorRange(amax[name], thresholds.get(name, 0.0)) for name in amax}
     scales = {name: r.scale for name, r in ranges.items() if r.threshold > 0}
-    return Calibration(calibrator, scales, "calibrated", ranges, len(batches))
+    running = max(memory.phases["max pass"], memory.phases.get("histogram pass", 0))
+    return Calibration(calibrator, scales, "calibrated", ranges, count, getattr(batches, "batch", None), memory.peak, running)
+
+
+def _auto_batch(
+    graph: Graph, data: CalibrationData, memory_bytes: float | None, calibrator: str, percentile: float
+) -> tuple[CalibrationData, dict[str, int]]:
+    """``data`` re-cut into the largest batch whose calibration peak fits the device (see
+    edge.quant.memory), and how it was chosen; a source with a fixed batch is kept. The
+    probe is a whole calibration of the first samples, after one unmeasured warm-up run
+    (first runs compile kernels)."""
+    if not isinstance(data, SampleData) or model_batch(graph.inputs) is not None:
+        return data, {}
+    device = memory_bytes if memory_bytes is not None else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    budget = int(CALIBRATION_MEMORY_SHARE * device) - resident_bytes()
+
+    def probe(samples: int) -> tuple[int, int]:
+        result = calibrate(graph, [data.read(0, samples)], calibrator, percentile)
+        return result.run_memory, result.peak_memory
+
+    with calibration_progress(None):
+        probe(1)
+        batch, per_sample, predicted = auto_batch(probe, budget, data.samples)
+    return data.with_batch(batch), {"budget": budget, "per_sample": per_sample, "predicted_peak": predicted}
 
 
 def calibration_for(
     graph: Graph,
-    data: str | os.PathLike | None = None,
+    data: CalibrationSource | None = None,
     cache: str | os.PathLike | None = None,
     calibrator: str | None = None,
     max_batches: int | None = None,
+    batch: int | str | None = None,
+    memory_bytes: float | None = None,
+    preprocess: Preprocess | None = None,
+    percentile: float = DEFAULT_PERCENTILE,
 ) -> Calibration:
     """Scales for ``graph`` from a cache when it exists and fits, else by calibrating on ``data``.
 
     A cache fits when its algorithm is ``calibrator``'s (any algorithm when ``calibrator`` is
     None) and it names at least one of the graph's tensors. After calibrating, the cache is
-    (re)written when a path was given.
+    (re)written when a path was given. ``batch`` is the calibration batch of a model whose
+    batch dim is symbolic: a number, or "auto" for the largest that fits ``memory_bytes``
+    (the device profile's memory; None: this machine's).
 
     Raises:
         CalibrationError: no usable cache and no data, or bad data (see load_calibration_data).
@@ -170,8 +251,14 @@ def calibration_for(
         reason = f"calibration cache '{cache}' does not exist"
     if data is None:
         raise CalibrationError(f"{reason}; give calibration data (--calib-data DIR) to calibrate")
-    batches = load_calibration_data(data, graph.inputs, max_batches)
-    result = calibrate(graph, batches, calibrator or "entropy2")
+    if batch is not None and batch != "auto" and (not isinstance(batch, int) or batch < 1):
+        raise CalibrationError(f"calibration batch must be a positive number or 'auto', got {batch!r}")
+    batches = load_calibration_data(data, graph.inputs, max_batches, None if batch == "auto" else batch, preprocess)
+    sizing: dict[str, int] = {}
+    if batch == "auto":
+        batches, sizing = _auto_batch(graph, batches, memory_bytes, calibrator or "entropy2", percentile)
+    result = calibrate(graph, batches, calibrator or "entropy2", percentile)
+    result.sizing = sizing
     if cache is not None:
         write_cache(cache, CalibrationCache(CALIBRATORS[result.calibrator], result.scales))
     return result

@@ -1,11 +1,12 @@
-"""INT8 numerics of the CPU backend: fake quantization of activations and weights.
+"""INT8 numerics of the CPU backend: quantization of activations and weights.
 
 TensorRT's INT8 code is symmetric: ``q = clamp(round_half_even(x / s), lo, hi)`` and
 ``x' = q * s``. Calibrated (implicit) scales use the symmetric range -127..127 (amax = 127 s);
 explicit Q/DQ scales keep the zero point and the integer range of their ONNX type, so the
 emulation equals onnxruntime's QuantizeLinear -> DequantizeLinear bit for bit. Weights are
 quantized per output channel from their max |w| (TensorRT does this itself; they are never
-calibrated).
+calibrated). The host backends hold an INT8 tensor as float32 ``q * s`` (exact: |q| <= 128
+needs 8 of float32's 24 significand bits), so INT8 and float layers read it alike.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ __all__ = [
     "SYMMETRIC_MAX",
     "Quantizer",
     "explicit_quantizer",
+    "has_int8_scales",
     "input_quantizers",
     "quantize_weight",
     "quantizer_of",
     "weight_axis",
+    "weight_codes",
 ]
 
 SYMMETRIC_MAX = 127
@@ -76,17 +79,26 @@ def explicit_quantizer(value: Value) -> Quantizer | None:
     return quantizer_of(value.meta) if value.meta.get("int8_source") == "qdq" and not value.is_const else None
 
 
+def has_int8_scales(node: Node) -> bool:
+    """Whether every float activation ``node`` reads and every float tensor it writes has a
+    per-tensor scale: TensorRT's condition for running a layer in INT8."""
+    activations = [v for v in node.inputs if v is not None and not v.is_const and v.dtype is not None and v.dtype.kind == "f"]
+    outputs = [v for v in node.outputs if not v.meta.get("omitted") and v.dtype is not None and v.dtype.kind == "f"]
+    return all(quantizer_of(v.meta) is not None for v in activations + outputs)
+
+
 def input_quantizers(node: Node) -> tuple[tuple[int, Quantizer], ...]:
     """(input index, quantizer) for the float activation inputs of an INT8 layer.
 
     Empty unless ``node.meta["precision"] == "int8"`` (set only where every such input has
-    a scale); weights are quantized once at build, not here.
+    a scale); weights are quantized once at build, not here, and tensors an INT8 layer
+    already wrote as INT8 (``meta["int8_output"]``) are on their grid.
     """
     if node.meta.get("precision") != "int8":
         return ()
     found = []
     for index, value in enumerate(node.inputs):
-        if value is None or value.is_const:
+        if value is None or value.is_const or value.meta.get("int8_output"):
             continue
         quantizer = quantizer_of(value.meta)
         if quantizer is not None:
@@ -111,11 +123,10 @@ def weight_axis(op_type: str, index: int, attrs: dict[str, Any]) -> int | None:
     return None
 
 
-def quantize_weight(weight: np.ndarray, axis: int | None) -> np.ndarray:
-    """Fake-quantize a float32 weight symmetrically: per channel along ``axis``, else per tensor.
-
-    Scale = max |w| / 127 per channel; an all-zero channel stays zero.
-    """
+def weight_codes(weight: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric INT8 codes of a float32 weight and their scales (max |w| / 127 per channel
+    along ``axis``, else one for the tensor), the scales shaped to broadcast against it.
+    An all-zero channel gets codes 0 and scale 1."""
     magnitude = np.abs(weight)
     if axis is None or weight.ndim == 0:
         amax = magnitude.max(initial=0.0)
@@ -123,6 +134,13 @@ def quantize_weight(weight: np.ndarray, axis: int | None) -> np.ndarray:
         reduce = tuple(a for a in range(weight.ndim) if a != axis % weight.ndim)
         amax = magnitude.max(axis=reduce, keepdims=True, initial=0.0)
     scale = (np.asarray(amax, np.float32) / np.float32(SYMMETRIC_MAX)).astype(np.float32)
-    safe = np.where(scale > 0, scale, np.float32(1.0))
-    codes = np.clip(np.rint(weight / safe), -SYMMETRIC_MAX, SYMMETRIC_MAX)
-    return (codes * safe).astype(np.float32)
+    scale = np.where(scale > 0, scale, np.float32(1.0))
+    codes = np.clip(np.rint(weight / scale), -SYMMETRIC_MAX, SYMMETRIC_MAX).astype(np.int8)
+    return codes, scale
+
+
+def quantize_weight(weight: np.ndarray, axis: int | None) -> np.ndarray:
+    """Fake-quantize a float32 weight symmetrically: per channel along ``axis``, else per tensor."""
+    codes, scale = weight_codes(weight, axis)
+    return (codes * scale).astype(np.float32)
+

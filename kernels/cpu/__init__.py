@@ -10,6 +10,7 @@ from edge.kernels.cpu import (  # noqa: F401  (imported for registration)
     nn,
     normalization,
     quant,
+    int8,
     reduce,
     indexing,
     tensor,

@@ -2,9 +2,11 @@
 
 Host kernels compute in float32 and never store float16 activations, so this backend also
 owns the emulation of lower precisions: a reduced-precision layer rounds its float inputs and
-outputs to FP16 values, an INT8 layer with scales fake-quantizes its activation inputs, and a
-tensor with explicit Q/DQ scales is quantized where it is produced (``edge.quant.numerics``).
-That is how GPU and DLA segments run off-device in their numerics.
+outputs to FP16 values; an INT8 layer with scales quantizes its activation inputs to their
+INT8 grid, runs its INT8 kernel (integer arithmetic for Conv/Gemm/MatMul, ``int8.py``) and
+requantizes the outputs it writes as INT8; a tensor with explicit Q/DQ scales is quantized
+where it is produced (``edge.quant.numerics``). That is how GPU and DLA segments run
+off-device in their numerics.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from edge.ir import Node, TensorSequence
 from edge.kernels.backend import Backend, RunState, StepSpec
 from edge.kernels.registry import OpContext, Workspace, lookup, same_bytes
 from edge.precision import REDUCED, round_to_fp16
-from edge.quant.numerics import explicit_quantizer, input_quantizers
+from edge.quant.numerics import explicit_quantizer, has_int8_scales, input_quantizers, quantizer_of
 
 __all__ = ["Conversions", "HostBackend", "HostLaunch", "conversions_of"]
 
@@ -28,12 +30,18 @@ INT8 fake quantization), applied in order to the array at each position."""
 
 
 def conversions_of(node: Node) -> tuple[Conversions, Conversions]:
-    """How a layer's precision is emulated: an INT8 layer with scales fake-quantizes its
-    activation inputs; another FP16/INT8 layer rounds every input and output to FP16; an
-    output that is an explicit Q/DQ tensor is quantized where produced, at any precision."""
-    convert_in: Conversions = input_quantizers(node)
+    """How a layer's precision is emulated: an INT8 layer with scales quantizes its activation
+    inputs (those not already written as INT8) and requantizes the outputs it writes as INT8
+    (``meta["int8_output"]``); another FP16/INT8 layer rounds every input and output to FP16;
+    an output that is an explicit Q/DQ tensor is quantized where produced, at any precision."""
+    convert_in: Conversions = ()
     convert_out: Conversions = ()
-    if not convert_in and node.meta.get("precision") in REDUCED:
+    if node.meta.get("precision") == "int8" and has_int8_scales(node):
+        convert_in = input_quantizers(node)
+        convert_out = tuple(
+            (i, q) for i, v in enumerate(node.outputs) if v.meta.get("int8_output") and (q := quantizer_of(v.meta)) is not None
+        )
+    elif node.meta.get("precision") in REDUCED:
         convert_in = tuple((i, round_to_fp16) for i, v in enumerate(node.inputs) if v is not None)
         convert_out = tuple((i, round_to_fp16) for i in range(len(node.outputs)))
     explicit = tuple((i, q) for i, v in enumerate(node.outputs) if (q := explicit_quantizer(v)) is not None)

@@ -21,7 +21,7 @@ def image_decoder(ctx: OpContext, encoded: np.ndarray) -> np.ndarray:
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
-        raise KernelError(f"node '{ctx.node.name}' (ImageDecoder) needs Pillow: pip install 'edgetrt[image]'") from None
+        raise KernelError(f"node '{ctx.node.name}' (ImageDecoder) needs Pillow: pip install 'edgetrt[images]'") from None
     pixel_format = ctx.attr("pixel_format", "RGB")
     if pixel_format not in _MODES:
         raise KernelError(f"node '{ctx.node.name}' (ImageDecoder): pixel_format '{pixel_format}' is not one of {', '.join(_MODES)}")

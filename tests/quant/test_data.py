@@ -28,7 +28,7 @@ def test_npy_files_are_stacked_and_batched(tmp_path: Path, cnn_inputs: list) -> 
     batches = load_calibration_data(tmp_path, cnn_inputs)
     joined = np.concatenate([a, b])
     assert len(batches) == 3  # 7 samples, batch 2: the odd one out is left over
-    for index, batch in enumerate(batches):
+    for index, batch in enumerate(batches):  # the middle batch straddles the two files
         np.testing.assert_array_equal(batch[0], joined[2 * index : 2 * index + 2])
     assert len(load_calibration_data(tmp_path, cnn_inputs, max_batches=2)) == 2
 
@@ -38,14 +38,14 @@ def test_npz_names_inputs(tmp_path: Path) -> None:
     tokens = np.ones((4, 8, 16), np.float32)
     mask = np.zeros((4, 1, 1, 8), np.float32)
     np.savez(tmp_path / "set.npz", tokens=tokens, mask=mask)
-    batches = load_calibration_data(tmp_path, graph.inputs)
+    batches = list(load_calibration_data(tmp_path, graph.inputs))
     assert len(batches) == 2 and [a.shape for a in batches[0]] == [(2, 8, 16), (2, 1, 1, 8)]
 
 
 @pytest.mark.parametrize(
     "files, message",
     [
-        ({}, "holds no .npy or .npz files"),
+        ({}, "is empty: it holds no .npy/.npz files"),
         ({"x.npy": np.zeros((2, 3, 16, 16), np.float64)}, "dtype float64, the model expects float32"),
         ({"x.npy": np.zeros((2, 3, 8, 8), np.float32)}, "shape 2x3x8x8, the model expects 2x3x16x16"),
         ({"x.npy": np.zeros((3, 16, 16), np.float32)}, "shape 3x16x16"),
