@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.engine import Engine, new_header
+from edge.engine.provenance import build_provenance
 from edge.errors import EdgeError, ProfileError
 from edge.frontend import load_onnx
 from edge.ir import Dim, Graph, verify
@@ -24,7 +25,7 @@ from edge.passes import optimize
 from edge.plan import lower
 from edge.precision import PRECISIONS, assign_precision, round_weights
 from edge.profiles import load_profile
-from edge.quant import CALIBRATORS, apply_int8, calibration_for, onnx_layout
+from edge.quant import CALIBRATORS, CalibrationCache, apply_int8, calibration_for, onnx_layout
 from edge.runtime.arena import plan_engine_memory
 from edge.runtime.interpreter import Schedule
 from edge.runtime.profiles import validate_profiles
@@ -175,7 +176,27 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
     build_info["timings_s"] = timings
     name = Path(model).stem if isinstance(model, (str, os.PathLike)) else graph.name
     header = new_header(name, profile=device.name, precision=config.precision)
+    header["provenance"] = build_provenance(
+        device, config.precision, config.dla_core, device.power_mode(config.power_mode).name,
+        _cache_text(calibration, config.calib_cache), targets, _gpu_capability(targets),
+    )
     return Engine(graph, header, build_info, plan)
+
+
+def _cache_text(calibration: Any, path: str | os.PathLike | None) -> str | None:
+    """The calibration cache the INT8 scales are (the file when there is one), for its hash."""
+    if calibration is None:
+        return None
+    if path is not None and Path(path).is_file():
+        return Path(path).read_text(encoding="utf-8")
+    return CalibrationCache(CALIBRATORS.get(calibration.calibrator, calibration.calibrator), calibration.scales).to_text()
+
+
+def _gpu_capability(targets: dict[str, str]) -> str | None:
+    """Compute capability of the GPU the CUDA backend compiled this engine's kernels for."""
+    if "cuda" not in targets.values():
+        return None
+    return str(get_backend("cuda").device_signature()["compute_capability"])
 
 
 def _targets(device: Any, chosen: dict[str, str] | None) -> dict[str, str]:

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from edge.version import __version__
 
-__all__ = ["app", "console", "console_error"]
+__all__ = ["app", "console", "console_error", "console_warning"]
 
 # Piped output (logs, CI) gets a wide console instead of rich's 80-column default, so layer
 # tables stay readable; COLUMNS still wins when set.
@@ -30,6 +30,11 @@ app = typer.Typer(
 def console_error(message: str) -> None:
     """Print a one-line user error to stderr."""
     _stderr.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+
+
+def console_warning(message: str) -> None:
+    """Print a one-line warning to stderr."""
+    _stderr.print(f"[bold yellow]warning:[/bold yellow] {message}", highlight=False, soft_wrap=True)
 
 
 def _version(value: bool) -> None:

@@ -10,7 +10,7 @@ from rich.table import Table
 
 import edge
 from edge.cli.app import app, console
-from edge.cli.options import THREADS, parse_shapes
+from edge.cli.options import ALLOW_MISMATCH, THREADS, load_engine, parse_shapes
 from edge.runtime.bench import BenchConfig, BenchResult, benchmark, write_profile, write_times
 
 __all__ = ["bench_command"]
@@ -33,6 +33,7 @@ def bench_command(
     dump_profile: bool = typer.Option(False, "--dump-profile", "--dumpProfile", help="Print per-layer times."),
     profile_runs: int = typer.Option(10, "--profile-runs", help="Runs of the separate per-layer profile."),
     threads: int = THREADS,
+    allow_mismatch: bool = ALLOW_MISMATCH,
 ) -> None:
     """Measure an engine's throughput and latency on seeded random inputs.
 
@@ -53,7 +54,7 @@ def bench_command(
     """
     if threads is not None:
         edge.set_intra_op_threads(threads)
-    engine = edge.load(engine_path)
+    engine = load_engine(engine_path, allow_mismatch)
     config = BenchConfig(
         warmup=warmup,
         iterations=iterations,

@@ -21,7 +21,9 @@ from edge.cli.options import (
     INT8,
     POWER_MODE,
     SHAPES,
+    ALLOW_MISMATCH,
     THREADS,
+    load_engine,
     parse_backends,
     parse_input_files,
     parse_shapes,
@@ -161,6 +163,7 @@ def run_command(
     max_loop_iterations: int = typer.Option(
         DEFAULT_MAX_LOOP_ITERATIONS, "--max-loop-iterations", min=1, help="Refuse a Loop that runs longer than this."
     ),
+    allow_mismatch: bool = ALLOW_MISMATCH,
 ) -> None:
     """Run an engine once and print its outputs.
 
@@ -177,7 +180,7 @@ def run_command(
     if threads is not None:
         edge.set_intra_op_threads(threads)
     set_max_loop_iterations(max_loop_iterations)
-    engine = edge.load(engine_path)
+    engine = load_engine(engine_path, allow_mismatch)
     feeds = parse_input_files(inputs)
     missing = [s for s in engine.inputs if s.name not in feeds]
     feeds.update(random_inputs(missing, seed, symbolic=batch))
@@ -225,6 +228,11 @@ def inspect_command(
     if info["header"]:
         header = Table("field", "value", title="engine header")
         for key, value in info["header"].items():
+            if key == "provenance":
+                for part, record in value.items():
+                    for field, item in record.items():
+                        header.add_row(terminal_text(f"{part}.{field}"), terminal_text("-" if item is None else item))
+                continue
             header.add_row(terminal_text(key), terminal_text(value))
         console.print(header)
     memory = info["build"].get("memory")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import warnings
+
 import numpy as np
 import typer
 
-from edge.errors import EdgeError, InputError
+from edge.errors import EdgeError, EngineMismatchWarning, InputError
 from edge.fileio import read_arrays
 
 __all__ = [
@@ -20,6 +22,8 @@ __all__ = [
     "POWER_MODE",
     "SHAPES",
     "THREADS",
+    "ALLOW_MISMATCH",
+    "load_engine",
     "parse_backends",
     "parse_input_files",
     "parse_shapes",
@@ -35,6 +39,9 @@ GPU_FALLBACK = typer.Option(False, "--gpu-fallback", "--allowGPUFallback", help=
 DLA_OBJECTIVE = typer.Option("offload", "--dla-objective", help="Partitioner goal: latency, offload (least GPU time, no slower than greedy) or energy.")
 POWER_MODE = typer.Option(None, "--power-mode", help="nvpmodel mode id or name the partition is costed for [default: the profile's].")
 SHAPES = typer.Option(None, "--shapes", help="Fixed input shapes: name:1x3x224x224,other:1x128.")
+ALLOW_MISMATCH = typer.Option(
+    False, "--allow-mismatch", help="Load an engine built for another machine (board, power mode, GPU, versions), warning about each difference."
+)
 # Run flags shared by `run` and `bench` (onnxruntime's intra_op_num_threads)
 THREADS = typer.Option(None, "--threads", min=1, help="CPU threads per layer (the compiled kernels' pool, else the BLAS pool); all cores when not given.")
 
@@ -88,3 +95,19 @@ def parse_input_files(items: list[str]) -> dict[str, np.ndarray]:
             raise InputError(f"--input '{name}': '{path}' holds {len(loaded)} arrays, expected one")
         feeds[name] = next(iter(loaded.values()))
     return feeds
+
+
+def load_engine(path: Path, allow_mismatch: bool = False):  # -> edge.Engine
+    """``edge.load`` for run/bench/serve/profile: each difference from this machine printed as a warning."""
+    import edge
+    from edge.cli.app import console_warning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EngineMismatchWarning)
+        engine = edge.load(path, allow_mismatch=allow_mismatch)
+    for warning in caught:
+        if issubclass(warning.category, EngineMismatchWarning):
+            console_warning(str(warning.message))
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    return engine
