@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "edge.cli.doctor",
     "edge.cli.calibrate",
     "edge.cli.deploy",
+    "edge.cli.trt",
 )
 
 
