@@ -47,6 +47,7 @@ def export_trt_command(
     calib_cache: Path = typer.Option(None, "--calib", "--calib-cache", help="edgetrt/TensorRT calibration cache: read if it fits, else written after calibrating."),
     calibrator: str = typer.Option(None, "--calibrator", help="entropy2 (default), minmax or percentile."),
     workspace: int = typer.Option(None, "--workspace", min=1, help="TensorRT workspace pool in MiB [default: 1/8 of the board's memory, at most 4096]."),
+    build_plan: bool = typer.Option(False, "--build-plan", help="Also build model.plan here with this machine's TensorRT (on the board, where `import tensorrt` works)."),
 ) -> None:
     """Write what the board's TensorRT needs to build exactly edgetrt's plan.
 
@@ -71,7 +72,7 @@ def export_trt_command(
         if fp16 or int8 or best or dla is not None or gpu_fallback or calib_data or calib_cache or shapes or power_mode:
             raise EdgeError("build flags (--fp16/--int8/--dla/--calib/...) do not apply to an engine: its plan is exported as built")
         engine = edge.load(source, check_machine=False)
-        result = export_for_tensorrt(onnx_model, output, target, engine=engine, workspace_mib=workspace)
+        result = export_for_tensorrt(onnx_model, output, target, engine=engine, workspace_mib=workspace, build_plan=build_plan)
     else:
         if onnx_model is not None:
             raise EdgeError("--onnx is for exporting an engine; the ONNX model is the argument here")
@@ -80,7 +81,7 @@ def export_trt_command(
             dla_objective=dla_objective, power_mode=power_mode, input_shapes=parse_shapes(shapes) or None,
             calib_data=calib_data, calib_cache=calib_cache, calibrator=calibrator,
         )
-        result = export_for_tensorrt(source, output, target, config=config, workspace_mib=workspace)
+        result = export_for_tensorrt(source, output, target, config=config, workspace_mib=workspace, build_plan=build_plan)
     devices = result.settings.devices()
     dla_layers = sum(device == "DLA" for device in devices.values())
     console.print(

@@ -30,6 +30,7 @@ from edge.profiles import load_profile
 from edge.quant import CALIBRATORS, CalibrationCache, calibration_for, onnx_layout, write_cache
 from edge.quant.apply import OnnxLayout
 from edge.quant.numerics import quantizer_of
+from edge.trt.builder import build_recipe, build_trt_engine, import_tensorrt
 from edge.trt.qdq import add_qdq
 from edge.trt.readme import readme
 from edge.trt.settings import NetworkSettings, network_settings, onnx_names
@@ -113,12 +114,14 @@ def _pools(engine: Engine, workspace_mib: int | None) -> dict[str, int]:
 
 def export_for_tensorrt(
     model: str | os.PathLike, folder: str | os.PathLike, target: TrtTarget, *,
-    config: BuilderConfig | None = None, engine: Engine | None = None, workspace_mib: int | None = None,
+    config: BuilderConfig | None = None, engine: Engine | None = None, workspace_mib: int | None = None, build_plan: bool = False,
 ) -> ExportResult:
-    """Write the hand-off folder for ``model`` under ``config`` (built here) or ``engine`` (built before).
+    """Write the hand-off folder for ``model`` under ``config`` (built here) or ``engine`` (built before);
+    with ``build_plan`` also build ``model.plan`` with this machine's TensorRT (:mod:`edge.trt.builder`).
 
     Raises:
-        EdgeError: a profile without a GPU, an engine of another model, an unexportable graph.
+        EdgeError: a profile without a GPU, an engine of another model, an unexportable graph,
+            no TensorRT here (with ``build_plan``) or one of another release than ``target``.
     """
     if (config is None) == (engine is None):
         raise EdgeError("give build settings or an engine, not both or neither")
@@ -154,14 +157,19 @@ def export_for_tensorrt(
     build_argv = build_command(settings, target, onnx_for_trt, _FILES["trt_plan"], calib, _FILES["timing"])
     profile_argv = profile_command(settings, _FILES["trt_plan"], _FILES["layers"], _FILES["profile"])
     partition_argv = _partition_command(engine, settings)
+    cache_text = CalibrationCache(TRTEXEC_ALGORITHM, settings.scales, version=target.cache_version).to_text() if calib else None
     with atomic_directory(folder) as stage:
         (stage / _FILES["onnx"]).write_bytes(exported.SerializeToString())
         if calib:
-            (stage / calib).write_text(CalibrationCache(TRTEXEC_ALGORITHM, settings.scales, version=target.cache_version).to_text(), encoding="utf-8")
+            (stage / calib).write_text(cache_text, encoding="utf-8")
+        trt_onnx = exported
         if onnx_for_trt == _FILES["qdq"]:
-            qdq = add_qdq(exported, settings)
-            onnx.checker.check_model(qdq, full_check=True)
-            (stage / onnx_for_trt).write_bytes(qdq.SerializeToString())
+            trt_onnx = add_qdq(exported, settings)
+            onnx.checker.check_model(trt_onnx, full_check=True)
+            (stage / onnx_for_trt).write_bytes(trt_onnx.SerializeToString())
+        if build_plan:
+            (stage / _FILES["trt_plan"]).write_bytes(_local_plan(trt_onnx, settings, target, cache_text))
+            files[_FILES["trt_plan"]] = "the TensorRT engine, built by edgetrt with this machine's TensorRT"
         engine.save(stage / _FILES["engine"])
         record: dict[str, Any] = {"target_trt": target.name, "profile": engine.profile, **settings.to_dict()}
         (stage / _FILES["plan"]).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
@@ -171,6 +179,15 @@ def export_for_tensorrt(
             readme(settings, target, files, build_argv, profile_argv, partition_argv, engine.profile, unlisted_layers(settings)), encoding="utf-8"
         )
     return ExportResult(Path(folder), files, settings, build_argv, profile_argv)
+
+
+def _local_plan(model: onnx.ModelProto, settings: NetworkSettings, target: TrtTarget, cache: str | None) -> bytes:
+    """``model.plan`` built here; this machine's TensorRT must be the release the folder is for."""
+    trt = import_tensorrt()
+    if trt.__version__.split(".")[0] != target.name.split(".")[0]:
+        raise EdgeError(f"this machine has TensorRT {trt.__version__}, the export is for --target-trt {target.name}; "
+                        "build the plan with the TensorRT of the board it runs on")
+    return build_trt_engine(model.SerializeToString(), build_recipe(settings, cache), trt)
 
 
 def _partition_command(engine: Engine, settings: NetworkSettings) -> list[str]:
