@@ -26,7 +26,7 @@ from edge.frontend.onnx_export import export_model
 from edge.frontend.onnx_import import import_model, load_model_proto
 from edge.ir import Graph
 from edge.passes import PORTABLE_PIPELINE, run_passes
-from edge.profiles import load_profile
+from edge.profiles import DeviceProfile, load_profile
 from edge.quant import CALIBRATORS, CalibrationCache, calibration_for, onnx_layout, write_cache
 from edge.quant.apply import OnnxLayout
 from edge.quant.numerics import quantizer_of
@@ -102,13 +102,12 @@ def _build(proto: onnx.ModelProto, config: BuilderConfig, scratch: Path) -> tupl
     return build(proto, config), calibration.scales
 
 
-def _pools(engine: Engine, workspace_mib: int | None) -> dict[str, int]:
+def _pools(board: DeviceProfile, uses_dla: bool, workspace_mib: int | None) -> dict[str, int]:
     """TensorRT memory pools: the workspace, and the DLA's when the plan uses one."""
-    profile = load_profile(engine.profile)
-    workspace = workspace_mib << 20 if workspace_mib is not None else min(4 << 30, int(profile.memory_gb * 1e9) // 8)
+    workspace = workspace_mib << 20 if workspace_mib is not None else min(4 << 30, int(board.memory_gb * 1e9) // 8)
     pools = {"workspace": workspace}
-    if engine.build.get("config", {}).get("dla_core") is not None and profile.dla is not None:
-        pools.update({"dlaSRAM": profile.dla.sram_kb << 10, **_DLA_POOLS})
+    if uses_dla and board.dla is not None:
+        pools.update({"dlaSRAM": board.dla.sram_kb << 10, **_DLA_POOLS})
     return pools
 
 
@@ -137,7 +136,16 @@ def export_for_tensorrt(
             shapes = {v.name: v.shape for v in engine.graph.inputs if v.shape is not None}
             portable, layout = _portable(proto, shapes)
             scales = _engine_scales(engine, layout)
-    settings = network_settings(engine, portable, scales, layout, _pools(engine, workspace_mib))
+    dynamic = next((v for v in portable.inputs if not v.is_static), None)
+    if dynamic is not None:
+        raise EdgeError(f"input '{dynamic.describe()}' has dynamic dims: give fixed shapes with --shapes "
+                        "(DLA engines need them, and the trtexec lines carry no optimization profile)")
+    board = load_profile(engine.profile)
+    uses_dla = engine.build.get("config", {}).get("dla_core") is not None
+    settings = network_settings(engine, portable, scales, layout, _pools(board, uses_dla, workspace_mib))
+    if board.dla is not None and board.dla.version == 1 and target.name != "8.6":
+        settings.notes.append(f"{board.module} runs JetPack 5.x with TensorRT 8.5.2: TensorRT {target.name} does not exist for it; "
+                              "use --target-trt 8.6 (the same trtexec flags; write the cache header as TRT-8502)")
     exported = export_model(portable, name=engine.name)
     onnx.checker.check_model(exported, full_check=True)
     int8 = settings.precision == "int8" and bool(settings.scales)

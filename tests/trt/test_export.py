@@ -195,3 +195,13 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "give the ONNX model it was built from with --onnx" in capsys.readouterr().err
     assert main(["export-trt", str(tmp_path / "m.engine"), "--onnx", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o")]) == 0
     assert (tmp_path / "o" / "trtexec.sh").stat().st_mode & 0o100
+
+
+def test_dynamic_inputs_and_xavier_are_called_out(tmp_path: Path) -> None:
+    model = resnet_block_cnn()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    with pytest.raises(EdgeError, match="has dynamic dims: give fixed shapes with --shapes"):
+        _export(tmp_path, model)
+    result = _export(tmp_path, resnet_block_cnn(), "10.3", profile="agx-xavier", precision="fp16", dla_core=0, gpu_fallback=True)
+    assert any("TensorRT 8.5.2" in note for note in result.settings.notes)
+    assert "TensorRT 8.5.2" in (result.folder / "README.md").read_text()
