@@ -142,14 +142,14 @@ def read_machine(sysroot: Path = Path("/")) -> MachineFacts:
     controller = PowerController(sysroot=sysroot)
     if not controller.is_jetson():
         return facts
-    from edge.doctor import _memory_gb, match_profile
+    from edge.doctor import board_memory_gb, match_profile
     from edge.errors import PowerError
 
     try:
         model = (sysroot / "proc/device-tree/model").read_bytes().decode("utf-8", "replace").strip("\x00 \n")
     except OSError:
         model = ""
-    facts.jetson_profile = match_profile(model, _memory_gb(sysroot))
+    facts.jetson_profile = match_profile(model, board_memory_gb(sysroot))
     try:
         facts.power_mode = controller.query_mode().name
     except PowerError:
