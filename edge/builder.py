@@ -177,7 +177,7 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
     name = Path(model).stem if isinstance(model, (str, os.PathLike)) else graph.name
     header = new_header(name, profile=device.name, precision=config.precision)
     header["provenance"] = build_provenance(
-        device, config.precision, config.dla_core, device.power_mode(config.power_mode).name,
+        device, config.precision, config.dla_core, config.power_mode,
         _cache_text(calibration, config.calib_cache), targets, _gpu_capability(targets),
     )
     return Engine(graph, header, build_info, plan)

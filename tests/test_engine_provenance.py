@@ -115,6 +115,9 @@ def test_header_records_target_and_cache_hash(tmp_path: Path) -> None:
         "agx-orin-64gb", "Jetson AGX Orin 64GB", "8.7", "MAXN", "int8")
     engine.save(tmp_path / "tiny.engine")
     assert edge.load(tmp_path / "tiny.engine").header["provenance"] == engine.header["provenance"]
+    unpinned = edge.build(_model(), edge.BuilderConfig(profile="agx-orin-64gb"))
+    assert unpinned.header["provenance"]["target"]["power_mode"] is None  # costed for the default, runs in any mode
+    assert unpinned.header["provenance"]["target"]["costed_power_mode"] == "MODE_30W"
 
 
 @pytest.fixture()

@@ -1,8 +1,9 @@
 """Engine provenance: what an engine was built for and with, and how this machine differs.
 
 The header's ``provenance`` holds two flat records. ``target``: the device profile and its SoC,
-the GPU compute capability the profile names, DLA core, precision, power mode and the SHA-256
-of the calibration cache the INT8 scales came from. ``built_with``: the software of the build
+the GPU compute capability the profile names, DLA core, precision, the power mode the build was
+pinned to (``--power-mode``; None when it was only costed for the profile's default, named in
+``costed_power_mode``) and the SHA-256 of the calibration cache the INT8 scales came from. ``built_with``: the software of the build
 machine where present (edgetrt, JetPack, L4T, CUDA, cuDNN, TensorRT) and, when the plan runs on
 the CUDA backend, the compute capability its kernels were compiled for.
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.profiles.schema import same_mode_name
 from edge.version import __version__
 
 __all__ = ["MachineFacts", "Mismatch", "build_provenance", "cache_digest", "mismatches", "read_machine"]
@@ -118,14 +120,17 @@ def build_provenance(
     profile: Any, precision: str, dla_core: int | None, power_mode: str | None, calibration_cache: str | None,
     targets: Mapping[str, str], gpu_compute_capability: str | None, sysroot: Path = Path("/"),
 ) -> dict[str, dict[str, Any]]:
-    """The header's ``provenance`` record for an engine built here for ``profile``."""
+    """The header's ``provenance`` record for an engine built here for ``profile``, pinned to
+    ``power_mode`` when one was asked for."""
+    costed = profile.power_mode(power_mode).name
     target = {
         "profile": profile.name,
         "soc": profile.module,
         "compute_capability": profile.gpu.compute_capability if profile.gpu is not None else None,
         "dla_core": dla_core,
         "precision": precision,
-        "power_mode": power_mode,
+        "power_mode": costed if power_mode is not None else None,
+        "costed_power_mode": costed,
         "calibration_cache_sha256": cache_digest(calibration_cache) if calibration_cache is not None else None,
     }
     built_with: dict[str, Any] = {"edgetrt": __version__, **software_versions(sysroot)}
@@ -178,7 +183,7 @@ def mismatches(header: Mapping[str, Any], backends: Iterable[str], machine: Mach
     if machine.jetson_profile is not None and header.get("profile") != machine.jetson_profile:
         found.append(Mismatch("device profile", str(header.get("profile")), machine.jetson_profile))
     wanted_mode = target.get("power_mode")
-    if machine.power_mode is not None and wanted_mode is not None and wanted_mode != machine.power_mode:
+    if machine.power_mode is not None and wanted_mode is not None and not same_mode_name(wanted_mode, machine.power_mode):
         found.append(Mismatch("power mode", str(wanted_mode), machine.power_mode))
     built_cc = built.get("gpu_compute_capability")
     if built_cc is not None and used & _GPU_BACKENDS:
