@@ -1,8 +1,9 @@
 """The explicitly quantized (Q/DQ) ONNX for TensorRT 11, which has no calibrators.
 
-Every activation in ``NetworkSettings.quantized`` gets ``QuantizeLinear -> DequantizeLinear``
-with its calibrated scale where it is produced (zero point 0, symmetric INT8), so each reader
-sees the INT8-grid value, as edgetrt's INT8 layers do. The weights of INT8 Conv, ConvTranspose,
+Every activation in ``NetworkSettings.quantized`` (the ones INT8 layers read) gets
+``QuantizeLinear -> DequantizeLinear`` with its calibrated scale where it is produced (zero
+point 0, symmetric INT8), so its readers see the INT8-grid value, as edgetrt's INT8 layers do;
+graph outputs stay float unless an INT8 layer also reads them. The weights of INT8 Conv, ConvTranspose,
 Gemm and MatMul layers become INT8 initializers behind a per-output-channel DequantizeLinear
 (scale max|w| / 127, the rule TensorRT applies itself in implicit mode).
 """

@@ -26,6 +26,7 @@ from edge.quant.apply import OnnxLayout, onnx_tensor
 __all__ = ["LayerSetting", "NetworkSettings", "network_settings", "onnx_names"]
 
 _DEVICES = {"dla": "DLA", "gpu": "GPU"}
+_QDQ = ("QuantizeLinear", "DequantizeLinear")
 _MIN_TRACED = 0.5
 """Below this share of the ONNX nodes found in the engine, the engine was built from another model."""
 
@@ -51,8 +52,9 @@ class NetworkSettings:
         gpu_fallback: layers the DLA cannot run may go to the GPU.
         layers: every ONNX node in graph order.
         scales: activation tensor -> INT8 scale (amax / 127), the calibration cache's lines.
-        quantized: activation tensors an INT8 layer reads or writes at an engine-layer
-            boundary (where the Q/DQ ONNX quantizes).
+        quantized: activation tensors an INT8 layer reads across an engine-layer boundary (where
+            the Q/DQ ONNX quantizes; an INT8 layer's outputs stay float until an INT8 reader, as in
+            edgetrt's emulation).
         memory_pools: TensorRT pool name -> bytes.
         io: (tensor name, numpy dtype string, is input) of every network input and output.
         notes: where TensorRT will not get exactly edgetrt's plan, and why.
@@ -101,6 +103,30 @@ def onnx_names(graph: Graph, layout: OnnxLayout) -> dict[str, str]:
     return found
 
 
+_LayerIndex = tuple[dict[str, str], dict[str, str], dict[str, str]]
+
+
+def _layer_index(engine_graph: Graph) -> _LayerIndex:
+    """Engine layer names by name, by the tensors they write, and by the ONNX nodes they stand for."""
+    by_name = {node.name: node.name for node in engine_graph.nodes}
+    by_output = {value.name: node.name for node in engine_graph.nodes for value in node.outputs}
+    by_origin: dict[str, str] = {}
+    for node in engine_graph.nodes:
+        for name in node.origin:
+            by_origin.setdefault(name, node.name)
+    return by_name, by_output, by_origin
+
+
+def _engine_layer(node: Node, index: _LayerIndex) -> str | None:
+    """The engine layer ``node`` became part of: the same name, else the one writing its output
+    (a rewrite split an ONNX node into several layers), else the first standing for its origin."""
+    by_name, by_output, by_origin = index
+    if node.name in by_name:
+        return node.name
+    written = next((by_output[v.name] for v in node.outputs if v.name in by_output), None)
+    return written or next((by_origin[name] for name in node.origin if name in by_origin), None)
+
+
 def network_settings(
     engine: Engine, graph: Graph, scales: Mapping[str, float], layout: OnnxLayout, memory_pools: Mapping[str, int]
 ) -> NetworkSettings:
@@ -111,17 +137,12 @@ def network_settings(
         EdgeError: ``engine`` was not built from the model ``graph`` came from.
     """
     config = engine.build.get("config", {})
-    by_origin: dict[str, Node] = {}
-    for node in engine.graph.nodes:
-        for name in node.origin:
-            by_origin.setdefault(name, node)
-    owner: dict[int, str | None] = {}
-    for node in graph.nodes:
-        layer = next((by_origin[name] for name in node.origin if name in by_origin), None)
-        owner[id(node)] = None if layer is None else layer.name
-    traced = sum(layer is not None for layer in owner.values())
-    if graph.nodes and traced < _MIN_TRACED * len(graph.nodes):
-        raise EdgeError(f"engine '{engine.name}' was not built from this model: {traced} of its {len(graph.nodes)} ONNX nodes are in the engine")
+    index = _layer_index(engine.graph)
+    owner = {id(node): _engine_layer(node, index) for node in graph.nodes}
+    computing = [node for node in graph.nodes if node.op_type not in _QDQ]  # edgetrt folds Q/DQ into scales
+    traced = sum(owner[id(node)] is not None for node in computing)
+    if computing and traced < _MIN_TRACED * len(computing):
+        raise EdgeError(f"engine '{engine.name}' was not built from this model: {traced} of its {len(computing)} ONNX nodes are in the engine")
     engine_nodes = {node.name: node for node in engine.graph.nodes}
     settings = NetworkSettings(
         precision=engine.precision,
@@ -142,9 +163,10 @@ def network_settings(
         device = _DEVICES.get(layer.meta.get("device", "")) if layer is not None else None
         precision = str(layer.meta.get("precision", "fp32")) if layer is not None and computes_in_float(node) else None
         if precision == "int8":
-            boundary = [v for v in _float_tensors([*node.inputs, *node.outputs]) if not _internal(v, owner, layer_name, graph)]
-            if all(v.name in settings.scales for v in boundary):
-                quantized.update(dict.fromkeys(v.name for v in boundary))
+            reads = [v for v in _float_tensors(node.inputs) if not _internal(v, owner, layer_name, graph)]
+            writes = [v for v in _float_tensors(node.outputs) if not _internal(v, owner, layer_name, graph)]
+            if all(v.name in settings.scales for v in reads + writes):
+                quantized.update(dict.fromkeys(v.name for v in reads))
             else:
                 precision = "fp16"
                 short.append(node.name)
@@ -152,7 +174,7 @@ def network_settings(
     settings.quantized = list(quantized)
     if short:
         settings.notes.append(f"{len(short)} layer(s) planned INT8 lack a scale on a tensor TensorRT keeps between layers and are set to FP16: {', '.join(short[:5])}")
-    untraced = [node.name for node in graph.nodes if owner[id(node)] is None]
+    untraced = [node.name for node in computing if owner[id(node)] is None]
     if untraced:
         settings.notes.append(f"{len(untraced)} ONNX node(s) are not in the engine; TensorRT places them itself: {', '.join(untraced[:5])}")
     return settings

@@ -61,6 +61,7 @@ def test_exported_onnx_checks_and_keeps_outputs(tmp_path: Path, model: onnx.Mode
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * float(np.abs(want).max()))
     names = {node.name for node in exported.graph.node}
     assert set(result.settings.devices()) <= names and len(names) == len(exported.graph.node)
+    edge.load(result.folder / "model.engine", check_machine=False)  # its fused ops (Attention, Gelu, SiLU) load back
 
 
 def _expected_lists(result) -> tuple[dict[str, str], dict[str, str]]:
@@ -83,16 +84,18 @@ def _pairs(spec: str) -> dict[str, str]:
     return dict(item.rsplit(":", 1) for item in spec.split(","))
 
 
-@pytest.fixture(scope="module")
-def calibrated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, onnx.ModelProto, dict[str, float]]:
-    """resnet_block_cnn with a hand-written cache: a scale for every ONNX tensor."""
-    folder = tmp_path_factory.mktemp("calibrated")
-    model = resnet_block_cnn()
+def _with_cache(folder: Path, model: onnx.ModelProto) -> tuple[Path, onnx.ModelProto, dict[str, float]]:
+    """``model`` with a hand-written cache beside it: a scale for every ONNX tensor."""
     graph = edge.load_onnx(model)
     rng = np.random.default_rng(5)
     scales = {v.name: float(rng.uniform(0.005, 0.05)) for v in [*graph.inputs, *(o for n in graph.nodes for o in n.outputs)]}
     write_cache(folder / "edgetrt.calib", CalibrationCache("EntropyCalibration2", scales))
     return folder, model, scales
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, onnx.ModelProto, dict[str, float]]:
+    return _with_cache(tmp_path_factory.mktemp("calibrated"), resnet_block_cnn())
 
 
 @pytest.mark.parametrize("version", ["8.6", "10.3", "11"])
@@ -139,8 +142,9 @@ def test_cache_is_trtexec_format_bit_for_bit(tmp_path: Path, calibrated, version
         assert body[name] == format(struct.unpack(">I", struct.pack(">f", scales[name]))[0], "08x")
 
 
-def test_qdq_onnx_matches_the_int8_engine(tmp_path: Path, calibrated) -> None:
-    folder, model, _ = calibrated
+@pytest.mark.parametrize("builder", [resnet_block_cnn, mobile_cnn])
+def test_qdq_onnx_matches_the_int8_engine(tmp_path: Path, builder) -> None:
+    folder, model, _ = _with_cache(tmp_path, builder())
     result = _export(tmp_path, model, "11", precision="int8", calib_cache=folder / "edgetrt.calib")
     qdq = onnx.load(result.folder / "model.qdq.onnx")
     onnx.checker.check_model(qdq, full_check=True)
