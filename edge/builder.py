@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.engine import Engine, new_header
+from edge.engine.provenance import build_provenance, gpu_capability
 from edge.errors import EdgeError, ModelImportError, ProfileError
 from edge.fp16_range import fp16_overflow_warning, layer_peaks, probe_inputs
 from edge.frontend import load_onnx
@@ -25,7 +26,7 @@ from edge.passes import optimize
 from edge.plan import lower
 from edge.precision import PRECISIONS, REDUCED, assign_precision, layer_precisions, round_weights
 from edge.profiles import load_profile
-from edge.quant import CALIBRATORS, Preprocess, apply_int8, calibration_for, load_calibration_data, onnx_layout
+from edge.quant import CALIBRATORS, CalibrationCache, Preprocess, apply_int8, calibration_for, load_calibration_data, onnx_layout
 from edge.runtime.arena import plan_engine_memory
 from edge.runtime.interpreter import Schedule
 from edge.runtime.profiles import validate_profiles
@@ -212,6 +213,10 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
     build_info["timings_s"] = timings
     name = Path(model).stem if isinstance(model, (str, os.PathLike)) else graph.name
     header = new_header(name, profile=device.name, precision=config.precision)
+    header["provenance"] = build_provenance(
+        device, config.precision, config.dla_core, config.power_mode,
+        _cache_text(calibration, config.calib_cache), targets, gpu_capability() if "cuda" in targets.values() else None,
+    )
     return Engine(graph, header, build_info, plan)
 
 
@@ -244,6 +249,17 @@ def _precision_warnings(config: BuilderConfig, int8: dict[str, Any], layers: dic
         "INT8 requested without calibration data or cache (--calib-data / --calib): no layer has INT8 scales, "
         f"so no layer runs INT8 (layers: {used}); accuracy and speed are FP16's, not INT8's"
     ]
+
+
+def _cache_text(calibration: Any, path: str | os.PathLike | None) -> str | None:
+    """The calibration cache the INT8 scales are (the file when there is one), for its hash."""
+    if calibration is None:
+        return None
+    if path is not None and Path(path).is_file():
+        return Path(path).read_text(encoding="utf-8")
+    return CalibrationCache(CALIBRATORS.get(calibration.calibrator, calibration.calibrator), calibration.scales).to_text()
+
+
 
 
 def _targets(device: Any, chosen: dict[str, str] | None) -> dict[str, str]:

@@ -24,7 +24,7 @@ from edge.errors import ProfileError
 from edge.kernels.threads import intra_op_threads
 from edge.power.control import Commands, PowerController
 
-__all__ = ["MISSING", "NA", "OK", "SYSROOT", "Check", "DoctorReport", "match_profile", "run_checks"]
+__all__ = ["MISSING", "NA", "OK", "SYSROOT", "Check", "DoctorReport", "board_memory_gb", "match_profile", "run_checks"]
 
 OK, MISSING, NA = "ok", "missing", "n/a"
 
@@ -174,7 +174,8 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _memory_gb(root: Path) -> float | None:
+def board_memory_gb(root: Path) -> float | None:
+    """RAM in GB from the board's /proc/meminfo (None when unreadable)."""
     text = _read(root / "proc/meminfo") or ""
     found = re.search(r"^MemTotal:\s+(\d+)\s*kB", text, re.MULTILINE)
     return int(found.group(1)) * 1024 / 1e9 if found else None
@@ -215,7 +216,7 @@ def _jetson_checks(root: Path, path: str | None, euid: int, jetson: bool) -> lis
     else:
         l4t = release[0].lstrip("# ").strip() if release else "L4T release unknown"
         checks = [Check("jetson", "jetson", OK, f"{model or 'unknown model'}; {l4t}")]
-        memory = _memory_gb(root)
+        memory = board_memory_gb(root)
         matched = match_profile(model or "", memory)
         checks.append(
             Check("jetson", "profile", OK if matched else MISSING, matched or f"no bundled profile matches '{model}'",

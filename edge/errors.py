@@ -12,6 +12,8 @@ __all__ = [
     "ModelImportError",
     "UnsupportedOperatorError",
     "EngineFormatError",
+    "EngineMismatchError",
+    "EngineMismatchWarning",
     "InputError",
     "ProfileError",
     "KernelError",
@@ -53,6 +55,14 @@ class UnsupportedOperatorError(ModelImportError):
 
 class EngineFormatError(EdgeError):
     """An engine file is truncated, corrupted, foreign or of a newer format."""
+
+
+class EngineMismatchError(EngineFormatError):
+    """An engine was built for another machine (board, power mode, GPU or library versions)."""
+
+
+class EngineMismatchWarning(UserWarning):
+    """An engine loaded with ``allow_mismatch`` differs from this machine (one warning per difference)."""
 
 
 class InputError(EdgeError):

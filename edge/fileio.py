@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import shutil
 import tempfile
 import zipfile
 import zlib
@@ -25,13 +26,17 @@ import numpy as np
 
 from edge.errors import FileWriteError
 
-__all__ = ["atomic_path", "write_atomic", "read_arrays"]
+__all__ = ["atomic_directory", "atomic_path", "write_atomic", "read_arrays"]
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return 0o666 & ~_umask()
 
 
 @contextmanager
@@ -77,6 +82,35 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int | None = 
     payload = data.encode("utf-8") if isinstance(data, str) else data
     with atomic_path(path, mode) as temp:
         temp.write_bytes(payload)
+
+
+@contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty folder beside ``path`` to fill; on success it replaces ``path`` (a previous
+    folder there is removed after), on error it vanishes and ``path`` stays as it was."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise FileWriteError(f"cannot write folder '{target}': a file is in its place")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    except OSError as exc:
+        raise FileWriteError(f"cannot write folder '{target}': {_reason(exc)}") from None
+    try:
+        yield temp
+        os.chmod(temp, 0o777 & ~_umask())  # mkdtemp's folders are private (0700)
+        previous = target.with_name(f".{target.name}.{temp.name}.old") if target.exists() else None
+        if previous is not None:
+            os.replace(target, previous)
+        os.replace(temp, target)
+    except OSError as exc:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise FileWriteError(f"cannot write folder '{target}': {_reason(exc)}; nothing was written") from None
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 # -- reading user arrays ---------------------------------------------------------------

@@ -112,7 +112,7 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     """Header (engines only), inputs, outputs and layer rows of a model or engine file."""
     plan = None
     if is_engine_file(path):
-        engine: Engine = load(path)
+        engine: Engine = load(path, check_machine=False)
         graph, header, build, plan = engine.graph, engine.header, engine.build, engine.plan
         kind, emulation = "engine", emulation_note(engine)
     else:

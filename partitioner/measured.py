@@ -1,4 +1,5 @@
-"""Measured (a trtexec ``--exportProfile`` run) against predicted, with the same cost model.
+"""Measured (a trtexec ``--exportProfile`` run) against predicted, with the same cost model,
+and the engine's layers (``--exportLayerInfo``) against the planned devices and precisions.
 
 ``ProfileMatch`` partitions the graph as the flags say, then maps every trtexec layer to the
 IR layers it ran: a DLA subgraph ``{ForeignNode[first...last]}`` covers the DLA layers from
@@ -20,6 +21,7 @@ from edge.partitioner import PartitionOptions, PartitionPlan, plan_partition
 from edge.partitioner.cost import CostModel
 from edge.partitioner.fit import Observation
 from edge.partitioner.partition import Analysis, crossings, group
+from edge.partitioner.trtexec_layers import TrtexecLayerInfo
 from edge.partitioner.trtexec_profile import TrtexecProfile
 from edge.profiles import DeviceProfile
 from edge.profiles.schema import CostSpec
@@ -42,9 +44,10 @@ class MatchedRow:
 
 
 class ProfileMatch:
-    """A trtexec profile matched to the plan of ``graph`` under ``options`` (see module docstring)."""
+    """A trtexec profile (None: only layer infos are matched) matched to the plan of ``graph``
+    under ``options`` (see module docstring)."""
 
-    def __init__(self, graph: Graph, profile: DeviceProfile, options: PartitionOptions, trtexec: TrtexecProfile) -> None:
+    def __init__(self, graph: Graph, profile: DeviceProfile, options: PartitionOptions, trtexec: TrtexecProfile | None) -> None:
         options = dataclasses.replace(options, algorithm="greedy")  # trtexec places layers as TensorRT does
         self.profile = profile
         self.mode = profile.power_mode(options.power_mode)
@@ -58,26 +61,50 @@ class ProfileMatch:
         self._priced: tuple[CostSpec | None] | None = None
 
     def _match(self) -> list[MatchedRow]:
+        if self.trtexec is None:
+            return []
+        matched = self.match_names([layer.name for layer in self.trtexec.layers])
+        return [MatchedRow(layer.name, kind, members, layer.average_ms) for layer, (kind, members) in zip(self.trtexec.layers, matched)]
+
+    def match_names(self, names: list[str]) -> list[tuple[str, tuple[int, ...]]]:
+        """(kind, IR layer indices) per trtexec layer name, in engine order (each IR layer claimed once)."""
         index: dict[str, int] = {}
         for i, node in enumerate(self.analysis.layers):
             for name in (node.name, *node.origin):
                 index.setdefault(name, i)
         claimed: set[int] = set()
-        rows = []
-        for layer in self.trtexec.layers:
-            foreign = _FOREIGN.search(layer.name)
+        found = []
+        for name in names:
+            foreign = _FOREIGN.search(name)
             if foreign is not None and foreign.group(1) in index:
                 first = index[foreign.group(1)]
                 last = index.get(foreign.group(2) or foreign.group(1), first)
                 members = tuple(i for i in range(first, last + 1) if self.placement[i] and i not in claimed)
                 kind = "dla"
-            elif _TRANSITION.search(layer.name):
+            elif _TRANSITION.search(name):
                 members, kind = (), "transition"
             else:
-                members = tuple(sorted({index[t] for t in _TOKEN.findall(layer.name) if t in index} - claimed))
+                members = tuple(sorted({index[t] for t in _TOKEN.findall(name) if t in index} - claimed))
                 kind = "gpu" if members else "unmatched"
             claimed.update(members)
-            rows.append(MatchedRow(layer.name, kind, members, layer.average_ms))
+            found.append((kind, members))
+        return found
+
+    def placement_rows(self, info: TrtexecLayerInfo) -> list[dict]:
+        """Per engine layer of ``--exportLayerInfo``: measured device and precision next to the plan's."""
+        precisions = {layer.name: layer.precision for layer in self.plan.layers}
+        rows = []
+        for layer, (kind, members) in zip(info.layers, self.match_names([layer.name for layer in info.layers])):
+            devices = sorted({"dla" if self.placement[i] else "gpu" for i in members})
+            planned = sorted({precisions.get(self.analysis.layers[i].name, "fp32") for i in members})
+            predicted_device = "+".join(devices) or None
+            predicted_precision = "+".join(planned) or None
+            agrees = None if not members else predicted_device == layer.device and (layer.precision is None or predicted_precision == layer.precision)
+            rows.append({
+                "layer": layer.name, "type": layer.layer_type, "ir_layers": len(members),
+                "measured_device": layer.device, "predicted_device": predicted_device,
+                "measured_precision": layer.precision, "predicted_precision": predicted_precision, "agrees": agrees,
+            })
         return rows
 
     # -- prices -------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from edge.ir import Graph, Node
 from edge.partitioner import PartitionOptions, PartitionPlan, plan_partition
 from edge.partitioner.cost import CostModel
 from edge.partitioner.measured import ProfileMatch
+from edge.partitioner.trtexec_layers import TrtexecLayerInfo
 from edge.partitioner.partition import Analysis, evaluate, greedy
 from edge.partitioner.throughput import deployments
 from edge.partitioner.trtexec_profile import TrtexecProfile
@@ -159,6 +160,7 @@ class PartitionReport:
         if self.measured is not None:
             measured = _html_table("Measured vs predicted per segment (ms)", self.measured["segments"])
             measured += _html_table("Measured vs predicted per trtexec layer (ms)", self.measured["layers"])
+            measured += _html_table("Measured vs planned device and precision per engine layer", self.measured["placement"])
         notes = f"<h2>Notes</h2><ul>{''.join(f'<li>{esc(n)}</li>' for n in self.notes)}</ul>\n" if self.notes else ""
         return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>edgetrt partition: {esc(self.model)}</title>
@@ -198,9 +200,11 @@ def build_report(
     options: PartitionOptions | None = None,
     model: str = "model",
     measured: TrtexecProfile | None = None,
+    layer_info: TrtexecLayerInfo | None = None,
 ) -> PartitionReport:
     """Partition ``graph`` (without modifying it) and assemble the report; with ``measured``
-    (a trtexec --exportProfile run of the same model and flags) add measured vs predicted."""
+    (a trtexec --exportProfile run of the same model and flags) add measured vs predicted times,
+    with ``layer_info`` (its --exportLayerInfo) measured vs planned devices and precisions."""
     options = options or PartitionOptions()
     if isinstance(profile, str):
         profile = load_profile(profile)
@@ -241,10 +245,14 @@ def build_report(
     batch = _batch(graph)
     summary["batch"] = batch
     comparison = None
-    if measured is not None:
+    if measured is not None or layer_info is not None:
         match = ProfileMatch(graph, profile, options, measured)
-        comparison = {"source": measured.source, "segments": match.segment_rows(), "layers": match.layer_rows(),
-                      "unmatched_ir_layers": match.unmatched_ir_layers()}
+        comparison = {"source": None, "segments": [], "layers": [], "unmatched_ir_layers": [], "placement": []}
+        if measured is not None:
+            comparison.update(source=measured.source, segments=match.segment_rows(), layers=match.layer_rows(),
+                              unmatched_ir_layers=match.unmatched_ir_layers())
+        if layer_info is not None:
+            comparison.update(layer_info=layer_info.source, placement=match.placement_rows(layer_info))
     return PartitionReport(model, device, plan, rows, summary, per_mode, suggestions, batch,
                            _throughput(graph, profile, options, plan, batch), comparison)
 

@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "edge.cli.doctor",
     "edge.cli.calibrate",
     "edge.cli.deploy",
+    "edge.cli.trt",
 )
 
 

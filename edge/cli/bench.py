@@ -15,7 +15,7 @@ from rich.table import Table
 
 import edge
 from edge.cli.app import app, console
-from edge.cli.options import THREADS, parse_shapes
+from edge.cli.options import ALLOW_MISMATCH, THREADS, load_engine, parse_shapes
 from edge.cli.text import terminal_text
 from edge.errors import EdgeError
 from edge.runtime.bench import PERCENTILES, BenchConfig, BenchResult, benchmark
@@ -70,6 +70,7 @@ def bench_command(
     dump_profile: bool = DUMP_PROFILE,
     profile_runs: int = typer.Option(10, "--profile-runs", min=1, help="Runs of the separate per-layer profile."),
     threads: int = THREADS,
+    allow_mismatch: bool = ALLOW_MISMATCH,
 ) -> None:
     """Measure an engine's throughput and latency on seeded random inputs.
 
@@ -92,7 +93,7 @@ def bench_command(
     """
     if threads is not None:
         edge.set_intra_op_threads(threads)
-    engine = edge.load(engine_path)
+    engine = load_engine(engine_path, allow_mismatch)
     config = BenchConfig(
         warmup=warmup_runs,
         warmup_ms=warmup_ms,

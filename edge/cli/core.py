@@ -24,7 +24,9 @@ from edge.cli.options import (
     POWER_MODE,
     SAVED_DATA,
     SHAPES,
+    ALLOW_MISMATCH,
     THREADS,
+    load_engine,
     parse_backends,
     parse_input_files,
     parse_per_output,
@@ -224,6 +226,7 @@ def run_command(
     max_loop_iterations: int = typer.Option(
         DEFAULT_MAX_LOOP_ITERATIONS, "--max-loop-iterations", min=1, help="Refuse a Loop that runs longer than this."
     ),
+    allow_mismatch: bool = ALLOW_MISMATCH,
 ) -> None:
     """Run an engine and print its outputs.
 
@@ -247,7 +250,7 @@ def run_command(
     if threads is not None:
         edge.set_intra_op_threads(threads)
     set_max_loop_iterations(max_loop_iterations)
-    engine = edge.load(engine_path)
+    engine = load_engine(engine_path, allow_mismatch)
     given = parse_input_files(inputs)
     run_shapes = parse_shapes(shapes) or None
     feeds = iteration_feeds(engine, iterations, given, saved_feeds(load_inputs, data_loader_script, iterations), run_shapes, seed, batch)
@@ -336,6 +339,11 @@ def inspect_command(
     if info["header"]:
         header = Table("field", "value", title="engine header")
         for key, value in info["header"].items():
+            if key == "provenance":
+                for part, record in value.items():
+                    for field, item in record.items():
+                        header.add_row(terminal_text(f"{part}.{field}"), terminal_text("-" if item is None else item))
+                continue
             header.add_row(terminal_text(key), terminal_text(value))
         console.print(header)
     memory = info["build"].get("memory")

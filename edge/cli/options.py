@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import warnings
+
 import numpy as np
 import typer
 
-from edge.errors import EdgeError, InputError
+from edge.errors import EdgeError, EngineMismatchWarning, InputError
 from edge.fileio import read_arrays
 
 __all__ = [
@@ -21,6 +23,8 @@ __all__ = [
     "SAVED_DATA",
     "SHAPES",
     "THREADS",
+    "ALLOW_MISMATCH",
+    "load_engine",
     "parse_backends",
     "parse_input_files",
     "parse_per_output",
@@ -47,6 +51,9 @@ SAVED_DATA = {
     "iterations": typer.Option(1, "--iterations", min=1, help="Feeds to run (saved feeds and data loaders give their own count)."),
     "validate": typer.Option(False, "--validate", help="Fail when an output holds NaN or inf."),
 }
+ALLOW_MISMATCH = typer.Option(
+    False, "--allow-mismatch", help="Load an engine built for another machine (board, power mode, GPU, versions), warning about each difference."
+)
 # Run flags shared by `run` and `bench` (onnxruntime's intra_op_num_threads)
 THREADS = typer.Option(None, "--threads", min=1, help="CPU threads per layer (the compiled kernels' pool, else the BLAS pool); all cores when not given.")
 
@@ -114,3 +121,17 @@ def parse_per_output(items: list[str], option: str, cast: type = float) -> dict[
             except ValueError:
                 raise EdgeError(f"{option} '{part}' is not [OUTPUT:]VALUE (e.g. {option} out:1e-3)") from None
     return values or None
+def load_engine(path: Path, allow_mismatch: bool = False):  # -> edge.Engine
+    """``edge.load`` for run/bench/serve/profile: each difference from this machine printed as a warning."""
+    import edge
+    from edge.cli.app import console_warning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EngineMismatchWarning)
+        engine = edge.load(path, allow_mismatch=allow_mismatch)
+    for warning in caught:
+        if issubclass(warning.category, EngineMismatchWarning):
+            console_warning(str(warning.message))
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    return engine

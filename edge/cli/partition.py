@@ -38,6 +38,7 @@ from edge.partitioner import PartitionOptions
 from edge.partitioner.fit import FIT_BOUNDS, Observation, error_summary, fit_constants
 from edge.partitioner.measured import ProfileMatch
 from edge.partitioner.report import PartitionReport, build_report
+from edge.partitioner.trtexec_layers import read_trtexec_layer_info
 from edge.partitioner.trtexec_profile import read_trtexec_profile
 from edge.frontend.onnx_import import load_model_proto
 from edge.profiles import DeviceProfile, list_profiles, load_profile, profile_text, replace_cost_section
@@ -80,6 +81,7 @@ def partition_command(
     batch: int = BATCH,
     shapes: str = SHAPES,
     measured: Path = typer.Option(None, "--measured", help="A trtexec --exportProfile JSON of this model: report measured vs predicted."),
+    layer_info: Path = typer.Option(None, "--layer-info", help="A trtexec --exportLayerInfo JSON of this model: report measured vs planned devices and precisions."),
     greedy: bool = typer.Option(False, "--greedy", help="Apply TensorRT's greedy placement instead of the optimized one."),
     no_optimize: bool = typer.Option(False, "--no-optimize", help="Partition the graph as imported, without the optimizer."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of tables."),
@@ -101,6 +103,8 @@ def partition_command(
 
         edgetrt partition resnet50.onnx --dla 0 --gpu-fallback --int8 --measured trtexec-profile.json
 
+        edgetrt partition model.onnx --dla 0 --gpu-fallback --int8 --measured profile.json --layer-info layers.json   (an export-trt folder)
+
     Refit the cost model from trtexec profiles with ``edgetrt partition calibrate --help``.
     """
     device_profile = load_profile(profile)
@@ -116,7 +120,8 @@ def partition_command(
     )
     graph = _load(model, shapes, batch, not no_optimize)
     trtexec = read_trtexec_profile(measured) if measured is not None else None
-    report = build_report(graph, device_profile, options, model=model.name, measured=trtexec)
+    info = read_trtexec_layer_info(layer_info) if layer_info is not None else None
+    report = build_report(graph, device_profile, options, model=model.name, measured=trtexec, layer_info=info)
     if html_file is not None:
         write_atomic(html_file, report.to_html())
     if as_json:
@@ -156,6 +161,12 @@ def _print_report(report: PartitionReport) -> None:
         if report.measured["unmatched_ir_layers"]:
             names = ", ".join(report.measured["unmatched_ir_layers"][:10])
             console.print(f"[yellow]note:[/yellow] IR layers no trtexec layer names: {names}", highlight=False)
+        placement = report.measured["placement"]
+        _print_rows(f"Measured ({report.measured.get('layer_info')}) vs planned device and precision", placement)
+        differ = [row["layer"] for row in placement if row["agrees"] is False]
+        if differ:
+            console.print(f"[yellow]note:[/yellow] {len(differ)} engine layer(s) ran elsewhere or in another precision than planned: "
+                          f"{escape(', '.join(differ[:5]))}", highlight=False)
     for suggestion in report.suggestions:
         console.print(f"[yellow]suggestion:[/yellow] {suggestion}", highlight=False)
     for note in report.notes:

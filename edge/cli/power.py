@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from edge.cli.app import app, console
+from edge.cli.options import ALLOW_MISMATCH, load_engine
 from edge.errors import EdgeError, PowerError, TelemetryError
 
 __all__ = ["power_controller", "show_command", "modes_command", "set_command", "clocks_command", "profile_command", "telemetry_report_command", "telemetry_record_command"]
@@ -171,6 +172,7 @@ def profile_command(
     interval: int = typer.Option(100, "--interval", help="Telemetry sampling period in ms."),
     sampler: str = typer.Option("auto", "--sampler", help="auto, tegrastats, jtop, nvml or psutil."),
     report: Path = typer.Option(..., "--report", help="Directory for report.html and report.json."),
+    allow_mismatch: bool = ALLOW_MISMATCH,
 ) -> None:
     """Benchmark an engine while sampling power, clocks and temperatures; write a report.
 
@@ -191,7 +193,7 @@ def profile_command(
 
     if duration <= 0:
         raise EdgeError(f"--duration must be positive, got {duration}")
-    engine = edge.load(engine_path)
+    engine = load_engine(engine_path, allow_mismatch)
     profile_name = engine.header.get("profile")
     controller = power_controller(profile=profile_name)
     on_jetson = controller.is_jetson()

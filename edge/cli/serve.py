@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from edge.cli.app import app
+from edge.cli.options import load_engine
 from edge.errors import EdgeError
 
 __all__ = ["serve_command", "parse_engine_arg"]
@@ -54,6 +55,10 @@ def serve_command(
     telemetry: bool = typer.Option(
         False, "--telemetry", envvar="EDGETRT_TELEMETRY",
         help="Export power, temperatures, clocks and GPU/DLA load (tegrastats, jtop, NVML or psutil) in /metrics.",
+    ),
+    allow_mismatch: bool = typer.Option(
+        False, "--allow-mismatch", envvar="EDGETRT_ALLOW_MISMATCH",
+        help="Serve engines built for another machine (board, power mode, GPU, versions), warning about each difference.",
     ),
 ) -> None:
     """Serve engines over HTTP with the KServe v2 / Triton protocol.
@@ -109,7 +114,7 @@ def serve_command(
         name, path = parse_engine_arg(item)
         if not path.is_file():
             raise EdgeError(f"engine file '{path}' does not exist")
-        models.append(ServedModel.from_engine(edge.load(path), name, batching))
+        models.append(ServedModel.from_engine(load_engine(path, allow_mismatch), name, batching))
     config = ServeConfig(
         host=host,
         port=port,
@@ -139,7 +144,7 @@ def serve_command(
         for model in served:
             typer.echo(f"edgetrt:   {model.name} v{model.version}: {model.describe_batching()}", err=True)
 
-    repository = Repository(model_repository, max_queue) if model_repository is not None else None
+    repository = Repository(model_repository, max_queue, allow_mismatch) if model_repository is not None else None
     try:
         serve(models, config, repository=repository, extra_metrics=extra_metrics, on_ready=announce)
     finally:

@@ -83,7 +83,7 @@ def _power_mode_id(mode: str, engines: tuple[Path, ...]) -> int:
     import edge
     from edge.cli.power import power_controller
 
-    profile = edge.load(engines[0]).header.get("profile") if engines[0].is_file() else None
+    profile = edge.load(engines[0], check_machine=False).header.get("profile") if engines[0].is_file() else None
     return power_controller(profile=profile).resolve_mode(mode).id
 
 

@@ -101,7 +101,7 @@ def make_plan(
         raise EdgeError(f"--max-batch must be >= 1, got {max_batch}")
     profile = profile or base.default_profile
     if source.suffix.lower() == ".engine":
-        engine = edge.load(source)
+        engine = edge.load(source, check_machine=False)  # deployed elsewhere: the target runs the check
         if profile is not None and profile != engine.profile:
             raise EdgeError(f"engine '{source}' was built for profile '{engine.profile}', not '{profile}'; pass the ONNX to rebuild")
         profile, can_batch = engine.profile, batchable(engine)

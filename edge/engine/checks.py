@@ -88,10 +88,13 @@ def _check_attribute_types(graph: Graph, document: dict[str, Any]) -> None:
     """Every attribute a standard op's ONNX schema declares has that schema's type."""
     for node in graph.walk():
         domain = standard_domain(node.domain)
-        op = _BASE_OP.get(node.op_type, node.op_type) if domain == EDGETRT_DOMAIN else node.op_type
-        if domain not in ("", EDGETRT_DOMAIN) or not onnx.defs.has(op):
-            continue
-        declared = onnx.defs.get_schema(op, graph.opset.get("", onnx.defs.onnx_opset_version())).attributes
+        op = _BASE_OP.get(node.op_type) if domain == EDGETRT_DOMAIN else node.op_type
+        if op is None or domain not in ("", EDGETRT_DOMAIN) or not onnx.defs.has(op):
+            continue  # edgetrt's own ops (Attention, SiLU, ...) have no ONNX schema to hold them to
+        version = graph.opset.get("", onnx.defs.onnx_opset_version())
+        # an op the optimizer introduced (Gelu, LayerNormalization) may be newer than the model's opset
+        schema = onnx.defs.get_schema(op, version) if onnx.defs.has(op, version) else onnx.defs.get_schema(op)
+        declared = schema.attributes
         for name, value in node.attrs.items():
             if name in declared and declared[name].type in _KINDS and not _fits(value, *_KINDS[declared[name].type]):
                 raise EngineFormatError(

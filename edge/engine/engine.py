@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -16,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from edge.engine.format import BlobWriter, read_engine, write_engine
+from edge.engine.provenance import Mismatch, mismatches, read_machine
 from edge.engine.serialize import decode, encode, graph_from_document, graph_to_document
-from edge.errors import EngineFormatError
+from edge.errors import EngineFormatError, EngineMismatchError, EngineMismatchWarning
 from edge.ir import Dim, Graph
 from edge.plan import ExecutionPlan, lower
 from edge.version import __version__
@@ -51,6 +53,7 @@ class Engine:
         self.plan = plan if plan is not None else lower(graph, {})
         self._schedule = None
         self._lock = threading.Lock()
+        self.mismatches: list[Mismatch] = []
 
     # -- description -----------------------------------------------------------------
     @property
@@ -116,15 +119,22 @@ def new_header(name: str, profile: str, precision: str, **extra: Any) -> dict[st
     }
 
 
-def load(path: str | os.PathLike, profile: str | None = None) -> Engine:
+def load(
+    path: str | os.PathLike, profile: str | None = None, *, check_machine: bool = True, allow_mismatch: bool = False
+) -> Engine:
     """Read an engine file.
 
     Args:
         path: the ``.engine`` file.
         profile: when given, refuse an engine built for a different device profile.
+        check_machine: compare the engine's provenance with this machine (see
+            :mod:`edge.engine.provenance`); off for tools that only describe engines.
+        allow_mismatch: load despite differences; they are kept in ``engine.mismatches`` and
+            issued as an :class:`EngineMismatchWarning` each.
 
     Raises:
         EngineFormatError: truncated, corrupted, foreign, newer-format or mismatched file.
+        EngineMismatchError: built for another machine (names every difference).
     """
     blob = read_engine(path)
     graph = graph_from_document(blob.document, blob)
@@ -132,7 +142,21 @@ def load(path: str | os.PathLike, profile: str | None = None) -> Engine:
     engine = Engine(graph, blob.header, decode(blob.document.get("build", {}), blob), plan)
     if profile is not None and engine.profile != profile:
         raise EngineFormatError(f"'{path}' was built for profile '{engine.profile}', not '{profile}'; rebuild it")
+    if check_machine:
+        _check_machine(engine, path, allow_mismatch)
     return engine
+
+
+def _check_machine(engine: Engine, path: str | os.PathLike, allow_mismatch: bool) -> None:
+    found = mismatches(engine.header, {segment.backend for segment in engine.plan.segments}, read_machine())
+    if not found:
+        return
+    described = "; ".join(m.describe() for m in found)
+    if not allow_mismatch:
+        raise EngineMismatchError(f"'{path}' was built for another machine: {described}; rebuild it here or pass --allow-mismatch")
+    engine.mismatches = found
+    for mismatch in found:
+        warnings.warn(f"'{path}': {mismatch.describe()}", EngineMismatchWarning, stacklevel=3)
 
 
 def _plan(record: Any, path: str | os.PathLike) -> ExecutionPlan | None:

@@ -55,6 +55,11 @@ HEADER_SCHEMA: dict[str, Any] = {
         "created": _NAME,
         "format_version": {"type": "integer"},
         "body_length": _COUNT,
+        "provenance": {
+            "type": "object",
+            "properties": {part: {"type": "object", "additionalProperties": {"type": ["string", "integer", "null"]}} for part in ("target", "built_with")},
+            "additionalProperties": False,
+        },
     },
     "additionalProperties": {"type": ["string", "integer", "number", "boolean", "null"]},
 }

@@ -25,7 +25,7 @@ from edge.passes.pool_order import move_pools_after_pointwise_convs
 from edge.passes.qdq import fold_qdq
 from edge.passes.recognize import recognize
 
-__all__ = ["PIPELINE", "optimize", "OptimizeReport", "Pass", "PassError", "PassStats", "run_passes"]
+__all__ = ["PIPELINE", "PORTABLE_PIPELINE", "optimize", "OptimizeReport", "Pass", "PassError", "PassStats", "run_passes"]
 
 PIPELINE: list[Pass] = [
     Pass("qdq", fold_qdq, kind="fuse"),
@@ -44,6 +44,10 @@ PIPELINE: list[Pass] = [
     Pass("dce", eliminate_dead_code),
 ]
 """The default optimization pipeline, in order (a name may appear twice; stats add up)."""
+
+PORTABLE_PIPELINE: list[Pass] = [p for p in PIPELINE if p.name not in ("qdq", "recognize", "fuse_activation")]
+"""The passes whose output is standard ONNX at the model's own opset (no edgetrt fused ops, no
+Q/DQ folding, no ops of newer opsets): what ``export-trt`` hands TensorRT, which fuses itself."""
 
 
 def optimize(graph: Graph, verbose: bool = False, *, check: bool | None = None) -> OptimizeReport:

@@ -24,10 +24,12 @@ DEFAULT_MODEL_FILENAME = "model.engine"
 
 @dataclass(frozen=True)
 class Repository:
-    """The repository folder and the queue size used where a config sets none."""
+    """The repository folder, the queue size used where a config sets none, and whether engines
+    built for another machine load (with a warning each, see ``edge.load``)."""
 
     root: Path
     max_queue: int
+    allow_mismatch: bool = False
 
     def names(self) -> list[str]:
         """Every model folder in the repository, sorted."""
@@ -58,7 +60,7 @@ class Repository:
         for version in self._versions(folder, declared, where):
             path = folder / version / (declared.default_model_filename or DEFAULT_MODEL_FILENAME)
             try:
-                engine = edge.load(path)
+                engine = edge.load(path, allow_mismatch=self.allow_mismatch)
             except EdgeError as exc:
                 raise ServeError(400, f"model '{name}' version {version}: {exc}") from None
             config = checked_config(engine, declared, name, where, self.max_queue)

@@ -270,14 +270,19 @@ class CudaBackend(Backend):
         cuda.synchronize()
         return times
 
+    @property
+    def compute_capability(self) -> str:
+        """The GPU's compute capability, "8.7" on Orin, "9.0" on H100."""
+        major, minor = self.device.compute_capability
+        return f"{major}.{minor}"
+
     def device_signature(self) -> dict[str, Any]:
         from cuda.bindings import __version__ as bindings_version
 
-        major, minor = self.device.compute_capability
         return {
             "backend": self.name,
             "gpu": self.device.name,
-            "compute_capability": f"{major}.{minor}",
+            "compute_capability": self.compute_capability,
             "sm_count": self.device.attribute("MULTIPROCESSOR_COUNT"),
             "cuda": self.device.driver_version(),
             "driver": _driver_release(),

@@ -42,6 +42,7 @@ class FakeDevice:
     the real sm_90 cubins (so every kernel name a builder asks for must exist)."""
 
     arch = "sm_90"
+    compute_capability = (9, 0)
 
     def __init__(self, cubins: dict[tuple[str, str], bytes]) -> None:
         self.cubins = {blob: module for (module, arch), blob in cubins.items() if arch == self.arch}
