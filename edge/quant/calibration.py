@@ -69,7 +69,6 @@ class Calibration:
     batches: int = 0
     batch: int | None = None
     peak_memory: int = 0
-    run_memory: int = 0  # the peak while running the model (the part that grows with the batch)
     sizing: dict[str, int] = field(default_factory=dict)
 
 
@@ -189,8 +188,7 @@ def calibrate(
                     thresholds[name] = percentile_threshold(second.hist[name], width, percentile)
     ranges = {name: TensorRange(amax[name], thresholds.get(name, 0.0)) for name in amax}
     scales = {name: r.scale for name, r in ranges.items() if r.threshold > 0}
-    running = max(memory.phases["max pass"], memory.phases.get("histogram pass", 0))
-    return Calibration(calibrator, scales, "calibrated", ranges, count, getattr(batches, "batch", None), memory.peak, running)
+    return Calibration(calibrator, scales, "calibrated", ranges, count, getattr(batches, "batch", None), memory.peak)
 
 
 def _auto_batch(
@@ -205,9 +203,8 @@ def _auto_batch(
     device = memory_bytes if memory_bytes is not None else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     budget = int(CALIBRATION_MEMORY_SHARE * device) - resident_bytes()
 
-    def probe(samples: int) -> tuple[int, int]:
-        result = calibrate(graph, [data.read(0, samples)], calibrator, percentile)
-        return result.run_memory, result.peak_memory
+    def probe(samples: int) -> int:
+        return calibrate(graph, [data.read(0, samples)], calibrator, percentile).peak_memory
 
     with calibration_progress(None):
         probe(1)

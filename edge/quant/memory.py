@@ -76,23 +76,22 @@ def resident_bytes() -> int:
         return 0
 
 
-def auto_batch(probe: Callable[[int], tuple[int, int]], budget: int, samples: int) -> tuple[int, int, int]:
+def auto_batch(probe: Callable[[int], int], budget: int, samples: int) -> tuple[int, int, int]:
     """The largest batch (at most ``samples`` and ``AUTO_BATCH_LIMIT``, at least 1) whose
     predicted peak, with ``AUTO_HEADROOM``, fits ``budget`` bytes.
 
-    ``probe(n)`` calibrates on n samples and returns (peak while running the model, peak of
-    the whole calibration). The running peak is taken as proportional to the batch, from a
-    probe of ``AUTO_PROBE`` samples: an upper bound of the measured curve, which is affine
-    for models whose activations dominate and has steps for small ones (numpy's histogram
-    works in fixed blocks, conv kernels change mode with the shape), after the first
-    samples; the rest of the peak (thresholds from the histograms) does not grow with the
-    batch and is taken as measured.
+    ``probe(n)`` calibrates on n samples and returns the peak of the whole calibration. The
+    peak is taken as proportional to the batch, from a probe of ``AUTO_PROBE`` samples: an
+    upper bound of the measured curve, which is affine (activations and the histogram
+    phase's workspaces grow with the batch, the histograms themselves do not) with steps for
+    small models (numpy's histogram works in fixed blocks, conv kernels change mode with the
+    shape). Splitting off a "fixed" part under-predicted: the threshold phase grows too.
 
     Returns:
         (batch, bytes per sample, predicted peak).
     """
     width = min(samples, AUTO_PROBE)
-    running, total = probe(width)
-    per_sample = max(-(-running // width), 1)
+    peak = probe(width)
+    per_sample = max(-(-peak // width), 1)
     batch = int(max(1, min(budget // (per_sample * AUTO_HEADROOM), samples, AUTO_BATCH_LIMIT)))
-    return batch, per_sample, max(total, batch * per_sample)
+    return batch, per_sample, max(peak, batch * per_sample)
