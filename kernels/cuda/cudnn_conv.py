@@ -104,7 +104,7 @@ class _Graphs:
 
     def __init__(self, cudnn: Any) -> None:
         self.handle = cudnn.create_handle()
-        self.graphs: dict[tuple, tuple[Any, dict[str, Any]]] = {}
+        self.graphs: dict[tuple, tuple[Any, dict[str, Any]] | str] = {}  # a str: why no engine takes it
         self.lock = threading.Lock()
 
     @classmethod
@@ -173,7 +173,12 @@ def build_cudnn_conv(step: Step, tactic: Tactic, activation: str, params: Any) -
     key = tuple(sorted((k, str(v)) for k, v in p.items()))
     with shared.lock:
         if key not in shared.graphs:
-            shared.graphs[key] = _graph(cudnn, shared.handle, p)
+            try:
+                shared.graphs[key] = _graph(cudnn, shared.handle, p)
+            except Exception as exc:  # no engine takes the graph (e.g. a residual epilogue in NCHW): remembered, not retried
+                shared.graphs[key] = str(exc).splitlines()[0]
+        if isinstance(shared.graphs[key], str):
+            raise ValueError(f"node '{step.node.name}': no cuDNN execution plan builds for this convolution ({shared.graphs[key]})")
         graph, tensors = shared.graphs[key]
         count = graph.get_execution_plan_count()
         index = int(tactic.params.get("plan", 0))
