@@ -1,6 +1,7 @@
 """cuDNN as a tactic source of the convolution family, through the cuDNN frontend's graph API
 (``nvidia-cudnn-frontend``): one operation graph per convolution, conv -> bias -> residual
-add -> activation, so the epilogue runs fused where an engine supports it.
+add -> activation, so the epilogue runs fused where an engine supports it (where none fuses
+the residual, as in NCHW, cuDNN runs conv -> bias and one NVRTC kernel the rest).
 
 Tactics "cudnn0".."cudnn3" are the first execution plans of the graph's ranked list
 (heuristics mode A, then the fallback list); a plan that does not build for the step is
@@ -11,6 +12,7 @@ graphs exclude tensor-core and down-converting engines (no TF32: results match t
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import threading
 from typing import Any
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edge.kernels.backend import StepSpec
-from edge.kernels.cuda.launch import ACTIVATION_CODES, Body, Step
+from edge.kernels.cuda.launch import ACTIVATION_CODES, BLOCK, Body, Step, float_suffix, grid_1d
 from edge.kernels.tactics import Tactic
 
 __all__ = ["available", "conv_candidates", "build_cudnn_conv", "library_version"]
@@ -160,8 +162,22 @@ def _graph(cudnn: Any, handle: Any, p: dict[str, Any]) -> tuple[Any, dict[str, A
     return graph, tensors
 
 
+def _built(shared: _Graphs, cudnn: Any, p: dict[str, Any]) -> tuple[Any, dict[str, Any]] | str:
+    """The graph of ``p``, built once per backend, or why no engine takes it (remembered, not
+    retried: e.g. cuDNN 9 has no engine for a residual epilogue in NCHW). Call under the lock."""
+    key = tuple(sorted((k, str(v)) for k, v in p.items()))
+    if key not in shared.graphs:
+        try:
+            shared.graphs[key] = _graph(cudnn, shared.handle, p)
+        except Exception as exc:  # the frontend's not-supported errors carry the engines' reasons
+            shared.graphs[key] = str(exc).splitlines()[0]
+    return shared.graphs[key]
+
+
 def build_cudnn_conv(step: Step, tactic: Tactic, activation: str, params: Any) -> Body:
-    """The step as the cuDNN plan of rank ``tactic`` (or the next one that builds)."""
+    """The step as the cuDNN plan of rank ``tactic`` (or the next one that builds). Where no
+    engine fuses the residual, cuDNN computes conv + bias and one NVRTC kernel adds the
+    residual and applies the activation in place."""
     from edge.kernels.cuda.nn import conv_geometry
 
     cudnn = _library()
@@ -170,16 +186,14 @@ def build_cudnn_conv(step: Step, tactic: Tactic, activation: str, params: Any) -
     if cudnn is None or p is None:
         raise ValueError(f"node '{step.node.name}': tactic '{tactic.name}' needs cuDNN for this convolution, which is not available")
     shared = _Graphs.of(step.backend)
-    key = tuple(sorted((k, str(v)) for k, v in p.items()))
     with shared.lock:
-        if key not in shared.graphs:
-            try:
-                shared.graphs[key] = _graph(cudnn, shared.handle, p)
-            except Exception as exc:  # no engine takes the graph (e.g. a residual epilogue in NCHW): remembered, not retried
-                shared.graphs[key] = str(exc).splitlines()[0]
-        if isinstance(shared.graphs[key], str):
-            raise ValueError(f"node '{step.node.name}': no cuDNN execution plan builds for this convolution ({shared.graphs[key]})")
-        graph, tensors = shared.graphs[key]
+        built = _built(shared, cudnn, p)
+        split = isinstance(built, str) and p["residual"]
+        if split:
+            built = _built(shared, cudnn, {**p, "residual": False, "act": ""})
+        if isinstance(built, str):
+            raise ValueError(f"node '{step.node.name}': no cuDNN execution plan builds for this convolution ({built})")
+        graph, tensors = built
         count = graph.get_execution_plan_count()
         index = int(tactic.params.get("plan", 0))
         while index < count:
@@ -192,6 +206,7 @@ def build_cudnn_conv(step: Step, tactic: Tactic, activation: str, params: Any) -
             raise ValueError(f"node '{step.node.name}': no cuDNN execution plan from rank {tactic.params.get('plan', 0)} builds for this convolution")
         workspace = int(graph.get_workspace_size_plan_at_index(index))
     roles = [("x", 0), ("w", 1)] + [(role, i) for role, i in (("b", 2), ("z", 3)) if role in tensors]
+    epilogue = _residual_epilogue(step, g) if split else None
 
     def body(inputs: list, outputs: list, state) -> None:
         pack = {tensors[role]: inputs[i].ptr for role, i in roles}
@@ -200,5 +215,20 @@ def build_cudnn_conv(step: Step, tactic: Tactic, activation: str, params: Any) -
         with shared.lock:
             cudnn.set_stream(shared.handle, int(state.stream))
             graph.execute_plan_at_index(pack, scratch, index, handle=shared.handle)
+        if epilogue is not None:
+            epilogue(inputs, outputs, state)
+
+    return body
+
+
+def _residual_epilogue(step: Step, g: Any) -> Body:
+    """y = act(y + z) over the output, in place: the residual and activation cuDNN left out."""
+    n = g.n * g.m * g.oh * g.ow
+    fn = step.function("elementwise", f"add_activate_{float_suffix(step.output(0).dtype)}")
+    grid = grid_1d(n)
+    args = (ctypes.c_int64(n), ctypes.c_int32(g.act), ctypes.c_float(g.p0), ctypes.c_float(g.p1))
+
+    def body(inputs: list, outputs: list, state) -> None:
+        fn(state, grid, (BLOCK, 1, 1), outputs[0], inputs[3], outputs[0], *args)
 
     return body

@@ -116,6 +116,10 @@ __device__ void where_bcast(const unsigned char* c, const T* a, const T* b, T* y
     extern "C" __global__ void binary_flat_##S(const T* a, const T* b, T* y, i64 n, int op) {        \
         binary_flat<T, T>(a, b, y, n, op);                                                           \
     }                                                                                                \
+    /* y = act(a + b) (ACTIVATION_CODES): a library conv's residual epilogue */                     \
+    extern "C" __global__ void add_activate_##S(const T* a, const T* b, T* y, i64 n, int act, float p0, float p1) { \
+        EDGE_LOOP(i, n) y[i] = from_f<T>(activate(to_f(a[i]) + to_f(b[i]), act, p0, p1));            \
+    }                                                                                                \
     extern "C" __global__ void binary_bcast_##S(const T* a, const T* b, T* y, i64 n, int op, int ndim, \
                                                 Dims shape, Dims sa, Dims sb) {                      \
         binary_bcast<T, T>(a, b, y, n, op, ndim, shape, sa, sb);                                     \
