@@ -236,11 +236,13 @@ def test_full_disk_leaves_nothing(built, tmp_path: Path, capsys: pytest.CaptureF
         edge.load(built[1]).save(target)
 
 
-def test_negative_seed_is_a_usage_error(built, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("command", ["run", "bench", "compare"])
+def test_negative_seed_is_a_usage_error(built, capsys: pytest.CaptureFixture[str], command: str) -> None:
     capsys.readouterr()
-    code = main(["run", str(built[1]), "--seed", "-1"])
-    assert code == 2
-    assert "Traceback" not in capsys.readouterr().err
+    target = built[0] if command == "compare" else built[1]
+    code = main([command, str(target), "--seed", "-1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and "--seed" in err, err
 
 
 def _model_with(graph_change) -> bytes:
