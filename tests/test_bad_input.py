@@ -39,6 +39,13 @@ def window_model(op: str, **attrs: object) -> onnx.ModelProto:
         ("Conv", {"dilations": [-1, -1]}, r"dilations=\[-1, -1\]"),
         ("ConvTranspose", {"strides": [-2, 2]}, r"strides=\[-2, 2\]"),
         ("MaxPool", {"kernel_shape": [20, 20]}, r"window 20 .* larger than input 'x'"),
+        # Windows wholly in the padding: -inf from MaxPool, 0/0 from AveragePool (onnxruntime refuses them too).
+        ("MaxPool", {"kernel_shape": [2, 2], "pads": [3, 3, 3, 3]}, r"pads=\[3, 3, 3, 3\] must each be smaller than kernel_shape=\[2, 2\]"),
+        ("AveragePool", {"kernel_shape": [2, 2], "pads": [0, 2, 0, 0]}, r"must each be smaller than kernel_shape"),
+        ("Conv", {"kernel_shape": [5, 5]}, r"kernel_shape=\[5, 5\] does not match the weight's spatial dims \[3, 3\]"),
+        ("Conv", {"group": 3}, r"input 'x' has 2 channels, which group=3 and weight 'w' of shape \[2, 2, 3, 3\] do not match"),
+        ("Conv", {"group": 2}, r"group=2 and weight 'w'"),
+        ("ConvTranspose", {"output_shape": [-5, -5]}, r"output_shape=\[-5, -5\] must hold integers >= 1"),
     ],
 )
 def test_bad_window_attributes_are_refused_at_import(op: str, attrs: dict, match: str) -> None:

@@ -64,11 +64,14 @@ def _node_problem(node: Node) -> str | None:
         lists[name], problem = _ints(node, name)
         if problem:
             return problem
-    kernel = lists["kernel_shape"] or _weight_kernel(node)
-    for name, least in (("kernel_shape", 1), ("strides", 1), ("dilations", 1), ("pads", 0), ("output_padding", 0)):
+    weight_kernel = _weight_kernel(node)
+    kernel = lists["kernel_shape"] or weight_kernel
+    for name, least in (("kernel_shape", 1), ("strides", 1), ("dilations", 1), ("pads", 0), ("output_padding", 0), ("output_shape", 1)):
         values = lists[name]
         if values is not None and any(v < least for v in values):
             return f"attribute {name}={values} must hold integers >= {least}"
+    if lists["kernel_shape"] is not None and weight_kernel is not None and lists["kernel_shape"] != weight_kernel:
+        return f"attribute kernel_shape={lists['kernel_shape']} does not match the weight's spatial dims {weight_kernel}"
     if kernel is not None:
         rank = len(kernel)
         for name, length in (("strides", rank), ("dilations", rank), ("pads", 2 * rank), ("output_padding", rank)):
@@ -78,11 +81,41 @@ def _node_problem(node: Node) -> str | None:
     group = node.attrs.get("group", 1)
     if not isinstance(group, int) or isinstance(group, bool) or group < 1:
         return f"attribute group={group!r} must be an integer >= 1"
+    problem = _group_problem(node, group)
+    if problem:
+        return problem
+    pads = lists["pads"]
+    if "Pool" in node.op_type and kernel is not None and pads is not None and len(pads) == 2 * len(kernel):
+        # A window wholly inside the padding has no element: -inf (max) or 0/0 (average).
+        if any(p >= kernel[i % len(kernel)] for i, p in enumerate(pads)):
+            return f"attribute pads={pads} must each be smaller than kernel_shape={list(kernel)}"
     auto_pad = node.attrs.get("auto_pad", "NOTSET")
     if auto_pad not in _AUTO_PADS:
         return f"attribute auto_pad={auto_pad!r} is not one of {list(_AUTO_PADS)}"
     if kernel is not None and auto_pad in ("NOTSET", "VALID") and node.op_type not in _GROWING_OPS:
         return _window_fits(node, kernel, lists, auto_pad)
+    return None
+
+
+def _group_problem(node: Node, group: int) -> str | None:
+    """A convolution's input channels must split into ``group`` equal parts the weight matches."""
+    index = _WEIGHT_INPUT.get(node.op_type, 1)
+    if "Pool" in node.op_type or len(node.inputs) <= index or node.inputs[0] is None or node.inputs[index] is None:
+        return None
+    x_shape, w_shape = node.inputs[0].shape, node.inputs[index].shape
+    if x_shape is None or w_shape is None or len(x_shape) < 2 or len(w_shape) < 2:
+        return None
+    channels = x_shape[1]
+    # Conv weights are (M, C/group, ...), ConvTranspose weights (C, M/group, ...).
+    per_group = w_shape[0] if "Transpose" in node.op_type else w_shape[1]
+    if not isinstance(channels, int) or not isinstance(per_group, int):
+        return None
+    expected = channels if "Transpose" in node.op_type else channels // group
+    if channels % group or per_group != expected:
+        return (
+            f"input '{node.inputs[0].name}' has {channels} channels, which group={group} and weight "
+            f"'{node.inputs[index].name}' of shape {list(w_shape)} do not match"
+        )
     return None
 
 
