@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from edge.ir import EDGETRT_DOMAIN, Graph, Node, standard_domain
+from edge.ir import EDGETRT_DOMAIN, Graph, Node, Value, standard_domain
 
 __all__ = ["WINDOW_OPS", "window_attribute_problem"]
 
@@ -99,32 +99,38 @@ def _node_problem(node: Node) -> str | None:
 
 def _group_problem(node: Node, group: int) -> str | None:
     """A convolution's input channels must split into ``group`` equal parts the weight matches."""
-    index = _WEIGHT_INPUT.get(node.op_type, 1)
-    if "Pool" in node.op_type or len(node.inputs) <= index or node.inputs[0] is None or node.inputs[index] is None:
+    weight = _weight(node)
+    source = node.inputs[0] if node.inputs else None
+    if weight is None or source is None or weight.shape is None or source.shape is None:
         return None
-    x_shape, w_shape = node.inputs[0].shape, node.inputs[index].shape
-    if x_shape is None or w_shape is None or len(x_shape) < 2 or len(w_shape) < 2:
+    if len(weight.shape) < 2 or len(source.shape) < 2:
         return None
-    channels = x_shape[1]
+    channels = source.shape[1]
     # Conv weights are (M, C/group, ...), ConvTranspose weights (C, M/group, ...).
-    per_group = w_shape[0] if "Transpose" in node.op_type else w_shape[1]
+    transposed = "Transpose" in node.op_type
+    per_group = weight.shape[0] if transposed else weight.shape[1]
     if not isinstance(channels, int) or not isinstance(per_group, int):
         return None
-    expected = channels if "Transpose" in node.op_type else channels // group
-    if channels % group or per_group != expected:
+    if channels % group or per_group != (channels if transposed else channels // group):
         return (
-            f"input '{node.inputs[0].name}' has {channels} channels, which group={group} and weight "
-            f"'{node.inputs[index].name}' of shape {list(w_shape)} do not match"
+            f"input '{source.name}' has {channels} channels, which group={group} and weight "
+            f"'{weight.name}' of shape {list(weight.shape)} do not match"
         )
     return None
 
 
+def _weight(node: Node) -> Value | None:
+    """A convolution's weight input (None for pooling or when absent)."""
+    index = _WEIGHT_INPUT.get(node.op_type, 1)
+    if "Pool" in node.op_type or len(node.inputs) <= index:
+        return None
+    return node.inputs[index]
+
+
 def _weight_kernel(node: Node) -> list[int] | None:
     """Spatial dims of a convolution's weight when its shape is known."""
-    index = _WEIGHT_INPUT.get(node.op_type, 1)
-    if "Pool" in node.op_type or len(node.inputs) <= index or node.inputs[index] is None:
-        return None
-    shape = node.inputs[index].shape
+    weight = _weight(node)
+    shape = None if weight is None else weight.shape
     if shape is None or len(shape) < 3 or not all(isinstance(d, int) for d in shape[2:]):
         return None
     return list(shape[2:])
