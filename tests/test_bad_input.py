@@ -252,6 +252,14 @@ def test_negative_seed_is_a_usage_error(built, capsys: pytest.CaptureFixture[str
     assert code == 2 and "Traceback" not in err and "--seed" in err, err
 
 
+@pytest.mark.parametrize("command", ["run", "bench"])
+def test_run_shapes_larger_than_ram_are_refused_before_allocating(built, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    """A dynamic batch of 10^11 (x is batch x 4 floats) used to end in numpy's MemoryError traceback."""
+    capsys.readouterr()
+    code = main([command, str(built[1]), "--shapes", "x:99999999999x4"])
+    _one_line_error(capsys, code, r"random input 'x' of shape 99999999999x4 would need 3\.2 TB, more than this machine's .* of RAM")
+
+
 def _model_with(graph_change) -> bytes:
     model = small_model()
     graph_change(model)
