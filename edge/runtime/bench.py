@@ -15,7 +15,7 @@ import inspect
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -29,7 +29,7 @@ from edge.runtime.interpreter import Step
 from edge.runtime.timing import RunTimes
 
 if TYPE_CHECKING:
-    from edge.engine import Engine
+    from edge.engine import Engine, TensorSpec
     from edge.runtime.context import ExecutionContext
 
 __all__ = [
@@ -371,7 +371,23 @@ def bench_inputs(
             if batch is not None and spec.shape and not isinstance(spec.shape[0], int):
                 shape = (batch, *shape[1:])
         concrete.append(TensorSpec(spec.name, spec.dtype, shape))
+    _refuse_oversized(concrete)
     return random_inputs(concrete, seed)
+
+
+def _refuse_oversized(specs: Sequence[TensorSpec]) -> None:
+    """Refuse a random input larger than RAM before drawing it (numpy draws in float64)."""
+    from edge.frontend.budget import format_bytes, physical_memory
+
+    ram = physical_memory()
+    for spec in specs:
+        nbytes = math.prod(spec.shape) * max(np.dtype(spec.dtype).itemsize, 8)
+        if nbytes > ram:
+            dims = "x".join(map(str, spec.shape))
+            raise EdgeError(
+                f"random input '{spec.name}' of shape {dims} would need {format_bytes(nbytes)}, more than this machine's "
+                f"{format_bytes(ram)} of RAM; give smaller --shapes"
+            )
 
 
 def uses_device(engine: Engine) -> bool:
