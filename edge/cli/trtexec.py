@@ -178,6 +178,8 @@ def _engine(onnx: Path | None, build: edge.BuilderConfig | None, load_engine: Pa
 def _report(result: BenchResult, verbose: bool, dump_profile: bool) -> None:
     for note in no_effect_notes(result, trtexec_spelling=True):
         _log(note, level="W")
+    if result.emulation is not None:
+        _log(result.emulation, level="W")
     if result.interrupted:
         _log(f"Interrupted: the summary covers the {result.iterations} queries taken.", level="W")
     for line in performance_summary(result):
