@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -188,3 +189,34 @@ def test_times_lay_each_querys_parts_end_to_end(tmp_path) -> None:
     # an unsplit run: no copies measured, compute is its latency, enqueue its host time
     assert second["h2dMs"] == second["d2hMs"] == 0.0 and second["computeMs"] == second["latencyMs"] == 3.0
     assert second["endEnqMs"] - second["startEnqMs"] == pytest.approx(3.0)
+
+
+def _readme_trtexec_table() -> dict[str, str]:
+    """README's trtexec table as {flag: classification}; each flag in backticks in the first column."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    body = text[text.index("| trtexec flag | | in edgetrt |") :].split("\n\n")[0].splitlines()[2:]
+    table = {}
+    for row in body:
+        flags, kind = re.split(r"(?<!\\)\|", row)[1:3]
+        for flag in re.findall(r"`(--[A-Za-z0-9]+)`", flags):
+            assert flag not in table, f"{flag} is listed twice"
+            table[flag] = kind.strip()
+    return table
+
+
+def test_readme_classifies_every_trtexec_flag_and_same_meaning_flags_work():
+    import typer.main
+
+    import edge.cli.trtexec  # registers the command
+    from edge.cli.app import app
+
+    listed = Path(__file__).resolve().parent / "data" / "trtexec_flags.txt"
+    trtexec_flags = [line for line in listed.read_text().splitlines() if line and not line.startswith("#")]
+    table = _readme_trtexec_table()
+    assert sorted(set(trtexec_flags) - set(table)) == []
+    assert set(table.values()) <= {"same meaning", "different spelling", "not applicable", "not built"}
+    command = typer.main.get_command(app).commands["trtexec"]
+    accepted = {opt for param in command.params for opt in param.opts} | {"--help"}  # click adds --help itself
+    assert sorted(flag for flag, kind in table.items() if kind == "same meaning" and flag not in accepted) == []
+    # and a trtexec flag `edgetrt trtexec` takes is never listed as something else
+    assert sorted(flag for flag, kind in table.items() if kind != "same meaning" and flag in accepted) == []

@@ -196,6 +196,8 @@ def _print_result(result: BenchResult, dump_profile: bool) -> None:
         console.print(f"[yellow]interrupted: the summary covers the {result.iterations} runs taken[/yellow]")
     for note in no_effect_notes(result):
         console.print(f"note: {note}")
+    if result.emulation is not None:
+        console.print(f"note: {terminal_text(result.emulation)}", soft_wrap=True)
     compute = result.total_compute_s
     console.print(
         f"throughput: {result.throughput:.2f} qps, total host walltime {result.wall_s:.3f} s, "

@@ -358,6 +358,13 @@ def inspect_command(
         for value in info[kind]:
             io.add_row(kind[:-1], terminal_text(value["name"]), str(value["dtype"]), terminal_text(_shape(value["shape"])))
     console.print(io)
+    profiles = info["build"].get("optimization_profiles") or []
+    if profiles:  # trtexec's --dumpOptimizationProfile
+        ranges = Table("profile", "input", "min", "opt", "max", title="optimization profiles")
+        for index, profile in enumerate(profiles):
+            for name, bounds in profile.items():
+                ranges.add_row(str(index), terminal_text(name), *(_shape(bounds[k]) for k in ("min", "opt", "max")))
+        console.print(ranges)
     is_engine = info["kind"] == "engine"
     columns = ["#", "layer", "op", "inputs", "outputs", "dtype"] + (
         ["device", "precision", "backend", "kernel / tactic", "from ONNX nodes"] if is_engine else []

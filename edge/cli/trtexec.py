@@ -22,7 +22,6 @@ from edge.cli.bench import (
     ITERATIONS,
     NO_DATA_TRANSFERS,
     PERCENTILE,
-    STREAMS,
     USE_CUDA_GRAPH,
     USE_SPIN_WAIT,
     measure,
@@ -77,7 +76,7 @@ def trtexec_command(
     warmup_ms: float = typer.Option(_DEFAULT_WARMUP_MS, "--warmUp", min=0, help="Warm up each stream for this many ms."),
     avg_runs: int = AVG_RUNS,
     percentile: str = PERCENTILE,
-    streams: int = STREAMS,
+    streams: int = typer.Option(1, "--infStreams", "--streams", min=1, help="Concurrent execution contexts, one thread each (--streams: TensorRT 8.6's name)."),
     no_data_transfers: bool = NO_DATA_TRANSFERS,
     use_spin_wait: bool = USE_SPIN_WAIT,
     use_cuda_graph: bool = USE_CUDA_GRAPH,
@@ -178,6 +177,8 @@ def _engine(onnx: Path | None, build: edge.BuilderConfig | None, load_engine: Pa
 def _report(result: BenchResult, verbose: bool, dump_profile: bool) -> None:
     for note in no_effect_notes(result, trtexec_spelling=True):
         _log(note, level="W")
+    if result.emulation is not None:
+        _log(result.emulation, level="W")
     if result.interrupted:
         _log(f"Interrupted: the summary covers the {result.iterations} queries taken.", level="W")
     for line in performance_summary(result):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.inspect import emulation_note
 from edge.plan import HOST
 from edge.runtime.inputs import random_inputs
 from edge.runtime.interpreter import Step
@@ -176,6 +177,8 @@ class BenchResult:
         interrupted: stopped by Ctrl-C; the samples are those taken until then.
         no_effect: BenchConfig fields set to a non-default value the backend ignores.
         layers: per-layer profile rows (empty unless requested).
+        emulation: which layers this machine only emulates (so the times are not the
+            target's), or None when it runs the engine as built.
     """
 
     engine: str
@@ -195,6 +198,7 @@ class BenchResult:
     no_effect: list[str] = field(default_factory=list)
     layers: list[dict[str, Any]] = field(default_factory=list)
     profile_runs: int = 0
+    emulation: str | None = None
 
     @property
     def latencies_ms(self) -> np.ndarray:
@@ -287,6 +291,7 @@ class BenchResult:
             "averages": {"runs": self.avg_runs, "rows": self.averages()},
             "warnings": self.warnings(),
             "no_effect": list(self.no_effect),
+            "emulation": self.emulation,
             "layers": self.layers,
         }
 
@@ -541,6 +546,7 @@ def _result(
         percentiles=tuple(config.percentiles),
         avg_runs=config.avg_runs,
         interrupted=interrupted,
+        emulation=emulation_note(engine),
     )
 
 
