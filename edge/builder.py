@@ -52,7 +52,9 @@ class BuilderConfig:
         calib_data: calibration inputs (INT8 scales): a folder of .npy/.npz files or images,
             a callable giving batches, or a ``module:function`` spec (see edge.quant.data).
         calib_cache: TensorRT calibration cache file: read when it exists and fits the model
-            and calibrator, else written after calibrating on ``calib_data``.
+            and calibrator, else written after calibrating on ``calib_data``; one lacking
+            tensors of the model is refused unless ``recalibrate``.
+        recalibrate: calibrate on ``calib_data`` and rewrite a cache that lacks tensors of the model.
         calibrator: "entropy2", "minmax", "percentile" or "mse"; None takes a cache's algorithm,
             else "entropy2".
         calib_batches: calibrate on at most this many batches.
@@ -79,6 +81,7 @@ class BuilderConfig:
     verbose: bool = False
     calib_data: str | os.PathLike | None = None
     calib_cache: str | os.PathLike | None = None
+    recalibrate: bool = False
     calibrator: str | None = None
     calib_batches: int | None = None
     calib_batch: int | str | None = None
@@ -134,6 +137,7 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
         calibration = calibration_for(
             graph, config.calib_data, config.calib_cache, config.calibrator, config.calib_batches,
             config.calib_batch, load_profile(config.profile).memory_gb * 1e9, config.calib_preprocess,
+            recalibrate=config.recalibrate,
         )
         timings["calibration"] = time.perf_counter() - stage
         build_info["calibration"] = {

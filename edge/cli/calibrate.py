@@ -143,10 +143,8 @@ def calibrate_command(
     write_cache(target, CalibrationCache(CALIBRATORS[calibrator], result.scales, trt_version))
     table = Table("tensor", "max |x|", "threshold", "scale", "cache hex", title=f"{calibrator} on {result.batches} batches")
     for name, found in (result.ranges or {}).items():
-        if found.threshold > 0:
-            table.add_row(name, f"{found.amax:.6g}", f"{found.threshold:.6g}", f"{found.scale:.6g}", scale_to_hex(found.scale))
-        else:
-            table.add_row(name, f"{found.amax:.6g}", "-", "no scale (zero on every batch)", "")
+        threshold = f"{found.threshold:.6g}" if found.threshold > 0 else "- (zero on every batch)"
+        table.add_row(name, f"{found.amax:.6g}", threshold, f"{found.scale:.6g}", scale_to_hex(found.scale))
     console.print(table)
     console.print(describe_memory(result))
     console.print(f"wrote [bold]{target}[/bold]: {len(result.scales)} tensors")

@@ -94,7 +94,8 @@ def _build(proto: onnx.ModelProto, config: BuilderConfig, scratch: Path) -> tupl
     """Build edgetrt's engine; calibrate once on the unfused graph so the cache holds every ONNX tensor."""
     if config.precision != "int8" or not (config.calib_data or config.calib_cache):
         return build(proto, config), {}
-    calibration = calibration_for(import_model(proto, config.input_shapes), config.calib_data, config.calib_cache, config.calibrator, config.calib_batches)
+    calibration = calibration_for(import_model(proto, config.input_shapes), config.calib_data, config.calib_cache, config.calibrator, config.calib_batches,
+                                  recalibrate=config.recalibrate)
     if config.calib_cache is None:  # hand the scales to the build through a cache instead of calibrating twice
         cache = scratch / "edgetrt.calib"
         write_cache(cache, CalibrationCache(CALIBRATORS[calibration.calibrator], calibration.scales))
