@@ -16,6 +16,7 @@ from rich.table import Table
 from edge.cli.app import app, console
 from edge.cli.options import parse_shapes
 from edge.errors import EdgeError
+from edge.fileio import write_atomic
 from edge.frontend import load_onnx
 from edge.profiles import load_profile
 from edge.quant import (
@@ -32,6 +33,7 @@ from edge.quant import (
 )
 from edge.quant.accuracy import top1_agreement
 from edge.quant.calibration import Calibration
+from edge.trt.export import qdq_model
 
 __all__ = ["calib_batch", "calibrate_command", "calibration_bar", "describe_memory"]
 
@@ -103,6 +105,7 @@ def calibrate_command(
     std: str = typer.Option(None, "--std", help="Images: per-channel std, e.g. 0.229,0.224,0.225."),
     channels: str = typer.Option(None, "--channels", help="Images: rgb or bgr \\[default: rgb]."),
     layout: str = typer.Option(None, "--layout", help="Images: nchw or nhwc \\[default: from the input shape]."),
+    export_qdq: Path = typer.Option(None, "--export-qdq", help="Also write the model as explicit Q/DQ ONNX at the cache's scales (for TensorRT 10+/11 and onnxruntime)."),
     eval_data: Path = typer.Option(None, "--eval-data", help="After calibrating, build FP32 and INT8 engines and report their top-1 agreement and output cosine on this data (same forms as --calib-data)."),
 ) -> None:
     """Calibrate a model for INT8 and write a TensorRT calibration cache.
@@ -124,6 +127,8 @@ def calibrate_command(
         edgetrt calibrate model.onnx --calib-data arrays/ --trt-version 100300 -o model.calib
 
         edgetrt calibrate classifier.onnx --calib-data train/ --eval-data test/
+
+        edgetrt calibrate model.onnx --calib-data arrays/ --export-qdq model.qdq.onnx
     """
     if calibrator not in CALIBRATORS:
         raise EdgeError(f"--calibrator '{calibrator}' is not one of {list(CALIBRATORS)}")
@@ -148,10 +153,15 @@ def calibrate_command(
     console.print(table)
     console.print(describe_memory(result))
     console.print(f"wrote [bold]{target}[/bold]: {len(result.scales)} tensors")
+    if export_qdq is None and eval_data is None:
+        return
+    config = {"input_shapes": parse_shapes(shapes) or None}
+    int8 = edge.build(model, edge.BuilderConfig(precision="int8", calib_cache=target, **config))
+    if export_qdq is not None:
+        write_atomic(export_qdq, qdq_model(model, int8, result.scales).SerializeToString())
+        console.print(f"wrote [bold]{export_qdq}[/bold]: Q/DQ ONNX at the cache's scales")
     if eval_data is not None:
-        config = {"input_shapes": parse_shapes(shapes) or None}
         fp32 = edge.build(model, edge.BuilderConfig(**config))
-        int8 = edge.build(model, edge.BuilderConfig(precision="int8", calib_cache=target, **config))
         data = load_calibration_data(eval_data, graph.inputs, batch=result.batch, preprocess=settings)
         found = top1_agreement(fp32.create_context(), int8.create_context(), data)
         console.print(
