@@ -24,7 +24,7 @@ from edge.kernels.backend import BackendUnavailable, get_backend
 from edge.partitioner import PartitionOptions, partition
 from edge.passes import optimize
 from edge.plan import lower
-from edge.precision import PRECISIONS, REDUCED, assign_precision, layer_precisions, round_weights
+from edge.precision import PRECISIONS, REDUCED, assign_precision, layer_precisions, pin_precisions, round_weights
 from edge.profiles import load_profile
 from edge.quant import CALIBRATORS, CalibrationCache, Preprocess, apply_int8, calibration_for, load_calibration_data, onnx_layout
 from edge.runtime.arena import plan_engine_memory
@@ -61,6 +61,8 @@ class BuilderConfig:
         calib_batch: samples per calibration batch when the model's batch dim is symbolic,
             or "auto": the largest whose calibration peak fits the profile's memory.
         calib_preprocess: how image folders become input samples (edge.quant.Preprocess).
+        layer_precisions: ONNX node name -> "fp32" / "fp16" / "int8" ("*" for the rest), as
+            trtexec's --layerPrecisions with --precisionConstraints obey (edge.precision.pin_precisions).
         backends: backend per partition device ("cpu", "gpu", "dla"), e.g. {"gpu": "cuda"};
             unnamed devices take the default: the CUDA backend for the GPU where one is
             usable, else the CPU backend emulating the device's numerics.
@@ -86,6 +88,7 @@ class BuilderConfig:
     calib_batches: int | None = None
     calib_batch: int | str | None = None
     calib_preprocess: Preprocess | None = None
+    layer_precisions: dict[str, str] | None = None
     backends: dict[str, str] | None = None
     optimization_level: int = 3
     timing_cache: str | os.PathLike | None = None
@@ -184,6 +187,8 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
     else:
         for node in graph.walk():
             node.meta["device"] = "cpu"
+    if config.layer_precisions:
+        pin_precisions(graph, config.layer_precisions, config.precision)
     build_info["int8"] = apply_int8(graph, calibration.scales if calibration else None, layout)
     round_weights(graph)
     build_info["layer_precisions"] = layer_precisions(graph)
@@ -295,6 +300,7 @@ def _config_record(config: BuilderConfig) -> dict[str, Any]:
         "calib_data": None if config.calib_data is None else getattr(config.calib_data, "__name__", str(config.calib_data)),
         "calib_cache": None if config.calib_cache is None else str(config.calib_cache),
         "calibrator": config.calibrator,
+        "layer_precisions": config.layer_precisions,
         "backends": config.backends,
         "optimization_level": config.optimization_level,
         "timing_cache": None if config.timing_cache is None else str(config.timing_cache),
