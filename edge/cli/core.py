@@ -72,7 +72,7 @@ def build_command(
     calib_cache: Path = typer.Option(None, "--calib", "--calib-cache", help="Calibration cache: read if it fits, else written after calibrating."),
     recalibrate: bool = typer.Option(False, "--recalibrate", help="Calibrate on --calib-data and rewrite a --calib cache that lacks tensors of the model (else it is refused)."),
     calibrator: str = typer.Option(None, "--calibrator", help="entropy2 (default), minmax, percentile or mse."),
-    layer_precisions: str = typer.Option(None, "--layer-precisions", "--layerPrecisions", help="Per-layer precision by ONNX node name, e.g. conv1:fp16,fc:int8 (*:fp16 for the rest); needs the build's --fp16/--int8."),
+    layer_precisions: str = typer.Option(None, "--layer-precisions", "--layerPrecisions", help="Per-layer precision by ONNX node name, e.g. conv1:fp16,fc:int8 (*:fp16 for the rest), or @FILE holding that; needs the build's --fp16/--int8."),
     backends: str = typer.Option(None, "--backend", help="Backend per device, e.g. gpu=cuda,dla=cpu \\[default: cuda for the GPU where usable, else cpu emulation]."),
     timing_cache: Path = typer.Option(None, "--timing-cache", "--timingCacheFile", help="JSON timing cache: tactics found in it are not timed again; updated after the build."),
     optimization_level: int = typer.Option(3, "--builder-optimization-level", "--builderOptimizationLevel", min=0, max=5, help="0: each kernel's heuristic tactic; 1-5: time candidate tactics, more calls per candidate."),

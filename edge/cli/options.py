@@ -96,9 +96,15 @@ def parse_backends(text: str | None) -> dict[str, str] | None:
 
 def parse_layer_precisions(text: str | None) -> dict[str, str] | None:
     """``"conv1:fp16,fc:int8"`` (trtexec's --layerPrecisions) -> ``{"conv1": "fp16", "fc": "int8"}``;
-    a name may hold colons (split at the last one)."""
+    a name may hold colons (split at the last one). ``@FILE`` reads the value from a file
+    (what ``calibrate --keep-fp16`` writes)."""
     if not text:
         return None
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise EdgeError(f"--layer-precisions file '{text[1:]}' cannot be read: {exc}") from None
     pins: dict[str, str] = {}
     for item in text.split(","):
         name, sep, precision = item.strip().rpartition(":")
