@@ -94,6 +94,26 @@ def parse_backends(text: str | None) -> dict[str, str] | None:
     return backends
 
 
+def parse_layer_precisions(text: str | None) -> dict[str, str] | None:
+    """``"conv1:fp16,fc:int8"`` (trtexec's --layerPrecisions) -> ``{"conv1": "fp16", "fc": "int8"}``;
+    a name may hold colons (split at the last one). ``@FILE`` reads the value from a file
+    (what ``calibrate --keep-fp16`` writes)."""
+    if not text:
+        return None
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise EdgeError(f"--layer-precisions file '{text[1:]}' cannot be read: {exc}") from None
+    pins: dict[str, str] = {}
+    for item in text.split(","):
+        name, sep, precision = item.strip().rpartition(":")
+        if not sep or not name or not precision:
+            raise EdgeError(f"--layer-precisions entry '{item}' is not LAYER:PRECISION (e.g. conv1:fp16)")
+        pins[name] = precision.lower()
+    return pins
+
+
 def parse_input_files(items: list[str]) -> dict[str, np.ndarray]:
     """``["x=img.npy", "y=b.npz"]`` -> arrays (an .npz must hold exactly one array)."""
     feeds: dict[str, np.ndarray] = {}

@@ -37,7 +37,7 @@ from edge.trt.settings import NetworkSettings, network_settings, onnx_names
 from edge.trt.trtexec import build_command, profile_command, script, unlisted_layers
 from edge.trt.versions import TrtTarget
 
-__all__ = ["ExportResult", "export_for_tensorrt", "TRTEXEC_ALGORITHM"]
+__all__ = ["ExportResult", "export_for_tensorrt", "qdq_model", "TRTEXEC_ALGORITHM"]
 
 TRTEXEC_ALGORITHM = "EntropyCalibration2"
 """The cache header's algorithm token: trtexec's ``--calib`` reads through an EntropyCalibrator2,
@@ -78,6 +78,17 @@ def _portable(proto: onnx.ModelProto, shapes: dict[str, tuple] | None) -> tuple[
     return graph, layout
 
 
+def qdq_model(model: str | os.PathLike, engine: Engine, scales: dict[str, float]) -> onnx.ModelProto:
+    """``model`` as explicit Q/DQ ONNX at ``scales`` (ONNX tensor name -> scale, a cache's lines)
+    on the layers ``engine`` runs INT8 (what ``calibrate --export-qdq`` writes)."""
+    shapes = {v.name: v.shape for v in engine.graph.inputs if v.shape is not None}
+    portable, layout = _portable(load_model_proto(model), shapes)
+    settings = network_settings(engine, portable, scales, layout, {})
+    qdq = add_qdq(export_model(portable, name=engine.name), settings)
+    onnx.checker.check_model(qdq, full_check=True)
+    return qdq
+
+
 def _engine_scales(engine: Engine, layout: OnnxLayout) -> dict[str, float]:
     """Calibrated activation scales an engine carries, keyed by ONNX tensor names (explicit Q/DQ
     ones stay in the ONNX)."""
@@ -94,7 +105,8 @@ def _build(proto: onnx.ModelProto, config: BuilderConfig, scratch: Path) -> tupl
     """Build edgetrt's engine; calibrate once on the unfused graph so the cache holds every ONNX tensor."""
     if config.precision != "int8" or not (config.calib_data or config.calib_cache):
         return build(proto, config), {}
-    calibration = calibration_for(import_model(proto, config.input_shapes), config.calib_data, config.calib_cache, config.calibrator, config.calib_batches)
+    calibration = calibration_for(import_model(proto, config.input_shapes), config.calib_data, config.calib_cache, config.calibrator, config.calib_batches,
+                                  recalibrate=config.recalibrate)
     if config.calib_cache is None:  # hand the scales to the build through a cache instead of calibrating twice
         cache = scratch / "edgetrt.calib"
         write_cache(cache, CalibrationCache(CALIBRATORS[calibration.calibrator], calibration.scales))
