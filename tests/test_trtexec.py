@@ -21,6 +21,7 @@ import pytest
 import edge
 from edge.cli import main
 from edge.partitioner.trtexec_profile import read_trtexec_profile
+from edge.precision import PINNED
 from edge.runtime.bench import BenchResult
 from edge.runtime.exports import write_times
 from tests.models import mobile_cnn
@@ -140,6 +141,21 @@ def test_gpu_flags_have_no_effect_on_the_cpu(model_path, tmp_path, capsys) -> No
         assert re.search(rf"\[W\] {flag}: no effect on this backend \(cpu\)$", out, re.M)
     assert "[V] GPU Compute Time: the layers' own time" in out
     assert stats_pattern("Latency", ["90", "95", "99"]).search(out)  # trtexec's default percentiles
+
+
+def test_layer_precisions_pin_layers_as_builds_do(model_path, tmp_path, capsys) -> None:
+    engine, pins = tmp_path / "pinned.engine", tmp_path / "cnn.precisions"
+    pins.write_text("conv_10:fp32\n")  # build's @FILE form, as calibrate --keep-fp16 writes it
+    argv = ["trtexec", f"--onnx={model_path}", "--fp16", f"--layerPrecisions=@{pins}", f"--saveEngine={engine}", "--skipInference"]
+    assert main(argv) == 0
+    built = edge.load(engine)
+    (pinned,) = [n for n in built.graph.nodes if "conv_10" in n.origin]
+    assert pinned.meta["precision"] == "fp32" and pinned.meta["precision_note"] == PINNED
+    assert {n.meta["precision"] for n in built.graph.nodes if n.op_type == "FusedConv" and n is not pinned} == {"fp16"}
+    capsys.readouterr()
+    assert main(["trtexec", f"--onnx={model_path}", "--fp16", "--layerPrecisions=conv_10:int8", "--skipInference"]) == 1
+    err = capsys.readouterr().err
+    assert "layer precision 'conv_10:int8' needs a int8 build" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from edge.cli.bench import (
     parse_percentiles,
 )
 from edge.cli.core import builder_config, report_build
-from edge.cli.options import BEST, DLA_CORE, FP16, GPU_FALLBACK, INT8, SHAPES, parse_shapes
+from edge.cli.options import BEST, DLA_CORE, FP16, GPU_FALLBACK, INT8, LAYER_PRECISIONS, SHAPES, parse_layer_precisions, parse_shapes
 from edge.errors import EdgeError
 from edge.runtime.bench import BenchConfig, BenchResult
 from edge.runtime.exports import write_layer_info
@@ -70,6 +70,7 @@ def trtexec_command(
     device_profile: str = typer.Option("cpu", "--deviceProfile", help="edgetrt device profile to build for, as build's --profile NAME takes it."),
     timing_cache: Path = typer.Option(None, "--timingCacheFile", help="JSON timing cache, read and updated by the build."),
     calib_cache: Path = typer.Option(None, "--calib", help="INT8 calibration cache (TensorRT's text format)."),
+    layer_precisions: str = LAYER_PRECISIONS,
     optimization_level: int = typer.Option(3, "--builderOptimizationLevel", min=0, max=5, help="0: each kernel's heuristic tactic; 1-5: time candidate tactics."),
     iterations: int = ITERATIONS,
     duration: float = DURATION,
@@ -125,6 +126,7 @@ def trtexec_command(
             verbose=verbose,
             timing_cache=timing_cache,
             calib_cache=calib_cache,
+            layer_precisions=parse_layer_precisions(layer_precisions),
             optimization_level=optimization_level,
         )
     bench = BenchConfig(
