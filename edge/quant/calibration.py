@@ -35,7 +35,7 @@ from edge.quant.calibrators import (
 )
 from edge.quant.data import CalibrationData, CalibrationSource, SampleData, load_calibration_data, model_batch
 from edge.quant.images import Preprocess
-from edge.quant.memory import CALIBRATION_MEMORY_SHARE, auto_batch, measure_peak, resident_bytes
+from edge.quant.memory import AUTO_PROBE, CALIBRATION_MEMORY_SHARE, auto_batch, measure_peak, resident_bytes
 from edge.quant.numerics import SYMMETRIC_MAX
 
 if TYPE_CHECKING:
@@ -223,8 +223,9 @@ def _auto_batch(
 ) -> tuple[CalibrationData, dict[str, int]]:
     """``data`` re-cut into the largest batch whose calibration peak fits the device (see
     edge.quant.memory), and how it was chosen; a source with a fixed batch is kept. The
-    probe is a whole calibration of the first samples, after one unmeasured warm-up run
-    (first runs compile kernels)."""
+    probe is a whole calibration of the first samples, after one unmeasured warm-up run of
+    the same size: first runs compile kernels (at 8 samples, parallel builds a 1-sample run
+    does not use), and tracemalloc counts the compiler's allocations as calibration memory."""
     if not isinstance(data, SampleData) or model_batch(graph.inputs) is not None:
         return data, {}
     device = memory_bytes if memory_bytes is not None else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -234,7 +235,7 @@ def _auto_batch(
         return calibrate(graph, [data.read(0, samples)], calibrator, percentile).peak_memory
 
     with calibration_progress(None):
-        probe(1)
+        probe(min(data.samples, AUTO_PROBE))
         batch, per_sample, predicted = auto_batch(probe, budget, data.samples)
     return data.with_batch(batch), {"budget": budget, "per_sample": per_sample, "predicted_peak": predicted}
 
