@@ -70,7 +70,7 @@ def build_command(
     calib_preprocess: Path = typer.Option(None, "--calib-preprocess", help="YAML file of image preprocessing for --calib-data images (see `edgetrt calibrate --help`)."),
     calib_cache: Path = typer.Option(None, "--calib", "--calib-cache", help="Calibration cache: read if it fits, else written after calibrating."),
     calibrator: str = typer.Option(None, "--calibrator", help="entropy2 (default), minmax, percentile or mse."),
-    backends: str = typer.Option(None, "--backend", help="Backend per device, e.g. gpu=cuda,dla=cpu \\[default: cuda for the GPU where usable, else cpu emulation]."),
+    backends: str = typer.Option(None, "--backend", help="Backend per device, e.g. gpu=cuda,dla=cpu or gpu=tensorrt (the whole network as one TensorRT engine) \\[default: tensorrt on a Jetson where it imports, else cuda for the GPU where usable, else cpu emulation]."),
     timing_cache: Path = typer.Option(None, "--timing-cache", "--timingCacheFile", help="JSON timing cache: tactics found in it are not timed again; updated after the build."),
     optimization_level: int = typer.Option(3, "--builder-optimization-level", "--builderOptimizationLevel", min=0, max=5, help="0: each kernel's heuristic tactic; 1-5: time candidate tactics, more calls per candidate."),
 ) -> None:

@@ -3,6 +3,7 @@ as a blob of the engine file, bindings on edgetrt's buffers, version refusal, th
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import sys
 from pathlib import Path
@@ -19,6 +20,9 @@ from edge.kernels import backend as backends
 from edge.kernels.backend import BackendUnavailable
 from edge.kernels.tensorrt.backend import TensorRTBackend
 from edge.kernels.tensorrt.step import plan_bytes
+from edge.serve.batcher import BatchingConfig, DynamicBatcher
+from edge.serve.metrics import ModelStats
+from edge.serve.model import ServedModel
 from edge.quant import CalibrationCache, read_cache, write_cache
 from edge.trt import export_for_tensorrt, trt_target
 from edge.trt.versions import cache_version
@@ -139,8 +143,27 @@ def test_commands_run_the_engine(fake_trt, model_file: Path, tmp_path: Path, cap
     np.save(tmp_path / "image.npy", random_feeds(resnet_block_cnn())["image"])
     assert main(["run", str(engine_file), "--input", f"image={tmp_path / 'image.npy'}", "-o", str(tmp_path / "out")]) == 0
     assert main(["bench", str(engine_file), "--iterations", "3", "--warmup-runs", "1", "--warmUp", "0"]) == 0
+    assert main(["profile", str(engine_file), "--duration", "0.3", "--interval", "20", "--sampler", "psutil", "--report", str(tmp_path / "report")]) == 0
     assert main(["inspect", str(engine_file)]) == 0
     assert "tensorrt" in capsys.readouterr().out
+
+
+def test_serve_runs_the_engine(fake_trt, model_file: Path, tmp_path: Path) -> None:
+    edge.build(model_file, _config()).save(tmp_path / "m.engine")
+    config = BatchingConfig(max_batch=1, max_queue_delay_s=0.0, instances=1, max_queue=4)
+    model = ServedModel.from_engine(edge.load(tmp_path / "m.engine"), "m", config)
+    feeds = random_feeds(resnet_block_cnn())
+
+    async def infer() -> dict[str, np.ndarray]:
+        batcher = DynamicBatcher(model, config, ModelStats("m", "1"))
+        await batcher.start()
+        try:
+            return await batcher.submit(feeds)
+        finally:
+            await batcher.stop()
+
+    expected = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    np.testing.assert_allclose(asyncio.run(infer())["probs"], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_tensorrt_holds_gpu_and_dla_together(fake_trt, model_file: Path) -> None:
@@ -174,3 +197,22 @@ def test_real_tensorrt_runs_the_engine(model_file: Path, tmp_path: Path) -> None
     out = edge.load(tmp_path / "m.engine").create_context().run(feeds)
     expected = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     np.testing.assert_allclose(out["probs"], expected, rtol=1e-3, atol=1e-4)
+
+
+def test_on_a_jetson_where_tensorrt_runs_it_is_the_default(fake_trt, model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge.trt import embed
+
+    assert not embed.uses_tensorrt(edge.BuilderConfig(profile=PROFILE))  # not a Jetson (no /etc/nv_tegra_release)
+    (tmp_path / "nv_tegra_release").write_text("# R36 (release), REVISION: 4.3\n")
+    monkeypatch.setattr(embed, "_TEGRA_RELEASE", tmp_path / "nv_tegra_release")
+    assert [s.backend for s in edge.build(model_file, edge.BuilderConfig(profile=PROFILE)).plan.segments] == ["tensorrt"]
+    assert not embed.uses_tensorrt(edge.BuilderConfig(profile=PROFILE, backends={"gpu": "cpu"}))
+    assert not embed.uses_tensorrt(edge.BuilderConfig(profile="cpu"))
+
+
+def test_a_plan_tensorrt_cannot_deserialize_is_a_clear_error(fake_trt, model_file: Path) -> None:
+    engine = edge.build(model_file, _config())
+    node = engine.graph.nodes[0]
+    node.attrs["plan"] = node.attrs["plan"][:8].copy()  # the right version, but no plan
+    with pytest.raises(EdgeError, match="could not deserialize its plan"):
+        engine.create_context().run(random_feeds(resnet_block_cnn()))
