@@ -124,5 +124,4 @@ def _engine_graph(planned: Graph, plan: bytes, release: str, dla_core: int | Non
     outputs = [Value(v.name, v.dtype, v.shape) for v in planned.outputs]
     node = engine_node(plan, inputs, outputs, release, dla_core)
     node.meta.update(device="dla" if dla_core is not None else "gpu", precision="fp32")
-    graph = Graph([node], inputs, outputs, name=planned.name, opset={"": planned.opset.get("", 17), EDGETRT_DOMAIN: 1})
-    return graph
+    return Graph([node], inputs, outputs, name=planned.name, opset={"": planned.opset.get("", 17), EDGETRT_DOMAIN: 1})

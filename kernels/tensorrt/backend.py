@@ -51,8 +51,9 @@ class TensorRTBackend(Backend):
         return found
 
     def _memory(self, state: RunState) -> RunState:
+        """The memory backend's view of this run (its own state, the caller's spin-wait choice)."""
         run = self.state_of(state).memory_run
-        run.spin_wait, run.timing = state.spin_wait, state.timing
+        run.spin_wait = state.spin_wait
         return run
 
     # -- memory (the memory backend's) ---------------------------------------------------
