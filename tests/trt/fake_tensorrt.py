@@ -94,6 +94,8 @@ class _Engine:
         self.contexts: list[_Context] = []
 
     def _dtype(self, dtype: np.dtype) -> str:
+        if dtype == np.int64 and int(self.trt.__version__.split(".")[0]) < 10:
+            return "INT32"  # TensorRT 8.6 imports INT64 tensors as INT32
         return next(name for name, t in _TYPES.items() if np.dtype(t) == dtype)
 
     # TensorRT 10.x

@@ -216,3 +216,17 @@ def test_a_plan_tensorrt_cannot_deserialize_is_a_clear_error(fake_trt, model_fil
     node.attrs["plan"] = node.attrs["plan"][:8].copy()  # the right version, but no plan
     with pytest.raises(EdgeError, match="could not deserialize its plan"):
         engine.create_context().run(random_feeds(resnet_block_cnn()))
+
+
+def test_tensorrt_86_int64_io_is_named_not_misread(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    ids = onnx.helper.make_tensor_value_info("ids", onnx.TensorProto.INT64, [1, 4])
+    out = onnx.helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, [1, 4])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Cast", ["ids"], ["out"], to=onnx.TensorProto.FLOAT, name="cast")], "g", [ids], [out])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), tmp_path / "ids.onnx")
+    _install(monkeypatch, "8.6.2.3")
+    engine = edge.build(tmp_path / "ids.onnx", _config())
+    with pytest.raises(EdgeError, match=r"binds 'ids' as int32, edgetrt's engine as int64"):
+        engine.create_context().run({"ids": np.arange(4, dtype=np.int64).reshape(1, 4)})
+    _install(monkeypatch, "10.3.0.30")
+    result = edge.build(tmp_path / "ids.onnx", _config()).create_context().run({"ids": np.arange(4, dtype=np.int64).reshape(1, 4)})
+    np.testing.assert_array_equal(result["out"], [[0.0, 1.0, 2.0, 3.0]])
