@@ -123,6 +123,10 @@ def _refuse_container_io(graph: Graph) -> None:
 def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None = None) -> Engine:
     """Build an engine from an ONNX model (path, bytes, ModelProto) or an imported Graph."""
     config = config or BuilderConfig()
+    from edge.trt.embed import build_with_tensorrt, uses_tensorrt  # edge.trt builds on this module
+
+    if uses_tensorrt(config):  # the whole network as one TensorRT engine
+        return build_with_tensorrt(model, config)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     graph = model if isinstance(model, Graph) else load_onnx(model, input_shapes=config.input_shapes)

@@ -74,7 +74,7 @@ def build_command(
     recalibrate: bool = typer.Option(False, "--recalibrate", help="Calibrate on --calib-data and rewrite a --calib cache that lacks tensors of the model (else it is refused)."),
     calibrator: str = typer.Option(None, "--calibrator", help="entropy2 (default), minmax, percentile or mse."),
     layer_precisions: str = LAYER_PRECISIONS,
-    backends: str = typer.Option(None, "--backend", help="Backend per device, e.g. gpu=cuda,dla=cpu \\[default: cuda for the GPU where usable, else cpu emulation]."),
+    backends: str = typer.Option(None, "--backend", help="Backend per device, e.g. gpu=cuda,dla=cpu or gpu=tensorrt (the whole network as one TensorRT engine) \\[default: tensorrt on a Jetson where it imports, else cuda for the GPU where usable, else cpu emulation]."),
     timing_cache: Path = typer.Option(None, "--timing-cache", "--timingCacheFile", help="JSON timing cache: tactics found in it are not timed again; updated after the build."),
     optimization_level: int = typer.Option(3, "--builder-optimization-level", "--builderOptimizationLevel", min=0, max=5, help="0: each kernel's heuristic tactic; 1-5: time candidate tactics, more calls per candidate."),
 ) -> None:
