@@ -24,7 +24,7 @@ from edge.kernels.backend import BackendUnavailable, get_backend
 from edge.partitioner import PartitionOptions, partition
 from edge.passes import optimize
 from edge.plan import lower
-from edge.precision import PRECISIONS, REDUCED, assign_precision, layer_precisions, round_weights
+from edge.precision import PRECISIONS, REDUCED, assign_precision, layer_precisions, pin_precisions, round_weights
 from edge.profiles import load_profile
 from edge.quant import CALIBRATORS, CalibrationCache, Preprocess, apply_int8, calibration_for, load_calibration_data, onnx_layout
 from edge.runtime.arena import plan_engine_memory
@@ -52,13 +52,17 @@ class BuilderConfig:
         calib_data: calibration inputs (INT8 scales): a folder of .npy/.npz files or images,
             a callable giving batches, or a ``module:function`` spec (see edge.quant.data).
         calib_cache: TensorRT calibration cache file: read when it exists and fits the model
-            and calibrator, else written after calibrating on ``calib_data``.
+            and calibrator, else written after calibrating on ``calib_data``; one lacking
+            tensors of the model is refused unless ``recalibrate``.
+        recalibrate: calibrate on ``calib_data`` and rewrite a cache that lacks tensors of the model.
         calibrator: "entropy2", "minmax", "percentile" or "mse"; None takes a cache's algorithm,
             else "entropy2".
         calib_batches: calibrate on at most this many batches.
         calib_batch: samples per calibration batch when the model's batch dim is symbolic,
             or "auto": the largest whose calibration peak fits the profile's memory.
         calib_preprocess: how image folders become input samples (edge.quant.Preprocess).
+        layer_precisions: ONNX node name -> "fp32" / "fp16" / "int8" ("*" for the rest), as
+            trtexec's --layerPrecisions with --precisionConstraints obey (edge.precision.pin_precisions).
         backends: backend per partition device ("cpu", "gpu", "dla"), e.g. {"gpu": "cuda"};
             unnamed devices take the default: the CUDA backend for the GPU where one is
             usable, else the CPU backend emulating the device's numerics.
@@ -79,10 +83,12 @@ class BuilderConfig:
     verbose: bool = False
     calib_data: str | os.PathLike | None = None
     calib_cache: str | os.PathLike | None = None
+    recalibrate: bool = False
     calibrator: str | None = None
     calib_batches: int | None = None
     calib_batch: int | str | None = None
     calib_preprocess: Preprocess | None = None
+    layer_precisions: dict[str, str] | None = None
     backends: dict[str, str] | None = None
     optimization_level: int = 3
     timing_cache: str | os.PathLike | None = None
@@ -117,6 +123,10 @@ def _refuse_container_io(graph: Graph) -> None:
 def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None = None) -> Engine:
     """Build an engine from an ONNX model (path, bytes, ModelProto) or an imported Graph."""
     config = config or BuilderConfig()
+    from edge.trt.embed import build_with_tensorrt, uses_tensorrt  # edge.trt builds on this module
+
+    if uses_tensorrt(config):  # the whole network as one TensorRT engine
+        return build_with_tensorrt(model, config)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     graph = model if isinstance(model, Graph) else load_onnx(model, input_shapes=config.input_shapes)
@@ -134,6 +144,7 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
         calibration = calibration_for(
             graph, config.calib_data, config.calib_cache, config.calibrator, config.calib_batches,
             config.calib_batch, load_profile(config.profile).memory_gb * 1e9, config.calib_preprocess,
+            recalibrate=config.recalibrate,
         )
         timings["calibration"] = time.perf_counter() - stage
         build_info["calibration"] = {
@@ -180,6 +191,8 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
     else:
         for node in graph.walk():
             node.meta["device"] = "cpu"
+    if config.layer_precisions:
+        pin_precisions(graph, config.layer_precisions, config.precision)
     build_info["int8"] = apply_int8(graph, calibration.scales if calibration else None, layout)
     round_weights(graph)
     build_info["layer_precisions"] = layer_precisions(graph)
@@ -291,6 +304,7 @@ def _config_record(config: BuilderConfig) -> dict[str, Any]:
         "calib_data": None if config.calib_data is None else getattr(config.calib_data, "__name__", str(config.calib_data)),
         "calib_cache": None if config.calib_cache is None else str(config.calib_cache),
         "calibrator": config.calibrator,
+        "layer_precisions": config.layer_precisions,
         "backends": config.backends,
         "optimization_level": config.optimization_level,
         "timing_cache": None if config.timing_cache is None else str(config.timing_cache),

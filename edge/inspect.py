@@ -15,6 +15,11 @@ from edge.precision import REDUCED
 __all__ = ["describe", "emulation_note", "layer_rows", "segment_rows", "is_engine_file"]
 
 
+# Names that say "engine": such a file is read as one, so a foreign or damaged file gets the
+# engine loader's message ("not an edgetrt engine") rather than an ONNX parse error.
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
 def is_engine_file(path: str | os.PathLike) -> bool:
     with open(path, "rb") as fh:
         return fh.read(len(MAGIC)) == MAGIC
@@ -111,7 +116,7 @@ def emulation_note(engine: Engine) -> str | None:
 def describe(path: str | os.PathLike) -> dict[str, Any]:
     """Header (engines only), inputs, outputs and layer rows of a model or engine file."""
     plan = None
-    if is_engine_file(path):
+    if is_engine_file(path) or Path(path).suffix.lower() in ENGINE_SUFFIXES:
         engine: Engine = load(path, check_machine=False)
         graph, header, build, plan = engine.graph, engine.header, engine.build, engine.plan
         kind, emulation = "engine", emulation_note(engine)
@@ -121,7 +126,7 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         "file": str(Path(path)),
         "kind": kind,
         "header": header,
-        "build": {k: v for k, v in build.items() if k in ("config", "timings_s", "optimizer", "memory", "partition_summary", "tactics", "targets")},
+        "build": {k: v for k, v in build.items() if k in ("config", "timings_s", "optimizer", "memory", "partition_summary", "tactics", "targets", "optimization_profiles")},
         "inputs": [_value(v) for v in graph.inputs],
         "outputs": [_value(v) for v in graph.outputs],
         "op_counts": graph.op_types(),

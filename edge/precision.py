@@ -7,11 +7,24 @@ the DLA. Layers that only move integers (shape arithmetic, indices) stay as they
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
+from edge.errors import EdgeError
 from edge.ir import Graph, Node
 
-__all__ = ["PRECISIONS", "REDUCED", "assign_precision", "computes_in_float", "layer_precisions", "round_to_fp16", "round_weights"]
+__all__ = [
+    "PINNED",
+    "PRECISIONS",
+    "REDUCED",
+    "assign_precision",
+    "computes_in_float",
+    "layer_precisions",
+    "pin_precisions",
+    "round_to_fp16",
+    "round_weights",
+]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 REDUCED = ("fp16", "int8")
@@ -43,6 +56,42 @@ def assign_precision(graph: Graph, precision: str) -> None:
     target = precision
     for node in graph.walk():
         node.meta["precision"] = target if computes_in_float(node) else "fp32"
+
+
+PINNED = "pinned by --layer-precisions"
+"""``meta["precision_note"]`` of a layer whose precision ``--layer-precisions`` set."""
+
+
+def pin_precisions(graph: Graph, pins: Mapping[str, str], build_precision: str) -> None:
+    """Give the layers named in ``pins`` (ONNX node names, as trtexec's ``--layerPrecisions``;
+    ``"*"`` for every other layer) their precision. A fused layer takes the widest precision
+    pinned on its ONNX nodes. Pinned INT8 layers still need their scales (else FP16, noted).
+
+    Raises:
+        EdgeError: an unknown precision or layer name, a precision the build does not allow
+            (trtexec's rule: FP16 needs --fp16 or --int8, INT8 needs --int8), or FP32 on a DLA layer.
+    """
+    allowed = PRECISIONS[: PRECISIONS.index(build_precision) + 1]
+    for name, precision in pins.items():
+        if precision not in PRECISIONS:
+            raise EdgeError(f"layer precision '{name}:{precision}': precision is not one of {list(PRECISIONS)}")
+        if precision not in allowed:
+            raise EdgeError(f"layer precision '{name}:{precision}' needs a {precision} build (add --{precision}), the build is {build_precision}")
+    known = {n for node in graph.walk() for n in (node.name, *node.origin)}
+    unknown = [name for name in pins if name != "*" and name not in known]
+    if unknown:
+        raise EdgeError(f"--layer-precisions names no layer of the model: {', '.join(unknown[:5])}" + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
+    for node in graph.walk():
+        if not computes_in_float(node):
+            continue
+        chosen = [pins[n] for n in (node.name, *node.origin) if n in pins] or ([pins["*"]] if "*" in pins else [])
+        if not chosen:
+            continue
+        precision = min(chosen, key=PRECISIONS.index)
+        if precision == "fp32" and node.meta.get("device") == "dla":
+            raise EdgeError(f"layer '{node.name}' is placed on the DLA, which runs FP16/INT8 only: it cannot be pinned to fp32")
+        node.meta["precision"] = precision
+        node.meta["precision_note"] = PINNED
 
 
 def round_weights(graph: Graph) -> None:

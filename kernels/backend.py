@@ -14,7 +14,7 @@ its ``create_backend()``; ``register_backend`` adds one from elsewhere (tests, p
 from __future__ import annotations
 
 import importlib
-import importlib.util
+import pkgutil
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -224,6 +224,9 @@ def get_backend(name: str) -> Backend:
 
 
 def backend_names() -> list[str]:
-    """Backends this installation ships or has registered (available or not)."""
-    shipped = {name for name in ("cpu", "reference", "cuda") if importlib.util.find_spec(f"edge.kernels.{name}")}
+    """Backends this installation ships (each package of ``edge.kernels`` is one, as
+    ``get_backend`` finds them) or has registered (available or not)."""
+    from edge import kernels
+
+    shipped = {module.name for module in pkgutil.iter_modules(kernels.__path__) if module.ispkg}
     return sorted(set(_FACTORIES) | shipped)

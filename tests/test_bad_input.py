@@ -39,6 +39,13 @@ def window_model(op: str, **attrs: object) -> onnx.ModelProto:
         ("Conv", {"dilations": [-1, -1]}, r"dilations=\[-1, -1\]"),
         ("ConvTranspose", {"strides": [-2, 2]}, r"strides=\[-2, 2\]"),
         ("MaxPool", {"kernel_shape": [20, 20]}, r"window 20 .* larger than input 'x'"),
+        # Windows wholly in the padding: -inf from MaxPool, 0/0 from AveragePool (onnxruntime refuses them too).
+        ("MaxPool", {"kernel_shape": [2, 2], "pads": [3, 3, 3, 3]}, r"pads=\[3, 3, 3, 3\] must each be smaller than kernel_shape=\[2, 2\]"),
+        ("AveragePool", {"kernel_shape": [2, 2], "pads": [0, 2, 0, 0]}, r"must each be smaller than kernel_shape"),
+        ("Conv", {"kernel_shape": [5, 5]}, r"kernel_shape=\[5, 5\] does not match the weight's spatial dims \[3, 3\]"),
+        ("Conv", {"group": 3}, r"input 'x' has 2 channels, which group=3 and weight 'w' of shape \[2, 2, 3, 3\] do not match"),
+        ("Conv", {"group": 2}, r"group=2 and weight 'w'"),
+        ("ConvTranspose", {"output_shape": [-5, -5]}, r"output_shape=\[-5, -5\] must hold integers >= 1"),
     ],
 )
 def test_bad_window_attributes_are_refused_at_import(op: str, attrs: dict, match: str) -> None:
@@ -236,11 +243,21 @@ def test_full_disk_leaves_nothing(built, tmp_path: Path, capsys: pytest.CaptureF
         edge.load(built[1]).save(target)
 
 
-def test_negative_seed_is_a_usage_error(built, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("command", ["run", "bench", "compare"])
+def test_negative_seed_is_a_usage_error(built, capsys: pytest.CaptureFixture[str], command: str) -> None:
     capsys.readouterr()
-    code = main(["run", str(built[1]), "--seed", "-1"])
-    assert code == 2
-    assert "Traceback" not in capsys.readouterr().err
+    target = built[0] if command == "compare" else built[1]
+    code = main([command, str(target), "--seed", "-1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and "--seed" in err, err
+
+
+@pytest.mark.parametrize("command", ["run", "bench"])
+def test_run_shapes_larger_than_ram_are_refused_before_allocating(built, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    """A dynamic batch of 10^11 (x is batch x 4 floats) used to end in numpy's MemoryError traceback."""
+    capsys.readouterr()
+    code = main([command, str(built[1]), "--shapes", "x:99999999999x4"])
+    _one_line_error(capsys, code, r"random input 'x' of shape 99999999999x4 would need 3\.2 TB, more than this machine's .* of RAM")
 
 
 def _model_with(graph_change) -> bytes:

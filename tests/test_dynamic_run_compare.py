@@ -72,3 +72,17 @@ def test_dynamic_input_without_profile_is_noted(model_file: Path) -> None:
     result = compare(model_file)
     assert result.inputs == {"x": [1, 4]}
     assert result.notes == ["input 'x' has dynamic dims and no shape was given: random data of shape 1x4; give --shapes x:DIMS"]
+
+
+def test_inspect_prints_each_optimization_profile(model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """trtexec's --dumpOptimizationProfile: every profile's min/opt/max per input, as built."""
+    path = tmp_path / "two.engine"
+    second = ["--min-shapes", "x:9x4", "--opt-shapes", "x:12x4", "--max-shapes", "x:16x4"]
+    assert main(["build", str(model_file), "-o", str(path), *PROFILE, *second]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(path)]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert ["│", "0", "│", "x", "│", "1x4", "│", "5x4", "│", "8x4", "│"] in rows
+    assert ["│", "1", "│", "x", "│", "9x4", "│", "12x4", "│", "16x4", "│"] in rows
+    assert main(["inspect", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["build"]["optimization_profiles"][1] == {"x": {"min": [9, 4], "opt": [12, 4], "max": [16, 4]}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,21 @@ def test_inspect_prints_the_note(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["inspect", str(path)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "note: emulated here:" in out and "not the target's" in out
+
+
+def test_bench_and_trtexec_print_the_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fp16, fp32 = tmp_path / "fp16.engine", tmp_path / "fp32.engine"
+    _build(precision="fp16").save(fp16)
+    _build().save(fp32)
+    quick = ["--iterations", "1", "--duration", "0", "--warmup-runs", "0"]
+    capsys.readouterr()
+    assert main(["bench", str(fp16), *quick]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "note: emulated here:" in out and "FP16 layer(s) computed in FP32" in out
+    assert main(["bench", str(fp16), *quick, "--json"]) == 0
+    assert "FP16 layer(s) computed in FP32" in json.loads(capsys.readouterr().out)["emulation"]
+    assert main(["bench", str(fp32), *quick, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["emulation"] is None
+    assert main(["trtexec", f"--loadEngine={fp16}", "--iterations=1", "--duration=0", "--warmUp=0"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "[W] emulated here:" in out and "not the target's" in out

@@ -12,6 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import edge
+from edge.cli import main
 from edge.engine.format import FORMAT_VERSION, MAGIC
 
 
@@ -154,3 +155,12 @@ def test_engine_file_permissions_follow_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert (tmp_path / "perm.engine").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("command", ["inspect", "run", "bench"])
+def test_cli_calls_a_short_foreign_engine_file_not_an_engine(tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "six.engine"
+    path.write_bytes(b"abcdef")
+    assert main([command, str(path)]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "'" + str(path) + "' is not an edgetrt engine" in err and "ONNX" not in err and "truncated" not in err

@@ -129,6 +129,10 @@ def _offset_past_arena(header: dict, document: dict) -> None:
     _tensors(document)[0][1] = static["arena_bytes"]
 
 
+def _spaces_not_a_mapping(header: dict, document: dict) -> None:
+    document["build"]["memory"]["spaces"] = []  # an AttributeError traceback before the schema named spaces
+
+
 def _bad_dtype(header: dict, document: dict) -> None:
     document["values"][0]["dtype"] = "<x9"
 
@@ -175,10 +179,14 @@ def _opset(header: dict, document: dict) -> None:
         (_set_attr("conv", "group", 0), r"node 'conv' \(Conv\): attribute group=0"),
         (_set_attr("conv", "pads", [1, 1]), r"pads=\[1, 1\] has 2 entries, expected 4"),
         (_set_attr("pool", "kernel_shape", [50, 50]), r"window 50 .* larger than input"),
+        (_set_attr("pool", "pads", [2, 2, 2, 2]), r"node 'pool' \(MaxPool\): attribute pads=\[2, 2, 2, 2\] must each be smaller than kernel_shape"),
+        (_set_attr("conv", "kernel_shape", [1, 1]), r"node 'conv' \(Conv\): attribute kernel_shape=\[1, 1\] does not match the weight"),
+        (_set_attr("conv", "group", 2), r"node 'conv' \(Conv\): input 'x' has 2 channels, which group=2"),
         (_set_header("precision", "fp64"), r"header is corrupted: field precision"),
         (_set_header("name", {"nested": 1}), r"header is corrupted: field name"),
         (_overlap, r"memory plan puts tensors '[pq]' and '[pq]', alive at the same time"),
         (_offset_past_arena, r"memory plan places tensor .* past the arena"),
+        (_spaces_not_a_mapping, r"document is corrupted: field build/memory/spaces"),
         (_bad_dtype, r"document is corrupted: field values/0/dtype"),
         (_bad_value_index, r"value index 9999 out of range"),
         (_missing_key, r"field graph/nodes/0: 'outputs' is a required property"),

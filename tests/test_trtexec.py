@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -20,6 +21,7 @@ import pytest
 import edge
 from edge.cli import main
 from edge.partitioner.trtexec_profile import read_trtexec_profile
+from edge.precision import PINNED
 from edge.runtime.bench import BenchResult
 from edge.runtime.exports import write_times
 from tests.models import mobile_cnn
@@ -141,6 +143,21 @@ def test_gpu_flags_have_no_effect_on_the_cpu(model_path, tmp_path, capsys) -> No
     assert stats_pattern("Latency", ["90", "95", "99"]).search(out)  # trtexec's default percentiles
 
 
+def test_layer_precisions_pin_layers_as_builds_do(model_path, tmp_path, capsys) -> None:
+    engine, pins = tmp_path / "pinned.engine", tmp_path / "cnn.precisions"
+    pins.write_text("conv_10:fp32\n")  # build's @FILE form, as calibrate --keep-fp16 writes it
+    argv = ["trtexec", f"--onnx={model_path}", "--fp16", f"--layerPrecisions=@{pins}", f"--saveEngine={engine}", "--skipInference"]
+    assert main(argv) == 0
+    built = edge.load(engine)
+    (pinned,) = [n for n in built.graph.nodes if "conv_10" in n.origin]
+    assert pinned.meta["precision"] == "fp32" and pinned.meta["precision_note"] == PINNED
+    assert {n.meta["precision"] for n in built.graph.nodes if n.op_type == "FusedConv" and n is not pinned} == {"fp16"}
+    capsys.readouterr()
+    assert main(["trtexec", f"--onnx={model_path}", "--fp16", "--layerPrecisions=conv_10:int8", "--skipInference"]) == 1
+    err = capsys.readouterr().err
+    assert "layer precision 'conv_10:int8' needs a int8 build" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -188,3 +205,34 @@ def test_times_lay_each_querys_parts_end_to_end(tmp_path) -> None:
     # an unsplit run: no copies measured, compute is its latency, enqueue its host time
     assert second["h2dMs"] == second["d2hMs"] == 0.0 and second["computeMs"] == second["latencyMs"] == 3.0
     assert second["endEnqMs"] - second["startEnqMs"] == pytest.approx(3.0)
+
+
+def _readme_trtexec_table() -> dict[str, str]:
+    """README's trtexec table as {flag: classification}; each flag in backticks in the first column."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    body = text[text.index("| trtexec flag | | in edgetrt |") :].split("\n\n")[0].splitlines()[2:]
+    table = {}
+    for row in body:
+        flags, kind = re.split(r"(?<!\\)\|", row)[1:3]
+        for flag in re.findall(r"`(--[A-Za-z0-9]+)`", flags):
+            assert flag not in table, f"{flag} is listed twice"
+            table[flag] = kind.strip()
+    return table
+
+
+def test_readme_classifies_every_trtexec_flag_and_same_meaning_flags_work():
+    import typer.main
+
+    import edge.cli.trtexec  # registers the command
+    from edge.cli.app import app
+
+    listed = Path(__file__).resolve().parent / "data" / "trtexec_flags.txt"
+    trtexec_flags = [line for line in listed.read_text().splitlines() if line and not line.startswith("#")]
+    table = _readme_trtexec_table()
+    assert sorted(set(trtexec_flags) - set(table)) == []
+    assert set(table.values()) <= {"same meaning", "different spelling", "not applicable", "not built"}
+    command = typer.main.get_command(app).commands["trtexec"]
+    accepted = {opt for param in command.params for opt in param.opts} | {"--help"}  # click adds --help itself
+    assert sorted(flag for flag, kind in table.items() if kind == "same meaning" and flag not in accepted) == []
+    # and a trtexec flag `edgetrt trtexec` takes is never listed as something else
+    assert sorted(flag for flag, kind in table.items() if kind != "same meaning" and flag in accepted) == []

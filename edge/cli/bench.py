@@ -57,7 +57,7 @@ def bench_command(
     shapes: str = typer.Option(None, "--shapes", help="Shapes of dynamic inputs: name:1x128,other:1x128."),
     streams: int = STREAMS,
     optimization_profile: int = typer.Option(None, "--optimization-profile", "--profile-index", help="Run under this optimization profile."),
-    seed: int = typer.Option(0, "--seed", help="Seed for the random inputs (stream i uses seed+i)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed for the random inputs (stream i uses seed+i)."),
     avg_runs: int = AVG_RUNS,
     percentile: str = PERCENTILE,
     no_data_transfers: bool = NO_DATA_TRANSFERS,
@@ -196,6 +196,8 @@ def _print_result(result: BenchResult, dump_profile: bool) -> None:
         console.print(f"[yellow]interrupted: the summary covers the {result.iterations} runs taken[/yellow]")
     for note in no_effect_notes(result):
         console.print(f"note: {note}")
+    if result.emulation is not None:
+        console.print(f"note: {terminal_text(result.emulation)}", soft_wrap=True)
     compute = result.total_compute_s
     console.print(
         f"throughput: {result.throughput:.2f} qps, total host walltime {result.wall_s:.3f} s, "

@@ -16,6 +16,7 @@ from rich.table import Table
 from edge.cli.app import app, console
 from edge.cli.options import parse_shapes
 from edge.errors import EdgeError
+from edge.fileio import write_atomic
 from edge.frontend import load_onnx
 from edge.profiles import load_profile
 from edge.quant import (
@@ -32,6 +33,8 @@ from edge.quant import (
 )
 from edge.quant.accuracy import top1_agreement
 from edge.quant.calibration import Calibration
+from edge.quant.sensitivity import LayerSensitivity, keep_fp16, layer_sensitivity
+from edge.trt.export import qdq_model
 
 __all__ = ["calib_batch", "calibrate_command", "calibration_bar", "describe_memory"]
 
@@ -84,6 +87,21 @@ def preprocess_from(yaml_file: Path | None, **flags: object) -> Preprocess | Non
     return Preprocess.from_mapping(settings, "preprocessing flags")
 
 
+SENSITIVITY_BATCHES = 4
+"""Batches ``--sensitivity`` runs every single-layer INT8 engine on."""
+
+
+def _report_sensitivity(ranking: list[LayerSensitivity], keep: int | None, cache: Path) -> None:
+    table = Table("rank", "layer", "ONNX nodes", "output cosine vs FP32", "max |error|", title="INT8 sensitivity (each layer quantized alone), worst first")
+    for rank, entry in enumerate(ranking, start=1):
+        table.add_row(str(rank), entry.layer, ", ".join(entry.onnx_nodes), f"{entry.cosine:.6f}", f"{entry.max_error:.4g}")
+    console.print(table)
+    if keep is not None:
+        target = cache.with_suffix(".precisions")
+        write_atomic(target, keep_fp16(ranking, keep) + "\n")
+        console.print(f"wrote [bold]{target}[/bold]: the worst {min(keep, len(ranking))} layers as fp16 (build --int8 --layer-precisions @{target})")
+
+
 @app.command("calibrate")
 def calibrate_command(
     model: Path = typer.Argument(..., metavar="MODEL.onnx", help="ONNX model to calibrate.", show_default=False),
@@ -103,6 +121,9 @@ def calibrate_command(
     std: str = typer.Option(None, "--std", help="Images: per-channel std, e.g. 0.229,0.224,0.225."),
     channels: str = typer.Option(None, "--channels", help="Images: rgb or bgr \\[default: rgb]."),
     layout: str = typer.Option(None, "--layout", help="Images: nchw or nhwc \\[default: from the input shape]."),
+    export_qdq: Path = typer.Option(None, "--export-qdq", help="Also write the model as explicit Q/DQ ONNX at the cache's scales (for TensorRT 10+/11 and onnxruntime)."),
+    sensitivity: bool = typer.Option(False, "--sensitivity", help="Rank the INT8 layers by how far quantizing each alone moves the outputs from FP32 (cosine, max error) on --eval-data, else --calib-data."),
+    keep_fp16: int = typer.Option(None, "--keep-fp16", min=1, help="With --sensitivity: write the worst K layers as a --layer-precisions value to MODEL.precisions (build --layer-precisions @MODEL.precisions)."),
     eval_data: Path = typer.Option(None, "--eval-data", help="After calibrating, build FP32 and INT8 engines and report their top-1 agreement and output cosine on this data (same forms as --calib-data)."),
 ) -> None:
     """Calibrate a model for INT8 and write a TensorRT calibration cache.
@@ -124,7 +145,13 @@ def calibrate_command(
         edgetrt calibrate model.onnx --calib-data arrays/ --trt-version 100300 -o model.calib
 
         edgetrt calibrate classifier.onnx --calib-data train/ --eval-data test/
+
+        edgetrt calibrate model.onnx --calib-data arrays/ --export-qdq model.qdq.onnx
+
+        edgetrt calibrate model.onnx --calib-data arrays/ --sensitivity --keep-fp16 2
     """
+    if keep_fp16 is not None and not sensitivity:
+        raise EdgeError("--keep-fp16 ranks layers: add --sensitivity")
     if calibrator not in CALIBRATORS:
         raise EdgeError(f"--calibrator '{calibrator}' is not one of {list(CALIBRATORS)}")
     if batches is not None and batches < 1:
@@ -143,17 +170,23 @@ def calibrate_command(
     write_cache(target, CalibrationCache(CALIBRATORS[calibrator], result.scales, trt_version))
     table = Table("tensor", "max |x|", "threshold", "scale", "cache hex", title=f"{calibrator} on {result.batches} batches")
     for name, found in (result.ranges or {}).items():
-        if found.threshold > 0:
-            table.add_row(name, f"{found.amax:.6g}", f"{found.threshold:.6g}", f"{found.scale:.6g}", scale_to_hex(found.scale))
-        else:
-            table.add_row(name, f"{found.amax:.6g}", "-", "no scale (zero on every batch)", "")
+        threshold = f"{found.threshold:.6g}" if found.threshold > 0 else "- (zero on every batch)"
+        table.add_row(name, f"{found.amax:.6g}", threshold, f"{found.scale:.6g}", scale_to_hex(found.scale))
     console.print(table)
     console.print(describe_memory(result))
     console.print(f"wrote [bold]{target}[/bold]: {len(result.scales)} tensors")
+    config = {"input_shapes": parse_shapes(shapes) or None}
+    if sensitivity:
+        data = load_calibration_data(eval_data or calib_data, graph.inputs, SENSITIVITY_BATCHES, result.batch, settings)
+        _report_sensitivity(layer_sensitivity(model, target, list(data), config["input_shapes"]), keep_fp16, target)
+    if export_qdq is None and eval_data is None:
+        return
+    int8 = edge.build(model, edge.BuilderConfig(precision="int8", calib_cache=target, **config))
+    if export_qdq is not None:
+        write_atomic(export_qdq, qdq_model(model, int8, result.scales).SerializeToString())
+        console.print(f"wrote [bold]{export_qdq}[/bold]: Q/DQ ONNX at the cache's scales")
     if eval_data is not None:
-        config = {"input_shapes": parse_shapes(shapes) or None}
         fp32 = edge.build(model, edge.BuilderConfig(**config))
-        int8 = edge.build(model, edge.BuilderConfig(precision="int8", calib_cache=target, **config))
         data = load_calibration_data(eval_data, graph.inputs, batch=result.batch, preprocess=settings)
         found = top1_agreement(fp32.create_context(), int8.create_context(), data)
         console.print(

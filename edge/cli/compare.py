@@ -48,7 +48,7 @@ def compare_command(
     opt_shapes: list[str] = typer.Option([], "--opt-shapes", "--optShapes", help="Optimization profile opt shapes (build; random inputs take them)."),
     max_shapes: list[str] = typer.Option([], "--max-shapes", "--maxShapes", help="Optimization profile max shapes (build)."),
     inputs: list[str] = typer.Option([], "--input", "-i", help="NAME=FILE.npy; repeat per input. Missing inputs are seeded random."),
-    seed: int = typer.Option(0, "--seed", help="Seed for random inputs (iteration i uses seed + i)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed for random inputs (iteration i uses seed + i)."),
     rtol: list[str] = typer.Option([], "--rtol", help="Relative tolerance, or OUTPUT:VALUE per output (repeat or join with commas) \\[default: by precision, see below]."),
     atol: list[str] = typer.Option([], "--atol", help="Absolute tolerance, or OUTPUT:VALUE per output \\[default: by precision, see below]."),
     check_error_stat: list[str] = typer.Option([], "--check-error-stat", help="elemwise (default), max, mean or median; OUTPUT:STAT per output."),

@@ -21,6 +21,7 @@ from edge.cli.options import (
     FP16,
     GPU_FALLBACK,
     INT8,
+    LAYER_PRECISIONS,
     POWER_MODE,
     SAVED_DATA,
     SHAPES,
@@ -29,6 +30,7 @@ from edge.cli.options import (
     load_engine,
     parse_backends,
     parse_input_files,
+    parse_layer_precisions,
     parse_per_output,
     parse_shapes,
     precision_from_flags,
@@ -69,8 +71,10 @@ def build_command(
     calib_batch: str = typer.Option(None, "--calib-batch", help=CALIB_BATCH_HELP),
     calib_preprocess: Path = typer.Option(None, "--calib-preprocess", help="YAML file of image preprocessing for --calib-data images (see `edgetrt calibrate --help`)."),
     calib_cache: Path = typer.Option(None, "--calib", "--calib-cache", help="Calibration cache: read if it fits, else written after calibrating."),
+    recalibrate: bool = typer.Option(False, "--recalibrate", help="Calibrate on --calib-data and rewrite a --calib cache that lacks tensors of the model (else it is refused)."),
     calibrator: str = typer.Option(None, "--calibrator", help="entropy2 (default), minmax, percentile or mse."),
-    backends: str = typer.Option(None, "--backend", help="Backend per device, e.g. gpu=cuda,dla=cpu \\[default: cuda for the GPU where usable, else cpu emulation]."),
+    layer_precisions: str = LAYER_PRECISIONS,
+    backends: str = typer.Option(None, "--backend", help="Backend per device, e.g. gpu=cuda,dla=cpu or gpu=tensorrt (the whole network as one TensorRT engine) \\[default: tensorrt on a Jetson where it imports, else cuda for the GPU where usable, else cpu emulation]."),
     timing_cache: Path = typer.Option(None, "--timing-cache", "--timingCacheFile", help="JSON timing cache: tactics found in it are not timed again; updated after the build."),
     optimization_level: int = typer.Option(3, "--builder-optimization-level", "--builderOptimizationLevel", min=0, max=5, help="0: each kernel's heuristic tactic; 1-5: time candidate tactics, more calls per candidate."),
 ) -> None:
@@ -85,6 +89,8 @@ def build_command(
         edgetrt build model.onnx --int8 --dla 0 --gpu-fallback --profile agx-orin-64gb
 
         edgetrt build model.onnx --int8 --calib-data imgs/ --calib model.calib
+
+        edgetrt build model.onnx --int8 --calib model.calib --layer-precisions head/Gemm:fp16
 
         edgetrt build bert.onnx --min-shapes ids:1x1 --opt-shapes ids:1x128 --max-shapes ids:8x512
     """
@@ -105,9 +111,11 @@ def build_command(
         verbose=verbose,
         calib_data=calib_data,
         calib_cache=calib_cache,
+        recalibrate=recalibrate,
         calibrator=calibrator,
         calib_batch=calib_batch_option(calib_batch),
         calib_preprocess=preprocess_from(calib_preprocess),
+        layer_precisions=parse_layer_precisions(layer_precisions),
         backends=parse_backends(backends),
         timing_cache=timing_cache,
         optimization_level=optimization_level,
@@ -358,6 +366,13 @@ def inspect_command(
         for value in info[kind]:
             io.add_row(kind[:-1], terminal_text(value["name"]), str(value["dtype"]), terminal_text(_shape(value["shape"])))
     console.print(io)
+    profiles = info["build"].get("optimization_profiles") or []
+    if profiles:  # trtexec's --dumpOptimizationProfile
+        ranges = Table("profile", "input", "min", "opt", "max", title="optimization profiles")
+        for index, profile in enumerate(profiles):
+            for name, bounds in profile.items():
+                ranges.add_row(str(index), terminal_text(name), *(_shape(bounds[k]) for k in ("min", "opt", "max")))
+        console.print(ranges)
     is_engine = info["kind"] == "engine"
     columns = ["#", "layer", "op", "inputs", "outputs", "dtype"] + (
         ["device", "precision", "backend", "kernel / tactic", "from ONNX nodes"] if is_engine else []

@@ -19,6 +19,7 @@ __all__ = [
     "FP16",
     "GPU_FALLBACK",
     "INT8",
+    "LAYER_PRECISIONS",
     "POWER_MODE",
     "SAVED_DATA",
     "SHAPES",
@@ -27,6 +28,7 @@ __all__ = [
     "load_engine",
     "parse_backends",
     "parse_input_files",
+    "parse_layer_precisions",
     "parse_per_output",
     "parse_shapes",
     "precision_from_flags",
@@ -41,6 +43,12 @@ GPU_FALLBACK = typer.Option(False, "--gpu-fallback", "--allowGPUFallback", help=
 DLA_OBJECTIVE = typer.Option("offload", "--dla-objective", help="Partitioner goal: latency, offload (least GPU time, no slower than greedy) or energy.")
 POWER_MODE = typer.Option(None, "--power-mode", help="nvpmodel mode id or name the partition is costed for \\[default: the profile's].")
 SHAPES = typer.Option(None, "--shapes", help="Fixed input shapes: name:1x3x224x224,other:1x128.")
+LAYER_PRECISIONS = typer.Option(
+    None,
+    "--layer-precisions",
+    "--layerPrecisions",
+    help="Per-layer precision by ONNX node name, e.g. conv1:fp16,fc:int8 (*:fp16 for the rest), or @FILE holding that; needs the build's --fp16/--int8.",
+)  # parsed by parse_layer_precisions
 # Polygraphy's saved-data flags shared by `run` and `compare` (its spellings)
 SAVED_DATA = {
     "save_inputs": typer.Option(None, "--save-inputs", help="Write the input feeds of every iteration (.json as Polygraphy writes it, or .npz)."),
@@ -92,6 +100,26 @@ def parse_backends(text: str | None) -> dict[str, str] | None:
             raise EdgeError(f"--backend entry '{item}' is not DEVICE=BACKEND (e.g. gpu=cuda)")
         backends[device] = backend
     return backends
+
+
+def parse_layer_precisions(text: str | None) -> dict[str, str] | None:
+    """``"conv1:fp16,fc:int8"`` (trtexec's --layerPrecisions) -> ``{"conv1": "fp16", "fc": "int8"}``;
+    a name may hold colons (split at the last one). ``@FILE`` reads the value from a file
+    (what ``calibrate --keep-fp16`` writes)."""
+    if not text:
+        return None
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise EdgeError(f"--layer-precisions file '{text[1:]}' cannot be read: {exc}") from None
+    pins: dict[str, str] = {}
+    for item in text.split(","):
+        name, sep, precision = item.strip().rpartition(":")
+        if not sep or not name or not precision:
+            raise EdgeError(f"--layer-precisions entry '{item}' is not LAYER:PRECISION (e.g. conv1:fp16)")
+        pins[name] = precision.lower()
+    return pins
 
 
 def parse_input_files(items: list[str]) -> dict[str, np.ndarray]:

@@ -186,10 +186,10 @@ def profile_command(
 
         sudo edgetrt profile yolo.engine --power-mode MAXN --lock-clocks --interval 50 --report out/
     """
-    import edge
+    from edge.cli.bench import measure
     from edge.power.report import BenchData, align_bench, write_report
     from edge.power.samplers import make_sampler
-    from edge.runtime.bench import BenchConfig, benchmark
+    from edge.runtime.bench import BenchConfig
 
     if duration <= 0:
         raise EdgeError(f"--duration must be positive, got {duration}")
@@ -206,7 +206,7 @@ def profile_command(
         t0 = time.perf_counter()
         telemetry.start(t0)
         try:
-            result = benchmark(engine, BenchConfig(duration_s=duration))
+            result = measure(engine, BenchConfig(duration_s=duration))  # with a progress bar on a terminal
             finished = time.perf_counter() - t0
         finally:
             samples = telemetry.stop()

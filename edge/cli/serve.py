@@ -49,7 +49,7 @@ def serve_command(
     ),
     header_timeout_s: float = typer.Option(
         10.0, "--header-timeout-s", envvar="EDGETRT_HEADER_TIMEOUT_S",
-        help="Seconds a client may take to send a request header before its connection is closed.",
+        help="Seconds a client may take to send a request header, or leave its body stalled, before its connection is closed.",
     ),
     log_verbose: int = typer.Option(0, "--log-verbose", envvar="EDGETRT_LOG_VERBOSE", help="1 or more: log one line per request to stderr."),
     telemetry: bool = typer.Option(

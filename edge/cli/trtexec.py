@@ -22,7 +22,6 @@ from edge.cli.bench import (
     ITERATIONS,
     NO_DATA_TRANSFERS,
     PERCENTILE,
-    STREAMS,
     USE_CUDA_GRAPH,
     USE_SPIN_WAIT,
     measure,
@@ -30,7 +29,7 @@ from edge.cli.bench import (
     parse_percentiles,
 )
 from edge.cli.core import builder_config, report_build
-from edge.cli.options import BEST, DLA_CORE, FP16, GPU_FALLBACK, INT8, SHAPES, parse_shapes
+from edge.cli.options import BEST, DLA_CORE, FP16, GPU_FALLBACK, INT8, LAYER_PRECISIONS, SHAPES, parse_layer_precisions, parse_shapes
 from edge.errors import EdgeError
 from edge.runtime.bench import BenchConfig, BenchResult
 from edge.runtime.exports import write_layer_info
@@ -71,13 +70,14 @@ def trtexec_command(
     device_profile: str = typer.Option("cpu", "--deviceProfile", help="edgetrt device profile to build for, as build's --profile NAME takes it."),
     timing_cache: Path = typer.Option(None, "--timingCacheFile", help="JSON timing cache, read and updated by the build."),
     calib_cache: Path = typer.Option(None, "--calib", help="INT8 calibration cache (TensorRT's text format)."),
+    layer_precisions: str = LAYER_PRECISIONS,
     optimization_level: int = typer.Option(3, "--builderOptimizationLevel", min=0, max=5, help="0: each kernel's heuristic tactic; 1-5: time candidate tactics."),
     iterations: int = ITERATIONS,
     duration: float = DURATION,
     warmup_ms: float = typer.Option(_DEFAULT_WARMUP_MS, "--warmUp", min=0, help="Warm up each stream for this many ms."),
     avg_runs: int = AVG_RUNS,
     percentile: str = PERCENTILE,
-    streams: int = STREAMS,
+    streams: int = typer.Option(1, "--infStreams", "--streams", min=1, help="Concurrent execution contexts, one thread each (--streams: TensorRT 8.6's name)."),
     no_data_transfers: bool = NO_DATA_TRANSFERS,
     use_spin_wait: bool = USE_SPIN_WAIT,
     use_cuda_graph: bool = USE_CUDA_GRAPH,
@@ -126,6 +126,7 @@ def trtexec_command(
             verbose=verbose,
             timing_cache=timing_cache,
             calib_cache=calib_cache,
+            layer_precisions=parse_layer_precisions(layer_precisions),
             optimization_level=optimization_level,
         )
     bench = BenchConfig(
@@ -178,6 +179,8 @@ def _engine(onnx: Path | None, build: edge.BuilderConfig | None, load_engine: Pa
 def _report(result: BenchResult, verbose: bool, dump_profile: bool) -> None:
     for note in no_effect_notes(result, trtexec_spelling=True):
         _log(note, level="W")
+    if result.emulation is not None:
+        _log(result.emulation, level="W")
     if result.interrupted:
         _log(f"Interrupted: the summary covers the {result.iterations} queries taken.", level="W")
     for line in performance_summary(result):

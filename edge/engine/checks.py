@@ -51,9 +51,11 @@ def _check_kernels(graph: Graph, document: dict[str, Any]) -> None:
         newest = _MAX_OPSET.get(standard_domain(domain))
         if newest is not None and version > newest:
             raise EngineFormatError(f"engine is corrupted: opset {version} of domain '{domain}' does not exist (newest {newest})")
+    plan_backends = {step.get("backend") for step in (document.get("plan") or {}).get("steps", [])}
+    backends = ["cpu", *sorted(b for b in plan_backends if isinstance(b, str) and b != "cpu")]
     for node in graph.walk():
         opset = graph.opset.get(standard_domain(node.domain))
-        if lookup(node.op_type, node.domain, "cpu", opset) is None:
+        if all(lookup(node.op_type, node.domain, backend, opset) is None for backend in backends):
             raise EngineFormatError(
                 f"engine is corrupted: node '{node.name}' is {node.op_type} (domain '{node.domain}'), "
                 f"which has no kernel at opset {opset}"
@@ -149,7 +151,9 @@ def _check_plan(graph: Graph, document: dict[str, Any]) -> None:
     if covered != list(range(len(plan.steps))):
         raise EngineFormatError("engine is corrupted: the plan's segments do not cover its steps in order")
     for backend in plan.backends():
-        get_backend(backend)  # a backend this machine cannot run is a one-line BackendUnavailable
+        check = getattr(get_backend(backend), "check_engine", None)  # a backend this machine cannot run: BackendUnavailable
+        if check is not None:
+            check(graph)  # a backend embedding compiled code (TensorRT plans) refuses what it cannot run
 
 
 SECTION_CHECKS: list[Callable[[Graph, dict[str, Any]], None]] = [

@@ -19,6 +19,7 @@ import hashlib
 import importlib.metadata
 import json
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,14 @@ def _cuda_toolkit(sysroot: Path) -> str | None:
         return _distribution("nvidia-cuda-runtime", "nvidia-cuda-runtime-cu12", "nvidia-cuda-runtime-cu13")
 
 
+def _imported_tensorrt() -> str | None:
+    """``tensorrt.__version__`` once the TensorRT backend imported it: the version TensorRT plans
+    are tied to, and the one an engine with a TensorRT plan recorded."""
+    module = sys.modules.get("tensorrt")
+    version = getattr(module, "__version__", None)
+    return str(version) if version is not None else None
+
+
 def software_versions(sysroot: Path = Path("/")) -> dict[str, str]:
     """JetPack, L4T, CUDA, cuDNN and TensorRT versions found here (absent ones left out)."""
     found = {
@@ -111,7 +120,8 @@ def software_versions(sysroot: Path = Path("/")) -> dict[str, str]:
         "cuda": _cuda_toolkit(sysroot),
         "cudnn": _dpkg_version(sysroot, "libcudnn9-cuda-12") or _dpkg_version(sysroot, "libcudnn8")
         or _distribution("nvidia-cudnn-cu12", "nvidia-cudnn-cu13"),
-        "tensorrt": _distribution("tensorrt", "tensorrt-cu12", "tensorrt-cu13") or _dpkg_version(sysroot, "python3-libnvinfer"),
+        "tensorrt": _imported_tensorrt() or _distribution("tensorrt", "tensorrt-cu12", "tensorrt-cu13")
+        or _dpkg_version(sysroot, "python3-libnvinfer"),
     }
     return {name: version for name, version in found.items() if version}
 

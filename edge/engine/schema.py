@@ -162,6 +162,7 @@ _DEFS: dict[str, Any] = {
         "properties": {
             "alignment": {"type": "integer", "minimum": 1, "maximum": 4096},
             "static": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/plan_record"}]},
+            "spaces": {"type": "object", "additionalProperties": {"$ref": "#/$defs/plan_record"}},
             "profiles": {
                 "type": "array",
                 "items": {

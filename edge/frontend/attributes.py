@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from edge.ir import EDGETRT_DOMAIN, Graph, Node, standard_domain
+from edge.ir import EDGETRT_DOMAIN, Graph, Node, Value, standard_domain
 
 __all__ = ["WINDOW_OPS", "window_attribute_problem"]
 
@@ -64,11 +64,14 @@ def _node_problem(node: Node) -> str | None:
         lists[name], problem = _ints(node, name)
         if problem:
             return problem
-    kernel = lists["kernel_shape"] or _weight_kernel(node)
-    for name, least in (("kernel_shape", 1), ("strides", 1), ("dilations", 1), ("pads", 0), ("output_padding", 0)):
+    weight_kernel = _weight_kernel(node)
+    kernel = lists["kernel_shape"] or weight_kernel
+    for name, least in (("kernel_shape", 1), ("strides", 1), ("dilations", 1), ("pads", 0), ("output_padding", 0), ("output_shape", 1)):
         values = lists[name]
         if values is not None and any(v < least for v in values):
             return f"attribute {name}={values} must hold integers >= {least}"
+    if lists["kernel_shape"] is not None and weight_kernel is not None and lists["kernel_shape"] != weight_kernel:
+        return f"attribute kernel_shape={lists['kernel_shape']} does not match the weight's spatial dims {weight_kernel}"
     if kernel is not None:
         rank = len(kernel)
         for name, length in (("strides", rank), ("dilations", rank), ("pads", 2 * rank), ("output_padding", rank)):
@@ -78,6 +81,14 @@ def _node_problem(node: Node) -> str | None:
     group = node.attrs.get("group", 1)
     if not isinstance(group, int) or isinstance(group, bool) or group < 1:
         return f"attribute group={group!r} must be an integer >= 1"
+    problem = _group_problem(node, group)
+    if problem:
+        return problem
+    pads = lists["pads"]
+    if "Pool" in node.op_type and kernel is not None and pads is not None and len(pads) == 2 * len(kernel):
+        # A window wholly inside the padding has no element: -inf (max) or 0/0 (average).
+        if any(p >= kernel[i % len(kernel)] for i, p in enumerate(pads)):
+            return f"attribute pads={pads} must each be smaller than kernel_shape={list(kernel)}"
     auto_pad = node.attrs.get("auto_pad", "NOTSET")
     if auto_pad not in _AUTO_PADS:
         return f"attribute auto_pad={auto_pad!r} is not one of {list(_AUTO_PADS)}"
@@ -86,12 +97,40 @@ def _node_problem(node: Node) -> str | None:
     return None
 
 
+def _group_problem(node: Node, group: int) -> str | None:
+    """A convolution's input channels must split into ``group`` equal parts the weight matches."""
+    weight = _weight(node)
+    source = node.inputs[0] if node.inputs else None
+    if weight is None or source is None or weight.shape is None or source.shape is None:
+        return None
+    if len(weight.shape) < 2 or len(source.shape) < 2:
+        return None
+    channels = source.shape[1]
+    # Conv weights are (M, C/group, ...), ConvTranspose weights (C, M/group, ...).
+    transposed = "Transpose" in node.op_type
+    per_group = weight.shape[0] if transposed else weight.shape[1]
+    if not isinstance(channels, int) or not isinstance(per_group, int):
+        return None
+    if channels % group or per_group != (channels if transposed else channels // group):
+        return (
+            f"input '{source.name}' has {channels} channels, which group={group} and weight "
+            f"'{weight.name}' of shape {list(weight.shape)} do not match"
+        )
+    return None
+
+
+def _weight(node: Node) -> Value | None:
+    """A convolution's weight input (None for pooling or when absent)."""
+    index = _WEIGHT_INPUT.get(node.op_type, 1)
+    if "Pool" in node.op_type or len(node.inputs) <= index:
+        return None
+    return node.inputs[index]
+
+
 def _weight_kernel(node: Node) -> list[int] | None:
     """Spatial dims of a convolution's weight when its shape is known."""
-    index = _WEIGHT_INPUT.get(node.op_type, 1)
-    if "Pool" in node.op_type or len(node.inputs) <= index or node.inputs[index] is None:
-        return None
-    shape = node.inputs[index].shape
+    weight = _weight(node)
+    shape = None if weight is None else weight.shape
     if shape is None or len(shape) < 3 or not all(isinstance(d, int) for d in shape[2:]):
         return None
     return list(shape[2:])

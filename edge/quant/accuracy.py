@@ -15,12 +15,14 @@ __all__ = ["Agreement", "top1_agreement"]
 @dataclass(frozen=True)
 class Agreement:
     """Over ``samples`` rows of an output: the share whose argmax (last axis) matches the
-    reference's, and the cosine similarity of the two outputs taken whole."""
+    reference's, the cosine similarity of the two outputs taken whole, and their largest
+    absolute difference."""
 
     output: str
     samples: int
     top1: float
     cosine: float
+    max_error: float = 0.0
 
 
 def top1_agreement(reference, candidate, batches: Iterable[list[np.ndarray]], output: str | None = None) -> Agreement:
@@ -36,7 +38,7 @@ def top1_agreement(reference, candidate, batches: Iterable[list[np.ndarray]], ou
     if chosen not in outputs:
         raise CalibrationError(f"output '{chosen}' is not one of the model's outputs {outputs}")
     agree = rows = 0
-    dot = norm_ref = norm_cand = 0.0
+    dot = norm_ref = norm_cand = max_error = 0.0
     for batch in batches:
         feeds = dict(zip(names, batch))
         expected = np.asarray(reference.run(feeds)[chosen], np.float64)
@@ -47,7 +49,8 @@ def top1_agreement(reference, candidate, batches: Iterable[list[np.ndarray]], ou
         dot += float(np.vdot(expected, actual))
         norm_ref += float(np.vdot(expected, expected))
         norm_cand += float(np.vdot(actual, actual))
+        max_error = max(max_error, float(np.abs(expected - actual).max(initial=0.0)))
     if rows == 0:
         raise CalibrationError("accuracy check needs at least one batch")
     cosine = dot / np.sqrt(norm_ref * norm_cand) if norm_ref and norm_cand else float(norm_ref == norm_cand)
-    return Agreement(chosen, rows, agree / rows, float(cosine))
+    return Agreement(chosen, rows, agree / rows, float(cosine), max_error)

@@ -2,8 +2,9 @@
 
 Like EntropyCalibrator2 and MinMax, edgetrt calibrates *before* fusion, on the imported ONNX
 graph, so the scales are keyed by the ONNX tensor names and a cache fits any build of the
-model (and trtexec). Every float network input and float node output gets a scale; tensors
-that are zero on every batch get none (their layers fall back to FP16).
+model (and trtexec). Every float network input and float node output gets a scale; a tensor
+that is zero on every batch gets the placeholder scale 1/127 (amax 1: zero is exact on any
+grid, and the cache still names it, so it fits this model next time).
 
 Pass 1 records max |x| per tensor (all ``minmax`` needs); histogram calibrators run the
 batches again to fill 2048 bins over [0, max |x|]. Batches stream through both passes: only
@@ -34,15 +35,29 @@ from edge.quant.calibrators import (
 )
 from edge.quant.data import CalibrationData, CalibrationSource, SampleData, load_calibration_data, model_batch
 from edge.quant.images import Preprocess
-from edge.quant.memory import CALIBRATION_MEMORY_SHARE, auto_batch, measure_peak, resident_bytes
+from edge.quant.memory import AUTO_PROBE, CALIBRATION_MEMORY_SHARE, auto_batch, measure_peak, resident_bytes
 from edge.quant.numerics import SYMMETRIC_MAX
 
 if TYPE_CHECKING:
     from edge.runtime.interpreter import Step
 
-__all__ = ["DEFAULT_PERCENTILE", "Calibration", "ProgressFn", "TensorRange", "calibrate", "calibration_for", "calibration_progress"]
+__all__ = [
+    "DEFAULT_PERCENTILE",
+    "Calibration",
+    "ProgressFn",
+    "TensorRange",
+    "calibrate",
+    "calibrated_tensors",
+    "calibration_for",
+    "calibration_progress",
+    "missing_tensors",
+]
 
 DEFAULT_PERCENTILE = 99.99
+ZERO_TENSOR_AMAX = 1.0
+"""The threshold given to a tensor that is zero on every calibration batch."""
+_LISTED = 5
+"""How many missing tensor names a refused cache's error lists before giving the count."""
 
 
 @dataclass
@@ -54,7 +69,8 @@ class TensorRange:
 
     @property
     def scale(self) -> float:
-        return self.threshold / SYMMETRIC_MAX
+        """threshold / 127, or the placeholder's for a tensor that was zero on every batch."""
+        return (self.threshold if self.threshold > 0 else ZERO_TENSOR_AMAX) / SYMMETRIC_MAX
 
 
 @dataclass
@@ -74,6 +90,17 @@ class Calibration:
 
 def _is_float(value: Value) -> bool:
     return value.dtype is not None and np.issubdtype(value.dtype, np.floating) and not value.meta.get("omitted")
+
+
+def calibrated_tensors(graph: Graph) -> list[str]:
+    """The tensors calibration gives a scale: float network inputs and float node outputs, in graph order."""
+    values = [v for v in graph.inputs if _is_float(v)] + [v for node in graph.nodes for v in node.outputs if _is_float(v)]
+    return list(dict.fromkeys(v.name for v in values))
+
+
+def missing_tensors(graph: Graph, cache: CalibrationCache) -> list[str]:
+    """The tensors of ``graph`` calibration scales that ``cache`` has no line for."""
+    return [name for name in calibrated_tensors(graph) if name not in cache.scales]
 
 
 class _Statistics:
@@ -186,8 +213,8 @@ def calibrate(
                     thresholds[name] = mse_threshold(second.hist[name], width)
                 else:
                     thresholds[name] = percentile_threshold(second.hist[name], width, percentile)
-    ranges = {name: TensorRange(amax[name], thresholds.get(name, 0.0)) for name in amax}
-    scales = {name: r.scale for name, r in ranges.items() if r.threshold > 0}
+    ranges = {name: TensorRange(amax.get(name, 0.0), thresholds.get(name, 0.0)) for name in calibrated_tensors(graph)}
+    scales = {name: r.scale for name, r in ranges.items()}
     return Calibration(calibrator, scales, "calibrated", ranges, count, getattr(batches, "batch", None), memory.peak)
 
 
@@ -196,8 +223,9 @@ def _auto_batch(
 ) -> tuple[CalibrationData, dict[str, int]]:
     """``data`` re-cut into the largest batch whose calibration peak fits the device (see
     edge.quant.memory), and how it was chosen; a source with a fixed batch is kept. The
-    probe is a whole calibration of the first samples, after one unmeasured warm-up run
-    (first runs compile kernels)."""
+    probe is a whole calibration of the first samples, after one unmeasured warm-up run of
+    the same size: first runs compile kernels (at 8 samples, parallel builds a 1-sample run
+    does not use), and tracemalloc counts the compiler's allocations as calibration memory."""
     if not isinstance(data, SampleData) or model_batch(graph.inputs) is not None:
         return data, {}
     device = memory_bytes if memory_bytes is not None else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -207,9 +235,20 @@ def _auto_batch(
         return calibrate(graph, [data.read(0, samples)], calibrator, percentile).peak_memory
 
     with calibration_progress(None):
-        probe(1)
+        probe(min(data.samples, AUTO_PROBE))
         batch, per_sample, predicted = auto_batch(probe, budget, data.samples)
     return data.with_batch(batch), {"budget": budget, "per_sample": per_sample, "predicted_peak": predicted}
+
+
+def _lacking(cache: str | os.PathLike, found: CalibrationCache, graph: Graph) -> str | None:
+    """The one-line refusal of a cache that lacks tensors of ``graph`` (a few named, then a count), or None."""
+    missing = missing_tensors(graph, found)
+    if not missing:
+        return None
+    listed = ", ".join(f"'{name}'" for name in missing[:_LISTED])
+    more = f" and {len(missing) - _LISTED} more" if len(missing) > _LISTED else ""
+    total = len(calibrated_tensors(graph))
+    return f"calibration cache '{cache}' lacks {len(missing)} of the model's {total} calibrated tensors ({listed}{more}): it was made for another model or version"
 
 
 def calibration_for(
@@ -222,28 +261,34 @@ def calibration_for(
     memory_bytes: float | None = None,
     preprocess: Preprocess | None = None,
     percentile: float = DEFAULT_PERCENTILE,
+    recalibrate: bool = False,
 ) -> Calibration:
     """Scales for ``graph`` from a cache when it exists and fits, else by calibrating on ``data``.
 
     A cache fits when its algorithm is ``calibrator``'s (any algorithm when ``calibrator`` is
-    None) and it names at least one of the graph's tensors. After calibrating, the cache is
-    (re)written when a path was given. ``batch`` is the calibration batch of a model whose
-    batch dim is symbolic: a number, or "auto" for the largest that fits ``memory_bytes``
-    (the device profile's memory; None: this machine's).
+    None) and it names every tensor calibration scales (extra names are ignored). One of
+    another algorithm is recalibrated when there is data (TensorRT does the same); one that
+    lacks tensors was made for another model and is refused, listing them, unless
+    ``recalibrate``. After calibrating, the cache is (re)written. ``batch`` is the calibration batch
+    of a model whose batch dim is symbolic: a number, or "auto" for the largest that fits
+    ``memory_bytes`` (the device profile's memory; None: this machine's).
 
     Raises:
-        CalibrationError: no usable cache and no data, or bad data (see load_calibration_data).
+        CalibrationError: a cache that does not fit (without ``recalibrate``), no usable cache
+            and no data, or bad data (see load_calibration_data).
     """
-    names = {v.name for v in graph.inputs} | {v.name for node in graph.nodes for v in node.outputs}
     reason = "no calibration data or cache given"
     if cache is not None and Path(cache).is_file():
         found = read_cache(cache)
+        lacking = _lacking(cache, found, graph)
         if calibrator is not None and found.calibrator != calibrator:
             reason = f"calibration cache '{cache}' was written by {found.algorithm}, not {CALIBRATORS[calibrator]}"
-        elif not names & set(found.scales):
-            reason = f"calibration cache '{cache}' names none of the model's tensors"
-        else:
+        elif lacking is None:
             return Calibration(found.calibrator or found.algorithm, found.scales, "cache")
+        elif not recalibrate:
+            raise CalibrationError(f"{lacking}; rebuild it with --recalibrate and calibration data (--calib-data)")
+        else:
+            reason = lacking
     elif cache is not None:
         reason = f"calibration cache '{cache}' does not exist"
     if data is None:

@@ -15,7 +15,7 @@ import inspect
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.inspect import emulation_note
 from edge.plan import HOST
 from edge.runtime.inputs import random_inputs
 from edge.runtime.interpreter import Step
 from edge.runtime.timing import RunTimes
 
 if TYPE_CHECKING:
-    from edge.engine import Engine
+    from edge.engine import Engine, TensorSpec
     from edge.runtime.context import ExecutionContext
 
 __all__ = [
@@ -176,6 +177,8 @@ class BenchResult:
         interrupted: stopped by Ctrl-C; the samples are those taken until then.
         no_effect: BenchConfig fields set to a non-default value the backend ignores.
         layers: per-layer profile rows (empty unless requested).
+        emulation: which layers this machine only emulates (so the times are not the
+            target's), or None when it runs the engine as built.
     """
 
     engine: str
@@ -195,6 +198,7 @@ class BenchResult:
     no_effect: list[str] = field(default_factory=list)
     layers: list[dict[str, Any]] = field(default_factory=list)
     profile_runs: int = 0
+    emulation: str | None = None
 
     @property
     def latencies_ms(self) -> np.ndarray:
@@ -287,6 +291,7 @@ class BenchResult:
             "averages": {"runs": self.avg_runs, "rows": self.averages()},
             "warnings": self.warnings(),
             "no_effect": list(self.no_effect),
+            "emulation": self.emulation,
             "layers": self.layers,
         }
 
@@ -371,7 +376,23 @@ def bench_inputs(
             if batch is not None and spec.shape and not isinstance(spec.shape[0], int):
                 shape = (batch, *shape[1:])
         concrete.append(TensorSpec(spec.name, spec.dtype, shape))
+    _refuse_oversized(concrete)
     return random_inputs(concrete, seed)
+
+
+def _refuse_oversized(specs: Sequence[TensorSpec]) -> None:
+    """Refuse a random input larger than RAM before drawing it (numpy draws in float64)."""
+    from edge.frontend.budget import format_bytes, physical_memory
+
+    ram = physical_memory()
+    for spec in specs:
+        nbytes = math.prod(spec.shape) * max(np.dtype(spec.dtype).itemsize, 8)
+        if nbytes > ram:
+            dims = "x".join(map(str, spec.shape))
+            raise EdgeError(
+                f"random input '{spec.name}' of shape {dims} would need {format_bytes(nbytes)}, more than this machine's "
+                f"{format_bytes(ram)} of RAM; give smaller --shapes"
+            )
 
 
 def uses_device(engine: Engine) -> bool:
@@ -525,6 +546,7 @@ def _result(
         percentiles=tuple(config.percentiles),
         avg_runs=config.avg_runs,
         interrupted=interrupted,
+        emulation=emulation_note(engine),
     )
 
 

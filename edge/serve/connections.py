@@ -5,7 +5,9 @@ or slowloris connections) pile up until the process runs out of file descriptors
 client gets in. :class:`GuardedHttpProtocol` is uvicorn's httptools protocol plus two rules:
 
 * a request's header must arrive within ``header_timeout_s`` of the connection opening (or of
-  its first byte, on a kept-alive connection), else the connection is closed;
+  its first byte, on a kept-alive connection), and its body may not stall (no bytes) for longer
+  than that either, else the connection is closed: a complete header with a body that never
+  comes would otherwise keep the connection busy, beyond eviction, for ever;
 * when a new connection would exceed ``max_connections``, the oldest connection that is not
   running a request is closed to make room (half-open ones are idle by definition), so a
   well-behaved client always gets in; only when every connection is busy is the new one shut.
@@ -66,6 +68,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm_header_timer()
         super().on_headers_complete()
+        self._arm_header_timer()  # now the body's stall timer, restarted by every chunk
+
+    def on_body(self, body: bytes) -> None:
+        self._disarm_header_timer()
+        super().on_body(body)
+        self._arm_header_timer()
+
+    def on_message_complete(self) -> None:
+        self._disarm_header_timer()
+        super().on_message_complete()
 
     @property
     def busy(self) -> bool:

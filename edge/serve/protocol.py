@@ -222,8 +222,9 @@ def _json_data(name: str, datatype: str, dtype: np.dtype, data: Any) -> np.ndarr
         what = _JSON_NAMES.get(next(iter(wrong)), "a non-number")
         raise ServeError(400, f"input '{name}': 'data' holds {what}, expected {datatype} values")
     try:
-        return np.asarray(data, dtype=dtype)
-    except (ValueError, TypeError, OverflowError) as exc:
+        with np.errstate(over="raise"):  # a finite number past the float type's range
+            return np.asarray(data, dtype=dtype)
+    except (ValueError, TypeError, OverflowError, FloatingPointError) as exc:
         raise ServeError(400, f"input '{name}': 'data' does not fit {datatype} ({exc})") from None
 
 
@@ -251,6 +252,8 @@ def _decode_input(entry: Any, blobs: memoryview, offset: int) -> tuple[str, str,
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise ServeError(400, f"input '{name}' needs 'shape' as a list of non-negative integers, got {shape!r}")
     count = math.prod(shape)
+    if math.prod(d for d in shape if d) * dtype.itemsize >= 2**63:  # numpy cannot even describe it
+        raise ServeError(400, f"input '{name}': shape {shape} is too large for any tensor")
     params = _parameters(entry, f"input '{name}'")
     size = params.get("binary_data_size")
     if size is not None:

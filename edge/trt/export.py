@@ -37,7 +37,7 @@ from edge.trt.settings import NetworkSettings, network_settings, onnx_names
 from edge.trt.trtexec import build_command, profile_command, script, unlisted_layers
 from edge.trt.versions import TrtTarget
 
-__all__ = ["ExportResult", "export_for_tensorrt", "TRTEXEC_ALGORITHM"]
+__all__ = ["ExportResult", "PlannedNetwork", "export_for_tensorrt", "plan_network", "qdq_model", "TRTEXEC_ALGORITHM"]
 
 TRTEXEC_ALGORITHM = "EntropyCalibration2"
 """The cache header's algorithm token: trtexec's ``--calib`` reads through an EntropyCalibrator2,
@@ -78,6 +78,17 @@ def _portable(proto: onnx.ModelProto, shapes: dict[str, tuple] | None) -> tuple[
     return graph, layout
 
 
+def qdq_model(model: str | os.PathLike, engine: Engine, scales: dict[str, float]) -> onnx.ModelProto:
+    """``model`` as explicit Q/DQ ONNX at ``scales`` (ONNX tensor name -> scale, a cache's lines)
+    on the layers ``engine`` runs INT8 (what ``calibrate --export-qdq`` writes)."""
+    shapes = {v.name: v.shape for v in engine.graph.inputs if v.shape is not None}
+    portable, layout = _portable(load_model_proto(model), shapes)
+    settings = network_settings(engine, portable, scales, layout, {})
+    qdq = add_qdq(export_model(portable, name=engine.name), settings)
+    onnx.checker.check_model(qdq, full_check=True)
+    return qdq
+
+
 def _engine_scales(engine: Engine, layout: OnnxLayout) -> dict[str, float]:
     """Calibrated activation scales an engine carries, keyed by ONNX tensor names (explicit Q/DQ
     ones stay in the ONNX)."""
@@ -94,7 +105,8 @@ def _build(proto: onnx.ModelProto, config: BuilderConfig, scratch: Path) -> tupl
     """Build edgetrt's engine; calibrate once on the unfused graph so the cache holds every ONNX tensor."""
     if config.precision != "int8" or not (config.calib_data or config.calib_cache):
         return build(proto, config), {}
-    calibration = calibration_for(import_model(proto, config.input_shapes), config.calib_data, config.calib_cache, config.calibrator, config.calib_batches)
+    calibration = calibration_for(import_model(proto, config.input_shapes), config.calib_data, config.calib_cache, config.calibrator, config.calib_batches,
+                                  recalibrate=config.recalibrate)
     if config.calib_cache is None:  # hand the scales to the build through a cache instead of calibrating twice
         cache = scratch / "edgetrt.calib"
         write_cache(cache, CalibrationCache(CALIBRATORS[calibration.calibrator], calibration.scales))
@@ -111,16 +123,25 @@ def _pools(board: DeviceProfile, uses_dla: bool, workspace_mib: int | None) -> d
     return pools
 
 
-def export_for_tensorrt(
-    model: str | os.PathLike, folder: str | os.PathLike, target: TrtTarget, *,
-    config: BuilderConfig | None = None, engine: Engine | None = None, workspace_mib: int | None = None, build_plan: bool = False,
-) -> ExportResult:
-    """Write the hand-off folder for ``model`` under ``config`` (built here) or ``engine`` (built before);
-    with ``build_plan`` also build ``model.plan`` with this machine's TensorRT (:mod:`edge.trt.builder`).
+@dataclass
+class PlannedNetwork:
+    """edgetrt's engine of a model, the ONNX TensorRT parses, and what TensorRT's builder is told."""
+
+    engine: Engine
+    onnx: onnx.ModelProto
+    settings: NetworkSettings
+
+
+def plan_network(
+    model: str | os.PathLike | bytes | onnx.ModelProto, *, config: BuilderConfig | None = None, engine: Engine | None = None,
+    workspace_mib: int | None = None,
+) -> PlannedNetwork:
+    """edgetrt's plan of ``model`` under ``config`` (built here) or ``engine`` (built before), as
+    the portable ONNX and the per-layer settings TensorRT reproduces it with.
 
     Raises:
-        EdgeError: a profile without a GPU, an engine of another model, an unexportable graph,
-            no TensorRT here (with ``build_plan``) or one of another release than ``target``.
+        EdgeError: a profile without a GPU, an engine of another model, dynamic input dims or
+            an unexportable graph.
     """
     if (config is None) == (engine is None):
         raise EdgeError("give build settings or an engine, not both or neither")
@@ -128,7 +149,7 @@ def export_for_tensorrt(
     with tempfile.TemporaryDirectory() as scratch:
         if engine is None:
             if load_profile(config.profile).gpu is None:
-                raise EdgeError(f"profile '{config.profile}' has no GPU; export-trt targets a Jetson (e.g. --profile agx-orin-64gb)")
+                raise EdgeError(f"profile '{config.profile}' has no GPU; TensorRT targets a Jetson (e.g. --profile agx-orin-64gb)")
             engine, scales = _build(proto, config, Path(scratch))
             shapes = config.input_shapes
             portable, layout = _portable(proto, shapes)
@@ -139,15 +160,31 @@ def export_for_tensorrt(
     dynamic = next((v for v in portable.inputs if not v.is_static), None)
     if dynamic is not None:
         raise EdgeError(f"input '{dynamic.describe()}' has dynamic dims: give fixed shapes with --shapes "
-                        "(DLA engines need them, and the trtexec lines carry no optimization profile)")
-    board = load_profile(engine.profile)
+                        "(DLA engines need them, and the TensorRT engine carries no optimization profile)")
     uses_dla = engine.build.get("config", {}).get("dla_core") is not None
-    settings = network_settings(engine, portable, scales, layout, _pools(board, uses_dla, workspace_mib))
+    settings = network_settings(engine, portable, scales, layout, _pools(load_profile(engine.profile), uses_dla, workspace_mib))
+    exported = export_model(portable, name=engine.name)
+    onnx.checker.check_model(exported, full_check=True)
+    return PlannedNetwork(engine, exported, settings)
+
+
+def export_for_tensorrt(
+    model: str | os.PathLike, folder: str | os.PathLike, target: TrtTarget, *,
+    config: BuilderConfig | None = None, engine: Engine | None = None, workspace_mib: int | None = None, build_plan: bool = False,
+) -> ExportResult:
+    """Write the hand-off folder for ``model`` under ``config`` (built here) or ``engine`` (built before);
+    with ``build_plan`` also build ``model.plan`` with this machine's TensorRT (:mod:`edge.trt.builder`).
+
+    Raises:
+        EdgeError: what :func:`plan_network` raises, no TensorRT here (with ``build_plan``) or
+            one of another release than ``target``.
+    """
+    planned = plan_network(model, config=config, engine=engine, workspace_mib=workspace_mib)
+    engine, exported, settings = planned.engine, planned.onnx, planned.settings
+    board = load_profile(engine.profile)
     if board.dla is not None and board.dla.version == 1 and target.name != "8.6":
         settings.notes.append(f"{board.module} runs JetPack 5.x with TensorRT 8.5.2: TensorRT {target.name} does not exist for it; "
                               "use --target-trt 8.6 (the same trtexec flags; write the cache header as TRT-8502)")
-    exported = export_model(portable, name=engine.name)
-    onnx.checker.check_model(exported, full_check=True)
     int8 = settings.precision == "int8" and bool(settings.scales)
     files = {_FILES["onnx"]: "the optimized ONNX TensorRT parses (node names are the layer names below)"}
     calib = _FILES["calib"] if int8 and target.implicit_precision else None

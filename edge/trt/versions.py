@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from edge.errors import EdgeError
 
-__all__ = ["TRT_TARGETS", "TrtTarget", "trt_target"]
+__all__ = ["TRT_TARGETS", "TrtTarget", "cache_version", "trt_target"]
 
 
 @dataclass(frozen=True)
@@ -49,3 +49,11 @@ def trt_target(name: str) -> TrtTarget:
         return TRT_TARGETS[name]
     except KeyError:
         raise EdgeError(f"--target-trt {name}: expected one of {', '.join(TRT_TARGETS)}") from None
+
+
+def cache_version(release: str) -> int:
+    """The NV_TENSORRT_VERSION token a calibration cache header carries for TensorRT ``release``
+    ("8.6.2.3" -> 8602, "10.3.0.30" -> 100300: the major's multiplier grew at 10)."""
+    parts = [int(p) for p in (release.split(".") + ["0", "0"])[:3]]
+    major, minor, patch = parts
+    return major * (10000 if major >= 10 else 1000) + minor * 100 + patch

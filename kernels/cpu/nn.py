@@ -357,9 +357,12 @@ def _conv_setting(
 
 def conv_tactics(spec: StepSpec) -> list[Tactic]:
     """Conv's tactics for one step: the modes that can run its shapes, the heuristic's first
-    (none when the input or weight shapes are unknown at build time)."""
+    (none when the input's channel and spatial dims or the weight's dims are not all known
+    at build time: a model with dynamic height/width picks its mode when it first runs)."""
     x, w = spec.inputs[0], spec.inputs[1]
     if x is None or w is None or x.shape is None or w.shape is None or len(x.shape) < 3:
+        return []
+    if not all(isinstance(d, int) for d in (*x.shape[1:], *w.shape)):
         return []
     widened = [np.float32 if np.dtype(t.dtype) in HALF_FLOATS else t.dtype for t in (x, w)]  # as ``widen_half`` runs it
     setting = _conv_setting(spec.node.attrs, tuple(x.shape), widened[0], tuple(w.shape), widened[1])

@@ -132,3 +132,30 @@ def test_unknown_shapes_have_no_tactics() -> None:
 
 def test_fused_conv_shares_conv_tactics() -> None:
     assert lookup("FusedConv", domain="edgetrt", backend="cpu").tactics is lookup("Conv", backend="cpu").tactics
+
+
+def test_symbolic_spatial_dims_have_no_tactics_and_the_model_builds_and_runs() -> None:
+    """A Conv+Relu with dynamic height/width (as detection models carry) builds, and runs at
+    two sizes like onnxruntime; the tuner used to add a dim name to an int (TypeError)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    import edge
+    from tests.conftest import ort_run
+
+    _, spec, *_ = _step(*CASES["3x3_s1"])
+    spec.inputs[0] = TensorInfo("x", np.dtype(np.float32), (1, 8, "h", "w"))
+    assert lookup("Conv", backend="cpu").tactics(spec) == []
+    weight = numpy_helper.from_array(RNG.standard_normal((6, 8, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["y"])],
+        "dynamic_hw",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, "h", "w"])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    context = edge.build(model.SerializeToString()).create_context()
+    for size in ((9, 13), (16, 16)):
+        x = RNG.standard_normal((1, 8, *size)).astype(np.float32)
+        np.testing.assert_allclose(context.run({"x": x})["y"], ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)

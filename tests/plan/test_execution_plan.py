@@ -8,6 +8,7 @@ backend slots in as one registration plus a backend class.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import onnxruntime as ort
@@ -163,5 +164,7 @@ def test_corrupted_timing_cache_is_a_clear_error(tmp_path):
 
 
 def test_unknown_backend_is_a_one_line_error(model):
-    with pytest.raises(edge.errors.EdgeError, match="no backend named 'nope'"):
+    with pytest.raises(edge.errors.EdgeError, match="no backend named 'nope'") as refused:
         _build(model, backends={"gpu": "nope"})
+    known = re.search(r"\(known: (.*)\)", str(refused.value)).group(1).split(", ")
+    assert {"cpu", "cuda", "reference", "tensorrt"} <= set(known)  # every shipped backend, TensorRT's too

@@ -65,3 +65,24 @@ def test_profile_power_mode_off_jetson_is_refused(engine_file, tmp_path, capsys)
     assert main(["profile", str(engine_file), "--power-mode", "MAXN", "--sampler", "psutil", "--report", str(out)]) == 1
     assert "need a Jetson" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_profile_shows_a_progress_bar_on_a_terminal(engine_file, tmp_path, monkeypatch):
+    import edge.runtime.bench as bench_module
+    from edge.cli.app import console
+
+    real, updates = bench_module.benchmark, []
+
+    def recording(engine, config, on_iteration=None):
+        def counted(stream, iteration, latency_ms):
+            updates.append(iteration)
+            on_iteration(stream, iteration, latency_ms)
+
+        return real(engine, config, on_iteration=None if on_iteration is None else counted)
+
+    monkeypatch.setattr("edge.cli.bench.benchmark", recording)
+    monkeypatch.setattr(console, "_force_terminal", True)
+    argv = ["profile", str(engine_file), "--duration", "0.2", "--interval", "20", "--sampler", "psutil", "--report", str(tmp_path / "r")]
+    assert main(argv) == 0
+    inferences = json.loads((tmp_path / "r" / "report.json").read_text())["summary"]["inferences"]
+    assert len(updates) == inferences > 0  # the bar advanced on every timed run

@@ -45,3 +45,25 @@ def test_a_header_that_never_completes_is_cut_off_by_the_header_timeout(start_se
         assert slow.recv(1) == b""  # closed by the server (the 30 s socket timeout would raise instead)
     got, want = _infer_once(server.url)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_body_that_stalls_after_a_complete_header_is_cut_off(start_server):
+    """A complete header promising a body that never comes keeps the connection busy (beyond
+    eviction): the body's stall timer closes it, so such clients cannot fill the cap."""
+    server = start_server(max_connections=2, header_timeout_s=0.2)
+    stalled = []
+    try:
+        for _ in range(2):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+            sock.sendall(b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"inp")
+            stalled.append(sock)
+        for sock in stalled:
+            assert sock.recv(1) == b""  # closed by the server (the 30 s socket timeout would raise instead)
+        got, want = _infer_once(server.url)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        # Each cut-off request is a client failure in the statistics, not an internal error.
+        stats = server.app.state.edgetrt.stats_of("mlp")
+        assert stats.failure["OTHER"].count == 2 and stats.failure["BACKEND"].count == 0
+    finally:
+        for sock in stalled:
+            sock.close()

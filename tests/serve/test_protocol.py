@@ -77,6 +77,9 @@ def test_all_json_response_has_no_header_length():
             "true or false",
         ),
         ({"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "parameters": {"binary_data_size": 4}}]}, "needs 8 bytes"),
+        # 2**64 elements once the zero dim is left out: numpy cannot describe the shape (was a 500).
+        ({"inputs": [{"name": "x", "shape": [2**32, 2**32, 0], "datatype": "FP32", "data": []}]}, "is too large for any tensor"),
+        ({"inputs": [{"name": "x", "shape": [2], "datatype": "FP16", "data": [1e6, 1.0]}]}, "does not fit FP16"),
     ],
 )
 def test_bad_documents_name_the_problem(doc, fragment):
