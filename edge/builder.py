@@ -24,14 +24,16 @@ from edge.kernels.backend import BackendUnavailable, get_backend
 from edge.partitioner import PartitionOptions, partition
 from edge.passes import optimize
 from edge.plan import lower
-from edge.precision import PRECISIONS, REDUCED, assign_precision, layer_precisions, pin_precisions, round_weights
-from edge.profiles import load_profile
-from edge.quant import CALIBRATORS, CalibrationCache, Preprocess, apply_int8, calibration_for, load_calibration_data, onnx_layout
+from edge.precision import PRECISIONS, REDUCED, assign_precision, layer_precisions
+from edge.profiles import DeviceProfile, load_profile
+from edge.quant import CALIBRATORS, Calibration, CalibrationCache, Preprocess, calibration_for, load_calibration_data, onnx_layout
+from edge.quant.apply import OnnxLayout, settle_precisions
+from edge.quant.probe import PrecisionProbe
 from edge.runtime.arena import plan_engine_memory
 from edge.runtime.interpreter import Schedule
 from edge.runtime.profiles import validate_profiles
 
-__all__ = ["BuilderConfig", "build"]
+__all__ = ["BuilderConfig", "build", "precision_probe"]
 
 
 @dataclass
@@ -120,15 +122,85 @@ def _refuse_container_io(graph: Graph) -> None:
                 )
 
 
+@dataclass
+class _Placed:
+    """The build up to placement: the optimized graph with every layer's device and default
+    precision, and what settling its precisions and lowering it need."""
+
+    graph: Graph
+    layout: OnnxLayout
+    calibration: Calibration | None
+    device: DeviceProfile
+    targets: dict[str, str]
+    profiles: list[Any]
+    peaks: dict[str, float] | None
+
+    @property
+    def scales(self) -> dict[str, float] | None:
+        return self.calibration.scales if self.calibration else None
+
+
 def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None = None) -> Engine:
     """Build an engine from an ONNX model (path, bytes, ModelProto) or an imported Graph."""
     config = config or BuilderConfig()
     timings: dict[str, float] = {}
+    build_info: dict[str, Any] = {"config": _config_record(config)}
+    placed = _place(model, config, build_info, timings)
+    graph, device, targets = placed.graph, placed.device, placed.targets
+
+    stage = time.perf_counter()
+    build_info["int8"] = settle_precisions(graph, config.layer_precisions, config.precision, placed.scales, placed.layout)
+    build_info["layer_precisions"] = layer_precisions(graph)
+    build_info["warnings"] = _precision_warnings(config, build_info["int8"], build_info["layer_precisions"])
+    if placed.peaks is not None:
+        overflow = fp16_overflow_warning(graph.nodes, placed.peaks, build_info["fp16_range"]["inputs"])
+        build_info["warnings"] += [overflow] if overflow else []
+    timings["precision"] = time.perf_counter() - stage
+
+    verify(graph)
+
+    # execution plan: every layer on its device's backend, transfers at memory-space boundaries
+    stage = time.perf_counter()
+    plan = lower(graph, targets)
+    build_info["targets"] = targets
+    timings["plan"] = time.perf_counter() - stage
+
+    stage = time.perf_counter()
+    cache = TimingCache.load(config.timing_cache) if config.timing_cache else TimingCache()
+    build_info["tactics"] = select_tactics(graph, plan, config.optimization_level, cache)
+    if config.timing_cache:
+        cache.save(config.timing_cache)
+    timings["tactics"] = time.perf_counter() - stage
+
+    # memory plan: arena offsets per memory space for static shapes, one plan per profile otherwise
+    stage = time.perf_counter()
+    build_info["memory"] = plan_engine_memory(Schedule(graph, plan=plan), placed.profiles)
+    timings["memory"] = time.perf_counter() - stage
+
+    build_info["timings_s"] = timings
+    name = Path(model).stem if isinstance(model, (str, os.PathLike)) else graph.name
+    header = new_header(name, profile=device.name, precision=config.precision)
+    header["provenance"] = build_provenance(
+        device, config.precision, config.dla_core, config.power_mode,
+        _cache_text(placed.calibration, config.calib_cache), targets, gpu_capability() if "cuda" in targets.values() else None,
+    )
+    return Engine(graph, header, build_info, plan)
+
+
+def precision_probe(model: str | os.PathLike | bytes | Graph, config: BuilderConfig, batches: list[list[Any]]) -> PrecisionProbe:
+    """Trials of ``model`` placed as ``config`` builds it, on ``batches`` (inputs in model
+    order): what ``calibrate --sensitivity`` ranks layers with (edge.quant.sensitivity)."""
+    placed = _place(model, config, {}, {})
+    return PrecisionProbe(placed.graph, placed.scales, placed.layout, placed.targets, batches, config.layer_precisions, config.precision)
+
+
+def _place(model: str | os.PathLike | bytes | Graph, config: BuilderConfig, build_info: dict[str, Any], timings: dict[str, float]) -> _Placed:
+    """Import, calibrate, optimize and place ``model``: every layer gets its device and the
+    build's default precision (pins and INT8 scales settle it afterwards)."""
     start = time.perf_counter()
     graph = model if isinstance(model, Graph) else load_onnx(model, input_shapes=config.input_shapes)
     _refuse_container_io(graph)
     timings["import"] = time.perf_counter() - start
-    build_info: dict[str, Any] = {"config": _config_record(config)}
     profiles = validate_profiles(graph.inputs, config.optimization_profiles)
     build_info["optimization_profiles"] = [p.to_record() for p in profiles]
 
@@ -187,46 +259,9 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
     else:
         for node in graph.walk():
             node.meta["device"] = "cpu"
-    if config.layer_precisions:
-        pin_precisions(graph, config.layer_precisions, config.precision)
-    build_info["int8"] = apply_int8(graph, calibration.scales if calibration else None, layout)
-    round_weights(graph)
-    build_info["layer_precisions"] = layer_precisions(graph)
-    build_info["warnings"] = _precision_warnings(config, build_info["int8"], build_info["layer_precisions"])
-    if peaks is not None:
-        overflow = fp16_overflow_warning(graph.nodes, peaks, build_info["fp16_range"]["inputs"])
-        build_info["warnings"] += [overflow] if overflow else []
-    timings["precision_and_placement"] = time.perf_counter() - stage
-
-    verify(graph)
-
-    # execution plan: every layer on its device's backend, transfers at memory-space boundaries
-    stage = time.perf_counter()
     targets = _targets(device, config.backends)
-    plan = lower(graph, targets)
-    build_info["targets"] = targets
-    timings["plan"] = time.perf_counter() - stage
-
-    stage = time.perf_counter()
-    cache = TimingCache.load(config.timing_cache) if config.timing_cache else TimingCache()
-    build_info["tactics"] = select_tactics(graph, plan, config.optimization_level, cache)
-    if config.timing_cache:
-        cache.save(config.timing_cache)
-    timings["tactics"] = time.perf_counter() - stage
-
-    # memory plan: arena offsets per memory space for static shapes, one plan per profile otherwise
-    stage = time.perf_counter()
-    build_info["memory"] = plan_engine_memory(Schedule(graph, plan=plan), profiles)
-    timings["memory"] = time.perf_counter() - stage
-
-    build_info["timings_s"] = timings
-    name = Path(model).stem if isinstance(model, (str, os.PathLike)) else graph.name
-    header = new_header(name, profile=device.name, precision=config.precision)
-    header["provenance"] = build_provenance(
-        device, config.precision, config.dla_core, config.power_mode,
-        _cache_text(calibration, config.calib_cache), targets, gpu_capability() if "cuda" in targets.values() else None,
-    )
-    return Engine(graph, header, build_info, plan)
+    timings["placement"] = time.perf_counter() - stage
+    return _Placed(graph, layout, calibration, device, targets, profiles, peaks)
 
 
 def _fp16_range_probe(graph: Graph, config: BuilderConfig, build_info: dict[str, Any]) -> dict[str, float] | None:
