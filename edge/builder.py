@@ -7,6 +7,7 @@ one IR or the plan; its decisions land in node/value ``meta``, the plan and ``En
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -28,12 +29,16 @@ from edge.precision import PRECISIONS, REDUCED, assign_precision, layer_precisio
 from edge.profiles import DeviceProfile, load_profile
 from edge.quant import CALIBRATORS, Calibration, CalibrationCache, Preprocess, calibration_for, load_calibration_data, onnx_layout
 from edge.quant.apply import OnnxLayout, settle_precisions
+from edge.quant.best import CHOSEN, DEFAULT_TOLERANCE, choose_precisions
 from edge.quant.probe import PrecisionProbe
 from edge.runtime.arena import plan_engine_memory
 from edge.runtime.interpreter import Schedule
 from edge.runtime.profiles import validate_profiles
 
-__all__ = ["BuilderConfig", "build", "precision_probe"]
+__all__ = ["BEST_BATCHES", "BuilderConfig", "build", "precision_probe"]
+
+BEST_BATCHES = 8
+"""Calibration batches ``best`` measures each trial on (the first ones; all when fewer)."""
 
 
 @dataclass
@@ -65,6 +70,13 @@ class BuilderConfig:
         calib_preprocess: how image folders become input samples (edge.quant.Preprocess).
         layer_precisions: ONNX node name -> "fp32" / "fp16" / "int8" ("*" for the rest), as
             trtexec's --layerPrecisions with --precisionConstraints obey (edge.precision.pin_precisions).
+            Pins win over ``best``'s choice.
+        best: choose each layer's precision among fp32/fp16/int8, INT8 first, so that every
+            output stays within ``best_tolerance`` of FP32 on the first ``BEST_BATCHES``
+            batches of ``calib_data`` (edge.quant.best); needs precision "int8". Without
+            ``calib_data`` every layer with scales runs INT8 and the rest FP16 (trtexec's --best).
+        best_tolerance: the largest relative L2 error ``||y - y_fp32|| / ||y_fp32||`` of any
+            output that ``best`` accepts.
         backends: backend per partition device ("cpu", "gpu", "dla"), e.g. {"gpu": "cuda"};
             unnamed devices take the default: the CUDA backend for the GPU where one is
             usable, else the CPU backend emulating the device's numerics.
@@ -91,6 +103,8 @@ class BuilderConfig:
     calib_batch: int | str | None = None
     calib_preprocess: Preprocess | None = None
     layer_precisions: dict[str, str] | None = None
+    best: bool = False
+    best_tolerance: float = DEFAULT_TOLERANCE
     backends: dict[str, str] | None = None
     optimization_level: int = 3
     timing_cache: str | os.PathLike | None = None
@@ -105,6 +119,12 @@ class BuilderConfig:
             raise EdgeError("calibration data or cache given, but the build is not INT8 (add --int8)")
         if self.calib_batches is not None and self.calib_batches < 1:
             raise EdgeError(f"calib_batches must be at least 1, got {self.calib_batches}")
+        if self.best and self.precision != "int8":
+            raise EdgeError(f"best chooses among fp32, fp16 and int8: it needs precision 'int8', not '{self.precision}'")
+        if isinstance(self.best_tolerance, bool) or not isinstance(self.best_tolerance, (int, float)) or not (
+            math.isfinite(self.best_tolerance) and self.best_tolerance > 0
+        ):
+            raise EdgeError(f"best tolerance must be a positive number (relative L2 error vs FP32), got {self.best_tolerance!r}")
         if not 0 <= self.optimization_level <= 5:
             raise EdgeError(f"builder optimization level must be 0..5, got {self.optimization_level}")
 
@@ -144,14 +164,18 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
     """Build an engine from an ONNX model (path, bytes, ModelProto) or an imported Graph."""
     config = config or BuilderConfig()
     timings: dict[str, float] = {}
-    build_info: dict[str, Any] = {"config": _config_record(config)}
+    build_info: dict[str, Any] = {"config": _config_record(config), "notes": [], "warnings": []}
     placed = _place(model, config, build_info, timings)
     graph, device, targets = placed.graph, placed.device, placed.targets
 
+    if config.best:
+        stage = time.perf_counter()
+        _choose_best(placed, config, build_info)
+        timings["best"] = time.perf_counter() - stage
     stage = time.perf_counter()
     build_info["int8"] = settle_precisions(graph, config.layer_precisions, config.precision, placed.scales, placed.layout)
     build_info["layer_precisions"] = layer_precisions(graph)
-    build_info["warnings"] = _precision_warnings(config, build_info["int8"], build_info["layer_precisions"])
+    build_info["warnings"] += _precision_warnings(config, build_info["int8"], build_info["layer_precisions"], "best" in build_info)
     if placed.peaks is not None:
         overflow = fp16_overflow_warning(graph.nodes, placed.peaks, build_info["fp16_range"]["inputs"])
         build_info["warnings"] += [overflow] if overflow else []
@@ -264,6 +288,37 @@ def _place(model: str | os.PathLike | bytes | Graph, config: BuilderConfig, buil
     return _Placed(graph, layout, calibration, device, targets, profiles, peaks)
 
 
+def _choose_best(placed: _Placed, config: BuilderConfig, build_info: dict[str, Any]) -> None:
+    """``best``: settle each layer's precision within the tolerance on the calibration data
+    (edge.quant.best), recording the decisions on the layers and in ``build_info["best"]``;
+    without calibration data, say that every precision is simply allowed."""
+    if placed.calibration is None or not config.calib_data:
+        build_info["notes"].append(
+            "--best without --calib-data has no data to measure the output error on: every layer with INT8 scales "
+            "runs INT8 and the rest FP16, as trtexec's --best; add --calib-data to choose each layer's precision "
+            "within --best-tolerance"
+        )
+        return
+    batches = load_calibration_data(
+        config.calib_data, placed.graph.inputs, BEST_BATCHES, placed.calibration.batch, config.calib_preprocess
+    )
+    probe = PrecisionProbe(
+        placed.graph, placed.scales, placed.layout, placed.targets, list(batches), config.layer_precisions, config.precision
+    )
+    choice = choose_precisions(probe, config.best_tolerance)
+    decided = {layer.layer: layer for layer in choice.layers}
+    for node in placed.graph.nodes:
+        if node.name in decided:
+            node.meta["precision"] = decided[node.name].precision
+            node.meta["precision_note"] = CHOSEN
+    build_info["best"] = choice.to_record()
+    if choice.error > choice.tolerance:
+        build_info["warnings"].append(
+            f"--best: the engine's output error {choice.error:.3g} exceeds --best-tolerance {choice.tolerance:g} even at "
+            "the widest precisions allowed (the DLA runs FP16/INT8 only; --layer-precisions pins hold)"
+        )
+
+
 def _fp16_range_probe(graph: Graph, config: BuilderConfig, build_info: dict[str, Any]) -> dict[str, float] | None:
     """Each layer's FP32 peak |output| on one input batch (see edge.fp16_range); None, with the
     reason in the build record, when that batch cannot run."""
@@ -281,10 +336,11 @@ def _fp16_range_probe(graph: Graph, config: BuilderConfig, build_info: dict[str,
     return peaks
 
 
-def _precision_warnings(config: BuilderConfig, int8: dict[str, Any], layers: dict[str, int]) -> list[str]:
+def _precision_warnings(config: BuilderConfig, int8: dict[str, Any], layers: dict[str, int], searched: bool) -> list[str]:
     """Requested precisions the build could not give (trtexec warns the same way when INT8
-    has no calibrator: the build goes on, for timing, but the numbers are not INT8's)."""
-    if config.precision != "int8" or int8["int8_layers"]:
+    has no calibrator: the build goes on, for timing, but the numbers are not INT8's). A
+    ``best`` search that kept no layer in INT8 says why in its own record."""
+    if config.precision != "int8" or int8["int8_layers"] or searched:
         return []
     used = ", ".join(f"{n} {p}" for p, n in sorted(layers.items()))
     if config.calib_data or config.calib_cache:
@@ -336,6 +392,8 @@ def _config_record(config: BuilderConfig) -> dict[str, Any]:
         "calib_cache": None if config.calib_cache is None else str(config.calib_cache),
         "calibrator": config.calibrator,
         "layer_precisions": config.layer_precisions,
+        "best": config.best,
+        "best_tolerance": config.best_tolerance if config.best else None,
         "backends": config.backends,
         "optimization_level": config.optimization_level,
         "timing_cache": None if config.timing_cache is None else str(config.timing_cache),
