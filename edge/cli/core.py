@@ -47,7 +47,7 @@ from edge.kernels.cpu.control import DEFAULT_MAX_LOOP_ITERATIONS, set_max_loop_i
 from edge.quant import precision_label
 from edge.runtime.profiles import profiles_from_shape_options
 
-__all__ = ["best_summary", "print_best_table", "build_command", "builder_config", "report_build", "run_command", "inspect_command"]
+__all__ = ["build_command", "builder_config", "report_build", "run_command", "inspect_command"]
 
 
 @app.command("build")
@@ -172,12 +172,12 @@ def report_build(engine: edge.Engine, target: Path | None, verbose: bool) -> Non
         _print_build_details(engine)
     best = engine.build.get("best")
     if best:
-        console.print(best_summary(best), highlight=False)
+        console.print(_best_summary(best), highlight=False)
     where = "in memory" if target is None else f"[bold]{terminal_text(target)}[/bold] ({target.stat().st_size / 1e6:.2f} MB)"
     console.print(f"built {where}: {len(engine.graph.nodes)} layers, precision {engine.precision}{_precisions_used(engine)}, profile {engine.profile}")
 
 
-def best_summary(record: dict) -> str:
+def _best_summary(record: dict) -> str:
     """One line of a ``--best`` build record: the precisions chosen, the engine's error and the cost."""
     counts = record["precisions"]
     chosen = ", ".join(f"{counts[p]} {p}" for p in ("int8", "fp16", "fp32") if p in counts) or "no layer to choose"
@@ -188,7 +188,7 @@ def best_summary(record: dict) -> str:
     )
 
 
-def print_best_table(record: dict) -> None:
+def _print_best_table(record: dict) -> None:
     """Each layer ``--best`` chose a precision for, and why (the model's error with each choice)."""
     table = Table("layer", "precision", "why (model output error vs FP32)", "from ONNX nodes", title="--best decisions")
     for layer in record["layers"]:
@@ -240,7 +240,7 @@ def _print_build_details(engine: edge.Engine) -> None:
         devices[key] = devices.get(key, 0) + 1
     console.print("layers per device/precision: " + ", ".join(f"{k} {v}" for k, v in sorted(devices.items())))
     if engine.build.get("best"):
-        print_best_table(engine.build["best"])
+        _print_best_table(engine.build["best"])
 
 
 @app.command("run")
@@ -416,8 +416,8 @@ def inspect_command(
         layers.add_row(*(terminal_text(cell) for cell in cells))
     console.print(layers)
     if info["build"].get("best"):
-        print_best_table(info["build"]["best"])
-        console.print(best_summary(info["build"]["best"]), highlight=False)
+        _print_best_table(info["build"]["best"])
+        console.print(_best_summary(info["build"]["best"]), highlight=False)
     if info["emulation"]:
         console.print(f"note: {info['emulation']}", highlight=False)
 
