@@ -7,6 +7,7 @@ one IR or the plan; its decisions land in node/value ``meta``, the plan and ``En
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -24,14 +25,20 @@ from edge.kernels.backend import BackendUnavailable, get_backend
 from edge.partitioner import PartitionOptions, partition
 from edge.passes import optimize
 from edge.plan import lower
-from edge.precision import PRECISIONS, REDUCED, assign_precision, layer_precisions, pin_precisions, round_weights
-from edge.profiles import load_profile
-from edge.quant import CALIBRATORS, CalibrationCache, Preprocess, apply_int8, calibration_for, load_calibration_data, onnx_layout
+from edge.precision import PRECISIONS, REDUCED, assign_precision, layer_precisions
+from edge.profiles import DeviceProfile, load_profile
+from edge.quant import CALIBRATORS, Calibration, CalibrationCache, Preprocess, calibration_for, load_calibration_data, onnx_layout
+from edge.quant.apply import OnnxLayout, settle_precisions
+from edge.quant.best import CHOSEN, DEFAULT_TOLERANCE, choose_precisions
+from edge.quant.probe import PrecisionProbe
 from edge.runtime.arena import plan_engine_memory
 from edge.runtime.interpreter import Schedule
 from edge.runtime.profiles import validate_profiles
 
-__all__ = ["BuilderConfig", "build"]
+__all__ = ["BEST_BATCHES", "BuilderConfig", "build", "precision_probe"]
+
+BEST_BATCHES = 8
+"""Calibration batches ``best`` measures each trial on (the first ones; all when fewer)."""
 
 
 @dataclass
@@ -63,6 +70,13 @@ class BuilderConfig:
         calib_preprocess: how image folders become input samples (edge.quant.Preprocess).
         layer_precisions: ONNX node name -> "fp32" / "fp16" / "int8" ("*" for the rest), as
             trtexec's --layerPrecisions with --precisionConstraints obey (edge.precision.pin_precisions).
+            Pins win over ``best``'s choice.
+        best: choose each layer's precision among fp32/fp16/int8, INT8 first, so that every
+            output stays within ``best_tolerance`` of FP32 on the first ``BEST_BATCHES``
+            batches of ``calib_data`` (edge.quant.best); needs precision "int8". Without
+            ``calib_data`` every layer with scales runs INT8 and the rest FP16 (trtexec's --best).
+        best_tolerance: the largest relative L2 error ``||y - y_fp32|| / ||y_fp32||`` of any
+            output that ``best`` accepts.
         backends: backend per partition device ("cpu", "gpu", "dla"), e.g. {"gpu": "cuda"};
             unnamed devices take the default: the CUDA backend for the GPU where one is
             usable, else the CPU backend emulating the device's numerics.
@@ -89,6 +103,8 @@ class BuilderConfig:
     calib_batch: int | str | None = None
     calib_preprocess: Preprocess | None = None
     layer_precisions: dict[str, str] | None = None
+    best: bool = False
+    best_tolerance: float = DEFAULT_TOLERANCE
     backends: dict[str, str] | None = None
     optimization_level: int = 3
     timing_cache: str | os.PathLike | None = None
@@ -103,6 +119,12 @@ class BuilderConfig:
             raise EdgeError("calibration data or cache given, but the build is not INT8 (add --int8)")
         if self.calib_batches is not None and self.calib_batches < 1:
             raise EdgeError(f"calib_batches must be at least 1, got {self.calib_batches}")
+        if self.best and self.precision != "int8":
+            raise EdgeError(f"best chooses among fp32, fp16 and int8: it needs precision 'int8', not '{self.precision}'")
+        if isinstance(self.best_tolerance, bool) or not isinstance(self.best_tolerance, (int, float)) or not (
+            math.isfinite(self.best_tolerance) and self.best_tolerance > 0
+        ):
+            raise EdgeError(f"best tolerance must be a positive number (relative L2 error vs FP32), got {self.best_tolerance!r}")
         if not 0 <= self.optimization_level <= 5:
             raise EdgeError(f"builder optimization level must be 0..5, got {self.optimization_level}")
 
@@ -120,6 +142,24 @@ def _refuse_container_io(graph: Graph) -> None:
                 )
 
 
+@dataclass
+class _Placed:
+    """The build up to placement: the optimized graph with every layer's device and default
+    precision, and what settling its precisions and lowering it need."""
+
+    graph: Graph
+    layout: OnnxLayout
+    calibration: Calibration | None
+    device: DeviceProfile
+    targets: dict[str, str]
+    profiles: list[Any]
+    peaks: dict[str, float] | None
+
+    @property
+    def scales(self) -> dict[str, float] | None:
+        return self.calibration.scales if self.calibration else None
+
+
 def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None = None) -> Engine:
     """Build an engine from an ONNX model (path, bytes, ModelProto) or an imported Graph."""
     config = config or BuilderConfig()
@@ -128,11 +168,67 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
     if uses_tensorrt(config):  # the whole network as one TensorRT engine
         return build_with_tensorrt(model, config)
     timings: dict[str, float] = {}
+    build_info: dict[str, Any] = {"config": _config_record(config), "notes": [], "warnings": []}
+    placed = _place(model, config, build_info, timings)
+    graph, device, targets = placed.graph, placed.device, placed.targets
+
+    if config.best:
+        stage = time.perf_counter()
+        _choose_best(placed, config, build_info)
+        timings["best"] = time.perf_counter() - stage
+    stage = time.perf_counter()
+    build_info["int8"] = settle_precisions(graph, config.layer_precisions, config.precision, placed.scales, placed.layout)
+    build_info["layer_precisions"] = layer_precisions(graph)
+    build_info["warnings"] += _precision_warnings(config, build_info["int8"], build_info["layer_precisions"], "best" in build_info)
+    if placed.peaks is not None:
+        overflow = fp16_overflow_warning(graph.nodes, placed.peaks, build_info["fp16_range"]["inputs"])
+        build_info["warnings"] += [overflow] if overflow else []
+    timings["precision"] = time.perf_counter() - stage
+
+    verify(graph)
+
+    # execution plan: every layer on its device's backend, transfers at memory-space boundaries
+    stage = time.perf_counter()
+    plan = lower(graph, targets)
+    build_info["targets"] = targets
+    timings["plan"] = time.perf_counter() - stage
+
+    stage = time.perf_counter()
+    cache = TimingCache.load(config.timing_cache) if config.timing_cache else TimingCache()
+    build_info["tactics"] = select_tactics(graph, plan, config.optimization_level, cache)
+    if config.timing_cache:
+        cache.save(config.timing_cache)
+    timings["tactics"] = time.perf_counter() - stage
+
+    # memory plan: arena offsets per memory space for static shapes, one plan per profile otherwise
+    stage = time.perf_counter()
+    build_info["memory"] = plan_engine_memory(Schedule(graph, plan=plan), placed.profiles)
+    timings["memory"] = time.perf_counter() - stage
+
+    build_info["timings_s"] = timings
+    name = Path(model).stem if isinstance(model, (str, os.PathLike)) else graph.name
+    header = new_header(name, profile=device.name, precision=config.precision)
+    header["provenance"] = build_provenance(
+        device, config.precision, config.dla_core, config.power_mode,
+        _cache_text(placed.calibration, config.calib_cache), targets, gpu_capability() if "cuda" in targets.values() else None,
+    )
+    return Engine(graph, header, build_info, plan)
+
+
+def precision_probe(model: str | os.PathLike | bytes | Graph, config: BuilderConfig, batches: list[list[Any]]) -> PrecisionProbe:
+    """Trials of ``model`` placed as ``config`` builds it, on ``batches`` (inputs in model
+    order): what ``calibrate --sensitivity`` ranks layers with (edge.quant.sensitivity)."""
+    placed = _place(model, config, {}, {})
+    return PrecisionProbe(placed.graph, placed.scales, placed.layout, placed.targets, batches, config.layer_precisions, config.precision)
+
+
+def _place(model: str | os.PathLike | bytes | Graph, config: BuilderConfig, build_info: dict[str, Any], timings: dict[str, float]) -> _Placed:
+    """Import, calibrate, optimize and place ``model``: every layer gets its device and the
+    build's default precision (pins and INT8 scales settle it afterwards)."""
     start = time.perf_counter()
     graph = model if isinstance(model, Graph) else load_onnx(model, input_shapes=config.input_shapes)
     _refuse_container_io(graph)
     timings["import"] = time.perf_counter() - start
-    build_info: dict[str, Any] = {"config": _config_record(config)}
     profiles = validate_profiles(graph.inputs, config.optimization_profiles)
     build_info["optimization_profiles"] = [p.to_record() for p in profiles]
 
@@ -191,46 +287,40 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
     else:
         for node in graph.walk():
             node.meta["device"] = "cpu"
-    if config.layer_precisions:
-        pin_precisions(graph, config.layer_precisions, config.precision)
-    build_info["int8"] = apply_int8(graph, calibration.scales if calibration else None, layout)
-    round_weights(graph)
-    build_info["layer_precisions"] = layer_precisions(graph)
-    build_info["warnings"] = _precision_warnings(config, build_info["int8"], build_info["layer_precisions"])
-    if peaks is not None:
-        overflow = fp16_overflow_warning(graph.nodes, peaks, build_info["fp16_range"]["inputs"])
-        build_info["warnings"] += [overflow] if overflow else []
-    timings["precision_and_placement"] = time.perf_counter() - stage
-
-    verify(graph)
-
-    # execution plan: every layer on its device's backend, transfers at memory-space boundaries
-    stage = time.perf_counter()
     targets = _targets(device, config.backends)
-    plan = lower(graph, targets)
-    build_info["targets"] = targets
-    timings["plan"] = time.perf_counter() - stage
+    timings["placement"] = time.perf_counter() - stage
+    return _Placed(graph, layout, calibration, device, targets, profiles, peaks)
 
-    stage = time.perf_counter()
-    cache = TimingCache.load(config.timing_cache) if config.timing_cache else TimingCache()
-    build_info["tactics"] = select_tactics(graph, plan, config.optimization_level, cache)
-    if config.timing_cache:
-        cache.save(config.timing_cache)
-    timings["tactics"] = time.perf_counter() - stage
 
-    # memory plan: arena offsets per memory space for static shapes, one plan per profile otherwise
-    stage = time.perf_counter()
-    build_info["memory"] = plan_engine_memory(Schedule(graph, plan=plan), profiles)
-    timings["memory"] = time.perf_counter() - stage
-
-    build_info["timings_s"] = timings
-    name = Path(model).stem if isinstance(model, (str, os.PathLike)) else graph.name
-    header = new_header(name, profile=device.name, precision=config.precision)
-    header["provenance"] = build_provenance(
-        device, config.precision, config.dla_core, config.power_mode,
-        _cache_text(calibration, config.calib_cache), targets, gpu_capability() if "cuda" in targets.values() else None,
+def _choose_best(placed: _Placed, config: BuilderConfig, build_info: dict[str, Any]) -> None:
+    """``best``: settle each layer's precision within the tolerance on the calibration data
+    (edge.quant.best), recording the decisions on the layers and in ``build_info["best"]``;
+    without calibration data, say that every precision is simply allowed."""
+    if placed.calibration is None or not config.calib_data:
+        build_info["notes"].append(
+            "--best without --calib-data has no data to measure the output error on: every layer with INT8 scales "
+            "runs INT8 and the rest FP16, as trtexec's --best; add --calib-data to choose each layer's precision "
+            "within --best-tolerance"
+        )
+        return
+    batches = load_calibration_data(
+        config.calib_data, placed.graph.inputs, BEST_BATCHES, placed.calibration.batch, config.calib_preprocess
     )
-    return Engine(graph, header, build_info, plan)
+    probe = PrecisionProbe(
+        placed.graph, placed.scales, placed.layout, placed.targets, list(batches), config.layer_precisions, config.precision
+    )
+    choice = choose_precisions(probe, config.best_tolerance)
+    decided = {layer.layer: layer for layer in choice.layers}
+    for node in placed.graph.nodes:
+        if node.name in decided:
+            node.meta["precision"] = decided[node.name].precision
+            node.meta["precision_note"] = CHOSEN
+    build_info["best"] = choice.to_record()
+    if choice.error > choice.tolerance:
+        build_info["warnings"].append(
+            f"--best: the engine's output error {choice.error:.3g} exceeds --best-tolerance {choice.tolerance:g} even at "
+            "the widest precisions allowed (the DLA runs FP16/INT8 only; --layer-precisions pins hold)"
+        )
 
 
 def _fp16_range_probe(graph: Graph, config: BuilderConfig, build_info: dict[str, Any]) -> dict[str, float] | None:
@@ -250,10 +340,11 @@ def _fp16_range_probe(graph: Graph, config: BuilderConfig, build_info: dict[str,
     return peaks
 
 
-def _precision_warnings(config: BuilderConfig, int8: dict[str, Any], layers: dict[str, int]) -> list[str]:
+def _precision_warnings(config: BuilderConfig, int8: dict[str, Any], layers: dict[str, int], searched: bool) -> list[str]:
     """Requested precisions the build could not give (trtexec warns the same way when INT8
-    has no calibrator: the build goes on, for timing, but the numbers are not INT8's)."""
-    if config.precision != "int8" or int8["int8_layers"]:
+    has no calibrator: the build goes on, for timing, but the numbers are not INT8's). A
+    ``best`` search that kept no layer in INT8 says why in its own record."""
+    if config.precision != "int8" or int8["int8_layers"] or searched:
         return []
     used = ", ".join(f"{n} {p}" for p, n in sorted(layers.items()))
     if config.calib_data or config.calib_cache:
@@ -305,6 +396,8 @@ def _config_record(config: BuilderConfig) -> dict[str, Any]:
         "calib_cache": None if config.calib_cache is None else str(config.calib_cache),
         "calibrator": config.calibrator,
         "layer_precisions": config.layer_precisions,
+        "best": config.best,
+        "best_tolerance": config.best_tolerance if config.best else None,
         "backends": config.backends,
         "optimization_level": config.optimization_level,
         "timing_cache": None if config.timing_cache is None else str(config.timing_cache),

@@ -126,7 +126,7 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         "file": str(Path(path)),
         "kind": kind,
         "header": header,
-        "build": {k: v for k, v in build.items() if k in ("config", "timings_s", "optimizer", "memory", "partition_summary", "tactics", "targets", "optimization_profiles")},
+        "build": {k: v for k, v in build.items() if k in ("config", "timings_s", "optimizer", "memory", "partition_summary", "tactics", "targets", "optimization_profiles", "best")},
         "inputs": [_value(v) for v in graph.inputs],
         "outputs": [_value(v) for v in graph.outputs],
         "op_counts": graph.op_types(),

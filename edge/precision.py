@@ -22,6 +22,7 @@ __all__ = [
     "computes_in_float",
     "layer_precisions",
     "pin_precisions",
+    "pinned_precision",
     "round_to_fp16",
     "round_weights",
 ]
@@ -84,14 +85,20 @@ def pin_precisions(graph: Graph, pins: Mapping[str, str], build_precision: str) 
     for node in graph.walk():
         if not computes_in_float(node):
             continue
-        chosen = [pins[n] for n in (node.name, *node.origin) if n in pins] or ([pins["*"]] if "*" in pins else [])
-        if not chosen:
+        precision = pinned_precision(node, pins)
+        if precision is None:
             continue
-        precision = min(chosen, key=PRECISIONS.index)
         if precision == "fp32" and node.meta.get("device") == "dla":
             raise EdgeError(f"layer '{node.name}' is placed on the DLA, which runs FP16/INT8 only: it cannot be pinned to fp32")
         node.meta["precision"] = precision
         node.meta["precision_note"] = PINNED
+
+
+def pinned_precision(node: Node, pins: Mapping[str, str]) -> str | None:
+    """The precision ``pins`` give ``node``: the widest pinned on its name or ONNX nodes, else
+    the ``"*"`` pin, else None (not pinned)."""
+    chosen = [pins[n] for n in (node.name, *node.origin) if n in pins] or ([pins["*"]] if "*" in pins else [])
+    return min(chosen, key=PRECISIONS.index) if chosen else None
 
 
 def round_weights(graph: Graph) -> None:

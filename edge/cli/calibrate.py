@@ -13,6 +13,7 @@ import edge
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from edge.builder import precision_probe
 from edge.cli.app import app, console
 from edge.cli.options import parse_shapes
 from edge.errors import EdgeError
@@ -88,13 +89,17 @@ def preprocess_from(yaml_file: Path | None, **flags: object) -> Preprocess | Non
 
 
 SENSITIVITY_BATCHES = 4
-"""Batches ``--sensitivity`` runs every single-layer INT8 engine on."""
+"""Batches ``--sensitivity`` runs every single-layer INT8 trial on."""
 
 
 def _report_sensitivity(ranking: list[LayerSensitivity], keep: int | None, cache: Path) -> None:
-    table = Table("rank", "layer", "ONNX nodes", "output cosine vs FP32", "max |error|", title="INT8 sensitivity (each layer quantized alone), worst first")
+    table = Table(
+        "rank", "layer", "ONNX nodes", "relative L2 error", "output cosine", "max |error|",
+        title="INT8 sensitivity (each layer quantized alone, outputs vs FP32), worst first",
+    )
     for rank, entry in enumerate(ranking, start=1):
-        table.add_row(str(rank), entry.layer, ", ".join(entry.onnx_nodes), f"{entry.cosine:.6f}", f"{entry.max_error:.4g}")
+        found = entry.deviation
+        table.add_row(str(rank), entry.layer, ", ".join(entry.onnx_nodes), f"{found.relative:.4g}", f"{found.cosine:.6f}", f"{found.max_error:.4g}")
     console.print(table)
     if keep is not None:
         target = cache.with_suffix(".precisions")
@@ -122,7 +127,7 @@ def calibrate_command(
     channels: str = typer.Option(None, "--channels", help="Images: rgb or bgr \\[default: rgb]."),
     layout: str = typer.Option(None, "--layout", help="Images: nchw or nhwc \\[default: from the input shape]."),
     export_qdq: Path = typer.Option(None, "--export-qdq", help="Also write the model as explicit Q/DQ ONNX at the cache's scales (for TensorRT 10+/11 and onnxruntime)."),
-    sensitivity: bool = typer.Option(False, "--sensitivity", help="Rank the INT8 layers by how far quantizing each alone moves the outputs from FP32 (cosine, max error) on --eval-data, else --calib-data."),
+    sensitivity: bool = typer.Option(False, "--sensitivity", help="Rank the INT8 layers by how far quantizing each alone moves the outputs from FP32 (relative L2 error, cosine, max error) on --eval-data, else --calib-data."),
     keep_fp16: int = typer.Option(None, "--keep-fp16", min=1, help="With --sensitivity: write the worst K layers as a --layer-precisions value to MODEL.precisions (build --layer-precisions @MODEL.precisions)."),
     eval_data: Path = typer.Option(None, "--eval-data", help="After calibrating, build FP32 and INT8 engines and report their top-1 agreement and output cosine on this data (same forms as --calib-data)."),
 ) -> None:
@@ -178,7 +183,8 @@ def calibrate_command(
     config = {"input_shapes": parse_shapes(shapes) or None}
     if sensitivity:
         data = load_calibration_data(eval_data or calib_data, graph.inputs, SENSITIVITY_BATCHES, result.batch, settings)
-        _report_sensitivity(layer_sensitivity(model, target, list(data), config["input_shapes"]), keep_fp16, target)
+        probe = precision_probe(model, edge.BuilderConfig(precision="int8", calib_cache=target, **config), list(data))
+        _report_sensitivity(layer_sensitivity(probe), keep_fp16, target)
     if export_qdq is None and eval_data is None:
         return
     int8 = edge.build(model, edge.BuilderConfig(precision="int8", calib_cache=target, **config))

@@ -15,7 +15,8 @@ from edge.cli.calibrate import CALIB_BATCH_HELP, CALIB_DATA_HELP, calibration_ba
 from edge.cli.calibrate import calib_batch as calib_batch_option
 from edge.cli.text import terminal_text
 from edge.cli.options import (
-    BEST,
+    BEST_SEARCH,
+    BEST_TOLERANCE,
     DLA_CORE,
     DLA_OBJECTIVE,
     FP16,
@@ -29,6 +30,7 @@ from edge.cli.options import (
     THREADS,
     load_engine,
     parse_backends,
+    parse_best_tolerance,
     parse_input_files,
     parse_layer_precisions,
     parse_per_output,
@@ -56,7 +58,8 @@ def build_command(
     profile: str = typer.Option("cpu", "--profile", help="Device profile name or YAML path (see `edgetrt profiles list`)."),
     fp16: bool = FP16,
     int8: bool = INT8,
-    best: bool = BEST,
+    best: bool = BEST_SEARCH,
+    best_tolerance: str = BEST_TOLERANCE,
     dla: int = DLA_CORE,
     gpu_fallback: bool = GPU_FALLBACK,
     dla_objective: str = DLA_OBJECTIVE,
@@ -92,6 +95,8 @@ def build_command(
 
         edgetrt build model.onnx --int8 --calib model.calib --layer-precisions head/Gemm:fp16
 
+        edgetrt build model.onnx --best --calib-data imgs/ --best-tolerance 0.02
+
         edgetrt build bert.onnx --min-shapes ids:1x1 --opt-shapes ids:1x128 --max-shapes ids:8x512
     """
     config = builder_config(
@@ -116,6 +121,7 @@ def build_command(
         calib_batch=calib_batch_option(calib_batch),
         calib_preprocess=preprocess_from(calib_preprocess),
         layer_precisions=parse_layer_precisions(layer_precisions),
+        best_tolerance=parse_best_tolerance(best_tolerance, best),
         backends=parse_backends(backends),
         timing_cache=timing_cache,
         optimization_level=optimization_level,
@@ -145,6 +151,7 @@ def builder_config(
     )
     return edge.BuilderConfig(
         precision=precision_from_flags(fp16, int8, best),
+        best=best,
         profile=profile,
         dla_core=dla,
         gpu_fallback=gpu_fallback,
@@ -156,16 +163,38 @@ def builder_config(
 
 def report_build(engine: edge.Engine, target: Path | None, verbose: bool) -> None:
     """Print the build's notes (and with ``verbose`` its details), save to ``target`` if given."""
-    for note in engine.build.get("tactics", {}).get("notes", []):
-        console.print(f"note: {note}")
+    for note in [*engine.build.get("notes", []), *engine.build.get("tactics", {}).get("notes", [])]:
+        console.print(f"note: {note}", highlight=False)
     for warning in engine.build.get("warnings", []):
         console_warning(warning)
     if target is not None:
         engine.save(target)
     if verbose:
         _print_build_details(engine)
+    best = engine.build.get("best")
+    if best:
+        console.print(_best_summary(best), highlight=False)
     where = "in memory" if target is None else f"[bold]{terminal_text(target)}[/bold] ({target.stat().st_size / 1e6:.2f} MB)"
     console.print(f"built {where}: {len(engine.graph.nodes)} layers, precision {engine.precision}{_precisions_used(engine)}, profile {engine.profile}")
+
+
+def _best_summary(record: dict) -> str:
+    """One line of a ``--best`` build record: the precisions chosen, the engine's error and the cost."""
+    counts = record["precisions"]
+    chosen = ", ".join(f"{counts[p]} {p}" for p in ("int8", "fp16", "fp32") if p in counts) or "no layer to choose"
+    verdict = "within" if record["error"] <= record["tolerance"] else "over"
+    return (
+        f"--best: {chosen}; output error {record['error']:.3g} {verdict} the tolerance {record['tolerance']:g} "
+        f"(relative L2 vs FP32, worst output, on {record['samples']} calibration samples; {record['trials']} trial runs)"
+    )
+
+
+def _print_best_table(record: dict) -> None:
+    """Each layer ``--best`` chose a precision for, and why (the model's error with each choice)."""
+    table = Table("layer", "precision", "why (model output error vs FP32)", "from ONNX nodes", title="--best decisions")
+    for layer in record["layers"]:
+        table.add_row(terminal_text(layer["layer"]), layer["precision"], layer["reason"], terminal_text(", ".join(layer["onnx_nodes"])))
+    console.print(table)
 
 
 def _precisions_used(engine: edge.Engine) -> str:
@@ -211,6 +240,8 @@ def _print_build_details(engine: edge.Engine) -> None:
         key = f"{node.meta.get('device', 'cpu')}/{precision_label(node.meta)}"
         devices[key] = devices.get(key, 0) + 1
     console.print("layers per device/precision: " + ", ".join(f"{k} {v}" for k, v in sorted(devices.items())))
+    if engine.build.get("best"):
+        _print_best_table(engine.build["best"])
 
 
 @app.command("run")
@@ -392,6 +423,9 @@ def inspect_command(
             cells += [str(row["device"] or "cpu"), precision_label(row), backend, kernel, ", ".join(origin) if origin != [row["name"]] else ""]
         layers.add_row(*(terminal_text(cell) for cell in cells))
     console.print(layers)
+    if info["build"].get("best"):
+        _print_best_table(info["build"]["best"])
+        console.print(_best_summary(info["build"]["best"]), highlight=False)
     if info["emulation"]:
         console.print(f"note: {info['emulation']}", highlight=False)
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import typer
 
 from edge.errors import EdgeError, EngineMismatchWarning, InputError
 from edge.fileio import read_arrays
+from edge.quant.best import DEFAULT_TOLERANCE
 
 __all__ = [
     "BEST",
+    "BEST_SEARCH",
+    "BEST_TOLERANCE",
     "DLA_CORE",
     "DLA_OBJECTIVE",
     "FP16",
@@ -27,6 +30,7 @@ __all__ = [
     "ALLOW_MISMATCH",
     "load_engine",
     "parse_backends",
+    "parse_best_tolerance",
     "parse_input_files",
     "parse_layer_precisions",
     "parse_per_output",
@@ -38,6 +42,13 @@ __all__ = [
 FP16 = typer.Option(False, "--fp16", help="Allow FP16 layers.")
 INT8 = typer.Option(False, "--int8", help="Allow INT8 layers (FP16 where no scales are known).")
 BEST = typer.Option(False, "--best", help="Allow every precision (same as --fp16 --int8).")
+# `build` and `export-trt`, which take calibration data: --best there chooses each layer's precision
+BEST_SEARCH = typer.Option(
+    False, "--best", help="Allow every precision; with --calib-data, choose each layer's (int8, else fp16, else fp32) so every output stays within --best-tolerance of FP32."
+)
+BEST_TOLERANCE = typer.Option(
+    None, "--best-tolerance", help=f"With --best: the largest relative L2 error ||y - y_fp32|| / ||y_fp32|| any output may reach on the calibration data \\[default: {DEFAULT_TOLERANCE:g}]."
+)
 DLA_CORE = typer.Option(None, "--dla", "--useDLACore", help="Place eligible layers on this DLA core.")
 GPU_FALLBACK = typer.Option(False, "--gpu-fallback", "--allowGPUFallback", help="Let layers the DLA refuses run on the GPU.")
 DLA_OBJECTIVE = typer.Option("offload", "--dla-objective", help="Partitioner goal: latency, offload (least GPU time, no slower than greedy) or energy.")
@@ -69,6 +80,21 @@ THREADS = typer.Option(None, "--threads", min=1, help="CPU threads per layer (th
 def precision_from_flags(fp16: bool, int8: bool, best: bool = False) -> str:
     """The widest precision the flags allow, as trtexec reads --fp16/--int8/--best."""
     return "int8" if (int8 or best) else "fp16" if fp16 else "fp32"
+
+
+def parse_best_tolerance(text: str | None, best: bool) -> float:
+    """``--best-tolerance``: a positive finite number, given only with --best (default when absent)."""
+    if text is None:
+        return DEFAULT_TOLERANCE
+    if not best:
+        raise EdgeError("--best-tolerance applies to --best: add --best")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise EdgeError(f"--best-tolerance must be a positive number (the largest relative L2 error of an output vs FP32, e.g. 0.01), got '{text}'")
+    return value
 
 
 def parse_shapes(text: str | None) -> dict[str, tuple[int, ...]]:

@@ -9,7 +9,8 @@ import typer
 import edge
 from edge.cli.app import app, console
 from edge.cli.options import (
-    BEST,
+    BEST_SEARCH,
+    BEST_TOLERANCE,
     DLA_CORE,
     DLA_OBJECTIVE,
     FP16,
@@ -17,6 +18,7 @@ from edge.cli.options import (
     INT8,
     POWER_MODE,
     SHAPES,
+    parse_best_tolerance,
     parse_shapes,
     precision_from_flags,
 )
@@ -37,7 +39,8 @@ def export_trt_command(
     profile: str = typer.Option("agx-orin-64gb", "--profile", help="Device profile name or YAML path."),
     fp16: bool = FP16,
     int8: bool = INT8,
-    best: bool = BEST,
+    best: bool = BEST_SEARCH,
+    best_tolerance: str = BEST_TOLERANCE,
     dla: int = DLA_CORE,
     gpu_fallback: bool = GPU_FALLBACK,
     dla_objective: str = DLA_OBJECTIVE,
@@ -69,7 +72,7 @@ def export_trt_command(
     if is_engine_file(source):
         if onnx_model is None:
             raise EdgeError(f"'{source}' is an engine: give the ONNX model it was built from with --onnx MODEL.onnx")
-        if fp16 or int8 or best or dla is not None or gpu_fallback or calib_data or calib_cache or shapes or power_mode:
+        if fp16 or int8 or best or best_tolerance or dla is not None or gpu_fallback or calib_data or calib_cache or shapes or power_mode:
             raise EdgeError("build flags (--fp16/--int8/--dla/--calib/...) do not apply to an engine: its plan is exported as built")
         engine = edge.load(source, check_machine=False)
         result = export_for_tensorrt(onnx_model, output, target, engine=engine, workspace_mib=workspace, build_plan=build_plan)
@@ -80,6 +83,7 @@ def export_trt_command(
             precision=precision_from_flags(fp16, int8, best), profile=profile, dla_core=dla, gpu_fallback=gpu_fallback,
             dla_objective=dla_objective, power_mode=power_mode, input_shapes=parse_shapes(shapes) or None,
             calib_data=calib_data, calib_cache=calib_cache, calibrator=calibrator,
+            best=best, best_tolerance=parse_best_tolerance(best_tolerance, best),
         )
         result = export_for_tensorrt(source, output, target, config=config, workspace_mib=workspace, build_plan=build_plan)
     devices = result.settings.devices()

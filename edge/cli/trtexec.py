@@ -114,8 +114,8 @@ def trtexec_command(
     if onnx is not None:
         build = builder_config(
             fp16=fp16,
-            int8=int8,
-            best=best,
+            int8=int8 or best,  # trtexec's --best: every precision allowed, none chosen by measured error
+            best=False,
             profile=device_profile,
             dla=dla,
             gpu_fallback=gpu_fallback,

@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from edge.ir import Graph, Node, Value
-from edge.precision import computes_in_float
+from edge.precision import computes_in_float, pin_precisions, round_weights
 from edge.quant.numerics import has_int8_scales, quantizer_of, weight_axis, weight_codes
 
-__all__ = ["NO_SCALES", "OnnxLayout", "apply_int8", "mark_explicit", "onnx_layout", "precision_label"]
+__all__ = ["NO_SCALES", "OnnxLayout", "apply_int8", "mark_explicit", "onnx_layout", "precision_label", "settle_precisions"]
 
 NO_SCALES = "int8 requested, no scales"
 
@@ -151,3 +151,16 @@ def apply_int8(graph: Graph, scales: Mapping[str, float] | None, layout: OnnxLay
         "int8_outputs": requantized,
         "fp16_fallback": fallback,
     }
+
+
+def settle_precisions(
+    graph: Graph, pins: Mapping[str, str] | None, build_precision: str, scales: Mapping[str, float] | None, layout: OnnxLayout
+) -> dict[str, Any]:
+    """The build's last precision step, once layers are placed (and ``--best`` has chosen):
+    apply the ``--layer-precisions`` pins, settle INT8 (:func:`apply_int8`) and round FP16
+    layers' weights. Returns :func:`apply_int8`'s record."""
+    if pins:
+        pin_precisions(graph, pins, build_precision)
+    record = apply_int8(graph, scales, layout)
+    round_weights(graph)
+    return record

@@ -1,21 +1,20 @@
 """Per-layer INT8 sensitivity: how much quantizing each layer alone moves the outputs from FP32.
 
-Each INT8-capable layer of the calibrated engine is built INT8 with every other layer pinned
-to FP32 (``BuilderConfig.layer_precisions``) and compared with the FP32 engine on the same
-batches (output cosine and max |error|, :func:`edge.quant.accuracy.top1_agreement`). The
-worst layers are the ones to keep in FP16 (``calibrate --sensitivity --keep-fp16 K``).
+Each layer the calibrated build runs in INT8 is tried in INT8 with every other layer at its
+widest precision (FP32; FP16 on the DLA) through a :class:`~edge.quant.probe.PrecisionProbe`,
+and the outputs are compared with FP32 on the probe's batches (relative L2 error, cosine and
+max |error|, :class:`edge.quant.accuracy.Deviation`). The worst layers are the ones to keep
+out of INT8: ``calibrate --sensitivity --keep-fp16 K`` writes them as pins, ``build --best``
+tries the others in INT8 least sensitive first.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
-from edge.builder import BuilderConfig, build
-from edge.quant.accuracy import top1_agreement
+from edge.quant.accuracy import Deviation
+from edge.quant.probe import PrecisionProbe
 
 __all__ = ["LayerSensitivity", "keep_fp16", "layer_sensitivity"]
 
@@ -26,23 +25,19 @@ class LayerSensitivity:
 
     layer: str
     onnx_nodes: list[str]
-    cosine: float
-    max_error: float
+    deviation: Deviation
 
 
-def layer_sensitivity(
-    model: str | os.PathLike, cache: str | os.PathLike, batches: Sequence[list[np.ndarray]], input_shapes: dict | None = None
-) -> list[LayerSensitivity]:
-    """Every layer the calibrated INT8 engine runs in INT8, worst first (lowest cosine, then largest error)."""
-    fp32 = build(model, BuilderConfig(input_shapes=input_shapes)).create_context()
-    int8 = build(model, BuilderConfig(precision="int8", calib_cache=cache, input_shapes=input_shapes))
-    found = []
-    for layer in (n for n in int8.graph.nodes if n.meta.get("precision") == "int8"):
-        pins = {"*": "fp32", **dict.fromkeys(layer.origin, "int8")}
-        alone = build(model, BuilderConfig(precision="int8", calib_cache=cache, input_shapes=input_shapes, layer_precisions=pins))
-        agreement = top1_agreement(fp32, alone.create_context(), batches)
-        found.append(LayerSensitivity(layer.name, list(layer.origin), agreement.cosine, agreement.max_error))
-    return sorted(found, key=lambda s: (s.cosine, -s.max_error))
+def layer_sensitivity(probe: PrecisionProbe) -> list[LayerSensitivity]:
+    """Every layer the probe's build runs in INT8, worst first (largest relative L2 error;
+    graph order among equals)."""
+    widest = probe.widest()
+    found = [
+        LayerSensitivity(layer.name, layer.onnx_nodes, probe.measure({**widest, layer.name: "int8"}))
+        for layer in probe.layers
+        if layer.int8
+    ]
+    return sorted(found, key=lambda s: -s.deviation.relative)
 
 
 def keep_fp16(ranking: Sequence[LayerSensitivity], count: int) -> str:

@@ -110,7 +110,8 @@ def _build(proto: onnx.ModelProto, config: BuilderConfig, scratch: Path) -> tupl
     if config.calib_cache is None:  # hand the scales to the build through a cache instead of calibrating twice
         cache = scratch / "edgetrt.calib"
         write_cache(cache, CalibrationCache(CALIBRATORS[calibration.calibrator], calibration.scales))
-        config = dataclasses.replace(config, calib_cache=cache, calib_data=None)
+        # --best measures its trials on the data (the cache still spares a second calibration)
+        config = dataclasses.replace(config, calib_cache=cache, calib_data=config.calib_data if config.best else None)
     return build(proto, config), calibration.scales
 
 

@@ -10,7 +10,7 @@ import pytest
 import edge
 from edge.cli import main
 from edge.errors import CalibrationError
-from edge.quant.accuracy import top1_agreement
+from edge.quant.accuracy import deviation, top1_agreement
 from tests.models import resnet_block_cnn
 
 
@@ -47,3 +47,20 @@ def test_cli_reports_agreement(data: Path, tmp_path: Path, capsys: pytest.Captur
     assert main(["calibrate", str(model), "--calib-data", str(data), "--eval-data", str(data)]) == 0
     out = " ".join(capsys.readouterr().out.split())  # rich wraps at the terminal width
     assert "INT8 vs FP32" in out and "of 24 rows of 'probs'" in out and "top-1 agreement" in out
+
+
+def test_deviation_takes_the_worst_output_of_every_batch() -> None:
+    rng = np.random.default_rng(5)
+    expected = [[rng.standard_normal((2, 4)), rng.standard_normal(3)] for _ in range(3)]
+    actual = [[a + 0.01 * rng.standard_normal(a.shape), b + 0.1 * rng.standard_normal(b.shape)] for a, b in expected]
+
+    def relative(i: int) -> float:
+        wanted = np.concatenate([run[i].ravel() for run in expected])
+        return float(np.linalg.norm(np.concatenate([run[i].ravel() for run in actual]) - wanted) / np.linalg.norm(wanted))
+
+    found = deviation(expected, actual)
+    assert found.relative == pytest.approx(max(relative(0), relative(1)), rel=1e-12) and relative(1) > relative(0)
+    assert found.max_error == max(np.abs(a - e).max() for ra, re in zip(actual, expected) for a, e in zip(ra, re))
+    broken = [[a, np.full_like(b, np.nan)] for a, b in actual]
+    assert deviation(expected, broken).relative == float("inf")
+    assert deviation(expected, expected).relative == 0.0
