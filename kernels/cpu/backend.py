@@ -165,6 +165,10 @@ class HostBackend(Backend):
             raise KernelError(f"node '{node.name}': no {self.name} kernel for {node.op_type}")
         return HostLaunch(spec, kernel.fn, self.name)
 
+    def converts(self, node: Node) -> bool:
+        convert_in, convert_out = conversions_of(node)
+        return bool(convert_in or convert_out)
+
     def new_state(self) -> Workspace:
         return Workspace()
 
