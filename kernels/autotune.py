@@ -24,7 +24,7 @@ from edge.errors import EdgeError
 from edge.fileio import write_atomic
 from edge.ir import Graph
 from edge.kernels.backend import Backend, RunState, StepSpec, TensorInfo
-from edge.kernels.registry import lookup
+from edge.kernels.registry import Kernel, resolve
 from edge.kernels.tactics import Tactic
 from edge.plan.model import ExecutionPlan
 
@@ -160,8 +160,8 @@ def select_tactics(graph: Graph, plan: ExecutionPlan, level: int, cache: TimingC
         if step.plan.kind != "kernel":
             continue
         spec = step.spec
-        kernel = lookup(spec.node.op_type, spec.node.domain, step.plan.backend, spec.opset, spec.precision)
-        if kernel is None or kernel.tactics is None:
+        kernel = resolve(spec.node, spec.opset, step.plan.backend, spec.precision)
+        if not isinstance(kernel, Kernel) or kernel.tactics is None:
             continue
         candidates = list(kernel.tactics(spec))
         if not candidates:

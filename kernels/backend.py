@@ -142,6 +142,12 @@ class Backend(ABC):
     def prepare(self, spec: StepSpec) -> Launch:
         """Compile/bind one kernel step; called once per engine, before any run."""
 
+    def converts(self, node: Node) -> bool:
+        """Whether this backend's step of ``node`` rounds or quantizes the values it reads or
+        writes (its precision's emulation or INT8 grid): such a step never becomes a no-op by
+        placing its inputs inside its output (Concat elision)."""
+        return False
+
     def new_state(self) -> Any:
         """Per-context state (streams, scratch); None for stateless backends."""
         return None

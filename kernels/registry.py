@@ -4,10 +4,12 @@ A kernel's ``fn`` follows its backend's convention: on the host backends it is
 ``fn(ctx, *inputs) -> array | tuple[array, ...]``; a device backend may register builders
 (see that backend). Registering the same op with a higher ``since`` adds a newer
 implementation; lookup picks the newest one whose ``since`` is not above the model's opset
-(the onnx reference evaluator's rule) among those that declare the step's precision.
-Each registration may also declare ``supports(node) -> Refusal | None`` (shapes, attributes
-or dtypes it cannot take), ``tactics(spec) -> [Tactic]`` (variants the builder times) and
-``inplace`` (output 0 may overwrite an input of its size and dtype that dies at the step).
+(the onnx reference evaluator's rule) among those that declare the step's precision; of one
+version, the one registered last, and where its ``supports`` refuses a node, the next one
+that takes it (``resolve``). Each registration may also declare ``supports(node) -> Refusal |
+None`` (shapes, attributes or dtypes it cannot take), ``tactics(spec) -> [Tactic]`` (variants
+the builder times), ``inplace`` (output 0 may overwrite an input of its size and dtype that
+dies at the step) and free-form ``meta`` its backend reads.
 A shape function ``shape_fn(ctx, *input_values) -> [(dtype, shape), ...]`` may be registered
 beside a kernel for ops onnx's shape inference does not know (fused and custom ops).
 """
@@ -37,6 +39,7 @@ __all__ = [
     "register_custom_op",
     "lookup",
     "resolve",
+    "passed_over",
     "lookup_shape",
     "supported_ops",
     "same_bytes",
@@ -253,38 +256,61 @@ def register_custom_op(
         register_shape(op_type, domain=domain)(shape_fn)
 
 
-def lookup(
-    op_type: str, domain: str = "", backend: str = "cpu", opset: int | None = None, precision: str | None = None
-) -> Kernel | None:
-    """The newest kernel whose ``since`` is not above ``opset`` (None: the newest) among those
-    serving ``precision`` (None: FP32's, or any where no kernel serves FP32: an op's INT8-only
-    kernel is never what a caller without a precision means)."""
+def _candidates(op_type: str, domain: str, backend: str, opset: int | None, precision: str | None) -> list[Kernel]:
+    """The kernels ``lookup`` chooses among, preferred first: those serving ``precision`` (None:
+    FP32's, or any where no kernel serves FP32) of the newest ``since`` not above ``opset``
+    (None: the newest; the oldest where every one is newer), the last registered first."""
     _ensure_loaded(backend)
     versions = _KERNELS.get((standard_domain(domain), op_type, backend), [])
     if precision is None and any("fp32" in k.precisions for k in versions):
         precision = "fp32"
     if precision is not None:
         versions = [k for k in versions if precision in k.precisions]
-    chosen = None
-    for kernel in versions:
-        if opset is None or kernel.since <= opset:
-            chosen = kernel
-    return chosen if chosen is not None else (versions[0] if versions else None)
+    if not versions:
+        return []
+    eligible = [k for k in versions if opset is None or k.since <= opset]
+    since = eligible[-1].since if eligible else versions[0].since
+    return [k for k in reversed(versions) if k.since == since]
+
+
+def lookup(
+    op_type: str, domain: str = "", backend: str = "cpu", opset: int | None = None, precision: str | None = None
+) -> Kernel | None:
+    """The newest kernel whose ``since`` is not above ``opset`` (None: the newest) among those
+    serving ``precision`` (None: FP32's, or any where no kernel serves FP32: an op's INT8-only
+    kernel is never what a caller without a precision means); of one version, the one
+    registered last (a specialized kernel registered after the general one it improves on)."""
+    found = _candidates(op_type, domain, backend, opset, precision)
+    return found[0] if found else None
 
 
 def resolve(node: Node, opset: int, backend: str, precision: str | None = None) -> Kernel | Refusal:
-    """The kernel ``backend`` runs ``node`` with at ``precision``, or why it cannot."""
-    kernel = lookup(node.op_type, node.domain, backend, opset, precision)
-    if kernel is None:
+    """The kernel ``backend`` runs ``node`` with at ``precision``, or why it cannot: ``lookup``'s
+    choice, or where its ``supports`` refuses the node, the next kernel of that version and
+    precision that takes it (so the CUDA INT8 kernels yield to the float ones); when every
+    one refuses, the preferred kernel's refusal."""
+    candidates = _candidates(node.op_type, node.domain, backend, opset, precision)
+    if not candidates:
         op = f"{node.domain}::{node.op_type}" if node.domain else node.op_type
         if precision is not None and lookup(node.op_type, node.domain, backend, opset) is not None:
             return Refusal("backend.precision", f"{op} '{node.name}': the {backend} backend has no {precision} kernel for {op}")
         return Refusal("backend.no_kernel", f"{op} '{node.name}': the {backend} backend has no kernel for {op}")
-    if kernel.supports is not None:
-        refusal = kernel.supports(node)
-        if refusal is not None:
-            return refusal
-    return kernel
+    first: Refusal | None = None
+    for kernel in candidates:
+        refusal = kernel.supports(node) if kernel.supports is not None else None
+        if refusal is None:
+            return kernel
+        first = first or refusal
+    assert first is not None
+    return first
+
+
+def passed_over(node: Node, opset: int, backend: str, precision: str | None, chosen: Kernel) -> Refusal | None:
+    """Why the preferred kernel refused ``node`` when ``resolve`` chose ``chosen``, another one; else None."""
+    preferred = lookup(node.op_type, node.domain, backend, opset, precision)
+    if preferred is None or preferred is chosen or preferred.supports is None:
+        return None
+    return preferred.supports(node)
 
 
 def lookup_shape(op_type: str, domain: str = "") -> ShapeFn | None:

@@ -17,7 +17,7 @@ import numpy as np
 from edge.errors import UnsupportedOperatorError
 from edge.ir import Graph, Node, Value, standard_domain
 from edge.kernels.backend import Backend, get_backend
-from edge.kernels.registry import Kernel, resolve
+from edge.kernels.registry import Kernel, passed_over, resolve
 from edge.plan.model import ExecutionPlan, PlanStep, PlanTensor, Segment
 from edge.precision import REDUCED
 
@@ -52,14 +52,17 @@ class _Lowering:
             self.dtypes[value.name] = np.dtype(value.dtype) if value.dtype is not None else np.dtype(np.float32)
 
     def kernel_for(self, node: Node) -> tuple[str, Kernel | None, dict[str, str] | None]:
-        """(device, kernel or None, fallback record) for ``node`` on its device's backend."""
+        """(device, kernel or None, fallback record) for ``node`` on its device's backend; the
+        record says why the node left that backend, or why that backend's preferred kernel
+        passed it to another of its kernels (an INT8 layer without an integer form)."""
         device = str(node.meta.get("device", "cpu"))
         precision = str(node.meta.get("precision", "fp32"))
         opset = self.graph.opset.get(standard_domain(node.domain), 1)
         backend = self.targets.get(device, self.default)
         found = resolve(node, opset, backend, precision)
         if isinstance(found, Kernel):
-            return device, found, None
+            declined = passed_over(node, opset, backend, precision, found)
+            return device, found, None if declined is None else {"backend": backend, "code": declined.code, "detail": declined.detail}
         fallback = {"backend": backend, "code": found.code, "detail": found.detail}
         if get_backend(backend).memory_space != HOST:
             host = resolve(node, opset, FALLBACK_BACKEND, precision)

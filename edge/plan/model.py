@@ -47,7 +47,8 @@ class PlanStep:
         precision: "fp32", "fp16" or "int8".
         layout: the activation layout the kernel reads and writes ("nchw" today).
         inputs / outputs: plan tensor names (None for an omitted optional input).
-        fallback: why the step is not on its partition device's preferred backend, if so.
+        fallback: why the step is not on its partition device's preferred backend, or not on
+            that backend's preferred kernel for its precision, if so ({backend, code, detail}).
     """
 
     kind: str

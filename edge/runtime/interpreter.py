@@ -24,7 +24,7 @@ import numpy as np
 from edge.errors import KernelError
 from edge.ir import Graph, Node, Value, captured_values, standard_domain
 from edge.kernels.backend import Backend, Launch, RunState, StepSpec, TensorInfo, get_backend
-from edge.kernels.cpu.backend import HostLaunch, conversions_of, convert, detach
+from edge.kernels.cpu.backend import HostLaunch, convert, detach
 from edge.kernels.registry import OpContext, lookup
 from edge.plan import HOST, ExecutionPlan, PlanStep, lower, storage_dtype
 from edge.quant.numerics import explicit_quantizer
@@ -163,11 +163,10 @@ class Schedule:
             device=plan_step.device,
         )
         kernel = lookup(node.op_type, node.domain, plan_step.backend, spec.opset) if plan_step.kind == "kernel" else None
-        convert_in, convert_out = conversions_of(node) if host and plan_step.kind == "kernel" else ((), ())
         return Step(
             node, plan_step, backend, spec, ins, outs, [], reads,
             inplace=bool(kernel is not None and kernel.inplace),
-            exact=not (convert_in or convert_out),
+            exact=not (plan_step.kind == "kernel" and backend.converts(node)),
         )
 
     def _info(self, name: str, precision: str = "fp32", backend: Backend | None = None) -> TensorInfo:

@@ -57,13 +57,9 @@ def convert(arrays: list, conversions: Conversions) -> None:
 
 
 class HostLaunch:
-    """One prepared host step: the kernel, its emulated precision and its per-node cache.
+    """One prepared host step: the kernel, its emulated precision and its per-node cache."""
 
-    ``exact`` is False when the step rounds or quantizes values: such a step can never be
-    skipped by placing its inputs inside its output (Concat elision).
-    """
-
-    __slots__ = ("node", "opset", "fn", "tactic", "cache", "nested", "convert_in", "convert_out", "exact", "workspace_key")
+    __slots__ = ("node", "opset", "fn", "tactic", "cache", "nested", "convert_in", "convert_out", "workspace_key")
 
     def __init__(self, spec: StepSpec, fn: Callable, workspace_key: str) -> None:
         self.node = spec.node
@@ -73,7 +69,6 @@ class HostLaunch:
         self.cache: dict = {}
         self.nested = any(True for _ in spec.node.subgraphs())
         self.convert_in, self.convert_out = conversions_of(spec.node)
-        self.exact = not (self.convert_in or self.convert_out)
         self.workspace_key = workspace_key
 
     def __call__(self, args: list, out: list | None, state: RunState) -> list[np.ndarray]:
@@ -164,6 +159,10 @@ class HostBackend(Backend):
         if kernel is None:
             raise KernelError(f"node '{node.name}': no {self.name} kernel for {node.op_type}")
         return HostLaunch(spec, kernel.fn, self.name)
+
+    def converts(self, node: Node) -> bool:
+        convert_in, convert_out = conversions_of(node)
+        return bool(convert_in or convert_out)
 
     def new_state(self) -> Workspace:
         return Workspace()

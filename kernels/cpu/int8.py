@@ -9,77 +9,51 @@ layer writes as INT8. The accumulation runs as a float64 product of the integer 
 partial sum is an integer far below 2**53, so the result is the int32 accumulator exactly, at
 BLAS speed (numpy's integer matmul has no BLAS path).
 
-A layer whose operands have a nonzero zero point (asymmetric Q/DQ models), or whose weight is
-scaled along another axis than its output channels, has no such factorization: it runs the
-float kernel on the dequantized values, as it did before.
+Which layers have that integer form, and the FP32 factor of each output channel, come from
+:mod:`edge.quant.integer` (shared with the GPU's integer kernels); a layer without one
+(asymmetric Q/DQ models, weights scaled along another axis than their output channels) runs
+the float kernel on the dequantized values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 
-from edge.ir import EDGETRT_DOMAIN, Value
+from edge.ir import EDGETRT_DOMAIN
 from edge.kernels.cpu.activations import apply_activation
 from edge.kernels.cpu.fused import fused_conv, fused_gemm
 from edge.kernels.cpu.linalg import gemm, matmul
 from edge.kernels.cpu.nn import conv, convolve
 from edge.kernels.registry import KernelFn, OpContext, register
-from edge.quant.numerics import quantizer_of, weight_axis
+from edge.quant.integer import IntegerOperand, epilogue_multiplier, integer_operands
+from edge.refusal import Refusal
 
 __all__: list[str] = []  # kernels are reached through the registry
 
 INT8 = ("int8",)
 
 
-@dataclass(frozen=True)
-class _Operand:
-    """One integer operand: its scale (a scalar, or one per output channel) and, for a
-    constant weight, its INT8 codes as float64 (None: an activation, coded per run)."""
-
-    scale: np.ndarray
-    codes: np.ndarray | None = None
-
-    def of(self, array: np.ndarray) -> np.ndarray:
-        """The operand's codes: the weight's, or the activation's ``array / scale`` (exact
-        integers, the array being on its grid)."""
-        if self.codes is not None:
-            return self.codes
-        return np.rint(array / self.scale).astype(np.float64)
+def _codes(operand: IntegerOperand, array: np.ndarray) -> np.ndarray:
+    """An operand's codes as float64: the weight's, or the activation's ``array / scale``
+    (exact integers, the array being on its grid)."""
+    if operand.codes is not None:
+        return operand.codes
+    return np.rint(array / operand.scale).astype(np.float64)
 
 
-def _operand(value: Value, channel_axis: int | None) -> _Operand | None:
-    """``value`` as an integer operand, or None when it has no zero-point-0 INT8 form (or a
-    weight's scales run along another axis than ``channel_axis``)."""
-    if value.is_const:
-        meta = value.meta
-        codes = meta.get("int8_weight")
-        if codes is None or np.any(np.asarray(meta.get("int8_zero_point", 0)) != 0):
-            return None
-        scale = np.asarray(meta["int8_scale"], np.float32).reshape(-1)
-        if scale.size > 1 and (channel_axis is None or meta.get("int8_axis", 1) % codes.ndim != channel_axis % codes.ndim):
-            return None
-        return _Operand(scale if scale.size > 1 else scale.reshape(()), codes.astype(np.float64))
-    quantizer = quantizer_of(value.meta)
-    if quantizer is None or quantizer.zero_point:
-        return None
-    return _Operand(np.asarray(quantizer.scale, np.float32))
-
-
-def _operands(ctx: OpContext) -> tuple[_Operand, _Operand] | None:
-    """The node's (input 0, input 1) integer operands, found once per node; None where the
-    layer is not INT8 or has no integer form."""
+def _operands(ctx: OpContext) -> tuple[IntegerOperand, IntegerOperand] | None:
+    """The node's (input 0, input 1) integer operands, weight codes as float64 (BLAS), found
+    once per node; None where the layer has no integer form."""
     found = ctx.cache.get("int8-operands")
     if found is None:
-        node = ctx.node
+        operands = integer_operands(ctx.node)
         found = False
-        if node.meta.get("precision") == "int8":
-            a = _operand(node.inputs[0], None)
-            b = _operand(node.inputs[1], weight_axis(node.op_type, 1, node.attrs))
-            if a is not None and b is not None and a.codes is None:
-                found = (a, b)
+        if not isinstance(operands, Refusal):
+            a, b = operands
+            found = (a, b if b.codes is None else replace(b, codes=b.codes.astype(np.float64)))
         ctx.cache["int8-operands"] = found
     return found or None
 
@@ -109,31 +83,31 @@ def _integer(float_kernel: KernelFn, integer_kernel: Callable[..., np.ndarray]) 
 
 
 def _conv(
-    ctx: OpContext, a: _Operand, b: _Operand, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, z: np.ndarray | None = None
+    ctx: OpContext, a: IntegerOperand, b: IntegerOperand, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, z: np.ndarray | None = None
 ) -> np.ndarray:
     """act(s_x · s_w[k] · Σ q_x q_w + B + Z): the integer convolution and its FP32 epilogue."""
-    acc = convolve(ctx, a.of(x), b.of(w))
+    acc = convolve(ctx, _codes(a, x), _codes(b, w))
     channel = (-1,) + (1,) * (acc.ndim - 2)
-    multiplier = (a.scale * b.scale).astype(np.float32).reshape(channel)
+    multiplier = epilogue_multiplier(ctx.node, a, b).reshape(channel)
     add = None if bias is None else bias.reshape(channel)
     if z is not None:
         add = z if add is None else z + add
     return _epilogue(ctx, acc, multiplier, add)
 
 
-def _gemm(ctx: OpContext, a: _Operand, b: _Operand, x: np.ndarray, w: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+def _gemm(ctx: OpContext, a: IntegerOperand, b: IntegerOperand, x: np.ndarray, w: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
     """act(alpha · s_a · s_b[n] · Σ q_a q_b + beta · C): the integer Gemm and its FP32 epilogue."""
-    codes_a = a.of(x).T if ctx.attr("transA", 0) else a.of(x)
-    codes_b = b.of(w).T if ctx.attr("transB", 0) else b.of(w)
-    multiplier = (a.scale * b.scale * np.float32(ctx.attr("alpha", 1.0))).astype(np.float32)
+    codes_a = _codes(a, x).T if ctx.attr("transA", 0) else _codes(a, x)
+    codes_b = _codes(b, w).T if ctx.attr("transB", 0) else _codes(b, w)
+    multiplier = epilogue_multiplier(ctx.node, a, b)
     beta = np.float32(ctx.attr("beta", 1.0))
     add = None if c is None or beta == 0 else (c * beta if beta != 1 else c)
     return _epilogue(ctx, np.matmul(codes_a, codes_b), multiplier, add)
 
 
-def _matmul(ctx: OpContext, a: _Operand, b: _Operand, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _matmul(ctx: OpContext, a: IntegerOperand, b: IntegerOperand, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """s_a · s_b[n] · Σ q_a q_b: the integer MatMul (B a weight scaled per column, or an activation)."""
-    return _epilogue(ctx, np.matmul(a.of(x), b.of(w)), (a.scale * b.scale).astype(np.float32), None)
+    return _epilogue(ctx, np.matmul(_codes(a, x), _codes(b, w)), epilogue_multiplier(ctx.node, a, b), None)
 
 
 register("Conv", precisions=INT8)(_integer(conv, _conv))

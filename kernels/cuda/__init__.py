@@ -17,6 +17,7 @@ from edge.kernels.cuda import (  # noqa: F401  (imported for registration)
     reduce,
     tensor,
 )
+from edge.kernels.cuda import int8  # noqa: F401,E402  (after the float kernels it is preferred to: the registry prefers the last registered)
 
 if TYPE_CHECKING:
     from edge.kernels.cuda.backend import CudaBackend

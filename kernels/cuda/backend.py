@@ -16,11 +16,14 @@ from typing import Any
 import numpy as np
 
 from edge.errors import KernelError
+from edge.ir import Node
 from edge.kernels import registry
 from edge.kernels.backend import Backend, Launch, RunState, StepSpec
 from edge.kernels.cuda import compiler, cublaslt, cudnn_conv
+from edge.kernels.cuda.conversions import quantizers, with_conversions
 from edge.kernels.cuda.driver import Device, open_device
 from edge.kernels.cuda.launch import DeviceTensor, Function, Step
+from edge.refusal import Refusal
 
 __all__ = ["CapturedGraph", "CudaBackend", "CudaState", "DeviceBuffer"]
 
@@ -49,20 +52,23 @@ class CudaState:
         self._staging: list[tuple[int, np.ndarray]] = []
         self._used = 0
         self._retired: list[tuple[int, np.ndarray]] = []
-        self._workspace: DeviceBuffer | None = None
+        self._workspaces: dict[str, DeviceBuffer] = {}
         self.marks: list[tuple[str, Any]] = []  # (phase, event) recorded this run
         self.mark_events: list[Any] = []
         weakref.finalize(self, _free_state, device, self.stream, self._staging, self._retired)
 
-    def workspace(self, backend: CudaBackend, nbytes: int) -> int:
+    def workspace(self, backend: CudaBackend, nbytes: int, purpose: str = "step") -> int:
         """Device scratch of at least ``nbytes`` for one step's intermediates (attention
-        scores), shared by the context's steps, which run one after another on its stream.
-        It grows on the first run that needs more, so capture a graph after a warm-up run."""
-        if self._workspace is None or self._workspace.nbytes < nbytes:
-            if self._workspace is not None:
+        scores, INT8 im2col rows), shared by the context's steps, which run one after another
+        on its stream; each ``purpose`` has its own (a step's quantized input copies live
+        beside the scratch of the kernel reading them). It grows on the first run that needs
+        more, so capture a graph after a warm-up run."""
+        current = self._workspaces.get(purpose)
+        if current is None or current.nbytes < nbytes:
+            if current is not None:
                 self.device.sync_stream(self.stream)  # the old scratch may still be read
-            self._workspace = backend.allocate(nbytes)
-        return self._workspace.ptr
+            current = self._workspaces[purpose] = backend.allocate(nbytes)
+        return current.ptr
 
     def stage(self, nbytes: int) -> tuple[int, np.ndarray]:
         """Pinned host bytes for one copy: (address, uint8 view)."""
@@ -202,12 +208,14 @@ class CudaBackend(Backend):
 
     def prepare(self, spec: StepSpec) -> Launch:
         node = spec.node
-        kernel = registry.lookup(node.op_type, node.domain, "cuda", spec.opset, spec.precision)
-        if kernel is None:
-            raise KernelError(f"{node.op_type} '{node.name}': the cuda backend has no {spec.precision} kernel")
+        kernel = registry.resolve(node, spec.opset, "cuda", spec.precision)
+        if isinstance(kernel, Refusal):
+            raise KernelError(f"{node.op_type} '{node.name}': the cuda backend has no {spec.precision} kernel for it ({kernel.detail})")
         step = Step(spec, self)
         body = kernel.fn(step)
         step.bind_constants()
+        if not kernel.meta.get("quantizes"):
+            body = with_conversions(step, body)
         constants = dict(step.constants)
 
         def launch(inputs: list, outputs: list | None, state: RunState) -> list:
@@ -218,6 +226,11 @@ class CudaBackend(Backend):
             return outputs
 
         return launch
+
+    def converts(self, node: Node) -> bool:
+        """Whether the step of ``node`` puts tensors on an INT8 grid (FP16 rounding is no
+        conversion here: such layers store float16)."""
+        return any(quantizers(node))
 
     def new_state(self) -> CudaState:
         return CudaState(self.device)

@@ -1,5 +1,6 @@
 // Shared device helpers of the edgetrt CUDA kernels: half/float conversion, N-d strided
-// indexing (broadcasts, transposes, slices), the fused-epilogue activations, block reductions.
+// indexing (broadcasts, transposes, slices), the fused-epilogue activations, INT8 fake
+// quantization, block reductions.
 #pragma once
 #include <cuda_fp16.h>
 
@@ -54,6 +55,21 @@ __device__ __forceinline__ float activate(float v, int act, float p0, float p1) 
     case ACT_TANH: return tanhf(v);
     default: return v;
     }
+}
+
+// Fake quantization to an INT8 grid, as edge.quant.numerics.Quantizer computes it in float32:
+// code = clamp(rint(x / scale) + zero, low, high), value = (code - zero) * scale (IEEE division
+// and rounding, never contracted, so GPU and CPU agree bit for bit). scale 0: no quantizer.
+struct FakeQuant {
+    float scale, zero, low, high;
+};
+
+__device__ __forceinline__ float quantize_code(float v, const FakeQuant& q) {
+    return fminf(fmaxf(__fadd_rn(rintf(__fdiv_rn(v, q.scale)), q.zero), q.low), q.high);
+}
+
+__device__ __forceinline__ float fake_quantize(float v, const FakeQuant& q) {
+    return __fmul_rn(__fsub_rn(quantize_code(v, q), q.zero), q.scale);
 }
 
 // Grid-stride loop over n elements.

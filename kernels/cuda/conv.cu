@@ -2,13 +2,7 @@
 // act(conv + bias + residual): a direct kernel (one thread per output; depthwise and tiny
 // convs) and a tiled implicit GEMM (weights x im2col columns formed in shared memory).
 #include "common.cuh"
-
-// Geometry of one convolution step (mirrors kernels/cuda/nn.py's ConvGeometry).
-struct Conv2d {
-    int n, c, h, w, m, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, groups;
-    int act;
-    float p0, p1;
-};
+#include "conv.cuh"
 
 template <typename T>
 __device__ __forceinline__ float conv_epilogue(float v, const Conv2d& g, const T* bias, const T* z, i64 i, int m) {

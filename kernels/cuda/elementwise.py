@@ -11,6 +11,7 @@ import numpy as np
 from edge.ir import EDGETRT_DOMAIN, Node
 from edge.kernels.cuda.launch import (
     BLOCK,
+    PRECISIONS,
     Body,
     Dims,
     Step,
@@ -26,7 +27,6 @@ from edge.refusal import Refusal
 __all__ = ["UNARY_CODES", "BINARY_CODES", "CAST_SUFFIX", "broadcast_plan"]
 
 FLOATS = (np.float32, np.float16)
-PRECISIONS = ("fp32", "fp16")
 
 UNARY_CODES = {
     name: code

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from edge.kernels.cuda.backend import CudaBackend, CudaState
 
 __all__ = [
+    "PRECISIONS",
     "DeviceTensor",
     "Dims",
     "MAX_DIMS",
@@ -42,6 +43,10 @@ __all__ = [
     "bytes_suffix",
     "static_refusal",
 ]
+
+PRECISIONS = ("fp32", "fp16", "int8")
+"""Layer precisions the float kernels serve: INT8 layers too (those without an integer kernel),
+between the INT8 conversions of :mod:`.conversions`."""
 
 MAX_DIMS = 8
 """Axes the N-d kernels index (``EDGE_MAX_DIMS`` in common.cuh)."""
@@ -222,6 +227,12 @@ class Step:
         if array is None:
             raise ValueError(f"node '{self.node.name}': input {index} is not a constant")
         tensor = self.constants[index] = self.backend.upload(array)
+        return tensor
+
+    def place(self, index: int, array: np.ndarray) -> DeviceTensor:
+        """Upload ``array``, a form of constant input ``index`` the builder derived (packed INT8
+        weights, a float32 bias), to stand in for that input at launch."""
+        tensor = self.constants[index] = self.upload(array)
         return tensor
 
     def bind_constants(self) -> None:

@@ -19,6 +19,7 @@ from edge.kernels.cuda import cublaslt
 from edge.kernels.cuda.elementwise import BINARY_CODES, broadcast_plan
 from edge.kernels.cuda.launch import (
     BLOCK,
+    PRECISIONS,
     Body,
     DeviceTensor,
     Dims,
@@ -39,7 +40,6 @@ from edge.refusal import Refusal
 __all__ = ["GemmGeometry", "matmul_geometry", "gemm_geometry", "gemm_grid", "gemm_tactics", "attention_geometries"]
 
 FLOATS = (np.float32, np.float16)
-PRECISIONS = ("fp32", "fp16")
 TILE = 64
 """Rows and columns of the output per block (GEMM_BM / GEMM_BN)."""
 MAX_BATCH = 65535

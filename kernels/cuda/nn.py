@@ -14,22 +14,21 @@ from edge.ir import EDGETRT_DOMAIN, Node
 from edge.kernels.backend import StepSpec
 from edge.kernels.cpu.nn import _window as resolve_window
 from edge.kernels.cuda import cudnn_conv
-from edge.kernels.cuda.launch import BLOCK, Body, Step, activation_code, float_suffix, grid_1d, static_refusal
+from edge.kernels.cuda.launch import BLOCK, PRECISIONS, Body, Step, activation_code, float_suffix, grid_1d, static_refusal
 from edge.kernels.cuda.sources import TacticSource, add_source, build_tactic, family_tactics
 from edge.kernels.registry import register
 from edge.kernels.tactics import Tactic
 from edge.refusal import Refusal
 
-__all__ = ["Conv2d", "Pool2d", "conv_geometry", "conv_grid", "conv_tactics"]
+__all__ = ["Conv2d", "Pool2d", "conv_geometry", "conv_grid", "conv_tactics", "window_refusal"]
 
 FLOATS = (np.float32, np.float16)
-PRECISIONS = ("fp32", "fp16")
 IGEMM_TILE = 64
 """Output channels and positions per block of the implicit-GEMM kernel (CONV_BM/CONV_BN)."""
 
 
 class Conv2d(ctypes.Structure):
-    """``struct Conv2d`` of conv.cu."""
+    """``struct Conv2d`` of conv.cuh."""
 
     _fields_ = [(name, ctypes.c_int32) for name in "n c h w m oh ow kh kw sh sw ph pw dh dw groups act".split()] + [
         ("p0", ctypes.c_float),
@@ -48,7 +47,8 @@ def _as_2d(values: tuple[int, ...], fill: int) -> tuple[int, int]:
     return (fill, values[0]) if len(values) == 1 else (values[0], values[1])
 
 
-def _window_refusal(node: Node) -> Refusal | None:
+def window_refusal(node: Node) -> Refusal | None:
+    """Refusal of a window op the kernels cannot take: dynamic shapes, non-float data, not 1-D or 2-D."""
     refusal = static_refusal(node, FLOATS)
     if refusal is None and len(node.inputs[0].shape) not in (3, 4):
         return Refusal("cuda.rank", f"{node.op_type} '{node.name}': only 1-D and 2-D windows run on the cuda backend")
@@ -115,8 +115,8 @@ add_source("conv", TacticSource("cudnn", lambda spec: cudnn_conv.conv_candidates
 conv_tactics = family_tactics("conv")
 
 
-@register("Conv", backend="cuda", precisions=PRECISIONS, supports=_window_refusal, tactics=conv_tactics)
-@register("FusedConv", backend="cuda", domain=EDGETRT_DOMAIN, precisions=PRECISIONS, supports=_window_refusal, tactics=conv_tactics)
+@register("Conv", backend="cuda", precisions=PRECISIONS, supports=window_refusal, tactics=conv_tactics)
+@register("FusedConv", backend="cuda", domain=EDGETRT_DOMAIN, precisions=PRECISIONS, supports=window_refusal, tactics=conv_tactics)
 def conv(step: Step) -> Body:
     """act(Conv(X, W, B) + Z), the activation and residual fused into the epilogue."""
     return build_tactic("conv", step, *conv_epilogue(step.node))
@@ -153,7 +153,7 @@ def _pool_builder(is_max: bool):
 def _pool_refusal(node: Node) -> Refusal | None:
     if node.op_type == "MaxPool" and len(node.outputs) > 1:
         return Refusal("cuda.outputs", f"MaxPool '{node.name}': the Indices output runs on the CPU")
-    return _window_refusal(node)
+    return window_refusal(node)
 
 
 register("MaxPool", backend="cuda", precisions=PRECISIONS, supports=_pool_refusal)(_pool_builder(True))

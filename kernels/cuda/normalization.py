@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from edge.ir import EDGETRT_DOMAIN, Node
-from edge.kernels.cuda.launch import BLOCK, Body, Step, activation_code, float_suffix, grid_1d, static_refusal
+from edge.kernels.cuda.launch import BLOCK, PRECISIONS, Body, Step, activation_code, float_suffix, grid_1d, static_refusal
 from edge.kernels.cuda.reduce import reduce_threads
 from edge.kernels.registry import register
 from edge.refusal import Refusal
@@ -18,7 +18,6 @@ from edge.refusal import Refusal
 __all__ = ["batch_norm_affine"]
 
 FLOATS = (np.float32, np.float16)
-PRECISIONS = ("fp32", "fp16")
 
 
 def _constant_parameters(node: Node) -> Refusal | None:

@@ -10,14 +10,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from edge.ir import Node
-from edge.kernels.cuda.launch import BLOCK, Body, Dims, Step, contiguous_strides, float_suffix, grid_1d, merge_axes, static_refusal
+from edge.kernels.cuda.launch import BLOCK, PRECISIONS, Body, Dims, Step, contiguous_strides, float_suffix, grid_1d, merge_axes, static_refusal
 from edge.kernels.registry import register
 from edge.refusal import Refusal
 
 __all__ = ["REDUCE_CODES", "reduction_plan", "reduce_threads", "reduce_body"]
 
 FLOATS = (np.float32, np.float16)
-PRECISIONS = ("fp32", "fp16")
 
 REDUCE_CODES = {
     name: code

@@ -406,9 +406,9 @@ def _resize_builder(step: Step) -> Body:
     return body
 
 
-register("Resize", backend="cuda", since=10, precisions=("fp32", "fp16"), supports=_resize_refusal)(_resize_builder)
-register("Resize", backend="cuda", since=11, precisions=("fp32", "fp16"), supports=_resize_refusal)(_resize_builder)
-register("Upsample", backend="cuda", since=9, precisions=("fp32", "fp16"), supports=_resize_refusal)(_resize_builder)
+register("Resize", backend="cuda", since=10, precisions=ANY, supports=_resize_refusal)(_resize_builder)
+register("Resize", backend="cuda", since=11, precisions=ANY, supports=_resize_refusal)(_resize_builder)
+register("Upsample", backend="cuda", since=9, precisions=ANY, supports=_resize_refusal)(_resize_builder)
 
 
 # -- QuantizeLinear / DequantizeLinear ------------------------------------------------------

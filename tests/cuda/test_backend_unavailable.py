@@ -26,7 +26,7 @@ def test_import_registers_kernels_without_a_gpu():
 
     assert registry.lookup("Conv", backend="cuda", precision="fp16") is not None
     assert registry.lookup("FusedConv", "edgetrt", backend="cuda", precision="fp32") is not None
-    assert registry.lookup("Conv", backend="cuda", precision="int8") is None
+    assert registry.lookup("Conv", backend="cuda", precision="int8").name == "int8.imma_conv"
 
 
 @pytest.mark.skipif(_gpu_present(), reason="this machine has a GPU")

@@ -1,0 +1,201 @@
+"""GPU-free: the CUDA INT8 kernels as the registry, the planner and ``CudaBackend.prepare`` see
+them (a stand-in device checks every kernel name against the real sm_90 cubins and records
+launches): integer layers take them, the others are refused with a reason and run the float
+kernel of the same precision between the INT8 conversions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edge
+from edge.inspect import layer_rows
+from edge.ir import EDGETRT_DOMAIN, Node, Value
+from edge.kernels import registry
+from edge.kernels.backend import RunState, register_backend
+from edge.kernels.cuda.int8 import padded_depth
+from edge.kernels.tactics import Tactic
+from tests.cuda.conftest import FakeDevice
+from tests.cuda.int8_cases import conv_case, gemm_case, gpu_spec, matmul_case
+from tests.models import mobile_cnn, random_feeds, resnet_block_cnn
+
+F16 = np.dtype(np.float16)
+
+
+@pytest.fixture
+def stand_in(cubins):
+    from edge.kernels.cuda.backend import CudaBackend
+
+    device = FakeDevice(cubins)
+    backend = CudaBackend(device=device)
+    register_backend("cuda", lambda: backend)
+    yield device, backend
+    register_backend("cuda", _unavailable)
+
+
+def _unavailable():
+    from edge.kernels.cuda import create_backend
+
+    return create_backend()
+
+
+def _calibration(tmp_path: Path, shape: tuple[int, ...]) -> Path:
+    np.save(tmp_path / "batch.npy", np.random.default_rng(3).standard_normal((4, *shape[1:])).astype(np.float32))
+    return tmp_path
+
+
+@pytest.mark.parametrize("op,domain", [("Conv", ""), ("FusedConv", EDGETRT_DOMAIN), ("Gemm", ""), ("FusedGemm", EDGETRT_DOMAIN), ("MatMul", "")])
+def test_int8_lookup_prefers_the_integer_kernel(op, domain):
+    kernel = registry.lookup(op, domain, "cuda", 17, "int8")
+    assert kernel.name.startswith("int8.imma_") and kernel.meta["quantizes"]
+    assert not registry.lookup(op, domain, "cuda", 17, "fp16").name.startswith("int8.")
+
+
+def _refused(node: Node, code: str) -> None:
+    chosen = registry.resolve(node, 17, "cuda", "int8")
+    assert not isinstance(chosen, registry.Refusal) and not chosen.name.startswith("int8."), chosen
+    assert "int8" in chosen.precisions  # the float kernel serves INT8 layers between the conversions
+    refusal = registry.passed_over(node, 17, "cuda", "int8", chosen)
+    assert refusal is not None and refusal.code == code and node.name in refusal.detail
+
+
+def test_grouped_convolution_is_refused():
+    case = conv_case("grouped", (1, 8, 6, 6), (8, 4, 3, 3), {"group": 2, "pads": [1, 1, 1, 1]})
+    _refused(case.node, "int8.grouped_conv")
+
+
+def test_nonzero_zero_point_is_refused():
+    case = conv_case("zero-point", (1, 4, 6, 6), (8, 4, 3, 3))
+    case.node.inputs[1].meta["int8_zero_point"] = np.full(8, 3, np.int8)
+    _refused(case.node, "int8.zero_point")
+
+
+def test_weight_scaled_along_another_axis_is_refused():
+    case = conv_case("scale-axis", (1, 4, 6, 6), (8, 4, 3, 3))
+    weight = case.node.inputs[1]
+    weight.meta.update(int8_scale=np.full(4, 0.01, np.float32), int8_axis=1)
+    _refused(case.node, "int8.scale_axis")
+
+
+def test_activation_times_activation_matmul_is_refused():
+    case = matmul_case("two-activations", (4, 8), (8, 5))
+    b = Value("b", np.float32, (8, 5))
+    b.meta.update(int8_scale=0.01, int8_zero_point=0)
+    case.node.set_input(1, b)
+    _refused(case.node, "int8.activation_weight")
+
+
+def test_batched_matmul_weight_is_refused():
+    case = matmul_case("batched", (2, 4, 8), (8, 5))
+    weight = case.node.inputs[1]
+    codes = np.stack([weight.meta["int8_weight"]] * 2)
+    batched = Value("w3", const=np.stack([weight.const] * 2))
+    batched.meta.update(weight.meta, int8_weight=codes)
+    case.node.set_input(1, batched)
+    _refused(case.node, "int8.weight_rank")
+
+
+def test_gemm_constant_addend_varying_along_rows_is_refused():
+    case = gemm_case("full-c", (4, 8), (8, 5))
+    case.node.set_input(2, Value("c2", const=np.ones((4, 5), np.float32)))
+    _refused(case.node, "int8.addend")
+
+
+def test_prepared_conv_packs_weights_and_launches_im2col_then_gemm(fake_backend, monkeypatch):
+    backend, device = fake_backend
+    uploads = []
+    upload = backend.upload
+    monkeypatch.setattr(backend, "upload", lambda array: uploads.append(array) or upload(array))
+    case = conv_case("conv", (2, 5, 9, 9), (12, 5, 3, 3), {"pads": [1, 1, 1, 1]}, residual=True, activation="Relu")
+    spec, runtime = gpu_spec(case, F16, Tactic("imma128x128"))
+    launch = backend.prepare(spec)
+    packed = [a for a in uploads if a.dtype == np.int8]
+    assert [a.shape for a in packed] == [(12, padded_depth(5 * 9))] and padded_depth(45) == 64
+    assert not np.any(packed[0][:, 45:])
+    assert all(a.dtype != F16 or a.shape != (12, 5, 3, 3) for a in uploads)  # the float weight is not uploaded
+    state = RunState(scratch={"cuda": backend.new_state()})
+    arena = backend.allocate(1 << 20)
+    views = [None if a is None else backend.view(arena, 4096 * i, a.shape, a.dtype) for i, a in enumerate(runtime)]
+    out = backend.view(arena, 1 << 19, spec.outputs[0].shape, F16)
+    launch(views, [out], state)
+    (pack, pack_grid, pack_block, _), (gemm, grid, block, _) = device.launches
+    assert (pack, gemm) == ("im2col_quantize_f16", "imma_gemm_128x128_f16")
+    assert block == (256, 1, 1) and grid == (-(-2 * 81 // 128), 1, 1)
+
+
+@pytest.mark.parametrize("case", [
+    gemm_case("gemm-transA", (33, 7), (33, 10), {"transA": 1}),
+    gemm_case("gemm-activation-c", (7, 33), (10, 33), {"transB": 1, "beta": 0.5}, c="activation", activation="Relu"),
+    matmul_case("matmul", (2, 3, 40), (40, 70)),
+], ids=lambda c: c.id)
+def test_prepared_products_launch_both_tactics(fake_backend, case):
+    backend, device = fake_backend
+    for tactic, threads in (("imma64x64", 128), ("imma128x128", 256)):
+        device.launches.clear()
+        spec, runtime = gpu_spec(case, F16, Tactic(tactic))
+        state = RunState(scratch={"cuda": backend.new_state()})
+        arena = backend.allocate(1 << 20)
+        views = [None if a is None else backend.view(arena, 8192 * i, a.shape, a.dtype) for i, a in enumerate(runtime)]
+        backend.prepare(spec)(views, [backend.view(arena, 1 << 19, spec.outputs[0].shape, F16)], state)
+        assert [name for name, *_ in device.launches] == ["im2col_quantize_f16", f"imma_gemm_{tactic[4:]}_f16"]
+        assert device.launches[1][2] == (threads, 1, 1)
+
+
+def test_float_int8_layers_run_between_fake_quantizations(fake_backend):
+    """An INT8 Add (no integer kernel): its input that no INT8 layer wrote is quantized into a
+    copy, the float kernel runs, the output it writes as INT8 is requantized in place."""
+    backend, device = fake_backend
+    a, b, y = Value("a", np.float32, (2, 8)), Value("b", np.float32, (2, 8)), Value("y", np.float32, (2, 8))
+    for value in (a, b, y):
+        value.meta.update(int8_scale=0.05, int8_zero_point=0)
+    b.meta["int8_output"] = y.meta["int8_output"] = True
+    node = Node("Add", [a, b], [y], name="add_int8")
+    node.meta["precision"] = "int8"
+    from edge.kernels.backend import StepSpec, TensorInfo
+
+    infos = [TensorInfo(v.name, F16, (2, 8)) for v in (a, b)]
+    spec = StepSpec(node, 17, "int8", None, "nchw", infos, [TensorInfo("y", F16, (2, 8))], device="gpu")
+    launch = backend.prepare(spec)
+    arena = backend.allocate(1 << 12)
+    views = [backend.view(arena, 256 * i, (2, 8), F16) for i in range(3)]
+    state = RunState(scratch={"cuda": backend.new_state()})
+    launch(views[:2], [views[2]], state)
+    names = [name for name, *_ in device.launches]
+    assert names == ["fake_quantize_f16", "binary_flat_f16", "fake_quantize_f16"]
+    assert backend.converts(node) and not backend.converts(Node("Add", [a, b], [Value("z", np.float32, (2, 8))], name="plain"))
+
+
+def test_cnn_int8_plans_the_integer_kernels_on_the_gpu(stand_in, tmp_path):
+    """A calibrated INT8 build of the residual CNN for the GPU: every layer on the cuda
+    backend, every Conv/Gemm with an integer kernel and tactic, nothing left to the CPU but
+    the copies in and out; a context runs it on the stand-in (kernel names checked)."""
+    device, _ = stand_in
+    model = resnet_block_cnn()
+    config = edge.BuilderConfig(profile="agx-orin-64gb", precision="int8", calib_data=_calibration(tmp_path, (1, 3, 16, 16)),
+                                backends={"gpu": "cuda"}, optimization_level=0)
+    engine = edge.build(model.SerializeToString(), config)
+    kernels = [s for s in engine.plan.steps if s.kind == "kernel"]
+    assert all(s.backend == "cuda" and s.fallback is None for s in kernels), [(s.node, s.backend, s.fallback) for s in kernels]
+    products = [s for s in kernels if s.op.split("::")[-1] in ("Conv", "FusedConv", "Gemm")]
+    assert len(products) == 7 and all(s.precision == "int8" and s.kernel.startswith("int8.imma_") for s in products)
+    assert all(s.tactic is not None and s.tactic.name in ("imma64x64", "imma128x128") for s in products)
+    rows = {row["name"]: row for row in layer_rows(engine.graph, engine.plan)}
+    assert {rows[s.node]["kernel"] for s in products} == {"int8.imma_conv", "int8.imma_product"}
+    context = engine.create_context()
+    context.run(random_feeds(model))
+    launched = {name for name, *_ in device.launches}
+    assert {"im2col_quantize_f16", "imma_gemm_64x64_f16", "fake_quantize_f16"} <= launched
+
+
+def test_depthwise_layers_fall_back_to_float_kernels_on_the_gpu_with_a_reason(stand_in, tmp_path):
+    model = mobile_cnn()
+    shape = tuple(d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim)
+    config = edge.BuilderConfig(profile="agx-orin-64gb", precision="int8", calib_data=_calibration(tmp_path, shape),
+                                backends={"gpu": "cuda"}, optimization_level=0)
+    engine = edge.build(model.SerializeToString(), config)
+    convs = [s for s in engine.plan.steps if s.kind == "kernel" and s.op.split("::")[-1] in ("Conv", "FusedConv") and s.precision == "int8"]
+    grouped = [s for s in convs if s.fallback is not None]
+    assert grouped and all(s.backend == "cuda" and s.fallback["code"] == "int8.grouped_conv" and s.kernel == "nn.conv" for s in grouped)
+    assert any(s.kernel == "int8.imma_conv" for s in convs)
