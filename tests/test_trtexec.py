@@ -148,6 +148,9 @@ def test_layer_precisions_pin_layers_as_builds_do(model_path, tmp_path, capsys) 
     pins.write_text("conv_10:fp32\n")  # build's @FILE form, as calibrate --keep-fp16 writes it
     argv = ["trtexec", f"--onnx={model_path}", "--fp16", f"--layerPrecisions=@{pins}", f"--saveEngine={engine}", "--skipInference"]
     assert main(argv) == 0
+    assert "--precisionConstraints=none: edgetrt obeys --layerPrecisions all the same" in capsys.readouterr().out
+    assert main([*argv, "--precisionConstraints=obey"]) == 0
+    assert "precisionConstraints" not in capsys.readouterr().out
     built = edge.load(engine)
     (pinned,) = [n for n in built.graph.nodes if "conv_10" in n.origin]
     assert pinned.meta["precision"] == "fp32" and pinned.meta["precision_note"] == PINNED
@@ -156,6 +159,8 @@ def test_layer_precisions_pin_layers_as_builds_do(model_path, tmp_path, capsys) 
     assert main(["trtexec", f"--onnx={model_path}", "--fp16", "--layerPrecisions=conv_10:int8", "--skipInference"]) == 1
     err = capsys.readouterr().err
     assert "layer precision 'conv_10:int8' needs a int8 build" in err and len(err.strip().splitlines()) == 1
+    assert main([*argv, "--precisionConstraints=always"]) == 1
+    assert "--precisionConstraints=always: expected one of none, prefer, obey" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

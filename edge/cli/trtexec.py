@@ -53,6 +53,10 @@ _EXPLANATIONS = (
 )
 
 
+_PRECISION_CONSTRAINTS = ("none", "prefer", "obey")
+"""trtexec's --precisionConstraints values."""
+
+
 @app.command("trtexec", context_settings={"allow_interspersed_args": True})
 def trtexec_command(
     onnx: Path = typer.Option(None, "--onnx", help="ONNX model to build.", show_default=False),
@@ -71,6 +75,10 @@ def trtexec_command(
     timing_cache: Path = typer.Option(None, "--timingCacheFile", help="JSON timing cache, read and updated by the build."),
     calib_cache: Path = typer.Option(None, "--calib", help="INT8 calibration cache (TensorRT's text format)."),
     layer_precisions: str = LAYER_PRECISIONS,
+    precision_constraints: str = typer.Option(
+        "none", "--precisionConstraints",
+        help="none, prefer or obey: how --layerPrecisions binds. edgetrt always obeys the pins (TensorRT may override them under none and prefer); a pin that cannot be met is an error.",
+    ),
     optimization_level: int = typer.Option(3, "--builderOptimizationLevel", min=0, max=5, help="0: each kernel's heuristic tactic; 1-5: time candidate tactics."),
     iterations: int = ITERATIONS,
     duration: float = DURATION,
@@ -106,6 +114,8 @@ def trtexec_command(
 
         edgetrt trtexec --onnx=bert.onnx --shapes=ids:1x128 --exportProfile=prof.json --exportLayerInfo=layers.json
     """
+    if precision_constraints not in _PRECISION_CONSTRAINTS:
+        raise EdgeError(f"--precisionConstraints={precision_constraints}: expected one of {', '.join(_PRECISION_CONSTRAINTS)}")
     if (onnx is None) == (load_engine is None):
         raise EdgeError("give one of --onnx=MODEL.onnx (build, then benchmark) or --loadEngine=FILE.engine")
     if cpu_threads is not None:
@@ -145,6 +155,8 @@ def trtexec_command(
         cuda_graph=use_cuda_graph,
     )
     _log(f"&&&& RUNNING edgetrt.trtexec [edgetrt v{__version__}]", prefix=False)
+    if layer_precisions and precision_constraints != "obey":
+        _log(f"--precisionConstraints={precision_constraints}: edgetrt obeys --layerPrecisions all the same (TensorRT could choose otherwise)")
     try:
         engine = _engine(onnx, build, load_engine, save_engine, verbose)
         if export_layer_info is not None:
