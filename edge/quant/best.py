@@ -26,6 +26,7 @@ otherwise, for N INT8-capable layers and M layers left out of INT8.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -71,10 +72,7 @@ class BestChoice:
 
     def precisions(self) -> dict[str, int]:
         """How many trial layers each precision got."""
-        counts: dict[str, int] = {}
-        for layer in self.layers:
-            counts[layer.precision] = counts.get(layer.precision, 0) + 1
-        return counts
+        return dict(Counter(layer.precision for layer in self.layers))
 
     def to_record(self) -> dict[str, Any]:
         """The JSON-able build record (``Engine.build["best"]``)."""
