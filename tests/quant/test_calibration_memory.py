@@ -63,7 +63,10 @@ def test_progress_reports_every_batch_of_every_pass(dynamic_cnn: bytes, samples:
     assert seen == [(i, 6) for i in range(1, 7)] + [(i, 3) for i in range(1, 4)]
 
 
-def test_cli_auto_batch_for_an_orin_nano(dynamic_cnn: bytes, samples: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_auto_batch_for_an_orin_nano(
+    dynamic_cnn: bytes, samples: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("edge.quant.calibration.resident_bytes", lambda: 0)  # a fresh `edgetrt calibrate`, not this test process (GBs on CI)
     model = tmp_path / "cnn.onnx"
     model.write_bytes(dynamic_cnn)
     args = ["calibrate", str(model), "--calib-data", str(samples), "--calib-batch", "auto", "--profile", "orin-nano-4gb", "--batches", "1"]
