@@ -55,3 +55,53 @@ def test_random_ops_and_graph_outputs_are_not_folded() -> None:
     r = Value("r", np.float32, (2,))
     graph = Graph([Node("RandomNormal", [], [r], {"shape": [2]}), Node("Add", [c, c], [y])], outputs=[y, r])
     assert fold_constants(graph) == 0 and ops(graph) == ["RandomNormal", "Add"]
+
+
+def _embedding_like_model():
+    """x + Expand(y, shape), the shape computed as transformers' BERT export computes its
+    token-type ids: ConstantOfShape -> Mul -> Equal -> Where, which onnx's data propagation
+    does not follow, so the Add's batch dim is an invented symbol until folding."""
+    nodes = [
+        helper.make_node("ConstantOfShape", ["rank"], ["ones"], value=helper.make_tensor("v", TensorProto.INT64, [1], [1])),
+        helper.make_node("Mul", ["ones", "minus1"], ["negated"]),
+        helper.make_node("Equal", ["target", "negated"], ["keep"]),
+        helper.make_node("Where", ["keep", "ones", "target"], ["shape"]),
+        helper.make_node("Expand", ["y", "shape"], ["wide"]),
+        helper.make_node("Add", ["x", "wide"], ["sum"]),
+        helper.make_node("Relu", ["sum"], ["out"]),
+    ]
+    inits = [
+        const("rank", np.array([3], np.int64)),
+        const("minus1", np.array(-1, np.int64)),
+        const("target", np.array([1, 4, 8], np.int64)),
+        const("y", np.ones((1, 1, 8), np.float32)),
+    ]
+    return model_of(nodes, {"x": [1, 4, 8]}, {"out": ["n", "s", "c"]}, inits)
+
+
+def test_folding_turns_dims_onnx_invented_into_numbers() -> None:
+    from edge.frontend.onnx_import import import_model
+    from edge.passes import optimize
+
+    graph = import_model(_embedding_like_model())
+    assert not graph.outputs[0].is_static  # onnx named the dim "unk__..."
+    optimize(graph)
+    assert graph.outputs[0].shape == (1, 4, 8)
+    assert all(v.is_static for node in graph.nodes for v in node.outputs)
+
+
+def test_a_reshape_by_a_computed_shape_is_not_evaluated_on_zeros() -> None:
+    """A Reshape whose target shape is a runtime tensor keeps its symbolic dims: zeros would
+    give it a wrong static shape."""
+    from edge.frontend.shapes import infer_missing_shapes
+
+    graph_proto = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "target"], ["y"])],
+        "computed_reshape",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6]), helper.make_tensor_value_info("target", TensorProto.INT64, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["a", "b"])],
+    )
+    model = helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", 17)])
+    graph = load_onnx(model.SerializeToString())
+    infer_missing_shapes(graph)
+    assert graph.outputs[0].shape is None or not graph.outputs[0].is_static
