@@ -17,7 +17,7 @@ import importlib
 import pkgutil
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,11 +78,15 @@ class RunState:
             backend name; created once per execution context by ``Backend.new_state``.
         arena: the host arena of the context (host launches copy results that would alias it).
         subgraph: runs a subgraph attribute (If/Loop bodies) with the current outer values.
-        graphs: the context's captured device graphs by first step index (None: capture off).
+        graphs: the context's captured device graphs by (first step index, with per-step
+            marks) (None: capture off).
         warm: a run has completed (workspaces are sized, so a run may now be captured).
         timing: time each run's phases with device events; ``times`` then holds the last
             run's milliseconds per phase (see ``Schedule.run``).
         spin_wait: device backends busy-wait for their streams instead of blocking.
+        step_times: when a dict, each run fills it with every step's milliseconds by step
+            index (device events on a schedule with a device, so GPU steps are not
+            serialized by host syncs; the host clock otherwise); CUDA graphs are off then.
     """
 
     scratch: dict[str, Any] = field(default_factory=dict)
@@ -93,6 +97,7 @@ class RunState:
     timing: bool = False
     times: dict[str, float] = field(default_factory=dict)
     spin_wait: bool = False
+    step_times: dict[int, float] | None = None
 
 
 Launch = Callable[[list, "list | None", RunState], list]
@@ -164,10 +169,10 @@ class Backend(ABC):
         """Launch a graph from ``capture`` on ``state``'s stream."""
         raise NotImplementedError(f"backend '{self.name}' cannot capture graphs")
 
-    def mark(self, state: RunState, phase: str) -> None:
+    def mark(self, state: RunState, phase: Hashable) -> None:
         """Record on ``state``'s stream that ``phase`` starts here (device backends)."""
 
-    def phase_times(self, state: RunState) -> dict[str, float]:
+    def phase_times(self, state: RunState) -> dict[Hashable, float]:
         """Milliseconds per phase between the marks since the last call (after a synchronize)."""
         return {}
 

@@ -297,37 +297,27 @@ class BenchResult:
 
 
 class LayerProfiler:
-    """A step hook (``ExecutionContext.profiler``) that times every layer of every run.
-
-    A layer's time runs from the end of the previous layer (or :meth:`start`) to the end of
-    its own step, so the per-run totals add up to the run.
-    """
+    """Every layer's time over the runs an execution context makes while it is the context's
+    ``layer_profiler``: device events per step on a GPU schedule (kernels stay queued, no
+    host sync between them), the host clock per step otherwise; per-run totals add up to the
+    run's compute."""
 
     def __init__(self) -> None:
         self.times: dict[int, list[float]] = {}
         self.steps: dict[int, Step] = {}
-        self.order: list[int] = []
-        self._last = 0.0
 
-    def start(self) -> None:
-        """Mark the start of a run."""
-        self._last = time.perf_counter()
-
-    def __call__(self, step: Step, outputs: list[np.ndarray]) -> None:
-        now = time.perf_counter()
-        key = id(step)
-        if key not in self.times:
-            self.times[key], self.steps[key] = [], step
-            self.order.append(key)
-        self.times[key].append((now - self._last) * 1000.0)
-        self._last = now
+    def add(self, steps: Sequence[Step], step_times: Mapping[int, float]) -> None:
+        """Record one run's milliseconds per step index."""
+        for index, ms in step_times.items():
+            self.steps.setdefault(index, steps[index])
+            self.times.setdefault(index, []).append(ms)
 
     def rows(self, runs: int) -> list[dict[str, Any]]:
         """One row per layer in execution order: name, op, origin, device, times, percent."""
         total = sum(sum(t) for t in self.times.values()) or 1.0
         rows = []
-        for key in self.order:
-            step, times = self.steps[key], self.times[key]
+        for index in sorted(self.times):
+            step, times = self.steps[index], self.times[index]
             node = step.node
             rows.append(
                 {
@@ -336,6 +326,7 @@ class LayerProfiler:
                     "origin": node.origin,
                     "device": step.plan.device,
                     "backend": step.plan.backend,
+                    "kernel": step.plan.kernel,
                     "tactic": None if step.plan.tactic is None else step.plan.tactic.name,
                     "precision": step.plan.precision,
                     "total_ms": float(sum(times)),
@@ -556,11 +547,10 @@ def _ms(value: float | None) -> float:
 
 def _profile_layers(context, feeds: Mapping[str, np.ndarray], runs: int, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
     profiler = LayerProfiler()
-    context.profiler = profiler
+    context.layer_profiler = profiler
     try:
         for _ in range(runs):
-            profiler.start()
             context.run(feeds, **kwargs)
     finally:
-        context.profiler = None
+        context.layer_profiler = None
     return profiler.rows(runs)

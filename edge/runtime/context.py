@@ -18,6 +18,7 @@ from edge.runtime.timing import RunTimes
 
 if TYPE_CHECKING:
     from edge.engine import Engine, TensorSpec
+    from edge.runtime.bench import LayerProfiler
 
 __all__ = ["ExecutionContext", "check_inputs"]
 
@@ -33,7 +34,10 @@ class ExecutionContext:
     always fresh arrays, never views of an arena.
 
     Attributes:
-        profiler: optional ``fn(step, outputs)`` called after every layer (layer timing).
+        profiler: optional ``fn(step, outputs)`` called after every layer with its outputs
+            on the host (a device step's are copied back, a sync per layer).
+        layer_profiler: optional :class:`edge.runtime.bench.LayerProfiler` given each run's
+            per-layer times (device events on a GPU; CUDA graphs are off meanwhile).
         last_times: what the latest :meth:`run` took (None before the first).
     """
 
@@ -42,6 +46,7 @@ class ExecutionContext:
         shapes; the runs of steps a backend can capture), like trtexec's --useCudaGraph."""
         self.engine = engine
         self.profiler: StepHook | None = None
+        self.layer_profiler: LayerProfiler | None = None
         self.last_times: RunTimes | None = None
         self._schedule = engine.schedule()
         self._specs = engine.inputs
@@ -141,7 +146,10 @@ class ExecutionContext:
         if self._device_views:
             buffers = [d if d is not None else h for h, d in zip(buffers, self._device_views)]
         self._state.arena = self._arena.array
+        self._state.step_times = None if self.layer_profiler is None else {}
         results = schedule.run(arrays, on_step=self.profiler, buffers=buffers, state=self._state, assembled=plan.assembled, transfers=transfers)
+        if self.layer_profiler is not None:
+            self.layer_profiler.add(schedule.steps, self._state.step_times)
         return {name: result for name, result in zip(self._outputs, results) if result is not None}
 
 

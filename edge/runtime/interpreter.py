@@ -299,11 +299,12 @@ class Schedule:
                     slots[slot] = captured[key]
         if self._nested:
             state.subgraph = self._subgraph_runner(slots)
+        per_step = state.step_times is not None
         graphs = buffers is not None and on_step is None
-        timer = self._devices[0] if state.timing and self._devices else None
+        timer = self._devices[0] if (state.timing or per_step) and self._devices else None
         skipping = not transfers and state.warm
         skipped: set[int] = set()
-        phase, enqueue = None, 0.0
+        marked, enqueue = None, 0.0
         index = 0
         while index < len(self.steps):
             step = self.steps[index]
@@ -316,30 +317,46 @@ class Schedule:
                 skipped.update(step.outputs)  # outputs stay on the device
                 index += 1
                 continue
-            if timer is not None and self._phases[index] != phase:
-                phase = self._phases[index]
-                timer.mark(state, phase)
+            phase = self._phases[index]
+            mark = index if per_step else phase
+            if timer is not None and mark != marked:
+                marked = mark
+                timer.mark(state, mark)
             began = time.perf_counter()
             group = self._groups.get(index) if graphs and state.graphs is not None else None
-            if group is not None and self._replay(index, group, slots, buffers, state):  # type: ignore[arg-type]
+            if group is not None and self._replay(index, group, slots, buffers, state, timer if per_step else None):  # type: ignore[arg-type]
                 index = group[0]
             else:
                 self._launch(index, slots, buffers, state, assembled, on_step)
                 index += 1
             if phase == "compute":
                 enqueue += time.perf_counter() - began
+            if per_step and timer is None:
+                state.step_times[index - 1] = (time.perf_counter() - began) * 1e3  # type: ignore[index]
         if timer is not None:
             timer.mark(state, "end")
         for backend in self._devices:
             backend.synchronize(state)
         if timer is not None:
-            state.times = {**timer.phase_times(state), "enqueue": enqueue * 1e3}
+            state.times = self._phase_times(timer.phase_times(state), state.step_times)
+            state.times["enqueue"] = enqueue * 1e3
         state.warm = True
         if skipped:
             return [None if s in skipped else slots[s] for s in self.output_slots]  # type: ignore[misc]
         if arena is None:
             return [slots[s] for s in self.output_slots]  # type: ignore[misc]
         return [detach(slots[s], arena) for s in self.output_slots]  # type: ignore[arg-type]
+
+    def _phase_times(self, marked: dict, step_times: dict[int, float] | None) -> dict[str, float]:
+        """Milliseconds per phase from the device marks: marks are phases, or (with
+        ``step_times`` to fill) step indices whose times also sum into their phases."""
+        if step_times is None:
+            return dict(marked)
+        times: dict[str, float] = {}
+        for index, ms in marked.items():
+            step_times[index] = ms
+            times[self._phases[index]] = times.get(self._phases[index], 0.0) + ms
+        return times
 
     def _launch(self, index: int, slots: list, buffers, state: RunState, assembled: frozenset[int], on_step) -> None:
         """Run step ``index`` on the values in ``slots`` and record its results there."""
@@ -356,25 +373,35 @@ class Schedule:
         for slot in step.free:
             slots[slot] = None
 
-    def _replay(self, start: int, group: tuple[int, Backend], slots: list, buffers: Sequence, state: RunState) -> bool:
+    def _replay(self, start: int, group: tuple[int, Backend], slots: list, buffers: Sequence, state: RunState, timer: Backend | None) -> bool:
         """Run the capturable steps [start, end) as one device graph: captured on the first
         warm run, replayed after. False when they must run step by step (not warm yet, an
-        unplanned output, or a capture the backend refused: capture is then off for the context)."""
+        unplanned output, or a capture the backend refused: capture is then off for the context).
+        With ``timer`` (per-step timing) a second graph is captured with ``timer``'s marks
+        between its steps, so each step's device time is measured without launch gaps."""
         end, backend = group
         graphs = state.graphs
-        graph = graphs.get(start)  # type: ignore[union-attr]
+        key = (start, timer is not None)
+        graph = graphs.get(key)  # type: ignore[union-attr]
         steps = self.steps[start:end]
         if graph is None:
             if not state.warm or any(buffers[s] is None for step in steps for s in step.outputs):
                 return False
             before = list(slots)
+
+            def enqueue() -> None:
+                for i in range(start, end):
+                    if timer is not None and i > start:
+                        timer.mark(state, i)
+                    self._launch(i, slots, buffers, state, frozenset(), None)
+
             try:
-                graph = backend.capture(lambda: [self._launch(i, slots, buffers, state, frozenset(), None) for i in range(start, end)], state)
+                graph = backend.capture(enqueue, state)
             except KernelError:  # nothing ran: the steps run one by one from the same values
                 slots[:] = before
                 state.graphs = None
                 return False
-            graphs[start] = graph  # type: ignore[index]
+            graphs[key] = graph  # type: ignore[index]
         backend.replay(graph, state)
         for step in steps:
             for slot in step.outputs:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass, field
+from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
@@ -53,8 +54,9 @@ class CudaState:
         self._used = 0
         self._retired: list[tuple[int, np.ndarray]] = []
         self._workspaces: dict[str, DeviceBuffer] = {}
-        self.marks: list[tuple[str, Any]] = []  # (phase, event) recorded this run
+        self.marks: list[tuple[Hashable, Any]] = []  # (phase, event) recorded this run
         self.mark_events: list[Any] = []
+        self.capturing = False  # inside CudaBackend.capture: marks become graph nodes
         weakref.finalize(self, _free_state, device, self.stream, self._staging, self._retired)
 
     def workspace(self, backend: CudaBackend, nbytes: int, purpose: str = "step") -> int:
@@ -101,10 +103,11 @@ def _free_state(device: Device, stream: Any, staging: list, retired: list) -> No
 
 
 class CapturedGraph:
-    """A captured CUDA graph and its executable instance (destroyed with this object)."""
+    """A captured CUDA graph and its executable instance (destroyed with this object), and
+    the timing marks (phase, event) its event-record nodes make on every replay."""
 
-    def __init__(self, device: Device, graph: Any, executable: Any) -> None:
-        self.graph, self.executable = graph, executable
+    def __init__(self, device: Device, graph: Any, executable: Any, marks: list[tuple[Hashable, Any]]) -> None:
+        self.graph, self.executable, self.marks = graph, executable, marks
         weakref.finalize(self, _free_graph, device, graph, executable)
 
 
@@ -243,28 +246,35 @@ class CudaBackend(Backend):
         what ``enqueue`` launches, instantiated for replay."""
         cuda = _cuda(state)
         driver = self.device.driver
+        marked = len(cuda.marks)
         self.device.call("cuStreamBeginCapture", cuda.stream, driver.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+        cuda.capturing = True
         try:
             enqueue()
         finally:
+            cuda.capturing = False
             graph = self.device.call("cuStreamEndCapture", cuda.stream)
+            captured_marks = cuda.marks[marked:]  # recorded by the graph's replays, not by capture
+            del cuda.marks[marked:]
         executable = self.device.call("cuGraphInstantiate", graph, 0)
-        return CapturedGraph(self.device, graph, executable)
+        return CapturedGraph(self.device, graph, executable, captured_marks)
 
     def replay(self, graph: CapturedGraph, state: RunState) -> None:
-        self.device.call("cuGraphLaunch", graph.executable, _cuda(state).stream)
+        cuda = _cuda(state)
+        self.device.call("cuGraphLaunch", graph.executable, cuda.stream)
+        cuda.marks.extend(graph.marks)
 
-    def mark(self, state: RunState, phase: str) -> None:
+    def mark(self, state: RunState, phase: Hashable) -> None:
         cuda = _cuda(state)
         if len(cuda.marks) == len(cuda.mark_events):
             cuda.mark_events.append(self.device.event())  # created in the first runs, reused after
         event = cuda.mark_events[len(cuda.marks)]
-        self.device.record(event, cuda.stream)
+        self.device.record(event, cuda.stream, in_graph=cuda.capturing)
         cuda.marks.append((phase, event))
 
-    def phase_times(self, state: RunState) -> dict[str, float]:
+    def phase_times(self, state: RunState) -> dict[Hashable, float]:
         cuda = _cuda(state)
-        times: dict[str, float] = {}
+        times: dict[Hashable, float] = {}
         for (phase, start), (_, end) in zip(cuda.marks, cuda.marks[1:]):
             times[phase] = times.get(phase, 0.0) + self.device.elapsed_seconds(start, end) * 1e3
         cuda.marks.clear()

@@ -171,8 +171,13 @@ class Device:
     def event(self) -> Any:
         return self.call("cuEventCreate", int(self.driver.CUevent_flags.CU_EVENT_DEFAULT))
 
-    def record(self, event: Any, stream: Any) -> None:
-        self.call("cuEventRecord", event, stream)
+    def record(self, event: Any, stream: Any, in_graph: bool = False) -> None:
+        """Record ``event`` on ``stream``; ``in_graph`` (during stream capture) makes it an
+        event-record node of the graph, recorded at every replay, so it can time the replay."""
+        if in_graph:
+            self.call("cuEventRecordWithFlags", event, stream, int(self.driver.CUevent_record_flags.CU_EVENT_RECORD_EXTERNAL))
+        else:
+            self.call("cuEventRecord", event, stream)
 
     def elapsed_seconds(self, start: Any, end: Any) -> float:
         self.call("cuEventSynchronize", end)

@@ -92,8 +92,8 @@ class FakeDevice:
     def event(self) -> str:
         return "event"
 
-    def record(self, event, stream) -> None:
-        self.calls.append("cuEventRecord")
+    def record(self, event, stream, in_graph: bool = False) -> None:
+        self.calls.append("cuEventRecordWithFlags" if in_graph else "cuEventRecord")
 
     def elapsed_seconds(self, start, end) -> float:
         return 1e-3

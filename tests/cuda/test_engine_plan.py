@@ -94,3 +94,36 @@ def test_gpu_runs_time_their_phases_and_can_skip_transfers(stand_in):
     assert context.run(feeds, transfers=False) == {}
     assert len(stand_in.copies) == copies and context.last_times.h2d_ms is None and context.last_times.compute_ms == 1.0
     assert set(context.run(feeds, spin_wait=True)) == {v.name for v in model.graph.output}
+
+
+def test_gpu_layer_profile_times_each_step_inside_a_captured_graph(stand_in):
+    """A layer profile on a warm GPU engine captures a second graph with an event-record node
+    between its steps (so launch gaps do not count; the stand-in's interval is 1 ms each),
+    copies nothing back per layer, and its steps add up to the run's compute time; without
+    the profiler the plain graph replays again."""
+    from edge.runtime.bench import LayerProfiler
+
+    model = resnet_block_cnn()
+    engine = edge.build(model.SerializeToString(), edge.BuilderConfig(profile="agx-orin-64gb", precision="fp16", backends={"gpu": "cuda"}, optimization_level=0))
+    feeds = random_feeds(model)
+    context = engine.create_context()
+    for _ in range(2):
+        context.run(feeds)  # warm, then the plain graph captured
+    profiler = LayerProfiler()
+    context.layer_profiler = profiler
+    calls, d2h = len(stand_in.calls), sum(kind == "d2h" for kind, *_ in stand_in.copies)
+    for _ in range(2):
+        context.run(feeds)
+    profiled = stand_in.calls[calls:]
+    assert profiled.count("cuStreamBeginCapture") == 1 and profiled.count("cuGraphLaunch") == 2
+    assert profiled.count("cuEventRecordWithFlags") >= 5  # the in-graph marks, captured once
+    assert sum(kind == "d2h" for kind, *_ in stand_in.copies) - d2h == 2 * len(model.graph.output)
+    rows = profiler.rows(2)
+    steps = engine.schedule().steps
+    assert [r["name"] for r in rows] == [s.node.name for s in steps]
+    assert all(r["ms_per_run"] == 1.0 for r in rows)
+    assert context.last_times.compute_ms == sum(r["ms_per_run"] for r in rows if r["backend"] == "cuda" and r["op"] != "Copy")
+    context.layer_profiler = None
+    calls = len(stand_in.calls)
+    context.run(feeds)
+    assert stand_in.calls[calls:].count("cuGraphLaunch") == 1 and "cuStreamBeginCapture" not in stand_in.calls[calls:]
