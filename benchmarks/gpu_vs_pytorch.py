@@ -115,6 +115,21 @@ def gpu_compute_median_ms(context, feeds, iters: int) -> float:
     return statistics.median(times)
 
 
+def layer_profile(context, feeds, runs: int = 10) -> list[dict]:
+    """Per-layer GPU times (device events per step, no graph) over ``runs`` runs, longest first."""
+    from edge.runtime.bench import LayerProfiler
+
+    profiler = LayerProfiler()
+    context.layer_profiler = profiler
+    try:
+        for _ in range(runs):
+            context.run(feeds)
+    finally:
+        context.layer_profiler = None
+    rows = sorted(profiler.rows(runs), key=lambda r: -r["median_ms"])
+    return [{k: r[k] for k in ("name", "op", "kernel", "tactic", "precision", "median_ms")} for r in rows]
+
+
 def tactic_sources(engine) -> dict[str, int]:
     """How many steps each tactic source won (nvrtc / cudnn / cublaslt)."""
     counts: dict[str, int] = {}
@@ -125,8 +140,9 @@ def tactic_sources(engine) -> dict[str, int]:
     return counts
 
 
-def pytorch_times(module, example, precision: str, iters: int) -> tuple[float, float]:
-    """(eager ms, CUDA-graph replay ms) on the GPU, in FP16 for edgetrt's FP16 and INT8 rows."""
+def pytorch_times(module, example, precision: str, iters: int, compile_too: bool) -> tuple[float, float, float | None]:
+    """(eager ms, CUDA-graph replay ms, ``torch.compile`` ms or None) on the GPU, in FP16 for
+    edgetrt's FP16 and INT8 rows."""
     import torch
 
     dtype = torch.float32 if precision == "fp32" else torch.float16
@@ -145,8 +161,12 @@ def pytorch_times(module, example, precision: str, iters: int) -> tuple[float, f
         with torch.cuda.graph(graph):
             model(*inputs)
         replay = cuda_median_ms(graph.replay, iters)
+        compiled = None
+        if compile_too:
+            fast = torch.compile(model)
+            compiled = cuda_median_ms(lambda: fast(*inputs), iters)
     module.to("cpu", dtype=torch.float32)
-    return eager, replay
+    return eager, replay, compiled
 
 
 def check(outputs: list[np.ndarray], reference: list[np.ndarray], precision: str) -> tuple[float, float, bool]:
@@ -180,6 +200,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--timing-cache", type=Path, default=None,
                         help="timing cache file shared by every build: a second run with it times the warm rebuild")
+    parser.add_argument("--torch-compile", action="store_true", help="also time torch.compile (inductor, default mode; a minute of compiling per row)")
+    parser.add_argument("--layers", action="store_true", help="record each row's per-layer GPU profile in the JSON")
     args = parser.parse_args()
 
     import onnxruntime as ort
@@ -207,34 +229,42 @@ def main() -> int:
                         config = edge.BuilderConfig(profile="desktop-cuda", precision=precision, calib_data=calib, timing_cache=args.timing_cache)
                         engine = edge.build(str(path), config)
                         row["build_s"] = round(time.perf_counter() - start, 2)
+                        if args.timing_cache is not None:  # the same build again, every tactic's time from the cache
+                            start = time.perf_counter()
+                            edge.build(str(path), config)
+                            row["warm_build_s"] = round(time.perf_counter() - start, 2)
                         context = engine.create_context()
                         outputs = list(context.run(feeds).values())
                         row["max_rel_err"], row["cosine"], row["ok"] = check(outputs, reference, precision)
                         row["edgetrt_ms"] = wall_median_ms(lambda: context.run(feeds), args.iters)
                         row["edgetrt_gpu_ms"] = gpu_compute_median_ms(context, feeds, args.iters)
+                        if args.layers:
+                            row["layers"] = layer_profile(context, feeds)
                         row["tactics"] = tactic_sources(engine)
                         row["gpu_steps"] = sum(s.backend == "cuda" for s in engine.plan.steps if s.kind == "kernel")
                         row["int8_kernel_steps"] = sum((s.kernel or "").startswith("int8.imma_") for s in engine.plan.steps if s.backend == "cuda")
                         row["cpu_steps"] = sum(s.backend != "cuda" for s in engine.plan.steps if s.kind == "kernel")
                     except Exception as exc:  # noqa: BLE001  (a benchmark row reports its failure and goes on)
                         row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
-                    row["torch_eager_ms"], row["torch_graph_ms"] = pytorch_times(module, example, precision, args.iters)
+                    row["torch_eager_ms"], row["torch_graph_ms"], row["torch_compile_ms"] = pytorch_times(module, example, precision, args.iters, args.torch_compile)
                     if "edgetrt_gpu_ms" in row:
                         row["vs_graph"] = row["edgetrt_gpu_ms"] / row["torch_graph_ms"]
                     rows.append(row)
-                    print(json.dumps(row), flush=True)
+                    print(json.dumps({k: v for k, v in row.items() if k != "layers"}), flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
-    print(f"\n{'model':<13}{'prec':<6}{'batch':>5}{'gpu ms':>9}{'e2e ms':>9}{'eager ms':>10}{'graph ms':>10}{'vs graph':>9}  check")
+    print(f"\n{'model':<13}{'prec':<6}{'batch':>5}{'gpu ms':>9}{'e2e ms':>9}{'eager ms':>10}{'graph ms':>10}{'compile':>9}{'vs graph':>9}{'build s':>9}  check")
     for r in rows:
         gpu = f"{r['edgetrt_gpu_ms']:.3f}" if "edgetrt_gpu_ms" in r else "error"
         e2e = f"{r['edgetrt_ms']:.3f}" if "edgetrt_ms" in r else "-"
+        compiled = f"{r['torch_compile_ms']:.3f}" if r.get("torch_compile_ms") is not None else "-"
         ratio = f"{r['vs_graph']:.2f}x" if "vs_graph" in r else "-"
+        build = f"{r['build_s']:.1f}" + (f"/{r['warm_build_s']:.1f}" if "warm_build_s" in r else "") if "build_s" in r else "-"
         verdict = r.get("error") or (f"{'ok' if r['ok'] else 'FAIL'} rel {r['max_rel_err']:.1e} cos {r['cosine']:.5f}")
-        print(f"{r['model']:<13}{r['precision']:<6}{r['batch']:>5}{gpu:>9}{e2e:>9}{r['torch_eager_ms']:>10.3f}{r['torch_graph_ms']:>10.3f}{ratio:>9}  {verdict}")
+        print(f"{r['model']:<13}{r['precision']:<6}{r['batch']:>5}{gpu:>9}{e2e:>9}{r['torch_eager_ms']:>10.3f}{r['torch_graph_ms']:>10.3f}{compiled:>9}{ratio:>9}{build:>9}  {verdict}")
     print("gpu ms: edgetrt's GPU compute per run (device events around its kernels, the CUDA graph replayed once warm);"
           " e2e ms: context.run wall time with H2D/D2H; vs graph: gpu ms / PyTorch's CUDA-graph replay (< 1: edgetrt faster;"
-          " INT8 rows against PyTorch FP16)")
+          " INT8 rows against PyTorch FP16); compile: torch.compile's CUDA-event median; build s: cold/warm timing cache)")
     return 0
 
 
