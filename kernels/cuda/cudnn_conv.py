@@ -3,11 +3,14 @@
 add -> activation, so the epilogue runs fused where an engine supports it (where none fuses
 the residual, as in NCHW, cuDNN runs conv -> bias and one NVRTC kernel the rest).
 
-Tactics "cudnn0".."cudnn3" are the first execution plans of the graph's ranked list
-(heuristics mode A, then the fallback list); a plan that does not build for the step is
-passed over for the next one. Operands are our own device pointers; the plan's workspace is
-the context's scratch, so an execution allocates nothing and can be graph-captured. FP32
-graphs exclude tensor-core and down-converting engines (no TF32: results match the CPU).
+Tactics "cudnn0".."cudnn7" are the first execution plans of the fused graph's ranked list
+(heuristics mode A, then the fallback list); "cudnn0c".."cudnn7c" those of the bare
+convolution's graph, followed by one NVRTC kernel for bias, residual and activation: cuDNN's
+precompiled convolution engines are often faster than its runtime-fusion ones in NCHW, and
+the build's timing decides. A plan that does not build for the step is passed over for the
+next one. Operands are our own device pointers; the plan's workspace is the context's
+scratch, so an execution allocates nothing and can be graph-captured. FP32 graphs exclude
+tensor-core and down-converting engines (no TF32: results match the CPU).
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from edge.kernels.tactics import Tactic
 
 __all__ = ["available", "conv_candidates", "build_cudnn_conv", "library_version"]
 
-PLANS = 4
-"""Execution plans of the ranked list offered as tactics."""
+PLANS = 8
+"""Execution plans of each ranked list offered as tactics."""
 
 
 @functools.cache
@@ -83,10 +86,19 @@ def _problem(g: Any, spec: StepSpec) -> dict[str, Any] | None:
 
 
 def conv_candidates(spec: StepSpec, geometry: Any) -> list[Tactic]:
-    """The first cuDNN execution plans for this convolution (none where cuDNN does not apply)."""
-    if not available() or _problem(geometry, spec) is None:
+    """The first cuDNN execution plans for this convolution, fused and bare (none where cuDNN
+    does not apply)."""
+    p = _problem(geometry, spec) if available() else None
+    if p is None:
         return []
-    return [Tactic(f"cudnn{index}", {"plan": index}) for index in range(PLANS)]
+    fused = [Tactic(f"cudnn{index}", {"plan": index}) for index in range(PLANS)]
+    if not _has_epilogue(p):
+        return fused
+    return fused + [Tactic(f"cudnn{index}c", {"plan": index, "epilogue": "nvrtc"}) for index in range(PLANS)]
+
+
+def _has_epilogue(p: dict[str, Any]) -> bool:
+    return p["bias"] or p["residual"] or p["act"] != ""
 
 
 def _strides(dims: tuple[int, ...]) -> list[int]:
@@ -175,9 +187,9 @@ def _built(shared: _Graphs, cudnn: Any, p: dict[str, Any]) -> tuple[Any, dict[st
 
 
 def build_cudnn_conv(step: Step, tactic: Tactic, activation: str, params: Any) -> Body:
-    """The step as the cuDNN plan of rank ``tactic`` (or the next one that builds). Where no
-    engine fuses the residual, cuDNN computes conv + bias and one NVRTC kernel adds the
-    residual and applies the activation in place."""
+    """The step as the cuDNN plan of rank ``tactic`` (or the next one that builds). With the
+    tactic's NVRTC epilogue, or where no engine fuses the residual, cuDNN computes the bare
+    conv (conv + bias in the residual case) and one NVRTC kernel the rest, in place."""
     from edge.kernels.cuda.nn import conv_geometry
 
     cudnn = _library()
@@ -186,8 +198,9 @@ def build_cudnn_conv(step: Step, tactic: Tactic, activation: str, params: Any) -
     if cudnn is None or p is None:
         raise ValueError(f"node '{step.node.name}': tactic '{tactic.name}' needs cuDNN for this convolution, which is not available")
     shared = _Graphs.of(step.backend)
+    bare = tactic.params.get("epilogue") == "nvrtc" and _has_epilogue(p)
     with shared.lock:
-        built = _built(shared, cudnn, p)
+        built = _built(shared, cudnn, {**p, "bias": False, "residual": False, "act": ""} if bare else p)
         split = isinstance(built, str) and p["residual"]
         if split:
             built = _built(shared, cudnn, {**p, "residual": False, "act": ""})
@@ -206,7 +219,7 @@ def build_cudnn_conv(step: Step, tactic: Tactic, activation: str, params: Any) -
             raise ValueError(f"node '{step.node.name}': no cuDNN execution plan from rank {tactic.params.get('plan', 0)} builds for this convolution")
         workspace = int(graph.get_workspace_size_plan_at_index(index))
     roles = [("x", 0), ("w", 1)] + [(role, i) for role, i in (("b", 2), ("z", 3)) if role in tensors]
-    epilogue = _residual_epilogue(step, g) if split else None
+    epilogue = _epilogue(step, g, bias=bare and p["bias"], residual=p["residual"]) if bare or split else None
 
     def body(inputs: list, outputs: list, state) -> None:
         pack = {tensors[role]: inputs[i].ptr for role, i in roles}
@@ -221,14 +234,14 @@ def build_cudnn_conv(step: Step, tactic: Tactic, activation: str, params: Any) -
     return body
 
 
-def _residual_epilogue(step: Step, g: Any) -> Body:
-    """y = act(y + z) over the output, in place: the residual and activation cuDNN left out."""
+def _epilogue(step: Step, g: Any, bias: bool, residual: bool) -> Body:
+    """y = act(y + bias + z) over the output, in place: what the cuDNN graph left out."""
     n = g.n * g.m * g.oh * g.ow
-    fn = step.function("elementwise", f"add_activate_{float_suffix(step.output(0).dtype)}")
+    fn = step.function("elementwise", f"conv_epilogue_{float_suffix(step.output(0).dtype)}")
     grid = grid_1d(n)
-    args = (ctypes.c_int64(n), ctypes.c_int32(g.act), ctypes.c_float(g.p0), ctypes.c_float(g.p1))
+    args = (ctypes.c_int64(n), ctypes.c_int64(g.oh * g.ow), ctypes.c_int32(g.m), ctypes.c_int32(g.act), ctypes.c_float(g.p0), ctypes.c_float(g.p1))
 
     def body(inputs: list, outputs: list, state) -> None:
-        fn(state, grid, (BLOCK, 1, 1), outputs[0], inputs[3], outputs[0], *args)
+        fn(state, grid, (BLOCK, 1, 1), outputs[0], inputs[2] if bias else None, inputs[3] if residual else None, *args)
 
     return body

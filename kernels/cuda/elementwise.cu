@@ -116,9 +116,16 @@ __device__ void where_bcast(const unsigned char* c, const T* a, const T* b, T* y
     extern "C" __global__ void binary_flat_##S(const T* a, const T* b, T* y, i64 n, int op) {        \
         binary_flat<T, T>(a, b, y, n, op);                                                           \
     }                                                                                                \
-    /* y = act(a + b) (ACTIVATION_CODES): a library conv's residual epilogue */                     \
-    extern "C" __global__ void add_activate_##S(const T* a, const T* b, T* y, i64 n, int act, float p0, float p1) { \
-        EDGE_LOOP(i, n) y[i] = from_f<T>(activate(to_f(a[i]) + to_f(b[i]), act, p0, p1));            \
+    /* y = act(y + bias[channel] + z) in place (ACTIVATION_CODES; bias, z may be null): the    */ \
+    /* epilogue of a library conv run without its own, over an NCHW output of c channels of hw */ \
+    extern "C" __global__ void conv_epilogue_##S(T* y, const T* bias, const T* z, i64 n, i64 hw, int c, \
+                                                 int act, float p0, float p1) {                      \
+        EDGE_LOOP(i, n) {                                                                            \
+            float v = to_f(y[i]);                                                                    \
+            if (bias) v += to_f(bias[(i / hw) % c]);                                                 \
+            if (z) v += to_f(z[i]);                                                                  \
+            y[i] = from_f<T>(activate(v, act, p0, p1));                                              \
+        }                                                                                            \
     }                                                                                                \
     extern "C" __global__ void binary_bcast_##S(const T* a, const T* b, T* y, i64 n, int op, int ndim, \
                                                 Dims shape, Dims sa, Dims sb) {                      \

@@ -15,7 +15,7 @@ FLOAT = ("f32", "f16")
 BYTES = ("b1", "b2", "b4", "b8")
 
 EXPECTED = {
-    "elementwise": [f"{k}_{s}" for k in ("unary", "binary_flat", "add_activate", "binary_bcast", "compare_bcast", "where") for s in FLOAT]
+    "elementwise": [f"{k}_{s}" for k in ("unary", "binary_flat", "conv_epilogue", "binary_bcast", "compare_bcast", "where") for s in FLOAT]
     + [f"cast_{a}_{b}" for a in CAST_SUFFIX.values() for b in CAST_SUFFIX.values()],
     "reduce": [f"{k}_{s}" for k in ("reduce", "arg_reduce", "softmax") for s in FLOAT],
     "normalization": [f"{k}_{s}" for k in ("layer_norm", "group_norm", "channel_affine") for s in FLOAT],

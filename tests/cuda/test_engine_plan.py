@@ -127,3 +127,20 @@ def test_gpu_layer_profile_times_each_step_inside_a_captured_graph(stand_in):
     calls = len(stand_in.calls)
     context.run(feeds)
     assert stand_in.calls[calls:].count("cuGraphLaunch") == 1 and "cuStreamBeginCapture" not in stand_in.calls[calls:]
+
+
+def test_tactic_timing_replays_a_captured_graph_of_the_calls(stand_in):
+    """The auto-tuner's clock on the GPU: one warm-up call, then ``repeat`` calls captured
+    once and the graph replayed TIMED_REPLAYS times; each time is a replay's per call."""
+    from edge.kernels.backend import RunState
+    from edge.kernels.cuda.backend import TIMED_REPLAYS, CudaBackend
+
+    backend = CudaBackend(device=stand_in)
+    state = RunState({"cuda": backend.new_state()})
+    calls = []
+    launch_calls = len(stand_in.calls)
+    times = backend.time_launch(lambda i, o, s: calls.append(1), [], [], state, 4)
+    assert len(calls) == 1 + 4  # the warm-up, then the captured calls; replays run none
+    made = stand_in.calls[launch_calls:]
+    assert made.count("cuStreamBeginCapture") == 1 and made.count("cuGraphLaunch") == TIMED_REPLAYS
+    assert times == [1e-3 / 4] * TIMED_REPLAYS
