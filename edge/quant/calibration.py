@@ -229,7 +229,13 @@ def _auto_batch(
     if not isinstance(data, SampleData) or model_batch(graph.inputs) is not None:
         return data, {}
     device = memory_bytes if memory_bytes is not None else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    budget = int(CALIBRATION_MEMORY_SHARE * device) - resident_bytes()
+    share, resident = int(CALIBRATION_MEMORY_SHARE * device), resident_bytes()
+    budget = share - resident
+    if budget <= 0:
+        raise CalibrationError(
+            f"--calib-batch auto: this process already holds {resident >> 20} MiB, the whole {share >> 20} MiB "
+            f"calibration share ({CALIBRATION_MEMORY_SHARE:.0%}) of the profile's {int(device) >> 20} MiB; give --calib-batch N"
+        )
 
     def probe(samples: int) -> int:
         return calibrate(graph, [data.read(0, samples)], calibrator, percentile).peak_memory

@@ -54,6 +54,14 @@ def test_auto_batch_fits_the_budget(dynamic_cnn: bytes, samples: Path, monkeypat
         calibration_for(load_onnx(resnet_block_cnn()), samples, batch=4)
 
 
+def test_auto_batch_with_no_memory_left_is_an_error(dynamic_cnn: bytes, samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process already holding the whole calibration share gets a one-line error naming the
+    figures, not a negative budget and a silent batch of 1."""
+    monkeypatch.setattr("edge.quant.calibration.resident_bytes", lambda: 1200 << 20)
+    with pytest.raises(CalibrationError, match=r"already holds 1200 MiB, the whole 1024 MiB calibration share \(50%\) of the profile's 2048 MiB; give --calib-batch N"):
+        calibration_for(load_onnx(dynamic_cnn), samples, batch="auto", memory_bytes=2048 << 20)
+
+
 def test_progress_reports_every_batch_of_every_pass(dynamic_cnn: bytes, samples: Path) -> None:
     graph = load_onnx(dynamic_cnn)
     seen: list[tuple[int, int | None]] = []
