@@ -163,7 +163,7 @@ def select_tactics(graph: Graph, plan: ExecutionPlan, level: int, cache: TimingC
         kernel = resolve(spec.node, spec.opset, step.plan.backend, spec.precision)
         if not isinstance(kernel, Kernel) or kernel.tactics is None:
             continue
-        candidates = list(kernel.tactics(spec))
+        candidates = [c for c in kernel.tactics(spec) if level == 0 or c.params.get("min_level", 1) <= level]
         if not candidates:
             continue
         static = all(

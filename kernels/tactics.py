@@ -19,7 +19,9 @@ class Tactic:
 
     Attributes:
         name: stable identifier within its kernel ("im2col", "winograd", "tile64x4").
-        params: JSON-able parameters the kernel reads (tile sizes, vector width, plan index).
+        params: JSON-able parameters the kernel reads (tile sizes, vector width, plan index);
+            ``min_level``, where present, is the lowest builder optimization level whose
+            auto-tuner times this variant (a deeper search that costs build time).
     """
 
     name: str

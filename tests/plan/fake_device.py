@@ -92,8 +92,9 @@ class FakeDevice(Backend):
         return launch
 
 
-def _two_tactics(spec: StepSpec) -> list[Tactic]:
-    return [Tactic("plain"), Tactic("other", {"unroll": 2})]
+def _tactics(spec: StepSpec) -> list[Tactic]:
+    """Two variants every build times and one only levels 4-5 time (a deeper search)."""
+    return [Tactic("plain"), Tactic("other", {"unroll": 2}), Tactic("deep", {"unroll": 4, "min_level": 4})]
 
 
 def _marker(ctx, *inputs):  # the fake device's kernels are built by FakeDevice.prepare
@@ -104,6 +105,6 @@ def install() -> FakeDevice:
     """Register the fake device and its ops (idempotent); returns the shared instance."""
     device = FakeDevice()
     register_backend(NAME, lambda: device)
-    register(*OPS, backend=NAME, tactics=_two_tactics)(_marker)
-    register(*FUSED, backend=NAME, domain=EDGETRT_DOMAIN, tactics=_two_tactics)(_marker)
+    register(*OPS, backend=NAME, tactics=_tactics)(_marker)
+    register(*FUSED, backend=NAME, domain=EDGETRT_DOMAIN, tactics=_tactics)(_marker)
     return device

@@ -131,6 +131,8 @@ def test_tactics_are_timed_cached_and_recorded(model, tmp_path):
     again = _build(model, backends={"gpu": NAME}, timing_cache=cache_file)
     assert again.build["tactics"]["timings"] == 0 and again.build["tactics"]["cached"] == tactics["timed"]
     assert [s.tactic for s in again.plan.steps] == [s.tactic for s in first.plan.steps]
+    deep = _build(model, backends={"gpu": NAME}, optimization_level=4)  # also times the min_level 4 variant
+    assert deep.build["tactics"]["timings"] == 3 * deep.build["tactics"]["timed"]
     level0 = _build(model, backends={"gpu": NAME}, optimization_level=0)
     assert level0.build["tactics"]["timings"] == 0
     assert all(s.tactic.name == "plain" for s in level0.plan.steps if s.backend == NAME and s.kind == "kernel")
