@@ -191,6 +191,11 @@ def calibration_folder(folder: Path, names: list[str], example) -> Path:
     return folder
 
 
+def progress(message: str) -> None:
+    """A timestamped progress line on stderr (where a long build spends its time)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
@@ -218,21 +223,28 @@ def main() -> int:
             for batch in (int(b) for b in args.batches.split(",")):
                 module, example, names = torch_model(name, batch)
                 path = Path(tmp) / f"{name}_b{batch}.onnx"
+                progress(f"{name} b{batch}: exporting to ONNX")
                 export(module, example, names, path)
                 feeds = {n: x.numpy() for n, x in zip(names, example)}
                 reference = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
                 for precision in args.precisions.split(","):
                     row = {"model": name, "batch": batch, "precision": precision}
+                    progress(f"{name} b{batch} {precision}: building")
                     try:
                         start = time.perf_counter()
                         calib = calibration_folder(Path(tmp) / f"{name}_b{batch}_calib", names, example) if precision == "int8" else None
                         config = edge.BuilderConfig(profile="desktop-cuda", precision=precision, calib_data=calib, timing_cache=args.timing_cache)
                         engine = edge.build(str(path), config)
                         row["build_s"] = round(time.perf_counter() - start, 2)
+                        row["build_stages_s"] = {k: round(v, 2) for k, v in engine.build.get("timings_s", {}).items()}
+                        row["slowest_tactics"] = engine.build.get("tactics", {}).get("slowest", [])
+                        progress(f"{name} b{batch} {precision}: built in {row['build_s']} s, stages {row['build_stages_s']}; "
+                                 f"slowest tactic choices {row['slowest_tactics'][:3]}")
                         if args.timing_cache is not None:  # the same build again, every tactic's time from the cache
                             start = time.perf_counter()
                             edge.build(str(path), config)
                             row["warm_build_s"] = round(time.perf_counter() - start, 2)
+                        progress(f"{name} b{batch} {precision}: checking and timing edgetrt")
                         context = engine.create_context()
                         outputs = list(context.run(feeds).values())
                         row["max_rel_err"], row["cosine"], row["ok"] = check(outputs, reference, precision)
@@ -246,13 +258,14 @@ def main() -> int:
                         row["cpu_steps"] = sum(s.backend != "cuda" for s in engine.plan.steps if s.kind == "kernel")
                     except Exception as exc:  # noqa: BLE001  (a benchmark row reports its failure and goes on)
                         row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+                    progress(f"{name} b{batch} {precision}: timing PyTorch")
                     row["torch_eager_ms"], row["torch_graph_ms"], row["torch_compile_ms"] = pytorch_times(module, example, precision, args.iters, args.torch_compile)
                     if "edgetrt_gpu_ms" in row:
                         row["vs_graph"] = row["edgetrt_gpu_ms"] / row["torch_graph_ms"]
                     rows.append(row)
                     print(json.dumps({k: v for k, v in row.items() if k != "layers"}), flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+                    if args.json:  # after every row, so a run cut off by a time limit keeps what it measured
+                        args.json.write_text(json.dumps(rows, indent=1))
     print(f"\n{'model':<13}{'prec':<6}{'batch':>5}{'gpu ms':>9}{'e2e ms':>9}{'eager ms':>10}{'graph ms':>10}{'compile':>9}{'vs graph':>9}{'build s':>9}  check")
     for r in rows:
         gpu = f"{r['edgetrt_gpu_ms']:.3f}" if "edgetrt_gpu_ms" in r else "error"

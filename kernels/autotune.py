@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ __all__ = ["CACHE_FORMAT", "TimingCache", "TimingCacheError", "op_signature", "s
 CACHE_FORMAT = 1
 REPEATS = {1: 2, 2: 3, 3: 5, 4: 7, 5: 11}
 """Timed calls per candidate by optimization level (after one warm-up call)."""
+SLOWEST = 5
+"""Steps whose tactic choice took longest, kept in the build record."""
 
 
 class TimingCacheError(EdgeError):
@@ -151,10 +154,12 @@ def _attr_key(value: Any) -> Any:
 
 def select_tactics(graph: Graph, plan: ExecutionPlan, level: int, cache: TimingCache) -> dict[str, Any]:
     """Choose a tactic for every plan step whose kernel offers some; returns the build record
-    (counts, notes) and writes ``step.tactic``."""
+    (counts, notes, and the ``SLOWEST`` timed steps with the seconds each took to choose, so
+    a slow build names where its time went) and writes ``step.tactic``."""
     from edge.runtime.interpreter import Schedule  # the runtime's view of each step (its tensors)
 
     counts = {"heuristic": 0, "timed": 0, "cached": 0, "rejected": 0}
+    choosing: list[dict[str, Any]] = []
     before = cache.timed
     for step in Schedule(graph, plan=plan).steps:
         if step.plan.kind != "kernel":
@@ -174,11 +179,15 @@ def select_tactics(graph: Graph, plan: ExecutionPlan, level: int, cache: TimingC
             step.plan.tactic = candidates[0]
             counts["heuristic"] += 1
             continue
+        began = time.perf_counter()
         chosen, source = _fastest(step.backend, spec, candidates, REPEATS[level], cache)
         step.plan.tactic = chosen
         counts[source] += 1
+        choosing.append({"node": spec.node.name, "op": spec.node.op_type, "candidates": len(candidates),
+                         "seconds": round(time.perf_counter() - began, 3)})
     counts["timings"] = cache.timed - before
-    return {**counts, "level": level, "notes": list(cache.notes)}
+    slowest = sorted(choosing, key=lambda entry: -entry["seconds"])[:SLOWEST]
+    return {**counts, "level": level, "notes": list(cache.notes), "seconds": round(sum(e["seconds"] for e in choosing), 3), "slowest": slowest}
 
 
 def _fastest(backend: Backend, spec: StepSpec, candidates: list[Tactic], repeat: int, cache: TimingCache) -> tuple[Tactic, str]:

@@ -126,6 +126,9 @@ def test_tactics_are_timed_cached_and_recorded(model, tmp_path):
     first = _build(model, backends={"gpu": NAME}, timing_cache=cache_file)
     tactics = first.build["tactics"]
     assert tactics["timed"] > 0 and tactics["timings"] == 2 * tactics["timed"]
+    slowest = tactics["slowest"]  # where the build's timing went, longest first
+    assert 0 < len(slowest) <= 5 and [e["seconds"] for e in slowest] == sorted((e["seconds"] for e in slowest), reverse=True)
+    assert {e["node"] for e in slowest} <= {s.node for s in first.plan.steps} and tactics["seconds"] >= slowest[0]["seconds"]
     chosen = [s.tactic for s in first.plan.steps if s.backend == NAME and s.kind == "kernel"]
     assert all(t is not None and t.name in ("plain", "other") for t in chosen)
     again = _build(model, backends={"gpu": NAME}, timing_cache=cache_file)
