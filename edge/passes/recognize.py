@@ -10,7 +10,8 @@
 3. SiLU / Swish ``x·sigmoid(x)`` (and ``Swish`` with alpha 1) -> edgetrt ``SiLU``.
 4. HardSwish ``x·HardSigmoid(x; 1/6, 1/2)`` or ``x·clip(x + 3, 0, 6)/6`` -> ``HardSwish``.
 5. Scaled-dot-product attention ``softmax(Q·Kᵀ·s [+ mask])·V`` with Kᵀ a Transpose that
-   swaps the last two axes -> edgetrt ``Attention(Q, K, V[, mask]; scale=s)``.
+   swaps the last two axes -> edgetrt ``Attention(Q, K, V[, mask]; scale=s)``; the scale may
+   also be split onto Q and Kᵀ (``(Q·a)·(Kᵀ·b)``, scale a·b).
 6. ShuffleNet's channel shuffle, Reshape (N, C, *S) -> (N, g, C/g, *S), Transpose swapping
    axes 1 and 2, Reshape back -> edgetrt ``ChannelShuffle(groups=g)``: one copy instead of
    three layers.
@@ -228,10 +229,19 @@ def _relu6_patterns() -> list[Op]:
 # -- attention ---------------------------------------------------------------------------
 
 
+_SCALES = ("scale", "q_scale", "k_scale")
+"""Where attention's scale may sit: on the scores, on Q, on Kᵀ (exporters that split
+1/√d into √(1/√d) on each operand, as transformers' SDPA path does); their product is it."""
+
+
 def _attention_patterns() -> list[Op]:
     patterns = []
-    for scaled, masked in itertools.product((True, False), repeat=2):
-        scores: Pattern = Op("MatMul", Var("q"), Op("Transpose", Var("k"), name="kt"), name="qk")
+    for scaled, q_scaled, k_scaled, masked in itertools.product((True, False), repeat=4):
+        q: Pattern = Op("Mul", Var("q"), Const("q_scale"), commute=True) if q_scaled else Var("q")
+        kt: Pattern = Op("Transpose", Var("k"), name="kt")
+        if k_scaled:
+            kt = Op("Mul", kt, Const("k_scale"), commute=True)
+        scores: Pattern = Op("MatMul", q, kt, name="qk")
         if scaled:
             scores = Op("Mul", scores, Const("scale"), commute=True)
         if masked:
@@ -252,8 +262,9 @@ def _check_attention(graph: Graph, match: Match) -> str | None:
     axis = softmax.attrs.get("axis", -1 if graph.opset.get("", 1) >= 13 else 1)
     if axis % rank != rank - 1:
         return f"softmax over axis {axis}, not the last"
-    if "scale" in match.bindings and scalar(match.value("scale")) is None:
-        return "scale is not a scalar constant"
+    for name in _SCALES:
+        if name in match.bindings and scalar(match.value(name)) is None:
+            return f"{name.replace('_', ' ')} is not a scalar constant"
     if "mask" in match.bindings:
         mask = match.value("mask")
         if mask.shape is None or scores.shape is None or mask.rank > rank or not is_float(mask):
@@ -273,7 +284,7 @@ def _attention(b: Builder, m: Match) -> Value:
         shape = None if k.shape is None else tuple(k.shape[i] for i in k_perm)
         k = b.op("Transpose", [k], {"perm": k_perm}, dtype=k.dtype, shape=shape)
     inputs = [m.value("q"), k, m.value("v")] + ([m.value("mask")] if "mask" in m.bindings else [])
-    scale = scalar(m.get("scale")) if "scale" in m.bindings else 1.0
+    scale = math.prod(scalar(m.get(name)) for name in _SCALES if name in m.bindings)
     b.graph.opset.setdefault(EDGETRT_DOMAIN, 1)
     return b.op("Attention", inputs, {"scale": float(scale)}, domain=EDGETRT_DOMAIN, like=m.root.outputs[0])  # type: ignore[arg-type]
 

@@ -164,6 +164,27 @@ def test_attention(scale: bool, mask: bool, k_perm: list[int]) -> None:
     assert ops(graph).count("Transpose") == (0 if k_perm == [0, 1, 3, 2] else 1)
 
 
+@pytest.mark.parametrize("sides", [("q", "k"), ("q",), ("k",)])
+def test_attention_with_the_scale_split_onto_q_and_k(sides: tuple[str, ...]) -> None:
+    """transformers' SDPA export scales Q and Kᵀ by √(1/√d) each: one Attention whose scale is
+    the product (checked against the unfused graph's outputs by run_pass)."""
+    nodes = [N("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2])]
+    q, kt = "q", "kt"
+    if "q" in sides:
+        nodes.append(N("Mul", ["q", "q_scale"], ["qs"]))
+        q = "qs"
+    if "k" in sides:
+        nodes.append(N("Mul", ["k_scale", "kt"], ["kts"]))
+        kt = "kts"
+    nodes += [N("MatMul", [q, kt], ["s"]), N("Softmax", ["s"], ["p"], axis=-1), N("MatMul", ["p", "v"], ["y"])]
+    inits = [const("q_scale", np.float32(0.5)), const("k_scale", np.float32(0.25))]
+    inputs = {"q": [2, 3, 6, 4], "k": [2, 3, 5, 4], "v": [2, 3, 5, 4]}
+    graph, fired = run_pass(model_of(nodes, inputs, {"y": [2, 3, 6, 4]}, inits), recognize, rtol=1e-5)
+    assert fired == 1 and ops(graph) == ["Attention"]
+    expected = {("q", "k"): 0.125, ("q",): 0.5, ("k",): 0.25}[sides]
+    assert graph.nodes[0].attrs["scale"] == pytest.approx(expected)
+
+
 def test_softmax_over_another_axis_is_not_attention() -> None:
     nodes, inits, inputs = _attention(True, False, [0, 1, 3, 2], axis=2)
     graph, fired = run_pass(model_of(nodes, inputs, {"y": [2, 3, 6, 4]}, inits), recognize)
