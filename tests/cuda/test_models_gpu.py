@@ -1,8 +1,8 @@
 """Whole models on the GPU against the CPU reference (GPU tests: skipped without a GPU).
 
 All 9 light models of the onnx wheel (random weights) and the repo's test models (CNN with
-residuals, transformer encoder, LSTM) are built for the CUDA backend and for the CPU, and run
-on the same inputs (the CPU side on the numpy reference backend): FP32 within 1e-3 relative
+residuals, transformer encoder, LSTM, a BERT-base-sized encoder) are built for the CUDA
+backend and for the CPU, and run on the same inputs (the CPU side on the numpy reference backend): FP32 within 1e-3 relative
 (no TF32 anywhere), FP16 with cosine >= 0.999 and the FP16 tolerance of ``compare``; warm
 runs (CUDA graph captured, then replayed) give the first run's outputs bit for bit. A model
 whose FP32 activations pass FP16's range (the build's FP16 overflow warning) must carry the
@@ -25,7 +25,13 @@ from tests.test_light_models import randomize_weights
 
 pytestmark = pytest.mark.gpu
 
-TEST_MODELS = {"resnet_block_cnn": resnet_block_cnn, "transformer_encoder": transformer_encoder, "lstm": lstm_model}
+TEST_MODELS = {
+    "resnet_block_cnn": resnet_block_cnn,
+    "transformer_encoder": transformer_encoder,
+    "lstm": lstm_model,
+    # BERT-base's size: 12 layers, 768 wide, 12 heads, 128 tokens (85M weights, recognized Attention)
+    "bert_base_sized_encoder": lambda: transformer_encoder(batch=1, seq=128, d_model=768, heads=12, layers=12),
+}
 
 
 def _model(name: str) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
