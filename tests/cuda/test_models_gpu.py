@@ -2,12 +2,12 @@
 
 All 9 light models of the onnx wheel (random weights) and the repo's test models (CNN with
 residuals, transformer encoder, LSTM, a BERT-base-sized encoder) are built for the CUDA
-backend and for the CPU, and run on the same inputs (the CPU side on the numpy reference backend): FP32 within 1e-3 relative
-(no TF32 anywhere), FP16 with cosine >= 0.999 and the FP16 tolerance of ``compare``; warm
-runs (CUDA graph captured, then replayed) give the first run's outputs bit for bit. A model
-whose FP32 activations pass FP16's range (the build's FP16 overflow warning) must carry the
-same warning on both builds and show it in both outputs. Two
-contexts on two streams agree with one.
+backend and for the CPU, and run on the same inputs (the CPU side on the numpy reference
+backend): FP32 within 1e-3 relative (no TF32 anywhere), FP16 with cosine >= 0.999 and the
+FP16 tolerance of ``compare``; warm runs (CUDA graph captured, then replayed) give the first
+run's outputs bit for bit. A model whose FP32 activations pass FP16's range (the build's FP16
+overflow warning) must carry the same warning on both builds and show it in both outputs.
+Two contexts on two streams agree with one.
 """
 
 from __future__ import annotations
