@@ -8,6 +8,7 @@ staging area for host copies, so contexts on separate streams run concurrently.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -144,6 +145,7 @@ class CudaBackend(Backend):
         self._modules: dict[str, Any] = {}
         self._functions: dict[tuple[str, str], Function] = {}
         self._weights: dict[int, tuple[np.ndarray, DeviceTensor]] = {}
+        self._derived: dict[tuple, DeviceTensor] = {}
         self._embedded: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
@@ -172,13 +174,31 @@ class CudaBackend(Backend):
             kept = self._weights.get(id(array))
             if kept is not None and kept[0] is array:
                 return kept[1]
+        tensor = self._copy_up(array)
+        with self._lock:
+            self._weights[id(array)] = (array, tensor)
+        return tensor
+
+    def upload_derived(self, array: np.ndarray) -> DeviceTensor:
+        """A constant a builder computed (a float32 bias, folded norm factors, resize taps) in
+        the weights region, once per content: builders make a fresh array at every prepare
+        (each tactic the auto-tuner tries, each engine load), which must not add an upload."""
+        host = np.ascontiguousarray(array)
+        key = (host.dtype.str, host.shape, hashlib.blake2b(host.view(np.uint8).reshape(-1), digest_size=16).digest())
+        with self._lock:
+            kept = self._derived.get(key)
+        if kept is None:
+            kept = self._copy_up(host)
+            with self._lock:
+                kept = self._derived.setdefault(key, kept)
+        return kept
+
+    def _copy_up(self, array: np.ndarray) -> DeviceTensor:
         host = np.ascontiguousarray(array)
         buffer = self.allocate(host.nbytes)
         tensor = DeviceTensor(buffer.ptr, tuple(host.shape), host.dtype, buffer)
         self.device.call("cuMemcpyHtoD", tensor.ptr, host.ctypes.data, host.nbytes)
         self.device.call("cuCtxSynchronize")  # a pageable copy may still be in flight on return
-        with self._lock:
-            self._weights[id(array)] = (array, tensor)
         return tensor
 
     def copy_in(self, dst: DeviceTensor, src: np.ndarray, state: RunState) -> DeviceTensor:

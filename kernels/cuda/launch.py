@@ -243,8 +243,9 @@ class Step:
                 self.weight(index)
 
     def upload(self, array: np.ndarray) -> DeviceTensor:
-        """A derived constant (folded BatchNorm factors, resize taps) in the weights region."""
-        return self.backend.upload(np.ascontiguousarray(array))
+        """A derived constant (folded BatchNorm factors, resize taps) in the weights region,
+        uploaded once per content (see ``CudaBackend.upload_derived``)."""
+        return self.backend.upload_derived(array)
 
 
 def static_refusal(node: Node, dtypes: Sequence[np.dtype] | None = None) -> Refusal | None:

@@ -106,8 +106,9 @@ def test_gemm_constant_addend_varying_along_rows_is_refused():
 def test_prepared_conv_packs_weights_and_launches_im2col_then_gemm(fake_backend, monkeypatch):
     backend, device = fake_backend
     uploads = []
-    upload = backend.upload
-    monkeypatch.setattr(backend, "upload", lambda array: uploads.append(array) or upload(array))
+    for method in ("upload", "upload_derived"):  # the model's own constants, and what the builder derives
+        original = getattr(backend, method)
+        monkeypatch.setattr(backend, method, lambda array, original=original: uploads.append(array) or original(array))
     case = conv_case("conv", (2, 5, 9, 9), (12, 5, 3, 3), {"pads": [1, 1, 1, 1]}, residual=True, activation="Relu")
     spec, runtime = gpu_spec(case, F16, Tactic("imma128x128"))
     launch = backend.prepare(spec)

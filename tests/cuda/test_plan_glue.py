@@ -76,6 +76,22 @@ def test_weights_upload_once_and_are_shared_by_contexts(fake_backend):
     assert backend.upload(w) is backend.upload(w)
 
 
+def test_derived_constants_upload_once_per_content(fake_backend):
+    """A builder's derived constants (LayerNorm's float32 scale and bias) are fresh arrays at
+    every prepare, as the auto-tuner prepares each tactic: the second prepare uploads nothing;
+    other values upload anew."""
+    backend, device = fake_backend
+    gamma, beta = RNG.standard_normal(16).astype(np.float32), RNG.standard_normal(16).astype(np.float32)
+    spec = make_step("LayerNormalization", [("x", F32, (2, 16)), gamma, beta], [(F32, (2, 16))], {"axis": -1})
+    backend.prepare(spec)
+    uploads = device.uploads
+    assert uploads == 2  # the float32 scale and bias it launches with, not also the raw constants
+    backend.prepare(make_step("LayerNormalization", [("x", F32, (2, 16)), gamma.copy(), beta.copy()], [(F32, (2, 16))], {"axis": -1}))
+    assert device.uploads == uploads
+    backend.prepare(make_step("LayerNormalization", [("x", F32, (2, 16)), gamma + 1, beta], [(F32, (2, 16))], {"axis": -1}))
+    assert device.uploads > uploads
+
+
 @pytest.mark.parametrize("tactic", ["direct", "igemm"])
 def test_conv_tactics_pick_their_kernel(fake_backend, tactic):
     backend, device = fake_backend
