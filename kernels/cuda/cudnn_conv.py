@@ -3,8 +3,9 @@
 add -> activation, so the epilogue runs fused where an engine supports it (where none fuses
 the residual, as in NCHW, cuDNN runs conv -> bias and one NVRTC kernel the rest).
 
-Tactics "cudnn0".."cudnn7" (4..7 at optimization level 4 and 5) are the first execution plans of the fused graph's ranked list
-(heuristics mode A, then the fallback list); "cudnn0c".."cudnn7c" those of the bare
+Tactics "cudnn0".."cudnn7" are the first execution plans of the fused graph's ranked list
+(heuristics mode A, then the fallback list; ranks 4-7 only at optimization levels 4 and 5);
+"cudnn0c".."cudnn7c" those of the bare
 convolution's graph, followed by one NVRTC kernel for bias, residual and activation: cuDNN's
 precompiled convolution engines are often faster than its runtime-fusion ones in NCHW, and
 the build's timing decides. A plan that does not build for the step is passed over for the
