@@ -188,12 +188,13 @@ class CudaBackend(Backend):
         with self._lock:
             kept = self._derived.get(key)
         if kept is None:
-            kept = self._copy_up(host)
+            kept = self._copy_up(host)  # outside the lock: the copy synchronizes the device
             with self._lock:
                 kept = self._derived.setdefault(key, kept)
         return kept
 
     def _copy_up(self, array: np.ndarray) -> DeviceTensor:
+        """A fresh weights-region copy of ``array``."""
         host = np.ascontiguousarray(array)
         buffer = self.allocate(host.nbytes)
         tensor = DeviceTensor(buffer.ptr, tuple(host.shape), host.dtype, buffer)
