@@ -24,6 +24,7 @@ from edge.kernels.autotune import TimingCache, select_tactics
 from edge.kernels.backend import BackendUnavailable, get_backend
 from edge.partitioner import PartitionOptions, partition
 from edge.passes import optimize
+from edge.passes.layout import to_channels_last_regions
 from edge.plan import lower
 from edge.precision import PRECISIONS, REDUCED, assign_precision, layer_precisions
 from edge.profiles import DeviceProfile, load_profile
@@ -83,6 +84,9 @@ class BuilderConfig:
         optimization_level: 0 takes each kernel's heuristic tactic; 1-5 time the candidate
             tactics on this machine (trtexec's --builderOptimizationLevel; default 3).
         timing_cache: JSON timing cache file, read before timing and updated after.
+        channels_last: put the CUDA backend's FP16 convolution regions in NHWC where the
+            boundary reformats cost less than NCHW convolutions (edge.passes.layout); False
+            keeps every tensor in the model's NCHW.
     """
 
     precision: str = "fp32"
@@ -108,6 +112,7 @@ class BuilderConfig:
     backends: dict[str, str] | None = None
     optimization_level: int = 3
     timing_cache: str | os.PathLike | None = None
+    channels_last: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -184,6 +189,11 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
         overflow = fp16_overflow_warning(graph.nodes, placed.peaks, build_info["fp16_range"]["inputs"])
         build_info["warnings"] += [overflow] if overflow else []
     timings["precision"] = time.perf_counter() - stage
+
+    if config.channels_last and "cuda" in targets.values():
+        stage = time.perf_counter()
+        build_info["layout"] = _channels_last(graph, targets)
+        timings["layout"] = time.perf_counter() - stage
 
     verify(graph)
 
@@ -290,6 +300,18 @@ def _place(model: str | os.PathLike | bytes | Graph, config: BuilderConfig, buil
     targets = _targets(device, config.backends)
     timings["placement"] = time.perf_counter() - stage
     return _Placed(graph, layout, calibration, device, targets, profiles, peaks)
+
+
+def _channels_last(graph: Graph, targets: dict[str, str]) -> dict[str, Any]:
+    """NHWC regions for the FP16 layers of devices the CUDA backend runs, where its
+    convolutions take NHWC (cuDNN present); the layout report for the build record."""
+    from edge.kernels.cuda.nn import channels_last_convs
+
+    if not channels_last_convs():
+        return {"converted_regions": 0, "note": "NCHW throughout: channels-last convolutions need cuDNN"}
+    devices = {device for device, backend in targets.items() if backend == "cuda"}
+    wants = lambda node: node.meta.get("device") in devices and node.meta.get("precision") == "fp16"  # noqa: E731
+    return to_channels_last_regions(graph, wants).to_dict()
 
 
 def _choose_best(placed: _Placed, config: BuilderConfig, build_info: dict[str, Any]) -> None:
@@ -401,4 +423,5 @@ def _config_record(config: BuilderConfig) -> dict[str, Any]:
         "backends": config.backends,
         "optimization_level": config.optimization_level,
         "timing_cache": None if config.timing_cache is None else str(config.timing_cache),
+        "channels_last": config.channels_last,
     }

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from edge.ir import EDGETRT_DOMAIN, Graph, Node, Value, standard_domain
+from edge.ir.layout import channels_first_shape
 
 __all__ = ["WINDOW_OPS", "window_attribute_problem"]
 
@@ -28,6 +29,8 @@ WINDOW_OPS = frozenset(
         ("", "MaxUnpool"),
         (EDGETRT_DOMAIN, "FusedConv"),
         (EDGETRT_DOMAIN, "FusedConvTranspose"),
+        (EDGETRT_DOMAIN, "MaxPool"),
+        (EDGETRT_DOMAIN, "AveragePool"),
     }
 )
 """(domain, op type) of the ops whose window attributes are checked."""
@@ -101,11 +104,12 @@ def _group_problem(node: Node, group: int) -> str | None:
     """A convolution's input channels must split into ``group`` equal parts the weight matches."""
     weight = _weight(node)
     source = node.inputs[0] if node.inputs else None
-    if weight is None or source is None or weight.shape is None or source.shape is None:
+    shape = channels_first_shape(node, source)
+    if weight is None or shape is None or weight.shape is None:
         return None
-    if len(weight.shape) < 2 or len(source.shape) < 2:
+    if len(weight.shape) < 2 or len(shape) < 2:
         return None
-    channels = source.shape[1]
+    channels = shape[1]
     # Conv weights are (M, C/group, ...), ConvTranspose weights (C, M/group, ...).
     transposed = "Transpose" in node.op_type
     per_group = weight.shape[0] if transposed else weight.shape[1]
@@ -139,12 +143,13 @@ def _weight_kernel(node: Node) -> list[int] | None:
 def _window_fits(node: Node, kernel: Sequence[int], lists: dict[str, Any], auto_pad: str) -> str | None:
     """With a static input, every output dim must be at least 1 (no window outside the data)."""
     source = node.inputs[0] if node.inputs else None
-    if source is None or source.shape is None or len(source.shape) != len(kernel) + 2:
+    shape = channels_first_shape(node, source)
+    if shape is None or len(shape) != len(kernel) + 2:
         return None
     rank = len(kernel)
     pads = [0] * (2 * rank) if auto_pad == "VALID" else (lists["pads"] or [0] * (2 * rank))
     dilations = lists["dilations"] or [1] * rank
-    for axis, (size, k, d) in enumerate(zip(source.shape[2:], kernel, dilations)):
+    for axis, (size, k, d) in enumerate(zip(shape[2:], kernel, dilations)):
         if not isinstance(size, int):
             continue
         padded = size + pads[axis] + pads[axis + rank]

@@ -9,6 +9,9 @@ epilogue (``nn.convolve``, ``normalization.batch_normalize``); the others run it
 afterwards.
 ``SiLU`` is x·sigmoid(x); ``Attention`` is softmax(Q·Kᵀ·scale + mask)·V over the last two dims;
 ``ChannelShuffle`` moves channel i·(C/g) + j to j·g + i (ShuffleNet's interleave of groups).
+A ``FusedConv`` with ``channels_last`` (and edgetrt::MaxPool / edgetrt::AveragePool, which
+always have it) reads and writes NHWC images (``edge.passes.layout``): here the reference
+runs the NCHW kernel between transposes.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import numpy as np
 from scipy import special
 
 from edge.ir import EDGETRT_DOMAIN, Value
+from edge.ir.layout import TO_CHANNELS_FIRST, TO_CHANNELS_LAST, is_channels_last, to_channels_first, to_channels_last
 from edge.ir.opinfo import resolve_pads
 from edge.kernels.cpu.activations import apply_activation
 from edge.kernels.cpu.compiled import compiled as _compiled
 from edge.kernels.cpu.linalg import gemm
-from edge.kernels.cpu.nn import conv_tactics, conv_transpose, convolve
+from edge.kernels.cpu.nn import _window, average_pool, conv_tactics, conv_transpose, convolve, max_pool
 from edge.kernels.cpu.normalization import batch_normalize
 from edge.kernels.cpu.precision import widen_half
 from edge.kernels.registry import OpContext, register, register_shape
@@ -48,8 +52,30 @@ def _epilogue(ctx: OpContext, y: np.ndarray, residual: np.ndarray | None = None)
 def fused_conv(
     ctx: OpContext, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, z: np.ndarray | None = None
 ) -> np.ndarray:
-    """act(Conv(X, W, B) + Z)."""
-    return convolve(ctx, x, w, b, z, *_activation(ctx))
+    """act(Conv(X, W, B) + Z), in NCHW or (``channels_last``) NHWC."""
+    if not is_channels_last(ctx.node):
+        return convolve(ctx, x, w, b, z, *_activation(ctx))
+    return _nhwc(convolve(ctx, _nchw(x), w, b, None if z is None else _nchw(z), *_activation(ctx)))
+
+
+def _nchw(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(TO_CHANNELS_FIRST))
+
+
+def _nhwc(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(TO_CHANNELS_LAST))
+
+
+@register("MaxPool", domain=EDGETRT_DOMAIN)
+def max_pool_channels_last(ctx: OpContext, x: np.ndarray) -> np.ndarray:
+    """MaxPool over an NHWC image (no Indices output)."""
+    return _nhwc(max_pool(ctx, _nchw(x)))
+
+
+@register("AveragePool", domain=EDGETRT_DOMAIN)
+def average_pool_channels_last(ctx: OpContext, x: np.ndarray) -> np.ndarray:
+    """AveragePool over an NHWC image."""
+    return _nhwc(average_pool(ctx, _nchw(x)))
 
 
 @register("FusedConvTranspose", domain=EDGETRT_DOMAIN)
@@ -100,13 +126,13 @@ def attention(
 # -- shape functions ----------------------------------------------------------------------
 
 
-def _conv_out(ctx: OpContext, x: Value, w: Value) -> tuple | None:
-    """Output dims of a convolution for static spatial dims (unknown ones stay None)."""
-    if x.shape is None or w.shape is None:
+def _conv_out(ctx: OpContext, x_shape: tuple | None, w_shape: tuple | None) -> tuple | None:
+    """NCHW output dims of a convolution for static spatial dims (unknown ones stay None)."""
+    if x_shape is None or w_shape is None:
         return None
-    kernel = tuple(ctx.attr("kernel_shape") or w.shape[2:])
+    kernel = tuple(ctx.attr("kernel_shape") or w_shape[2:])
     rank = len(kernel)
-    spatial = x.shape[2:]
+    spatial = x_shape[2:]
     strides = tuple(ctx.attr("strides") or (1,) * rank)
     dilations = tuple(ctx.attr("dilations") or (1,) * rank)
     auto_pad, pads = ctx.attr("auto_pad", "NOTSET"), ctx.attr("pads")
@@ -118,7 +144,7 @@ def _conv_out(ctx: OpContext, x: Value, w: Value) -> tuple | None:
         dim_pads = None if not pads else (pads[i], pads[i + rank])
         (begin,), (end,) = resolve_pads(auto_pad, dim_pads, (size,), kernel[i : i + 1], strides[i : i + 1], dilations[i : i + 1])
         out.append((size + begin + end - ((kernel[i] - 1) * dilations[i] + 1)) // strides[i] + 1)
-    return (x.shape[0], w.shape[0], *out)
+    return (x_shape[0], w_shape[0], *out)
 
 
 def _conv_transpose_out(ctx: OpContext, x: Value, w: Value) -> tuple | None:
@@ -149,7 +175,18 @@ def _conv_transpose_out(ctx: OpContext, x: Value, w: Value) -> tuple | None:
 
 @register_shape("FusedConv", domain=EDGETRT_DOMAIN)
 def _fused_conv_shape(ctx: OpContext, x: Value, w: Value, *rest: Value | None) -> list[tuple]:
-    return [(x.dtype, _conv_out(ctx, x, w))]
+    if not is_channels_last(ctx.node) or x.shape is None:
+        return [(x.dtype, _conv_out(ctx, x.shape, w.shape))]
+    out = _conv_out(ctx, to_channels_first(x.shape), w.shape)
+    return [(x.dtype, None if out is None else to_channels_last(out))]
+
+
+@register_shape("MaxPool", "AveragePool", domain=EDGETRT_DOMAIN)
+def _pool_channels_last_shape(ctx: OpContext, x: Value) -> list[tuple]:
+    if x.shape is None or not all(isinstance(d, int) for d in x.shape[1:3]):
+        return [(x.dtype, None)]
+    window = _window(ctx.node.attrs, tuple(x.shape[1:3]), tuple(ctx.attr("kernel_shape")), bool(ctx.attr("ceil_mode", 0)))
+    return [(x.dtype, (x.shape[0], *window.out, x.shape[3]))]
 
 
 @register_shape("FusedConvTranspose", domain=EDGETRT_DOMAIN)

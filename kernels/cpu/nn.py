@@ -34,6 +34,7 @@ import numpy as np
 from edge.kernels.cpu.activations import apply_activation
 from edge.kernels.cpu.compiled import compiled as _compiled
 from edge.kernels.cpu.gemm import grouped_matmul
+from edge.ir.layout import is_channels_last, to_channels_first
 from edge.ir.opinfo import resolve_pads
 from edge.kernels.backend import StepSpec
 from edge.kernels.cpu.precision import HALF_FLOATS, widen_half
@@ -365,8 +366,9 @@ def conv_tactics(spec: StepSpec) -> list[Tactic]:
     if not all(isinstance(d, int) for d in (*x.shape[1:], *w.shape)):
         return []
     widened = [np.float32 if np.dtype(t.dtype) in HALF_FLOATS else t.dtype for t in (x, w)]  # as ``widen_half`` runs it
-    setting = _conv_setting(spec.node.attrs, tuple(x.shape), widened[0], tuple(w.shape), widened[1])
-    return [Tactic(mode) for mode in setting.modes(tuple(x.shape[2:]))]
+    shape = to_channels_first(x.shape) if is_channels_last(spec.node) else tuple(x.shape)  # the kernel runs NCHW
+    setting = _conv_setting(spec.node.attrs, shape, widened[0], tuple(w.shape), widened[1])
+    return [Tactic(mode) for mode in setting.modes(shape[2:])]
 
 
 def _conv_plan(ctx: OpContext, x: np.ndarray, w: np.ndarray, has_bias: bool) -> _ConvPlan:

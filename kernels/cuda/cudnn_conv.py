@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from edge.ir.layout import TO_CHANNELS_LAST, is_channels_last
 from edge.kernels.backend import StepSpec
-from edge.kernels.cuda.launch import ACTIVATION_CODES, BLOCK, Body, Step, float_suffix, grid_1d
+from edge.kernels.cuda.launch import ACTIVATION_CODES, BLOCK, Body, Step, contiguous_strides, float_suffix, grid_1d
 from edge.kernels.tactics import Tactic
 
 __all__ = ["available", "conv_candidates", "build_cudnn_conv", "library_version"]
@@ -84,7 +85,7 @@ def _problem(g: Any, spec: StepSpec) -> dict[str, Any] | None:
         return None
     inputs = spec.inputs
     return {
-        "dtype": dtype, "x": (g.n, g.c, g.h, g.w), "w": (g.m, g.c // g.groups, g.kh, g.kw), "y": (g.n, g.m, g.oh, g.ow),
+        "dtype": dtype, "nhwc": is_channels_last(spec.node), "x": (g.n, g.c, g.h, g.w), "w": (g.m, g.c // g.groups, g.kh, g.kw), "y": (g.n, g.m, g.oh, g.ow),
         "pre": (g.ph, g.pw), "post": post, "stride": (g.sh, g.sw), "dilation": (g.dh, g.dw),
         "bias": len(inputs) > 2 and inputs[2] is not None, "residual": len(inputs) > 3 and inputs[3] is not None,
         "act": _ACTIVATIONS[g.act], "p0": float(g.p0), "p1": float(g.p1),
@@ -111,12 +112,13 @@ def _has_epilogue(p: dict[str, Any]) -> bool:
     return p["bias"] or p["residual"] or p["act"] != ""
 
 
-def _strides(dims: tuple[int, ...]) -> list[int]:
-    strides, step = [], 1
-    for size in reversed(dims):
-        strides.append(step)
-        step *= size
-    return list(reversed(strides))
+def _strides(dims: tuple[int, ...], nhwc: bool) -> list[int]:
+    """Element strides of logical (N, C, H, W) ``dims`` stored NCHW or NHWC (a weight's
+    (M, C, kH, kW) then KRSC, as cuDNN's channels-last engines take it)."""
+    if not nhwc:
+        return list(contiguous_strides(dims))
+    sn, sh, sw, sc = contiguous_strides((dims[0], dims[2], dims[3], dims[1]))
+    return [sn, sc, sh, sw]
 
 
 class _Graphs:
@@ -148,7 +150,7 @@ def _graph(cudnn: Any, handle: Any, p: dict[str, Any]) -> tuple[Any, dict[str, A
     graph = cudnn.pygraph(io_data_type=io, intermediate_data_type=cudnn.data_type.FLOAT, compute_data_type=cudnn.data_type.FLOAT, handle=handle)
 
     def tensor(name: str, dims: tuple[int, ...]) -> Any:
-        return graph.tensor(name=name, dim=list(dims), stride=_strides(dims), data_type=io)
+        return graph.tensor(name=name, dim=list(dims), stride=_strides(dims, p["nhwc"]), data_type=io)
 
     tensors = {"x": tensor("x", p["x"]), "w": tensor("w", p["w"])}
     y = graph.conv_fprop(image=tensors["x"], weight=tensors["w"], pre_padding=list(p["pre"]), post_padding=list(p["post"]),
@@ -174,7 +176,7 @@ def _graph(cudnn: Any, handle: Any, p: dict[str, Any]) -> tuple[Any, dict[str, A
         y = graph.swish(input=y, swish_beta=1.0)
     elif act == "Gelu":
         y = graph.gelu(input=y)
-    y.set_output(True).set_data_type(io).set_dim(list(p["y"])).set_stride(_strides(p["y"]))
+    y.set_output(True).set_data_type(io).set_dim(list(p["y"])).set_stride(_strides(p["y"], p["nhwc"]))
     tensors["y"] = y
     graph.validate()
     graph.build_operation_graph()
@@ -198,8 +200,9 @@ def _built(shared: _Graphs, cudnn: Any, p: dict[str, Any]) -> tuple[Any, dict[st
 
 def build_cudnn_conv(step: Step, tactic: Tactic, activation: str, params: Any) -> Body:
     """The step as the cuDNN plan of rank ``tactic`` (or the next one that builds). With the
-    tactic's NVRTC epilogue, or where no engine fuses the residual, cuDNN computes the bare
-    conv (conv + bias in the residual case) and one NVRTC kernel the rest, in place."""
+    tactic's NVRTC epilogue, or where no engine fuses the epilogue (a residual add in NCHW),
+    cuDNN computes the bare conv and one NVRTC kernel the rest, in place. A channels-last
+    step's weight goes to the device as KRSC."""
     from edge.kernels.cuda.nn import conv_geometry
 
     cudnn = _library()
@@ -208,12 +211,12 @@ def build_cudnn_conv(step: Step, tactic: Tactic, activation: str, params: Any) -
     if cudnn is None or p is None:
         raise ValueError(f"node '{step.node.name}': tactic '{tactic.name}' needs cuDNN for this convolution, which is not available")
     shared = _Graphs.of(step.backend)
+    conv_only = {**p, "bias": False, "residual": False, "act": ""}
     bare = tactic.params.get("epilogue") == "nvrtc" and _has_epilogue(p)
     with shared.lock:
-        built = _built(shared, cudnn, {**p, "bias": False, "residual": False, "act": ""} if bare else p)
-        split = isinstance(built, str) and p["residual"]
-        if split:
-            built = _built(shared, cudnn, {**p, "residual": False, "act": ""})
+        built = _built(shared, cudnn, conv_only if bare else p)
+        if isinstance(built, str) and not bare and _has_epilogue(p):
+            bare, built = True, _built(shared, cudnn, conv_only)
         if isinstance(built, str):
             raise ValueError(f"node '{step.node.name}': no cuDNN execution plan builds for this convolution ({built})")
         graph, tensors = built
@@ -228,8 +231,10 @@ def build_cudnn_conv(step: Step, tactic: Tactic, activation: str, params: Any) -
         if index >= count:
             raise ValueError(f"node '{step.node.name}': no cuDNN execution plan from rank {tactic.params.get('plan', 0)} builds for this convolution")
         workspace = int(graph.get_workspace_size_plan_at_index(index))
+    if p["nhwc"]:
+        step.place(1, np.ascontiguousarray(step.const(1).transpose(TO_CHANNELS_LAST)))
     roles = [("x", 0), ("w", 1)] + [(role, i) for role, i in (("b", 2), ("z", 3)) if role in tensors]
-    epilogue = _epilogue(step, g, bias=bare and p["bias"], residual=p["residual"]) if bare or split else None
+    epilogue = _epilogue(step, g, p) if bare else None
 
     def body(inputs: list, outputs: list, state) -> None:
         pack = {tensors[role]: inputs[i].ptr for role, i in roles}
@@ -244,12 +249,14 @@ def build_cudnn_conv(step: Step, tactic: Tactic, activation: str, params: Any) -
     return body
 
 
-def _epilogue(step: Step, g: Any, bias: bool, residual: bool) -> Body:
+def _epilogue(step: Step, g: Any, p: dict[str, Any]) -> Body:
     """y = act(y + bias + z) over the output, in place: what the cuDNN graph left out."""
     n = g.n * g.m * g.oh * g.ow
     fn = step.function("elementwise", f"conv_epilogue_{float_suffix(step.output(0).dtype)}")
     grid = grid_1d(n)
-    args = (ctypes.c_int64(n), ctypes.c_int64(g.oh * g.ow), ctypes.c_int32(g.m), ctypes.c_int32(g.act), ctypes.c_float(g.p0), ctypes.c_float(g.p1))
+    run = 1 if p["nhwc"] else g.oh * g.ow  # consecutive elements of one channel: an NCHW plane, one in NHWC
+    bias, residual = p["bias"], p["residual"]
+    args = (ctypes.c_int64(n), ctypes.c_int64(run), ctypes.c_int32(g.m), ctypes.c_int32(g.act), ctypes.c_float(g.p0), ctypes.c_float(g.p1))
 
     def body(inputs: list, outputs: list, state) -> None:
         fn(state, grid, (BLOCK, 1, 1), outputs[0], inputs[2] if bias else None, inputs[3] if residual else None, *args)

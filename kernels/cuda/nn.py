@@ -1,5 +1,6 @@
 """CUDA builders of the convolutions and pools: Conv / edgetrt::FusedConv (bias, residual and
-activation fused; tactics "direct" and "igemm"), MaxPool and AveragePool. 1-D windows run as
+activation fused; tactics "direct" and "igemm", and cuDNN's), MaxPool and AveragePool, and the
+channels-last (NHWC) forms of FusedConv (cuDNN only) and the pools. 1-D windows run as
 2-D ones of height 1. Window geometry (pads, auto_pad, ceil_mode) is resolved by the CPU
 kernels' own resolver, so both backends agree on output sizes."""
 
@@ -11,6 +12,7 @@ import math
 import numpy as np
 
 from edge.ir import EDGETRT_DOMAIN, Node
+from edge.ir.layout import is_channels_last, to_channels_first
 from edge.kernels.backend import StepSpec
 from edge.kernels.cpu.nn import _window as resolve_window
 from edge.kernels.cuda import cudnn_conv
@@ -20,7 +22,7 @@ from edge.kernels.registry import register
 from edge.kernels.tactics import Tactic
 from edge.refusal import Refusal
 
-__all__ = ["Conv2d", "Pool2d", "conv_geometry", "conv_grid", "conv_tactics", "window_refusal"]
+__all__ = ["Conv2d", "Pool2d", "channels_last_convs", "conv_geometry", "conv_grid", "conv_tactics", "window_refusal"]
 
 FLOATS = (np.float32, np.float16)
 IGEMM_TILE = 64
@@ -56,7 +58,10 @@ def window_refusal(node: Node) -> Refusal | None:
 
 
 def conv_geometry(node: Node, opset: int, x_shape: tuple[int, ...], w_shape: tuple[int, ...], activation: str = "", params=()) -> Conv2d:
-    """The kernel's geometry struct for a (1-D or 2-D) convolution node."""
+    """The kernel's geometry struct for a (1-D or 2-D) convolution node (NCHW sizes, also
+    of a channels-last one)."""
+    if is_channels_last(node):
+        x_shape = to_channels_first(x_shape)
     kernel = tuple(node.attrs.get("kernel_shape") or w_shape[2:])
     window = resolve_window(node.attrs, tuple(x_shape[2:]), kernel)
     (h, w), (oh, ow) = _as_2d(tuple(x_shape[2:]), 1), _as_2d(window.out, 1)
@@ -78,6 +83,8 @@ def conv_grid(g: Conv2d, tactic: str) -> tuple[tuple[int, int, int], tuple[int, 
 def nvrtc_conv_candidates(spec: StepSpec) -> list[Tactic]:
     """Both NVRTC kernels; the direct one first for depthwise-like convs (few channels per group),
     the implicit GEMM first otherwise."""
+    if is_channels_last(spec.node):
+        return []  # the NVRTC kernels read NCHW
     x, w = spec.inputs[0].shape, spec.inputs[1].shape
     group = spec.node.attrs.get("group", 1)
     direct_first = w[0] // group < 16 or w[1] * math.prod(w[2:]) < 16
@@ -115,15 +122,29 @@ add_source("conv", TacticSource("cudnn", lambda spec: cudnn_conv.conv_candidates
 conv_tactics = family_tactics("conv")
 
 
+def channels_last_convs() -> bool:
+    """Whether channels-last convolutions run here (their only tactic source is cuDNN)."""
+    return cudnn_conv.available()
+
+
+def _conv_refusal(node: Node) -> Refusal | None:
+    if is_channels_last(node) and not channels_last_convs():
+        return Refusal("cuda.layout", f"{node.op_type} '{node.name}': a channels-last convolution needs cuDNN, which is not available")
+    return window_refusal(node)
+
+
 @register("Conv", backend="cuda", precisions=PRECISIONS, supports=window_refusal, tactics=conv_tactics)
-@register("FusedConv", backend="cuda", domain=EDGETRT_DOMAIN, precisions=PRECISIONS, supports=window_refusal, tactics=conv_tactics)
+@register("FusedConv", backend="cuda", domain=EDGETRT_DOMAIN, precisions=PRECISIONS, supports=_conv_refusal, tactics=conv_tactics)
 def conv(step: Step) -> Body:
     """act(Conv(X, W, B) + Z), the activation and residual fused into the epilogue."""
     return build_tactic("conv", step, *conv_epilogue(step.node))
 
 
 def pool_geometry(node: Node, opset: int, x_shape: tuple[int, ...], is_max: bool) -> Pool2d:
-    """The kernel's geometry struct for a (1-D or 2-D) MaxPool/AveragePool node."""
+    """The kernel's geometry struct for a (1-D or 2-D) MaxPool/AveragePool node (NCHW sizes,
+    also of a channels-last one)."""
+    if is_channels_last(node):
+        x_shape = to_channels_first(x_shape)
     kernel = tuple(node.attrs["kernel_shape"])
     window = resolve_window(node.attrs, tuple(x_shape[2:]), kernel, bool(node.attrs.get("ceil_mode", 0)))
     (h, w), (oh, ow) = _as_2d(tuple(x_shape[2:]), 1), _as_2d(window.out, 1)
@@ -138,12 +159,13 @@ def _pool_builder(is_max: bool):
     def build(step: Step) -> Body:
         shape = tuple(step.input(0).shape)
         g = pool_geometry(step.node, step.spec.opset, shape, is_max)
-        planes = shape[0] * shape[1]
-        fn = step.function("pool", f"pool2d_{float_suffix(step.input(0).dtype)}")
-        grid = grid_1d(planes * g.oh * g.ow)
+        layout = "nhwc" if is_channels_last(step.node) else "nchw"
+        images, channels = shape[0], shape[3] if layout == "nhwc" else shape[1]
+        fn = step.function("pool", f"pool2d_{layout}_{float_suffix(step.input(0).dtype)}")
+        grid = grid_1d(images * channels * g.oh * g.ow)
 
         def body(inputs: list, outputs: list, state) -> None:
-            fn(state, grid, (BLOCK, 1, 1), inputs[0], outputs[0], ctypes.c_int64(planes), g)
+            fn(state, grid, (BLOCK, 1, 1), inputs[0], outputs[0], ctypes.c_int64(images), ctypes.c_int32(channels), g)
 
         return body
 
@@ -156,5 +178,6 @@ def _pool_refusal(node: Node) -> Refusal | None:
     return window_refusal(node)
 
 
-register("MaxPool", backend="cuda", precisions=PRECISIONS, supports=_pool_refusal)(_pool_builder(True))
-register("AveragePool", backend="cuda", precisions=PRECISIONS, supports=_pool_refusal)(_pool_builder(False))
+for _domain in ("", EDGETRT_DOMAIN):  # edgetrt's: over NHWC images (channels_last)
+    register("MaxPool", backend="cuda", domain=_domain, precisions=PRECISIONS, supports=_pool_refusal)(_pool_builder(True))
+    register("AveragePool", backend="cuda", domain=_domain, precisions=PRECISIONS, supports=_pool_refusal)(_pool_builder(False))

@@ -1,20 +1,36 @@
-// 2-D max and average pooling over NCHW (pads, strides, dilations, ceil_mode resolved on the host).
+// 2-D max and average pooling over NCHW or NHWC images (pads, strides, dilations, ceil_mode
+// resolved on the host).
 #include "common.cuh"
 
-// Window geometry of one pooling step (mirrors kernels/cuda/nn.py's PoolGeometry).
+// Window geometry of one pooling step (mirrors kernels/cuda/nn.py's Pool2d).
 struct Pool2d {
     int h, w, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw;
     int extent_h, extent_w;  // padded extent counted by count_include_pad (declared pads)
     int is_max, count_include_pad;
 };
 
-template <typename T>
-__device__ void pool2d(const T* x, T* y, i64 planes, Pool2d g) {
-    EDGE_LOOP(i, planes * g.oh * g.ow) {
-        i64 plane = i / ((i64)g.oh * g.ow);
-        int rest = (int)(i - plane * g.oh * g.ow);
-        int oy = rest / g.ow, ox = rest - oy * g.ow;
-        const T* in = x + plane * g.h * g.w;
+// Output element i of `images` images of `channels` channels; NHWC when `nhwc` (the channel
+// varies fastest, so neighbouring threads read neighbouring inputs), else NCHW.
+template <typename T, bool nhwc>
+__device__ void pool2d(const T* x, T* y, i64 images, int channels, Pool2d g) {
+    EDGE_LOOP(i, images * channels * g.oh * g.ow) {
+        i64 image, c;
+        int oy, ox;
+        if (nhwc) {
+            c = i % channels;
+            i64 pixel = i / channels;
+            ox = (int)(pixel % g.ow);
+            oy = (int)(pixel / g.ow % g.oh);
+            image = pixel / ((i64)g.ow * g.oh);
+        } else {
+            ox = (int)(i % g.ow);
+            oy = (int)(i / g.ow % g.oh);
+            i64 plane = i / ((i64)g.ow * g.oh);
+            c = plane % channels;
+            image = plane / channels;
+        }
+        const i64 step = nhwc ? channels : 1;  // elements from one input pixel to the next
+        const T* in = nhwc ? x + image * g.h * g.w * channels + c : x + (image * channels + c) * g.h * g.w;
         float acc = g.is_max ? -__int_as_float(0x7f800000) : 0.0f;
         int counted = 0;
         for (int ky = 0; ky < g.kh; ++ky) {
@@ -23,7 +39,7 @@ __device__ void pool2d(const T* x, T* y, i64 planes, Pool2d g) {
                 int ix = ox * g.sw - g.pw + kx * g.dw;
                 bool inside = iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
                 if (inside) {
-                    float v = to_f(in[iy * g.w + ix]);
+                    float v = to_f(in[((i64)iy * g.w + ix) * step]);
                     acc = g.is_max ? (v > acc || v != v ? v : acc) : acc + v;
                     counted += 1;
                 } else if (g.count_include_pad && iy + g.ph < g.extent_h && ix + g.pw < g.extent_w) {
@@ -35,5 +51,13 @@ __device__ void pool2d(const T* x, T* y, i64 planes, Pool2d g) {
     }
 }
 
-extern "C" __global__ void pool2d_f32(const float* x, float* y, i64 planes, Pool2d g) { pool2d<float>(x, y, planes, g); }
-extern "C" __global__ void pool2d_f16(const __half* x, __half* y, i64 planes, Pool2d g) { pool2d<__half>(x, y, planes, g); }
+#define POOL_KERNELS(S, T)                                                                                   \
+    extern "C" __global__ void pool2d_nchw_##S(const T* x, T* y, i64 images, int channels, Pool2d g) {     \
+        pool2d<T, false>(x, y, images, channels, g);                                                       \
+    }                                                                                                      \
+    extern "C" __global__ void pool2d_nhwc_##S(const T* x, T* y, i64 images, int channels, Pool2d g) {     \
+        pool2d<T, true>(x, y, images, channels, g);                                                        \
+    }
+
+POOL_KERNELS(f32, float)
+POOL_KERNELS(f16, __half)

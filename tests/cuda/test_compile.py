@@ -19,7 +19,7 @@ EXPECTED = {
     + [f"cast_{a}_{b}" for a in CAST_SUFFIX.values() for b in CAST_SUFFIX.values()],
     "reduce": [f"{k}_{s}" for k in ("reduce", "arg_reduce", "softmax") for s in FLOAT],
     "normalization": [f"{k}_{s}" for k in ("layer_norm", "group_norm", "channel_affine") for s in FLOAT],
-    "pool": [f"pool2d_{s}" for s in FLOAT],
+    "pool": [f"pool2d_{layout}_{s}" for layout in ("nchw", "nhwc") for s in FLOAT],
     "copy": [f"{k}_{b}" for k in ("strided_copy", "pad", "gather_i64", "gather_i32") for b in BYTES] + [f"resize2d_{s}" for s in FLOAT],
     "quant": [f"quantize_{s}_{q}" for s in FLOAT for q in ("i8", "u8")] + [f"dequantize_{q}_{s}" for s in FLOAT for q in ("i8", "u8")]
     + [f"fake_quantize_{s}" for s in FLOAT],

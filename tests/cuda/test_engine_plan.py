@@ -144,3 +144,27 @@ def test_tactic_timing_replays_a_captured_graph_of_the_calls(stand_in):
     made = stand_in.calls[launch_calls:]
     assert made.count("cuStreamBeginCapture") == 1 and made.count("cuGraphLaunch") == TIMED_REPLAYS
     assert times == [1e-3 / 4] * TIMED_REPLAYS
+
+
+def test_fp16_conv_regions_plan_channels_last_onto_cudnn(stand_in, monkeypatch, tmp_path):
+    """With cuDNN present, an FP16 GPU build runs its conv regions in NHWC: channels-last
+    convolutions with cuDNN tactics only, the NHWC pool kernel, Transposes at the boundary;
+    the engine file keeps the layout. FP32 layers and ``channels_last=False`` stay NCHW."""
+    from edge.kernels.cuda import cudnn_conv
+
+    monkeypatch.setattr(cudnn_conv, "available", lambda: True)  # candidates only: nothing runs at level 0
+    model = resnet_block_cnn().SerializeToString()
+    config = dict(profile="agx-orin-64gb", backends={"gpu": "cuda"}, optimization_level=0)
+    engine = edge.build(model, edge.BuilderConfig(precision="fp16", **config))
+    assert engine.build["layout"]["converted_regions"] == 1
+    kernels = [s for s in engine.plan.steps if s.kind == "kernel"]
+    convs = [s for s in kernels if s.op == "edgetrt::FusedConv"]
+    assert convs and all(s.backend == "cuda" and s.tactic.name.startswith("cudnn") for s in convs)
+    assert [s.kernel for s in kernels if s.op == "edgetrt::MaxPool"] and all(s.backend == "cuda" for s in kernels if s.op in ("Transpose", "edgetrt::MaxPool"))
+    path = tmp_path / "nhwc.engine"
+    engine.save(path)
+    loaded = edge.load(path)
+    assert [(n.op_type, n.attrs.get("channels_last", 0)) for n in loaded.graph.nodes] == [(n.op_type, n.attrs.get("channels_last", 0)) for n in engine.graph.nodes]
+    for kept in (edge.BuilderConfig(precision="fp32", **config), edge.BuilderConfig(precision="fp16", channels_last=False, **config)):
+        graph = edge.build(model, kept).graph
+        assert not any(n.attrs.get("channels_last") for n in graph.nodes) and "Transpose" not in graph.op_types()

@@ -204,4 +204,4 @@ def test_embedded_cubins_load_without_compiling(fake_backend, cubins, monkeypatc
     monkeypatch.setattr(compiler, "compile_module", no_compile)
     spec = make_step("MaxPool", [("x", F32, (1, 1, 4, 4))], [(F32, (1, 1, 2, 2))], {"kernel_shape": [2, 2], "strides": [2, 2]})
     backend.prepare(spec)
-    assert backend.function("pool", "pool2d_f16").name == "pool2d_f16"
+    assert backend.function("pool", "pool2d_nhwc_f16").name == "pool2d_nhwc_f16"
