@@ -1,6 +1,6 @@
 // 2-D convolution (NCHW, groups, strides, pads, dilations) with the fused epilogue
 // act(conv + bias + residual): a direct kernel (one thread per output; depthwise and tiny
-// convs) and a tiled implicit GEMM (weights x im2col columns formed in shared memory).
+// convs; NCHW or NHWC) and a tiled implicit GEMM (weights x im2col columns formed in shared memory).
 #include "common.cuh"
 #include "conv.cuh"
 
@@ -11,26 +11,37 @@ __device__ __forceinline__ float conv_epilogue(float v, const Conv2d& g, const T
     return activate(v, g.act, g.p0, g.p1);
 }
 
-template <typename T>
+// One thread per output; NHWC when `nhwc` (output channel fastest, so neighbouring threads of
+// a depthwise conv read neighbouring inputs), else NCHW. Weights are (M, C/groups, kH, kW) either way.
+template <typename T, bool nhwc>
 __device__ void conv2d_direct(const T* x, const T* wt, const T* bias, const T* z, T* y, Conv2d g) {
     int cg = g.c / g.groups, mg = g.m / g.groups;
     i64 total = (i64)g.n * g.m * g.oh * g.ow;
     EDGE_LOOP(i, total) {
-        int ox = (int)(i % g.ow);
-        int oy = (int)((i / g.ow) % g.oh);
-        int m = (int)((i / ((i64)g.ow * g.oh)) % g.m);
-        int n = (int)(i / ((i64)g.ow * g.oh * g.m));
+        int ox, oy, m, n;
+        if (nhwc) {
+            m = (int)(i % g.m);
+            ox = (int)((i / g.m) % g.ow);
+            oy = (int)((i / ((i64)g.m * g.ow)) % g.oh);
+            n = (int)(i / ((i64)g.m * g.ow * g.oh));
+        } else {
+            ox = (int)(i % g.ow);
+            oy = (int)((i / g.ow) % g.oh);
+            m = (int)((i / ((i64)g.ow * g.oh)) % g.m);
+            n = (int)(i / ((i64)g.ow * g.oh * g.m));
+        }
         int c0 = (m / mg) * cg;
         float acc = 0.0f;
         for (int c = 0; c < cg; ++c) {
-            const T* plane = x + ((i64)n * g.c + c0 + c) * g.h * g.w;
             const T* taps = wt + ((i64)m * cg + c) * g.kh * g.kw;
             for (int ky = 0; ky < g.kh; ++ky) {
                 int iy = oy * g.sh - g.ph + ky * g.dh;
                 if (iy < 0 || iy >= g.h) continue;
                 for (int kx = 0; kx < g.kw; ++kx) {
                     int ix = ox * g.sw - g.pw + kx * g.dw;
-                    if (ix >= 0 && ix < g.w) acc += to_f(plane[iy * g.w + ix]) * to_f(taps[ky * g.kw + kx]);
+                    if (ix < 0 || ix >= g.w) continue;
+                    i64 at = nhwc ? (((i64)n * g.h + iy) * g.w + ix) * g.c + c0 + c : (((i64)n * g.c + c0 + c) * g.h + iy) * g.w + ix;
+                    acc += to_f(x[at]) * to_f(taps[ky * g.kw + kx]);
                 }
             }
         }
@@ -111,7 +122,11 @@ __device__ void conv2d_igemm(const T* x, const T* wt, const T* bias, const T* z,
 
 #define EDGE_CONV(S, T)                                                                                        \
     extern "C" __global__ void conv2d_direct_##S(const T* x, const T* w, const T* b, const T* z, T* y, Conv2d g) { \
-        conv2d_direct<T>(x, w, b, z, y, g);                                                                    \
+        conv2d_direct<T, false>(x, w, b, z, y, g);                                                             \
+    }                                                                                                          \
+    extern "C" __global__ void conv2d_direct_nhwc_##S(const T* x, const T* w, const T* b, const T* z, T* y,     \
+                                                      Conv2d g) {                                              \
+        conv2d_direct<T, true>(x, w, b, z, y, g);                                                              \
     }                                                                                                          \
     extern "C" __global__ void __launch_bounds__(256) conv2d_igemm_##S(const T* x, const T* w, const T* b,      \
                                                                          const T* z, T* y, Conv2d g) {         \

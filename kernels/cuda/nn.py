@@ -1,6 +1,7 @@
 """CUDA builders of the convolutions and pools: Conv / edgetrt::FusedConv (bias, residual and
 activation fused; tactics "direct" and "igemm", and cuDNN's), MaxPool and AveragePool, and the
-channels-last (NHWC) forms of FusedConv (cuDNN only) and the pools. 1-D windows run as
+channels-last (NHWC) forms of FusedConv (cuDNN, and the direct kernel for depthwise-like
+convs) and the pools. 1-D windows run as
 2-D ones of height 1. Window geometry (pads, auto_pad, ceil_mode) is resolved by the CPU
 kernels' own resolver, so both backends agree on output sizes."""
 
@@ -82,12 +83,13 @@ def conv_grid(g: Conv2d, tactic: str) -> tuple[tuple[int, int, int], tuple[int, 
 
 def nvrtc_conv_candidates(spec: StepSpec) -> list[Tactic]:
     """Both NVRTC kernels; the direct one first for depthwise-like convs (few channels per group),
-    the implicit GEMM first otherwise."""
-    if is_channels_last(spec.node):
-        return []  # the NVRTC kernels read NCHW
+    the implicit GEMM first otherwise. Channels-last: the direct kernel for depthwise-like
+    convs, nothing for the rest (cuDNN's)."""
     x, w = spec.inputs[0].shape, spec.inputs[1].shape
     group = spec.node.attrs.get("group", 1)
     direct_first = w[0] // group < 16 or w[1] * math.prod(w[2:]) < 16
+    if is_channels_last(spec.node):  # the direct kernel alone has an NHWC form: offered where it leads
+        return [Tactic("direct")] if direct_first else []
     order = ["direct", "igemm"] if direct_first else ["igemm", "direct"]
     return [Tactic(name) for name in order]
 
@@ -95,7 +97,8 @@ def nvrtc_conv_candidates(spec: StepSpec) -> list[Tactic]:
 def _nvrtc_conv(step: Step, tactic: Tactic, activation: str, params) -> Body:
     dtype = step.input(0).dtype
     g = conv_geometry(step.node, step.spec.opset, tuple(step.input(0).shape), tuple(step.input(1).shape), activation, params)
-    fn = step.function("conv", f"conv2d_{tactic.name}_{float_suffix(dtype)}")
+    layout = "_nhwc" if is_channels_last(step.node) else ""
+    fn = step.function("conv", f"conv2d_{tactic.name}{layout}_{float_suffix(dtype)}")
     grid, block = conv_grid(g, tactic.name)
 
     def body(inputs: list, outputs: list, state) -> None:
@@ -123,7 +126,7 @@ conv_tactics = family_tactics("conv")
 
 
 def channels_last_convs() -> bool:
-    """Whether channels-last convolutions run here (their only tactic source is cuDNN)."""
+    """Whether channels-last convolutions run here (cuDNN serves every one of them)."""
     return cudnn_conv.available()
 
 
