@@ -2,7 +2,8 @@
 
 For every kernel step whose kernel registers ``tactics``, the candidates are run on random
 inputs of the step's shapes (weights as they are) by the step's backend, checked against the
-heuristic's result, and timed with the backend's clock (median of a few calls after a
+CPU kernel's result on the same inputs (a device backend's float steps; else against the
+heuristic's result), and timed with the backend's clock (median of a few calls after a
 warm-up). The winner goes into the plan step. A :class:`TimingCache` keyed by device and op
 signature (op, attributes, shapes, dtypes, precision, layout) makes a rebuild time nothing;
 trtexec's ``--timingCacheFile`` works the same way. Optimization level 0 takes the heuristic.
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.errors import EdgeError
+from edge.errors import EdgeError, KernelError
 from edge.fileio import write_atomic
 from edge.ir import Graph
 from edge.kernels.backend import Backend, RunState, StepSpec, TensorInfo
@@ -200,9 +201,10 @@ def _fastest(backend: Backend, spec: StepSpec, candidates: list[Tactic], repeat:
     state = RunState({backend.name: backend.new_state()})
     rng = np.random.default_rng(0)
     device = backend.memory_space != "host"
-    inputs = [None if t is None or (t.const is not None and device) else _stage(backend, t, rng, state) for t in spec.inputs]
+    host = [None if t is None else _random(t, rng) for t in spec.inputs]
+    inputs = [None if t is None or (t.const is not None and device) else _stage(backend, t, a, state) for t, a in zip(spec.inputs, host)]
     outputs = [_placed(backend, t) for t in spec.outputs] if device else None
-    reference = None
+    reference = _cpu_reference(spec, host) if device else None
     best, best_time, rejected = candidates[0], math.inf, 0
     for candidate in candidates:
         seconds = known[candidate.name]
@@ -226,17 +228,40 @@ def _fastest(backend: Backend, spec: StepSpec, candidates: list[Tactic], repeat:
             cache.record(backend, signature, candidate.name, seconds)
         if seconds < best_time:
             best, best_time = candidate, seconds
+    if best_time == math.inf and device and reference is not None and rejected == len(candidates):
+        raise KernelError(f"node '{spec.node.name}' ({spec.node.op_type}): none of its {len(candidates)} {backend.name} tactics "
+                          f"computes what the CPU reference does on random inputs of its shapes")
     return best, "rejected" if rejected and best_time == math.inf else "timed"
 
 
-def _stage(backend: Backend, info: TensorInfo, rng: np.random.Generator, state: RunState) -> Any:
-    """A random (or constant) input of ``info``'s shape placed in the backend's memory."""
+def _cpu_reference(spec: StepSpec, host: list[np.ndarray | None]) -> list[np.ndarray] | None:
+    """The CPU kernel's outputs on ``host``, what a device tactic must compute; None where
+    the two are not meant to agree to rounding (INT8 arithmetic and grids: one
+    quantization step apart at most, checked by the INT8 tests) or no CPU kernel exists."""
+    from edge.kernels.backend import get_backend
+
+    cpu = get_backend("cpu")
+    if spec.precision == "int8" or cpu.converts(spec.node):
+        return None
+    state = RunState({cpu.name: cpu.new_state()})
+    try:
+        launch = cpu.prepare(dataclasses.replace(spec, tactic=None, device="cpu"))
+        return [np.asarray(cpu.copy_out(r, state)) for r in launch(list(host), None, state)]
+    except Exception:  # noqa: BLE001  (no CPU kernel for these random inputs: the heuristic's result is the reference)
+        return None
+
+
+def _random(info: TensorInfo, rng: np.random.Generator) -> np.ndarray:
+    """A random input of ``info``'s shape (its value when constant)."""
     if info.const is not None:
-        array = info.const
-    elif info.dtype.kind == "f":
-        array = rng.standard_normal(info.shape).astype(info.dtype)
-    else:
-        array = np.zeros(info.shape, info.dtype)
+        return info.const
+    if info.dtype.kind == "f":
+        return rng.standard_normal(info.shape).astype(info.dtype)
+    return np.zeros(info.shape, info.dtype)
+
+
+def _stage(backend: Backend, info: TensorInfo, array: np.ndarray, state: RunState) -> Any:
+    """``array`` (an input of ``info``'s shape) placed in the backend's memory."""
     if backend.memory_space == "host":
         return array
     return backend.copy_in(_placed(backend, TensorInfo(info.name, array.dtype, array.shape)), array, state)

@@ -141,6 +141,21 @@ def test_tactics_are_timed_cached_and_recorded(model, tmp_path):
     assert all(s.tactic.name == "plain" for s in level0.plan.steps if s.backend == NAME and s.kind == "kernel")
 
 
+def test_device_tactics_are_checked_against_the_cpu_reference(model):
+    """A wrong tactic never wins, even the heuristic's first one; when every candidate is
+    wrong the build stops with one line naming the node."""
+    try:
+        DEVICE.wrong = {"plain"}
+        engine = _build(model, backends={"gpu": NAME})
+        chosen = {s.tactic.name for s in engine.plan.steps if s.backend == NAME and s.kind == "kernel"}
+        assert chosen == {"other"} and engine.build["tactics"]["timed"] > 0
+        DEVICE.wrong = {"plain", "other"}
+        with pytest.raises(edge.EdgeError, match=r"^node '.+' \(\w+\): none of its 2 fake tactics computes what the CPU reference does"):
+            _build(model, backends={"gpu": NAME})
+    finally:
+        DEVICE.wrong = set()
+
+
 def test_timing_cache_from_another_device_or_format_is_ignored_with_a_note(model, tmp_path):
     cache_file = tmp_path / "timing.cache"
     _build(model, backends={"gpu": NAME}, timing_cache=cache_file)
