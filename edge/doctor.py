@@ -258,12 +258,12 @@ def _gpu_checks(path: str | None, jetson: bool) -> list[Check]:
 
 
 def _library_tactic_checks() -> list[Check]:
-    """cuDNN (conv) and cuBLASLt (GEMM) as tactic sources: the library version loaded through
-    its Python binding, or what to install."""
-    from edge.kernels.cuda import cublaslt, cudnn_conv
+    """cuDNN (conv, attention) and cuBLASLt (GEMM) as tactic sources: the library version loaded
+    through its Python binding, or what to install."""
+    from edge.kernels.cuda import cublaslt, cudnn_graphs
 
     checks = []
-    for name, module, binding, extra in (("cudnn", cudnn_conv, ("nvidia-cudnn-frontend",), "cudnn"),
+    for name, module, binding, extra in (("cudnn", cudnn_graphs, ("nvidia-cudnn-frontend",), "cudnn"),
                                          ("cublaslt", cublaslt, ("nvmath-python",), "cublas")):
         loaded, wrapper = module.library_version(), _distribution_version(binding)
         if loaded:

@@ -21,7 +21,7 @@ from edge.errors import KernelError
 from edge.ir import Node
 from edge.kernels import registry
 from edge.kernels.backend import Backend, Launch, RunState, StepSpec
-from edge.kernels.cuda import compiler, cublaslt, cudnn_conv
+from edge.kernels.cuda import compiler, cublaslt, cudnn_graphs
 from edge.kernels.cuda.conversions import quantizers, with_conversions
 from edge.kernels.cuda.driver import Device, open_device
 from edge.kernels.cuda.launch import DeviceTensor, Function, Step
@@ -347,7 +347,7 @@ class CudaBackend(Backend):
             "cuda_bindings": bindings_version,
             "nvrtc": compiler.nvrtc_version(),
             "cublaslt": cublaslt.library_version() or "none",
-            "cudnn": cudnn_conv.library_version() or "none",
+            "cudnn": cudnn_graphs.library_version() or "none",
         }
 
 

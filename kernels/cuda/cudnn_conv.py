@@ -1,5 +1,5 @@
 """cuDNN as a tactic source of the convolution family, through the cuDNN frontend's graph API
-(``nvidia-cudnn-frontend``): one operation graph per convolution, conv -> bias -> residual
+(:mod:`.cudnn_graphs`): one operation graph per convolution, conv -> bias -> residual
 add -> activation, so the epilogue runs fused where an engine supports it (where none fuses
 the residual, as in NCHW, cuDNN runs conv -> bias and one NVRTC kernel the rest).
 
@@ -17,18 +17,17 @@ tensor-core and down-converting engines (no TF32: results match the CPU).
 from __future__ import annotations
 
 import ctypes
-import functools
-import threading
 from typing import Any
 
 import numpy as np
 
 from edge.ir.layout import TO_CHANNELS_LAST, is_channels_last
 from edge.kernels.backend import StepSpec
+from edge.kernels.cuda import cudnn_graphs
 from edge.kernels.cuda.launch import ACTIVATION_CODES, BLOCK, Body, Step, contiguous_strides, float_suffix, grid_1d
 from edge.kernels.tactics import Tactic
 
-__all__ = ["available", "conv_candidates", "build_cudnn_conv", "library_version"]
+__all__ = ["conv_candidates", "build_cudnn_conv"]
 
 PLANS = 8
 """Execution plans of each ranked list offered as tactics."""
@@ -37,31 +36,6 @@ DEEP_PLANS = 4
 they won 10 of 102 convolutions of ResNet-18/50 and MobileNetV2 (at most 21 % faster, the
 median gain nil), and they are half of each conv's cuDNN candidates (the first call that
 timed all 16 built ResNet-50 in 186 s cold, against 27 s with 4 plans and eager timing)."""
-
-
-@functools.cache
-def _library() -> Any:
-    """The ``cudnn`` frontend module with libcudnn loaded, or None."""
-    try:
-        import cudnn
-
-        cudnn.backend_version()
-    except Exception:  # not installed, or libcudnn missing: the source offers nothing
-        return None
-    return cudnn
-
-
-def available() -> bool:
-    return _library() is not None
-
-
-def library_version() -> str | None:
-    """cuDNN's version ("9.19.0"), or None without it."""
-    cudnn = _library()
-    if cudnn is None:
-        return None
-    version = int(cudnn.backend_version())
-    return f"{version // 10000}.{version // 100 % 100}.{version % 100}"
 
 
 _ACTIVATIONS = {ACTIVATION_CODES[name]: name for name in ("", "Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "SiLU", "Gelu")}
@@ -95,7 +69,7 @@ def _problem(g: Any, spec: StepSpec) -> dict[str, Any] | None:
 def conv_candidates(spec: StepSpec, geometry: Any) -> list[Tactic]:
     """The first cuDNN execution plans for this convolution, fused and bare (none where cuDNN
     does not apply)."""
-    p = _problem(geometry, spec) if available() else None
+    p = _problem(geometry, spec) if cudnn_graphs.available() else None
     if p is None:
         return []
     fused = [Tactic(f"cudnn{index}", _plan_params(index)) for index in range(PLANS)]
@@ -119,28 +93,6 @@ def _strides(dims: tuple[int, ...], nhwc: bool) -> list[int]:
         return list(contiguous_strides(dims))
     sn, sh, sw, sc = contiguous_strides((dims[0], dims[2], dims[3], dims[1]))
     return [sn, sc, sh, sw]
-
-
-class _Graphs:
-    """Per backend: one cuDNN handle (its stream set per execution, under a lock) and the
-    operation graphs built so far, by problem (a graph serves every step of that geometry)."""
-
-    _lock = threading.Lock()
-    _by_backend: dict[int, _Graphs] = {}
-
-    def __init__(self, cudnn: Any) -> None:
-        self.handle = cudnn.create_handle()
-        self.graphs: dict[tuple, tuple[Any, dict[str, Any]] | str] = {}  # a str: why no engine takes it
-        self.lock = threading.Lock()
-
-    @classmethod
-    def of(cls, backend: Any) -> _Graphs:
-        with cls._lock:
-            found = cls._by_backend.get(id(backend))
-            if found is None:
-                backend.device.call("cuCtxGetCurrent")  # the primary context current for cuDNN
-                found = cls._by_backend[id(backend)] = cls(_library())
-            return found
 
 
 def _graph(cudnn: Any, handle: Any, p: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -186,18 +138,6 @@ def _graph(cudnn: Any, handle: Any, p: dict[str, Any]) -> tuple[Any, dict[str, A
     return graph, tensors
 
 
-def _built(shared: _Graphs, cudnn: Any, p: dict[str, Any]) -> tuple[Any, dict[str, Any]] | str:
-    """The graph of ``p``, built once per backend, or why no engine takes it (remembered, not
-    retried: e.g. cuDNN 9 has no engine for a residual epilogue in NCHW). Call under the lock."""
-    key = tuple(sorted((k, str(v)) for k, v in p.items()))
-    if key not in shared.graphs:
-        try:
-            shared.graphs[key] = _graph(cudnn, shared.handle, p)
-        except Exception as exc:  # the frontend's not-supported errors carry the engines' reasons
-            shared.graphs[key] = str(exc).splitlines()[0]
-    return shared.graphs[key]
-
-
 def build_cudnn_conv(step: Step, tactic: Tactic, activation: str, params: Any) -> Body:
     """The step as the cuDNN plan of rank ``tactic`` (or the next one that builds). With the
     tactic's NVRTC epilogue, or where no engine fuses the epilogue (a residual add in NCHW),
@@ -205,32 +145,22 @@ def build_cudnn_conv(step: Step, tactic: Tactic, activation: str, params: Any) -
     step's weight goes to the device as KRSC."""
     from edge.kernels.cuda.nn import conv_geometry
 
-    cudnn = _library()
     g = conv_geometry(step.node, step.spec.opset, tuple(step.input(0).shape), tuple(step.input(1).shape), activation, params)
     p = _problem(g, step.spec)
-    if cudnn is None or p is None:
+    if not cudnn_graphs.available() or p is None:
         raise ValueError(f"node '{step.node.name}': tactic '{tactic.name}' needs cuDNN for this convolution, which is not available")
-    shared = _Graphs.of(step.backend)
+    shared = cudnn_graphs.Graphs.of(step.backend)
     conv_only = {**p, "bias": False, "residual": False, "act": ""}
     bare = tactic.params.get("epilogue") == "nvrtc" and _has_epilogue(p)
-    with shared.lock:
-        built = _built(shared, cudnn, conv_only if bare else p)
-        if isinstance(built, str) and not bare and _has_epilogue(p):
-            bare, built = True, _built(shared, cudnn, conv_only)
-        if isinstance(built, str):
-            raise ValueError(f"node '{step.node.name}': no cuDNN execution plan builds for this convolution ({built})")
-        graph, tensors = built
-        count = graph.get_execution_plan_count()
-        index = int(tactic.params.get("plan", 0))
-        while index < count:
-            try:
-                graph.build_plan_at_index(index)
-                break
-            except Exception:  # this plan does not build for the step: try the next ranked one
-                index += 1
-        if index >= count:
-            raise ValueError(f"node '{step.node.name}': no cuDNN execution plan from rank {tactic.params.get('plan', 0)} builds for this convolution")
-        workspace = int(graph.get_workspace_size_plan_at_index(index))
+    built = shared.built(conv_only if bare else p, _graph)
+    if isinstance(built, str) and not bare and _has_epilogue(p):  # no engine fuses this epilogue
+        bare, built = True, shared.built(conv_only, _graph)
+    if isinstance(built, str):
+        raise ValueError(f"node '{step.node.name}': no cuDNN execution plan builds for this convolution ({built})")
+    graph, tensors = built
+    plan = shared.plan(graph, int(tactic.params.get("plan", 0)))
+    if plan is None:
+        raise ValueError(f"node '{step.node.name}': no cuDNN execution plan from rank {tactic.params.get('plan', 0)} builds for this convolution")
     if p["nhwc"]:
         step.place(1, np.ascontiguousarray(step.const(1).transpose(TO_CHANNELS_LAST)))
     roles = [("x", 0), ("w", 1)] + [(role, i) for role, i in (("b", 2), ("z", 3)) if role in tensors]
@@ -239,10 +169,7 @@ def build_cudnn_conv(step: Step, tactic: Tactic, activation: str, params: Any) -
     def body(inputs: list, outputs: list, state) -> None:
         pack = {tensors[role]: inputs[i].ptr for role, i in roles}
         pack[tensors["y"]] = outputs[0].ptr
-        scratch = state.workspace(step.backend, workspace) if workspace else None
-        with shared.lock:
-            cudnn.set_stream(shared.handle, int(state.stream))
-            graph.execute_plan_at_index(pack, scratch, index, handle=shared.handle)
+        plan.execute(pack, state, step.backend)
         if epilogue is not None:
             epilogue(inputs, outputs, state)
 

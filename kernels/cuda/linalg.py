@@ -2,8 +2,9 @@
 edgetrt::FusedGemm (activation in the epilogue). Tactics: "tiled" (float accumulation in
 shared-memory tiles, fp32 and fp16), for fp16 "wmma" (tensor cores), and cuBLASLt's heuristic
 algorithms where nvmath-python is installed (:mod:`.cublaslt`). TF32 is never used, so fp32
-results match the CPU reference. edgetrt::Attention runs as two of these products around a row
-softmax."""
+results match the CPU reference. edgetrt::Attention: tactic "nvrtc" runs two of these products
+around a row softmax; "cudnn_sdpa" is cuDNN's fused attention where the frontend is installed
+(:mod:`.cudnn_sdpa`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from edge.ir import EDGETRT_DOMAIN, Node
 from edge.kernels.backend import StepSpec
-from edge.kernels.cuda import cublaslt
+from edge.kernels.cuda import cublaslt, cudnn_sdpa
 from edge.kernels.cuda.elementwise import BINARY_CODES, broadcast_plan
 from edge.kernels.cuda.launch import (
     BLOCK,
@@ -37,7 +38,7 @@ from edge.kernels.registry import register
 from edge.kernels.tactics import Tactic
 from edge.refusal import Refusal
 
-__all__ = ["GemmGeometry", "matmul_geometry", "gemm_geometry", "gemm_grid", "gemm_tactics", "attention_geometries"]
+__all__ = ["GemmGeometry", "matmul_geometry", "gemm_geometry", "gemm_grid", "gemm_tactics", "attention_geometries", "attention_tactics"]
 
 FLOATS = (np.float32, np.float16)
 TILE = 64
@@ -183,8 +184,7 @@ def _attention_refusal(node: Node) -> Refusal | None:
     return refusal
 
 
-@register("Attention", backend="cuda", domain=EDGETRT_DOMAIN, precisions=PRECISIONS, supports=_attention_refusal)
-def attention(step: Step) -> Body:
+def _nvrtc_attention(step: Step, tactic: Tactic) -> Body:
     """softmax(Q·Kᵀ·scale + mask)·V as GEMM, broadcast add, row softmax and GEMM, the scores
     in the context's workspace (in the step's dtype)."""
     q, k, v = (tuple(step.input(i).shape) for i in range(3))
@@ -215,3 +215,14 @@ def attention(step: Step) -> Body:
         gemm(state, *grids[1], scores, inputs[2], None, outputs[0], output_g)
 
     return body
+
+
+add_source("attention", TacticSource("nvrtc", lambda spec: [Tactic("nvrtc")], _nvrtc_attention))
+add_source("attention", TacticSource("cudnn", cudnn_sdpa.sdpa_candidates, cudnn_sdpa.build_cudnn_sdpa))
+attention_tactics = family_tactics("attention")
+
+
+@register("Attention", backend="cuda", domain=EDGETRT_DOMAIN, precisions=PRECISIONS, supports=_attention_refusal, tactics=attention_tactics)
+def attention(step: Step) -> Body:
+    """softmax(Q·Kᵀ·scale + mask)·V by the chosen tactic."""
+    return build_tactic("attention", step)

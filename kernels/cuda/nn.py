@@ -16,7 +16,7 @@ from edge.ir import EDGETRT_DOMAIN, Node
 from edge.ir.layout import is_channels_last, to_channels_first
 from edge.kernels.backend import StepSpec
 from edge.kernels.cpu.nn import _window as resolve_window
-from edge.kernels.cuda import cudnn_conv
+from edge.kernels.cuda import cudnn_conv, cudnn_graphs
 from edge.kernels.cuda.launch import BLOCK, PRECISIONS, Body, Step, activation_code, float_suffix, grid_1d, static_refusal
 from edge.kernels.cuda.sources import TacticSource, add_source, build_tactic, family_tactics
 from edge.kernels.registry import register
@@ -127,7 +127,7 @@ conv_tactics = family_tactics("conv")
 
 def channels_last_convs() -> bool:
     """Whether channels-last convolutions run here (cuDNN serves every one of them)."""
-    return cudnn_conv.available()
+    return cudnn_graphs.available()
 
 
 def _conv_refusal(node: Node) -> Refusal | None:

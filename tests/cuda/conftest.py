@@ -111,7 +111,16 @@ class FakeDevice:
 
 
 @pytest.fixture
-def fake_backend(cubins):
+def without_libraries(monkeypatch):
+    """cuDNN and cuBLASLt offer nothing: a stand-in device cannot run them, installed or not."""
+    from edge.kernels.cuda import cublaslt, cudnn_graphs
+
+    monkeypatch.setattr(cudnn_graphs, "available", lambda: False)
+    monkeypatch.setattr(cublaslt, "available", lambda: False)
+
+
+@pytest.fixture
+def fake_backend(cubins, without_libraries):
     from edge.kernels.cuda.backend import CudaBackend
 
     device = FakeDevice(cubins)

@@ -14,7 +14,7 @@ from tests.models import random_feeds, resnet_block_cnn, transformer_encoder
 
 
 @pytest.fixture
-def stand_in(cubins):
+def stand_in(cubins, without_libraries):
     from edge.kernels.cuda.backend import CudaBackend
 
     device = FakeDevice(cubins)
@@ -150,9 +150,9 @@ def test_fp16_conv_regions_plan_channels_last_onto_cudnn(stand_in, monkeypatch, 
     """With cuDNN present, an FP16 GPU build runs its conv regions in NHWC: channels-last
     convolutions with cuDNN tactics (and the NHWC direct kernel), the NHWC pool kernel, Transposes at the boundary;
     the engine file keeps the layout. FP32 layers and ``channels_last=False`` stay NCHW."""
-    from edge.kernels.cuda import cudnn_conv
+    from edge.kernels.cuda import cudnn_graphs
 
-    monkeypatch.setattr(cudnn_conv, "available", lambda: True)  # candidates only: nothing runs at level 0
+    monkeypatch.setattr(cudnn_graphs, "available", lambda: True)  # candidates only: nothing runs at level 0
     model = resnet_block_cnn().SerializeToString()
     config = dict(profile="agx-orin-64gb", backends={"gpu": "cuda"}, optimization_level=0)
     engine = edge.build(model, edge.BuilderConfig(precision="fp16", **config))

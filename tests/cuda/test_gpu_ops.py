@@ -250,6 +250,35 @@ def test_library_tactics_match_cpu(gpu, case, dtype):
             assert "no cuDNN execution plan" in str(exc) or "no algorithm" in str(exc), exc
 
 
+BERT_BASE = (1, 12, 128, 64)
+KEY_MASK = np.where(RNG.random((1, 1, 1, 128)) < 0.25, -10000.0, 0.0).astype(np.float32)
+"""BERT's additive padding mask: 0 for the keys kept, -10000 for about a quarter of them."""
+ATTENTION_TACTIC_CASES = [
+    (Case("Attention", [rand(*BERT_BASE, low=-1, high=1), rand(*BERT_BASE, low=-1, high=1), rand(*BERT_BASE)], {"scale": 0.125},
+          domain=EDGETRT_DOMAIN, id="bert-base"), True),
+    (Case("Attention", [rand(*BERT_BASE, low=-1, high=1), rand(*BERT_BASE, low=-1, high=1), rand(*BERT_BASE), KEY_MASK], {"scale": 0.125},
+          domain=EDGETRT_DOMAIN, id="bert-base-key-mask"), True),
+    (next(c for c in CASES if c.id == "Attention-bert-like"), True),  # batch 2, a mask per batch
+    (Case("Attention", [rand(1, 4, 64, 160, low=-1, high=1), rand(1, 4, 64, 160, low=-1, high=1), rand(1, 4, 64, 160)], {"scale": 0.08},
+          domain=EDGETRT_DOMAIN, id="head-160"), False),
+]
+
+
+@pytest.mark.parametrize("case, cudnn", ATTENTION_TACTIC_CASES, ids=[c.id for c, _ in ATTENTION_TACTIC_CASES])
+def test_attention_tactics_match_cpu(gpu, case, cudnn):
+    """In FP16 every Attention tactic the auto-tuner may pick computes what the CPU does: the
+    NVRTC path, and cuDNN's fused attention where it is offered (not for head size 160)."""
+    from edge.kernels.cuda import cudnn_graphs
+
+    if cudnn and not cudnn_graphs.available():
+        pytest.skip("nvidia-cudnn-frontend or libcudnn is not installed")
+    spec, _, _ = _spec(case, F16)
+    tactics = registry.lookup(case.op, case.domain, "cuda", case.opset, spec.precision).tactics(spec)
+    assert [t.name for t in tactics] == (["nvrtc", "cudnn_sdpa"] if cudnn else ["nvrtc"])
+    for tactic in tactics:
+        _check(Case(case.op, case.inputs, case.attrs, case.domain, case.opset, tactic=tactic, id=f"{case.id}-{tactic.name}"), F16, gpu)
+
+
 def test_every_cuda_op_has_a_case():
     covered = {c.op for c in CASES}
     registered = {op for ops in registry.supported_ops("cuda").values() for op in ops}

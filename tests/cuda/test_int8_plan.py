@@ -25,7 +25,7 @@ F16 = np.dtype(np.float16)
 
 
 @pytest.fixture
-def stand_in(cubins):
+def stand_in(cubins, without_libraries):
     from edge.kernels.cuda.backend import CudaBackend
 
     device = FakeDevice(cubins)
