@@ -5,12 +5,15 @@ the algorithm's workspace in the context's scratch, so nothing allocates during 
 Tactics "lt0".."lt3" are the ranks of cuBLASLt's heuristic for the step's problem; the
 auto-tuner times them beside the NVRTC kernels. Offered where cuBLASLt computes exactly the
 step: row-major operands (transposed or not), at most one broadcast batch axis, a bias row
-or a full addend, no activation or ReLU (its epilogues), FP32 accumulation (never TF32).
+or a full addend, FP32 accumulation (never TF32). No activation or ReLU run in cuBLASLt's
+epilogue; any other fused activation (GELU's erf form, which cuBLASLt's tanh-form GELU
+epilogue only approximates; SiLU, ...) runs as one NVRTC kernel over the output, in place.
 Row-major D = A·B is computed as column-major Dᵀ = Bᵀ·Aᵀ, so B is cuBLASLt's first operand.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import threading
 from typing import Any
@@ -18,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from edge.kernels.backend import StepSpec
-from edge.kernels.cuda.launch import Body, Step
+from edge.kernels.cuda.launch import BLOCK, Body, Step, float_suffix, grid_1d
 from edge.kernels.tactics import Tactic
 
 __all__ = ["available", "lt_candidates", "build_lt_gemm", "library_version"]
@@ -61,7 +64,7 @@ def library_version() -> str | None:
 def _problem(g: Any, spec: StepSpec, addend: int | None) -> dict[str, Any] | None:
     """The cuBLASLt description of a GEMM geometry, or None where cuBLASLt cannot compute it."""
     dtype = np.dtype(spec.inputs[0].dtype)
-    if dtype not in _DATA_TYPES or g.act not in (_ACT_NONE, _ACT_RELU) or g.batch_dims > 1:
+    if dtype not in _DATA_TYPES or g.batch_dims > 1:
         return None
     m, n, k = int(g.m), int(g.n), int(g.k)
     if (g.a_sm, g.a_sk) == (k, 1):
@@ -89,7 +92,7 @@ def _problem(g: Any, spec: StepSpec, addend: int | None) -> dict[str, Any] | Non
     return {
         "dtype": dtype, "m": m, "n": n, "k": k, "a": a_layout, "b": b_layout, "trans_a": trans_a, "trans_b": trans_b,
         "batches": batches, "a_batch": int(g.b_batch.v[0]) if batches > 1 else 0, "b_batch": int(g.a_batch.v[0]) if batches > 1 else 0,
-        "bias": bias, "full": full, "relu": g.act == _ACT_RELU, "alpha": float(g.alpha), "beta": float(g.beta),
+        "bias": bias, "full": full, "relu": g.act == _ACT_RELU, "act_after": g.act not in (_ACT_NONE, _ACT_RELU), "alpha": float(g.alpha), "beta": float(g.beta),
     }
 
 
@@ -175,6 +178,7 @@ def build_lt_gemm(step: Step, tactic: Tactic, geometry: Any, addend: int | None)
     beta = np.array([p["beta"] if p["full"] else 0.0], np.float32)
     owned = _Descriptors(lt, desc, (a_desc, b_desc, d_desc))
     full = p["full"]
+    activate = _activation(step, geometry, p["n"] * p["m"] * p["batches"]) if p["act_after"] else None
 
     def body(inputs: list, outputs: list, state) -> None:
         out = outputs[0]
@@ -182,9 +186,24 @@ def build_lt_gemm(step: Step, tactic: Tactic, geometry: Any, addend: int | None)
         scratch = state.workspace(step.backend, workspace) if workspace else 0
         lt.matmul(handle, desc, alpha.ctypes.data, inputs[1].ptr, a_desc, inputs[0].ptr, b_desc, beta.ctypes.data,
                   c.ptr, d_desc, out.ptr, d_desc, algo.ctypes.data, scratch, workspace, int(state.stream))
+        if activate is not None:
+            activate(out, state)
         _ = (owned, keep)  # descriptors and the bias live as long as the body
 
     return body
+
+
+def _activation(step: Step, g: Any, n: int) -> Any:
+    """y = act(y) over the product's ``n`` outputs, in place (the NVRTC conv epilogue with no
+    bias or residual): a fused activation cuBLASLt has no exact epilogue for."""
+    fn = step.function("elementwise", f"conv_epilogue_{float_suffix(step.output(0).dtype)}")
+    grid = grid_1d(n)
+    args = (ctypes.c_int64(n), ctypes.c_int64(1), ctypes.c_int32(1), ctypes.c_int32(g.act), ctypes.c_float(g.p0), ctypes.c_float(g.p1))
+
+    def activate(out: Any, state: Any) -> None:
+        fn(state, grid, (BLOCK, 1, 1), out, None, None, *args)
+
+    return activate
 
 
 class _Descriptors:

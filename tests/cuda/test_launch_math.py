@@ -242,6 +242,8 @@ def test_cublaslt_declines_what_it_cannot_compute():
     assert cublaslt._problem(gemm_problem(column)[0], column, 2) is None  # a per-row addend: no epilogue for it
     gelu = make_step("FusedGemm", [("a", np.float32, (5, 7)), ("b", np.float32, (7, 3))], [(np.float32, (5, 3))],
                      {"activation": "Gelu"}, domain="edgetrt")
-    assert cublaslt._problem(gemm_problem(gelu)[0], gelu, 2) is None  # cuBLASLt's GELU is the tanh form, not ONNX's erf
+    # cuBLASLt's GELU epilogue is the tanh form, not ONNX's erf: the product runs in cuBLASLt, the GELU after it
+    problem = cublaslt._problem(gemm_problem(gelu)[0], gelu, 2)
+    assert problem["act_after"] and not problem["relu"]
     two_batch_axes = make_step("MatMul", [("a", np.float32, (2, 3, 5, 7)), ("b", np.float32, (3, 7, 4))], [(np.float32, (2, 3, 5, 4))])
     assert cublaslt._problem(gemm_problem(two_batch_axes)[0], two_batch_axes, None) is None
