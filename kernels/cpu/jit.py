@@ -21,10 +21,11 @@ resolved by the caller (``edge.kernels.cpu.nn``), so every window routine takes 
 buffer and the top/left pads; positions outside the input count as padding.
 
 The numpy kernels in ``edge.kernels.cpu.nn`` stay the reference: they are used when numba is
-missing, for other dtypes and ranks, and by the tests as the oracle. Importing this module
-compiles every routine for its one signature (or loads it from numba's on-disk cache), so
-a process pays the JIT once, at first use (a routine's parallel build: at its first use with
-more than one part). Where neither the package folder nor the user's cache folder is
+missing, for other dtypes and ranks, and by the tests as the oracle. Each routine is
+compiled for its one signature (or loaded from numba's on-disk cache) at its first use, its
+parallel build at its first use with more than one part: importing the module compiled all
+of them once, 100-250 s on a machine with an empty cache, which a first BERT build paid in
+constant folding. Where neither the package folder nor the user's cache folder is
 writable, numba cannot cache and the routines are compiled in memory.
 """
 
@@ -80,10 +81,12 @@ _GEOMETRY = (_INT,) * 8  # kernel h, w; stride h, w; dilation h, w; pad top, lef
 
 
 def _compile(*signature: Any) -> Callable[[Callable[..., Any]], Any]:
-    """``numba.njit`` for one signature, cached on disk when some cache folder is writable."""
+    """``numba.njit`` of a serial kernel that the routines call: compiled when the first
+    routine calling it compiles, for the routine's argument types (the ``signature`` it
+    declares, kept for readers), cached on disk when some cache folder is writable."""
 
     def decorate(fn: Callable[..., Any]) -> Any:
-        return _njit(fn, numba.void(*signature), parallel=False)
+        return _njit(fn, None, parallel=False)
 
     return decorate
 
@@ -122,24 +125,35 @@ def _product_work(a: np.ndarray, *rest: np.ndarray) -> int:
 
 
 def _njit(fn: Callable[..., Any], signature: Any, parallel: bool) -> Any:
-    """``numba.njit`` for one signature, cached on disk when some cache folder is writable."""
+    """``numba.njit`` for one signature (compiled now; None: at the first call, for its
+    argument types), cached on disk when some cache folder is writable."""
+    options = {"fastmath": False, "nogil": True, "parallel": parallel}
     try:
-        return numba.njit(signature, cache=True, fastmath=False, nogil=True, parallel=parallel)(fn)
+        jit = numba.njit(cache=True, **options) if signature is None else numba.njit(signature, cache=True, **options)
+        return jit(fn)
     except RuntimeError:  # "cannot cache function ...: no locator available" (read-only install)
-        return numba.njit(signature, cache=False, fastmath=False, nogil=True, parallel=parallel)(fn)
+        return numba.njit(**options)(fn) if signature is None else numba.njit(signature, **options)(fn)
 
 
 class _Routine:
     """A compiled routine split into ``parts`` (its last argument, which the call adds: the
     intra-op count, ``threads.kernel_parts``, fewer for little work): one part runs a serial
-    build on the calling thread (no pool launch), more run a parallel build on the pool,
-    compiled at its first use."""
+    build on the calling thread (no pool launch), more run a parallel build on the pool;
+    each build is compiled for the declared signature at its first use, so a process (a
+    build's constant folding, say) compiles only the routines it runs."""
 
     def __init__(self, fn: Callable[..., Any], signature: Any, work: Callable[..., int]) -> None:
         self._fn, self._signature, self._work = fn, signature, work
-        self.serial = _njit(fn, signature, parallel=False)
+        self._serial: Any = None
         self._parallel: Any = None
         self.__doc__, self.__name__ = fn.__doc__, fn.__name__
+
+    @property
+    def serial(self) -> Any:
+        """The one-part build (compiled on first use)."""
+        if self._serial is None:
+            self._serial = _njit(self._fn, self._signature, parallel=False)
+        return self._serial
 
     def __call__(self, *args: Any) -> None:
         parts = threads.kernel_parts()

@@ -161,8 +161,8 @@ def test_little_work_runs_on_one_part(monkeypatch: pytest.MonkeyPatch) -> None:
     jit = pytest.importorskip("edge.kernels.cpu.jit")
     serial_calls = []
     routine = jit.conv_epilogue
-    serial = routine.serial
-    monkeypatch.setattr(routine, "serial", lambda *args: serial_calls.append(args[-1]) or serial(*args))
+    serial = routine.serial  # compiled at first use
+    monkeypatch.setattr(routine, "_serial", lambda *args: serial_calls.append(args[-1]) or serial(*args))
     edge.set_intra_op_threads(2)
     no_bias, no_residual = np.empty((0, 0), np.float32), np.empty((0, 0, 0, 0), np.float32)
     small = np.ones((1, 4, 8, 8), np.float32)
