@@ -117,3 +117,19 @@ def test_light_models_keep_their_outputs(name):
     for value, reference in zip(graph.outputs, expected):
         scale = float(np.abs(reference).max())
         np.testing.assert_allclose(outputs[value.name], reference, rtol=1e-3, atol=1e-4 * scale)
+
+
+def test_a_tensor_an_if_body_reads_leaves_the_region_in_nchw():
+    """An If body reading a region's tensor reads it back in NCHW, under its own name."""
+    w = const("w", np.random.default_rng(0).standard_normal((8, 8, 3, 3)) * 0.2)
+    body = helper.make_graph([helper.make_node("Relu", ["c2"], ["branch"])], "body", [],
+                             [helper.make_tensor_value_info("branch", onnx.TensorProto.FLOAT, [1, 8, 6, 6])])
+    model = model_of(
+        [helper.make_node("Conv", ["x", "w"], ["c1"], pads=[1, 1, 1, 1]), helper.make_node("Conv", ["c1", "w"], ["c2"], pads=[1, 1, 1, 1]),
+         helper.make_node("If", ["flag"], ["out"], then_branch=body, else_branch=body)],
+        {"x": [1, 8, 6, 6]}, {"out": [1, 8, 6, 6]}, [w, const("flag", np.array(True))],
+    )
+    graph, report, outputs, expected = _converted(model)
+    producer = next(n for n in graph.nodes if "c2" in [v.name for v in n.outputs])
+    assert producer.op_type == "Transpose" and producer.outputs[0].shape == (1, 8, 6, 6)
+    np.testing.assert_allclose(outputs["out"], expected[0], rtol=1e-4, atol=1e-4)
