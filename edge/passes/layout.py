@@ -105,6 +105,10 @@ def _kind(node: Node) -> str | None:
     return None
 
 
+def _elements(value: Value) -> int:
+    return value.nbytes() // value.dtype.itemsize
+
+
 def _image_inputs(node: Node, kind: str) -> list[int]:
     """Indices of the inputs that are images in the region's layout."""
     if kind == "conv":
@@ -125,8 +129,8 @@ def to_channels_last_regions(graph: Graph, wants: Callable[[Node], bool], channe
         if not convs:
             continue
         entering, leaving = _boundary(graph, members, kinds)
-        boundary = sum(v.nbytes() // v.dtype.itemsize for v in (*entering, *leaving))
-        saved = sum(n.inputs[0].nbytes() // n.inputs[0].dtype.itemsize + n.outputs[0].nbytes() // n.outputs[0].dtype.itemsize for n in convs)
+        boundary = sum(_elements(v) for v in (*entering, *leaving))
+        saved = sum(_elements(n.inputs[0]) + _elements(n.outputs[0]) for n in convs)
         record = {"first": members[0].name, "layers": len(members), "convs": len(convs), "boundary_elements": boundary, "conv_io_elements": saved}
         if boundary >= saved:
             report.kept.append({**record, "reason": "the boundary Transposes would move more than the NCHW convolutions reformat"})

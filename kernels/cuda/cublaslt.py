@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from edge.kernels.backend import StepSpec
-from edge.kernels.cuda.launch import BLOCK, Body, Step, float_suffix, grid_1d
+from edge.kernels.cuda.launch import BLOCK, Body, Step, float_suffix, grid_1d, version_text
 from edge.kernels.tactics import Tactic
 
 __all__ = ["available", "lt_candidates", "build_lt_gemm", "library_version"]
@@ -57,8 +57,7 @@ def library_version() -> str | None:
     lt = _library()
     if lt is None:
         return None
-    version = int(lt.get_version())
-    return f"{version // 10000}.{version // 100 % 100}.{version % 100}"
+    return version_text(int(lt.get_version()))
 
 
 def _problem(g: Any, spec: StepSpec, addend: int | None) -> dict[str, Any] | None:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from edge.kernels.cuda.launch import version_text
+
 __all__ = ["available", "library", "library_version", "Graphs", "Plan"]
 
 G = TypeVar("G")
@@ -41,8 +43,7 @@ def library_version() -> str | None:
     cudnn = library()
     if cudnn is None:
         return None
-    version = int(cudnn.backend_version())
-    return f"{version // 10000}.{version // 100 % 100}.{version % 100}"
+    return version_text(int(cudnn.backend_version()))
 
 
 class Graphs:

@@ -42,6 +42,7 @@ __all__ = [
     "float_suffix",
     "bytes_suffix",
     "static_refusal",
+    "version_text",
 ]
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -262,3 +263,9 @@ def static_refusal(node: Node, dtypes: Sequence[np.dtype] | None = None) -> Refu
     if dtypes is not None and first is not None and first.dtype not in [np.dtype(d) for d in dtypes]:
         return Refusal("cuda.dtype", f"{node.op_type} '{node.name}': the cuda backend has no {first.dtype} kernel")
     return None
+
+
+def version_text(encoded: int) -> str:
+    """A library version encoded as major * 10000 + minor * 100 + patch (cuDNN's and
+    cuBLASLt's ``get_version``) as "major.minor.patch"."""
+    return f"{encoded // 10000}.{encoded // 100 % 100}.{encoded % 100}"
