@@ -341,7 +341,10 @@ def dla_tutorial_cnn(norm: str = "bn", batch: int = 32, classes: int = 10, seed:
             y = net.op("Reshape", [x, net.const(np.array([batch, 8, -1], np.int64))])
             y = net.op("InstanceNormalization", [y, net.const(np.ones(8, np.float32)), net.const(np.zeros(8, np.float32))], epsilon=1e-5)
             y = net.op("Reshape", [y, net.const(np.array([batch, cout, side, side], np.int64))])
-            x = net.op("Add", [net.op("Mul", [y, net.const(np.ones((cout, 1, 1), np.float32))]), net.const(np.zeros((cout, 1, 1), np.float32))])
+            # the affine as a trained net has it (an untrained one's ones and zeros would fold away)
+            gamma = net.rng.uniform(0.5, 1.5, (cout, 1, 1)).astype(np.float32)
+            beta = (0.1 * net.rng.standard_normal((cout, 1, 1))).astype(np.float32)
+            x = net.op("Add", [net.op("Mul", [y, net.const(gamma)]), net.const(beta)])
         else:
             params = [net.const(np.ones(cout, np.float32)), net.const(np.zeros(cout, np.float32)),
                       net.const(np.zeros(cout, np.float32)), net.const(np.ones(cout, np.float32))]

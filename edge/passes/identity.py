@@ -6,6 +6,9 @@
 4. ``Transpose`` with the identity permutation.
 5. ``Pad`` whose pads are all zero.
 6. ``Slice`` with unit steps whose output shape equals the (static) input shape.
+7. ``x + 0``, ``x - 0``, ``x · 1`` and ``x / 1`` with a constant of zeros (ones) that neither
+   broadcasts ``x`` to a larger shape nor changes its dtype: an exporter's all-zero attention
+   mask, say, once constant folding has computed it.
 
 The rewrite framework keeps the interface intact: when the removed node feeds a graph
 output, the input value takes over the output's name, and a graph input is never renamed.
@@ -16,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge.ir import Graph, Value
-from edge.passes.rewrite import Builder, Match, Op, Rule, RuleSet, Var
+from edge.passes.rewrite import Builder, Const, Match, Op, Rule, RuleSet, Var
 
 __all__ = ["remove_identities", "IDENTITY_RULES"]
 
@@ -72,6 +75,19 @@ def _check_slice(graph: Graph, match: Match) -> str | None:
     return _check_same_shape(graph, match)
 
 
+def _check_neutral_operand(graph: Graph, match: Match) -> str | None:
+    c = match.value("c")
+    if c.dtype != match.value("x").dtype:
+        return f"the constant's dtype {c.dtype} differs from the operand's"
+    return _check_same_shape(graph, match)
+
+
+def _neutral_rule(name: str, op_type: str, neutral: float, commute: bool) -> Rule:
+    """``x op c`` -> ``x`` for a constant ``c`` of ``neutral`` everywhere."""
+    c = Const("c", lambda a: a.size > 0 and bool(np.all(a == neutral)))
+    return Rule(name, Op(op_type, Var("x"), c, name="op", commute=commute), _source, _check_neutral_operand)
+
+
 def _rule(name: str, op_type: str, check=None) -> Rule:
     return Rule(name, Op(op_type, Var("x"), name="op"), _source, check)
 
@@ -86,6 +102,10 @@ IDENTITY_RULES = RuleSet(
         _rule("noop_transpose", "Transpose", _check_transpose),
         _rule("noop_pad", "Pad", _check_pad),
         _rule("noop_slice", "Slice", _check_slice),
+        _neutral_rule("add_zero", "Add", 0.0, commute=True),
+        _neutral_rule("sub_zero", "Sub", 0.0, commute=False),
+        _neutral_rule("mul_one", "Mul", 1.0, commute=True),
+        _neutral_rule("div_one", "Div", 1.0, commute=False),
     ]
 )
 

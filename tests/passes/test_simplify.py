@@ -37,6 +37,13 @@ NOOPS = [
     ("Slice", [np.array([1], np.int64), np.array([99], np.int64)], {}, False, [3, 6]),
     ("Expand", [np.array([1, 6], np.int64)], {}, True, [4, 6]),
     ("Expand", [np.array([2, 4, 6], np.int64)], {}, False, [2, 4, 6]),
+    ("Add", [np.zeros((1, 6), np.float32)], {}, True, [4, 6]),
+    ("Add", [np.zeros((3, 4, 6), np.float32)], {}, False, [3, 4, 6]),  # broadcasts x up: kept
+    ("Add", [np.full((1, 6), 1e-30, np.float32)], {}, False, [4, 6]),
+    ("Sub", [np.zeros(6, np.float32)], {}, True, [4, 6]),
+    ("Mul", [np.ones((4, 1), np.float32)], {}, True, [4, 6]),
+    ("Mul", [np.full((4, 1), -1.0, np.float32)], {}, False, [4, 6]),
+    ("Div", [np.ones((), np.float32)], {}, True, [4, 6]),
 ]
 
 
@@ -52,6 +59,12 @@ def test_identity_removal(op_type: str, extra: list, attrs: dict, removed: bool,
     graph, changes = run_pass(model, remove_identities)
     assert changes == int(removed)
     assert (op_type in ops(graph)) != removed
+
+
+def test_zero_minus_x_is_kept() -> None:
+    nodes = [helper.make_node("Sub", ["zero", "x"], ["y"])]
+    graph, changes = run_pass(model_of(nodes, {"x": [4, 6]}, {"y": [4, 6]}, [const("zero", np.zeros(6))]), remove_identities)
+    assert changes == 0 and ops(graph) == ["Sub"]
 
 
 def test_cast_to_another_dtype_is_kept() -> None:
