@@ -11,7 +11,10 @@
 4. HardSwish ``x·HardSigmoid(x; 1/6, 1/2)`` or ``x·clip(x + 3, 0, 6)/6`` -> ``HardSwish``.
 5. Scaled-dot-product attention ``softmax(Q·Kᵀ·s [+ mask])·V`` with Kᵀ a Transpose that
    swaps the last two axes -> edgetrt ``Attention(Q, K, V[, mask]; scale=s)``; the scale may
-   also be split onto Q and Kᵀ (``(Q·a)·(Kᵀ·b)``, scale a·b).
+   also be split onto Q and Kᵀ (``(Q·a)·(Kᵀ·b)``, scale a·b). The softmax may be guarded
+   as ``Where(IsNaN(p), 0, p)`` (torch's SDPA export zeroes rows a mask blanks out entirely);
+   that form is taken only without a mask or with a constant finite one, where no row can
+   be blanked out and the guard never fires for finite Q and K.
 6. ShuffleNet's channel shuffle, Reshape (N, C, *S) -> (N, g, C/g, *S), Transpose swapping
    axes 1 and 2, Reshape back -> edgetrt ``ChannelShuffle(groups=g)``: one copy instead of
    three layers.
@@ -236,7 +239,7 @@ _SCALES = ("scale", "q_scale", "k_scale")
 
 def _attention_patterns() -> list[Op]:
     patterns = []
-    for scaled, q_scaled, k_scaled, masked in itertools.product((True, False), repeat=4):
+    for scaled, q_scaled, k_scaled, masked, guarded in itertools.product((True, False), repeat=5):
         q: Pattern = Op("Mul", Var("q"), Const("q_scale"), commute=True) if q_scaled else Var("q")
         kt: Pattern = Op("Transpose", Var("k"), name="kt")
         if k_scaled:
@@ -246,7 +249,11 @@ def _attention_patterns() -> list[Op]:
             scores = Op("Mul", scores, Const("scale"), commute=True)
         if masked:
             scores = Op("Add", scores, Var("mask"), commute=True)
-        patterns.append(Op("MatMul", Op("Softmax", scores, name="softmax"), Var("v")))
+        probs: Pattern = Op("Softmax", scores, name="softmax")
+        if guarded:
+            zero = Const("nan_fill", lambda a: a.size == 1 and float(a.reshape(-1)[0]) == 0.0)
+            probs = Op("Where", Op("IsNaN", probs), zero, probs, name="guard")
+        patterns.append(Op("MatMul", probs, Var("v")))
     return patterns
 
 
@@ -272,6 +279,10 @@ def _check_attention(graph: Graph, match: Match) -> str | None:
         for m_dim, s_dim in zip(mask.shape[::-1], scores.shape[::-1]):
             if m_dim != 1 and m_dim != s_dim:
                 return f"mask of shape {mask.shape} broadcasts beyond the scores {scores.shape}"
+    if "guard" in match.bindings and "mask" in match.bindings:
+        mask = match.value("mask").const
+        if mask is None or not np.all(np.isfinite(mask)):
+            return "the softmax's NaN guard may fire: the mask is not a finite constant"
     return None
 
 

@@ -10,7 +10,8 @@ from onnx import helper
 
 from edge.frontend.onnx_import import load_onnx
 from edge.passes.recognize import RECOGNIZE_RULES, recognize
-from tests.passes.helpers import const, model_of, ops, run_pass
+from edge.runtime.interpreter import run_graph
+from tests.passes.helpers import const, feeds_for, model_of, ops, run_pass
 
 RNG = np.random.default_rng(3)
 N = helper.make_node
@@ -183,6 +184,52 @@ def test_attention_with_the_scale_split_onto_q_and_k(sides: tuple[str, ...]) -> 
     assert fired == 1 and ops(graph) == ["Attention"]
     expected = {("q", "k"): 0.125, ("q",): 0.5, ("k",): 0.25}[sides]
     assert graph.nodes[0].attrs["scale"] == pytest.approx(expected)
+
+
+def _guarded_attention(mask: str | None) -> tuple[list, list, dict]:
+    """torch's SDPA export: softmax rows that a mask blanks out entirely are NaN, and
+    ``Where(IsNaN(p), 0, p)`` zeroes them."""
+    nodes = [N("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]), N("MatMul", ["q", "kt"], ["s"])]
+    scores = "s"
+    if mask is not None:
+        nodes.append(N("Add", ["s", "mask"], ["sm"]))
+        scores = "sm"
+    nodes += [
+        N("Softmax", [scores], ["p"], axis=-1),
+        N("IsNaN", ["p"], ["nan"]),
+        N("Where", ["nan", "zero", "p"], ["pz"]),
+        N("MatMul", ["pz", "v"], ["y"]),
+    ]
+    inits = [const("zero", np.float32(0))]
+    inputs = {"q": [2, 3, 6, 4], "k": [2, 3, 5, 4], "v": [2, 3, 5, 4]}
+    if mask == "constant":
+        inits.append(const("mask", np.where(RNG.random((1, 1, 6, 5)) < 0.3, -1e4, 0.0)))
+    elif mask == "input":
+        inputs["mask"] = [2, 1, 1, 5]
+    return nodes, inits, inputs
+
+
+@pytest.mark.parametrize("mask", [None, "constant"])
+def test_attention_behind_torchs_nan_guard(mask: str | None) -> None:
+    """Without a mask, or with a finite constant one, no row is blanked out: one Attention,
+    equal to onnxruntime on the exported form."""
+    import onnxruntime as ort
+
+    nodes, inits, inputs = _guarded_attention(mask)
+    model = model_of(nodes, inputs, {"y": [2, 3, 6, 4]}, inits)
+    graph, fired = run_pass(model, recognize, rtol=1e-5)
+    assert fired == 1 and ops(graph) == ["Attention"]
+    feeds = feeds_for(graph, seed=1)
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    np.testing.assert_allclose(run_graph(graph, feeds)["y"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_nan_guard_with_a_runtime_mask_is_kept() -> None:
+    """A mask computed at run time may blank out a row, where the guard's zeros differ from
+    what a plain Attention gives: not recognized."""
+    nodes, inits, inputs = _guarded_attention("input")
+    graph, fired = run_pass(model_of(nodes, inputs, {"y": [2, 3, 6, 4]}, inits), recognize)
+    assert fired == 0 and "IsNaN" in ops(graph)
 
 
 def test_softmax_over_another_axis_is_not_attention() -> None:
