@@ -2,8 +2,11 @@
 
 1. ``Add(MatMul(A, B), C)`` -> ``Gemm(A, B, C)`` when A and B are 2-D and C broadcasts to
    the (M, N) output (Gemm's unidirectional broadcast). When A has rank > 2 with a static
-   shape and C is a per-column bias, A is flattened to (prod(leading), K), the Gemm runs,
-   and the result is reshaped back — one GEMM call instead of a batched matmul plus an add.
+   shape and C is a per-column bias or a whole tensor of the output's shape (a residual,
+   where the layer has no bias), A is flattened to (prod(leading), K), the Gemm runs, and
+   the result is reshaped back — one GEMM call instead of a batched matmul plus an add.
+   A bias-free ``MatMul(A, B)`` with a 2-D B whose one consumer is an activation becomes a
+   Gemm the same way, so the activation fuses into it (LLaMA-style bias-free MLPs).
 2. ``Transpose(Transpose(x, p), q)`` -> ``Transpose(x, p[q])`` (identity removal then drops
    an identity permutation).
 3. ``Reshape(Reshape(x, s), t)`` -> one Reshape to the final shape (static, or ``t`` when it
@@ -17,16 +20,27 @@ from __future__ import annotations
 import numpy as np
 
 from edge.ir import Graph, Value
+from edge.passes.common import same_shape
+from edge.passes.fuse_activation import activation_of
 from edge.passes.rewrite import Builder, Match, Op, Rule, RuleSet, Var
 
 __all__ = ["fuse_matmul", "FUSE_MATMUL_RULES"]
 
 
+def _check_gemm_operands(a: Value, w: Value, out: Value) -> str | None:
+    """Why ``MatMul(a, w)`` cannot run as one (flattened) Gemm, or None."""
+    if w.rank != 2 or a.rank is None or a.rank < 2:
+        return f"MatMul operands have ranks {a.rank} and {w.rank}"
+    if a.rank > 2 and (not a.is_static or not out.is_static):
+        return f"{a.rank}-D MatMul input '{a.name}' has a dynamic shape"
+    return None
+
+
 def _check_matmul_add(graph: Graph, match: Match) -> str | None:
     a, w, c = match.value("a"), match.value("b"), match.value("c")
     out = match.root.outputs[0]
-    if w.rank != 2 or a.rank is None or a.rank < 2:
-        return f"MatMul operands have ranks {a.rank} and {w.rank}"
+    if (reason := _check_gemm_operands(a, w, out)) is not None:
+        return reason
     if c.shape is None or out.shape is None or c.dtype != out.dtype:
         return "bias shape or dtype is unknown or differs"
     if any(not isinstance(d, int) for d in c.shape):
@@ -39,34 +53,53 @@ def _check_matmul_add(graph: Graph, match: Match) -> str | None:
             if have != 1 and have != want:
                 return f"bias of shape {c.shape} does not broadcast to ({m}, {n})"
         return None
-    if not a.is_static or not out.is_static:
-        return f"{a.rank}-D MatMul input '{a.name}' has a dynamic shape"
+    if same_shape(c, out):
+        return None
     if (
         any(d != 1 for d in c.shape[:-1])
         or (c.shape and c.shape[-1] not in (1, out.shape[-1]))
         or len(c.shape) > out.rank
     ):
-        return f"bias of shape {c.shape} is not a per-column bias"
+        return f"bias of shape {c.shape} is neither a per-column bias nor the output's shape"
     return None
 
 
-def _matmul_add(b: Builder, m: Match) -> Value:
-    a, w, c = m.value("a"), m.value("b"), m.value("c")
-    out = m.root.outputs[0]
+def _check_matmul_activation(graph: Graph, match: Match) -> str | None:
+    out = match.root.outputs[0]
+    if (reason := _check_gemm_operands(match.value("a"), match.value("b"), out)) is not None:
+        return reason
+    users = out.consumers
+    if graph.is_output(out) or len(users) != 1 or activation_of(graph, users[0]) is None:
+        return "the MatMul does not feed exactly one fusible activation"
+    return None
+
+
+def _gemm(b: Builder, a: Value, w: Value, c: Value | None, out: Value) -> Value:
+    """``MatMul(a, w) [+ c]`` as one Gemm, ``a``'s leading dims flattened into its rows."""
     if a.rank == 2:
-        return b.op("Gemm", [a, w, c], like=out)
+        return b.op("Gemm", [a, w] + ([c] if c is not None else []), like=out)
     k = a.shape[-1]
     rows = int(np.prod(a.shape[:-1]))
     flat = b.op("Reshape", [a, b.const(np.array([rows, k], np.int64), hint="shape")], dtype=a.dtype, shape=(rows, k))
-    bias = c
-    if c.rank != 1:  # Gemm wants C broadcastable to (M, N): a vector of columns
-        columns = (int(np.prod(c.shape)),)
+    inputs = [flat, w]
+    if c is not None:
+        addend = (rows, out.shape[-1]) if same_shape(c, out) else (int(np.prod(c.shape)),)  # residual, or a vector of columns
         if c.const is not None:
-            bias = b.const(c.const.reshape(columns), hint="bias")
+            inputs.append(b.const(c.const.reshape(addend), hint="bias"))
+        elif c.shape != addend:
+            inputs.append(b.op("Reshape", [c, b.const(np.array(addend, np.int64), hint="shape")], dtype=c.dtype, shape=addend))
         else:
-            bias = b.op("Reshape", [c, b.const(np.array([-1], np.int64), hint="shape")], dtype=c.dtype, shape=columns)
-    gemm = b.op("Gemm", [flat, w, bias], dtype=out.dtype, shape=(rows, out.shape[-1]))
+            inputs.append(c)
+    gemm = b.op("Gemm", inputs, dtype=out.dtype, shape=(rows, out.shape[-1]))
     return b.op("Reshape", [gemm, b.const(np.array(out.shape, np.int64), hint="shape")], like=out)
+
+
+def _matmul_add(b: Builder, m: Match) -> Value:
+    return _gemm(b, m.value("a"), m.value("b"), m.value("c"), m.root.outputs[0])
+
+
+def _matmul_before_activation(b: Builder, m: Match) -> Value:
+    return _gemm(b, m.value("a"), m.value("b"), None, m.root.outputs[0])
 
 
 def _check_transposes(graph: Graph, match: Match) -> str | None:
@@ -130,6 +163,7 @@ FUSE_MATMUL_RULES = RuleSet(
             _matmul_add,
             _check_matmul_add,
         ),
+        Rule("matmul_before_activation", Op("MatMul", Var("a"), Var("b")), _matmul_before_activation, _check_matmul_activation),
         Rule(
             "transpose_chain",
             Op("Transpose", Op("Transpose", Var("x"), name="inner")),

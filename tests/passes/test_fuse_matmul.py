@@ -34,6 +34,30 @@ def test_3d_matmul_add_is_flattened_into_gemm() -> None:
     assert fired == 1 and ops(graph) == ["Reshape", "Gemm", "Reshape"]
 
 
+def test_3d_matmul_plus_residual_becomes_a_gemm_with_a_full_addend() -> None:
+    """A bias-free projection + residual (transformers with zero-initialized, folded-away
+    biases): the residual is Gemm's C, flattened like the input."""
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["r", "m"], ["y"])]
+    inits = [const("w", RNG.standard_normal((4, 5)))]
+    graph, fired = run_pass(model_of(nodes, {"x": [2, 3, 4], "r": [2, 3, 5]}, {"y": [2, 3, 5]}, inits), fuse_matmul)
+    assert fired == 1 and ops(graph) == ["Reshape", "Reshape", "Gemm", "Reshape"]
+
+
+@pytest.mark.parametrize("x_shape", [[3, 4], [2, 3, 4]])
+def test_bias_free_matmul_before_an_activation_becomes_a_gemm(x_shape: list[int]) -> None:
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Sigmoid", ["m"], ["y"])]
+    inits = [const("w", RNG.standard_normal((4, 5)))]
+    graph, fired = run_pass(model_of(nodes, {"x": x_shape}, {"y": [*x_shape[:-1], 5]}, inits), fuse_matmul)
+    assert fired == 1 and "MatMul" not in ops(graph) and ops(graph).count("Gemm") == 1
+
+
+def test_matmul_before_a_non_activation_is_kept() -> None:
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Softmax", ["m"], ["y"])]
+    inits = [const("w", RNG.standard_normal((4, 5)))]
+    graph, fired = run_pass(model_of(nodes, {"x": [2, 3, 4]}, {"y": [2, 3, 5]}, inits), fuse_matmul)
+    assert fired == 0 and ops(graph) == ["MatMul", "Softmax"]
+
+
 def test_3d_matmul_with_dynamic_batch_is_kept() -> None:
     nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["y"])]
     inits = [const("w", RNG.standard_normal((4, 5))), const("b", RNG.standard_normal(5))]
