@@ -139,6 +139,13 @@ __device__ void where_bcast(const unsigned char* c, const T* a, const T* b, T* y
             y[i] = binary_op(va, vb, op) != 0.0f;                                                    \
         }                                                                                            \
     }                                                                                                \
+    /* y = x is NaN (nan), +inf (pos), -inf (neg): IsNaN and IsInf */                         \
+    extern "C" __global__ void classify_##S(const T* x, unsigned char* y, i64 n, int nan, int pos, int neg) { \
+        EDGE_LOOP(i, n) {                                                                            \
+            float v = to_f(x[i]);                                                                    \
+            y[i] = (nan && isnan(v)) || (pos && isinf(v) && v > 0.0f) || (neg && isinf(v) && v < 0.0f); \
+        }                                                                                            \
+    }                                                                                                \
     extern "C" __global__ void where_##S(const unsigned char* c, const T* a, const T* b, T* y, i64 n, int ndim, \
                                          Dims shape, Dims sc, Dims sa, Dims sb) {                    \
         where_bcast<T>(c, a, b, y, n, ndim, shape, sc, sa, sb);                                      \

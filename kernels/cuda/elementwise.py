@@ -1,5 +1,6 @@
 """CUDA builders of the elementwise ops: unary math and activations, binary arithmetic and
-comparisons with broadcasting, Where, Cast, SiLU (fp32 and fp16 tensors; math in float)."""
+comparisons with broadcasting, IsNaN / IsInf, Where, Cast, SiLU (fp32 and fp16 tensors; math
+in float)."""
 
 from __future__ import annotations
 
@@ -129,6 +130,30 @@ def clip(step: Step) -> Body:
         -np.inf if low is None else float(np.asarray(low).reshape(-1)[0]),
         np.inf if high is None else float(np.asarray(high).reshape(-1)[0]),
     )
+
+
+def _classifier(nan: bool, pos: bool, neg: bool, step: Step) -> Body:
+    fn = step.function("elementwise", f"classify_{float_suffix(step.input(0).dtype)}")
+    n = math.prod(step.output(0).shape)
+    grid = grid_1d(n)
+    args = (ctypes.c_int64(n), ctypes.c_int32(nan), ctypes.c_int32(pos), ctypes.c_int32(neg))
+
+    def body(inputs: list, outputs: list, state) -> None:
+        fn(state, grid, (BLOCK, 1, 1), inputs[0], outputs[0], *args)
+
+    return body
+
+
+@register("IsNaN", backend="cuda", precisions=PRECISIONS, supports=_float_refusal)
+def is_nan(step: Step) -> Body:
+    """A boolean mask of the NaN elements."""
+    return _classifier(True, False, False, step)
+
+
+@register("IsInf", backend="cuda", precisions=PRECISIONS, supports=_float_refusal)
+def is_inf(step: Step) -> Body:
+    """A boolean mask of the infinite elements, of either sign or the one the attributes keep."""
+    return _classifier(False, bool(step.attr("detect_positive", 1)), bool(step.attr("detect_negative", 1)), step)
 
 
 def broadcast_plan(shapes: list[tuple[int, ...]], out: tuple[int, ...]) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
