@@ -215,6 +215,8 @@ def main() -> int:
     parser.add_argument("--layers", action="store_true", help="record each row's per-layer GPU profile in the JSON")
     parser.add_argument("--compare-nchw", action="store_true",
                         help="also build each FP16 row with channels_last=False and time its GPU compute (NHWC regions against none)")
+    parser.add_argument("--int8-pinned", action="store_true",
+                        help="INT8 rows pin every calibrated layer to INT8 (--layer-precisions '*:int8'); by default a layer runs FP16 where that times faster")
     parser.add_argument("--stall-traces", type=float, default=0, metavar="SECONDS",
                         help="print every thread's Python stack to stderr each SECONDS (where a slow build is stuck)")
     args = parser.parse_args()
@@ -245,7 +247,9 @@ def main() -> int:
                     try:
                         start = time.perf_counter()
                         calib = calibration_folder(Path(tmp) / f"{name}_b{batch}_calib", names, example) if precision == "int8" else None
-                        config = edge.BuilderConfig(profile="desktop-cuda", precision=precision, calib_data=calib, timing_cache=args.timing_cache)
+                        int8 = {"calib_data": calib, "calib_cache": Path(tmp) / f"{name}_b{batch}.calib",  # the warm build reads the scales back
+                                "layer_precisions": {"*": "int8"} if args.int8_pinned else None} if precision == "int8" else {}
+                        config = edge.BuilderConfig(profile="desktop-cuda", precision=precision, timing_cache=args.timing_cache, **int8)
                         engine = edge.build(str(path), config)
                         row["build_s"] = round(time.perf_counter() - start, 2)
                         row["build_stages_s"] = {k: round(v, 2) for k, v in engine.build.get("timings_s", {}).items()}
@@ -273,6 +277,7 @@ def main() -> int:
                         row["tactics"] = tactic_sources(engine)
                         row["gpu_steps"] = sum(s.backend == "cuda" for s in engine.plan.steps if s.kind == "kernel")
                         row["int8_kernel_steps"] = sum((s.kernel or "").startswith("int8.imma_") for s in engine.plan.steps if s.backend == "cuda")
+                        row["int8_layers_run_fp16"] = len(engine.build.get("tactics", {}).get("int8_faster_in_fp16", []))
                         row["cpu_steps"] = sum(s.backend != "cuda" for s in engine.plan.steps if s.kind == "kernel")
                     except Exception as exc:  # noqa: BLE001  (a benchmark row reports its failure and goes on)
                         row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"

@@ -206,6 +206,13 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
     stage = time.perf_counter()
     cache = TimingCache.load(config.timing_cache) if config.timing_cache else TimingCache()
     build_info["tactics"] = select_tactics(graph, plan, config.optimization_level, cache)
+    if faster := build_info["tactics"]["int8_faster_in_fp16"]:  # the auto-tuner settled some INT8 layers in FP16
+        build_info["layer_precisions"] = layer_precisions(graph)
+        build_info["warnings"].append(
+            f"{len(faster)} INT8 layer(s) run FP16, faster on this device than their INT8 kernels "
+            f"(first: '{faster[0]['node']}', {faster[0]['fp16_ms']} ms against {faster[0]['int8_ms']}); "
+            "--layer-precisions '*:int8' keeps every calibrated layer INT8"
+        )
     if config.timing_cache:
         cache.save(config.timing_cache)
     timings["tactics"] = time.perf_counter() - stage

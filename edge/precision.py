@@ -62,6 +62,9 @@ def assign_precision(graph: Graph, precision: str) -> None:
 PINNED = "pinned by --layer-precisions"
 """``meta["precision_note"]`` of a layer whose precision ``--layer-precisions`` set."""
 
+FASTER_IN_FP16 = "INT8 allowed, FP16 chosen: its FP16 kernel was faster on the build device"
+"""``meta["precision_note"]`` of an INT8 layer the auto-tuner runs FP16 (kernels.autotune)."""
+
 
 def pin_precisions(graph: Graph, pins: Mapping[str, str], build_precision: str) -> None:
     """Give the layers named in ``pins`` (ONNX node names, as trtexec's ``--layerPrecisions``;

@@ -7,6 +7,10 @@ heuristic's result), and timed with the backend's clock (median of a few calls a
 warm-up). The winner goes into the plan step. A :class:`TimingCache` keyed by device and op
 signature (op, attributes, shapes, dtypes, precision, layout) makes a rebuild time nothing;
 trtexec's ``--timingCacheFile`` works the same way. Optimization level 0 takes the heuristic.
+
+An INT8 layer on a device backend is also timed with its FP16 kernel's tactics, and runs
+FP16 where that is faster: as in TensorRT, a build's INT8 permits INT8 kernels, it does not
+oblige a layer to the slower one. A layer pinned by ``--layer-precisions`` keeps its precision.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,7 @@ from edge.kernels.backend import Backend, RunState, StepSpec, TensorInfo
 from edge.kernels.registry import Kernel, resolve
 from edge.kernels.tactics import Tactic
 from edge.plan.model import ExecutionPlan
+from edge.precision import FASTER_IN_FP16, PINNED
 
 __all__ = ["CACHE_FORMAT", "TimingCache", "TimingCacheError", "op_signature", "select_tactics"]
 
@@ -155,12 +162,14 @@ def _attr_key(value: Any) -> Any:
 
 def select_tactics(graph: Graph, plan: ExecutionPlan, level: int, cache: TimingCache) -> dict[str, Any]:
     """Choose a tactic for every plan step whose kernel offers some; returns the build record
-    (counts, notes, and the ``SLOWEST`` timed steps with the seconds each took to choose, so
-    a slow build names where its time went) and writes ``step.tactic``."""
+    (counts, notes, the INT8 layers that run FP16 because it is faster, and the ``SLOWEST``
+    timed steps with the seconds each took to choose, so a slow build names where its time
+    went) and writes ``step.tactic`` (and, for those layers, their precision)."""
     from edge.runtime.interpreter import Schedule  # the runtime's view of each step (its tensors)
 
     counts = {"heuristic": 0, "timed": 0, "cached": 0, "rejected": 0}
     choosing: list[dict[str, Any]] = []
+    faster_in_fp16: list[dict[str, Any]] = []
     before = cache.timed
     for step in Schedule(graph, plan=plan).steps:
         if step.plan.kind != "kernel":
@@ -169,7 +178,7 @@ def select_tactics(graph: Graph, plan: ExecutionPlan, level: int, cache: TimingC
         kernel = resolve(spec.node, spec.opset, step.plan.backend, spec.precision)
         if not isinstance(kernel, Kernel) or kernel.tactics is None:
             continue
-        candidates = [c for c in kernel.tactics(spec) if level == 0 or c.params.get("min_level", 1) <= level]
+        candidates = _candidates(kernel, spec, level)
         if not candidates:
             continue
         static = all(
@@ -181,23 +190,74 @@ def select_tactics(graph: Graph, plan: ExecutionPlan, level: int, cache: TimingC
             counts["heuristic"] += 1
             continue
         began = time.perf_counter()
-        chosen, source = _fastest(step.backend, spec, candidates, REPEATS[level], cache)
+        chosen, source, seconds = _fastest(step.backend, spec, candidates, REPEATS[level], cache)
         step.plan.tactic = chosen
         counts[source] += 1
+        wider = _fp16_instead(step.backend, spec, step.plan.backend, level)
+        if wider is not None:
+            fp16_kernel, fp16_spec, fp16_candidates = wider
+            try:
+                with _layer_precision(spec.node, "fp16"):
+                    fp16_tactic, _, fp16_seconds = _fastest(step.backend, fp16_spec, fp16_candidates, REPEATS[level], cache)
+            except Exception as exc:  # noqa: BLE001  (the INT8 choice stands; an alternative never fails the build)
+                cache.notes.append(f"node '{spec.node.name}': its FP16 alternative could not be timed ({type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); it stays INT8")
+                fp16_seconds = math.inf
+            if fp16_seconds < seconds:
+                spec.node.meta["precision"] = step.plan.precision = "fp16"
+                spec.node.meta["precision_note"] = FASTER_IN_FP16
+                step.plan.kernel, step.plan.tactic = fp16_kernel.name, fp16_tactic
+                faster_in_fp16.append({"node": spec.node.name, "int8_ms": round(seconds * 1e3, 4), "fp16_ms": round(fp16_seconds * 1e3, 4)})
         choosing.append({"node": spec.node.name, "op": spec.node.op_type, "candidates": len(candidates),
                          "seconds": round(time.perf_counter() - began, 3)})
     counts["timings"] = cache.timed - before
     slowest = sorted(choosing, key=lambda entry: -entry["seconds"])[:SLOWEST]
-    return {**counts, "level": level, "notes": list(cache.notes), "seconds": round(sum(e["seconds"] for e in choosing), 3), "slowest": slowest}
+    return {**counts, "level": level, "notes": list(cache.notes), "seconds": round(sum(e["seconds"] for e in choosing), 3),
+            "slowest": slowest, "int8_faster_in_fp16": faster_in_fp16}
 
 
-def _fastest(backend: Backend, spec: StepSpec, candidates: list[Tactic], repeat: int, cache: TimingCache) -> tuple[Tactic, str]:
-    """The candidate with the least median time ("cached" when every time came from the cache)."""
+def _candidates(kernel: Kernel, spec: StepSpec, level: int) -> list[Tactic]:
+    """The kernel's tactics for ``spec`` that optimization ``level`` times."""
+    assert kernel.tactics is not None
+    return [c for c in kernel.tactics(spec) if level == 0 or c.params.get("min_level", 1) <= level]
+
+
+def _fp16_instead(backend: Backend, spec: StepSpec, backend_name: str, level: int) -> tuple[Kernel, StepSpec, list[Tactic]] | None:
+    """(FP16 kernel, its step, its tactics) an INT8 layer on a device backend may run instead,
+    or None: not INT8, pinned, on the host (the CPU's INT8 is the board's emulation, kept as
+    built) or no FP16 kernel with tactics."""
+    node = spec.node
+    if spec.precision != "int8" or backend.memory_space == "host" or node.meta.get("precision_note") == PINNED:
+        return None
+    with _layer_precision(node, "fp16"):
+        kernel = resolve(node, spec.opset, backend_name, "fp16")
+        if not isinstance(kernel, Kernel) or kernel.tactics is None:
+            return None
+        fp16_spec = dataclasses.replace(spec, precision="fp16", tactic=None)
+        candidates = _candidates(kernel, fp16_spec, level)
+    return (kernel, fp16_spec, candidates) if candidates else None
+
+
+@contextmanager
+def _layer_precision(node: Any, precision: str) -> Iterator[None]:
+    """``node`` at ``precision`` for the block (kernels read its precision for their
+    conversions), then back as it was."""
+    kept = node.meta.get("precision")
+    node.meta["precision"] = precision
+    try:
+        yield
+    finally:
+        node.meta["precision"] = kept
+
+
+def _fastest(backend: Backend, spec: StepSpec, candidates: list[Tactic], repeat: int, cache: TimingCache) -> tuple[Tactic, str, float]:
+    """The candidate with the least median time, how it was found ("cached" when every time
+    came from the cache) and its seconds (infinite when every candidate was rejected)."""
     signature = op_signature(spec)
     known = {c.name: cache.lookup(backend, signature, c.name) for c in candidates}
     if all(t is not None for t in known.values()):
         best = min(candidates, key=lambda c: known[c.name])  # type: ignore[arg-type,return-value]
-        return best, "cached"
+        return best, "cached", known[best.name]  # type: ignore[return-value]
     state = RunState({backend.name: backend.new_state()})
     rng = np.random.default_rng(0)
     device = backend.memory_space != "host"
@@ -231,7 +291,7 @@ def _fastest(backend: Backend, spec: StepSpec, candidates: list[Tactic], repeat:
     if best_time == math.inf and device and reference is not None and rejected == len(candidates):
         raise KernelError(f"node '{spec.node.name}' ({spec.node.op_type}): none of its {len(candidates)} {backend.name} tactics "
                           f"computes what the CPU reference does on random inputs of its shapes")
-    return best, "rejected" if rejected and best_time == math.inf else "timed"
+    return best, "rejected" if rejected and best_time == math.inf else "timed", best_time
 
 
 def _cpu_reference(spec: StepSpec, host: list[np.ndarray | None]) -> list[np.ndarray] | None:

@@ -51,6 +51,7 @@ class FakeDevice(Backend):
         self.launches = 0
         self.prepared = 0
         self.wrong: set[str] = set()  # tactics whose results the device spoils (+1), as a buggy kernel would
+        self.seconds: dict[str, float] = {}  # per-call time the auto-tuner reads for a precision's launches
 
     def allocate(self, nbytes: int) -> np.ndarray:
         self.allocations.append(nbytes)
@@ -91,7 +92,15 @@ class FakeDevice(Backend):
                 np.copyto(out.array(), value + 1 if spoil else value)
             return outputs
 
+        launch.precision = spec.precision  # type: ignore[attr-defined]  (read by time_launch)
         return launch
+
+    def time_launch(self, launch, inputs: list, outputs: list | None, state: RunState, repeat: int) -> list[float]:
+        seconds = self.seconds.get(getattr(launch, "precision", ""))
+        if seconds is None:
+            return super().time_launch(launch, inputs, outputs, state, repeat)
+        launch(inputs, outputs, state)
+        return [seconds] * repeat
 
 
 def _tactics(spec: StepSpec) -> list[Tactic]:

@@ -156,6 +156,35 @@ def test_device_tactics_are_checked_against_the_cpu_reference(model):
         DEVICE.wrong = set()
 
 
+@pytest.mark.parametrize("faster", ["fp16", "int8"])
+def test_int8_layers_run_fp16_where_that_is_faster_unless_pinned(model, tmp_path, faster):
+    """A build's INT8 permits INT8 kernels, as TensorRT's flag does: a device layer whose FP16
+    tactics time faster runs FP16, says so in its note and the build's warnings, and a
+    ``*:int8`` pin keeps every calibrated layer INT8."""
+    np.save(tmp_path / "batch.npy", np.random.default_rng(3).standard_normal((4, 3, 16, 16)).astype(np.float32))
+    slower = "int8" if faster == "fp16" else "fp16"
+    try:
+        DEVICE.seconds = {faster: 1e-4, slower: 1e-3}
+        engine = _build(model, backends={"gpu": NAME}, precision="int8", calib_data=tmp_path)
+        device_steps = [s for s in engine.plan.steps if s.backend == NAME and s.kind == "kernel"]
+        nodes = {n.name: n for n in engine.graph.nodes}
+        switched = engine.build["tactics"]["int8_faster_in_fp16"]
+        if faster == "fp16":
+            assert device_steps and all(s.precision == "fp16" for s in device_steps)
+            assert {e["node"] for e in switched} == {s.node for s in device_steps}
+            assert all(e["fp16_ms"] < e["int8_ms"] for e in switched)
+            assert all(nodes[s.node].meta["precision"] == "fp16" and nodes[s.node].meta["precision_note"].startswith("INT8 allowed, FP16 chosen") for s in device_steps)
+            assert any(w.startswith(f"{len(switched)} INT8 layer(s) run FP16") for w in engine.build["warnings"])
+            assert "int8" not in engine.build["layer_precisions"] or engine.build["layer_precisions"]["int8"] < len(device_steps)
+        else:
+            assert any(s.precision == "int8" for s in device_steps) and switched == []
+        pinned = _build(model, backends={"gpu": NAME}, precision="int8", calib_data=tmp_path, layer_precisions={"*": "int8"})
+        assert pinned.build["tactics"]["int8_faster_in_fp16"] == []
+        assert {s.precision for s in pinned.plan.steps if s.backend == NAME and s.kind == "kernel"} >= {"int8"}
+    finally:
+        DEVICE.seconds = {}
+
+
 def test_timing_cache_from_another_device_or_format_is_ignored_with_a_note(model, tmp_path):
     cache_file = tmp_path / "timing.cache"
     _build(model, backends={"gpu": NAME}, timing_cache=cache_file)
