@@ -84,17 +84,22 @@ def _unary_builder(name: str):
     return build
 
 
-def _unary_body(step: Step, code: int, p0: float, p1: float) -> Body:
-    dtype = step.output(0).dtype
-    fn = step.function("elementwise", f"unary_{float_suffix(dtype)}")
+def _map_body(step: Step, kernel: str, *params: ctypes._SimpleCData) -> Body:
+    """One launch of ``kernel``(x, y, n, *params) over the output's elements."""
+    fn = step.function("elementwise", kernel)
     n = math.prod(step.output(0).shape)
     grid = grid_1d(n)
-    args = (ctypes.c_int64(n), ctypes.c_int32(code), ctypes.c_float(p0), ctypes.c_float(p1))
+    args = (ctypes.c_int64(n), *params)
 
     def body(inputs: list, outputs: list, state) -> None:
         fn(state, grid, (BLOCK, 1, 1), inputs[0], outputs[0], *args)
 
     return body
+
+
+def _unary_body(step: Step, code: int, p0: float, p1: float) -> Body:
+    kernel = f"unary_{float_suffix(step.output(0).dtype)}"
+    return _map_body(step, kernel, ctypes.c_int32(code), ctypes.c_float(p0), ctypes.c_float(p1))
 
 
 for _name in UNARY_CODES:
@@ -133,15 +138,8 @@ def clip(step: Step) -> Body:
 
 
 def _classifier(nan: bool, pos: bool, neg: bool, step: Step) -> Body:
-    fn = step.function("elementwise", f"classify_{float_suffix(step.input(0).dtype)}")
-    n = math.prod(step.output(0).shape)
-    grid = grid_1d(n)
-    args = (ctypes.c_int64(n), ctypes.c_int32(nan), ctypes.c_int32(pos), ctypes.c_int32(neg))
-
-    def body(inputs: list, outputs: list, state) -> None:
-        fn(state, grid, (BLOCK, 1, 1), inputs[0], outputs[0], *args)
-
-    return body
+    kernel = f"classify_{float_suffix(step.input(0).dtype)}"
+    return _map_body(step, kernel, ctypes.c_int32(nan), ctypes.c_int32(pos), ctypes.c_int32(neg))
 
 
 @register("IsNaN", backend="cuda", precisions=PRECISIONS, supports=_float_refusal)
