@@ -30,7 +30,7 @@ import numpy as np
 
 from edge.errors import EdgeError, KernelError
 from edge.fileio import write_atomic
-from edge.ir import Graph
+from edge.ir import Graph, Node
 from edge.kernels.backend import Backend, RunState, StepSpec, TensorInfo
 from edge.kernels.registry import Kernel, resolve
 from edge.kernels.tactics import Tactic
@@ -239,7 +239,7 @@ def _fp16_instead(backend: Backend, spec: StepSpec, backend_name: str, level: in
 
 
 @contextmanager
-def _layer_precision(node: Any, precision: str) -> Iterator[None]:
+def _layer_precision(node: Node, precision: str) -> Iterator[None]:
     """``node`` at ``precision`` for the block (kernels read its precision for their
     conversions), then back as it was."""
     kept = node.meta.get("precision")
