@@ -200,3 +200,46 @@ def test_depthwise_layers_fall_back_to_float_kernels_on_the_gpu_with_a_reason(st
     grouped = [s for s in convs if s.fallback is not None]
     assert grouped and all(s.backend == "cuda" and s.fallback["code"] == "int8.grouped_conv" and s.kernel == "nn.conv" for s in grouped)
     assert any(s.kernel == "int8.imma_conv" for s in convs)
+
+
+@pytest.mark.parametrize("faster", ["fp16", "int8"])
+def test_int8_layers_take_the_cuda_fp16_kernels_where_those_time_faster(stand_in, tmp_path, monkeypatch, faster):
+    """The auto-tuner on the CUDA backend's own builders (stand-in device, each precision's
+    launches given a set time): INT8 layers whose FP16 kernels time faster plan and run
+    those, with no INT8 conversions; otherwise they keep the integer kernels."""
+    device, backend = stand_in
+    seconds = {"int8": 1e-3, "fp16": 1e-4} if faster == "fp16" else {"int8": 1e-4, "fp16": 1e-3}
+    prepare = backend.prepare
+
+    def timed_prepare(spec):
+        launch = prepare(spec)
+        launch_seconds = seconds.get(spec.precision, 1e-3)
+
+        def run(inputs, outputs, state):
+            run.seconds = launch_seconds
+            return launch(inputs, outputs, state)
+
+        return run
+
+    def time_launch(launch, inputs, outputs, state, repeat):
+        launch(inputs, outputs, state)
+        return [launch.seconds] * repeat
+
+    monkeypatch.setattr(backend, "prepare", timed_prepare)
+    monkeypatch.setattr(backend, "time_launch", time_launch)
+    monkeypatch.setattr(backend, "device_signature", lambda: {"backend": "cuda", "gpu": "stand-in"})
+    model = resnet_block_cnn()
+    config = edge.BuilderConfig(profile="agx-orin-64gb", precision="int8", calib_data=_calibration(tmp_path, (1, 3, 16, 16)),
+                                backends={"gpu": "cuda"}, optimization_level=1)
+    engine = edge.build(model.SerializeToString(), config)
+    products = [s for s in engine.plan.steps if s.kind == "kernel" and s.op.split("::")[-1] in ("Conv", "FusedConv", "Gemm")]
+    switched = {e["node"] for e in engine.build["tactics"]["int8_faster_in_fp16"]}
+    if faster == "fp16":
+        assert switched == {s.node for s in products} and len(products) == 7
+        assert all(s.precision == "fp16" and not s.kernel.startswith("int8.") for s in products)
+    else:
+        assert not switched and all(s.precision == "int8" and s.kernel.startswith("int8.imma_") for s in products)
+    device.launches.clear()
+    engine.create_context().run(random_feeds(model))
+    launched = {name for name, *_ in device.launches}
+    assert ("im2col_quantize_f16" in launched) == (faster == "int8")
