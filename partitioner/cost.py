@@ -102,7 +102,7 @@ def _attention_flops(node: Node) -> float:
     q, k = node.inputs[0], node.inputs[1]
     if not (q.is_static and k.is_static):
         return float(_out(node))
-    keys = int(k.shape[-2])
+    keys = int(k.shape[1] if node.attrs.get("bshd", 0) else k.shape[-2])  # (B, Sk, H, D) or (..., Sk, D)
     return 4.0 * _numel(q) * keys  # Q K^T and P V
 
 

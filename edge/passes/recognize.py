@@ -14,7 +14,11 @@
    also be split onto Q and Kᵀ (``(Q·a)·(Kᵀ·b)``, scale a·b). The softmax may be guarded
    as ``Where(IsNaN(p), 0, p)`` (torch's SDPA export zeroes rows a mask blanks out entirely);
    that form is taken only without a mask or with a constant finite one, where no row can
-   be blanked out and the guard never fires for finite Q and K.
+   be blanked out and the guard never fires for finite Q and K. Where Q, K and V each come
+   through a Transpose moving the heads from axis 2 to axis 1 (``perm=[0, 2, 1, 3]``) and the
+   output goes back through the same Transpose, as every multi-head block splits its heads,
+   the four Transposes fold into the Attention (``bshd=1``: its tensors keep the projections'
+   (batch, sequence, heads, head size) layout), so no copy runs.
 6. ShuffleNet's channel shuffle, Reshape (N, C, *S) -> (N, g, C/g, *S), Transpose swapping
    axes 1 and 2, Reshape back -> edgetrt ``ChannelShuffle(groups=g)``: one copy instead of
    three layers.
@@ -300,6 +304,35 @@ def _attention(b: Builder, m: Match) -> Value:
     return b.op("Attention", inputs, {"scale": float(scale)}, domain=EDGETRT_DOMAIN, like=m.root.outputs[0])  # type: ignore[arg-type]
 
 
+_HEADS_TO_AXIS_1 = [0, 2, 1, 3]
+"""The head split's Transpose, (batch, sequence, heads, size) <-> (batch, heads, sequence, size)."""
+
+
+def _heads_pattern() -> Op:
+    def split(role: str) -> Op:
+        return Op("Transpose", Var(role), name=f"t{role}")
+
+    attention = Op("Attention", split("q"), split("k"), split("v"), name="attention", domain=EDGETRT_DOMAIN)
+    return Op("Transpose", attention, name="merge")
+
+
+def _check_heads(graph: Graph, match: Match) -> str | None:
+    attention = match.node("attention")
+    if attention.attrs.get("bshd", 0):
+        return "the Attention already reads heads on axis 2"
+    for name in ("tq", "tk", "tv", "merge"):
+        perm = match.node(name).attrs.get("perm")
+        if perm is None or [int(p) for p in perm] != _HEADS_TO_AXIS_1:
+            return f"Transpose '{match.node(name).name}' has perm {perm}, not the head split {_HEADS_TO_AXIS_1}"
+    return None
+
+
+def _heads_in_place(b: Builder, m: Match) -> Value:
+    attention = m.node("attention")
+    inputs = [m.value("q"), m.value("k"), m.value("v"), *attention.inputs[3:]]
+    return b.op("Attention", inputs, {**attention.attrs, "bshd": 1}, domain=EDGETRT_DOMAIN, like=m.root.outputs[0])  # type: ignore[arg-type]
+
+
 # -- channel shuffle ---------------------------------------------------------------------
 
 
@@ -352,6 +385,7 @@ def _rules() -> list[Rule]:
     ]
     rules += [Rule("hard_swish_relu6", p, _hard_swish, _check_relu6_form) for p in _relu6_patterns()]
     rules += [Rule("attention", p, _attention, _check_attention, shared_ok=("kt",)) for p in _attention_patterns()]
+    rules.append(Rule("attention_heads_in_place", _heads_pattern(), _heads_in_place, _check_heads))
     rules.append(Rule("channel_shuffle", _channel_shuffle_pattern(), _channel_shuffle, _check_channel_shuffle))
     return rules
 

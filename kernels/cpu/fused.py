@@ -7,7 +7,8 @@ fusion pays on the CPU: one output buffer instead of one per fused op, and for c
 BatchNormalization with the compiled kernels one pass that writes the output with its
 epilogue (``nn.convolve``, ``normalization.batch_normalize``); the others run it in place
 afterwards.
-``SiLU`` is x·sigmoid(x); ``Attention`` is softmax(Q·Kᵀ·scale + mask)·V over the last two dims;
+``SiLU`` is x·sigmoid(x); ``Attention`` is softmax(Q·Kᵀ·scale + mask)·V over the last two dims
+(with ``bshd``, over axes 1 and 3 of (batch, sequence, heads, size) tensors);
 ``ChannelShuffle`` moves channel i·(C/g) + j to j·g + i (ShuffleNet's interleave of groups).
 A ``FusedConv`` with ``channels_last`` (and edgetrt::MaxPool / edgetrt::AveragePool, which
 always have it) reads and writes NHWC images (``edge.passes.layout``): here the reference
@@ -110,7 +111,12 @@ def silu(ctx: OpContext, x: np.ndarray) -> np.ndarray:
 def attention(
     ctx: OpContext, q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None = None
 ) -> np.ndarray:
-    """softmax(Q·Kᵀ·scale + mask)·V; Q (..., Sq, D), K (..., Sk, D), V (..., Sk, Dv)."""
+    """softmax(Q·Kᵀ·scale + mask)·V; Q (..., Sq, D), K (..., Sk, D), V (..., Sk, Dv), or with
+    ``bshd=1`` Q (B, Sq, H, D), K (B, Sk, H, D), V (B, Sk, H, Dv) and the output (B, Sq, H, Dv);
+    the mask broadcasts against the (..., Sq, Sk) scores either way."""
+    bshd = bool(ctx.attr("bshd", 0))
+    if bshd:
+        q, k, v = (np.swapaxes(t, 1, 2) for t in (q, k, v))
     scores = np.matmul(q, np.swapaxes(k, -1, -2))
     scale = ctx.attr("scale", 1.0)
     if scale != 1.0:
@@ -120,7 +126,8 @@ def attention(
     scores -= scores.max(axis=-1, keepdims=True)
     np.exp(scores, out=scores)
     scores /= scores.sum(axis=-1, keepdims=True)
-    return np.matmul(scores, v)
+    out = np.matmul(scores, v)
+    return np.ascontiguousarray(np.swapaxes(out, 1, 2)) if bshd else out
 
 
 # -- shape functions ----------------------------------------------------------------------

@@ -232,6 +232,50 @@ def test_nan_guard_with_a_runtime_mask_is_kept() -> None:
     assert fired == 0 and "IsNaN" in ops(graph)
 
 
+def _multi_head(out_perm: list[int]) -> tuple[list, list, dict]:
+    """A multi-head block as exporters write it: Q, K, V projections reshaped to (batch,
+    sequence, heads, size) and moved to (batch, heads, sequence, size), attention, moved back
+    by ``out_perm`` and merged."""
+    b, s, h, d = 2, 6, 3, 4
+    nodes = []
+    for role in "qkv":
+        nodes += [N("MatMul", ["x", f"w{role}"], [f"{role}p"]), N("Reshape", [f"{role}p", "split"], [f"{role}s"]),
+                  N("Transpose", [f"{role}s"], [f"{role}h"], perm=[0, 2, 1, 3])]
+    nodes += [
+        N("Transpose", ["kh"], ["kt"], perm=[0, 1, 3, 2]), N("MatMul", ["qh", "kt"], ["s0"]), N("Mul", ["s0", "scale"], ["s1"]),
+        N("Add", ["s1", "mask"], ["s2"]), N("Softmax", ["s2"], ["p"], axis=-1), N("MatMul", ["p", "vh"], ["o"]),
+        N("Transpose", ["o"], ["om"], perm=out_perm), N("Reshape", ["om", "merge"], ["y"]),
+    ]
+    inits = [const(f"w{role}", RNG.standard_normal((h * d, h * d)) / 4) for role in "qkv"]
+    inits += [const("split", np.array([b, s, h, d], np.int64)), const("merge", np.array([b, s, h * d], np.int64)),
+              const("scale", np.float32(0.5))]
+    return nodes, inits, {"x": [b, s, h * d], "mask": [b, 1, 1, s]}
+
+
+def test_head_split_transposes_fold_into_the_attention() -> None:
+    """The four Transposes of the head split go: one Attention reading (batch, sequence,
+    heads, size) in place, equal to onnxruntime on the exported form."""
+    import onnxruntime as ort
+
+    nodes, inits, inputs = _multi_head([0, 2, 1, 3])
+    model = model_of(nodes, inputs, {"y": [2, 6, 12]}, inits)
+    graph, _ = run_pass(model, recognize, rtol=1e-5)
+    assert "Transpose" not in ops(graph) and ops(graph).count("Attention") == 1
+    assert [n for n in graph.nodes if n.op_type == "Attention"][0].attrs["bshd"] == 1
+    feeds = feeds_for(graph, seed=2)
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    np.testing.assert_allclose(run_graph(graph, feeds)["y"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_an_output_moved_otherwise_keeps_the_head_transposes() -> None:
+    nodes, inits, inputs = _multi_head([0, 2, 3, 1])
+    nodes[-1] = N("Reshape", ["om", "merge"], ["y"])
+    inits[-2] = const("merge", np.array([2, 3, 24], np.int64))
+    graph, _ = run_pass(model_of(nodes, inputs, {"y": [2, 3, 24]}, inits), recognize, rtol=1e-5)
+    attention = [n for n in graph.nodes if n.op_type == "Attention"][0]
+    assert not attention.attrs.get("bshd") and ops(graph).count("Transpose") == 4
+
+
 def test_softmax_over_another_axis_is_not_attention() -> None:
     nodes, inits, inputs = _attention(True, False, [0, 1, 3, 2], axis=2)
     graph, fired = run_pass(model_of(nodes, inputs, {"y": [2, 3, 6, 4]}, inits), recognize)
