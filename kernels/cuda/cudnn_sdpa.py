@@ -5,8 +5,8 @@ bias)·V in flash-attention form (the scores never reach memory), FP32 softmax a
 Tactic "cudnn_sdpa" is the first execution plan of the graph's ranked list that builds
 (heuristics mode A, then the fallback list). It is offered where cuDNN computes exactly the
 step: FP16 tensors (cuDNN's SDPA takes FP16 and BF16, never FP32; this backend holds no
-BF16), Q, K and V of shape [batch, heads, sequence, head size] with K and V of Q's batch and
-heads, head sizes multiples of 8 up to ``MAX_HEAD_SIZE``, and a mask either absent or an
+BF16), Q, K and V of shape [batch, heads, sequence, head size] (or stored (batch, sequence,
+heads, size) with ``bshd``, read through strides) with K and V of Q's batch and heads, head sizes multiples of 8 up to ``MAX_HEAD_SIZE``, and a mask either absent or an
 additive bias in Q's dtype that spans every key and broadcasts over batch, heads and query
 rows. cuDNN 9 needs SM 8.0 or newer; elsewhere no plan builds and the auto-tuner passes the
 tactic over.
@@ -42,6 +42,9 @@ def _problem(spec: StepSpec) -> dict[str, Any] | str:
     shapes = [tuple(t.shape) for t in (q, k, v)]
     if any(len(shape) != 4 for shape in shapes):
         return f"Q, K, V of shapes {shapes}: cuDNN takes [batch, heads, sequence, head size]"
+    bshd = bool(spec.node.attrs.get("bshd", 0))
+    if bshd:  # (batch, sequence, heads, size) in memory: cuDNN's dims read through its strides
+        shapes = [(t[0], t[2], t[1], t[3]) for t in shapes]
     (b, h, s_q, d), (k_b, k_h, s_kv, _), (v_b, v_h, _, d_v) = shapes
     if (k_b, k_h, v_b, v_h) != (b, h, b, h):
         return f"K, V of shapes {shapes[1:]} broadcast over Q's batch or heads {(b, h)}"
@@ -58,8 +61,18 @@ def _problem(spec: StepSpec) -> dict[str, Any] | str:
         # cuDNN's bias is [batch or 1, heads or 1, queries, keys]: query rows broadcast by a zero stride.
         dims = (full[0], full[1], s_q, s_kv)
         bias = (dims, broadcast_strides(full, dims))
-    return {"q": shapes[0], "k": shapes[1], "v": shapes[2], "o": (b, h, s_q, d_v), "bias": bias,
-            "scale": float(spec.node.attrs.get("scale", 1.0))}
+    logical = {"q": shapes[0], "k": shapes[1], "v": shapes[2], "o": (b, h, s_q, d_v)}
+    return {role: (shape, _strides(shape, bshd)) for role, shape in logical.items()} | {
+        "bias": bias, "scale": float(spec.node.attrs.get("scale", 1.0))}
+
+
+def _strides(dims: tuple[int, ...], bshd: bool) -> tuple[int, ...]:
+    """Element strides of a [batch, heads, sequence, size] tensor stored as it is, or stored as
+    (batch, sequence, heads, size) when ``bshd``."""
+    if not bshd:
+        return contiguous_strides(dims)
+    _, h, s, d = dims
+    return (s * h * d, d, h * d, 1)
 
 
 def sdpa_candidates(spec: StepSpec) -> list[Tactic]:
@@ -76,12 +89,12 @@ def _graph(cudnn: Any, handle: Any, p: dict[str, Any]) -> tuple[Any, dict[str, A
     def tensor(name: str, dims: tuple[int, ...], strides: tuple[int, ...]) -> Any:
         return graph.tensor(name=name, dim=list(dims), stride=list(strides), data_type=io)
 
-    tensors = {role: tensor(role, p[role], contiguous_strides(p[role])) for role in ("q", "k", "v")}
+    tensors = {role: tensor(role, *p[role]) for role in ("q", "k", "v")}
     if p["bias"] is not None:
         tensors["mask"] = tensor("mask", *p["bias"])
     o, _ = graph.sdpa(q=tensors["q"], k=tensors["k"], v=tensors["v"], attn_scale=p["scale"], bias=tensors.get("mask"),
                       generate_stats=False, name="sdpa")
-    o.set_output(True).set_data_type(io).set_dim(list(p["o"])).set_stride(list(contiguous_strides(p["o"])))
+    o.set_output(True).set_data_type(io).set_dim(list(p["o"][0])).set_stride(list(p["o"][1]))
     tensors["o"] = o
     graph.validate()
     graph.build_operation_graph()

@@ -27,6 +27,7 @@ from edge.kernels.cuda.launch import (
     Step,
     activation_code,
     broadcast_strides,
+    contiguous_strides,
     float_suffix,
     grid_1d,
     merge_axes,
@@ -34,11 +35,12 @@ from edge.kernels.cuda.launch import (
 )
 from edge.kernels.cuda.reduce import reduce_threads
 from edge.kernels.cuda.sources import TacticSource, add_source, build_tactic, family_tactics
+from edge.kernels.cuda.tensor import StridedCopy, transpose_plan
 from edge.kernels.registry import register
 from edge.kernels.tactics import Tactic
 from edge.refusal import Refusal
 
-__all__ = ["GemmGeometry", "matmul_geometry", "gemm_geometry", "gemm_grid", "gemm_tactics", "attention_geometries", "attention_tactics"]
+__all__ = ["GemmGeometry", "matmul_geometry", "gemm_geometry", "gemm_grid", "gemm_tactics", "attention_geometries", "bshd_attention_geometries", "attention_tactics"]
 
 FLOATS = (np.float32, np.float16)
 TILE = 64
@@ -177,10 +179,30 @@ def attention_geometries(q: Sequence[int], k: Sequence[int], v: Sequence[int], s
     return scores, matmul_geometry(score_shape, v)
 
 
+def bshd_attention_geometries(q: Sequence[int], k: Sequence[int], v: Sequence[int], scale: float) -> tuple[GemmGeometry, GemmGeometry]:
+    """The two products of attention over (batch, sequence, heads, size) Q, K, V, read in place
+    through their strides, one GEMM per (batch, head): scores = scale * Q Kᵀ into a contiguous
+    (B, H, Sq, Sk), and scores V into a contiguous (B, H, Sq, Dv)."""
+    (b, s_q, h, d), (_, s_k, _, _), (_, _, _, d_v) = q, k, v
+    scores = GemmGeometry(s_q, s_k, d, h * d, 1, 1, h * d, 0, 0)
+    output = GemmGeometry(s_q, d_v, s_k, s_k, 1, h * d_v, 1, 0, 0)
+    scores.a_batch, scores.b_batch = Dims.of((s_q * h * d, d)), Dims.of((s_k * h * d, d))
+    output.a_batch, output.b_batch = Dims.of((h * s_q * s_k, s_q * s_k)), Dims.of((s_k * h * d_v, d_v))
+    for g in (scores, output):
+        g.batch_dims, g.batch_shape = 2, Dims.of((b, h))
+        g.beta = 0.0
+    scores.alpha, output.alpha = float(scale), 1.0
+    return scores, output
+
+
 def _attention_refusal(node: Node) -> Refusal | None:
     refusal = static_refusal(node, FLOATS)
     if refusal is None and any(len(node.inputs[i].shape) < 2 for i in range(3)):
         return Refusal("cuda.rank", f"Attention '{node.name}': Q, K and V need at least two axes")
+    if refusal is None and node.attrs.get("bshd", 0):
+        q, k, v = (tuple(node.inputs[i].shape) for i in range(3))
+        if any(len(t) != 4 for t in (q, k, v)) or not (q[0] == k[0] == v[0] and q[2] == k[2] == v[2] and k[1] == v[1]):
+            return Refusal("cuda.shape", f"Attention '{node.name}': heads-on-axis-2 Q, K, V of shapes {q}, {k}, {v} do not share batch and heads")
     return refusal
 
 
@@ -190,9 +212,18 @@ def _nvrtc_attention(step: Step, tactic: Tactic) -> Body:
     q, k, v = (tuple(step.input(i).shape) for i in range(3))
     dtype = np.dtype(step.input(0).dtype)
     suffix = float_suffix(dtype)
-    scores_g, output_g = attention_geometries(q, k, v, step.attr("scale", 1.0))
-    score_shape = (*np.broadcast_shapes(q[:-2], k[:-2]), q[-2], k[-2])
-    nbytes = math.prod(score_shape) * dtype.itemsize
+    bshd = bool(step.attr("bshd", 0))
+    if bshd:  # heads on axis 2: the GEMMs read Q, K, V in place; the output is written by heads, then moved
+        scores_g, output_g = bshd_attention_geometries(q, k, v, step.attr("scale", 1.0))
+        score_shape = (q[0], q[2], q[1], k[1])
+        by_heads = (q[0], q[2], q[1], v[3])
+        out_shape, out_src = transpose_plan(by_heads, (0, 2, 1, 3))
+        move_out = StridedCopy(step, dtype, out_shape, out_src, contiguous_strides(out_shape))
+    else:
+        scores_g, output_g = attention_geometries(q, k, v, step.attr("scale", 1.0))
+        score_shape = (*np.broadcast_shapes(q[:-2], k[:-2]), q[-2], k[-2])
+    score_bytes = -(-math.prod(score_shape) * dtype.itemsize // 256) * 256
+    nbytes = score_bytes + (math.prod(by_heads) * dtype.itemsize if bshd else 0)
     tactic = nvrtc_gemm_candidates(step.spec)[0].name
     gemm = step.function("gemm", f"gemm_{tactic}_{suffix}")
     grids = [gemm_grid(g, tactic) for g in (scores_g, output_g)]
@@ -207,12 +238,18 @@ def _nvrtc_attention(step: Step, tactic: Tactic) -> Body:
                     Dims.of(shape), Dims.of(s_scores), Dims.of(s_mask))
 
     def body(inputs: list, outputs: list, state) -> None:
-        scores = DeviceTensor(state.workspace(step.backend, nbytes), score_shape, dtype)
+        scratch = state.workspace(step.backend, nbytes)
+        scores = DeviceTensor(scratch, score_shape, dtype)
         gemm(state, *grids[0], inputs[0], inputs[1], None, scores, scores_g)
         if mask is not None:
             add(state, grid_1d(scores.size), (BLOCK, 1, 1), scores, inputs[3], scores, *add_args)
         softmax(state, (rows, 1, 1), (reduce_threads(length), 1, 1), scores, scores, *softmax_args)
-        gemm(state, *grids[1], scores, inputs[2], None, outputs[0], output_g)
+        if bshd:
+            heads = DeviceTensor(scratch + score_bytes, by_heads, dtype)
+            gemm(state, *grids[1], scores, inputs[2], None, heads, output_g)
+            move_out(state, heads, outputs[0])
+        else:
+            gemm(state, *grids[1], scores, inputs[2], None, outputs[0], output_g)
 
     return body
 

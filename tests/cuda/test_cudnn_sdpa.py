@@ -19,14 +19,15 @@ F32, F16 = np.dtype(np.float32), np.dtype(np.float16)
 BERT = (1, 12, 128, 64)
 
 
-def attention(q=BERT, k=BERT, v=BERT, mask=(1, 1, 1, 128), dtype=F16, mask_dtype=None, tactic=None):
-    """An Attention step (scale 1/8) of these shapes; ``mask`` None for none."""
+def attention(q=BERT, k=BERT, v=BERT, mask=(1, 1, 1, 128), dtype=F16, mask_dtype=None, tactic=None, bshd=False):
+    """An Attention step (scale 1/8) of these shapes; ``mask`` None for none; ``bshd``: the
+    tensors hold (batch, sequence, heads, size)."""
     inputs = [("q", dtype, q), ("k", dtype, k), ("v", dtype, v)]
     if mask is not None:
         inputs.append(("m", mask_dtype or dtype, mask))
     out = (*q[:-1], v[-1])
-    return make_step("Attention", inputs, [(dtype, out)], {"scale": 0.125}, "edgetrt", precision="fp16" if dtype == F16 else "fp32",
-                     tactic=tactic)
+    attrs = {"scale": 0.125, **({"bshd": 1} if bshd else {})}
+    return make_step("Attention", inputs, [(dtype, out)], attrs, "edgetrt", precision="fp16" if dtype == F16 else "fp32", tactic=tactic)
 
 
 def offered(spec) -> list[tuple[str, str]]:
@@ -141,8 +142,8 @@ class _Graph:
         self.executed.append((pack, workspace, index, handle))
 
 
-def test_a_prepared_step_runs_the_first_plan_that_builds_on_our_pointers(fake_backend, monkeypatch):
-    backend, _ = fake_backend
+def _stand_in_frontend(monkeypatch) -> tuple[list[_Graph], list]:
+    """Install a stand-in cuDNN frontend; returns the graphs it makes and the streams it is given."""
     graphs, streams = [], []
     frontend = SimpleNamespace(
         data_type=SimpleNamespace(HALF="half", FLOAT="float"), heur_mode=SimpleNamespace(A="A", FALLBACK="fallback"),
@@ -152,6 +153,12 @@ def test_a_prepared_step_runs_the_first_plan_that_builds_on_our_pointers(fake_ba
     monkeypatch.setattr(cudnn_graphs, "library", lambda: frontend)
     monkeypatch.setattr(cudnn_graphs, "available", lambda: True)
     monkeypatch.setattr(cudnn_graphs.Graphs, "_by_backend", {})
+    return graphs, streams
+
+
+def test_a_prepared_step_runs_the_first_plan_that_builds_on_our_pointers(fake_backend, monkeypatch):
+    backend, _ = fake_backend
+    graphs, streams = _stand_in_frontend(monkeypatch)
     spec = attention(tactic=Tactic("cudnn_sdpa", {"source": "cudnn"}))
     launch = backend.prepare(spec)
     backend.prepare(spec)  # a second step of the problem reuses its graph
@@ -172,3 +179,17 @@ def test_a_prepared_step_runs_the_first_plan_that_builds_on_our_pointers(fake_ba
         "q": ins[0].ptr, "k": ins[1].ptr, "v": ins[2].ptr, "mask": ins[3].ptr, "o": out.ptr}
     assert index == 1 and handle == "handle" and streams == [("handle", 77)]
     assert workspace == state.scratch["cuda"].workspace(backend, 1 << 16)  # the context's scratch, no allocation of its own
+
+
+def test_heads_on_axis_2_reach_cudnn_as_strides(fake_backend, monkeypatch):
+    """A ``bshd`` step's Q, K, V and output (batch, sequence, heads, size) are cuDNN's [batch,
+    heads, sequence, size] tensors read through strides, in place."""
+    backend, _ = fake_backend
+    graphs, _ = _stand_in_frontend(monkeypatch)
+    b, s_q, h, d = 1, 128, 12, 64
+    stored = (b, s_q, h, d)
+    backend.prepare(attention(q=stored, k=stored, v=stored, mask=None, bshd=True, tactic=Tactic("cudnn_sdpa", {"source": "cudnn"})))
+    (graph,) = graphs
+    for role in ("q", "k", "v"):
+        assert (graph.tensors[role].dim, graph.tensors[role].stride) == ([b, h, s_q, d], [s_q * h * d, d, h * d, 1]), role
+    assert (graph.tensors["o"].dim, graph.tensors["o"].stride) == ([b, h, s_q, d], [s_q * h * d, d, h * d, 1])

@@ -217,6 +217,8 @@ CASES = [
     Case("Attention", [rand(2, 12, 128, 64, low=-1, high=1), rand(2, 12, 128, 64, low=-1, high=1), rand(2, 12, 128, 64), rand(2, 1, 1, 128, low=-4, high=0)],
          {"scale": 0.125}, domain=EDGETRT_DOMAIN, id="Attention-bert-like"),
     Case("Attention", [rand(3, 5, 8), rand(3, 7, 8), rand(3, 7, 4)], {"scale": 0.5}, domain=EDGETRT_DOMAIN, id="Attention-no-mask"),
+    Case("Attention", [rand(2, 9, 3, 16, low=-1, high=1), rand(2, 11, 3, 16, low=-1, high=1), rand(2, 11, 3, 8), rand(2, 1, 1, 11, low=-4, high=0)],
+         {"scale": 0.25, "bshd": 1}, domain=EDGETRT_DOMAIN, id="Attention-bshd"),
 ]
 
 FLOAT_ONLY = {"Cast", "QuantizeLinear", "DequantizeLinear", "Gather"}
@@ -264,6 +266,8 @@ ATTENTION_TACTIC_CASES = [
     (Case("Attention", [rand(*BERT_BASE, low=-1, high=1), rand(*BERT_BASE, low=-1, high=1), rand(*BERT_BASE), KEY_MASK], {"scale": 0.125},
           domain=EDGETRT_DOMAIN, id="bert-base-key-mask"), True),
     (next(c for c in CASES if c.id == "Attention-bert-like"), True),  # batch 2, a mask per batch
+    (Case("Attention", [rand(1, 128, 12, 64, low=-1, high=1), rand(1, 128, 12, 64, low=-1, high=1), rand(1, 128, 12, 64), KEY_MASK],
+          {"scale": 0.125, "bshd": 1}, domain=EDGETRT_DOMAIN, id="bert-base-bshd"), True),  # heads on axis 2, as the projections write them
     (Case("Attention", [rand(1, 4, 64, 160, low=-1, high=1), rand(1, 4, 64, 160, low=-1, high=1), rand(1, 4, 64, 160)], {"scale": 0.08},
           domain=EDGETRT_DOMAIN, id="head-160"), False),
 ]

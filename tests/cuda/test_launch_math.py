@@ -11,7 +11,7 @@ import pytest
 
 from edge.ir import Node, Value
 from edge.kernels import registry
-from edge.kernels.cuda import launch
+from edge.kernels.cuda import launch, linalg
 from edge.kernels.cuda.linalg import attention_geometries, gemm_geometry, gemm_grid, matmul_geometry
 from edge.kernels.cuda.nn import conv_geometry, conv_grid
 from edge.kernels.cuda.reduce import reduce_threads, reduction_plan, softmax_rows
@@ -192,6 +192,21 @@ def test_attention_geometries_compute_scaled_scores_and_output():
     scores = _gemm_by_strides(q, k, scores_g) * scores_g.alpha
     np.testing.assert_allclose(scores.reshape(2, 3, 5, 7), 0.25 * q @ np.swapaxes(k, -1, -2), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(_gemm_by_strides(scores, v, output_g).reshape(2, 3, 5, 4), scores.reshape(2, 3, 5, 7) @ v, rtol=1e-5, atol=1e-5)
+
+
+def test_bshd_attention_geometries_read_heads_in_place():
+    """Q, K, V as the projections write them, (batch, sequence, heads, size): per (batch, head)
+    the scores and the output by heads, without moving the inputs."""
+    (b, s_q, s_k, h, d, d_v) = (2, 5, 7, 3, 8, 4)
+    q, k, v = [RNG.standard_normal(s).astype(np.float32) for s in ((b, s_q, h, d), (b, s_k, h, d), (b, s_k, h, d_v))]
+    qh, kh, vh = (np.swapaxes(t, 1, 2) for t in (q, k, v))
+    scores_g, output_g = linalg.bshd_attention_geometries(q.shape, k.shape, v.shape, 0.25)
+    scores = _gemm_by_strides(q, k, scores_g) * scores_g.alpha
+    np.testing.assert_allclose(scores.reshape(b, h, s_q, s_k), 0.25 * qh @ np.swapaxes(kh, -1, -2), rtol=1e-5, atol=1e-5)
+    by_heads = _gemm_by_strides(scores, v, output_g).reshape(b, h, s_q, d_v)
+    np.testing.assert_allclose(by_heads, scores.reshape(b, h, s_q, s_k) @ vh, rtol=1e-5, atol=1e-5)
+    shape, src = transpose_plan(by_heads.shape, (0, 2, 1, 3))
+    assert np.array_equal(read(by_heads.reshape(-1), shape, src), np.swapaxes(by_heads, 1, 2))
 
 
 def _column_major(flat: np.ndarray, rows: int, cols: int, ld: int, trans: int, batch: int, stride: int) -> np.ndarray:
