@@ -1,7 +1,8 @@
 """GPU benchmark: edgetrt's CUDA backend against PyTorch on the same card, same run.
 
 Builds torchvision ResNet-50 / ResNet-18 / MobileNetV2 and a BERT-base-sized encoder (random
-weights, BatchNorm given random running statistics) exported to ONNX, checks edgetrt's
+weights, BatchNorm given random running statistics, BERT's biases and LayerNorm scales drawn
+as a trained checkpoint has them) exported to ONNX, checks edgetrt's
 outputs against onnxruntime (CPU) and times edgetrt's context.run against PyTorch eager and
 CUDA-graph replay: edgetrt's GPU compute (device events, CUDA graph replayed) against
 PyTorch's CUDA-event timings, and its end-to-end run beside. Prints a table of medians (ms)
@@ -62,7 +63,14 @@ def torch_model(name: str, batch: int):
         from transformers import BertConfig, BertModel
 
         config = BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, use_cache=False)
-        module = _last_hidden_state(BertModel(config).eval()).eval()
+        bert = BertModel(config).eval()
+        with torch.no_grad():  # biases and LayerNorm affines as a trained checkpoint has them (the init's zeros and ones fold away)
+            for param_name, param in bert.named_parameters():
+                if param_name.endswith("bias"):
+                    param.normal_(0.0, 0.02)
+                elif param_name.endswith("LayerNorm.weight"):
+                    param.uniform_(0.9, 1.1)
+        module = _last_hidden_state(bert).eval()
         ids = torch.randint(0, config.vocab_size, (batch, 128))
         return module, (ids,), ["input_ids"]
     import torchvision
