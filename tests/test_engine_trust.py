@@ -75,7 +75,7 @@ def engine_file(tmp_path: Path, engine_bytes: bytes) -> Path:
 
 def test_intact_engine_loads_and_runs(engine_file: Path) -> None:
     header, document, _ = _parts(engine_file)
-    assert header["format_version"] == FORMAT_VERSION == 2
+    assert header["format_version"] == FORMAT_VERSION == 3
     assert document["build"]["memory"]["static"]["tensors"], "the fixture must carry a static memory plan"
     _load_and_run(engine_file)
 
@@ -95,6 +95,23 @@ def test_older_format_is_refused_with_rebuild(engine_file: Path) -> None:
     engine_file.write_bytes(bytes(data))
     with pytest.raises(EngineFormatError, match=r"engine format 1, older .*rebuild"):
         edge.load(engine_file)
+
+
+def test_format_2_engine_still_loads_and_runs(engine_file: Path) -> None:
+    """Format 3 kept format 2's container: an engine written before still runs (its graph holds
+    nothing a format-2 reader would misread); an older edgetrt refuses format 3 instead."""
+    import hashlib
+
+    data = engine_file.read_bytes()[:-32]
+    head_len = struct.unpack_from("<I", data, len(MAGIC) + 4)[0]
+    start = len(MAGIC) + 8
+    header = json.loads(data[start : start + head_len])
+    header["format_version"] = 2
+    head = json.dumps(header).encode()
+    content = MAGIC + struct.pack("<II", 2, len(head)) + head + data[start + head_len :]
+    engine_file.write_bytes(content + hashlib.sha256(content).digest())
+    assert _parts(engine_file)[0]["format_version"] == 2
+    _load_and_run(engine_file)
 
 
 def _node(document: dict[str, Any], name: str) -> dict[str, Any]:

@@ -13,7 +13,10 @@ Layout (little endian)::
 Files are data only (never pickle) and untrusted: reading checks, in order, length, magic,
 version, checksum, the header against its schema, body length, the document against its
 schema (:mod:`edge.engine.schema`), and names the first thing that is wrong. Format 1 kept
-the header outside the checksum; it is refused with a request to rebuild.
+the header outside the checksum; it is refused with a request to rebuild. Format 3 is format
+2's container, but its graphs may hold what a format-2 reader would run wrongly without a
+word (Attention reading heads on axis 2, ``bshd``). So an older edgetrt refuses it, and this
+one reads both.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ from edge.fileio import write_atomic
 __all__ = ["MAGIC", "FORMAT_VERSION", "BlobWriter", "EngineBlob", "write_engine", "read_engine"]
 
 MAGIC = b"EDGETRT\0"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+_READABLE = (2, 3)
+"""Formats this reader takes: the current one and format 2, whose graphs it runs as written."""
 _DIGEST = 32
 _MAX_JSON_DEPTH = 64
 _PREFIX = struct.Struct("<8sII")
@@ -123,7 +128,7 @@ def read_engine(path: str | os.PathLike) -> EngineBlob:
         raise EngineFormatError(
             f"{name} has engine format {version}, newer than this edgetrt reads ({FORMAT_VERSION}); upgrade edgetrt"
         )
-    if version < FORMAT_VERSION:
+    if version not in _READABLE:
         raise EngineFormatError(
             f"{name} has engine format {version}, older than this edgetrt reads ({FORMAT_VERSION}); "
             "rebuild it from the ONNX model with `edgetrt build`"
