@@ -1,9 +1,9 @@
 """Epilogue fusion: Conv / ConvTranspose / Gemm / BatchNormalization + residual Add + activation
 -> one edgetrt node.
 
-The fused op computes ``act(op(X, W, B) + Z)`` (``Z`` only for convolutions): the bias is
-already in the op, the residual ``Z`` is an ``Add`` whose other operand has exactly the
-conv output's shape (an add that broadcasts is a bias, handled by ``fold_bn``, or not an
+The fused op computes ``act(op(X, W, B) + Z)`` (``Z`` for convolutions and Gemms, also seen
+through the Reshape that flattens a 3-D MatMul into a Gemm): the bias is already in the op,
+the residual ``Z`` is an ``Add`` whose other operand has exactly the op's output shape (an add that broadcasts is a bias, handled by ``fold_bn``, or not an
 epilogue at all), and ``act`` is one of the activations the contract lists. Rules fire
 bottom-up in any order: the residual rule needs a fused node without activation, the
 activation rule accepts a plain op or a fused node without one, so Conv -> Add -> Relu ends
@@ -118,7 +118,7 @@ def _check_residual(graph: Graph, match: Match) -> str | None:
     node, z = match.node("op"), match.value("z")
     out = node.outputs[0]
     if z is out:
-        return "the residual is the conv output itself"
+        return "the residual is the op's output itself"
     if _is_fused(node) and (node.attrs.get("activation") or node.input(3) is not None):
         return f"'{node.name}' already has an activation or residual"
     if not _is_fused(node) and standard_domain(node.domain) != "":
@@ -134,10 +134,35 @@ def _fuse_residual(b: Builder, m: Match) -> Value:
     return _fused_copy(b, node, [*inputs[:3], m.value("z")])
 
 
+def _check_reshaped_residual(graph: Graph, match: Match) -> str | None:
+    node, reshape, z = match.node("op"), match.node("reshape"), match.value("z")
+    out = reshape.outputs[0]
+    if z is out:
+        return "the residual is the product itself"
+    if _is_fused(node) and (node.attrs.get("activation") or node.input(3) is not None):
+        return f"'{node.name}' already has an activation or residual"
+    if not _is_fused(node) and standard_domain(node.domain) != "":
+        return f"'{node.name}' is not a standard {node.op_type}"
+    if not same_shape(z, out) or z.dtype != out.dtype or not node.outputs[0].is_static:
+        return f"residual '{z.name}' {z.shape} does not match '{out.name}' {out.shape}"
+    return None
+
+
+def _fuse_residual_through_reshape(b: Builder, m: Match) -> Value:
+    """Reshape(gemm) + Z == Reshape(gemm + Reshape(Z)): the residual flattened like the product."""
+    node, reshape, z = m.node("op"), m.node("reshape"), m.value("z")
+    flat = node.outputs[0]
+    z_flat = b.op("Reshape", [z, b.const(np.array(flat.shape, np.int64), hint="shape")], dtype=z.dtype, shape=flat.shape)
+    inputs = list(node.inputs) + [None] * (3 - len(node.inputs))
+    fused = _fused_copy(b, node, [*inputs[:3], z_flat], flat)
+    return b.op("Reshape", [fused, *reshape.inputs[1:]], dict(reshape.attrs), like=m.root.outputs[0])
+
+
 _PLAIN = Op(tuple(_FUSED), name="op")
-_PLAIN_CONV = Op(("Conv", "ConvTranspose"), name="op")
+_PLAIN_PRODUCT = Op(("Conv", "ConvTranspose", "Gemm"), name="op")
 _FUSED_ANY = Op(tuple(_FUSED.values()), name="op", domain=EDGETRT_DOMAIN)
-_FUSED_CONV = Op(("FusedConv", "FusedConvTranspose"), name="op", domain=EDGETRT_DOMAIN)
+_FUSED_PRODUCT = Op(("FusedConv", "FusedConvTranspose", "FusedGemm"), name="op", domain=EDGETRT_DOMAIN)
+_RESHAPED_GEMM = Op("Reshape", Op(("Gemm", "FusedGemm"), name="op", domain="*"), name="reshape")
 
 
 def _activation_rules() -> list[Rule]:
@@ -163,8 +188,10 @@ def _activation_rules() -> list[Rule]:
 
 FUSE_ACTIVATION_RULES = RuleSet(
     [
-        Rule("residual_into_conv", Op("Add", _PLAIN_CONV, Var("z"), commute=True), _fuse_residual, _check_residual),
-        Rule("residual_into_fused", Op("Add", _FUSED_CONV, Var("z"), commute=True), _fuse_residual, _check_residual),
+        Rule("residual_into_op", Op("Add", _PLAIN_PRODUCT, Var("z"), commute=True), _fuse_residual, _check_residual),
+        Rule("residual_into_fused", Op("Add", _FUSED_PRODUCT, Var("z"), commute=True), _fuse_residual, _check_residual),
+        Rule("residual_through_reshape", Op("Add", _RESHAPED_GEMM, Var("z"), commute=True),
+             _fuse_residual_through_reshape, _check_reshaped_residual),
         *_activation_rules(),
     ]
 )

@@ -2,7 +2,7 @@
 
 ``FusedConv`` / ``FusedConvTranspose`` / ``FusedGemm`` / ``FusedBatchNormalization`` compute the
 plain Conv / ConvTranspose / Gemm / inference BatchNormalization and an epilogue: add the
-residual ``Z`` (convs), then apply ``activation`` with ``activation_params``. That is where
+residual ``Z`` (convs and FusedGemm), then apply ``activation`` with ``activation_params``. That is where
 fusion pays on the CPU: one output buffer instead of one per fused op, and for convs and
 BatchNormalization with the compiled kernels one pass that writes the output with its
 epilogue (``nn.convolve``, ``normalization.batch_normalize``); the others run it in place
@@ -88,9 +88,11 @@ def fused_conv_transpose(
 
 
 @register("FusedGemm", domain=EDGETRT_DOMAIN)
-def fused_gemm(ctx: OpContext, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
-    """act(alpha·op(A)·op(B) + beta·C)."""
-    return _epilogue(ctx, gemm(ctx, a, b, c))
+def fused_gemm(
+    ctx: OpContext, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None, z: np.ndarray | None = None
+) -> np.ndarray:
+    """act(alpha·op(A)·op(B) + beta·C + Z)."""
+    return _epilogue(ctx, gemm(ctx, a, b, c), z)
 
 
 @register("FusedBatchNormalization", domain=EDGETRT_DOMAIN)

@@ -95,13 +95,17 @@ def _conv(
     return _epilogue(ctx, acc, multiplier, add)
 
 
-def _gemm(ctx: OpContext, a: IntegerOperand, b: IntegerOperand, x: np.ndarray, w: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
-    """act(alpha · s_a · s_b[n] · Σ q_a q_b + beta · C): the integer Gemm and its FP32 epilogue."""
+def _gemm(
+    ctx: OpContext, a: IntegerOperand, b: IntegerOperand, x: np.ndarray, w: np.ndarray, c: np.ndarray | None = None, z: np.ndarray | None = None
+) -> np.ndarray:
+    """act(alpha · s_a · s_b[n] · Σ q_a q_b + beta · C + Z): the integer Gemm and its FP32 epilogue."""
     codes_a = _codes(a, x).T if ctx.attr("transA", 0) else _codes(a, x)
     codes_b = _codes(b, w).T if ctx.attr("transB", 0) else _codes(b, w)
     multiplier = epilogue_multiplier(ctx.node, a, b)
     beta = np.float32(ctx.attr("beta", 1.0))
     add = None if c is None or beta == 0 else (c * beta if beta != 1 else c)
+    if z is not None:
+        add = z if add is None else z + add
     return _epilogue(ctx, np.matmul(codes_a, codes_b), multiplier, add)
 
 

@@ -13,7 +13,6 @@ Row-major D = A·B is computed as column-major Dᵀ = Bᵀ·Aᵀ, so B is cuBLAS
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import threading
 from typing import Any
@@ -21,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from edge.kernels.backend import StepSpec
-from edge.kernels.cuda.launch import BLOCK, Body, Step, float_suffix, grid_1d, version_text
+from edge.kernels.cuda.elementwise import product_epilogue
+from edge.kernels.cuda.launch import Body, Step, version_text
 from edge.kernels.tactics import Tactic
 
 __all__ = ["available", "lt_candidates", "build_lt_gemm", "library_version"]
@@ -80,7 +80,9 @@ def _problem(g: Any, spec: StepSpec, addend: int | None) -> dict[str, Any] | Non
         return None
     batches = g.batches
     c_info = spec.inputs[addend] if addend is not None and addend < len(spec.inputs) else None
+    residual = spec.inputs[3] if spec.node.op_type == "FusedGemm" and len(spec.inputs) > 3 else None
     bias = full = False
+    full_index, full_beta = addend, float(g.beta)  # the addend cuBLASLt reads as its C matrix
     if c_info is not None:
         if (g.c_sm, g.c_sn) == (0, 1) and c_info.const is not None and batches == 1:
             bias = True
@@ -88,10 +90,14 @@ def _problem(g: Any, spec: StepSpec, addend: int | None) -> dict[str, Any] | Non
             full = True
         else:
             return None
+    if residual is not None:  # FusedGemm's Z: C with beta 1 (beside a bias epilogue)
+        if full or batches != 1 or tuple(residual.shape) != (m, n):
+            return None
+        full, full_index, full_beta = True, 3, 1.0
     return {
         "dtype": dtype, "m": m, "n": n, "k": k, "a": a_layout, "b": b_layout, "trans_a": trans_a, "trans_b": trans_b,
         "batches": batches, "a_batch": int(g.b_batch.v[0]) if batches > 1 else 0, "b_batch": int(g.a_batch.v[0]) if batches > 1 else 0,
-        "bias": bias, "full": full, "relu": g.act == _ACT_RELU, "act_after": g.act not in (_ACT_NONE, _ACT_RELU), "alpha": float(g.alpha), "beta": float(g.beta),
+        "bias": bias, "full": full, "full_index": full_index, "full_beta": full_beta, "relu": g.act == _ACT_RELU, "act_after": g.act not in (_ACT_NONE, _ACT_RELU), "alpha": float(g.alpha), "beta": float(g.beta),
     }
 
 
@@ -174,35 +180,22 @@ def build_lt_gemm(step: Step, tactic: Tactic, geometry: Any, addend: int | None)
     algo = results[rank : rank + 1].copy()  # kept alive by the body: cublasLtMatmul reads it by address
     workspace = int(algo["workspace_size"][0])
     alpha = np.array([p["alpha"]], np.float32)
-    beta = np.array([p["beta"] if p["full"] else 0.0], np.float32)
+    beta = np.array([p["full_beta"] if p["full"] else 0.0], np.float32)
     owned = _Descriptors(lt, desc, (a_desc, b_desc, d_desc))
-    full = p["full"]
-    activate = _activation(step, geometry, p["n"] * p["m"] * p["batches"]) if p["act_after"] else None
+    full, full_index = p["full"], p["full_index"]
+    activate = product_epilogue(step, p["n"] * p["m"] * p["batches"], geometry.act, geometry.p0, geometry.p1) if p["act_after"] else None
 
     def body(inputs: list, outputs: list, state) -> None:
         out = outputs[0]
-        c = inputs[addend] if full else out
+        c = inputs[full_index] if full else out
         scratch = state.workspace(step.backend, workspace) if workspace else 0
         lt.matmul(handle, desc, alpha.ctypes.data, inputs[1].ptr, a_desc, inputs[0].ptr, b_desc, beta.ctypes.data,
                   c.ptr, d_desc, out.ptr, d_desc, algo.ctypes.data, scratch, workspace, int(state.stream))
         if activate is not None:
-            activate(out, state)
+            activate(out, None, state)
         _ = (owned, keep)  # descriptors and the bias live as long as the body
 
     return body
-
-
-def _activation(step: Step, g: Any, n: int) -> Any:
-    """y = act(y) over the product's ``n`` outputs, in place (the NVRTC conv epilogue with no
-    bias or residual): a fused activation cuBLASLt has no exact epilogue for."""
-    fn = step.function("elementwise", f"conv_epilogue_{float_suffix(step.output(0).dtype)}")
-    grid = grid_1d(n)
-    args = (ctypes.c_int64(n), ctypes.c_int64(1), ctypes.c_int32(1), ctypes.c_int32(g.act), ctypes.c_float(g.p0), ctypes.c_float(g.p1))
-
-    def activate(out: Any, state: Any) -> None:
-        fn(state, grid, (BLOCK, 1, 1), out, None, None, *args)
-
-    return activate
 
 
 class _Descriptors:

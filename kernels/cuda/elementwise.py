@@ -25,7 +25,7 @@ from edge.kernels.cuda.launch import (
 from edge.kernels.registry import register
 from edge.refusal import Refusal
 
-__all__ = ["UNARY_CODES", "BINARY_CODES", "CAST_SUFFIX", "broadcast_plan"]
+__all__ = ["UNARY_CODES", "BINARY_CODES", "CAST_SUFFIX", "broadcast_plan", "product_epilogue"]
 
 FLOATS = (np.float32, np.float16)
 
@@ -152,6 +152,20 @@ def is_nan(step: Step) -> Body:
 def is_inf(step: Step) -> Body:
     """A boolean mask of the infinite elements, of either sign or the one the attributes keep."""
     return _classifier(False, bool(step.attr("detect_positive", 1)), bool(step.attr("detect_negative", 1)), step)
+
+
+def product_epilogue(step: Step, n: int, act: int, p0: float, p1: float):
+    """``run(y, z, state)``: y = act(y + z) in place over a product's ``n`` outputs (the conv
+    epilogue kernel with no bias; ``z`` may be None), for an activation or a residual the
+    product's own kernel or library does not apply."""
+    fn = step.function("elementwise", f"conv_epilogue_{float_suffix(step.output(0).dtype)}")
+    grid = grid_1d(n)
+    args = (ctypes.c_int64(n), ctypes.c_int64(1), ctypes.c_int32(1), ctypes.c_int32(act), ctypes.c_float(p0), ctypes.c_float(p1))
+
+    def run(y, z, state) -> None:
+        fn(state, grid, (BLOCK, 1, 1), y, None, z, *args)
+
+    return run
 
 
 def broadcast_plan(shapes: list[tuple[int, ...]], out: tuple[int, ...]) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:

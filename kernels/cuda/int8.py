@@ -21,7 +21,7 @@ kernels of the other INT8 layers (pools, adds) read float.
 Refused here, and run by the float kernel of the same precision with the INT8 conversions
 around it (:mod:`.conversions`): layers without an integer form (nonzero zero points, weights
 scaled along another axis), weights that are not constants, grouped and 3-D convolutions, a
-non-constant bias, a residual of another shape than the output, a Gemm addend that is a
+non-constant bias, a residual of another shape than the output, a FusedGemm residual, a Gemm addend that is a
 constant varying along rows, batched MatMul weights, depths whose int32 sums could overflow.
 """
 
@@ -129,6 +129,8 @@ def _gemm_refusal(node: Node) -> Refusal | None:
     refusal = static_refusal(node, FLOATS)
     if refusal is not None:
         return refusal
+    if len(node.inputs) > 3 and node.inputs[3] is not None:
+        return Refusal("int8.residual", f"{node.op_type} '{node.name}': a Gemm's residual Z runs with the float kernel between the INT8 conversions")
     c = node.inputs[2] if len(node.inputs) > 2 else None
     if c is not None and c.is_const and len(node.outputs[0].shape) == 2:
         n = node.outputs[0].shape[1]

@@ -17,7 +17,7 @@ import numpy as np
 from edge.ir import EDGETRT_DOMAIN, Node
 from edge.kernels.backend import StepSpec
 from edge.kernels.cuda import cublaslt, cudnn_sdpa
-from edge.kernels.cuda.elementwise import BINARY_CODES, broadcast_plan
+from edge.kernels.cuda.elementwise import BINARY_CODES, broadcast_plan, product_epilogue
 from edge.kernels.cuda.launch import (
     BLOCK,
     PRECISIONS,
@@ -114,13 +114,23 @@ def nvrtc_gemm_candidates(spec: StepSpec) -> list[Tactic]:
 
 
 def _nvrtc_gemm(step: Step, tactic: Tactic, g: GemmGeometry, addend: int | None) -> Body:
+    """The product with its addend C in the kernel; a FusedGemm's residual Z and then its
+    activation in one epilogue pass after it (the kernel takes one addend)."""
     dtype = step.input(0).dtype
     fn = step.function("gemm", f"gemm_{tactic.name}_{float_suffix(dtype)}")
     grid, block = gemm_grid(g, tactic.name)
+    residual = 3 if step.node.op_type == "FusedGemm" and step.input(3) is not None else None
+    finish = None
+    if residual is not None:
+        finish = product_epilogue(step, math.prod(step.output(0).shape), g.act, g.p0, g.p1)
+        g = GemmGeometry.from_buffer_copy(g)
+        g.act, g.p0, g.p1 = activation_code("", ())
 
     def body(inputs: list, outputs: list, state) -> None:
         c = inputs[addend] if addend is not None and addend < len(inputs) else None
         fn(state, grid, block, inputs[0], inputs[1], c, outputs[0], g)
+        if finish is not None:
+            finish(outputs[0], inputs[residual], state)
 
     return body
 

@@ -35,9 +35,12 @@ def gemm(ctx: OpContext, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = No
 
 @register("FusedGemm", domain=EDGETRT_DOMAIN, backend=BACKEND)
 @widen_half
-def fused_gemm(ctx: OpContext, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+def fused_gemm(ctx: OpContext, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None, z: np.ndarray | None = None) -> np.ndarray:
+    y = _gemm(ctx, a, b, c)
+    if z is not None:
+        y = y + z
     activation = ctx.attr("activation", "")
-    return apply_activation(_gemm(ctx, a, b, c), activation, tuple(ctx.attr("activation_params", []) or ()))
+    return apply_activation(y, activation, tuple(ctx.attr("activation_params", []) or ()))
 
 
 @register("MatMul", backend=BACKEND)

@@ -212,6 +212,8 @@ CASES = [
     Case("FusedGemm", [rand(4, 64), const(rand(64, 100, low=-0.3, high=0.3)), const(rand(100))], {"activation": "Relu"}, domain=EDGETRT_DOMAIN),
     Case("FusedGemm", [rand(128, 192, low=-1, high=1), const(rand(192, 384, low=-0.1, high=0.1)), const(rand(384))], {"activation": "Gelu"},
          domain=EDGETRT_DOMAIN, id="FusedGemm-gelu-bert-like"),
+    Case("FusedGemm", [rand(128, 192, low=-1, high=1), const(rand(192, 96, low=-0.1, high=0.1)), const(rand(96)), rand(128, 96)],
+         {"activation": "Relu"}, domain=EDGETRT_DOMAIN, id="FusedGemm-bias-residual-relu"),
     Case("MatMul", [rand(2, 3, 65, 40, low=-1, high=1), rand(3, 40, 66, low=-1, high=1)], id="MatMul-batched-broadcast"),
     Case("MatMul", [rand(128, 768, low=-1, high=1), const(rand(768, 96, low=-0.1, high=0.1))], id="MatMul-bert-like"),
     Case("Attention", [rand(2, 12, 128, 64, low=-1, high=1), rand(2, 12, 128, 64, low=-1, high=1), rand(2, 12, 128, 64), rand(2, 1, 1, 128, low=-4, high=0)],

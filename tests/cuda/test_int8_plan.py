@@ -243,3 +243,17 @@ def test_int8_layers_take_the_cuda_fp16_kernels_where_those_time_faster(stand_in
     engine.create_context().run(random_feeds(model))
     launched = {name for name, *_ in device.launches}
     assert ("im2col_quantize_f16" in launched) == (faster == "int8")
+
+
+def test_a_gemm_residual_takes_the_float_kernel_between_int8_conversions():
+    """The integer GEMM adds a bias or a C matrix, not both with a residual: a FusedGemm with
+    Z is refused with its reason, and the float kernel serves it."""
+    gemm = gemm_case("residual", (6, 16), (16, 8), activation="Relu").node
+    z = Value("z", np.float32, (6, 8))
+    z.meta.update(int8_scale=0.05, int8_zero_point=0)
+    node = Node("FusedGemm", [*gemm.inputs, z], [Value("y", np.float32, (6, 8))], dict(gemm.attrs), name="gemm_z", domain=EDGETRT_DOMAIN)
+    node.meta["precision"] = "int8"
+    kernel = registry.resolve(node, 17, "cuda", "int8")
+    assert not kernel.name.startswith("int8.")
+    refusal = registry.lookup("FusedGemm", EDGETRT_DOMAIN, "cuda", 17, "int8").supports(node)
+    assert refusal is not None and refusal.code == "int8.residual"

@@ -262,3 +262,22 @@ def test_cublaslt_declines_what_it_cannot_compute():
     assert problem["act_after"] and not problem["relu"]
     two_batch_axes = make_step("MatMul", [("a", np.float32, (2, 3, 5, 7)), ("b", np.float32, (3, 7, 4))], [(np.float32, (2, 3, 5, 4))])
     assert cublaslt._problem(gemm_problem(two_batch_axes)[0], two_batch_axes, None) is None
+
+
+def test_cublaslt_takes_a_gemm_residual_as_its_c_beside_the_bias_epilogue():
+    """FusedGemm(A, W, bias, Z): the bias in cuBLASLt's epilogue, Z as its C matrix with beta 1;
+    a residual beside a C matrix is declined (it has one)."""
+    from edge.kernels.cuda import cublaslt
+    from edge.kernels.cuda.linalg import gemm_problem
+    from tests.cuda.conftest import make_step
+
+    w, bias = RNG.standard_normal((8, 6)).astype(np.float32), RNG.standard_normal(6).astype(np.float32)
+    spec = make_step("FusedGemm", [("a", np.float32, (5, 8)), w, bias, ("z", np.float32, (5, 6))], [(np.float32, (5, 6))],
+                     {"activation": "Relu", "beta": 0.5}, "edgetrt")
+    geometry, addend = gemm_problem(spec)
+    p = cublaslt._problem(geometry, spec, addend)
+    assert p["bias"] and p["full"] and (p["full_index"], p["full_beta"]) == (3, 1.0) and p["relu"]
+    matrix = make_step("FusedGemm", [("a", np.float32, (5, 8)), w, ("c", np.float32, (5, 6)), ("z", np.float32, (5, 6))], [(np.float32, (5, 6))],
+                       {}, "edgetrt")
+    geometry, addend = gemm_problem(matrix)
+    assert cublaslt._problem(geometry, matrix, addend) is None

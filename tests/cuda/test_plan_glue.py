@@ -41,6 +41,8 @@ STEPS = [
      [(F16, (1, 4, 8, 8))], {"pads": [1, 1, 1, 1], "activation": "Relu"}, "edgetrt"),
     ("FusedGemm", [("a", F16, (4, 8)), RNG.standard_normal((8, 16)).astype(np.float32), np.zeros(16, np.float32)],
      [(F16, (4, 16))], {"activation": "Relu"}, "edgetrt"),
+    ("FusedGemm", [("a", F16, (4, 8)), RNG.standard_normal((8, 16)).astype(np.float32), np.zeros(16, np.float32), ("z", F16, (4, 16))],
+     [(F16, (4, 16))], {"activation": "Relu"}, "edgetrt"),
     ("MatMul", [("a", F32, (2, 4, 8)), ("b", F32, (8, 3))], [(F32, (2, 4, 3))], {}, ""),
     ("Attention", [("q", F16, (2, 4, 9, 16)), ("k", F16, (2, 4, 9, 16)), ("v", F16, (2, 4, 9, 16)), ("m", F16, (2, 1, 1, 9))],
      [(F16, (2, 4, 9, 16))], {"scale": 0.25}, "edgetrt"),
@@ -209,3 +211,17 @@ def test_embedded_cubins_load_without_compiling(fake_backend, cubins, monkeypatc
     spec = make_step("MaxPool", [("x", F32, (1, 1, 4, 4))], [(F32, (1, 1, 2, 2))], {"kernel_shape": [2, 2], "strides": [2, 2]})
     backend.prepare(spec)
     assert backend.function("pool", "pool2d_nhwc_f16").name == "pool2d_nhwc_f16"
+
+
+def test_a_gemm_residual_runs_after_the_product_with_the_activation(fake_backend):
+    """The NVRTC GEMM takes one addend (the bias): a FusedGemm's residual and its activation
+    come after it in one epilogue pass, and the GEMM itself applies no activation."""
+    backend, device = fake_backend
+    inputs = [("a", F16, (4, 8)), RNG.standard_normal((8, 16)).astype(np.float32), np.zeros(16, np.float32), ("z", F16, (4, 16))]
+    spec = make_step("FusedGemm", inputs, [(F16, (4, 16))], {"activation": "Relu"}, "edgetrt", precision="fp16", tactic=Tactic("wmma"))
+    launch = backend.prepare(spec)
+    arena = backend.allocate(1 << 20)
+    device.launches.clear()
+    launch([backend.view(arena, 0, (4, 8), F16), None, None, backend.view(arena, 4096, (4, 16), F16)],
+           [backend.view(arena, 8192, (4, 16), F16)], RunState(scratch={"cuda": backend.new_state()}))
+    assert [name for name, *_ in device.launches] == ["gemm_wmma_f16", "conv_epilogue_f16"]

@@ -152,3 +152,46 @@ def test_gelu_through_the_reshape_after_a_flattened_gemm() -> None:
     inits = [const("w", RNG.standard_normal((4, 6))), const("shape", np.array([2, 3, 6], np.int64))]
     graph, fired = run_pass(model_of(nodes, {"x": [6, 4]}, {"y": [2, 3, 6]}, inits, opset=20), fuse_activations)
     assert fired == 1 and ops(graph) == ["FusedGemm", "Reshape"] and graph.nodes[0].attrs["activation"] == "Gelu"
+
+
+def test_residual_add_then_relu_fuse_into_one_gemm() -> None:
+    """A biased Gemm, a residual of its output's shape, a Relu: FusedGemm(A, W, B, Z, Relu),
+    equal to onnxruntime on the model as written."""
+    import onnxruntime as ort
+
+    from tests.passes.helpers import feeds_for
+    from edge.runtime.interpreter import run_graph
+
+    nodes = [
+        helper.make_node("Gemm", ["x", "w", "b"], ["g"]),
+        helper.make_node("Add", ["z", "g"], ["s"]),
+        helper.make_node("Relu", ["s"], ["y"]),
+    ]
+    inits = [const("w", RNG.standard_normal((4, 6))), const("b", RNG.standard_normal(6))]
+    model = model_of(nodes, {"x": [5, 4], "z": [5, 6]}, {"y": [5, 6]}, inits)
+    graph, fired = run_pass(model, fuse_activations)
+    assert fired == 2 and ops(graph) == ["FusedGemm"]
+    node = graph.nodes[0]
+    assert node.attrs["activation"] == "Relu" and [v.name for v in node.inputs] == ["x", "w", "b", "z"]
+    feeds = feeds_for(graph, seed=4)
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    np.testing.assert_allclose(run_graph(graph, feeds)["y"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_residual_through_the_reshape_after_a_flattened_gemm() -> None:
+    """A transformer block's projection: the bias Gemm on flattened rows, reshaped back, plus
+    the residual; the residual flattens into the Gemm instead."""
+    nodes = [
+        helper.make_node("Gemm", ["x", "w", "b"], ["g"]),
+        helper.make_node("Reshape", ["g", "shape"], ["r"]),
+        helper.make_node("Add", ["r", "z"], ["y"]),
+    ]
+    inits = [const("w", RNG.standard_normal((4, 6))), const("b", RNG.standard_normal(6)), const("shape", np.array([2, 3, 6], np.int64))]
+    graph, fired = run_pass(model_of(nodes, {"x": [6, 4], "z": [2, 3, 6]}, {"y": [2, 3, 6]}, inits), fuse_activations)
+    assert fired == 1 and ops(graph) == ["Reshape", "FusedGemm", "Reshape"] and len(graph.nodes[1].inputs) == 4
+
+
+def test_broadcasting_add_after_a_gemm_is_not_a_residual() -> None:
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["g"]), helper.make_node("Add", ["g", "z"], ["y"])]
+    graph, fired = run_pass(model_of(nodes, {"x": [5, 4], "z": [1, 6]}, {"y": [5, 6]}, [const("w", RNG.standard_normal((4, 6)))]), fuse_activations)
+    assert fired == 0 and ops(graph) == ["Gemm", "Add"]
