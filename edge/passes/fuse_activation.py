@@ -114,9 +114,9 @@ def _fuse_through_reshape(b: Builder, m: Match) -> Value:
     return b.op("Reshape", [fused, *reshape.inputs[1:]], dict(reshape.attrs), like=m.root.outputs[0])
 
 
-def _check_residual(graph: Graph, match: Match) -> str | None:
-    node, z = match.node("op"), match.value("z")
-    out = node.outputs[0]
+def _residual_problem(node: Node, z: Value, out: Value) -> str | None:
+    """Why ``out + z`` cannot become ``node``'s residual (``out``: its output, or that output
+    reshaped), or None."""
     if z is out:
         return "the residual is the op's output itself"
     if _is_fused(node) and (node.attrs.get("activation") or node.input(3) is not None):
@@ -128,6 +128,11 @@ def _check_residual(graph: Graph, match: Match) -> str | None:
     return None
 
 
+def _check_residual(graph: Graph, match: Match) -> str | None:
+    node = match.node("op")
+    return _residual_problem(node, match.value("z"), node.outputs[0])
+
+
 def _fuse_residual(b: Builder, m: Match) -> Value:
     node = m.node("op")
     inputs = list(node.inputs) + [None] * (3 - len(node.inputs))
@@ -135,17 +140,10 @@ def _fuse_residual(b: Builder, m: Match) -> Value:
 
 
 def _check_reshaped_residual(graph: Graph, match: Match) -> str | None:
-    node, reshape, z = match.node("op"), match.node("reshape"), match.value("z")
-    out = reshape.outputs[0]
-    if z is out:
-        return "the residual is the product itself"
-    if _is_fused(node) and (node.attrs.get("activation") or node.input(3) is not None):
-        return f"'{node.name}' already has an activation or residual"
-    if not _is_fused(node) and standard_domain(node.domain) != "":
-        return f"'{node.name}' is not a standard {node.op_type}"
-    if not same_shape(z, out) or z.dtype != out.dtype or not node.outputs[0].is_static:
-        return f"residual '{z.name}' {z.shape} does not match '{out.name}' {out.shape}"
-    return None
+    node = match.node("op")
+    if not node.outputs[0].is_static:
+        return f"'{node.name}' has a dynamic shape: the residual cannot be flattened like it"
+    return _residual_problem(node, match.value("z"), match.node("reshape").outputs[0])
 
 
 def _fuse_residual_through_reshape(b: Builder, m: Match) -> Value:
