@@ -193,21 +193,9 @@ def select_tactics(graph: Graph, plan: ExecutionPlan, level: int, cache: TimingC
         chosen, source, seconds = _fastest(step.backend, spec, candidates, REPEATS[level], cache)
         step.plan.tactic = chosen
         counts[source] += 1
-        wider = _fp16_instead(step.backend, spec, step.plan.backend, level)
-        if wider is not None:
-            fp16_kernel, fp16_spec, fp16_candidates = wider
-            try:
-                with _layer_precision(spec.node, "fp16"):
-                    fp16_tactic, _, fp16_seconds = _fastest(step.backend, fp16_spec, fp16_candidates, REPEATS[level], cache)
-            except Exception as exc:  # noqa: BLE001  (the INT8 choice stands; an alternative never fails the build)
-                cache.notes.append(f"node '{spec.node.name}': its FP16 alternative could not be timed ({type(exc).__name__}: "
-                                   f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); it stays INT8")
-                fp16_seconds = math.inf
-            if fp16_seconds < seconds:
-                spec.node.meta["precision"] = step.plan.precision = "fp16"
-                spec.node.meta["precision_note"] = FASTER_IN_FP16
-                step.plan.kernel, step.plan.tactic = fp16_kernel.name, fp16_tactic
-                faster_in_fp16.append({"node": spec.node.name, "int8_ms": round(seconds * 1e3, 4), "fp16_ms": round(fp16_seconds * 1e3, 4)})
+        switched = _settle_fp16_if_faster(step, level, seconds, cache)
+        if switched is not None:
+            faster_in_fp16.append(switched)
         choosing.append({"node": spec.node.name, "op": spec.node.op_type, "candidates": len(candidates),
                          "seconds": round(time.perf_counter() - began, 3)})
     counts["timings"] = cache.timed - before
@@ -220,6 +208,30 @@ def _candidates(kernel: Kernel, spec: StepSpec, level: int) -> list[Tactic]:
     """The kernel's tactics for ``spec`` that optimization ``level`` times."""
     assert kernel.tactics is not None
     return [c for c in kernel.tactics(spec) if level == 0 or c.params.get("min_level", 1) <= level]
+
+
+def _settle_fp16_if_faster(step: Any, level: int, int8_seconds: float, cache: TimingCache) -> dict[str, Any] | None:
+    """Time an INT8 device step's FP16 alternative and, where it is faster, make the step (and
+    its layer) FP16; returns the record of the switch, or None (no alternative, slower, or it
+    could not be timed: the INT8 choice stands, noted, and never fails the build)."""
+    spec = step.spec
+    wider = _fp16_instead(step.backend, spec, step.plan.backend, level)
+    if wider is None:
+        return None
+    kernel, fp16_spec, candidates = wider
+    try:
+        with _layer_precision(spec.node, "fp16"):
+            tactic, _, seconds = _fastest(step.backend, fp16_spec, candidates, REPEATS[level], cache)
+    except Exception as exc:  # noqa: BLE001  (a library alternative that cannot serve the step)
+        cache.notes.append(f"node '{spec.node.name}': its FP16 alternative could not be timed ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); it stays INT8")
+        return None
+    if seconds >= int8_seconds:
+        return None
+    spec.node.meta["precision"] = step.plan.precision = "fp16"
+    spec.node.meta["precision_note"] = FASTER_IN_FP16
+    step.plan.kernel, step.plan.tactic = kernel.name, tactic
+    return {"node": spec.node.name, "int8_ms": round(int8_seconds * 1e3, 4), "fp16_ms": round(seconds * 1e3, 4)}
 
 
 def _fp16_instead(backend: Backend, spec: StepSpec, backend_name: str, level: int) -> tuple[Kernel, StepSpec, list[Tactic]] | None:

@@ -3,8 +3,8 @@
 
 The fused op computes ``act(op(X, W, B) + Z)`` (``Z`` for convolutions and Gemms, also seen
 through the Reshape that flattens a 3-D MatMul into a Gemm): the bias is already in the op,
-the residual ``Z`` is an ``Add`` whose other operand has exactly the op's output shape (an add that broadcasts is a bias, handled by ``fold_bn``, or not an
-epilogue at all), and ``act`` is one of the activations the contract lists. Rules fire
+the residual ``Z`` is an ``Add`` whose other operand has exactly the op's output shape (an
+add that broadcasts is a bias, handled by ``fold_bn``, or not an epilogue at all), and ``act`` is one of the activations the contract lists. Rules fire
 bottom-up in any order: the residual rule needs a fused node without activation, the
 activation rule accepts a plain op or a fused node without one, so Conv -> Add -> Relu ends
 as ``FusedConv(X, W, B, Z, activation="Relu")``. An inference BatchNormalization left standing
@@ -133,10 +133,15 @@ def _check_residual(graph: Graph, match: Match) -> str | None:
     return _residual_problem(node, match.value("z"), node.outputs[0])
 
 
+def _with_residual(node: Node, z: Value) -> list[Value | None]:
+    """``node``'s inputs with ``z`` as the fused op's residual (input 3)."""
+    inputs = list(node.inputs) + [None] * (3 - len(node.inputs))
+    return [*inputs[:3], z]
+
+
 def _fuse_residual(b: Builder, m: Match) -> Value:
     node = m.node("op")
-    inputs = list(node.inputs) + [None] * (3 - len(node.inputs))
-    return _fused_copy(b, node, [*inputs[:3], m.value("z")])
+    return _fused_copy(b, node, _with_residual(node, m.value("z")))
 
 
 def _check_reshaped_residual(graph: Graph, match: Match) -> str | None:
@@ -151,8 +156,7 @@ def _fuse_residual_through_reshape(b: Builder, m: Match) -> Value:
     node, reshape, z = m.node("op"), m.node("reshape"), m.value("z")
     flat = node.outputs[0]
     z_flat = b.op("Reshape", [z, b.const(np.array(flat.shape, np.int64), hint="shape")], dtype=z.dtype, shape=flat.shape)
-    inputs = list(node.inputs) + [None] * (3 - len(node.inputs))
-    fused = _fused_copy(b, node, [*inputs[:3], z_flat], flat)
+    fused = _fused_copy(b, node, _with_residual(node, z_flat), flat)
     return b.op("Reshape", [fused, *reshape.inputs[1:]], dict(reshape.attrs), like=m.root.outputs[0])
 
 

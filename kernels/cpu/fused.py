@@ -2,8 +2,8 @@
 
 ``FusedConv`` / ``FusedConvTranspose`` / ``FusedGemm`` / ``FusedBatchNormalization`` compute the
 plain Conv / ConvTranspose / Gemm / inference BatchNormalization and an epilogue: add the
-residual ``Z`` (convs and FusedGemm), then apply ``activation`` with ``activation_params``. That is where
-fusion pays on the CPU: one output buffer instead of one per fused op, and for convs and
+residual ``Z`` (convs and FusedGemm), then apply ``activation`` with ``activation_params``.
+That is where fusion pays on the CPU: one output buffer instead of one per fused op, and for convs and
 BatchNormalization with the compiled kernels one pass that writes the output with its
 epilogue (``nn.convolve``, ``normalization.batch_normalize``); the others run it in place
 afterwards.

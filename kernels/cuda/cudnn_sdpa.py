@@ -6,7 +6,8 @@ Tactic "cudnn_sdpa" is the first execution plan of the graph's ranked list that 
 (heuristics mode A, then the fallback list). It is offered where cuDNN computes exactly the
 step: FP16 tensors (cuDNN's SDPA takes FP16 and BF16, never FP32; this backend holds no
 BF16), Q, K and V of shape [batch, heads, sequence, head size] (or stored (batch, sequence,
-heads, size) with ``bshd``, read through strides) with K and V of Q's batch and heads, head sizes multiples of 8 up to ``MAX_HEAD_SIZE``, and a mask either absent or an
+heads, size) with ``bshd``, read through strides) with K and V of Q's batch and heads, head
+sizes multiples of 8 up to ``MAX_HEAD_SIZE``, and a mask either absent or an
 additive bias in Q's dtype that spans every key and broadcasts over batch, heads and query
 rows. cuDNN 9 needs SM 8.0 or newer; elsewhere no plan builds and the auto-tuner passes the
 tactic over.

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ctypes
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -154,7 +156,7 @@ def is_inf(step: Step) -> Body:
     return _classifier(False, bool(step.attr("detect_positive", 1)), bool(step.attr("detect_negative", 1)), step)
 
 
-def product_epilogue(step: Step, n: int, act: int, p0: float, p1: float):
+def product_epilogue(step: Step, n: int, act: int, p0: float, p1: float) -> Callable[[Any, Any, Any], None]:
     """``run(y, z, state)``: y = act(y + z) in place over a product's ``n`` outputs (the conv
     epilogue kernel with no bias; ``z`` may be None), for an activation or a residual the
     product's own kernel or library does not apply."""
