@@ -140,7 +140,12 @@ def test_given_inputs_are_used(model: onnx.ModelProto) -> None:
     image = np.full((1, 3, 16, 16), 0.25, np.float32)
     a = compare(model, inputs={"image": image}, seed=1)
     b = compare(model, inputs={"image": image}, seed=2)
-    assert a.passed and a.outputs[0].worst_expected == b.outputs[0].worst_expected
+    assert a.passed and b.passed
+    for result in (a, b):
+        np.testing.assert_array_equal(result.feeds[0]["image"], image)
+    # the reference ran on the given image both times, whatever the seed; the worst element
+    # itself may move with the tactics each build times fastest
+    np.testing.assert_array_equal(a.runs["reference"][0]["probs"], b.runs["reference"][0]["probs"])
 
 
 # -- the command -----------------------------------------------------------------------------
