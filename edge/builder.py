@@ -310,14 +310,16 @@ def _place(model: str | os.PathLike | bytes | Graph, config: BuilderConfig, buil
 
 
 def _channels_last(graph: Graph, targets: dict[str, str]) -> dict[str, Any]:
-    """NHWC regions for the FP16 layers of devices the CUDA backend runs, where its
-    convolutions take NHWC (cuDNN present); the layout report for the build record."""
+    """NHWC regions for the FP16 and INT8 layers of devices the CUDA backend runs, where its
+    convolutions take NHWC (cuDNN present); the layout report for the build record. INT8
+    layers join so that an INT8 network, and the INT8 layers the auto-tuner settles in FP16,
+    run channels-last as an FP16 one does."""
     from edge.kernels.cuda.nn import channels_last_convs
 
     if not channels_last_convs():
         return {"converted_regions": 0, "note": "NCHW throughout: channels-last convolutions need cuDNN"}
     devices = {device for device, backend in targets.items() if backend == "cuda"}
-    wants = lambda node: node.meta.get("device") in devices and node.meta.get("precision") == "fp16"  # noqa: E731
+    wants = lambda node: node.meta.get("device") in devices and node.meta.get("precision") in ("fp16", "int8")  # noqa: E731
     return to_channels_last_regions(graph, wants).to_dict()
 
 

@@ -36,6 +36,7 @@ from edge.kernels.registry import Kernel, resolve
 from edge.kernels.tactics import Tactic
 from edge.plan.model import ExecutionPlan
 from edge.precision import FASTER_IN_FP16, PINNED
+from edge.quant.numerics import quantizer_of
 
 __all__ = ["CACHE_FORMAT", "TimingCache", "TimingCacheError", "op_signature", "select_tactics"]
 
@@ -292,7 +293,7 @@ def _fastest(backend: Backend, spec: StepSpec, candidates: list[Tactic], repeat:
                 continue
             if reference is None:
                 reference = results
-            elif not all(_close(a, b) for a, b in zip(results, reference)):
+            elif not all(_close(a, b, step) for a, b, step in zip(results, reference, _grid_steps(spec))):
                 seconds = math.inf  # a wrong tactic never wins
                 rejected += 1
             if seconds is None:
@@ -346,11 +347,22 @@ def _placed(backend: Backend, info: TensorInfo) -> Any:
     return backend.view(buffer, 0, shape, info.dtype)
 
 
-def _close(a: np.ndarray, b: np.ndarray) -> bool:
-    """Tactics agree when they differ by float rounding only (relative to the output's scale)."""
+def _close(a: np.ndarray, b: np.ndarray, grid_step: float = 0.0) -> bool:
+    """Tactics agree when they differ by float rounding only (relative to the output's scale),
+    plus one step of the INT8 grid an INT8 layer writes the output on (``grid_step``)."""
     if a.shape != b.shape:
         return False
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     scale = max(float(np.max(np.abs(b64), initial=0.0)), 1e-6)
     tolerance = 1e-2 if a.dtype == np.float16 else 1e-4
-    return bool(np.all(np.abs(a64 - b64) <= tolerance * scale))
+    return bool(np.all(np.abs(a64 - b64) <= tolerance * scale + grid_step))
+
+
+def _grid_steps(spec: StepSpec) -> list[float]:
+    """Per output, the step of its INT8 grid where an INT8 layer writes it as INT8, else 0: one
+    tactic may requantize a value to one side of a rounding boundary and another leave it
+    unrounded, or round it to the other side (see ``edge.kernels.cuda.cudnn_int8``)."""
+    if spec.precision != "int8":
+        return [0.0] * len(spec.outputs)
+    return [float(q.scale) if value.meta.get("int8_output") and (q := quantizer_of(value.meta)) is not None else 0.0
+            for value in spec.node.outputs]

@@ -260,6 +260,7 @@ def _pad_channels(graph: Graph, conv: Node, multiple: int) -> None:
         return
     extra = multiple - channels % multiple
     padded = graph.make_value(f"{x.name}_padded", x.dtype, (*x.shape[:3], channels + extra))
+    padded.meta.update(x.meta)  # zeros sit on any INT8 grid: the input's scale holds
     pads = [0, 0, 0, 0, 0, 0, 0, extra]
     if opset_of(graph, entry) >= 11:
         pad = _new_node(graph, "Pad", [x, graph.make_const(f"{conv.name}_pads", np.array(pads, np.int64))], padded, {}, conv)
@@ -267,5 +268,10 @@ def _pad_channels(graph: Graph, conv: Node, multiple: int) -> None:
         pad = _new_node(graph, "Pad", [x], padded, {"pads": pads}, conv)
     graph.insert_before(conv, pad)
     conv.set_input(0, padded)
-    zeros = np.zeros((w.shape[0], extra, *w.shape[2:]), w.const.dtype)
-    conv.set_input(1, graph.make_const(f"{w.name}_padded", np.concatenate([w.const, zeros], axis=1)))
+    conv.set_input(1, graph.make_const(f"{w.name}_padded", _zero_channels(w.const, extra)))
+    conv.inputs[1].meta.update({**w.meta, **({"int8_weight": _zero_channels(w.meta["int8_weight"], extra)} if "int8_weight" in w.meta else {})})
+
+
+def _zero_channels(weight: np.ndarray, extra: int) -> np.ndarray:
+    """An (M, C, kH, kW) weight with ``extra`` zero input channels appended."""
+    return np.concatenate([weight, np.zeros((weight.shape[0], extra, *weight.shape[2:]), weight.dtype)], axis=1)

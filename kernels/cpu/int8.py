@@ -23,6 +23,7 @@ from dataclasses import replace
 import numpy as np
 
 from edge.ir import EDGETRT_DOMAIN
+from edge.ir.layout import TO_CHANNELS_FIRST, TO_CHANNELS_LAST, is_channels_last
 from edge.kernels.cpu.activations import apply_activation
 from edge.kernels.cpu.fused import fused_conv, fused_gemm
 from edge.kernels.cpu.linalg import gemm, matmul
@@ -85,9 +86,14 @@ def _integer(float_kernel: KernelFn, integer_kernel: Callable[..., np.ndarray]) 
 def _conv(
     ctx: OpContext, a: IntegerOperand, b: IntegerOperand, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, z: np.ndarray | None = None
 ) -> np.ndarray:
-    """act(s_x · s_w[k] · Σ q_x q_w + B + Z): the integer convolution and its FP32 epilogue."""
-    acc = convolve(ctx, _codes(a, x), _codes(b, w))
-    channel = (-1,) + (1,) * (acc.ndim - 2)
+    """act(s_x · s_w[k] · Σ q_x q_w + B + Z): the integer convolution and its FP32 epilogue
+    (in NHWC for a ``channels_last`` FusedConv: the sums computed NCHW, then transposed)."""
+    if is_channels_last(ctx.node):
+        acc = convolve(ctx, np.ascontiguousarray(_codes(a, x).transpose(TO_CHANNELS_FIRST)), _codes(b, w)).transpose(TO_CHANNELS_LAST)
+        channel: tuple[int, ...] = (-1,)
+    else:
+        acc = convolve(ctx, _codes(a, x), _codes(b, w))
+        channel = (-1,) + (1,) * (acc.ndim - 2)
     multiplier = epilogue_multiplier(ctx.node, a, b).reshape(channel)
     add = None if bias is None else bias.reshape(channel)
     if z is not None:

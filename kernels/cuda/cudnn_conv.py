@@ -27,7 +27,7 @@ from edge.kernels.cuda import cudnn_graphs
 from edge.kernels.cuda.launch import ACTIVATION_CODES, BLOCK, Body, Step, contiguous_strides, float_suffix, grid_1d
 from edge.kernels.tactics import Tactic
 
-__all__ = ["conv_candidates", "build_cudnn_conv"]
+__all__ = ["conv_candidates", "build_cudnn_conv", "end_padding", "image_strides"]
 
 PLANS = 8
 """Execution plans of each ranked list offered as tactics."""
@@ -49,13 +49,20 @@ def _post_padding(size: int, out: int, kernel: int, stride: int, dilation: int, 
     return post if (size + pad + post - span) // stride + 1 == out else None
 
 
+def end_padding(g: Any) -> tuple[int, int] | None:
+    """The (bottom, right) padding that gives convolution ``g`` its output size in cuDNN, or
+    None where none does."""
+    post = (_post_padding(g.h, g.oh, g.kh, g.sh, g.dh, g.ph), _post_padding(g.w, g.ow, g.kw, g.sw, g.dw, g.pw))
+    return None if None in post else post  # type: ignore[return-value]
+
+
 def _problem(g: Any, spec: StepSpec) -> dict[str, Any] | None:
     """The graph's description, or None where cuDNN is not offered for this step."""
     dtype = np.dtype(spec.inputs[0].dtype)
     if dtype not in (np.dtype(np.float32), np.dtype(np.float16)) or g.act not in _ACTIVATIONS:
         return None
-    post = (_post_padding(g.h, g.oh, g.kh, g.sh, g.dh, g.ph), _post_padding(g.w, g.ow, g.kw, g.sw, g.dw, g.pw))
-    if None in post:
+    post = end_padding(g)
+    if post is None:
         return None
     inputs = spec.inputs
     return {
@@ -86,7 +93,7 @@ def _has_epilogue(p: dict[str, Any]) -> bool:
     return p["bias"] or p["residual"] or p["act"] != ""
 
 
-def _strides(dims: tuple[int, ...], nhwc: bool) -> list[int]:
+def image_strides(dims: tuple[int, ...], nhwc: bool) -> list[int]:
     """Element strides of logical (N, C, H, W) ``dims`` stored NCHW or NHWC (a weight's
     (M, C, kH, kW) then KRSC, as cuDNN's channels-last engines take it)."""
     if not nhwc:
@@ -102,7 +109,7 @@ def _graph(cudnn: Any, handle: Any, p: dict[str, Any]) -> tuple[Any, dict[str, A
     graph = cudnn.pygraph(io_data_type=io, intermediate_data_type=cudnn.data_type.FLOAT, compute_data_type=cudnn.data_type.FLOAT, handle=handle)
 
     def tensor(name: str, dims: tuple[int, ...]) -> Any:
-        return graph.tensor(name=name, dim=list(dims), stride=_strides(dims, p["nhwc"]), data_type=io)
+        return graph.tensor(name=name, dim=list(dims), stride=image_strides(dims, p["nhwc"]), data_type=io)
 
     tensors = {"x": tensor("x", p["x"]), "w": tensor("w", p["w"])}
     y = graph.conv_fprop(image=tensors["x"], weight=tensors["w"], pre_padding=list(p["pre"]), post_padding=list(p["post"]),
@@ -128,7 +135,7 @@ def _graph(cudnn: Any, handle: Any, p: dict[str, Any]) -> tuple[Any, dict[str, A
         y = graph.swish(input=y, swish_beta=1.0)
     elif act == "Gelu":
         y = graph.gelu(input=y)
-    y.set_output(True).set_data_type(io).set_dim(list(p["y"])).set_stride(_strides(p["y"], p["nhwc"]))
+    y.set_output(True).set_data_type(io).set_dim(list(p["y"])).set_stride(image_strides(p["y"], p["nhwc"]))
     tensors["y"] = y
     graph.validate()
     graph.build_operation_graph()

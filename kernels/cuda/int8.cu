@@ -9,21 +9,31 @@
 #define IMMA_LD (IMMA_BK + 16) // bytes per shared-memory row: 16-byte aligned, fragment reads conflict-free
 #define IMMA_STAGES 3          // cp.async pipeline depth
 
-// cols (rows x kp, row-major): row p = output position (n, oy, ox), column k = window tap
-// (c, ky, kx); the tap's input as its INT8 code, 0 for padding taps and for k >= c*kh*kw.
-// A GEMM's A (M x K) is the 1x1 convolution of n = M images of c = K channels (transposed:
-// one image of h = M rows). Each thread fills 16 consecutive columns of one row, threads of
-// a warp neighbouring rows (neighbouring input pixels).
-template <typename T>
+// cols (rows x kp, row-major): row p = output position (n, oy, ox), column k = window tap;
+// the tap's input as its INT8 code, 0 for padding taps and for k >= c*kh*kw. NCHW input: taps
+// ordered (c, ky, kx), the weight's own (M, C, kH, kW) order, threads of a warp on neighbouring
+// rows (neighbouring input pixels). NHWC input: taps ordered (ky, kx, c), the weight packed
+// KRSC, threads of a warp on neighbouring 16-column chunks of a row (neighbouring channels, so
+// reads and writes coalesce). A GEMM's A (M x K) is the 1x1 convolution of n = M images of
+// c = K channels (transposed: one image of h = M rows). Each thread fills 16 columns of one row.
+template <typename T, bool nhwc>
 __device__ void im2col_quantize(const T* x, signed char* cols, Conv2d g, int kp, FakeQuant q) {
-    const int taps = g.kh * g.kw, depth = g.c * taps;
+    const int taps = g.kh * g.kw, depth = g.c * taps, chunks = kp / 16;
     const i64 rows = (i64)g.n * g.oh * g.ow;
-    EDGE_LOOP(i, rows * (kp / 16)) {
-        i64 p = i % rows;
-        int k = (int)(i / rows) * 16;
+    EDGE_LOOP(i, rows * chunks) {
+        const i64 p = nhwc ? i / chunks : i % rows;
+        const int k = (int)(nhwc ? i % chunks : i / rows) * 16;
         int ox = (int)(p % g.ow), oy = (int)((p / g.ow) % g.oh), n = (int)(p / ((i64)g.ow * g.oh));
-        int c = k / taps, tap = k - c * taps;
-        int ky = tap / g.kw, kx = tap - ky * g.kw;
+        int c, ky, kx;
+        if (nhwc) {
+            c = k % g.c;
+            ky = (k / g.c) / g.kw;
+            kx = (k / g.c) - ky * g.kw;
+        } else {
+            c = k / taps;
+            ky = (k - c * taps) / g.kw;
+            kx = (k - c * taps) - ky * g.kw;
+        }
         int iy0 = oy * g.sh - g.ph, ix0 = ox * g.sw - g.pw;
         union {
             signed char code[16];
@@ -34,9 +44,19 @@ __device__ void im2col_quantize(const T* x, signed char* cols, Conv2d g, int kp,
             signed char code = 0;
             if (k + j < depth) {
                 int iy = iy0 + ky * g.dh, ix = ix0 + kx * g.dw;
-                if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w)
-                    code = (signed char)(int)quantize_code(to_f(x[(((i64)n * g.c + c) * g.h + iy) * g.w + ix]), q);
-                if (++kx == g.kw) {
+                if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) {
+                    i64 at = nhwc ? (((i64)n * g.h + iy) * g.w + ix) * g.c + c : (((i64)n * g.c + c) * g.h + iy) * g.w + ix;
+                    code = (signed char)(int)quantize_code(to_f(x[at]), q);
+                }
+                if (nhwc) {
+                    if (++c == g.c) {
+                        c = 0;
+                        if (++kx == g.kw) {
+                            kx = 0;
+                            ++ky;
+                        }
+                    }
+                } else if (++kx == g.kw) {
                     kx = 0;
                     if (++ky == g.kh) {
                         ky = 0;
@@ -52,7 +72,8 @@ __device__ void im2col_quantize(const T* x, signed char* cols, Conv2d g, int kp,
 
 // One INT8 GEMM step (mirrors kernels/cuda/int8.py's Imma): y[row, col] for row < rows,
 // col < cols, written at ((row / spatial) * cols + col) * spatial + row % spatial (NCHW for a
-// convolution, row-major for spatial = 1); the residual read likewise through its strides.
+// convolution; row-major, a GEMM's or an NHWC convolution's, for spatial = 1); the residual
+// read likewise through its strides.
 struct Imma {
     i64 rows;
     int cols, kp;
@@ -195,9 +216,36 @@ __device__ void imma_gemm(const signed char* a, const signed char* b, const floa
     }
 }
 
+// The cuDNN INT8 convolutions' companions (kernels/cuda/cudnn_int8.py): a float input as the
+// INT8 codes cuDNN reads, and the integer kernels' epilogue over cuDNN's int32 sums (rows x
+// cols, row-major: NHWC), the residual read at row * z_image + col * z_channel.
+template <typename T>
+__device__ void quantize_codes(const T* x, signed char* codes, i64 n, FakeQuant q) {
+    EDGE_LOOP(i, n) codes[i] = (signed char)(int)quantize_code(to_f(x[i]), q);
+}
+
+template <typename T>
+__device__ void imma_rows_epilogue(const int* acc, const float* scale, const float* bias, const T* z, T* y, Imma e) {
+    EDGE_LOOP(i, e.rows * e.cols) {
+        const i64 row = i / e.cols;
+        const int col = (int)(i - row * e.cols);
+        y[i] = from_f<T>(imma_epilogue<T>(acc[i], col, scale, bias, z ? z + row * e.z_image : nullptr, e));
+    }
+}
+
 #define EDGE_INT8(S, T)                                                                                              \
     extern "C" __global__ void im2col_quantize_##S(const T* x, signed char* cols, Conv2d g, int kp, FakeQuant q) {  \
-        im2col_quantize<T>(x, cols, g, kp, q);                                                                       \
+        im2col_quantize<T, false>(x, cols, g, kp, q);                                                                \
+    }                                                                                                                \
+    extern "C" __global__ void im2col_quantize_nhwc_##S(const T* x, signed char* cols, Conv2d g, int kp, FakeQuant q) { \
+        im2col_quantize<T, true>(x, cols, g, kp, q);                                                                 \
+    }                                                                                                                \
+    extern "C" __global__ void quantize_codes_##S(const T* x, signed char* codes, i64 n, FakeQuant q) {            \
+        quantize_codes<T>(x, codes, n, q);                                                                           \
+    }                                                                                                                \
+    extern "C" __global__ void imma_rows_epilogue_##S(                                                               \
+        const int* acc, const float* scale, const float* bias, const T* z, T* y, Imma e) {                           \
+        imma_rows_epilogue<T>(acc, scale, bias, z, y, e);                                                            \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(256) imma_gemm_128x128_##S(                                         \
         const signed char* a, const signed char* b, const float* scale, const float* bias, const T* z, T* y, Imma e) { \

@@ -4,7 +4,8 @@ CPU INT8 path's arithmetic (``kernels/cpu/int8.py``).
 A step runs two kernels of int8.cu. ``im2col_quantize`` gathers the activation input as the
 rows of an INT8 matrix in the context's scratch (a convolution's windows, or a GEMM's A as a
 1x1 convolution), each value turned into its code ``clamp(round_half_even(x / s_x))`` as it is
-read: the layer's input put on its grid, whatever stored it. ``imma_gemm`` multiplies those
+read: the layer's input put on its grid, whatever stored it (a channels-last convolution's
+windows in (kH, kW, C) order, its weight packed to match and its output rows NHWC). ``imma_gemm`` multiplies those
 rows by the weight's INT8 codes (packed at build, one row per output channel, the depth
 padded with zeros to 32) on the tensor cores with int32 sums, and runs the epilogue
 ``float(acc) * (s_x * s_w[k])`` plus the bias and the residual (itself put on its grid), the
@@ -34,8 +35,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.ir import EDGETRT_DOMAIN, Node
+from edge.ir.layout import is_channels_last
 from edge.kernels.backend import StepSpec
 from edge.kernels.cuda.conversions import FakeQuant, quantizers
+from edge.kernels.cuda.cudnn_int8 import build_cudnn_int8_conv, int8_conv_candidates
 from edge.kernels.cuda.launch import (
     BLOCK,
     Body,
@@ -177,16 +180,23 @@ def _per_column(values: np.ndarray, cols: int) -> np.ndarray:
 
 
 def _conv_problem(step: Step, a: IntegerOperand, b: IntegerOperand) -> _Problem:
+    """A convolution's GEMM: NCHW output planes (``spatial`` positions per channel), or for a
+    channels-last step NHWC rows (``spatial`` 1) and the weight's taps in KRSC order, which is
+    how the NHWC packing orders a window."""
     node = step.node
     x, out = tuple(step.input(0).shape), tuple(step.output(0).shape)
     pack = conv_geometry(node, step.spec.opset, x, tuple(b.codes.shape))
-    cols, spatial = out[1], math.prod(out[2:])
-    problem = _Problem(pack, out[0] * spatial, b.codes.reshape(cols, -1), _per_column(epilogue_multiplier(node, a, b), cols), spatial)
+    nhwc = is_channels_last(node)
+    cols = out[-1] if nhwc else out[1]
+    positions = math.prod(out[1:-1] if nhwc else out[2:])
+    weight = b.codes.transpose(0, *range(2, b.codes.ndim), 1) if nhwc else b.codes
+    spatial = 1 if nhwc else positions
+    problem = _Problem(pack, out[0] * positions, weight.reshape(cols, -1), _per_column(epilogue_multiplier(node, a, b), cols), spatial)
     bias = node.inputs[2] if len(node.inputs) > 2 else None
     if bias is not None:
         problem.bias = _per_column(bias.const, cols)
     if len(node.inputs) > 3 and node.inputs[3] is not None:
-        problem.residual, problem.z_strides = 3, (cols * spatial, spatial, 1)
+        problem.residual, problem.z_strides = 3, ((cols, 1, 0) if nhwc else (cols * spatial, spatial, 1))
     return problem
 
 
@@ -216,35 +226,46 @@ def _product_problem(step: Step, a: IntegerOperand, b: IntegerOperand) -> _Probl
 
 
 def imma_tactics(spec: StepSpec) -> list[Tactic]:
-    """Both tile sizes; the larger first when its blocks fill the GPU."""
+    """Both tile sizes, the larger first when its blocks fill the GPU; then, for a channels-last
+    convolution, cuDNN's INT8 plans (:mod:`.cudnn_int8`), checked against the first."""
     out = tuple(spec.outputs[0].shape)
-    cols = out[1] if spec.node.op_type in ("Conv", "FusedConv") else out[-1]
+    cols = out[1] if spec.node.op_type in ("Conv", "FusedConv") and not is_channels_last(spec.node) else out[-1]
     rows = math.prod(out) // max(cols, 1)
     full = -(-rows // 128) * -(-cols // 128) >= FULL_GRID
     names = ["imma128x128", "imma64x64"] if full else ["imma64x64", "imma128x128"]
-    return [Tactic(name) for name in names]
+    cudnn = int8_conv_candidates(spec) if spec.node.op_type in ("Conv", "FusedConv") else []
+    return [Tactic(name) for name in names] + cudnn
+
+
+def _epilogue(step: Step, problem: _Problem, kp: int) -> Imma:
+    """The layer's ``Imma`` struct: GEMM sizes, output and residual layout, the residual's
+    quantizer and the output's requantizer, the fused activation."""
+    node = step.node
+    z = node.inputs[problem.residual] if problem.residual is not None else None
+    act, p0, p1 = activation_code(node.attrs.get("activation", ""), node.attrs.get("activation_params", ()) or ())
+    return Imma(problem.rows, problem.weight.shape[0], kp, problem.spatial, *problem.z_strides, problem.z_beta,
+                FakeQuant.of(None if z is None else quantizer_of(z.meta)), FakeQuant.of(dict(quantizers(node)[1]).get(0)), act, p0, p1)
 
 
 def _integer_body(step: Step, problem: _Problem) -> Body:
     node = step.node
     cols, depth = problem.weight.shape
     kp = padded_depth(depth)
+    tactic = step.spec.tactic or imma_tactics(step.spec)[0]
+    if tactic.params.get("source") == "cudnn":
+        return build_cudnn_int8_conv(step, problem, _epilogue(step, problem, kp), tactic)
     weight = step.place(1, np.pad(problem.weight.astype(np.int8), ((0, 0), (0, kp - depth))))
     multiplier = step.upload(problem.multiplier)
     if problem.bias is not None:
         step.place(2, problem.bias)
     bias_at = 2 if problem.bias is not None else None
-    tactic = (step.spec.tactic or imma_tactics(step.spec)[0]).name
-    tile, threads = TILES[tactic]
-    pack = step.function("int8", f"im2col_quantize_{float_suffix(step.input(0).dtype)}")
-    gemm = step.function("int8", f"imma_gemm_{tactic[4:]}_{float_suffix(step.output(0).dtype)}")
+    tile, threads = TILES[tactic.name]
+    layout = "_nhwc" if is_channels_last(node) else ""
+    pack = step.function("int8", f"im2col_quantize{layout}_{float_suffix(step.input(0).dtype)}")
+    gemm = step.function("int8", f"imma_gemm_{tactic.name[4:]}_{float_suffix(step.output(0).dtype)}")
     pack_args = (problem.pack, ctypes.c_int32(kp), FakeQuant.of(quantizer_of(node.inputs[0].meta)))
     pack_grid = grid_1d(problem.rows * (kp // 16))
-    requantize = dict(quantizers(node)[1]).get(0)
-    z = node.inputs[problem.residual] if problem.residual is not None else None
-    act, p0, p1 = activation_code(node.attrs.get("activation", ""), node.attrs.get("activation_params", ()) or ())
-    imma = Imma(problem.rows, cols, kp, problem.spatial, *problem.z_strides, problem.z_beta,
-                FakeQuant.of(None if z is None else quantizer_of(z.meta)), FakeQuant.of(requantize), act, p0, p1)
+    imma = _epilogue(step, problem, kp)
     grid = (-(-problem.rows // tile), -(-cols // tile), 1)
     nbytes = problem.rows * kp
 

@@ -20,9 +20,13 @@ from onnx import helper, numpy_helper
 
 import edge
 from edge.frontend import load_onnx
-from edge.ir import Value
+from edge.ir import Value, verify
+from edge.ir.layout import is_channels_last
+from edge.passes.layout import to_channels_last_regions
 from edge.quant import onnx_layout, onnx_tensor
-from edge.runtime.interpreter import Step
+from edge.quant.integer import integer_operands
+from edge.refusal import Refusal
+from edge.runtime.interpreter import Step, run_graph
 from tests.models import _Net, make_model
 
 
@@ -184,3 +188,25 @@ def test_int8_layers_accumulate_exact_integers(int8_run) -> None:
     acc = codes_x @ weight.meta["int8_weight"].astype(np.int64)
     multiplier = (s_x * weight.meta["int8_scale"]).astype(np.float32)
     np.testing.assert_array_equal(tensors["out"], acc.astype(np.float32) * multiplier)
+
+
+def test_int8_layers_compute_the_same_in_channels_last_regions(tmp_path) -> None:
+    """A GPU build puts INT8 convolutions in NHWC regions (edge.builder._channels_last). The
+    CPU's integer kernels then compute the same sums and epilogue in NHWC, and the image's
+    3 channels padded to 8 keep the input's scale and the weight's INT8 codes, so every conv
+    keeps its integer form and the network computes what it did in NCHW (up to a code that the
+    NHWC global pool's other summation order moves across a rounding boundary)."""
+    rng = np.random.default_rng(9)
+    np.save(tmp_path / "batch.npy", rng.standard_normal((8, 3, 12, 12)).astype(np.float32))
+    engine = edge.build(_plain_cnn().SerializeToString(), edge.BuilderConfig(precision="int8", calib_data=tmp_path))
+    feeds = {"image": rng.standard_normal((2, 3, 12, 12)).astype(np.float32)}
+    expected = run_graph(engine.graph, feeds)["out"]
+    graph = engine.graph
+    report = to_channels_last_regions(graph, lambda node: node.meta.get("precision") in ("fp16", "int8")).to_dict()
+    verify(graph)
+    convs = [n for n in graph.nodes if n.op_type == "FusedConv" and is_channels_last(n)]
+    assert report["converted_regions"] == 1 and len(convs) == report["channels_last_convs"] == 3
+    assert any(n.op_type == "Pad" for n in graph.nodes) and convs[0].inputs[1].meta["int8_weight"].shape == (8, 8, 3, 3)
+    assert all(not isinstance(integer_operands(n), Refusal) for n in convs), [integer_operands(n) for n in convs]
+    got = run_graph(graph, feeds)["out"]
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3 * float(np.abs(expected).max()))

@@ -1,0 +1,192 @@
+"""cuDNN's INT8 convolutions as tactics of the integer convolution layers in channels-last form.
+
+A step quantizes its float input to INT8 codes (NHWC, in the context's scratch), then runs one
+cuDNN graph of int8 x int8 -> int32 over them and the weight's codes (KRSC):
+
+- ``cudnn_int8<i>``: the graph also scales each channel's sums, adds the bias and the residual,
+  applies a Relu / Clip and clamps to the output's INT8 range, writing float16 (float32) where
+  an engine fuses that epilogue. The output is not rounded to its INT8 grid (cuDNN has no such
+  step): it is within half a step of the CPU's, and the next INT8 layer, which rounds its input
+  to that grid, reads the same codes but at rounding boundaries. Offered where the residual is
+  itself a tensor written as INT8 (on its grid: the CPU would not move it) and the activation
+  is none, Relu or Clip. Where no engine fuses it, the step runs as ``cudnn_int8<i>c``.
+- ``cudnn_int8<i>c``: cuDNN writes the int32 sums to scratch and the integer kernels' own
+  epilogue (``imma_rows_epilogue`` of int8.cu) finishes: the CPU's float32 operations in its
+  order, requantization included.
+
+``<i>`` is the rank of the plan in the graph's list (heuristics mode A, then the fallback
+list), as for the float convolutions (:mod:`.cudnn_conv`). cuDNN's INT8 engines take channel
+counts in multiples of 4. The auto-tuner times these after the NVRTC integer kernels, whose
+result a cuDNN plan must match.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from typing import Any
+
+import numpy as np
+
+from edge.ir.layout import is_channels_last
+from edge.kernels.backend import StepSpec
+from edge.kernels.cuda import cudnn_graphs
+from edge.kernels.cuda.conversions import FakeQuant
+from edge.kernels.cuda.cudnn_conv import end_padding, image_strides
+from edge.kernels.cuda.launch import BLOCK, Body, DeviceTensor, Step, float_suffix, grid_1d
+from edge.kernels.cuda.nn import Conv2d
+from edge.kernels.tactics import Tactic
+from edge.quant.numerics import quantizer_of
+
+__all__ = ["PLANS", "int8_conv_candidates", "build_cudnn_int8_conv", "fused_bounds"]
+
+PLANS = 4
+"""Execution plans of each graph's ranked list offered as tactics."""
+CHANNEL_MULTIPLE = 4
+"""cuDNN's INT8 convolutions take input and output channels in multiples of this."""
+FUSED_ACTIVATIONS = ("", "Relu", "Clip")
+"""Activations the fused graph expresses with the output's clamp (one cuDNN RELU with clips)."""
+CODES, SUMS = "int8_codes", "int8_sums"
+"""Context scratch purposes: the quantized input, the int32 sums of the unfused form."""
+
+
+def int8_conv_candidates(spec: StepSpec) -> list[Tactic]:
+    """cuDNN's INT8 plans for a channels-last integer convolution (none without cuDNN, for NCHW
+    steps or channel counts cuDNN's INT8 engines do not take): fused where allowed, then unfused."""
+    node = spec.node
+    if not cudnn_graphs.available() or not is_channels_last(node):
+        return []
+    channels, outputs = spec.inputs[0].shape[-1], spec.outputs[0].shape[-1]
+    if channels % CHANNEL_MULTIPLE or outputs % CHANNEL_MULTIPLE:
+        return []
+    bare = [Tactic(f"cudnn_int8{i}c", {"source": "cudnn", "plan": i, "epilogue": "nvrtc"}) for i in range(PLANS)]
+    if not _fusable(node):
+        return bare
+    return [Tactic(f"cudnn_int8{i}", {"source": "cudnn", "plan": i}) for i in range(PLANS)] + bare
+
+
+def _fusable(node: Any) -> bool:
+    """Whether the fused graph computes this layer's epilogue (see the module doc)."""
+    residual = node.inputs[3] if len(node.inputs) > 3 else None
+    on_grid = residual is None or quantizer_of(residual.meta) is None or bool(residual.meta.get("int8_output"))
+    return on_grid and node.attrs.get("activation", "") in FUSED_ACTIVATIONS
+
+
+def fused_bounds(activation: str, p0: float, p1: float, output: FakeQuant) -> tuple[float | None, float | None]:
+    """(lower, upper) clamp of the fused graph: the activation's (Relu's 0, Clip's bounds) within
+    the output's INT8 range (scale 0: none); None for an open side."""
+    lower, upper = -math.inf, math.inf
+    if output.scale != 0.0:
+        lower, upper = (output.low - output.zero) * output.scale, (output.high - output.zero) * output.scale
+    if activation == "Relu":
+        lower = max(lower, 0.0)
+    elif activation == "Clip":
+        lower, upper = max(lower, p0), min(upper, p1)
+    return (None if lower == -math.inf else lower), (None if upper == math.inf else upper)
+
+
+def _problem(g: Conv2d, dtype: np.dtype, bias: bool, residual: bool, clamp: tuple[float | None, float | None] | None) -> dict[str, Any] | None:
+    """The graph's description (``clamp`` None: the unfused graph), or None where cuDNN's output
+    size cannot be the layer's."""
+    post = end_padding(g)
+    if post is None:
+        return None
+    return {
+        "dtype": np.dtype(dtype), "x": (g.n, g.c, g.h, g.w), "w": (g.m, g.c, g.kh, g.kw), "y": (g.n, g.m, g.oh, g.ow),
+        "pre": (g.ph, g.pw), "post": post, "stride": (g.sh, g.sw), "dilation": (g.dh, g.dw),
+        "fused": clamp is not None, "bias": bias and clamp is not None, "residual": residual and clamp is not None,
+        "clamp": clamp,
+    }
+
+
+def _graph(cudnn: Any, handle: Any, p: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The INT8 graph of ``p`` with its ranked plans listed (none built yet) and its tensors by role."""
+    float_io = cudnn.data_type.HALF if p["dtype"] == np.float16 else cudnn.data_type.FLOAT
+    intermediate = cudnn.data_type.FLOAT if p["fused"] else cudnn.data_type.INT32
+    graph = cudnn.pygraph(io_data_type=cudnn.data_type.INT8, intermediate_data_type=intermediate,
+                          compute_data_type=cudnn.data_type.INT32, handle=handle)
+
+    def tensor(name: str, dims: tuple[int, ...], data_type: Any) -> Any:
+        return graph.tensor(name=name, dim=list(dims), stride=image_strides(dims, True), data_type=data_type)
+
+    channel = (1, p["y"][1], 1, 1)
+    tensors = {"x": tensor("x", p["x"], cudnn.data_type.INT8), "w": tensor("w", p["w"], cudnn.data_type.INT8)}
+    y = graph.conv_fprop(image=tensors["x"], weight=tensors["w"], pre_padding=list(p["pre"]), post_padding=list(p["post"]),
+                         stride=list(p["stride"]), dilation=list(p["dilation"]), compute_data_type=cudnn.data_type.INT32)
+    if p["fused"]:
+        tensors["s"] = tensor("s", channel, cudnn.data_type.FLOAT)
+        y = graph.mul(a=y, b=tensors["s"])
+        if p["bias"]:
+            tensors["b"] = tensor("b", channel, cudnn.data_type.FLOAT)
+            y = graph.add(a=y, b=tensors["b"])
+        if p["residual"]:
+            tensors["z"] = tensor("z", p["y"], float_io)
+            y = graph.add(a=y, b=tensors["z"])
+        lower, upper = p["clamp"]
+        if lower is not None or upper is not None:
+            y = graph.relu(input=y, lower_clip=lower, upper_clip=upper)
+        y.set_output(True).set_data_type(float_io)
+    else:
+        y = graph.identity(input=y)
+        y.set_output(True).set_data_type(cudnn.data_type.INT32)
+    y.set_dim(list(p["y"])).set_stride(image_strides(p["y"], True))
+    tensors["y"] = y
+    graph.validate()
+    graph.build_operation_graph()
+    graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
+    return graph, tensors
+
+
+def build_cudnn_int8_conv(step: Step, problem: Any, epilogue: Any, tactic: Tactic) -> Body:
+    """The step as the cuDNN plan of rank ``tactic`` (or the next that builds). ``problem`` is
+    the layer's integer GEMM (``int8._Problem``: geometry, KRSC weight codes, channel factors,
+    bias, residual), ``epilogue`` its ``Imma`` struct (quantizers, activation) for the NVRTC
+    epilogue of the unfused form."""
+    if not cudnn_graphs.available() or not is_channels_last(step.node):
+        raise ValueError(f"node '{step.node.name}': tactic '{tactic.name}' needs cuDNN and a channels-last convolution")
+    g, dtype = problem.pack, np.dtype(step.output(0).dtype)
+    residual = problem.residual is not None
+    clamp = None
+    if tactic.params.get("epilogue") != "nvrtc":
+        clamp = fused_bounds(step.node.attrs.get("activation", ""), epilogue.p0, epilogue.p1, epilogue.yq)
+    shared = cudnn_graphs.Graphs.of(step.backend)
+    p = _problem(g, dtype, problem.bias is not None, residual, clamp)
+    built = None if p is None else shared.built(p, _graph)
+    if isinstance(built, str) and p["fused"]:  # no engine fuses this epilogue: the unfused form
+        p = _problem(g, dtype, False, False, None)
+        built = shared.built(p, _graph)
+    if p is None or isinstance(built, str):
+        raise ValueError(f"node '{step.node.name}': no cuDNN INT8 execution plan builds for this convolution ({built or 'output size'})")
+    graph, tensors = built
+    plan = shared.plan(graph, int(tactic.params.get("plan", 0)))
+    if plan is None:
+        raise ValueError(f"node '{step.node.name}': no cuDNN INT8 execution plan from rank {tactic.params.get('plan', 0)} builds")
+    weight = step.place(1, np.ascontiguousarray(problem.weight.astype(np.int8)))
+    multiplier = step.upload(problem.multiplier)
+    if problem.bias is not None:
+        step.place(2, problem.bias)
+    suffix = float_suffix(step.input(0).dtype)
+    quantize = step.function("int8", f"quantize_codes_{suffix}")
+    n_in = math.prod(step.input(0).shape)
+    quantize_args = (ctypes.c_int64(n_in), FakeQuant.of(quantizer_of(step.node.inputs[0].meta)))
+    finish = None if p["fused"] else step.function("int8", f"imma_rows_epilogue_{float_suffix(step.output(0).dtype)}")
+    sums = problem.rows * g.m * 4
+
+    def body(inputs: list, outputs: list, state) -> None:
+        codes = state.workspace(step.backend, n_in, CODES)
+        quantize(state, grid_1d(n_in), (BLOCK, 1, 1), inputs[0], DeviceTensor(codes, (n_in,), np.dtype(np.int8)), *quantize_args)
+        pack = {tensors["x"]: codes, tensors["w"]: weight.ptr}
+        bias = inputs[2] if problem.bias is not None else None
+        z = inputs[problem.residual] if residual else None
+        if finish is None:
+            pack[tensors["s"]] = multiplier.ptr
+            pack.update({tensors[role]: t.ptr for role, t in (("b", bias), ("z", z)) if role in tensors})
+            pack[tensors["y"]] = outputs[0].ptr
+            plan.execute(pack, state, step.backend)
+            return
+        acc = DeviceTensor(state.workspace(step.backend, sums, SUMS), (problem.rows, g.m), np.dtype(np.int32))
+        pack[tensors["y"]] = acc.ptr
+        plan.execute(pack, state, step.backend)
+        finish(state, grid_1d(problem.rows * g.m), (BLOCK, 1, 1), acc, multiplier, bias, z, outputs[0], epilogue)
+
+    return body
