@@ -149,6 +149,81 @@ def make_step(op: str, inputs: list[tuple[str, np.dtype, tuple] | np.ndarray | N
     return StepSpec(node, opset, precision, tactic, "nchw", infos, out_infos, device="gpu")
 
 
+class StandInTensor:
+    """A stand-in cuDNN graph tensor (hashable: the variant pack is keyed by tensor); its
+    setters chain, as the frontend's do."""
+
+    def __init__(self, **attrs) -> None:
+        self.__dict__.update(attrs)
+
+    def __getattr__(self, name: str):
+        if not name.startswith("set_"):
+            raise AttributeError(name)
+        return lambda value: setattr(self, name[4:], value) or self
+
+
+class StandInGraph:
+    """A stand-in ``cudnn.pygraph``: records its tensors, its operations in order (each
+    returning a new tensor) and its build calls; of its 3 plans, rank 0 does not build."""
+
+    def __init__(self, **config) -> None:
+        self.config, self.tensors, self.executed, self.built, self.ops = config, {}, [], [], []
+
+    def tensor(self, name, dim, stride, data_type):
+        self.tensors[name] = StandInTensor(name=name, dim=dim, stride=stride, data_type=data_type)
+        return self.tensors[name]
+
+    def __getattr__(self, op: str):
+        if op.startswith("_"):
+            raise AttributeError(op)
+
+        def operation(**kwargs):
+            result = StandInTensor(name=f"{op}{len(self.ops)}")
+            self.ops.append((op, kwargs, result))
+            return result
+
+        return operation
+
+    def validate(self) -> None:
+        self.built.append("validate")
+
+    def build_operation_graph(self) -> None:
+        self.built.append("build_operation_graph")
+
+    def create_execution_plans(self, modes) -> None:
+        self.built.append(("create_execution_plans", tuple(modes)))
+
+    def get_execution_plan_count(self) -> int:
+        return 3
+
+    def build_plan_at_index(self, index: int) -> None:
+        if index == 0:
+            raise RuntimeError("this engine does not take the graph")
+
+    def get_workspace_size_plan_at_index(self, index: int) -> int:
+        return 1 << 16
+
+    def execute_plan_at_index(self, pack, workspace, index, handle) -> None:
+        self.executed.append((pack, workspace, index, handle))
+
+
+def stand_in_frontend(monkeypatch, graph_type: type = StandInGraph) -> tuple[list, list]:
+    """Install a stand-in cuDNN frontend; returns the graphs it makes and the streams it is given."""
+    from edge.kernels.cuda import cudnn_graphs
+
+    graphs, streams = [], []
+    types = SimpleNamespace(HALF="half", FLOAT="float", INT8="int8", INT32="int32")
+    frontend = SimpleNamespace(
+        data_type=types, heur_mode=SimpleNamespace(A="A", FALLBACK="fallback"),
+        pygraph=lambda **config: graphs.append(graph_type(**config)) or graphs[-1], create_handle=lambda: "handle",
+        set_stream=lambda handle, stream: streams.append((handle, stream)),
+    )
+    monkeypatch.setattr(cudnn_graphs, "library", lambda: frontend)
+    monkeypatch.setattr(cudnn_graphs, "available", lambda: True)
+    monkeypatch.setattr(cudnn_graphs.Graphs, "_by_backend", {})
+    return graphs, streams
+
+
 def _open_gpu():
     try:
         from edge.kernels.cuda import create_backend
@@ -193,4 +268,4 @@ def run_on(backend, spec: StepSpec, arrays: list[np.ndarray | None]) -> list[np.
     return [backend.copy_out(o, state) for o in outs]
 
 
-__all__ = ["ARCHES", "FakeDevice", "make_step", "run_on"]
+__all__ = ["ARCHES", "FakeDevice", "StandInGraph", "StandInTensor", "make_step", "run_on", "stand_in_frontend"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.ir import EDGETRT_DOMAIN, Node, Value
+from edge.ir.layout import CHANNELS_LAST, to_channels_last
 from edge.kernels.backend import RunState, StepSpec, TensorInfo
 from edge.kernels.cpu.backend import HostBackend
 from edge.kernels.cuda.nn import conv_geometry
@@ -74,20 +75,31 @@ def _node(op: str, inputs: list[Value | None], attrs: dict, domain: str) -> Node
 
 
 def conv_case(id: str, x: tuple[int, ...], w: tuple[int, ...], attrs: dict | None = None, *, bias: bool = True,
-              residual: bool = False, activation: str = "", params: tuple = (), requantize: bool = True) -> Int8Case:
-    """An INT8 Conv (FusedConv with a residual or an activation)."""
+              residual: bool = False, activation: str = "", params: tuple = (), requantize: bool = True,
+              channels_last: bool = False, residual_on_grid: bool = False) -> Int8Case:
+    """An INT8 Conv (FusedConv with a residual, an activation or ``channels_last``: then ``x``
+    is still given as (N, C, H, W) and the tensors are NHWC). ``residual_on_grid``: the
+    residual is a tensor an INT8 layer wrote as INT8."""
     attrs = dict(attrs or {})
-    fused = residual or bool(activation)
+    fused = residual or bool(activation) or channels_last
     if activation:
         attrs.update(activation=activation, activation_params=list(params))
     op = "FusedConv" if fused else "Conv"
-    xv, xa = _activation("x", x)
+    stored = to_channels_last if channels_last else tuple
+    g = conv_geometry(Node(op, [], [], attrs), 17, x, w)
+    xv, xa = _activation("x", stored(x))
+    if channels_last:
+        attrs[CHANNELS_LAST] = 1
     weight = _weight(op, RNG.standard_normal(w) * np.sqrt(2.0 / np.prod(w[1:])), attrs)
     inputs: list[Value | None] = [xv, weight, Value("b", const=RNG.uniform(-0.5, 0.5, w[0]).astype(np.float32)) if bias else None]
     activations = {0: xa}
     if residual:
-        g = conv_geometry(Node(op, [], [], attrs), 17, x, w)
-        zv, activations[3] = _activation("z", (x[0], w[0], g.oh, g.ow) if len(x) == 4 else (x[0], w[0], g.ow), 1.0)
+        zv, z = _activation("z", stored((x[0], w[0], g.oh, g.ow) if len(x) == 4 else (x[0], w[0], g.ow)), 1.0)
+        if residual_on_grid:
+            scale = np.float32(zv.meta["int8_scale"])
+            z = (np.clip(np.rint(z / scale), -SYMMETRIC_MAX, SYMMETRIC_MAX) * scale).astype(np.float16).astype(np.float32)
+            zv.meta["int8_output"] = True
+        activations[3] = z
         inputs.append(zv)
     return _finish(Int8Case(id, _node(op, inputs, attrs, EDGETRT_DOMAIN if fused else ""), activations), requantize)
 

@@ -4,7 +4,6 @@ stream to a stand-in frontend (the real one needs libcudnn and a GPU: tests/cuda
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from edge.kernels import registry
 from edge.kernels.backend import RunState
 from edge.kernels.cuda import cudnn_graphs, cudnn_sdpa
 from edge.kernels.tactics import Tactic
-from tests.cuda.conftest import make_step
+from tests.cuda.conftest import StandInGraph, StandInTensor, make_step, stand_in_frontend
 
 F32, F16 = np.dtype(np.float32), np.dtype(np.float16)
 BERT = (1, 12, 128, 64)
@@ -91,69 +90,17 @@ def test_a_refused_step_forced_onto_cudnn_raises_in_prepare(fake_backend, monkey
         backend.prepare(spec)
 
 
-class _Tensor:
-    """A stand-in graph tensor (hashable: the variant pack is keyed by tensor); its setters
-    chain, as the frontend's do."""
-
-    def __init__(self, **attrs) -> None:
-        self.__dict__.update(attrs)
-
-    def __getattr__(self, name: str):
-        if not name.startswith("set_"):
-            raise AttributeError(name)
-        return lambda value: setattr(self, name[4:], value) or self
-
-
-class _Graph:
-    """A stand-in ``cudnn.pygraph`` whose rank-0 plan does not build."""
-
-    def __init__(self, **config) -> None:
-        self.config, self.tensors, self.executed, self.built = config, {}, [], []
-
-    def tensor(self, name, dim, stride, data_type):
-        self.tensors[name] = _Tensor(name=name, dim=dim, stride=stride, data_type=data_type)
-        return self.tensors[name]
+class _Graph(StandInGraph):
+    """The stand-in graph with the SDPA node, which returns (output, stats)."""
 
     def sdpa(self, **kwargs):
         self.sdpa_kwargs = kwargs
-        self.tensors["o"] = _Tensor(name="o")
+        self.tensors["o"] = StandInTensor(name="o")
         return [self.tensors["o"], None]
-
-    def validate(self) -> None:
-        self.built.append("validate")
-
-    def build_operation_graph(self) -> None:
-        self.built.append("build_operation_graph")
-
-    def create_execution_plans(self, modes) -> None:
-        self.built.append(("create_execution_plans", tuple(modes)))
-
-    def get_execution_plan_count(self) -> int:
-        return 3
-
-    def build_plan_at_index(self, index: int) -> None:
-        if index == 0:
-            raise RuntimeError("this engine does not take the graph")
-
-    def get_workspace_size_plan_at_index(self, index: int) -> int:
-        return 1 << 16
-
-    def execute_plan_at_index(self, pack, workspace, index, handle) -> None:
-        self.executed.append((pack, workspace, index, handle))
 
 
 def _stand_in_frontend(monkeypatch) -> tuple[list[_Graph], list]:
-    """Install a stand-in cuDNN frontend; returns the graphs it makes and the streams it is given."""
-    graphs, streams = [], []
-    frontend = SimpleNamespace(
-        data_type=SimpleNamespace(HALF="half", FLOAT="float"), heur_mode=SimpleNamespace(A="A", FALLBACK="fallback"),
-        pygraph=lambda **config: graphs.append(_Graph(**config)) or graphs[-1], create_handle=lambda: "handle",
-        set_stream=lambda handle, stream: streams.append((handle, stream)),
-    )
-    monkeypatch.setattr(cudnn_graphs, "library", lambda: frontend)
-    monkeypatch.setattr(cudnn_graphs, "available", lambda: True)
-    monkeypatch.setattr(cudnn_graphs.Graphs, "_by_backend", {})
-    return graphs, streams
+    return stand_in_frontend(monkeypatch, _Graph)
 
 
 def test_a_prepared_step_runs_the_first_plan_that_builds_on_our_pointers(fake_backend, monkeypatch):

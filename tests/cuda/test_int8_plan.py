@@ -15,9 +15,10 @@ from edge.inspect import layer_rows
 from edge.ir import EDGETRT_DOMAIN, Node, Value
 from edge.kernels import registry
 from edge.kernels.backend import RunState, register_backend
+from edge.kernels.cuda import cudnn_graphs
 from edge.kernels.cuda.int8 import padded_depth
 from edge.kernels.tactics import Tactic
-from tests.cuda.conftest import FakeDevice
+from tests.cuda.conftest import FakeDevice, StandInGraph, stand_in_frontend
 from tests.cuda.int8_cases import conv_case, gemm_case, gpu_spec, matmul_case
 from tests.models import mobile_cnn, random_feeds, resnet_block_cnn
 
@@ -257,3 +258,102 @@ def test_a_gemm_residual_takes_the_float_kernel_between_int8_conversions():
     assert not kernel.name.startswith("int8.")
     refusal = registry.lookup("FusedGemm", EDGETRT_DOMAIN, "cuda", 17, "int8").supports(node)
     assert refusal is not None and refusal.code == "int8.residual"
+
+
+# -- channels-last INT8 convolutions: the NVRTC packing and cuDNN's INT8 plans ------------------
+
+
+def _nhwc_case(**kwargs):
+    options = {"residual": True, "residual_on_grid": True, "activation": "Relu", **kwargs}
+    return conv_case("nhwc", (2, 16, 9, 9), (32, 16, 3, 3), {"pads": [1, 1, 1, 1]}, channels_last=True, **options)
+
+
+def _offered(case) -> list[str]:
+    spec, _ = gpu_spec(case, F16)
+    return [t.name for t in registry.resolve(case.node, 17, "cuda", "int8").tactics(spec)]
+
+
+CUDNN_FUSED = [f"cudnn_int8{i}" for i in range(4)]
+CUDNN_UNFUSED = [f"cudnn_int8{i}c" for i in range(4)]
+
+
+@pytest.mark.parametrize("case, cudnn", [
+    (_nhwc_case(), CUDNN_FUSED + CUDNN_UNFUSED),
+    (_nhwc_case(residual_on_grid=False), CUDNN_UNFUSED),  # fusing would skip rounding the residual to its grid
+    (_nhwc_case(activation="SiLU"), CUDNN_UNFUSED),  # no clamp expresses SiLU
+    (conv_case("nhwc-3-channels", (1, 3, 8, 8), (8, 3, 3, 3), channels_last=True), []),
+    (conv_case("nchw", (2, 16, 9, 9), (32, 16, 3, 3), {"pads": [1, 1, 1, 1]}), []),
+], ids=["fused", "off-grid-residual", "silu", "3-channels", "nchw"])
+def test_cudnn_int8_plans_follow_the_nvrtc_kernels_where_cudnn_takes_the_step(monkeypatch, case, cudnn):
+    monkeypatch.setattr(cudnn_graphs, "available", lambda: True)
+    names = _offered(case)
+    assert sorted(names[:2]) == ["imma128x128", "imma64x64"] and names[2:] == cudnn
+
+
+def _launch(backend, spec, runtime):
+    arena = backend.allocate(1 << 22)
+    views = [None if a is None else backend.view(arena, (1 << 18) * i, a.shape, a.dtype) for i, a in enumerate(runtime)]
+    out = backend.view(arena, 1 << 21, spec.outputs[0].shape, F16)
+    state = RunState(scratch={"cuda": backend.new_state()})
+    state.scratch["cuda"].stream = 7  # the stand-in device names its stream; cuDNN is handed an integer
+    backend.prepare(spec)(views, [out], state)
+    return views, out, state.scratch["cuda"]
+
+
+def _read_through(packed: np.ndarray, tensor) -> np.ndarray:
+    """The graph tensor's logical (N, C, H, W) view of ``packed`` through its declared strides."""
+    flat = np.ascontiguousarray(packed).ravel()
+    return np.lib.stride_tricks.as_strided(flat, shape=tensor.dim, strides=[s * flat.itemsize for s in tensor.stride])
+
+
+def test_fused_cudnn_int8_graph_scales_biases_adds_and_clamps_on_our_pointers(fake_backend, monkeypatch):
+    backend, device = fake_backend
+    uploads = []
+    monkeypatch.setattr(backend, "upload_derived", lambda array, original=backend.upload_derived: uploads.append(array) or original(array))
+    graphs, _ = stand_in_frontend(monkeypatch)
+    case = _nhwc_case()
+    spec, runtime = gpu_spec(case, F16, Tactic("cudnn_int81", {"source": "cudnn", "plan": 1}))
+    views, out, state = _launch(backend, spec, runtime)
+    (graph,) = graphs
+    assert (graph.config["io_data_type"], graph.config["intermediate_data_type"], graph.config["compute_data_type"]) == ("int8", "float", "int32")
+    assert [op for op, _, _ in graph.ops] == ["conv_fprop", "mul", "add", "add", "relu"]
+    x, w = graph.tensors["x"], graph.tensors["w"]
+    assert (x.dim, x.stride, x.data_type) == ([2, 16, 9, 9], [9 * 9 * 16, 1, 9 * 16, 16], "int8")
+    (packed,) = [a for a in uploads if a.dtype == np.int8]
+    np.testing.assert_array_equal(_read_through(packed, w), case.node.inputs[1].meta["int8_weight"])  # KRSC, as declared
+    y_scale = case.node.outputs[0].meta["int8_scale"]
+    relu = graph.ops[-1][1]
+    assert relu["lower_clip"] == 0.0 and relu["upper_clip"] == pytest.approx(127 * y_scale)
+    y = graph.ops[-1][2]
+    assert (y.output, y.data_type, y.dim, y.stride) == (True, "half", [2, 32, 9, 9], [9 * 9 * 32, 1, 9 * 32, 32])
+    assert [name for name, *_ in device.launches] == ["quantize_codes_f16"]
+    ((pack, _, index, _),) = graph.executed
+    assert index == 1 and pack[y] == out.ptr and pack[graph.tensors["z"]] == views[3].ptr
+    assert pack[x] == state.workspace(backend, 2 * 9 * 9 * 16, "int8_codes")  # the quantized input, in the context's scratch
+
+
+class _NoFusedEngine(StandInGraph):
+    """A frontend with no engine for the fused INT8 epilogue."""
+
+    def validate(self) -> None:
+        if self.config["intermediate_data_type"] == "float":
+            raise RuntimeError("no engine supports this fusion")
+        super().validate()
+
+
+@pytest.mark.parametrize("tactic, graph_type", [
+    (Tactic("cudnn_int82c", {"source": "cudnn", "plan": 2, "epilogue": "nvrtc"}), StandInGraph),
+    (Tactic("cudnn_int82", {"source": "cudnn", "plan": 2}), _NoFusedEngine),
+], ids=["unfused", "fused-unsupported"])
+def test_unfused_cudnn_int8_sums_reach_the_integer_epilogue(fake_backend, monkeypatch, tactic, graph_type):
+    backend, device = fake_backend
+    graphs, _ = stand_in_frontend(monkeypatch, graph_type)
+    spec, runtime = gpu_spec(_nhwc_case(), F16, tactic)
+    _, out, state = _launch(backend, spec, runtime)
+    graph = graphs[-1]
+    y = graph.ops[-1][2]
+    assert [op for op, _, _ in graph.ops] == ["conv_fprop", "identity"] and y.data_type == "int32"
+    (quantize, _, _, _), (epilogue, grid, _, _) = device.launches
+    assert (quantize, epilogue) == ("quantize_codes_f16", "imma_rows_epilogue_f16")
+    ((pack, _, _, _),) = graph.executed
+    assert pack[y] == state.workspace(backend, 2 * 81 * 32 * 4, "int8_sums")

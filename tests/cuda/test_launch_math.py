@@ -5,18 +5,22 @@ reductions and products, and the CPU kernels' resize."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from edge.ir import Node, Value
+from edge.ir.layout import CHANNELS_LAST, to_channels_last
 from edge.kernels import registry
 from edge.kernels.cuda import launch, linalg
+from edge.kernels.cuda.int8 import _conv_problem, padded_depth
 from edge.kernels.cuda.linalg import attention_geometries, gemm_geometry, gemm_grid, matmul_geometry
 from edge.kernels.cuda.nn import conv_geometry, conv_grid
 from edge.kernels.cuda.reduce import reduce_threads, reduction_plan, softmax_rows
 from edge.kernels.cuda.tensor import resize_taps, slice_plan, transpose_plan
 from edge.kernels.registry import OpContext
+from edge.quant.integer import IntegerOperand
 
 RNG = np.random.default_rng(19)
 
@@ -281,3 +285,63 @@ def test_cublaslt_takes_a_gemm_residual_as_its_c_beside_the_bias_epilogue():
                        {}, "edgetrt")
     geometry, addend = gemm_problem(matrix)
     assert cublaslt._problem(geometry, matrix, addend) is None
+
+
+def _im2col_nhwc(x: np.ndarray, g, kp: int) -> np.ndarray:
+    """int8.cu's ``im2col_quantize<T, true>`` replayed over NHWC codes ``x``: each thread's
+    16 columns of one row, its window position carried from tap to tap as the kernel does."""
+    rows, chunks, depth = g.n * g.oh * g.ow, kp // 16, g.c * g.kh * g.kw
+    cols = np.zeros((rows, kp), np.int64)
+    for i in range(rows * chunks):
+        p, k = i // chunks, (i % chunks) * 16
+        ox, oy, n = p % g.ow, (p // g.ow) % g.oh, p // (g.ow * g.oh)
+        c, ky = k % g.c, (k // g.c) // g.kw
+        kx = k // g.c - ky * g.kw
+        for j in range(16):
+            if k + j >= depth:
+                break
+            iy, ix = oy * g.sh - g.ph + ky * g.dh, ox * g.sw - g.pw + kx * g.dw
+            if 0 <= iy < g.h and 0 <= ix < g.w:
+                cols[p, k + j] = x[n, iy, ix, c]
+            c += 1
+            if c == g.c:
+                c, kx = 0, kx + 1
+                if kx == g.kw:
+                    kx, ky = 0, ky + 1
+    return cols
+
+
+def _conv_nhwc(x: np.ndarray, w: np.ndarray, g) -> np.ndarray:
+    """An integer NHWC convolution written from its definition: one strided window slice per tap."""
+    padded = np.pad(x, ((0, 0), (g.ph, g.ph + g.sh), (g.pw, g.pw + g.sw), (0, 0))).astype(np.int64)
+    y = np.zeros((g.n, g.oh, g.ow, g.m), np.int64)
+    for ky in range(g.kh):
+        for kx in range(g.kw):
+            rows = padded[:, ky * g.dh::g.sh][:, :g.oh, kx * g.dw::g.sw][:, :, :g.ow]
+            y += np.einsum("nhwc,mc->nhwm", rows, w[:, :, ky, kx].astype(np.int64))
+    return y
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", [
+    ((2, 16, 9, 9), (32, 16, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((1, 5, 11, 10), (7, 5, 3, 3), {"pads": [2, 2, 2, 2], "strides": [2, 2], "dilations": [2, 2]}),
+    ((2, 20, 8, 8), (24, 20, 1, 1), {"strides": [2, 2]}),
+    ((1, 8, 14, 14), (16, 8, 7, 7), {"pads": [3, 3, 3, 3], "strides": [2, 2]}),
+])
+def test_nhwc_int8_packing_and_weight_order_compute_the_convolution(x_shape, w_shape, attrs):
+    """The NHWC im2col's (kH, kW, C) windows times the weight rows ``_conv_problem`` packs for
+    a channels-last step, written at row * cols + col (spatial 1): the NHWC convolution."""
+    x = RNG.integers(-127, 128, to_channels_last(x_shape))
+    w = RNG.integers(-127, 128, w_shape).astype(np.int8)
+    node = Node("FusedConv", [Value("x"), Value("w")], [Value("y")], {**attrs, CHANNELS_LAST: 1}, domain="edgetrt")
+    g0 = conv_geometry(node, 17, x.shape, w_shape)
+    out = (g0.n, g0.oh, g0.ow, g0.m)
+    shapes = SimpleNamespace(x=SimpleNamespace(shape=x.shape), y=SimpleNamespace(shape=out))
+    step = SimpleNamespace(node=node, spec=SimpleNamespace(opset=17), input=lambda i: shapes.x, output=lambda i: shapes.y)
+    one = np.float32(1.0)
+    problem = _conv_problem(step, IntegerOperand(one), IntegerOperand(np.ones(w_shape[0], np.float32), w))
+    assert problem.spatial == 1 and problem.rows == math.prod(out[:3])
+    kp = padded_depth(problem.weight.shape[1])
+    weight = np.pad(problem.weight.astype(np.int64), ((0, 0), (0, kp - problem.weight.shape[1])))
+    acc = _im2col_nhwc(x, problem.pack, kp) @ weight.T
+    np.testing.assert_array_equal(acc.reshape(out), _conv_nhwc(x, w, problem.pack))
