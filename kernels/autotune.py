@@ -275,6 +275,7 @@ def _fastest(backend: Backend, spec: StepSpec, candidates: list[Tactic], repeat:
     rng = np.random.default_rng(0)
     device = backend.memory_space != "host"
     host = [None if t is None else _random(t, rng) for t in spec.inputs]
+    _on_grids(spec, host)
     inputs = [None if t is None or (t.const is not None and device) else _stage(backend, t, a, state) for t, a in zip(spec.inputs, host)]
     outputs = [_placed(backend, t) for t in spec.outputs] if device else None
     reference = _cpu_reference(spec, host) if device else None
@@ -322,6 +323,17 @@ def _cpu_reference(spec: StepSpec, host: list[np.ndarray | None]) -> list[np.nda
         return [np.asarray(cpu.copy_out(r, state)) for r in launch(list(host), None, state)]
     except Exception:  # noqa: BLE001  (no CPU kernel for these random inputs: the heuristic's result is the reference)
         return None
+
+
+def _on_grids(spec: StepSpec, host: list[np.ndarray | None]) -> None:
+    """Put the random inputs an INT8 layer reads as tensors written as INT8 on their grids, in
+    place, as every run gives them (tactics that rely on it then agree)."""
+    if spec.precision != "int8":
+        return
+    for index, value in enumerate(spec.node.inputs):
+        quantizer = None if value is None or value.is_const or not value.meta.get("int8_output") else quantizer_of(value.meta)
+        if quantizer is not None and host[index] is not None and host[index].dtype.kind == "f":
+            host[index] = quantizer(host[index].astype(np.float32)).astype(host[index].dtype)
 
 
 def _random(info: TensorInfo, rng: np.random.Generator) -> np.ndarray:

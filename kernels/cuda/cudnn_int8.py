@@ -122,9 +122,9 @@ def _graph(cudnn: Any, handle: Any, p: dict[str, Any]) -> tuple[Any, dict[str, A
         if p["residual"]:
             tensors["z"] = tensor("z", p["y"], float_io)
             y = graph.add(a=y, b=tensors["z"])
-        lower, upper = p["clamp"]
-        if lower is not None or upper is not None:
-            y = graph.relu(input=y, lower_clip=lower, upper_clip=upper)
+        clips = {name: bound for name, bound in zip(("lower_clip", "upper_clip"), p["clamp"]) if bound is not None}
+        if clips:
+            y = graph.relu(input=y, **clips)
         y.set_output(True).set_data_type(float_io)
     else:
         y = graph.identity(input=y)
