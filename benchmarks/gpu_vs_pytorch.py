@@ -143,11 +143,12 @@ def layer_profile(context, feeds, runs: int = 10) -> list[dict]:
 
 
 def tactic_sources(engine) -> dict[str, int]:
-    """How many steps each tactic source won (nvrtc / cudnn / cublaslt)."""
+    """How many steps each tactic source won (nvrtc / cudnn / cublaslt), INT8 steps apart
+    ("cudnn-int8": cuDNN's INT8 convolutions, "nvrtc-int8": the IMMA kernels)."""
     counts: dict[str, int] = {}
     for step in engine.plan.steps:
         if step.tactic is not None:
-            source = step.tactic.params.get("source", "nvrtc")
+            source = step.tactic.params.get("source", "nvrtc") + ("-int8" if step.precision == "int8" else "")
             counts[source] = counts.get(source, 0) + 1
     return counts
 

@@ -13,6 +13,9 @@ fused activation and, for a tensor the layer writes as INT8, the requantization 
 scale: the float32 operations of the CPU kernel in its order. Which layers have this integer
 form, and the factor per channel, come from :mod:`edge.quant.integer`.
 
+A channels-last convolution also has cuDNN's INT8 convolutions as tactics
+(:mod:`.cudnn_int8`), timed after these kernels and checked against them.
+
 Tensors stay in the float storage of the layer's precision (float16 on the GPU) between layers:
 an INT8 tensor is kept as ``q * s`` in float16, from which the next layer's load recovers ``q``
 exactly (|q| <= 127 needs 7 of float16's 11 significand bits). Storing INT8 codes instead
