@@ -25,6 +25,7 @@ from edge.kernels.backend import BackendUnavailable, get_backend
 from edge.partitioner import PartitionOptions, partition
 from edge.passes import optimize
 from edge.passes.layout import to_channels_last_regions
+from edge.plan.int8_storage import store_int8_codes
 from edge.plan import lower
 from edge.precision import PRECISIONS, REDUCED, assign_precision, layer_precisions
 from edge.profiles import DeviceProfile, load_profile
@@ -84,9 +85,11 @@ class BuilderConfig:
         optimization_level: 0 takes each kernel's heuristic tactic; 1-5 time the candidate
             tactics on this machine (trtexec's --builderOptimizationLevel; default 3).
         timing_cache: JSON timing cache file, read before timing and updated after.
-        channels_last: put the CUDA backend's FP16 convolution regions in NHWC where the
-            boundary reformats cost less than NCHW convolutions (edge.passes.layout); False
+        channels_last: put the CUDA backend's FP16 and INT8 convolution regions in NHWC where
+            the boundary reformats cost less than NCHW convolutions (edge.passes.layout); False
             keeps every tensor in the model's NCHW.
+        int8_storage: keep the GPU tensors that integer kernels write and alone read as INT8
+            codes (edge.plan.int8_storage); False stores them in float16 as ``q · s``.
     """
 
     precision: str = "fp32"
@@ -113,6 +116,7 @@ class BuilderConfig:
     optimization_level: int = 3
     timing_cache: str | os.PathLike | None = None
     channels_last: bool = True
+    int8_storage: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -216,6 +220,11 @@ def build(model: str | os.PathLike | bytes | Graph, config: BuilderConfig | None
     if config.timing_cache:
         cache.save(config.timing_cache)
     timings["tactics"] = time.perf_counter() - stage
+    if config.int8_storage and config.precision == "int8" and "cuda" in targets.values():
+        stage = time.perf_counter()
+        stored = store_int8_codes(graph, plan, lambda names: _unprepared(graph, plan, names))
+        build_info["int8_storage"] = {"tensors": len(stored), "names": stored}
+        timings["int8_storage"] = time.perf_counter() - stage
 
     # memory plan: arena offsets per memory space for static shapes, one plan per profile otherwise
     stage = time.perf_counter()
@@ -321,6 +330,20 @@ def _channels_last(graph: Graph, targets: dict[str, str]) -> dict[str, Any]:
     devices = {device for device, backend in targets.items() if backend == "cuda"}
     wants = lambda node: node.meta.get("device") in devices and node.meta.get("precision") in ("fp16", "int8")  # noqa: E731
     return to_channels_last_regions(graph, wants).to_dict()
+
+
+def _unprepared(graph: Graph, plan: Any, names: list[str]) -> set[str]:
+    """Those of ``names`` (tensors the plan now stores as INT8 codes) whose writer or a reader
+    fails to prepare with them: they go back to float storage."""
+    wanted, failed = set(names), set()
+    for step in Schedule(graph, plan=plan).steps:
+        touched = wanted & {name for name in (*step.plan.inputs, *step.plan.outputs) if name}
+        if touched and not touched <= failed:
+            try:
+                step.backend.prepare(step.spec)
+            except Exception:  # noqa: BLE001  (a tactic that cannot take codes: its tensors stay float)
+                failed |= touched
+    return failed
 
 
 def _choose_best(placed: _Placed, config: BuilderConfig, build_info: dict[str, Any]) -> None:

@@ -33,12 +33,12 @@ from edge.kernels.backend import StepSpec
 from edge.kernels.cuda import cudnn_graphs
 from edge.kernels.cuda.conversions import FakeQuant
 from edge.kernels.cuda.cudnn_conv import end_padding, image_strides
-from edge.kernels.cuda.launch import BLOCK, Body, DeviceTensor, Step, float_suffix, grid_1d
+from edge.kernels.cuda.launch import BLOCK, Body, DeviceTensor, Step, float_suffix, grid_1d, storage_suffix
 from edge.kernels.cuda.nn import Conv2d
 from edge.kernels.tactics import Tactic
 from edge.quant.numerics import quantizer_of
 
-__all__ = ["PLANS", "int8_conv_candidates", "build_cudnn_int8_conv", "fused_bounds"]
+__all__ = ["PLANS", "build_cudnn_int8_conv", "epilogue_suffix", "fused_bounds", "int8_conv_candidates"]
 
 PLANS = 4
 """Execution plans of each graph's ranked list offered as tactics."""
@@ -85,23 +85,36 @@ def fused_bounds(activation: str, p0: float, p1: float, output: FakeQuant) -> tu
     return (None if lower == -math.inf else lower), (None if upper == math.inf else upper)
 
 
-def _problem(g: Conv2d, dtype: np.dtype, bias: bool, residual: bool, clamp: tuple[float | None, float | None] | None) -> dict[str, Any] | None:
-    """The graph's description (``clamp`` None: the unfused graph), or None where cuDNN's output
-    size cannot be the layer's."""
+def epilogue_suffix(step: Step, residual: int | None) -> str:
+    """The name suffix of the integer epilogue kernels for ``step``'s storage: the output's
+    ("f16", "f32", "i8"), then the residual's where it differs (``residual``: its input index)."""
+    out = storage_suffix(step.output(0).dtype)
+    z = out if residual is None else storage_suffix(step.input(residual).dtype)
+    return out if z == out else f"{out}_{z}"
+
+
+def _problem(g: Conv2d, dtypes: tuple[np.dtype, np.dtype | None], bias: bool, clamp: tuple[float | None, float | None] | None,
+             z_factor: bool) -> dict[str, Any] | None:
+    """The graph's description: ``dtypes`` the (output, residual) storage, ``clamp`` None for
+    the unfused graph, ``z_factor`` whether the residual is scaled (INT8 codes on either side);
+    None where cuDNN's output size cannot be the layer's."""
     post = end_padding(g)
     if post is None:
         return None
+    fused = clamp is not None
     return {
-        "dtype": np.dtype(dtype), "x": (g.n, g.c, g.h, g.w), "w": (g.m, g.c, g.kh, g.kw), "y": (g.n, g.m, g.oh, g.ow),
+        "y_dtype": np.dtype(dtypes[0]) if fused else np.dtype(np.int32),
+        "z_dtype": None if dtypes[1] is None or not fused else np.dtype(dtypes[1]),
+        "x": (g.n, g.c, g.h, g.w), "w": (g.m, g.c, g.kh, g.kw), "y": (g.n, g.m, g.oh, g.ow),
         "pre": (g.ph, g.pw), "post": post, "stride": (g.sh, g.sw), "dilation": (g.dh, g.dw),
-        "fused": clamp is not None, "bias": bias and clamp is not None, "residual": residual and clamp is not None,
-        "clamp": clamp,
+        "fused": fused, "bias": bias and fused, "clamp": clamp, "z_factor": z_factor and fused,
     }
 
 
 def _graph(cudnn: Any, handle: Any, p: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The INT8 graph of ``p`` with its ranked plans listed (none built yet) and its tensors by role."""
-    float_io = cudnn.data_type.HALF if p["dtype"] == np.float16 else cudnn.data_type.FLOAT
+    types = {np.dtype(np.float16): cudnn.data_type.HALF, np.dtype(np.float32): cudnn.data_type.FLOAT,
+             np.dtype(np.int8): cudnn.data_type.INT8, np.dtype(np.int32): cudnn.data_type.INT32}
     intermediate = cudnn.data_type.FLOAT if p["fused"] else cudnn.data_type.INT32
     graph = cudnn.pygraph(io_data_type=cudnn.data_type.INT8, intermediate_data_type=intermediate,
                           compute_data_type=cudnn.data_type.INT32, handle=handle)
@@ -119,16 +132,18 @@ def _graph(cudnn: Any, handle: Any, p: dict[str, Any]) -> tuple[Any, dict[str, A
         if p["bias"]:
             tensors["b"] = tensor("b", channel, cudnn.data_type.FLOAT)
             y = graph.add(a=y, b=tensors["b"])
-        if p["residual"]:
-            tensors["z"] = tensor("z", p["y"], float_io)
-            y = graph.add(a=y, b=tensors["z"])
+        if p["z_dtype"] is not None:
+            z = tensors["z"] = tensor("z", p["y"], types[p["z_dtype"]])
+            if p["z_factor"]:
+                tensors["zs"] = tensor("zs", channel, cudnn.data_type.FLOAT)
+                z = graph.mul(a=z, b=tensors["zs"])
+            y = graph.add(a=y, b=z)
         clips = {name: bound for name, bound in zip(("lower_clip", "upper_clip"), p["clamp"]) if bound is not None}
         if clips:
             y = graph.relu(input=y, **clips)
-        y.set_output(True).set_data_type(float_io)
     else:
         y = graph.identity(input=y)
-        y.set_output(True).set_data_type(cudnn.data_type.INT32)
+    y.set_output(True).set_data_type(types[p["y_dtype"]])
     y.set_dim(list(p["y"])).set_stride(image_strides(p["y"], True))
     tensors["y"] = y
     graph.validate()
@@ -141,19 +156,26 @@ def build_cudnn_int8_conv(step: Step, problem: Any, epilogue: Any, tactic: Tacti
     """The step as the cuDNN plan of rank ``tactic`` (or the next that builds). ``problem`` is
     the layer's integer GEMM (``int8._Problem``: geometry, KRSC weight codes, channel factors,
     bias, residual), ``epilogue`` its ``Imma`` struct (quantizers, activation) for the NVRTC
-    epilogue of the unfused form."""
+    epilogue of the unfused form. An input stored as INT8 codes is read as it is; an output
+    stored as INT8 gets the fused graph's factors divided by its scale, so cuDNN's conversion
+    to INT8 writes its codes."""
     if not cudnn_graphs.available() or not is_channels_last(step.node):
         raise ValueError(f"node '{step.node.name}': tactic '{tactic.name}' needs cuDNN and a channels-last convolution")
-    g, dtype = problem.pack, np.dtype(step.output(0).dtype)
-    residual = problem.residual is not None
+    g = problem.pack
+    out_dtype = np.dtype(step.output(0).dtype)
+    z_dtype = None if problem.residual is None else np.dtype(step.input(problem.residual).dtype)
+    codes_out = out_dtype == np.int8
+    unit = float(epilogue.yq.scale) if codes_out else 1.0  # the fused graph computes in the output's units
+    z_scale = float(epilogue.zq.scale) if z_dtype == np.int8 else 1.0
     clamp = None
     if tactic.params.get("epilogue") != "nvrtc":
-        clamp = fused_bounds(step.node.attrs.get("activation", ""), epilogue.p0, epilogue.p1, epilogue.yq)
+        clamp = tuple(None if b is None else b / unit for b in fused_bounds(step.node.attrs.get("activation", ""), epilogue.p0, epilogue.p1, epilogue.yq))
+    dtypes = (out_dtype, z_dtype)
     shared = cudnn_graphs.Graphs.of(step.backend)
-    p = _problem(g, dtype, problem.bias is not None, residual, clamp)
+    p = _problem(g, dtypes, problem.bias is not None, clamp, z_scale != unit)
     built = None if p is None else shared.built(p, _graph)
     if isinstance(built, str) and p["fused"]:  # no engine fuses this epilogue: the unfused form
-        p = _problem(g, dtype, False, False, None)
+        p = _problem(g, dtypes, False, None, False)
         built = shared.built(p, _graph)
     if p is None or isinstance(built, str):
         raise ValueError(f"node '{step.node.name}': no cuDNN INT8 execution plan builds for this convolution ({built or 'output size'})")
@@ -162,25 +184,23 @@ def build_cudnn_int8_conv(step: Step, problem: Any, epilogue: Any, tactic: Tacti
     if plan is None:
         raise ValueError(f"node '{step.node.name}': no cuDNN INT8 execution plan from rank {tactic.params.get('plan', 0)} builds")
     weight = step.place(1, np.ascontiguousarray(problem.weight.astype(np.int8)))
-    multiplier = step.upload(problem.multiplier)
-    if problem.bias is not None:
-        step.place(2, problem.bias)
-    suffix = float_suffix(step.input(0).dtype)
-    quantize = step.function("int8", f"quantize_codes_{suffix}")
-    n_in = math.prod(step.input(0).shape)
-    quantize_args = (ctypes.c_int64(n_in), FakeQuant.of(quantizer_of(step.node.inputs[0].meta)))
-    finish = None if p["fused"] else step.function("int8", f"imma_rows_epilogue_{float_suffix(step.output(0).dtype)}")
+    if p["fused"]:
+        multiplier = step.upload((problem.multiplier / np.float32(unit)).astype(np.float32))
+        bias = None if problem.bias is None else step.place(2, (problem.bias / np.float32(unit)).astype(np.float32))
+        z_factor = step.upload(np.full(g.m, np.float32(z_scale) / np.float32(unit), np.float32)) if p["z_factor"] else None
+    else:
+        multiplier = step.upload(problem.multiplier)
+        bias = None if problem.bias is None else step.place(2, problem.bias)
+        finish = step.function("int8", f"imma_rows_epilogue_{epilogue_suffix(step, problem.residual)}")
+    quantize = _input_codes(step)
     sums = problem.rows * g.m * 4
 
     def body(inputs: list, outputs: list, state) -> None:
-        codes = state.workspace(step.backend, n_in, CODES)
-        quantize(state, grid_1d(n_in), (BLOCK, 1, 1), inputs[0], DeviceTensor(codes, (n_in,), np.dtype(np.int8)), *quantize_args)
-        pack = {tensors["x"]: codes, tensors["w"]: weight.ptr}
-        bias = inputs[2] if problem.bias is not None else None
-        z = inputs[problem.residual] if residual else None
-        if finish is None:
+        pack = {tensors["x"]: quantize(inputs[0], state), tensors["w"]: weight.ptr}
+        z = inputs[problem.residual] if problem.residual is not None else None
+        if p["fused"]:
             pack[tensors["s"]] = multiplier.ptr
-            pack.update({tensors[role]: t.ptr for role, t in (("b", bias), ("z", z)) if role in tensors})
+            pack.update({tensors[role]: t.ptr for role, t in (("b", bias), ("z", z), ("zs", z_factor)) if role in tensors})
             pack[tensors["y"]] = outputs[0].ptr
             plan.execute(pack, state, step.backend)
             return
@@ -190,3 +210,21 @@ def build_cudnn_int8_conv(step: Step, problem: Any, epilogue: Any, tactic: Tacti
         finish(state, grid_1d(problem.rows * g.m), (BLOCK, 1, 1), acc, multiplier, bias, z, outputs[0], epilogue)
 
     return body
+
+
+def _input_codes(step: Step):
+    """``codes(x, state)``: the device address of the step's input as INT8 codes, quantized
+    into the context's scratch, or the input itself where it is stored as codes."""
+    info = step.input(0)
+    if np.dtype(info.dtype) == np.int8:
+        return lambda x, state: x.ptr
+    n = math.prod(info.shape)
+    fn = step.function("int8", f"quantize_codes_{float_suffix(info.dtype)}")
+    args = (ctypes.c_int64(n), FakeQuant.of(quantizer_of(step.node.inputs[0].meta)))
+
+    def codes(x: Any, state: Any) -> int:
+        address = state.workspace(step.backend, n, CODES)
+        fn(state, grid_1d(n), (BLOCK, 1, 1), x, DeviceTensor(address, (n,), np.dtype(np.int8)), *args)
+        return address
+
+    return codes

@@ -9,6 +9,25 @@
 #define IMMA_LD (IMMA_BK + 16) // bytes per shared-memory row: 16-byte aligned, fragment reads conflict-free
 #define IMMA_STAGES 3          // cp.async pipeline depth
 
+// The INT8 code of one input element: a float tensor's quantized, a tensor stored as INT8
+// codes (the plan's INT8 storage) read as it is.
+__device__ __forceinline__ signed char input_code(float v, const FakeQuant& q) { return (signed char)(int)quantize_code(v, q); }
+__device__ __forceinline__ signed char input_code(__half v, const FakeQuant& q) { return input_code(to_f(v), q); }
+__device__ __forceinline__ signed char input_code(signed char v, const FakeQuant&) { return v; }
+
+// A residual element as the float the CPU adds: a float tensor put on its grid (zq), an INT8
+// one decoded (code * scale: the same float32 product).
+__device__ __forceinline__ float residual_value(float v, const FakeQuant& q) { return q.scale != 0.0f ? fake_quantize(v, q) : v; }
+__device__ __forceinline__ float residual_value(__half v, const FakeQuant& q) { return residual_value(to_f(v), q); }
+__device__ __forceinline__ float residual_value(signed char v, const FakeQuant& q) { return __fmul_rn(__int2float_rn((int)v - (int)q.zero), q.scale); }
+
+// An epilogue value as the output stores it: requantized to its grid (yq) in float storage,
+// or its INT8 code.
+template <typename T>
+__device__ __forceinline__ T output_value(float v, const FakeQuant& q) { return from_f<T>(q.scale != 0.0f ? fake_quantize(v, q) : v); }
+template <>
+__device__ __forceinline__ signed char output_value<signed char>(float v, const FakeQuant& q) { return (signed char)(int)quantize_code(v, q); }
+
 // cols (rows x kp, row-major): row p = output position (n, oy, ox), column k = window tap;
 // the tap's input as its INT8 code, 0 for padding taps and for k >= c*kh*kw. NCHW input: taps
 // ordered (c, ky, kx), the weight's own (M, C, kH, kW) order, threads of a warp on neighbouring
@@ -46,7 +65,7 @@ __device__ void im2col_quantize(const T* x, signed char* cols, Conv2d g, int kp,
                 int iy = iy0 + ky * g.dh, ix = ix0 + kx * g.dw;
                 if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) {
                     i64 at = nhwc ? (((i64)n * g.h + iy) * g.w + ix) * g.c + c : (((i64)n * g.c + c) * g.h + iy) * g.w + ix;
-                    code = (signed char)(int)quantize_code(to_f(x[at]), q);
+                    code = input_code(x[at], q);
                 }
                 if (nhwc) {
                     if (++c == g.c) {
@@ -117,21 +136,19 @@ __device__ __forceinline__ void stage_rows(signed char (*tile)[IMMA_LD], const s
 }
 
 // The FP32 epilogue of one accumulator: float(acc) * scale[col] (+ residual (+ bias) or bias),
-// activation, requantization; float32 operations in the CPU's order, never contracted.
-template <typename T>
-__device__ __forceinline__ float imma_epilogue(int acc, int col, const float* scale, const float* bias, const T* z, const Imma& e) {
+// activation, then the output's requantization (or INT8 code) as ``output_value`` stores it;
+// float32 operations in the CPU's order, never contracted.
+template <typename T, typename Z>
+__device__ __forceinline__ T imma_epilogue(int acc, int col, const float* scale, const float* bias, const Z* z, const Imma& e) {
     float v = __fmul_rn(__int2float_rn(acc), scale[col]);
     if (z) {
-        float add = to_f(z[col * e.z_channel]);
-        if (e.zq.scale != 0.0f) add = fake_quantize(add, e.zq);
-        add = __fmul_rn(add, e.z_beta);
+        float add = __fmul_rn(residual_value(z[col * e.z_channel], e.zq), e.z_beta);
         if (bias) add = __fadd_rn(add, bias[col]);
         v = __fadd_rn(v, add);
     } else if (bias) {
         v = __fadd_rn(v, bias[col]);
     }
-    v = activate(v, e.act, e.p0, e.p1);
-    return e.yq.scale != 0.0f ? fake_quantize(v, e.yq) : v;
+    return output_value<T>(activate(v, e.act, e.p0, e.p1), e.yq);
 }
 
 // Block (row tile, column tile) of BM x BN outputs, WARPS_M x WARPS_N warps of (BM / WARPS_M)
@@ -139,8 +156,8 @@ __device__ __forceinline__ float imma_epilogue(int acc, int col, const float* sc
 // output channel); kp a multiple of IMMA_BK. Fragment layouts of m16n8k32 (PTX ISA): lane =
 // 4 * group + quad; A: rows group and group + 8, bytes 4 * quad .. + 3 and 16 + the same;
 // B: column group, the same bytes; C: rows group and group + 8, columns 2 * quad and + 1.
-template <int BM, int BN, int WARPS_M, int WARPS_N, typename T>
-__device__ void imma_gemm(const signed char* a, const signed char* b, const float* scale, const float* bias, const T* z, T* y, Imma e) {
+template <int BM, int BN, int WARPS_M, int WARPS_N, typename T, typename Z>
+__device__ void imma_gemm(const signed char* a, const signed char* b, const float* scale, const float* bias, const Z* z, T* y, Imma e) {
     constexpr int THREADS = WARPS_M * WARPS_N * 32;
     constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N, MI = WM / 16, NI = WN / 8;
     __shared__ __align__(16) signed char a_tile[IMMA_STAGES][BM][IMMA_LD];
@@ -203,13 +220,13 @@ __device__ void imma_gemm(const signed char* a, const signed char* b, const floa
             if (row >= e.rows) continue;
             const i64 image = row / e.spatial, position = row - image * e.spatial;
             T* out = y + image * e.cols * e.spatial + position;
-            const T* res = z ? z + image * e.z_image + position * e.z_spatial : nullptr;
+            const Z* res = z ? z + image * e.z_image + position * e.z_spatial : nullptr;
 #pragma unroll
             for (int j = 0; j < NI; ++j) {
 #pragma unroll
                 for (int r = 0; r < 2; ++r) {
                     const int col = n0 + wn + j * 8 + quad * 2 + r;
-                    if (col < e.cols) out[(i64)col * e.spatial] = from_f<T>(imma_epilogue<T>(acc[i][j][half * 2 + r], col, scale, bias, res, e));
+                    if (col < e.cols) out[(i64)col * e.spatial] = imma_epilogue<T, Z>(acc[i][j][half * 2 + r], col, scale, bias, res, e);
                 }
             }
         }
@@ -224,37 +241,52 @@ __device__ void quantize_codes(const T* x, signed char* codes, i64 n, FakeQuant 
     EDGE_LOOP(i, n) codes[i] = (signed char)(int)quantize_code(to_f(x[i]), q);
 }
 
-template <typename T>
-__device__ void imma_rows_epilogue(const int* acc, const float* scale, const float* bias, const T* z, T* y, Imma e) {
+template <typename T, typename Z>
+__device__ void imma_rows_epilogue(const int* acc, const float* scale, const float* bias, const Z* z, T* y, Imma e) {
     EDGE_LOOP(i, e.rows * e.cols) {
         const i64 row = i / e.cols;
         const int col = (int)(i - row * e.cols);
-        y[i] = from_f<T>(imma_epilogue<T>(acc[i], col, scale, bias, z ? z + row * e.z_image : nullptr, e));
+        y[i] = imma_epilogue<T, Z>(acc[i], col, scale, bias, z ? z + row * e.z_image : nullptr, e);
     }
 }
 
-#define EDGE_INT8(S, T)                                                                                              \
+// Packing and quantization per input storage S/T (float32, float16, or INT8 codes).
+#define EDGE_INT8_INPUT(S, T)                                                                                        \
     extern "C" __global__ void im2col_quantize_##S(const T* x, signed char* cols, Conv2d g, int kp, FakeQuant q) {  \
         im2col_quantize<T, false>(x, cols, g, kp, q);                                                                \
     }                                                                                                                \
     extern "C" __global__ void im2col_quantize_nhwc_##S(const T* x, signed char* cols, Conv2d g, int kp, FakeQuant q) { \
         im2col_quantize<T, true>(x, cols, g, kp, q);                                                                 \
-    }                                                                                                                \
-    extern "C" __global__ void quantize_codes_##S(const T* x, signed char* codes, i64 n, FakeQuant q) {            \
-        quantize_codes<T>(x, codes, n, q);                                                                           \
-    }                                                                                                                \
-    extern "C" __global__ void imma_rows_epilogue_##S(                                                               \
-        const int* acc, const float* scale, const float* bias, const T* z, T* y, Imma e) {                           \
-        imma_rows_epilogue<T>(acc, scale, bias, z, y, e);                                                            \
-    }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(256) imma_gemm_128x128_##S(                                         \
-        const signed char* a, const signed char* b, const float* scale, const float* bias, const T* z, T* y, Imma e) { \
-        imma_gemm<128, 128, 2, 4, T>(a, b, scale, bias, z, y, e);                                                    \
-    }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(128) imma_gemm_64x64_##S(                                           \
-        const signed char* a, const signed char* b, const float* scale, const float* bias, const T* z, T* y, Imma e) { \
-        imma_gemm<64, 64, 2, 2, T>(a, b, scale, bias, z, y, e);                                                      \
     }
 
-EDGE_INT8(f32, float)
-EDGE_INT8(f16, __half)
+// GEMM and epilogue per output storage S/T and residual storage ZS/Z.
+#define EDGE_INT8_OUTPUT(NAME, T, Z)                                                                                 \
+    extern "C" __global__ void imma_rows_epilogue_##NAME(                                                            \
+        const int* acc, const float* scale, const float* bias, const Z* z, T* y, Imma e) {                           \
+        imma_rows_epilogue<T, Z>(acc, scale, bias, z, y, e);                                                         \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(256) imma_gemm_128x128_##NAME(                                      \
+        const signed char* a, const signed char* b, const float* scale, const float* bias, const Z* z, T* y, Imma e) { \
+        imma_gemm<128, 128, 2, 4, T, Z>(a, b, scale, bias, z, y, e);                                                 \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(128) imma_gemm_64x64_##NAME(                                        \
+        const signed char* a, const signed char* b, const float* scale, const float* bias, const Z* z, T* y, Imma e) { \
+        imma_gemm<64, 64, 2, 2, T, Z>(a, b, scale, bias, z, y, e);                                                   \
+    }
+
+EDGE_INT8_INPUT(f32, float)
+EDGE_INT8_INPUT(f16, __half)
+EDGE_INT8_INPUT(i8, signed char)
+
+extern "C" __global__ void quantize_codes_f32(const float* x, signed char* codes, i64 n, FakeQuant q) { quantize_codes<float>(x, codes, n, q); }
+extern "C" __global__ void quantize_codes_f16(const __half* x, signed char* codes, i64 n, FakeQuant q) { quantize_codes<__half>(x, codes, n, q); }
+
+// Names: the output's storage, then the residual's where it differs (an INT8 output without
+// a residual takes the "i8" kernel).
+EDGE_INT8_OUTPUT(f32, float, float)
+EDGE_INT8_OUTPUT(f16, __half, __half)
+EDGE_INT8_OUTPUT(i8, signed char, signed char)
+EDGE_INT8_OUTPUT(f32_i8, float, signed char)
+EDGE_INT8_OUTPUT(f16_i8, __half, signed char)
+EDGE_INT8_OUTPUT(i8_f32, signed char, float)
+EDGE_INT8_OUTPUT(i8_f16, signed char, __half)

@@ -41,7 +41,7 @@ from edge.ir import EDGETRT_DOMAIN, Node
 from edge.ir.layout import is_channels_last
 from edge.kernels.backend import StepSpec
 from edge.kernels.cuda.conversions import FakeQuant, quantizers
-from edge.kernels.cuda.cudnn_int8 import build_cudnn_int8_conv, int8_conv_candidates
+from edge.kernels.cuda.cudnn_int8 import build_cudnn_int8_conv, epilogue_suffix, int8_conv_candidates
 from edge.kernels.cuda.launch import (
     BLOCK,
     Body,
@@ -49,12 +49,13 @@ from edge.kernels.cuda.launch import (
     Step,
     activation_code,
     broadcast_strides,
-    float_suffix,
     grid_1d,
     static_refusal,
+    storage_suffix,
 )
 from edge.kernels.cuda.nn import Conv2d, conv_geometry, window_refusal
 from edge.kernels.registry import register
+from edge.plan.int8_storage import CODES_META
 from edge.kernels.tactics import Tactic
 from edge.quant.integer import IntegerOperand, epilogue_multiplier, integer_operands
 from edge.quant.numerics import quantizer_of, weight_axis
@@ -264,8 +265,8 @@ def _integer_body(step: Step, problem: _Problem) -> Body:
     bias_at = 2 if problem.bias is not None else None
     tile, threads = TILES[tactic.name]
     layout = "_nhwc" if is_channels_last(node) else ""
-    pack = step.function("int8", f"im2col_quantize{layout}_{float_suffix(step.input(0).dtype)}")
-    gemm = step.function("int8", f"imma_gemm_{tactic.name[4:]}_{float_suffix(step.output(0).dtype)}")
+    pack = step.function("int8", f"im2col_quantize{layout}_{storage_suffix(step.input(0).dtype)}")
+    gemm = step.function("int8", f"imma_gemm_{tactic.name[4:]}_{epilogue_suffix(step, problem.residual)}")
     pack_args = (problem.pack, ctypes.c_int32(kp), FakeQuant.of(quantizer_of(node.inputs[0].meta)))
     pack_grid = grid_1d(problem.rows * (kp // 16))
     imma = _epilogue(step, problem, kp)
@@ -299,8 +300,10 @@ def imma_product(step: Step) -> Body:
 
 
 _INTEGER = {"precisions": INT8, "tactics": imma_tactics, "quantizes": True}
-register("Conv", backend="cuda", supports=_conv_refusal, **_INTEGER)(imma_conv)
-register("FusedConv", backend="cuda", domain=EDGETRT_DOMAIN, supports=_conv_refusal, **_INTEGER)(imma_conv)
-register("Gemm", backend="cuda", supports=_gemm_refusal, **_INTEGER)(imma_product)
-register("FusedGemm", backend="cuda", domain=EDGETRT_DOMAIN, supports=_gemm_refusal, **_INTEGER)(imma_product)
-register("MatMul", backend="cuda", supports=_matmul_refusal, **_INTEGER)(imma_product)
+_CONV = {**_INTEGER, CODES_META: (0, 3)}  # the input and the residual may be stored as INT8 codes
+_PRODUCT = {**_INTEGER, CODES_META: (0,)}
+register("Conv", backend="cuda", supports=_conv_refusal, **_CONV)(imma_conv)
+register("FusedConv", backend="cuda", domain=EDGETRT_DOMAIN, supports=_conv_refusal, **_CONV)(imma_conv)
+register("Gemm", backend="cuda", supports=_gemm_refusal, **_PRODUCT)(imma_product)
+register("FusedGemm", backend="cuda", domain=EDGETRT_DOMAIN, supports=_gemm_refusal, **_PRODUCT)(imma_product)
+register("MatMul", backend="cuda", supports=_matmul_refusal, **_PRODUCT)(imma_product)

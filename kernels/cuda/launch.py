@@ -36,6 +36,7 @@ __all__ = [
     "broadcast_strides",
     "merge_axes",
     "grid_1d",
+    "storage_suffix",
     "Function",
     "Step",
     "Body",
@@ -152,6 +153,11 @@ _FLOAT_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16"}
 def float_suffix(dtype: np.dtype) -> str:
     """The kernel-name suffix of a float dtype ("f32", "f16")."""
     return _FLOAT_SUFFIX[np.dtype(dtype)]
+
+
+def storage_suffix(dtype: np.dtype) -> str:
+    """The kernel-name suffix of a tensor's storage: a float dtype's, or "i8" for INT8 codes."""
+    return "i8" if np.dtype(dtype) == np.int8 else float_suffix(dtype)
 
 
 def bytes_suffix(dtype: np.dtype) -> str:

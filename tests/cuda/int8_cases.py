@@ -135,17 +135,17 @@ def matmul_case(id: str, a: tuple[int, ...], b: tuple[int, int], *, requantize: 
     return _finish(Int8Case(id, _node("MatMul", [av, weight], {}, ""), {0: aa}), requantize)
 
 
-def _spec(case: Int8Case, dtype: np.dtype, out_shape: tuple[int, ...], tactic=None) -> StepSpec:
+def _spec(case: Int8Case, dtype: np.dtype, out_shape: tuple[int, ...], tactic=None, codes: tuple = ()) -> StepSpec:
     infos: list[TensorInfo | None] = []
-    for value in case.node.inputs:
+    for index, value in enumerate(case.node.inputs):
         if value is None:
             infos.append(None)
         elif value.is_const:
             const = value.const.astype(dtype) if value.const.dtype == np.float32 else value.const
             infos.append(TensorInfo(value.name, const.dtype, tuple(const.shape), const))
         else:
-            infos.append(TensorInfo(value.name, np.dtype(dtype), tuple(value.shape)))
-    outputs = [TensorInfo("y", np.dtype(dtype), tuple(out_shape))]
+            infos.append(TensorInfo(value.name, np.dtype(np.int8 if index in codes else dtype), tuple(value.shape)))
+    outputs = [TensorInfo("y", np.dtype(np.int8 if "y" in codes else dtype), tuple(out_shape))]
     return StepSpec(case.node, 17, "int8", tactic, "nchw", infos, outputs, device="gpu")
 
 
@@ -158,11 +158,16 @@ def cpu_result(case: Int8Case) -> np.ndarray:
     return np.asarray(result)
 
 
-def gpu_spec(case: Int8Case, dtype: np.dtype, tactic=None) -> tuple[StepSpec, list[np.ndarray | None]]:
-    """The case's CUDA step in ``dtype`` storage and its runtime inputs (None for constants)."""
+def gpu_spec(case: Int8Case, dtype: np.dtype, tactic=None, codes: tuple = ()) -> tuple[StepSpec, list[np.ndarray | None]]:
+    """The case's CUDA step in ``dtype`` storage and its runtime inputs (None for constants);
+    ``codes``: the input positions, and "y" for the output, stored as INT8 codes instead
+    (the plan's INT8 storage), whose runtime inputs are then the CPU's codes."""
     out = tuple(case.node.outputs[0].shape)
     runtime = [case.activations[i].astype(dtype) if i in case.activations else None for i in range(len(case.node.inputs))]
-    return _spec(case, np.dtype(dtype), out, tactic), runtime
+    for index in (i for i in codes if i != "y"):
+        scale = np.float32(case.node.inputs[index].meta["int8_scale"])
+        runtime[index] = np.clip(np.rint(case.activations[index] / scale), -SYMMETRIC_MAX, SYMMETRIC_MAX).astype(np.int8)
+    return _spec(case, np.dtype(dtype), out, tactic, codes), runtime
 
 
 def quantization_steps(actual: np.ndarray, expected: np.ndarray, scale: float) -> np.ndarray:

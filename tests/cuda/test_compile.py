@@ -23,8 +23,10 @@ EXPECTED = {
     "copy": [f"{k}_{b}" for k in ("strided_copy", "pad", "gather_i64", "gather_i32") for b in BYTES] + [f"resize2d_{s}" for s in FLOAT],
     "quant": [f"quantize_{s}_{q}" for s in FLOAT for q in ("i8", "u8")] + [f"dequantize_{q}_{s}" for s in FLOAT for q in ("i8", "u8")]
     + [f"fake_quantize_{s}" for s in FLOAT],
-    "int8": [f"{k}_{s}" for k in ("im2col_quantize", "im2col_quantize_nhwc", "quantize_codes", "imma_rows_epilogue") for s in FLOAT]
-    + [f"imma_gemm_{tile}_{s}" for tile in ("128x128", "64x64") for s in FLOAT],
+    "int8": [f"{k}_{s}" for k in ("im2col_quantize", "im2col_quantize_nhwc") for s in (*FLOAT, "i8")]
+    + [f"quantize_codes_{s}" for s in FLOAT]
+    + [f"{k}_{s}" for k in ("imma_rows_epilogue", "imma_gemm_128x128", "imma_gemm_64x64")
+       for s in (*FLOAT, "i8", "f32_i8", "f16_i8", "i8_f32", "i8_f16")],
     "conv": [f"conv2d_{t}_{s}" for t in ("direct", "direct_nhwc", "igemm") for s in FLOAT],
     "gemm": ["gemm_tiled_f32", "gemm_tiled_f16", "gemm_wmma_f16"],
 }

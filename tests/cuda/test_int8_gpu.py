@@ -116,6 +116,32 @@ def test_cudnn_int8_conv_matches_the_cpu_int8_path(gpu, case, form):
     _check(case, got, cpu_result(case), F16, FLIPS if form == "unfused" else UNROUNDED_FLIPS)
 
 
+INT8_IO = [(0,), ("y",), (0, "y"), (0, 3, "y"), (0, 3)]
+"""Which of a layer's input, residual (3) and output the plan stores as INT8 codes."""
+
+
+@pytest.mark.parametrize("codes", INT8_IO, ids=lambda c: "-".join(map(str, c)))
+@pytest.mark.parametrize("tactic", ["imma64x64", "imma128x128", "cudnn_int80", "cudnn_int80c"])
+def test_int8_codes_in_and_out_match_the_cpu_int8_path(gpu, tactic, codes):
+    """Tensors stored as INT8 codes (edge.plan.int8_storage): the integer kernels read the
+    codes as they are and write the output's codes, the CPU's (one apart at most on a rounding
+    boundary); a fused cuDNN graph writing codes folds the output scale into its factors."""
+    case = NHWC_CASES[0]
+    params = {"source": "cudnn", "plan": 0, **({"epilogue": "nvrtc"} if tactic.endswith("c") else {})} if tactic.startswith("cudnn") else {}
+    spec, runtime = gpu_spec(case, F16, Tactic(tactic, params), codes)
+    offered = {t.name for t in registry.resolve(case.node, 17, "cuda", "int8").tactics(spec)}
+    if tactic not in offered:
+        pytest.skip(f"{tactic} is not offered here (cuDNN missing)")
+    (got,) = run_on(gpu, spec, runtime)
+    expected = cpu_result(case)
+    scale = np.float32(case.node.outputs[0].meta["int8_scale"])
+    if "y" in codes:
+        assert got.dtype == np.int8
+        got = got.astype(np.float32) * scale
+    flips = UNROUNDED_FLIPS if tactic == "cudnn_int80" and "y" not in codes else FLIPS
+    _check(case, got, expected, F16, flips)
+
+
 def test_refused_grouped_conv_runs_the_float_kernel_within_a_step(gpu):
     case = conv_case("depthwise", (2, 12, 10, 10), (12, 1, 3, 3), {"group": 12, "pads": [1, 1, 1, 1]}, activation="Relu")
     assert not registry.resolve(case.node, 17, "cuda", "int8").name.startswith("int8.")

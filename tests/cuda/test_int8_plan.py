@@ -357,3 +357,77 @@ def test_unfused_cudnn_int8_sums_reach_the_integer_epilogue(fake_backend, monkey
     assert (quantize, epilogue) == ("quantize_codes_f16", "imma_rows_epilogue_f16")
     ((pack, _, _, _),) = graph.executed
     assert pack[y] == state.workspace(backend, 2 * 81 * 32 * 4, "int8_sums")
+
+
+# -- INT8 storage between layers ---------------------------------------------------------------
+
+
+def _int8_build(tmp_path, **options):
+    config = edge.BuilderConfig(profile="agx-orin-64gb", precision="int8", calib_data=_calibration(tmp_path, (1, 3, 16, 16)),
+                                backends={"gpu": "cuda"}, optimization_level=0, **options)
+    return edge.build(resnet_block_cnn().SerializeToString(), config)
+
+
+def test_tensors_only_integer_kernels_read_are_stored_as_int8_codes(stand_in, tmp_path):
+    """The residual CNN's conv -> conv tensors (the block's inner ones and its shortcut conv's)
+    are stored as INT8 codes; tensors a pool, the global pool or the network output read stay
+    float16, and the kernels launched take and give codes where the plan says so."""
+    device, _ = stand_in
+    engine = _int8_build(tmp_path)
+    stored = set(engine.build["int8_storage"]["names"])
+    writers = {s.outputs[0]: s for s in engine.plan.steps if s.kind == "kernel"}
+    assert len(stored) == 4 and all(engine.plan.storage[name] == "int8" for name in stored)
+    for name in stored:
+        assert writers[name].kernel == "int8.imma_conv"
+        readers = [s for s in engine.plan.steps if name in s.inputs]
+        assert readers and all(s.kernel == "int8.imma_conv" for s in readers), name
+    pooled = [s.outputs[0] for s in engine.plan.steps if s.op in ("MaxPool", "GlobalAveragePool")]
+    assert pooled and all(engine.plan.storage[name] == "float16" for name in pooled)
+    assert engine.plan.storage[engine.graph.outputs[0].name] == "float16"
+    device.launches.clear()
+    engine.create_context().run(random_feeds(resnet_block_cnn()))
+    launched = {name for name, *_ in device.launches}
+    assert {"im2col_quantize_i8", "imma_gemm_64x64_i8", "imma_gemm_64x64_i8_f16", "imma_gemm_64x64_f16_i8"} <= launched
+
+
+def test_int8_storage_is_left_where_a_step_cannot_prepare_with_codes(stand_in, tmp_path, monkeypatch):
+    _, backend = stand_in
+    prepare = backend.prepare
+
+    def no_codes(spec):
+        if any(info is not None and info.dtype == np.int8 and info.const is None for info in (*spec.inputs, *spec.outputs)):
+            raise ValueError("no kernel for INT8 codes here")
+        return prepare(spec)
+
+    monkeypatch.setattr(backend, "prepare", no_codes)
+    engine = _int8_build(tmp_path)
+    assert engine.build["int8_storage"]["names"] == [] and "int8" not in engine.plan.storage.values()
+
+
+def test_int8_storage_off_keeps_float16_between_layers(stand_in, tmp_path):
+    engine = _int8_build(tmp_path, int8_storage=False)
+    assert "int8_storage" not in engine.build and "int8" not in engine.plan.storage.values()
+
+
+def test_fused_cudnn_int8_graph_on_int8_codes_folds_the_output_scale(fake_backend, monkeypatch):
+    """Input, residual and output stored as INT8 codes: no quantize pass, the residual's codes
+    scaled by s_z / s_y, the channel factors and bias divided by s_y, the clamp in codes, and
+    cuDNN writes INT8."""
+    backend, device = fake_backend
+    uploads = []
+    monkeypatch.setattr(backend, "upload_derived", lambda array, original=backend.upload_derived: uploads.append(array) or original(array))
+    graphs, _ = stand_in_frontend(monkeypatch)
+    case = _nhwc_case()
+    spec, runtime = gpu_spec(case, F16, Tactic("cudnn_int81", {"source": "cudnn", "plan": 1}), codes=(0, 3, "y"))
+    views, out, _ = _launch(backend, spec, runtime)
+    (graph,) = graphs
+    assert [op for op, _, _ in graph.ops] == ["conv_fprop", "mul", "add", "mul", "add", "relu"]
+    y = graph.ops[-1][2]
+    assert y.data_type == "int8" and graph.tensors["z"].data_type == "int8"
+    assert graph.ops[-1][1] == {"input": graph.ops[-2][2], "lower_clip": 0.0, "upper_clip": 127.0}
+    s_z, s_y = (np.float32(v.meta["int8_scale"]) for v in (case.node.inputs[3], case.node.outputs[0]))
+    factors = [a for a in uploads if a.dtype == np.float32 and a.shape == (32,)]
+    np.testing.assert_allclose(factors[-1], s_z / s_y, rtol=1e-6)  # the residual's factor
+    assert device.launches == []  # the input is already codes
+    ((pack, _, _, _),) = graph.executed
+    assert pack[graph.tensors["x"]] == views[0].ptr and pack[graph.tensors["z"]] == views[3].ptr and pack[y] == out.ptr
