@@ -1,25 +1,28 @@
 """cuDNN's INT8 convolutions as tactics of the integer convolution layers in channels-last form.
 
-A step quantizes its float input to INT8 codes (NHWC, in the context's scratch), then runs one
-cuDNN graph of int8 x int8 -> int32 over them and the weight's codes (KRSC):
+A step reads its input as INT8 codes (NHWC): the tensor itself where the plan stores it as
+codes (:mod:`edge.plan.int8_storage`), else quantized into the context's scratch. One cuDNN
+graph then computes int8 x int8 -> int32 over them and the weight's codes (KRSC):
 
 - ``cudnn_int8<i>``: the graph also scales each channel's sums, adds the bias and the residual,
-  applies a Relu / Clip and clamps to the output's INT8 range, writing float16 (float32) where
-  an engine fuses that epilogue. The output is not rounded to its INT8 grid (cuDNN has no such
-  step): it is within half a step of the CPU's, and the next INT8 layer, which rounds its input
-  to that grid, reads the same codes but at rounding boundaries. Offered where the residual is
-  itself a tensor written as INT8 (on its grid: the CPU would not move it) and the activation
-  is none, Relu or Clip. Where no engine fuses it, the step runs as ``cudnn_int8<i>c``.
+  applies a Relu / Clip and clamps to the output's INT8 range. Into float16 (float32) storage
+  the output is not rounded to its INT8 grid (cuDNN has no such step): it is within half a
+  step of the CPU's, and the next INT8 layer, which rounds its input to that grid, reads the
+  same codes but at rounding boundaries. Into INT8 storage the factors are divided by the
+  output's scale (and a residual's codes scaled by s_z / s_y), so cuDNN's conversion to INT8
+  writes the codes; rounding x·(m/s) rather than (x·m)/s moves a code only at a boundary.
+  Offered where the residual is itself a tensor written as INT8 (on its grid: the CPU would
+  not move it) and the activation is none, Relu or Clip. Where no engine fuses it, the step
+  runs as ``cudnn_int8<i>c``.
 - ``cudnn_int8<i>c``: cuDNN writes the int32 sums to scratch and the integer kernels' own
   epilogue (``imma_rows_epilogue`` of int8.cu) finishes: the CPU's float32 operations in its
-  order, requantization included.
+  order, requantization (or the output's codes) included.
 
 ``<i>`` is the rank of the plan in the graph's list (heuristics mode A, then the fallback
 list), as for the float convolutions (:mod:`.cudnn_conv`). cuDNN's INT8 engines take channel
 counts in multiples of 4. The auto-tuner times these after the NVRTC integer kernels, whose
 result a cuDNN plan must match.
 """
-
 from __future__ import annotations
 
 import ctypes

@@ -16,11 +16,12 @@ form, and the factor per channel, come from :mod:`edge.quant.integer`.
 A channels-last convolution also has cuDNN's INT8 convolutions as tactics
 (:mod:`.cudnn_int8`), timed after these kernels and checked against them.
 
-Tensors stay in the float storage of the layer's precision (float16 on the GPU) between layers:
-an INT8 tensor is kept as ``q * s`` in float16, from which the next layer's load recovers ``q``
-exactly (|q| <= 127 needs 7 of float16's 11 significand bits). Storing INT8 codes instead
-would halve that traffic, but the planner's storage types carry no scales, and the float
-kernels of the other INT8 layers (pools, adds) read float.
+A tensor the plan stores as INT8 codes (:mod:`edge.plan.int8_storage`: written by an integer
+kernel and read only by them) is read as it is and written as codes (``quantize_code`` in the
+epilogue); a residual stored so is decoded to ``q · s``, the CPU's float32 value. Elsewhere
+tensors stay in the float storage of the layer's precision (float16 on the GPU): an INT8
+tensor is kept as ``q * s`` in float16, from which the next layer's load recovers ``q``
+exactly (|q| <= 127 needs 7 of float16's 11 significand bits).
 
 Refused here, and run by the float kernel of the same precision with the INT8 conversions
 around it (:mod:`.conversions`): layers without an integer form (nonzero zero points, weights
