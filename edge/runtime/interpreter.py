@@ -102,6 +102,10 @@ class Schedule:
         self._lock = threading.Lock()
         self._plan_frees()
         self._groups = self._capture_groups()
+        self._code_scales = {  # slots of tensors stored as INT8 codes: what hooks see decoded
+            self.slot[name]: np.float32(self._by_name[name].meta["int8_scale"])
+            for name, dtype in self.plan.storage.items() if dtype == "int8" and name in self.slot and name in self._by_name
+        }
         self._phases = [_phase(step, self.space) for step in self.steps]
 
     # -- compilation ---------------------------------------------------------------------
@@ -358,6 +362,12 @@ class Schedule:
             times[self._phases[index]] = times.get(self._phases[index], 0.0) + ms
         return times
 
+    def _observed(self, slot: int, array: np.ndarray | None) -> np.ndarray | None:
+        """A step output as ``on_step`` hooks see it: a tensor stored as INT8 codes decoded to
+        its values ``q · s`` (float32), as every other tensor shows its values."""
+        scale = self._code_scales.get(slot)
+        return array if scale is None or array is None else np.asarray(array).astype(np.float32) * scale
+
     def _launch(self, index: int, slots: list, buffers, state: RunState, assembled: frozenset[int], on_step) -> None:
         """Run step ``index`` on the values in ``slots`` and record its results there."""
         step = self.steps[index]
@@ -369,7 +379,8 @@ class Schedule:
         for slot, result in zip(step.outputs, results):
             slots[slot] = result
         if on_step is not None:
-            on_step(step, [r if self.space[s] == HOST or r is None else step.backend.copy_out(r, state) for s, r in zip(step.outputs, results)])
+            on_step(step, [self._observed(s, r if self.space[s] == HOST or r is None else step.backend.copy_out(r, state))
+                           for s, r in zip(step.outputs, results)])
         for slot in step.free:
             slots[slot] = None
 

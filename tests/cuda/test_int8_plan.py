@@ -431,3 +431,16 @@ def test_fused_cudnn_int8_graph_on_int8_codes_folds_the_output_scale(fake_backen
     assert device.launches == []  # the input is already codes
     ((pack, _, _, _),) = graph.executed
     assert pack[graph.tensors["x"]] == views[0].ptr and pack[graph.tensors["z"]] == views[3].ptr and pack[y] == out.ptr
+
+
+def test_profiler_hooks_see_int8_stored_tensors_as_their_values(stand_in, tmp_path):
+    """Layerwise compare and profilers read a tensor stored as INT8 codes as its float32
+    values ``q · s``, like every other tensor (the stand-in device's memory holds zeros)."""
+    engine = _int8_build(tmp_path)
+    seen: dict[str, np.ndarray] = {}
+    context = engine.create_context()
+    context.profiler = lambda step, results: seen.update(zip(step.plan.outputs, results))
+    context.run(random_feeds(resnet_block_cnn()))
+    stored = engine.build["int8_storage"]["names"]
+    assert stored and all(seen[name].dtype == np.float32 for name in stored)
+    assert all(seen[name].dtype == np.float16 for name in seen if engine.plan.storage.get(name) == "float16")
