@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -172,7 +173,8 @@ def build_cudnn_int8_conv(step: Step, problem: Any, epilogue: Any, tactic: Tacti
     z_scale = float(epilogue.zq.scale) if z_dtype == np.int8 else 1.0
     clamp = None
     if tactic.params.get("epilogue") != "nvrtc":
-        clamp = tuple(None if b is None else b / unit for b in fused_bounds(step.node.attrs.get("activation", ""), epilogue.p0, epilogue.p1, epilogue.yq))
+        bounds = fused_bounds(step.node.attrs.get("activation", ""), epilogue.p0, epilogue.p1, epilogue.yq)
+        clamp = tuple(None if bound is None else bound / unit for bound in bounds)
     dtypes = (out_dtype, z_dtype)
     shared = cudnn_graphs.Graphs.of(step.backend)
     p = _problem(g, dtypes, problem.bias is not None, clamp, z_scale != unit)
@@ -181,7 +183,8 @@ def build_cudnn_int8_conv(step: Step, problem: Any, epilogue: Any, tactic: Tacti
         p = _problem(g, dtypes, False, None, False)
         built = shared.built(p, _graph)
     if p is None or isinstance(built, str):
-        raise ValueError(f"node '{step.node.name}': no cuDNN INT8 execution plan builds for this convolution ({built or 'output size'})")
+        why = built or "cuDNN's output size differs"
+        raise ValueError(f"node '{step.node.name}': no cuDNN INT8 execution plan builds for this convolution ({why})")
     graph, tensors = built
     plan = shared.plan(graph, int(tactic.params.get("plan", 0)))
     if plan is None:
@@ -215,7 +218,7 @@ def build_cudnn_int8_conv(step: Step, problem: Any, epilogue: Any, tactic: Tacti
     return body
 
 
-def _input_codes(step: Step):
+def _input_codes(step: Step) -> Callable[[Any, Any], int]:
     """``codes(x, state)``: the device address of the step's input as INT8 codes, quantized
     into the context's scratch, or the input itself where it is stored as codes."""
     info = step.input(0)

@@ -5,9 +5,10 @@ A step runs two kernels of int8.cu. ``im2col_quantize`` gathers the activation i
 rows of an INT8 matrix in the context's scratch (a convolution's windows, or a GEMM's A as a
 1x1 convolution), each value turned into its code ``clamp(round_half_even(x / s_x))`` as it is
 read: the layer's input put on its grid, whatever stored it (a channels-last convolution's
-windows in (kH, kW, C) order, its weight packed to match and its output rows NHWC). ``imma_gemm`` multiplies those
-rows by the weight's INT8 codes (packed at build, one row per output channel, the depth
-padded with zeros to 32) on the tensor cores with int32 sums, and runs the epilogue
+windows in (kH, kW, C) order, its weight packed to match and its output rows NHWC).
+``imma_gemm`` multiplies those rows by the weight's INT8 codes (packed at build, one row per
+output channel, the depth padded with zeros to 32) on the tensor cores with int32 sums, and
+runs the epilogue
 ``float(acc) * (s_x * s_w[k])`` plus the bias and the residual (itself put on its grid), the
 fused activation and, for a tensor the layer writes as INT8, the requantization to its
 scale: the float32 operations of the CPU kernel in its order. Which layers have this integer
@@ -56,8 +57,8 @@ from edge.kernels.cuda.launch import (
 )
 from edge.kernels.cuda.nn import Conv2d, conv_geometry, window_refusal
 from edge.kernels.registry import register
-from edge.plan.int8_storage import CODES_META
 from edge.kernels.tactics import Tactic
+from edge.plan.int8_storage import CODES_META
 from edge.quant.integer import IntegerOperand, epilogue_multiplier, integer_operands
 from edge.quant.numerics import quantizer_of, weight_axis
 from edge.refusal import Refusal
