@@ -238,7 +238,7 @@ __device__ void imma_gemm(const signed char* a, const signed char* b, const floa
 // cols, row-major: NHWC), the residual read at row * z_image + col * z_channel.
 template <typename T>
 __device__ void quantize_codes(const T* x, signed char* codes, i64 n, FakeQuant q) {
-    EDGE_LOOP(i, n) codes[i] = (signed char)(int)quantize_code(to_f(x[i]), q);
+    EDGE_LOOP(i, n) codes[i] = input_code(x[i], q);
 }
 
 template <typename T, typename Z>
@@ -259,7 +259,7 @@ __device__ void imma_rows_epilogue(const int* acc, const float* scale, const flo
         im2col_quantize<T, true>(x, cols, g, kp, q);                                                                 \
     }
 
-// GEMM and epilogue per output storage S/T and residual storage ZS/Z.
+// GEMM and epilogue per output storage T and residual storage Z (NAME: their suffixes).
 #define EDGE_INT8_OUTPUT(NAME, T, Z)                                                                                 \
     extern "C" __global__ void imma_rows_epilogue_##NAME(                                                            \
         const int* acc, const float* scale, const float* bias, const Z* z, T* y, Imma e) {                           \
