@@ -253,6 +253,15 @@ def _epilogue(step: Step, problem: _Problem, kp: int) -> Imma:
                 FakeQuant.of(None if z is None else quantizer_of(z.meta)), FakeQuant.of(dict(quantizers(node)[1]).get(0)), act, p0, p1)
 
 
+def _already_packed(step: Step, problem: _Problem, kp: int) -> bool:
+    """Whether the input is its own packed matrix: INT8 codes of a channels-last pointwise
+    convolution (1x1, stride 1, no padding) whose channels fill whole depth steps, whose rows
+    of C codes are the GEMM's rows (no packing pass)."""
+    g = problem.pack
+    pointwise = (g.kh, g.kw, g.sh, g.sw, g.ph, g.pw) == (1, 1, 1, 1, 0, 0) and g.oh == g.h and g.ow == g.w
+    return np.dtype(step.input(0).dtype) == np.int8 and is_channels_last(step.node) and pointwise and kp == g.c
+
+
 def _integer_body(step: Step, problem: _Problem) -> Body:
     node = step.node
     cols, depth = problem.weight.shape
@@ -274,10 +283,14 @@ def _integer_body(step: Step, problem: _Problem) -> Body:
     imma = _epilogue(step, problem, kp)
     grid = (-(-problem.rows // tile), -(-cols // tile), 1)
     nbytes = problem.rows * kp
+    packed = _already_packed(step, problem, kp)
 
     def body(inputs: list, outputs: list, state) -> None:
-        codes = DeviceTensor(state.workspace(step.backend, nbytes), (problem.rows, kp), np.dtype(np.int8))
-        pack(state, pack_grid, (BLOCK, 1, 1), inputs[0], codes, *pack_args)
+        if packed:
+            codes = inputs[0]
+        else:
+            codes = DeviceTensor(state.workspace(step.backend, nbytes), (problem.rows, kp), np.dtype(np.int8))
+            pack(state, pack_grid, (BLOCK, 1, 1), inputs[0], codes, *pack_args)
         bias = None if bias_at is None else inputs[bias_at]
         residual = None if problem.residual is None else inputs[problem.residual]
         gemm(state, grid, (threads, 1, 1), codes, weight, multiplier, bias, residual, outputs[0], imma)

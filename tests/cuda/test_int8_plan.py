@@ -444,3 +444,18 @@ def test_profiler_hooks_see_int8_stored_tensors_as_their_values(stand_in, tmp_pa
     stored = engine.build["int8_storage"]["names"]
     assert stored and all(seen[name].dtype == np.float32 for name in stored)
     assert all(seen[name].dtype == np.float16 for name in seen if engine.plan.storage.get(name) == "float16")
+
+
+@pytest.mark.parametrize("codes, x, attrs, packs", [
+    ((0,), (2, 64, 7, 7), {}, False),  # its rows of 64 codes are the GEMM's rows
+    ((), (2, 64, 7, 7), {}, True),  # float16: quantized as it is packed
+    ((0,), (2, 48, 7, 7), {}, True),  # 48 channels do not fill whole 32-deep steps
+    ((0,), (2, 64, 7, 7), {"strides": [2, 2]}, True),
+])
+def test_pointwise_conv_on_int8_codes_skips_the_packing_pass(fake_backend, codes, x, attrs, packs):
+    backend, device = fake_backend
+    case = conv_case("pointwise", x, (96, x[1], 1, 1), attrs, channels_last=True)
+    spec, runtime = gpu_spec(case, F16, Tactic("imma64x64"), codes)
+    _launch(backend, spec, runtime)
+    names = [name for name, *_ in device.launches]
+    assert names[-1].startswith("imma_gemm_64x64") and (len(names) == 2) == packs, names
