@@ -34,6 +34,7 @@ from edge.ir import Graph, Node
 from edge.kernels.backend import Backend, RunState, StepSpec, TensorInfo
 from edge.kernels.registry import Kernel, resolve
 from edge.kernels.tactics import Tactic
+from edge.plan.int8_storage import CODES_META, likely_codes
 from edge.plan.model import ExecutionPlan
 from edge.precision import FASTER_IN_FP16, PINNED
 from edge.quant.numerics import quantizer_of
@@ -172,6 +173,7 @@ def select_tactics(graph: Graph, plan: ExecutionPlan, level: int, cache: TimingC
     choosing: list[dict[str, Any]] = []
     faster_in_fp16: list[dict[str, Any]] = []
     before = cache.timed
+    outputs = {id(v) for v in graph.outputs}
     for step in Schedule(graph, plan=plan).steps:
         if step.plan.kind != "kernel":
             continue
@@ -191,7 +193,8 @@ def select_tactics(graph: Graph, plan: ExecutionPlan, level: int, cache: TimingC
             counts["heuristic"] += 1
             continue
         began = time.perf_counter()
-        chosen, source, seconds = _fastest(step.backend, spec, candidates, REPEATS[level], cache)
+        timed = _as_likely_stored(spec, kernel, step.backend, outputs)
+        chosen, source, seconds = _fastest(step.backend, timed, candidates, REPEATS[level], cache)
         step.plan.tactic = chosen
         counts[source] += 1
         switched = _settle_fp16_if_faster(step, level, seconds, cache)
@@ -275,7 +278,7 @@ def _fastest(backend: Backend, spec: StepSpec, candidates: list[Tactic], repeat:
     rng = np.random.default_rng(0)
     device = backend.memory_space != "host"
     host = [None if t is None else _random(t, rng) for t in spec.inputs]
-    _on_grids(spec, host)
+    _on_grids(spec, host, rng)
     inputs = [None if t is None or (t.const is not None and device) else _stage(backend, t, a, state) for t, a in zip(spec.inputs, host)]
     outputs = [_placed(backend, t) for t in spec.outputs] if device else None
     reference = _cpu_reference(spec, host) if device else None
@@ -325,14 +328,35 @@ def _cpu_reference(spec: StepSpec, host: list[np.ndarray | None]) -> list[np.nda
         return None
 
 
-def _on_grids(spec: StepSpec, host: list[np.ndarray | None]) -> None:
+def _as_likely_stored(spec: StepSpec, kernel: Kernel, backend: Backend, graph_outputs: set[int]) -> StepSpec:
+    """The step as an INT8 layer's integer kernel will likely run it: its tensors between INT8
+    layers stored as INT8 codes (``edge.plan.int8_storage``, decided after this), so that its
+    time, set against its FP16 alternative's, is the one the engine gets."""
+    positions = tuple(kernel.meta.get(CODES_META, ()))
+    if spec.precision != "int8" or not positions or backend.memory_space == "host":
+        return spec
+    inputs, output = likely_codes(spec.node, positions, graph_outputs)
+    if not inputs and not output:
+        return spec
+    codes = np.dtype(np.int8)
+    ins = [dataclasses.replace(t, dtype=codes) if i in inputs and t is not None else t for i, t in enumerate(spec.inputs)]
+    outs = [dataclasses.replace(spec.outputs[0], dtype=codes), *spec.outputs[1:]] if output else list(spec.outputs)
+    return dataclasses.replace(spec, inputs=ins, outputs=outs)
+
+
+def _on_grids(spec: StepSpec, host: list[np.ndarray | None], rng: np.random.Generator) -> None:
     """Put the random inputs an INT8 layer reads as tensors written as INT8 on their grids, in
-    place, as every run gives them (tactics that rely on it then agree)."""
+    place, as every run gives them (tactics that rely on it then agree); inputs stored as INT8
+    codes get random codes."""
     if spec.precision != "int8":
         return
     for index, value in enumerate(spec.node.inputs):
         quantizer = None if value is None or value.is_const or not value.meta.get("int8_output") else quantizer_of(value.meta)
-        if quantizer is not None and host[index] is not None and host[index].dtype.kind == "f":
+        if quantizer is None or host[index] is None:
+            continue
+        if host[index].dtype == np.int8:
+            host[index] = rng.integers(quantizer.low, quantizer.high + 1, host[index].shape).astype(np.int8)
+        elif host[index].dtype.kind == "f":
             host[index] = quantizer(host[index].astype(np.float32)).astype(host[index].dtype)
 
 
@@ -367,14 +391,17 @@ def _close(a: np.ndarray, b: np.ndarray, grid_step: float = 0.0) -> bool:
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     scale = max(float(np.max(np.abs(b64), initial=0.0)), 1e-6)
     tolerance = 1e-2 if a.dtype == np.float16 else 1e-4
-    return bool(np.all(np.abs(a64 - b64) <= tolerance * scale + grid_step))
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, which is never close
+        return bool(np.all(np.abs(a64 - b64) <= tolerance * scale + grid_step))
 
 
 def _grid_steps(spec: StepSpec) -> list[float]:
-    """Per output, the step of its INT8 grid where an INT8 layer writes it as INT8, else 0: one
-    tactic may requantize a value to one side of a rounding boundary and another leave it
-    unrounded, or round it to the other side (see ``edge.kernels.cuda.cudnn_int8``)."""
+    """Per output, the step of its INT8 grid where an INT8 layer writes it as INT8 (one code
+    where it is stored as codes), else 0: one tactic may requantize a value to one side of a
+    rounding boundary and another leave it unrounded, or round it to the other side (see
+    ``edge.kernels.cuda.cudnn_int8``)."""
     if spec.precision != "int8":
         return [0.0] * len(spec.outputs)
-    return [float(q.scale) if value.meta.get("int8_output") and (q := quantizer_of(value.meta)) is not None else 0.0
-            for value in spec.node.outputs]
+    return [1.0 if np.dtype(info.dtype) == np.int8  # stored as INT8 codes: one code
+            else float(q.scale) if value.meta.get("int8_output") and (q := quantizer_of(value.meta)) is not None else 0.0
+            for value, info in zip(spec.node.outputs, spec.outputs)]

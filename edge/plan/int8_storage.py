@@ -16,18 +16,40 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edge.ir import Graph, Value, standard_domain
+from edge.ir import Graph, Node, Value, standard_domain
 from edge.kernels.backend import get_backend
 from edge.kernels.registry import lookup
 from edge.plan.lower import HOST
 from edge.plan.model import ExecutionPlan, PlanStep
 from edge.quant.numerics import quantizer_of
 
-__all__ = ["CODES_META", "store_int8_codes"]
+__all__ = ["CODES_META", "INTEGER_OPS", "likely_codes", "store_int8_codes"]
 
 CODES_META = "int8_codes"
 """Kernel meta: the input positions an integer kernel reads as INT8 codes (it writes output 0
 as codes where that is stored so)."""
+INTEGER_OPS = frozenset({"Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul"})
+"""The ops whose INT8 layers have integer kernels on a device (what ``likely_codes`` expects)."""
+
+
+def likely_codes(node: Node, positions: tuple[int, ...], graph_outputs: set[int]) -> tuple[set[int], bool]:
+    """Before the plan is settled, which of ``node``'s inputs at ``positions`` and whether its
+    output 0 will likely be stored as INT8 codes: tensors written as INT8 between INT8 layers
+    of ``INTEGER_OPS`` (the auto-tuner times an INT8 layer's integer tactics so; ids of the
+    graph outputs in ``graph_outputs``)."""
+
+    def integer(layer: Node | None) -> bool:
+        return layer is not None and layer.meta.get("precision") == "int8" and layer.op_type in INTEGER_OPS
+
+    def reads_codes(reader: Node, index: int) -> bool:  # the activation, or a convolution's residual
+        return integer(reader) and (index == 0 or (index == 3 and reader.op_type in ("Conv", "FusedConv")))
+
+    inputs = {p for p in positions if p < len(node.inputs) and (v := node.inputs[p]) is not None and not v.is_const
+              and _on_symmetric_grid(v) and integer(v.producer)}
+    out = node.outputs[0]
+    output = (_on_symmetric_grid(out) and id(out) not in graph_outputs and bool(out.uses)
+              and all(reads_codes(reader, index) for reader, index in out.uses))
+    return inputs, output
 
 
 def store_int8_codes(graph: Graph, plan: ExecutionPlan, prepares: Callable[[list[str]], set[str]] | None = None) -> list[str]:
