@@ -157,7 +157,8 @@ def live_metrics(sources) -> Iterator[set[str]]:
     servers: list = []
     port = start_uvicorn(create_app([model], config, extra_metrics=[TelemetryCollector(sampler)]), config, servers)
     try:
-        with triton.InferenceServerClient(f"127.0.0.1:{port}") as client:  # one success, one failure
+        # the first request compiles the CPU kernels it runs on a fresh machine: minutes, not the client's default 60 s
+        with triton.InferenceServerClient(f"127.0.0.1:{port}", connection_timeout=300, network_timeout=300) as client:  # one success, one failure
             tensor = triton.InferInput("x", [1, 16], "FP32")
             tensor.set_data_from_numpy(np.zeros((1, 16), np.float32))
             client.infer("detector", [tensor])
