@@ -280,17 +280,16 @@ def main() -> int:
                         if args.layers:
                             row["layers"] = layer_profile(context, feeds)
                         row["nhwc_regions"] = engine.build.get("layout", {}).get("converted_regions", 0)
-                        if args.compare_nchw and precision == "fp16":
-                            progress(f"{name} b{batch} {precision}: building and timing NCHW throughout")
-                            nchw = edge.build(str(path), dataclasses.replace(config, channels_last=False)).create_context()
-                            nchw.run(feeds)
-                            row["edgetrt_nchw_gpu_ms"] = gpu_compute_median_ms(nchw, feeds, args.iters)
                         row["int8_stored_tensors"] = engine.build.get("int8_storage", {}).get("tensors", 0)
-                        if args.compare_int8_storage and precision == "int8":
-                            progress(f"{name} b{batch} {precision}: building and timing float16 storage between INT8 layers")
-                            floats = edge.build(str(path), dataclasses.replace(config, int8_storage=False)).create_context()
-                            floats.run(feeds)
-                            row["edgetrt_fp16_storage_gpu_ms"] = gpu_compute_median_ms(floats, feeds, args.iters)
+                        alternatives = [("edgetrt_nchw_gpu_ms", "NCHW throughout", args.compare_nchw and precision == "fp16", {"channels_last": False}),
+                                        ("edgetrt_fp16_storage_gpu_ms", "float16 storage between INT8 layers",
+                                         args.compare_int8_storage and precision == "int8", {"int8_storage": False})]
+                        for key, what, wanted, changes in alternatives:
+                            if wanted:
+                                progress(f"{name} b{batch} {precision}: building and timing {what}")
+                                other = edge.build(str(path), dataclasses.replace(config, **changes)).create_context()
+                                other.run(feeds)
+                                row[key] = gpu_compute_median_ms(other, feeds, args.iters)
                         row["tactics"] = tactic_sources(engine)
                         row["gpu_steps"] = sum(s.backend == "cuda" for s in engine.plan.steps if s.kind == "kernel")
                         row["int8_kernel_steps"] = sum((s.kernel or "").startswith("int8.imma_") for s in engine.plan.steps if s.backend == "cuda")
