@@ -445,7 +445,7 @@ def benchmark(
     warmup_runs = sum(_warm_up(context, feed, kwargs, config) for context, feed in zip(contexts, feeds))
     warmup_ms = (time.perf_counter() - warm_start) * 1000.0
 
-    records: list[list[tuple[float, RunTimes]]] = [[] for _ in range(config.streams)]
+    records: list[list[tuple[float, RunTimes, float]]] = [[] for _ in range(config.streams)]  # (start, times, end)
     errors: list[BaseException] = []
     stop = threading.Event()
     clock = {"start": 0.0}
@@ -463,10 +463,10 @@ def benchmark(
             while not stop.is_set():
                 t0 = time.perf_counter()
                 context.run(feed, **kwargs)
-                out.append((t0 - start, context.last_times))
+                done = time.perf_counter() - start
+                out.append((t0 - start, context.last_times, done))
                 if on_iteration is not None:
                     on_iteration(index, len(out) - 1, context.last_times.latency_ms)
-                done = time.perf_counter() - start
                 if (iterations is None or len(out) >= iterations) and done >= duration:
                     return
         except threading.BrokenBarrierError:
@@ -519,9 +519,9 @@ def _run_streams(threads: list[threading.Thread], stop: threading.Event, barrier
 
 
 def _result(
-    engine: Engine, config: BenchConfig, feed: Mapping[str, np.ndarray], records: list[list[tuple[float, RunTimes]]], interrupted: bool
+    engine: Engine, config: BenchConfig, feed: Mapping[str, np.ndarray], records: list[list[tuple[float, RunTimes, float]]], interrupted: bool
 ) -> BenchResult:
-    rows = sorted((start, s, times) for s, out in enumerate(records) for start, times in out)
+    rows = sorted(((start, s, times) for s, out in enumerate(records) for start, times, _ in out), key=lambda r: (r[0], r[1]))
     times_ms = {metric: np.array([_ms(getattr(t, f"{metric}_ms")) for _, _, t in rows]) for metric in METRICS}
     starts = np.array([r[0] for r in rows])
     return BenchResult(
@@ -532,7 +532,7 @@ def _result(
         times_ms=times_ms,
         start_times_s=starts,
         stream_ids=np.array([r[1] for r in rows], dtype=np.int64),
-        wall_s=float(np.max(starts + times_ms["host"] / 1000.0)),
+        wall_s=max(end for out in records for _, _, end in out),
         device=uses_device(engine),
         percentiles=tuple(config.percentiles),
         avg_runs=config.avg_runs,

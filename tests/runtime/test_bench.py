@@ -181,7 +181,7 @@ def test_warmup_ms_is_time_and_runs_are_runs(cnn_engine) -> None:
 
 def test_duration_keeps_running_past_the_iteration_minimum(cnn_engine) -> None:
     result = benchmark(edge.load(cnn_engine), BenchConfig(warmup=0, iterations=1, duration_s=0.2))
-    assert result.start_times_s[-1] + result.times_ms["host"][-1] / 1000 >= 0.2
+    assert result.wall_s >= 0.2  # the last iteration ended past the duration, on the bench's own clock
     assert result.iterations >= 1
 
 
