@@ -9,12 +9,16 @@ or a full addend, FP32 accumulation (never TF32). No activation or ReLU run in c
 epilogue; any other fused activation (GELU's erf form, which cuBLASLt's tanh-form GELU
 epilogue only approximates; SiLU, ...) runs as one NVRTC kernel over the output, in place.
 Row-major D = A·B is computed as column-major Dᵀ = Bᵀ·Aᵀ, so B is cuBLASLt's first operand.
+
+Tactics "lt_int8<r>" of the integer layers (:mod:`.int8`) are its INT8 GEMMs: packed INT8 rows
+times the weight's codes, int32 sums that the integer kernels' epilogue finishes.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,7 +28,7 @@ from edge.kernels.cuda.elementwise import product_epilogue
 from edge.kernels.cuda.launch import Body, Step, version_text
 from edge.kernels.tactics import Tactic
 
-__all__ = ["available", "lt_candidates", "build_lt_gemm", "library_version"]
+__all__ = ["available", "lt_candidates", "build_lt_gemm", "int8_candidates", "build_lt_int8", "library_version"]
 
 RANKS = 4
 """Heuristic ranks offered as tactics."""
@@ -32,6 +36,9 @@ WORKSPACE_BYTES = 32 << 20
 """Largest workspace an algorithm may ask for (the context's scratch grows to it once)."""
 
 _DATA_TYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 2}  # cudaDataType CUDA_R_32F, CUDA_R_16F
+_INT8, _INT32 = 3, 10  # cudaDataType CUDA_R_8I, CUDA_R_32I
+INT8_ALIGNMENT = 4
+"""Output columns of an INT8 product come in multiples of this (int32 rows 16-byte aligned)."""
 _OP_N, _OP_T = 0, 1
 _ACT_NONE, _ACT_RELU = 0, 1
 
@@ -129,6 +136,34 @@ def _set(setter: Any, dtype_of: Any, obj: int, attribute: Any, value: Any) -> No
     setter(obj, attribute, buffer.ctypes.data, buffer.nbytes)
 
 
+def _layout(lt: Any, dtype_code: int, rows: int, cols: int, ld: int, batches: int = 1, batch_stride: int = 0) -> int:
+    """A column-major matrix layout (``batches`` of them ``batch_stride`` elements apart)."""
+    layout = lt.matrix_layout_create(dtype_code, rows, cols, ld)
+    if batches > 1:
+        set_layout = functools.partial(_set, lt.matrix_layout_set_attribute, lt.get_matrix_layout_attribute_dtype, layout)
+        set_layout(lt.MatrixLayoutAttribute.BATCH_COUNT, batches)
+        set_layout(lt.MatrixLayoutAttribute.STRIDED_BATCH_OFFSET, batch_stride)
+    return layout
+
+
+def _algorithm(step: Step, handle: int, desc: int, a_desc: int, b_desc: int, d_desc: int, rank: int) -> tuple[np.ndarray, int]:
+    """The heuristic's algorithm of ``rank`` (its last where it has fewer) for the described
+    product (C laid out as D), and the workspace bytes it needs."""
+    lt = _library()
+    preference = lt.matmul_preference_create()
+    _set(lt.matmul_preference_set_attribute, lt.get_matmul_preference_attribute_dtype, preference,
+         lt.MatmulPreferenceAttribute.MAX_WORKSPACE_BYTES, WORKSPACE_BYTES)
+    results = np.zeros(RANKS, dtype=lt.matmul_heuristic_result_dtype)
+    found = np.zeros(1, dtype=np.int32)
+    lt.matmul_algo_get_heuristic(handle, desc, a_desc, b_desc, d_desc, d_desc, preference, RANKS, results.ctypes.data, found.ctypes.data)
+    lt.matmul_preference_destroy(preference)
+    if int(found[0]) == 0:
+        raise ValueError(f"node '{step.node.name}': cuBLASLt has no algorithm for this product")
+    rank = min(rank, int(found[0]) - 1)
+    algo = results[rank : rank + 1].copy()  # kept alive by the body: cublasLtMatmul reads it by address
+    return algo, int(algo["workspace_size"][0])
+
+
 def build_lt_gemm(step: Step, tactic: Tactic, geometry: Any, addend: int | None) -> Body:
     """The step as one cublasLtMatmul with the heuristic's algorithm of rank ``tactic``."""
     lt = _library()
@@ -156,29 +191,11 @@ def build_lt_gemm(step: Step, tactic: Tactic, geometry: Any, addend: int | None)
         epilogue = lt.Epilogue.RELU
     set_desc(attrs.EPILOGUE, int(epilogue))
 
-    def layout(rows: int, cols: int, ld: int, batch_stride: int) -> int:
-        handle_ = lt.matrix_layout_create(dtype_code, rows, cols, ld)
-        if p["batches"] > 1:
-            set_layout = functools.partial(_set, lt.matrix_layout_set_attribute, lt.get_matrix_layout_attribute_dtype, handle_)
-            set_layout(lt.MatrixLayoutAttribute.BATCH_COUNT, p["batches"])
-            set_layout(lt.MatrixLayoutAttribute.STRIDED_BATCH_OFFSET, batch_stride)
-        return handle_
-
-    a_desc = layout(*p["a"], p["a_batch"])
-    b_desc = layout(*p["b"], p["b_batch"])
-    d_desc = layout(p["n"], p["m"], p["n"], p["m"] * p["n"])
-    preference = lt.matmul_preference_create()
-    _set(lt.matmul_preference_set_attribute, lt.get_matmul_preference_attribute_dtype, preference,
-         lt.MatmulPreferenceAttribute.MAX_WORKSPACE_BYTES, WORKSPACE_BYTES)
-    results = np.zeros(RANKS, dtype=lt.matmul_heuristic_result_dtype)
-    found = np.zeros(1, dtype=np.int32)
-    lt.matmul_algo_get_heuristic(handle, desc, a_desc, b_desc, d_desc, d_desc, preference, RANKS, results.ctypes.data, found.ctypes.data)
-    lt.matmul_preference_destroy(preference)
-    if int(found[0]) == 0:
-        raise ValueError(f"node '{step.node.name}': cuBLASLt has no algorithm for this product")
-    rank = min(int(tactic.params.get("rank", 0)), int(found[0]) - 1)
-    algo = results[rank : rank + 1].copy()  # kept alive by the body: cublasLtMatmul reads it by address
-    workspace = int(algo["workspace_size"][0])
+    batching = (p["batches"], p["a_batch"], p["b_batch"], p["m"] * p["n"])
+    a_desc = _layout(lt, dtype_code, *p["a"], batching[0], batching[1])
+    b_desc = _layout(lt, dtype_code, *p["b"], batching[0], batching[2])
+    d_desc = _layout(lt, dtype_code, p["n"], p["m"], p["n"], batching[0], batching[3])
+    algo, workspace = _algorithm(step, handle, desc, a_desc, b_desc, d_desc, int(tactic.params.get("rank", 0)))
     alpha = np.array([p["alpha"]], np.float32)
     beta = np.array([p["full_beta"] if p["full"] else 0.0], np.float32)
     owned = _Descriptors(lt, desc, (a_desc, b_desc, d_desc))
@@ -214,3 +231,43 @@ def _destroy(lt: Any, desc: int, layouts: tuple[int, ...]) -> None:
         lt.matmul_desc_destroy(desc)
     except Exception:  # interpreter shutdown
         pass
+
+
+def int8_candidates(cols: int) -> list[Tactic]:
+    """cuBLASLt's INT8 ranks for an integer GEMM of ``cols`` output columns (none without
+    cuBLASLt, or where the int32 sums' rows would not be 16-byte aligned)."""
+    if not available() or cols % INT8_ALIGNMENT:
+        return []
+    return [Tactic(f"lt_int8{rank}", {"source": "cublaslt", "rank": rank}) for rank in range(RANKS)]
+
+
+def build_lt_int8(step: Step, rows: int, cols: int, depth: int, tactic: Tactic) -> Callable[[int, int, int, Any], None]:
+    """``product(codes, weight, sums, state)``: the int32 sums ``codes · weightᵀ`` of INT8 rows
+    (``rows`` x ``depth``) and weight rows (``cols`` x ``depth``) into ``sums`` (``rows`` x
+    ``cols``, row-major), all three device addresses, with the heuristic's algorithm of rank
+    ``tactic``. Column-major, that is sumsᵀ = weight(kept transposed) · codesᵀ: the "TN" form
+    of cuBLASLt's integer kernels, whose depth is the leading dimension of both operands."""
+    lt = _library()
+    if lt is None:
+        raise ValueError(f"node '{step.node.name}': tactic '{tactic.name}' needs cuBLASLt, which is not available")
+    from nvmath.bindings.cublas import ComputeType
+
+    handle = _Handles.of(step.backend)
+    desc = lt.matmul_desc_create(int(ComputeType.COMPUTE_32I), _INT32)
+    set_desc = functools.partial(_set, lt.matmul_desc_set_attribute, lt.get_matmul_desc_attribute_dtype, desc)
+    set_desc(lt.MatmulDescAttribute.TRANSA, _OP_T)
+    set_desc(lt.MatmulDescAttribute.TRANSB, _OP_N)
+    a_desc = _layout(lt, _INT8, depth, cols, depth)
+    b_desc = _layout(lt, _INT8, depth, rows, depth)
+    d_desc = _layout(lt, _INT32, cols, rows, cols)
+    algo, workspace = _algorithm(step, handle, desc, a_desc, b_desc, d_desc, int(tactic.params.get("rank", 0)))
+    alpha, beta = np.ones(1, np.int32), np.zeros(1, np.int32)
+    owned = _Descriptors(lt, desc, (a_desc, b_desc, d_desc))
+
+    def product(codes: int, weight: int, sums: int, state: Any) -> None:
+        scratch = state.workspace(step.backend, workspace) if workspace else 0
+        lt.matmul(handle, desc, alpha.ctypes.data, weight, a_desc, codes, b_desc, beta.ctypes.data,
+                  sums, d_desc, sums, d_desc, algo.ctypes.data, scratch, workspace, int(state.stream))
+        _ = owned
+
+    return product

@@ -15,7 +15,10 @@ scale: the float32 operations of the CPU kernel in its order. Which layers have 
 form, and the factor per channel, come from :mod:`edge.quant.integer`.
 
 A channels-last convolution also has cuDNN's INT8 convolutions as tactics
-(:mod:`.cudnn_int8`), timed after these kernels and checked against them.
+(:mod:`.cudnn_int8`); a layer whose output rows are row-major (Gemm, MatMul, channels-last
+convolutions) has cuBLASLt's INT8 GEMMs over the same packed rows, int32 sums to scratch and
+``imma_rows_epilogue`` after them (:func:`.cublaslt.build_lt_int8`). Both are timed after
+these kernels and checked against them.
 
 A tensor the plan stores as INT8 codes (:mod:`edge.plan.int8_storage`: written by an integer
 kernel and read only by them) is read as it is and written as codes (``quantize_code`` in the
@@ -43,7 +46,8 @@ from edge.ir import EDGETRT_DOMAIN, Node
 from edge.ir.layout import is_channels_last
 from edge.kernels.backend import StepSpec
 from edge.kernels.cuda.conversions import FakeQuant, quantizers
-from edge.kernels.cuda.cudnn_int8 import build_cudnn_int8_conv, epilogue_suffix, int8_conv_candidates
+from edge.kernels.cuda.cublaslt import build_lt_int8, int8_candidates
+from edge.kernels.cuda.cudnn_int8 import CODES, SUMS, build_cudnn_int8_conv, epilogue_suffix, int8_conv_candidates
 from edge.kernels.cuda.launch import (
     BLOCK,
     Body,
@@ -233,14 +237,17 @@ def _product_problem(step: Step, a: IntegerOperand, b: IntegerOperand) -> _Probl
 
 def imma_tactics(spec: StepSpec) -> list[Tactic]:
     """Both tile sizes, the larger first when its blocks fill the GPU; then, for a channels-last
-    convolution, cuDNN's INT8 plans (:mod:`.cudnn_int8`), checked against the first."""
+    convolution, cuDNN's INT8 plans (:mod:`.cudnn_int8`); then, where the output is row-major
+    (products, channels-last convolutions), cuBLASLt's INT8 GEMMs; all checked against the first."""
     out = tuple(spec.outputs[0].shape)
     cols = out[1] if spec.node.op_type in ("Conv", "FusedConv") and not is_channels_last(spec.node) else out[-1]
     rows = math.prod(out) // max(cols, 1)
     full = -(-rows // 128) * -(-cols // 128) >= FULL_GRID
     names = ["imma128x128", "imma64x64"] if full else ["imma64x64", "imma128x128"]
-    cudnn = int8_conv_candidates(spec) if spec.node.op_type in ("Conv", "FusedConv") else []
-    return [Tactic(name) for name in names] + cudnn
+    conv = spec.node.op_type in ("Conv", "FusedConv")
+    cudnn = int8_conv_candidates(spec) if conv else []
+    lt = int8_candidates(cols) if not conv or is_channels_last(spec.node) else []
+    return [Tactic(name) for name in names] + cudnn + lt
 
 
 def _epilogue(step: Step, problem: _Problem, kp: int) -> Imma:
@@ -274,26 +281,36 @@ def _integer_body(step: Step, problem: _Problem) -> Body:
     if problem.bias is not None:
         step.place(2, problem.bias)
     bias_at = 2 if problem.bias is not None else None
-    tile, threads = TILES[tactic.name]
     layout = "_nhwc" if is_channels_last(node) else ""
     pack = step.function("int8", f"im2col_quantize{layout}_{storage_suffix(step.input(0).dtype)}")
-    gemm = step.function("int8", f"imma_gemm_{tactic.name[4:]}_{epilogue_suffix(step, problem.residual)}")
     pack_args = (problem.pack, ctypes.c_int32(kp), FakeQuant.of(quantizer_of(node.inputs[0].meta)))
     pack_grid = grid_1d(problem.rows * (kp // 16))
     imma = _epilogue(step, problem, kp)
-    grid = (-(-problem.rows // tile), -(-cols // tile), 1)
     nbytes = problem.rows * kp
     packed = _already_packed(step, problem, kp)
+    suffix = epilogue_suffix(step, problem.residual)
+    if tactic.params.get("source") == "cublaslt":
+        finish = step.function("int8", f"imma_rows_epilogue_{suffix}")
+        product = build_lt_int8(step, problem.rows, cols, kp, tactic)
+    else:
+        tile, threads = TILES[tactic.name]
+        gemm = step.function("int8", f"imma_gemm_{tactic.name[4:]}_{suffix}")
+        grid = (-(-problem.rows // tile), -(-cols // tile), 1)
 
     def body(inputs: list, outputs: list, state) -> None:
         if packed:
             codes = inputs[0]
         else:
-            codes = DeviceTensor(state.workspace(step.backend, nbytes), (problem.rows, kp), np.dtype(np.int8))
+            codes = DeviceTensor(state.workspace(step.backend, nbytes, CODES), (problem.rows, kp), np.dtype(np.int8))
             pack(state, pack_grid, (BLOCK, 1, 1), inputs[0], codes, *pack_args)
         bias = None if bias_at is None else inputs[bias_at]
         residual = None if problem.residual is None else inputs[problem.residual]
-        gemm(state, grid, (threads, 1, 1), codes, weight, multiplier, bias, residual, outputs[0], imma)
+        if tactic.params.get("source") != "cublaslt":
+            gemm(state, grid, (threads, 1, 1), codes, weight, multiplier, bias, residual, outputs[0], imma)
+            return
+        sums = DeviceTensor(state.workspace(step.backend, problem.rows * cols * 4, SUMS), (problem.rows, cols), np.dtype(np.int32))
+        product(codes.ptr, weight.ptr, sums.ptr, state)
+        finish(state, grid_1d(problem.rows * cols), (BLOCK, 1, 1), sums, multiplier, bias, residual, outputs[0], imma)
 
     return body
 

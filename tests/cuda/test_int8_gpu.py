@@ -117,6 +117,21 @@ def test_cudnn_int8_conv_matches_the_cpu_int8_path(gpu, case, form):
     _check(case, got, cpu_result(case), F16, FLIPS if form == "unfused" else UNROUNDED_FLIPS)
 
 
+@pytest.mark.parametrize("rank", [0, 1])
+@pytest.mark.parametrize("case", [c for c in CASES if c.node.op_type not in ("Conv", "FusedConv") or c.id.startswith("nhwc")], ids=lambda c: c.id)
+def test_cublaslt_int8_gemm_matches_the_cpu_int8_path(gpu, case, rank):
+    """cuBLASLt's INT8 GEMMs: the same packed rows and int32 sums as the NVRTC kernels, then
+    their epilogue, so the CPU's codes (outputs whose columns do not fill 16-byte int32 rows
+    are not offered)."""
+    spec, runtime = gpu_spec(case, F16)
+    offered = [t for t in registry.resolve(case.node, 17, "cuda", "int8").tactics(spec) if t.params.get("source") == "cublaslt"]
+    if not offered:
+        pytest.skip("cuBLASLt is not available or its INT8 GEMMs do not take these columns")
+    spec, runtime = gpu_spec(case, F16, offered[rank])
+    (got,) = run_on(gpu, spec, runtime)
+    _check(case, got, cpu_result(case), F16)
+
+
 INT8_IO = [(0,), ("y",), (0, "y"), (0, 3, "y"), (0, 3)]
 """Which of a layer's input, residual (3) and output the plan stores as INT8 codes."""
 
@@ -126,18 +141,19 @@ CODES_CASES = [(case, codes) for case in (NHWC_CASES[0], NHWC_CASES[-1]) for cod
 """(layer, what it stores as codes): the residual block conv and the pointwise conv, which has no residual."""
 
 
-@pytest.mark.parametrize("tactic", ["imma64x64", "imma128x128", "cudnn_int80", "cudnn_int80c"])
+@pytest.mark.parametrize("tactic", ["imma64x64", "imma128x128", "cudnn_int80", "cudnn_int80c", "lt_int80"])
 @pytest.mark.parametrize("case, codes", CODES_CASES, ids=[f"{c.id}-{'-'.join(map(str, k))}" for c, k in CODES_CASES])
 def test_int8_codes_in_and_out_match_the_cpu_int8_path(gpu, case, codes, tactic):
     """Tensors stored as INT8 codes (edge.plan.int8_storage): the integer kernels read the
     codes as they are (a pointwise conv's rows of codes with no packing pass) and write the
     output's codes, the CPU's (one apart at most on a rounding boundary); a fused cuDNN graph
     writing codes folds the output scale into its factors."""
-    params = {"source": "cudnn", "plan": 0, **({"epilogue": "nvrtc"} if tactic.endswith("c") else {})} if tactic.startswith("cudnn") else {}
+    params = ({"source": "cudnn", "plan": 0, **({"epilogue": "nvrtc"} if tactic.endswith("c") else {})} if tactic.startswith("cudnn")
+              else {"source": "cublaslt", "rank": 0} if tactic.startswith("lt") else {})
     spec, runtime = gpu_spec(case, F16, Tactic(tactic, params), codes)
     offered = {t.name for t in registry.resolve(case.node, 17, "cuda", "int8").tactics(spec)}
     if tactic not in offered:
-        pytest.skip(f"{tactic} is not offered here (cuDNN missing)")
+        pytest.skip(f"{tactic} is not offered here (its library is missing)")
     (got,) = run_on(gpu, spec, runtime)
     expected = cpu_result(case)
     scale = np.float32(case.node.outputs[0].meta["int8_scale"])

@@ -5,7 +5,10 @@ kernel of the same precision between the INT8 conversions."""
 
 from __future__ import annotations
 
+import ctypes
+import sys
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +18,7 @@ from edge.inspect import layer_rows
 from edge.ir import EDGETRT_DOMAIN, Node, Value
 from edge.kernels import registry
 from edge.kernels.backend import RunState, register_backend
-from edge.kernels.cuda import cudnn_graphs
+from edge.kernels.cuda import cublaslt, cudnn_graphs
 from edge.kernels.cuda.int8 import padded_depth
 from edge.kernels.tactics import Tactic
 from tests.cuda.conftest import FakeDevice, StandInGraph, stand_in_frontend
@@ -277,17 +280,24 @@ CUDNN_FUSED = [f"cudnn_int8{i}" for i in range(4)]
 CUDNN_UNFUSED = [f"cudnn_int8{i}c" for i in range(4)]
 
 
-@pytest.mark.parametrize("case, cudnn", [
-    (_nhwc_case(), CUDNN_FUSED + CUDNN_UNFUSED),
-    (_nhwc_case(residual_on_grid=False), CUDNN_UNFUSED),  # fusing would skip rounding the residual to its grid
-    (_nhwc_case(activation="SiLU"), CUDNN_UNFUSED),  # no clamp expresses SiLU
-    (conv_case("nhwc-3-channels", (1, 3, 8, 8), (8, 3, 3, 3), channels_last=True), []),
-    (conv_case("nchw", (2, 16, 9, 9), (32, 16, 3, 3), {"pads": [1, 1, 1, 1]}), []),
-], ids=["fused", "off-grid-residual", "silu", "3-channels", "nchw"])
-def test_cudnn_int8_plans_follow_the_nvrtc_kernels_where_cudnn_takes_the_step(monkeypatch, case, cudnn):
+LT_INT8 = [f"lt_int8{i}" for i in range(4)]
+
+
+@pytest.mark.parametrize("case, libraries", [
+    (_nhwc_case(), CUDNN_FUSED + CUDNN_UNFUSED + LT_INT8),
+    (_nhwc_case(residual_on_grid=False), CUDNN_UNFUSED + LT_INT8),  # fusing would skip rounding the residual to its grid
+    (_nhwc_case(activation="SiLU"), CUDNN_UNFUSED + LT_INT8),  # no clamp expresses SiLU
+    (conv_case("nhwc-3-channels", (1, 3, 8, 8), (8, 3, 3, 3), channels_last=True), LT_INT8),
+    (conv_case("nhwc-6-filters", (1, 8, 8, 8), (6, 8, 3, 3), channels_last=True), []),  # int32 rows of 6 are not 16-byte aligned
+    (conv_case("nchw", (2, 16, 9, 9), (32, 16, 3, 3), {"pads": [1, 1, 1, 1]}), []),  # output planes, not rows
+    (gemm_case("gemm", (8, 40), (40, 64)), LT_INT8),
+    (matmul_case("matmul", (2, 3, 40), (40, 70)), []),
+], ids=["fused", "off-grid-residual", "silu", "3-channels", "6-filters", "nchw", "gemm", "matmul-70-columns"])
+def test_library_int8_tactics_follow_the_nvrtc_kernels_where_the_library_takes_the_step(monkeypatch, case, libraries):
     monkeypatch.setattr(cudnn_graphs, "available", lambda: True)
+    monkeypatch.setattr(cublaslt, "available", lambda: True)
     names = _offered(case)
-    assert sorted(names[:2]) == ["imma128x128", "imma64x64"] and names[2:] == cudnn
+    assert sorted(names[:2]) == ["imma128x128", "imma64x64"] and names[2:] == libraries
 
 
 def _launch(backend, spec, runtime):
@@ -459,3 +469,95 @@ def test_pointwise_conv_on_int8_codes_skips_the_packing_pass(fake_backend, codes
     _launch(backend, spec, runtime)
     names = [name for name, *_ in device.launches]
     assert names[-1].startswith("imma_gemm_64x64") and (len(names) == 2) == packs, names
+
+
+# -- cuBLASLt's INT8 GEMMs -----------------------------------------------------------------------
+
+
+class StandInLt:
+    """cuBLASLt as the INT8 product calls it: descriptors record their settings, the heuristic
+    finds one algorithm without workspace, and ``matmul`` calls are recorded."""
+
+    MatmulDescAttribute = SimpleNamespace(TRANSA="trans_a", TRANSB="trans_b")
+    MatmulPreferenceAttribute = SimpleNamespace(MAX_WORKSPACE_BYTES="workspace")
+    matmul_heuristic_result_dtype = np.dtype([("algo", np.uint64, 8), ("workspace_size", np.uint64)])
+
+    def __init__(self) -> None:
+        self.objects: list[dict] = []
+        self.calls: list[tuple] = []
+
+    def _new(self, **fields) -> int:
+        self.objects.append(fields)
+        return len(self.objects) - 1
+
+    def create(self) -> int:
+        return 99
+
+    def matmul_desc_create(self, compute: int, scale: int) -> int:
+        return self._new(compute=compute, scale=scale)
+
+    def matrix_layout_create(self, dtype: int, rows: int, cols: int, ld: int) -> int:
+        return self._new(dtype=dtype, rows=rows, cols=cols, ld=ld)
+
+    def matmul_preference_create(self) -> int:
+        return self._new()
+
+    def get_matmul_desc_attribute_dtype(self, attribute) -> type:
+        return np.int32
+
+    get_matmul_preference_attribute_dtype = get_matrix_layout_attribute_dtype = get_matmul_desc_attribute_dtype
+
+    def matmul_desc_set_attribute(self, obj: int, attribute, address: int, nbytes: int) -> None:
+        self.objects[obj][attribute] = int(np.frombuffer(ctypes.string_at(address, nbytes), np.int32)[0])
+
+    matmul_preference_set_attribute = matmul_desc_set_attribute
+
+    def matmul_algo_get_heuristic(self, handle, desc, a, b, c, d, preference, wanted, results, found) -> None:
+        ctypes.c_int32.from_address(found).value = 1
+
+    def matmul(self, *args) -> None:
+        self.calls.append(args)
+
+    def matmul_preference_destroy(self, obj) -> None:
+        pass
+
+    matrix_layout_destroy = matmul_desc_destroy = matmul_preference_destroy
+
+
+def _column_major(values: np.ndarray, layout: dict) -> np.ndarray:
+    """The (rows, cols) matrix a column-major cuBLASLt layout reads from ``values``' storage."""
+    flat = np.ascontiguousarray(values).ravel()
+    return flat[: layout["ld"] * layout["cols"]].reshape(layout["cols"], layout["ld"]).T[: layout["rows"]]
+
+
+@pytest.mark.parametrize("case", [
+    gemm_case("gemm", (8, 40), (40, 64)),
+    conv_case("nhwc-conv3x3", (2, 16, 5, 5), (32, 16, 3, 3), {"pads": [1, 1, 1, 1]}, residual=True, channels_last=True),
+], ids=lambda c: c.id)
+def test_cublaslt_int8_product_is_the_packed_rows_times_the_weight_codes(fake_backend, monkeypatch, case):
+    """The cuBLASLt call, replayed in numpy by its column-major layouts, is packed rows · weight
+    codesᵀ in int32, row-major in the sums scratch that the integer epilogue then reads."""
+    backend, device = fake_backend
+    lt = StandInLt()
+    monkeypatch.setattr(cublaslt, "_library", lambda: lt)
+    for name, module in {"nvmath": ModuleType("nvmath"), "nvmath.bindings": ModuleType("nvmath.bindings"),
+                         "nvmath.bindings.cublas": SimpleNamespace(ComputeType=SimpleNamespace(COMPUTE_32I=72))}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    placed = []
+    monkeypatch.setattr(backend, "upload_derived", lambda array, original=backend.upload_derived: placed.append((array, original(array))) or placed[-1][1])
+    spec, runtime = gpu_spec(case, F16, Tactic("lt_int81", {"source": "cublaslt", "rank": 1}))
+    _, _, state = _launch(backend, spec, runtime)
+    ((weight, weight_tensor),) = [(a, t) for a, t in placed if a.dtype == np.int8]
+    rows = np.prod(spec.outputs[0].shape[:-1])
+    cols, depth = weight.shape
+    assert [name for name, *_ in device.launches] == ["im2col_quantize" + ("_nhwc" if case.id.startswith("nhwc") else "") + "_f16", "imma_rows_epilogue_f16"]
+    ((_, desc, _, a, a_desc, b, b_desc, _, c, _, d, d_desc, *_),) = lt.calls
+    assert lt.objects[desc] == {"compute": 72, "scale": 10, "trans_a": 1, "trans_b": 0}  # int32 sums; "TN"
+    assert (a, b) == (weight_tensor.ptr, state.workspace(backend, rows * depth, "int8_codes"))
+    assert c == d == state.workspace(backend, rows * cols * 4, "int8_sums")
+    assert [lt.objects[i]["dtype"] for i in (a_desc, b_desc, d_desc)] == [3, 3, 10]
+    codes = np.random.default_rng(0).integers(-127, 128, (rows, depth)).astype(np.int8)
+    product = _column_major(weight, lt.objects[a_desc]).T.astype(np.int32) @ _column_major(codes, lt.objects[b_desc]).astype(np.int32)
+    sums = product.T  # column-major (cols, rows) with ld cols is row-major (rows, cols)
+    assert lt.objects[d_desc] == {"dtype": 10, "rows": cols, "cols": rows, "ld": cols}
+    np.testing.assert_array_equal(sums, codes.astype(np.int32) @ weight.astype(np.int32).T)
