@@ -30,8 +30,8 @@ exactly (|q| <= 127 needs 7 of float16's 11 significand bits).
 Refused here, and run by the float kernel of the same precision with the INT8 conversions
 around it (:mod:`.conversions`): layers without an integer form (nonzero zero points, weights
 scaled along another axis), weights that are not constants, grouped and 3-D convolutions, a
-non-constant bias, a residual of another shape than the output, a FusedGemm residual, a Gemm addend that is a
-constant varying along rows, batched MatMul weights, depths whose int32 sums could overflow.
+non-constant bias, a residual of another shape than the output, a FusedGemm residual beside a
+non-constant C, a Gemm addend that is a constant varying along rows, batched MatMul weights, depths whose int32 sums could overflow.
 """
 
 from __future__ import annotations
@@ -142,9 +142,13 @@ def _gemm_refusal(node: Node) -> Refusal | None:
     refusal = static_refusal(node, FLOATS)
     if refusal is not None:
         return refusal
-    if len(node.inputs) > 3 and node.inputs[3] is not None:
-        return Refusal("int8.residual", f"{node.op_type} '{node.name}': a Gemm's residual Z runs with the float kernel between the INT8 conversions")
     c = node.inputs[2] if len(node.inputs) > 2 else None
+    residual = node.inputs[3] if len(node.inputs) > 3 else None
+    if residual is not None:
+        if tuple(residual.shape) != tuple(node.outputs[0].shape):
+            return Refusal("int8.residual", f"{node.op_type} '{node.name}': residual {residual.shape} is not the output's shape {node.outputs[0].shape}")
+        if c is not None and not c.is_const:
+            return Refusal("int8.residual", f"{node.op_type} '{node.name}': a residual Z beside an activation addend C (the INT8 epilogue reads one)")
     if c is not None and c.is_const and len(node.outputs[0].shape) == 2:
         n = node.outputs[0].shape[1]
         if tuple(np.broadcast_shapes(np.shape(c.const), (1, n))) != (1, n):
@@ -224,6 +228,8 @@ def _product_problem(step: Step, a: IntegerOperand, b: IntegerOperand) -> _Probl
     problem = _Problem(pack, rows, np.ascontiguousarray(b.codes if trans_b else b.codes.T), multiplier, 1)
     c = node.inputs[2] if len(node.inputs) > 2 else None
     beta = np.float32(node.attrs.get("beta", 1.0))
+    if len(node.inputs) > 3 and node.inputs[3] is not None:  # FusedGemm's Z, the output's shape
+        problem.residual, problem.z_strides = 3, (cols, 1, 0)
     if c is None or beta == 0:
         return problem
     if c.is_const:

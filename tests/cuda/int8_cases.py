@@ -105,11 +105,12 @@ def conv_case(id: str, x: tuple[int, ...], w: tuple[int, ...], attrs: dict | Non
 
 
 def gemm_case(id: str, a: tuple[int, int], b: tuple[int, int], attrs: dict | None = None, *, c: str | None = "const",
-              activation: str = "", requantize: bool = True) -> Int8Case:
-    """An INT8 Gemm (FusedGemm with an activation); ``c``: "const" (a bias row), "activation"
-    (an (M, N) addend) or None."""
+              activation: str = "", requantize: bool = True, residual: bool = False) -> Int8Case:
+    """An INT8 Gemm (FusedGemm with an activation or a ``residual`` Z); ``c``: "const" (a bias
+    row), "activation" (an (M, N) addend) or None."""
     attrs = dict(attrs or {})
-    op = "FusedGemm" if activation else "Gemm"
+    fused = bool(activation) or residual
+    op = "FusedGemm" if fused else "Gemm"
     if activation:
         attrs["activation"] = activation
     av, aa = _activation("a", a)
@@ -125,7 +126,10 @@ def gemm_case(id: str, a: tuple[int, int], b: tuple[int, int], attrs: dict | Non
         cv, ca = _activation("c", (m, n), 1.0)
         inputs.append(cv)
         activations[2] = ca
-    return _finish(Int8Case(id, _node(op, inputs, attrs, EDGETRT_DOMAIN if activation else ""), activations), requantize)
+    if residual:
+        zv, activations[3] = _activation("z", (m, n), 1.0)
+        inputs += [None] * (3 - len(inputs)) + [zv]
+    return _finish(Int8Case(id, _node(op, inputs, attrs, EDGETRT_DOMAIN if fused else ""), activations), requantize)
 
 
 def matmul_case(id: str, a: tuple[int, ...], b: tuple[int, int], *, requantize: bool = True) -> Int8Case:

@@ -249,18 +249,32 @@ def test_int8_layers_take_the_cuda_fp16_kernels_where_those_time_faster(stand_in
     assert ("im2col_quantize_f16" in launched) == (faster == "int8")
 
 
-def test_a_gemm_residual_takes_the_float_kernel_between_int8_conversions():
-    """The integer GEMM adds a bias or a C matrix, not both with a residual: a FusedGemm with
-    Z is refused with its reason, and the float kernel serves it."""
-    gemm = gemm_case("residual", (6, 16), (16, 8), activation="Relu").node
-    z = Value("z", np.float32, (6, 8))
-    z.meta.update(int8_scale=0.05, int8_zero_point=0)
-    node = Node("FusedGemm", [*gemm.inputs, z], [Value("y", np.float32, (6, 8))], dict(gemm.attrs), name="gemm_z", domain=EDGETRT_DOMAIN)
-    node.meta["precision"] = "int8"
+def test_a_gemm_residual_beside_an_activation_addend_takes_the_float_kernel_between_int8_conversions():
+    """The integer GEMM's epilogue adds a bias row and a residual, or a C matrix: a FusedGemm
+    with an activation C and a Z is refused with its reason, and the float kernel serves it."""
+    node = gemm_case("residual-c", (6, 16), (16, 8), c="activation", residual=True).node
     kernel = registry.resolve(node, 17, "cuda", "int8")
     assert not kernel.name.startswith("int8.")
     refusal = registry.lookup("FusedGemm", EDGETRT_DOMAIN, "cuda", 17, "int8").supports(node)
-    assert refusal is not None and refusal.code == "int8.residual"
+    assert refusal is not None and refusal.code == "int8.residual" and node.name in refusal.detail
+
+
+@pytest.mark.parametrize("c", ["const", None])
+def test_a_gemm_residual_reaches_the_integer_epilogue_in_rows(fake_backend, c):
+    """A FusedGemm's Z (the output's shape) is the integer epilogue's residual, read row by
+    row beside the bias row of a constant C."""
+    from edge.kernels.cuda import int8
+    from edge.kernels.cuda.launch import Step
+
+    backend, device = fake_backend
+    case = gemm_case("residual", (6, 16), (16, 8), c=c, residual=True, activation="Relu")
+    assert registry.resolve(case.node, 17, "cuda", "int8").name.startswith("int8.imma_")
+    spec, runtime = gpu_spec(case, F16, Tactic("imma64x64"))
+    problem = int8._product_problem(Step(spec, backend), *int8._operands(Step(spec, backend)))
+    assert (problem.residual, problem.z_strides, problem.z_beta) == (3, (8, 1, 0), 1.0)
+    assert (problem.bias is not None) == (c == "const")
+    _launch(backend, spec, runtime)
+    assert [name for name, *_ in device.launches] == ["im2col_quantize_f16", "imma_gemm_64x64_f16"]
 
 
 # -- channels-last INT8 convolutions: the NVRTC packing and cuDNN's INT8 plans ------------------
