@@ -191,10 +191,9 @@ def build_lt_gemm(step: Step, tactic: Tactic, geometry: Any, addend: int | None)
         epilogue = lt.Epilogue.RELU
     set_desc(attrs.EPILOGUE, int(epilogue))
 
-    batching = (p["batches"], p["a_batch"], p["b_batch"], p["m"] * p["n"])
-    a_desc = _layout(lt, dtype_code, *p["a"], batching[0], batching[1])
-    b_desc = _layout(lt, dtype_code, *p["b"], batching[0], batching[2])
-    d_desc = _layout(lt, dtype_code, p["n"], p["m"], p["n"], batching[0], batching[3])
+    a_desc = _layout(lt, dtype_code, *p["a"], p["batches"], p["a_batch"])
+    b_desc = _layout(lt, dtype_code, *p["b"], p["batches"], p["b_batch"])
+    d_desc = _layout(lt, dtype_code, p["n"], p["m"], p["n"], p["batches"], p["m"] * p["n"])
     algo, workspace = _algorithm(step, handle, desc, a_desc, b_desc, d_desc, int(tactic.params.get("rank", 0)))
     alpha = np.array([p["alpha"]], np.float32)
     beta = np.array([p["full_beta"] if p["full"] else 0.0], np.float32)

@@ -298,10 +298,18 @@ def _integer_body(step: Step, problem: _Problem) -> Body:
     if tactic.params.get("source") == "cublaslt":
         finish = step.function("int8", f"imma_rows_epilogue_{suffix}")
         product = build_lt_int8(step, problem.rows, cols, kp, tactic)
+
+        def multiply(codes: DeviceTensor, bias, residual, out, state) -> None:
+            sums = DeviceTensor(state.workspace(step.backend, problem.rows * cols * 4, SUMS), (problem.rows, cols), np.dtype(np.int32))
+            product(codes.ptr, weight.ptr, sums.ptr, state)
+            finish(state, grid_1d(problem.rows * cols), (BLOCK, 1, 1), sums, multiplier, bias, residual, out, imma)
     else:
         tile, threads = TILES[tactic.name]
         gemm = step.function("int8", f"imma_gemm_{tactic.name[4:]}_{suffix}")
         grid = (-(-problem.rows // tile), -(-cols // tile), 1)
+
+        def multiply(codes: DeviceTensor, bias, residual, out, state) -> None:
+            gemm(state, grid, (threads, 1, 1), codes, weight, multiplier, bias, residual, out, imma)
 
     def body(inputs: list, outputs: list, state) -> None:
         if packed:
@@ -311,12 +319,7 @@ def _integer_body(step: Step, problem: _Problem) -> Body:
             pack(state, pack_grid, (BLOCK, 1, 1), inputs[0], codes, *pack_args)
         bias = None if bias_at is None else inputs[bias_at]
         residual = None if problem.residual is None else inputs[problem.residual]
-        if tactic.params.get("source") != "cublaslt":
-            gemm(state, grid, (threads, 1, 1), codes, weight, multiplier, bias, residual, outputs[0], imma)
-            return
-        sums = DeviceTensor(state.workspace(step.backend, problem.rows * cols * 4, SUMS), (problem.rows, cols), np.dtype(np.int32))
-        product(codes.ptr, weight.ptr, sums.ptr, state)
-        finish(state, grid_1d(problem.rows * cols), (BLOCK, 1, 1), sums, multiplier, bias, residual, outputs[0], imma)
+        multiply(codes, bias, residual, outputs[0], state)
 
     return body
 
